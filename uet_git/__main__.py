@@ -1,0 +1,3 @@
+from uet_git.cli import main
+
+main()

@@ -1,0 +1,169 @@
+"""The one boundary to git: a repository handle that runs the git CLI and hands out pygit2.
+
+pygit2 objects must not be shared between threads, so ``Repo.pg`` is one
+``pygit2.Repository`` per thread. Every git subprocess runs with automatic gc/maintenance
+off, so background packing never fires under running workers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+
+from uet_git.errors import UetError
+
+MIN_GIT = (2, 39)
+_GIT_BASE = ["git", "-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "core.quotePath=false"]
+
+
+class GitError(UetError):
+    """A git command failed or the repository is unusable."""
+
+
+def git_version() -> tuple[int, int, int]:
+    try:
+        out = subprocess.run(["git", "--version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise GitError(f"git is not available: {exc}") from exc
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out.stdout)
+    if not m:
+        raise GitError(f"cannot read git version from {out.stdout.strip()!r}")
+    return int(m[1]), int(m[2]), int(m[3] or 0)
+
+
+def require_git() -> None:
+    v = git_version()
+    if v[:2] < MIN_GIT:
+        raise GitError(
+            f"git {'.'.join(map(str, v))} is too old: uet needs git >= "
+            f"{'.'.join(map(str, MIN_GIT))}"
+        )
+
+
+def run_git(
+    args: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``git ARGS`` and capture bytes. On failure (with ``check``) raise GitError whose
+    message is git's own first stderr line."""
+    full_env = None
+    if env is not None:
+        full_env = {**os.environ, **env}
+    proc = subprocess.run(
+        [*_GIT_BASE, *args],
+        cwd=cwd,
+        input=input,
+        env=full_env,
+        capture_output=True,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        first = next((line for line in err if line.strip()), f"exit {proc.returncode}")
+        raise GitError(f"git {' '.join(args[:2])}: {first}")
+    return proc
+
+
+@dataclass
+class Repo:
+    """A non-bare repository opened from any directory inside it (or a linked worktree).
+
+    ``workdir`` is the main worktree's top level, ``git_dir`` this worktree's git dir and
+    ``common_dir`` the shared one (refs, objects; where uet keeps its own files under ``uet/``).
+    """
+
+    workdir: Path
+    git_dir: Path
+    common_dir: Path
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] = ".") -> Repo:
+        require_git()
+        p = Path(path)
+        if not p.exists():
+            raise GitError(f"{p}: no such directory")
+        proc = run_git(
+            ["rev-parse", "--is-bare-repository", "--absolute-git-dir", "--git-common-dir",
+             "--show-toplevel"],
+            cwd=p,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise GitError(f"{p.resolve()}: not inside a git repository")
+        lines = proc.stdout.decode().splitlines()
+        if lines and lines[0] == "true" or len(lines) < 4:
+            raise GitError(f"{p.resolve()}: a bare repository has no worktree; uet needs one")
+        git_dir = Path(lines[1])
+        common = Path(lines[2])
+        if not common.is_absolute():
+            common = (p / common).resolve()
+        # The main worktree is the parent of the common dir (for a linked worktree, too).
+        workdir = common.parent if common.name == ".git" else Path(lines[3])
+        return cls(workdir=workdir.resolve(), git_dir=git_dir.resolve(), common_dir=common.resolve())
+
+    @property
+    def pg(self) -> pygit2.Repository:
+        """This thread's pygit2 handle."""
+        repo = getattr(self._local, "repo", None)
+        if repo is None:
+            repo = pygit2.Repository(str(self.common_dir))
+            self._local.repo = repo
+        return repo
+
+    @property
+    def uet_dir(self) -> Path:
+        """``<common git dir>/uet``: uet's private files (locks, worktrees, caches)."""
+        d = self.common_dir / "uet"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def git(
+        self,
+        *args: str,
+        cwd: str | os.PathLike[str] | None = None,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run git in this repository (in ``cwd`` if given, else the main worktree)."""
+        return run_git(args, cwd=cwd or self.workdir, input=input, env=env, check=check)
+
+    def git_out(self, *args: str, cwd: str | os.PathLike[str] | None = None) -> str:
+        return self.git(*args, cwd=cwd).stdout.decode().strip()
+
+    def rev_parse(self, rev: str) -> str | None:
+        """The full object id ``rev`` names (peeled to a commit), or None."""
+        proc = self.git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}",
+                        check=False)
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def read_ref(self, name: str) -> str | None:
+        """The object id a full ref name points to, or None (trusts git, not a cache)."""
+        proc = self.git("rev-parse", "--verify", "--quiet", name, check=False)
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def list_refs(self, prefix: str) -> dict[str, str]:
+        """``{refname: oid}`` of every ref below ``prefix`` (e.g. ``refs/uet/``), sorted."""
+        out = self.git("for-each-ref", "--format=%(objectname) %(refname)", prefix).stdout
+        refs: dict[str, str] = {}
+        for line in out.decode().splitlines():
+            oid, _, name = line.partition(" ")
+            refs[name] = oid
+        return refs
+
+    def current_branch(self) -> str | None:
+        """The branch checked out in the main worktree (short name), or None if detached."""
+        proc = self.git("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None

@@ -1,0 +1,138 @@
+"""Pydantic models of a workstream file and of ``uet.toml``.
+
+These are the shared vocabulary of every layer; field names are part of the file format.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+ID_MAX = 100
+_ID_RE = re.compile(ID_PATTERN)
+
+BUILTIN_TOOLS = ("shell", "aider", "claude", "codex")
+
+
+def check_id(value: str) -> str:
+    """Return ``value`` if it is a valid workstream id, else raise ValueError saying why.
+
+    Ids become ref components (``refs/uet/<state>/RUN/<id>``) and file names, so they are kept
+    to a safe lower-case alphabet; the extra rules are git's ref-name rules for that alphabet.
+    """
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if len(value) > ID_MAX:
+        raise ValueError(f"longer than {ID_MAX} characters")
+    if not _ID_RE.match(value):
+        raise ValueError(
+            f"{_short(value)!r} must match [a-z0-9][a-z0-9._-]* (lower-case letters, digits, . _ -)"
+        )
+    if ".." in value:
+        raise ValueError(f"{value!r} must not contain '..'")
+    if value.endswith(".") or value.endswith(".lock"):
+        raise ValueError(f"{value!r} must not end with '.' or '.lock'")
+    return value
+
+
+def _short(value: str, n: int = 40) -> str:
+    return value if len(value) <= n else value[:n] + "..."
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Scope(_Strict):
+    """Repository-relative globs. ``**`` spans directories; ``dir/`` means everything below.
+    An empty ``allow`` allows every path."""
+
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+
+
+class Workstream(_Strict):
+    id: str = Field(description="Unique id, [a-z0-9][a-z0-9._-]*, at most 100 characters.")
+    title: str = ""
+    depends_on: list[str] = Field(default_factory=list)
+    tool: str = Field(default="shell", description="shell | aider | claude | codex | a uet.toml tool")
+    command: str | list[str] | None = Field(
+        default=None, description="For shell: a string (run by sh -c) or an argv list."
+    )
+    prompt: str | None = None
+    scope: Scope = Field(default_factory=Scope)
+    acceptance: list[str] = Field(default_factory=list)
+    setup: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=900, gt=0, description="Seconds for the tool.")
+    retries: int = Field(default=0, ge=0, le=20, description="Extra attempts after a tool failure.")
+    env: dict[str, str] = Field(default_factory=dict)
+    estimate: float | None = Field(default=None, gt=0, description="Expected seconds, for planning.")
+    allow_empty: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    # Where the workstream was read from (not part of the file format).
+    _source: str | None = PrivateAttr(default=None)
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, v: str) -> str:
+        return check_id(v)
+
+    @property
+    def source(self) -> str | None:
+        return self._source
+
+
+class ToolDef(_Strict):
+    """A tool defined in ``[tools.NAME]``: a command template with ``{prompt_file}``,
+    ``{files}``, ``{workdir}`` (and ``{log_dir}``, ``{model}``) placeholders."""
+
+    command: str | list[str]
+    output: Literal["worktree", "diff", "mbox"] = "worktree"
+    env: dict[str, str] = Field(default_factory=dict)
+    model: str | None = None
+    stdin: Literal["prompt", "null"] = "null"
+
+
+class RunConfig(_Strict):
+    jobs: int = Field(default=4, ge=1, le=256)
+    target: str | None = None  # default: the branch checked out in the main worktree
+    workstreams: str = "workstreams"
+    land: Literal["end", "continuous", "never"] = "end"
+    deterministic: bool = False
+    port_base: int = Field(default=20000, ge=1024, le=65000)
+    port_block: int = Field(default=100, ge=1, le=10000)
+
+
+class WorktreeConfig(_Strict):
+    root: str | None = None  # default: <git common dir>/uet/worktrees
+    keep_ignored: bool = False
+    include: list[str] = Field(default_factory=list)
+
+
+class HooksConfig(_Strict):
+    pre_merge: list[str] = Field(default_factory=list, alias="pre-merge")
+
+
+class VerifyConfig(_Strict):
+    max_files: int = Field(default=0, ge=0, description="0 = no limit")
+    max_lines: int = Field(default=0, ge=0, description="0 = no limit")
+    rerun_on_candidate: bool = True
+
+
+class BreakerConfig(_Strict):
+    threshold: int = Field(default=3, ge=1, description="Consecutive failures that open it.")
+
+
+class Config(_Strict):
+    """``uet.toml`` at the repository root. Every section is optional."""
+
+    run: RunConfig = Field(default_factory=RunConfig)
+    worktree: WorktreeConfig = Field(default_factory=WorktreeConfig)
+    tools: dict[str, ToolDef] = Field(default_factory=dict)
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
