@@ -1,0 +1,50 @@
+"""`uet demo [DIR]`: build the sample repository and run its workstreams."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from uet_git.errors import EXIT_WORK_FAILED
+
+INTRO = """\
+uet demo: a sample repository at {path}
+  a tiny Python package with tests, and 8 workstreams run in parallel worktrees:
+  - add-mul, add-div: independent features (land)
+  - add-power -> add-mul, add-cli -> add-power + add-div: a dependency chain (lands in order)
+  - add-sqrt: its tool writes a wrong function; acceptance tests fail (quarantined)
+  - add-stats -> add-sqrt: blocked because its dependency was quarantined
+  - bump-minor, bump-major: unordered edits of the same line (one lands, one conflicts)
+"""
+
+# What the story must end with; anything else means the demo (or uet) is broken.
+EXPECTED = {"committed": 5, "quarantined": 2, "blocked": 1}
+
+
+@click.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True)
+def cmd(directory: Path | None, jobs: int) -> None:
+    """Build a sample repository in DIRECTORY (default: a new temporary directory) and run its
+    workstreams, then show how to read the result with git itself."""
+    from uet_git.engine.demo import build_demo_repo
+    from uet_git.engine.options import RunOptions
+    from uet_git.engine.run import execute_run
+    from uet_git.gitrepo import Repo
+
+    path = (directory or Path(tempfile.mkdtemp(prefix="uet-demo-"))).resolve()
+    build_demo_repo(path)
+    click.echo(INTRO.format(path=path))
+    repo = Repo.open(path)
+    result = execute_run(repo, RunOptions(jobs=jobs, deterministic=True, land="end"))
+    click.echo("")
+    click.echo(f"The sample repository stays at {path}; try:")
+    click.echo(f"  cd {path}")
+    click.echo("  git log --oneline --format='%h %s%n    %(trailers:key=Uet-Workstream)' main")
+    click.echo("  uet status && uet show add-sqrt --evidence acceptance.log")
+    counts = {k: result.counts.get(k, 0) for k in EXPECTED}
+    if counts != EXPECTED:
+        click.echo(f"uet demo: expected {EXPECTED}, got {result.counts}", err=True)
+        raise SystemExit(EXIT_WORK_FAILED)
