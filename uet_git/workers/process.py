@@ -1,0 +1,311 @@
+"""Running one tool: its own session, stdin closed, output to files, and no process left behind.
+
+A tool runs in a new session and process group (``start_new_session``), so ``killpg`` ends what
+it started. A descendant that calls ``setsid()`` itself (a daemon, a double fork) leaves that group;
+to find those too, every tool gets a unique ``UET_PROC_TOKEN`` in its environment, which its
+descendants inherit, and the kill sweep takes every process of the tool's session or group, their
+descendants, and every process of ours whose environment carries the token. On Linux the
+coordinator also becomes a child subreaper, so such orphans are re-parented to it (not to init)
+and their zombies can be reaped here.
+
+The sweep runs after a timeout or cancel, and also after a normal exit: a tool's background
+children (a dev server left running) must not outlive it, because its worktree is about to be
+reset for the next workstream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+TOKEN_VAR = "UET_PROC_TOKEN"
+_PR_SET_CHILD_SUBREAPER = 36
+_POLL = 0.05
+
+_subreaper_lock = threading.Lock()
+_subreaper_done = False
+# Pids of tools started by run_process and not yet waited for (see _reap_orphans).
+_spawn_lock = threading.Lock()
+_live_leaders: set[int] = set()
+
+
+@dataclass
+class ProcResult:
+    returncode: int | None
+    timed_out: bool
+    cancelled: bool
+    duration: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out and not self.cancelled and not self.error
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper (Linux, once per process, best effort)."""
+    global _subreaper_done
+    with _subreaper_lock:
+        if _subreaper_done:
+            return True
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+                return False
+        except (OSError, AttributeError):
+            return False
+        _subreaper_done = True
+        return True
+
+
+def run_process(
+    cmd: str | list[str],
+    *,
+    cwd: str | os.PathLike[str],
+    env: Mapping[str, str],
+    timeout: float | None,
+    stdout_path: Path,
+    stderr_path: Path,
+    stdin_path: Path | None = None,
+    grace: float = 5.0,
+    cancel: threading.Event | None = None,
+) -> ProcResult:
+    """Run ``cmd`` (a string runs under ``sh -c``, a list is an argv) in ``cwd``.
+
+    ``env`` is laid over ``os.environ``. stdin comes from ``stdin_path`` or /dev/null; stdout and
+    stderr go to the given files (truncated). On timeout or when ``cancel`` is set, the whole
+    process tree gets SIGTERM, then SIGKILL after ``grace`` seconds. Never raises for a missing
+    executable or working directory: that is ``returncode=None`` with ``error`` set.
+    """
+    argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+    start = time.monotonic()
+    if not argv:
+        return ProcResult(None, False, False, 0.0, "empty command")
+    if not Path(cwd).is_dir():
+        return ProcResult(None, False, False, 0.0, f"working directory missing: {cwd}")
+    become_subreaper()
+    token = uuid.uuid4().hex
+    full_env = {**os.environ, **env, TOKEN_VAR: token}
+    stdout_path.parent.mkdir(parents=True, exist_ok=True)
+    stderr_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with (
+            open(stdout_path, "wb") as out,
+            open(stderr_path, "wb") as err,
+            open(stdin_path, "rb") if stdin_path is not None else _devnull() as inp,
+        ):
+            try:
+                with _spawn_lock:
+                    proc = subprocess.Popen(
+                        argv, cwd=cwd, env=full_env, stdin=inp, stdout=out, stderr=err,
+                        start_new_session=True, close_fds=True,
+                    )
+                    _live_leaders.add(proc.pid)
+            except FileNotFoundError:
+                return ProcResult(None, False, False, time.monotonic() - start,
+                                  f"executable not found: {argv[0]}")
+            except PermissionError:
+                return ProcResult(None, False, False, time.monotonic() - start,
+                                  f"not executable: {argv[0]}")
+    except OSError as exc:  # stdin file missing, log dir unwritable
+        return ProcResult(None, False, False, time.monotonic() - start, f"cannot start: {exc}")
+
+    timed_out = cancelled = False
+    deadline = None if timeout is None else start + timeout
+    try:
+        while True:
+            wait_for = _POLL if cancel is not None else 0.5
+            if deadline is not None:
+                wait_for = max(0.0, min(wait_for, deadline - time.monotonic()))
+            try:
+                proc.wait(timeout=wait_for)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                timed_out = True
+                break
+    except BaseException:
+        # KeyboardInterrupt in the waiting thread: still leave nothing behind.
+        kill_tree(proc.pid, token, grace=min(grace, 1.0), popen=proc)
+        proc.wait()
+        with _spawn_lock:
+            _live_leaders.discard(proc.pid)
+        raise
+    # The tool may have exited already; the sweep also ends whatever it left running.
+    kill_tree(proc.pid, token, grace=grace if (timed_out or cancelled) else min(grace, 1.0),
+              popen=proc)
+    try:
+        returncode = proc.wait()
+    finally:
+        with _spawn_lock:
+            _live_leaders.discard(proc.pid)
+    error = None
+    if timed_out:
+        error = f"timed out after {timeout:g} s"
+    elif cancelled:
+        error = "cancelled"
+    elif returncode == 127 and isinstance(cmd, str):
+        tail = read_tail(stderr_path, 400).decode(errors="replace").strip()
+        if "not found" in tail:
+            error = f"command not found: {tail.splitlines()[-1] if tail else argv[-1]}"
+    return ProcResult(returncode, timed_out, cancelled, time.monotonic() - start, error)
+
+
+def _devnull():
+    return open(os.devnull, "rb")
+
+
+# --- finding and killing a tool's processes -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Proc:
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    state: str
+
+
+def _read_stat(pid: int) -> _Proc | None:
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # comm (field 2) may contain spaces and parens: split after the last ')'.
+    rest = data[data.rfind(b")") + 2:].split()
+    try:
+        return _Proc(pid, int(rest[1]), int(rest[2]), int(rest[3]), rest[0].decode())
+    except (IndexError, ValueError):
+        return None
+
+
+def _all_procs() -> dict[int, _Proc]:
+    procs: dict[int, _Proc] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return procs
+    for name in names:
+        if name.isdigit():
+            p = _read_stat(int(name))
+            if p is not None:
+                procs[p.pid] = p
+    return procs
+
+
+def _has_token(pid: int, token: bytes) -> bool:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return token in environ.split(b"\0")
+
+
+def tool_processes(leader: int, token: str) -> list[int]:
+    """Live (non-zombie) pids belonging to the tool started as ``leader`` with ``token``."""
+    procs = _all_procs()
+    me = os.getpid()
+    marker = f"{TOKEN_VAR}={token}".encode()
+    found: set[int] = set()
+    for p in procs.values():
+        if p.pid == me:
+            continue
+        if p.sid == leader or p.pgid == leader or _has_token(p.pid, marker):
+            found.add(p.pid)
+    # Descendants of anything found (a child that cleared its environment and left the session).
+    children: dict[int, list[int]] = {}
+    for p in procs.values():
+        children.setdefault(p.ppid, []).append(p.pid)
+    stack = list(found)
+    while stack:
+        for c in children.get(stack.pop(), []):
+            if c not in found and c != me:
+                found.add(c)
+                stack.append(c)
+    return sorted(pid for pid in found if procs[pid].state != "Z")
+
+
+def _signal_all(pids: list[int], leader: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader, sig)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _reap_orphans() -> None:
+    """Reap zombies re-parented to us (we are a subreaper).
+
+    Only zombies in a session other than ours that are not a live ``run_process`` leader: those
+    are orphans adopted from some tool. A git command or any other ``subprocess`` child shares our
+    session and is left to its own ``wait()``, which would otherwise lose its exit status. The
+    spawn lock closes the window between a tool's fork and its registration as a leader.
+    """
+    me = os.getpid()
+    my_sid = os.getsid(0)
+    with _spawn_lock:
+        for p in _all_procs().values():
+            if (p.ppid == me and p.state == "Z" and p.sid != my_sid
+                    and p.pid not in _live_leaders):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(p.pid, os.WNOHANG)
+
+
+def kill_tree(leader: int, token: str, *, grace: float = 5.0,
+              popen: subprocess.Popen[bytes] | None = None) -> None:
+    """TERM every process of the tool, wait up to ``grace`` s, then KILL what is left, until
+    nothing of it remains (it may fork while being killed). Reaps adopted orphans."""
+    pids = tool_processes(leader, token)
+    if pids:
+        _signal_all(pids, leader, signal.SIGTERM)
+        end = time.monotonic() + grace
+        while pids and time.monotonic() < end:
+            time.sleep(_POLL)
+            if popen is not None:
+                popen.poll()
+            _reap_orphans()
+            pids = tool_processes(leader, token)
+        for _ in range(100):
+            if not pids:
+                break
+            _signal_all(pids, leader, signal.SIGKILL)
+            time.sleep(0.01)
+            if popen is not None:
+                popen.poll()
+            _reap_orphans()
+            pids = tool_processes(leader, token)
+    _reap_orphans()
+
+
+def read_tail(path: str | os.PathLike[str], limit: int = 64 * 1024) -> bytes:
+    """At most about ``limit`` bytes of a log: all of it if small, else head + marker + tail."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError:
+        return b""
+    with open(p, "rb") as f:
+        if size <= limit:
+            return f.read()
+        head_n = limit // 4
+        tail_n = limit - head_n
+        head = f.read(head_n)
+        f.seek(size - tail_n)
+        tail = f.read()
+    omitted = size - head_n - tail_n
+    return head + f"\n... [{omitted} bytes omitted] ...\n".encode() + tail
