@@ -14,10 +14,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pygit2
 
 from uet_git.errors import UetError
+
+if TYPE_CHECKING:
+    from uet_git.gitrepo.refs import RefTransaction, RefUpdater
 
 MIN_GIT = (2, 39)
 _GIT_BASE = ["git", "-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "core.quotePath=false"]
@@ -100,18 +104,21 @@ class Repo:
             cwd=p,
             check=False,
         )
+        lines = proc.stdout.decode().splitlines()
+        # A bare repository answers the first questions, then fails on --show-toplevel.
+        if (lines and lines[0] == "true") or (proc.returncode == 0 and len(lines) < 4):
+            raise GitError(f"{p.resolve()}: a bare repository has no worktree; uet needs one")
         if proc.returncode != 0:
             raise GitError(f"{p.resolve()}: not inside a git repository")
-        lines = proc.stdout.decode().splitlines()
-        if lines and lines[0] == "true" or len(lines) < 4:
-            raise GitError(f"{p.resolve()}: a bare repository has no worktree; uet needs one")
         git_dir = Path(lines[1])
         common = Path(lines[2])
         if not common.is_absolute():
             common = (p / common).resolve()
         # The main worktree is the parent of the common dir (for a linked worktree, too).
         workdir = common.parent if common.name == ".git" else Path(lines[3])
-        return cls(workdir=workdir.resolve(), git_dir=git_dir.resolve(), common_dir=common.resolve())
+        return cls(
+            workdir=workdir.resolve(), git_dir=git_dir.resolve(), common_dir=common.resolve()
+        )
 
     @property
     def pg(self) -> pygit2.Repository:
@@ -162,6 +169,12 @@ class Repo:
             oid, _, name = line.partition(" ")
             refs[name] = oid
         return refs
+
+    def transaction(self, updater: RefUpdater | None = None) -> RefTransaction:
+        """A new atomic ref transaction (see ``refs.py``); run through ``updater`` if given."""
+        from uet_git.gitrepo.refs import RefTransaction
+
+        return RefTransaction(self, updater)
 
     def current_branch(self) -> str | None:
         """The branch checked out in the main worktree (short name), or None if detached."""

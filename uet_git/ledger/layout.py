@@ -1,0 +1,125 @@
+"""Where the ledger lives in git: ref names, run ids, and parsing refs back.
+
+Every kind of ref has a fixed depth below ``refs/uet/``, so no ref is ever a prefix of another
+(git cannot hold both ``a`` and ``a/b``)::
+
+    refs/uet/ledger/RUN              the run's ledger branch (append only)
+    refs/uet/integration/RUN         base + committed patches (fast-forward only)
+    refs/uet/patches/RUN/WS/N        attempt N's patch commit (never moves)
+    refs/uet/<state>/RUN/WS          exactly one per workstream: its current state
+
+``<state>`` is one of ``states.STATES``; none of them is ``ledger``, ``integration`` or
+``patches``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from uet_git.errors import UetError
+from uet_git.ledger.states import STATES
+
+ROOT = "refs/uet/"
+KINDS = ("ledger", "integration", "patches")
+RUN_RE = re.compile(r"^(\d{8})-(\d{6})-([0-9a-f]{4})$")
+WS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+WS_MAX = 100
+assert not set(KINDS) & set(STATES)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """``YYYYMMDD-HHMMSS-xxxx`` in UTC with 4 random hex digits: sorts by start time."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def check_run_id(run: str) -> str:
+    """Return ``run`` if it is a well-formed run id, else raise a one-line UetError."""
+    m = RUN_RE.match(run) if isinstance(run, str) else None
+    if m:
+        try:
+            datetime.strptime(m[1] + m[2], "%Y%m%d%H%M%S")
+            return run
+        except ValueError:
+            pass
+    shown = run if isinstance(run, str) and len(run) <= 60 else repr(run)[:60]
+    raise UetError(
+        f"bad run id {shown!r}: expected YYYYMMDD-HHMMSS-xxxx (e.g. 20261125-101502-3f2a)"
+    )
+
+
+def run_time(run: str) -> datetime:
+    """When the run started (from its id), UTC."""
+    check_run_id(run)
+    return datetime.strptime(run[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
+
+
+def check_ws_id(ws: str) -> str:
+    """Return ``ws`` if it is safe as a ref component (same rules as the spec's ids)."""
+    ok = (isinstance(ws, str) and len(ws) <= WS_MAX and WS_RE.match(ws) is not None
+          and ".." not in ws and not ws.endswith(".") and not ws.endswith(".lock"))
+    if not ok:
+        shown = ws if isinstance(ws, str) and len(ws) <= 60 else repr(ws)[:60]
+        raise UetError(f"bad workstream id {shown!r}: expected [a-z0-9][a-z0-9._-]*, "
+                       f"at most {WS_MAX} characters, no '..', not ending in '.' or '.lock'")
+    return ws
+
+
+def ledger_ref(run: str) -> str:
+    return f"{ROOT}ledger/{run}"
+
+
+def integration_ref(run: str) -> str:
+    return f"{ROOT}integration/{run}"
+
+
+def patch_ref(run: str, ws: str, n: int) -> str:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise UetError(f"bad attempt number {n!r} for {ws}: expected an integer >= 1")
+    return f"{ROOT}patches/{run}/{ws}/{n}"
+
+
+def state_ref(state: str, run: str, ws: str) -> str:
+    if state not in STATES:
+        raise UetError(f"unknown state {state!r}")
+    return f"{ROOT}{state}/{run}/{ws}"
+
+
+def state_prefixes(run: str) -> list[str]:
+    """``for-each-ref`` prefixes that hold every state ref of ``run``."""
+    return [f"{ROOT}{s}/{run}/" for s in STATES]
+
+
+def patch_prefix(run: str) -> str:
+    return f"{ROOT}patches/{run}/"
+
+
+@dataclass(frozen=True)
+class ParsedRef:
+    kind: str  # 'ledger' | 'integration' | 'patch' | 'state'
+    run: str
+    ws: str | None = None
+    attempt: int | None = None
+    state: str | None = None
+
+
+def parse_ref(name: str) -> ParsedRef | None:
+    """``refs/uet/...`` back into its parts; None for anything that is not a uet ref."""
+    if not name.startswith(ROOT):
+        return None
+    parts = name[len(ROOT):].split("/")
+    if len(parts) < 2 or not RUN_RE.match(parts[1]):
+        return None
+    head, run = parts[0], parts[1]
+    if head in ("ledger", "integration"):
+        return ParsedRef(head, run) if len(parts) == 2 else None
+    if head == "patches":
+        if len(parts) == 4 and WS_RE.match(parts[2]) and parts[3].isdigit():
+            return ParsedRef("patch", run, ws=parts[2], attempt=int(parts[3]))
+        return None
+    if head in STATES and len(parts) == 3 and WS_RE.match(parts[2]):
+        return ParsedRef("state", run, ws=parts[2], state=head)
+    return None

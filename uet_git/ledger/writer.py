@@ -1,0 +1,528 @@
+"""The single writer of a run's ledger: every state change is one atomic ref transaction.
+
+A transition (``Ledger.record``) does, in this order:
+
+1. check the move against ``states.TRANSITIONS`` (an illegal one raises, nothing is written);
+2. write the objects: evidence blobs, the new ledger tree (previous tree + ``evidence/WS/N/...``)
+   and the ledger commit (subject ``WS: from -> to``, a short body, ``Uet-*`` trailers);
+3. move the refs in ONE ``update-ref --stdin`` transaction, each with its old value: the ledger
+   ref (CAS on the old tip), the old state ref (delete, CAS), the new state ref (create: must
+   not exist), the attempt's patch ref (create, or verify when it exists), and the integration
+   ref (CAS) when it moves.
+
+A crash before step 3 leaves unreferenced objects and the old state; a crash inside it leaves
+the old state (git rolls a transaction back when its stdin closes mid-way); after it, the new
+state. Never both, never neither.
+
+One writer per run: a non-blocking ``filelock`` on ``<common git dir>/uet/locks/RUN.lock``
+(a second writer gets ``LedgerBusy`` at once), with the CAS old values as the second line of
+defence. Readers (``query.py``) never lock. Within a process the writer is thread-safe: one
+mutex serialises transitions, and each thread writes objects through its own pygit2 handle.
+
+Cost per transition does not grow with the number of refs or runs: no ref is listed, the
+transaction touches at most five loose refs, and the long-lived ``update-ref`` process
+(``RefUpdater``) saves a fork+exec each time. Only the trees on the evidence path are
+rewritten (``objects.build_tree``).
+
+Durability: refs are fsynced (``core.fsync=committed,reference``, ~0.6 ms). Objects are written
+by libgit2, which does not fsync; they are written before the refs that name them, so a killed
+process never leaves a ref to a missing object. After a power loss the filesystem's ordering
+decides; ``uet fsck`` reports a dangling ref.
+
+Fault injection for the crash tests: ``UET_LEDGER_CRASH=POINT[:WS]`` makes the process
+``os._exit(99)`` at POINT (``after-objects``, ``after-prepare``, ``after-commit``) of a
+``record()`` (for WS only, if given). Unset, it costs one dict lookup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import filelock
+import pygit2
+
+from uet_git.errors import UetError
+from uet_git.gitrepo import objects
+from uet_git.gitrepo.refs import RefConflict, RefUpdater
+from uet_git.gitrepo.repo import GitError, Repo
+from uet_git.ledger import layout
+from uet_git.ledger.query import WsRecord, read_ledger, state_refs_of, ws_record
+from uet_git.ledger.states import (
+    CANDIDATE_STATES,
+    IllegalTransition,
+    check_reason,
+    check_transition,
+)
+
+MAX_EVIDENCE = 1 << 20  # bytes kept per evidence blob
+PLAN_PATH = "plan.json"
+CONFIG_PATH = "config.json"
+RESERVED_TRAILERS = frozenset({
+    "Uet-Run", "Uet-Workstream", "Uet-Attempt", "Uet-From", "Uet-To", "Uet-Patch",
+    "Uet-Candidate", "Uet-Reason", "Uet-Base", "Uet-Target",
+})
+_TRAILER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+# States that need a patch commit (given or carried from earlier in the same attempt).
+_NEEDS_PATCH = frozenset({"created", "validated", "queued", "applied", "verified", "committed"})
+# "A new attempt" moves: the attempt number may grow only here.
+_NEW_ATTEMPT = {("quarantined", "created"), ("quarantined", "quarantined"),
+                ("blocked", "created"), ("blocked", "quarantined")}
+
+
+class LedgerBusy(UetError):
+    """Another process (or Ledger object) holds this run's writer lock."""
+
+
+def truncate(data: bytes, limit: int = MAX_EVIDENCE) -> bytes:
+    """``data`` if it fits in ``limit`` bytes, else its head and tail around a marker line
+    that says how many bytes were cut."""
+    if len(data) <= limit:
+        return data
+    reserve = 160  # room for the marker line
+    keep = max(limit - reserve, 2)
+    head, tail = keep // 2, keep - keep // 2
+    cut = len(data) - head - tail
+    marker = (f"\n[uet: {cut} bytes cut here; the original had {len(data)} bytes, "
+              f"the first {head} and last {tail} are kept]\n").encode()
+    return data[:head] + marker + data[len(data) - tail:]
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())
+
+
+def _message(subject: str, body: str, trailers: list[tuple[str, str]]) -> str:
+    body = body.strip()
+    lines = [f"{k}: {_one_line(v)}" for k, v in trailers]
+    parts = [subject.strip()]
+    if body:
+        parts.append(body)
+    parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def _extra_trailers(trailers: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for k, v in (trailers or {}).items():
+        if not _TRAILER_KEY.match(k):
+            raise UetError(f"bad trailer key {k!r}: expected letters, digits and '-'")
+        if k in RESERVED_TRAILERS:
+            raise UetError(f"trailer {k} is written by the ledger itself")
+        out.append((k, _one_line(v)))
+    return out
+
+
+def _crash_point(point: str, ws: str | None) -> None:
+    spec = os.environ.get("UET_LEDGER_CRASH")
+    if not spec:
+        return
+    want, _, only = spec.partition(":")
+    if want == point and (not only or only == ws):
+        os._exit(99)
+
+
+class Ledger:
+    """The writer of one run. Get one with ``Ledger.create`` or ``Ledger.open``."""
+
+    def __init__(self, repo: Repo, run: str, lock: filelock.BaseFileLock, owner: Path) -> None:
+        self.repo = repo
+        self.run = run
+        self._lock = lock
+        self._owner = owner
+        self._mutex = threading.RLock()
+        self._updater = RefUpdater(repo)
+        self._closed = False
+        self.base: str = ""
+        self.target: str | None = None
+        self.plan: dict[str, Any] = {}
+        self._tip = ""
+        self._tree = ""
+        self._integration = ""
+        self._states: dict[str, WsRecord] = {}
+        self._patches: dict[tuple[str, int], str] = {}
+
+    # ------------------------------------------------------------------ opening
+
+    @staticmethod
+    def _acquire(repo: Repo, run: str) -> tuple[filelock.BaseFileLock, Path]:
+        locks = repo.uet_dir / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        path = locks / f"{run}.lock"
+        owner = locks / f"{run}.owner"
+        lock = filelock.FileLock(str(path), thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            try:
+                pid = owner.read_text().split()[0]
+            except (OSError, IndexError):
+                pid = "unknown"
+            raise LedgerBusy(
+                f"run {run} is being written by another uet process (pid {pid})"
+            ) from None
+        owner.write_text(f"{os.getpid()}\n")
+        return lock, owner
+
+    @classmethod
+    def create(
+        cls,
+        repo: Repo,
+        *,
+        base: str,
+        target: str | None,
+        plan: Mapping[str, Any],
+        config: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> Ledger:
+        """Start a run: root ledger commit ``run: start`` (trailers Uet-Run, Uet-Base,
+        Uet-Target; tree ``plan.json`` [+ ``config.json``]) and ``integration/RUN = base``."""
+        run = layout.check_run_id(run_id) if run_id is not None else layout.new_run_id()
+        base_oid = repo.rev_parse(str(base))
+        if base_oid is None:
+            raise UetError(f"base {base!r} is not a commit in {repo.workdir}")
+        if target is not None and (not target or any(c in target for c in "\n\0")):
+            raise UetError(f"bad target {target!r}")
+        lock, owner = cls._acquire(repo, run)
+        self = cls(repo, run, lock, owner)
+        try:
+            files: dict[str, bytes | None] = {
+                PLAN_PATH: (json.dumps(plan, indent=2, sort_keys=True, default=str) + "\n")
+                .encode()
+            }
+            if config is not None:
+                files[CONFIG_PATH] = (
+                    json.dumps(config, indent=2, sort_keys=True, default=str) + "\n"
+                ).encode()
+            tree = objects.build_tree(repo, None, files)
+            trailers = [("Uet-Run", run), ("Uet-Base", base_oid)]
+            if target is not None:
+                trailers.append(("Uet-Target", target))
+            n = len(plan.get("ids") or plan.get("nodes") or plan.get("workstreams") or [])
+            body = f"uet run {run} from {base_oid[:12]}" + (f" onto {target}" if target else "")
+            body += f"; {n} workstreams planned" if n else ""
+            commit = objects.make_commit(repo, tree, [], _message("run: start", body, trailers))
+            tx = repo.transaction(self._updater)
+            tx.create(layout.ledger_ref(run), commit)
+            tx.create(layout.integration_ref(run), base_oid)
+            try:
+                tx.commit()
+            except RefConflict as exc:
+                raise UetError(f"run {run} already exists ({exc})") from None
+            self.base, self.target, self.plan = base_oid, target, dict(plan)
+            self._tip, self._tree, self._integration = commit, tree, base_oid
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    @classmethod
+    def open(cls, repo: Repo, run: str) -> Ledger:
+        """Take over an existing run (resume, retry, drop, land, rollback)."""
+        layout.check_run_id(run)
+        lock, owner = cls._acquire(repo, run)
+        self = cls(repo, run, lock, owner)
+        try:
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _load(self) -> None:
+        run = self.run
+        pats = [layout.ledger_ref(run), layout.integration_ref(run), layout.patch_prefix(run),
+                *layout.state_prefixes(run)]
+        out = self.repo.git("for-each-ref", "--format=%(objectname) %(refname)", *pats).stdout
+        refs = dict(
+            (name, oid) for oid, _, name in (ln.partition(" ") for ln in out.decode().splitlines())
+        )
+        tip = refs.get(layout.ledger_ref(run))
+        if tip is None:
+            raise UetError(f"no run {run} in this repository (no {layout.ledger_ref(run)})")
+        integ = refs.get(layout.integration_ref(run))
+        if integ is None:
+            raise UetError(f"run {run} has no {layout.integration_ref(run)}; run `uet fsck {run}`")
+        log = read_ledger(self.repo, run, tip=tip)
+        if log.base is None:
+            raise UetError(f"run {run}: the ledger has no `run: start` commit with Uet-Base")
+        self.base, self.target = log.base, log.target
+        self._tip, self._integration = tip, integ
+        self._tree = objects.commit_tree(self.repo, tip)
+        raw = objects.read_blob(self.repo, tip, PLAN_PATH)
+        try:
+            self.plan = json.loads(raw) if raw else {}
+        except ValueError:
+            self.plan = {}
+        by_ws: dict[str, list[Any]] = {}
+        for e in log.transitions():
+            by_ws.setdefault(e.ws, []).append(e)
+        state_refs = state_refs_of(refs, run)
+        problems: list[str] = []
+        for ws, events in by_ws.items():
+            rec = ws_record(ws, events)
+            found = state_refs.pop(ws, [])
+            if len(found) > 1:
+                problems.append(f"{ws} has {len(found)} state refs")
+            elif found:
+                state, name, oid = found[0]
+                if state != rec.state:
+                    problems.append(f"{ws} is {state} by its ref but {rec.state} in the ledger")
+                rec.ref, rec.target = name, oid
+            else:
+                rec.collected = True
+            self._states[ws] = rec
+        for ws in state_refs:
+            problems.append(f"{ws} has a state ref but no ledger transition")
+        if problems:
+            raise UetError(f"run {run} is inconsistent ({'; '.join(problems[:3])}); "
+                           f"run `uet fsck {run}`")
+        for name, oid in refs.items():
+            p = layout.parse_ref(name)
+            if p is not None and p.kind == "patch" and p.ws and p.attempt:
+                self._patches[(p.ws, p.attempt)] = oid
+
+    # ------------------------------------------------------------------ reading
+
+    def state(self, ws: str) -> WsRecord | None:
+        with self._mutex:
+            rec = self._states.get(ws)
+            return None if rec is None else WsRecord(**vars(rec))
+
+    def states(self) -> dict[str, WsRecord]:
+        with self._mutex:
+            return {ws: WsRecord(**vars(r)) for ws, r in self._states.items()}
+
+    def integration_tip(self) -> str:
+        with self._mutex:
+            return self._integration
+
+    @property
+    def tip(self) -> str:
+        """The ledger branch's tip commit."""
+        with self._mutex:
+            return self._tip
+
+    # ------------------------------------------------------------------ writing
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UetError(f"the ledger of run {self.run} is closed")
+
+    def _commit_oid(self, value: str, what: str) -> str:
+        try:
+            obj = self.repo.pg.revparse_single(str(value))
+        except (KeyError, ValueError, pygit2.GitError):
+            raise UetError(f"{what} {value} is not an object in this repository") from None
+        if not isinstance(obj, pygit2.Commit):
+            raise UetError(f"{what} {value} is not a commit")
+        return str(obj.id)
+
+    def _evidence_files(self, prefix: str, evidence: Mapping[str, bytes] | None
+                        ) -> dict[str, bytes | None]:
+        files: dict[str, bytes | None] = {}
+        for name, data in (evidence or {}).items():
+            if not isinstance(data, bytes | bytearray):
+                raise UetError(f"evidence {name!r} must be bytes")
+            path = f"{prefix}/{name}"
+            try:
+                objects._split(path)
+            except GitError:
+                raise UetError(f"bad evidence name {name!r}") from None
+            files[path] = truncate(bytes(data))
+        return files
+
+    def record(
+        self,
+        ws: str,
+        to: str,
+        *,
+        attempt: int,
+        patch: str | None = None,
+        candidate: str | None = None,
+        reason: str | None = None,
+        summary: str = "",
+        evidence: Mapping[str, bytes] | None = None,
+        integration: str | None = None,
+        trailers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Move ``ws`` to state ``to`` in one atomic transaction; returns the ledger commit."""
+        layout.check_ws_id(ws)
+        if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+            raise UetError(f"bad attempt {attempt!r} for {ws}: expected an integer >= 1")
+        with self._mutex:
+            self._check_open()
+            cur = self._states.get(ws)
+            frm = cur.state if cur is not None else None
+            check_transition(frm, to)
+            check_reason(to, reason)
+            cur_attempt = cur.attempt if cur is not None and cur.attempt else 0
+            if cur is not None:
+                if attempt < cur_attempt:
+                    raise IllegalTransition(
+                        f"{ws}: attempt {attempt} is older than its current attempt {cur_attempt}")
+                if attempt > cur_attempt and (frm, to) not in _NEW_ATTEMPT:
+                    raise IllegalTransition(
+                        f"{ws}: {frm} -> {to} cannot start attempt {attempt} "
+                        f"(current attempt {cur_attempt})")
+                if frm == "quarantined" and to in ("created", "quarantined") \
+                        and attempt == cur_attempt:
+                    raise IllegalTransition(
+                        f"{ws}: quarantined -> {to} is a new attempt; attempt must be > "
+                        f"{cur_attempt}")
+            same_attempt = cur is not None and attempt == cur_attempt
+            patch_oid = self._commit_oid(patch, "patch") if patch else None
+            cand_oid = self._commit_oid(candidate, "candidate") if candidate else None
+            if patch_oid is None and same_attempt and cur is not None:
+                patch_oid = cur.patch
+            if cand_oid is None and same_attempt and cur is not None \
+                    and to in ("verified", "committed", "rolled-back"):
+                cand_oid = cur.candidate
+            if to in _NEEDS_PATCH and patch_oid is None:
+                raise UetError(f"{ws}: state {to} needs a patch commit")
+            if to in CANDIDATE_STATES and cand_oid is None:
+                raise UetError(f"{ws}: state {to} needs a candidate commit")
+            old_patch = self._patches.get((ws, attempt))
+            if patch_oid and old_patch and old_patch != patch_oid:
+                raise UetError(f"{ws}: attempt {attempt} already has patch {old_patch[:12]}; "
+                               "patch refs never move (use a new attempt)")
+            integ_oid = self._commit_oid(integration, "integration") if integration else None
+            if integ_oid and integ_oid != self._integration and \
+                    not self.repo.pg.descendant_of(objects.to_oid(integ_oid),
+                                                   objects.to_oid(self._integration)):
+                raise UetError(f"integration ref of run {self.run} only fast-forwards: "
+                               f"{integ_oid[:12]} does not contain {self._integration[:12]}")
+            extra = _extra_trailers(trailers)
+
+            # -- objects
+            files = self._evidence_files(f"evidence/{ws}/{attempt}", evidence)
+            tree = objects.build_tree(self.repo, self._tree, files) if files else self._tree
+            tr: list[tuple[str, str]] = [
+                ("Uet-Run", self.run), ("Uet-Workstream", ws), ("Uet-Attempt", str(attempt)),
+                ("Uet-From", frm or "none"), ("Uet-To", to),
+            ]
+            if patch_oid:
+                tr.append(("Uet-Patch", patch_oid))
+            if cand_oid:
+                tr.append(("Uet-Candidate", cand_oid))
+            if reason:
+                tr.append(("Uet-Reason", reason))
+            tr.extend(extra)
+            body = summary.strip() or self._default_summary(ws, frm, to, attempt, reason)
+            commit = objects.make_commit(self.repo, tree, [self._tip],
+                                         _message(f"{ws}: {frm or 'none'} -> {to}", body, tr))
+            _crash_point("after-objects", ws)
+
+            # -- refs, one transaction
+            target = cand_oid if to in CANDIDATE_STATES else patch_oid or commit
+            assert target is not None
+            new_ref = layout.state_ref(to, self.run, ws)
+            tx = self.repo.transaction(self._updater)
+            tx.update(layout.ledger_ref(self.run), commit, self._tip)
+            if cur is not None and cur.ref is not None and cur.target is not None:
+                if cur.ref == new_ref:
+                    tx.update(new_ref, target, cur.target)
+                else:
+                    tx.delete(cur.ref, cur.target)
+                    tx.create(new_ref, target)
+            else:
+                tx.create(new_ref, target)
+            if patch_oid and old_patch is None:
+                tx.create(layout.patch_ref(self.run, ws, attempt), patch_oid)
+            elif patch is not None and old_patch == patch_oid:
+                # Given again explicitly: make sure nobody moved it.
+                tx.verify(layout.patch_ref(self.run, ws, attempt), patch_oid)
+            if integ_oid and integ_oid != self._integration:
+                tx.update(layout.integration_ref(self.run), integ_oid, self._integration)
+            self._updater.before_commit = (
+                (lambda: _crash_point("after-prepare", ws))
+                if os.environ.get("UET_LEDGER_CRASH") else None
+            )
+            try:
+                tx.commit()
+            except RefConflict as exc:
+                raise RefConflict(
+                    f"run {self.run}: {ws} {frm or 'none'} -> {to} lost a race and was not "
+                    f"recorded: {exc}") from None
+            _crash_point("after-commit", ws)
+
+            # -- cache
+            when = int(self.repo.pg[objects.to_oid(commit)].commit_time)
+            new = WsRecord(ws=ws, state=to, attempt=attempt, reason=reason,
+                           patch=patch_oid, candidate=cand_oid if cand_oid else
+                           (cur.candidate if same_attempt and cur is not None else None),
+                           started=cur.started if cur is not None else when, updated=when,
+                           ref=new_ref, target=target)
+            if new.started is not None:
+                new.duration = when - new.started
+            self._states[ws] = new
+            self._tip, self._tree = commit, tree
+            if patch_oid:
+                self._patches[(ws, attempt)] = patch_oid
+            if integ_oid:
+                self._integration = integ_oid
+            return commit
+
+    @staticmethod
+    def _default_summary(ws: str, frm: str | None, to: str, attempt: int,
+                         reason: str | None) -> str:
+        move = f"entered the ledger as {to}" if frm is None else f"moved from {frm} to {to}"
+        why = f" ({reason})" if reason else ""
+        return f"{ws} {move}{why}, attempt {attempt}."
+
+    def event(
+        self,
+        subject: str,
+        body: str = "",
+        trailers: Mapping[str, str] | None = None,
+        evidence: Mapping[str, bytes] | None = None,
+    ) -> str:
+        """A run-level ledger commit (``run: land``, ``run: finish``...); no state ref moves.
+        Evidence goes to ``run/NAME`` in the ledger tree."""
+        subject = _one_line(subject)
+        if not subject.startswith("run:"):
+            subject = f"run: {subject}"
+        extra = _extra_trailers(trailers)
+        with self._mutex:
+            self._check_open()
+            files = self._evidence_files("run", evidence)
+            tree = objects.build_tree(self.repo, self._tree, files) if files else self._tree
+            msg = _message(subject, body, [("Uet-Run", self.run), *extra])
+            commit = objects.make_commit(self.repo, tree, [self._tip], msg)
+            tx = self.repo.transaction(self._updater)
+            tx.update(layout.ledger_ref(self.run), commit, self._tip)
+            try:
+                tx.commit()
+            except RefConflict as exc:
+                raise RefConflict(f"run {self.run}: event {subject!r} not recorded: {exc}") \
+                    from None
+            self._tip, self._tree = commit, tree
+            return commit
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """Stop the ref process and release the run's lock (idempotent)."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            self._updater.close()
+            with contextlib.suppress(OSError):
+                self._owner.unlink(missing_ok=True)
+            self._lock.release(force=True)
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Ledger(run={self.run!r}, tip={self._tip[:12]!r}, closed={self._closed})"
