@@ -1,0 +1,32 @@
+"""`uet check REV...`: fail when a uet patch in the range was not committed by the ledger."""
+
+from __future__ import annotations
+
+import click
+
+from uet_git.errors import EXIT_WORK_FAILED
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("revs", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the failures.")
+def cmd(revs: tuple[str, ...], quiet: bool) -> None:
+    """Check every commit in REV... (git rev-list arguments: `main..feature`, or
+    `-- NEW --not --remotes`) that carries a Uet-Workstream trailer: it must be the candidate or
+    patch of a workstream the ledger committed (read from refs/uet/ledger/RUN of its Uet-Run).
+    Quarantined, dropped, blocked, rolled-back, superseded or unknown patches fail, one line
+    each with the reason. Exit 0 when all pass, 1 otherwise. Commits without uet trailers are
+    ignored. The git hooks installed by `uet hooks install` run this."""
+    from uet_git.gitrepo import Repo
+    from uet_git.hooks.check import check_revs
+
+    repo = Repo.open(".")
+    checked, problems = check_revs(repo, list(revs))
+    for line in problems:
+        click.echo(f"uet check: {line}", err=True)
+    if problems:
+        click.echo(f"uet check: {len(problems)} of {checked} uet patches were not committed by "
+                   "the ledger (see `uet status`, `uet show WS --run RUN`)", err=True)
+        raise click.exceptions.Exit(EXIT_WORK_FAILED)
+    if not quiet:
+        click.echo(f"uet check: {checked} uet patches, all committed by the ledger")

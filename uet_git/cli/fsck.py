@@ -1,0 +1,27 @@
+"""`uet fsck [RUN]`: check that refs/uet/ and the ledger agree; one line per violation."""
+
+from __future__ import annotations
+
+import click
+
+from uet_git.errors import EXIT_WORK_FAILED
+
+
+@click.command()
+@click.argument("run", required=False)
+def cmd(run: str | None) -> None:
+    """Check RUN (default: every run and every ref under refs/uet/): one state ref per started
+    workstream, agreeing with its last ledger transition; legal transitions; every object the
+    refs and ledger name exists; patch refs match the ledger; the integration ref holds exactly
+    the committed patches, in dependency order. Prints one line per violation; exit 0 when
+    clean, 1 otherwise."""
+    from uet_git.gitrepo import Repo
+    from uet_git.ledger.fsck import fsck
+
+    problems = fsck(Repo.open("."), run)
+    for line in problems:
+        click.echo(line)
+    if problems:
+        click.echo(f"uet fsck: {len(problems)} problems", err=True)
+        raise click.exceptions.Exit(EXIT_WORK_FAILED)
+    click.echo("uet fsck: clean")

@@ -1,0 +1,32 @@
+"""`uet runs [--json]`: the runs recorded under refs/uet/ledger/, oldest first."""
+
+from __future__ import annotations
+
+import click
+
+from uet_git.cli._common import echo_json, table
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def cmd(as_json: bool) -> None:
+    """List the runs recorded in the ledger (oldest first): id, base commit, target branch,
+    start time, workstream counts per state, and whether the run finished and landed."""
+    from uet_git.cli.status import fmt_counts, fmt_time
+    from uet_git.gitrepo import Repo
+    from uet_git.ledger import query
+
+    repo = Repo.open(".")
+    runs = query.list_runs(repo)
+    if as_json:
+        echo_json([r.to_dict() for r in runs])
+        return
+    if not runs:
+        click.echo("No runs yet in this repository: start one with `uet run`.")
+        return
+    rows = [
+        [r.run, (r.base or "-")[:12], r.target or "-", fmt_time(r.started), fmt_counts(r.counts),
+         "yes" if r.finished else "no", "yes" if r.landed else "no"]
+        for r in runs
+    ]
+    click.echo(table(rows, ["RUN", "BASE", "TARGET", "STARTED", "COUNTS", "FINISHED", "LANDED"]))

@@ -1,0 +1,261 @@
+"""Check that a run's refs and its ledger tell the same story. One line per violation.
+
+What is checked, per run (all runs by default):
+- the ledger's transitions follow the state machine (``states.TRANSITIONS``), attempt by attempt;
+- every workstream the ledger knows has exactly one state ref, naming the state of its last
+  transition (unless ``uet gc`` recorded a ``run: gc`` event after it, which removes the refs of
+  finished workstreams) and pointing where the contract says: the candidate in
+  applied/verified/committed, else the patch, else the ledger commit that recorded the move;
+- no state ref, patch ref or other ref under ``refs/uet/`` exists without its ledger;
+- every object the refs and the ledger's trailers name exists, and so does every blob of the
+  ledger tip's tree (plan and evidence);
+- patch refs: ``patches/RUN/WS/N`` is a one-parent commit, attempt N is in the ledger, and it is
+  the patch the ledger recorded for that attempt;
+- the integration ref descends first-parent from the run's base through exactly the committed
+  workstreams, each once, each after its dependencies (``plan.json`` of the ledger).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from uet_git.gitrepo import Repo
+from uet_git.ledger import query
+from uet_git.ledger.layout import ROOT, parse_ref
+from uet_git.ledger.states import CANDIDATE_STATES, TRANSITIONS
+
+GC_EVENT = "run: gc"
+
+
+def fsck(repo: Repo, run: str | None = None) -> list[str]:
+    """Every violation found, one line each (empty = consistent). ``run`` None: all runs, plus
+    refs under ``refs/uet/`` that belong to no run."""
+    refs = repo.list_refs(ROOT)
+    problems: list[str] = []
+    by_run: dict[str, dict[str, str]] = {}
+    for name, oid in refs.items():
+        parsed = parse_ref(name)
+        if parsed is None:
+            if run is None:
+                problems.append(f"{name}: not a ref uet knows (refs/uet/ layout)")
+            continue
+        by_run.setdefault(parsed.run, {})[name] = oid
+    runs = sorted(by_run) if run is None else [query.resolve_run(repo, run)]
+    for r in runs:
+        problems.extend(fsck_run(repo, r, by_run.get(r, {})))
+    return problems
+
+
+def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
+    out: list[str] = []
+    say = out.append
+    tip = refs.get(query.ledger_ref(run))
+    if tip is None:
+        for name in sorted(refs):
+            say(f"{run}: {name}: ref without a ledger (no {query.ledger_ref(run)})")
+        return out
+    pg = repo.pg
+    if tip not in pg:
+        say(f"{run}: ledger tip {tip} is missing")
+        return out
+    log = query.read_ledger(repo, run, tip=tip)
+
+    # -- the history itself
+    transitions: dict[str, list[query.Event]] = {}
+    for e in log.transitions():
+        transitions.setdefault(e.ws, []).append(e)  # type: ignore[arg-type]
+    for ws, evs in transitions.items():
+        prev: str | None = None
+        for e in evs:
+            if e.from_ != prev:
+                say(f"{run}: {ws}: ledger commit {e.oid[:12]} moves from {e.from_ or 'none'} "
+                    f"but the previous state was {prev or 'none'}")
+            elif e.to not in TRANSITIONS.get(prev, frozenset()):
+                say(f"{run}: {ws}: ledger commit {e.oid[:12]}: illegal transition "
+                    f"{prev or 'none'} -> {e.to}")
+            prev = e.to
+    last_gc = max((i for i, e in enumerate(log.events) if e.subject.startswith(GC_EVENT)),
+                  default=-1)
+    index = {e.oid: i for i, e in enumerate(log.events)}
+
+    # -- objects named by the ledger
+    for e in log.events:
+        for key in ("Uet-Patch", "Uet-Candidate", "Uet-Base"):
+            oid = query._oid_or_none(e.trailers.get(key))
+            if oid is not None and oid not in pg:
+                say(f"{run}: ledger commit {e.oid[:12]}: {key} {oid} is missing")
+    for path in _missing_tree_objects(repo, tip):
+        say(f"{run}: ledger tip tree: {path} is missing")
+    for name, oid in sorted(refs.items()):
+        if oid not in pg:
+            say(f"{run}: {name} points to missing object {oid}")
+
+    # -- state refs
+    states: dict[str, list[tuple[str, str, str]]] = {}
+    patches: dict[str, tuple[str, int, str]] = {}
+    for name, oid in refs.items():
+        p = parse_ref(name)
+        if p is None:
+            continue
+        if p.kind == "state":
+            states.setdefault(p.ws, []).append((p.state, name, oid))  # type: ignore[arg-type]
+        elif p.kind == "patch":
+            patches[name] = (p.ws, p.attempt, oid)  # type: ignore[assignment]
+    records = {ws: query.ws_record(ws, evs) for ws, evs in transitions.items()}
+    for ws, rec in sorted(records.items()):
+        found = states.get(ws, [])
+        last = transitions[ws][-1]
+        if not found:
+            if index[last.oid] > last_gc:  # no `run: gc` removed it since
+                say(f"{run}: {ws}: no state ref (the ledger says {rec.state}: "
+                    f"refs/uet/{rec.state}/{run}/{ws})")
+            continue
+        if len(found) > 1:
+            names = ", ".join(sorted(n for _, n, _ in found))
+            say(f"{run}: {ws}: {len(found)} state refs: {names}")
+            continue
+        state, name, oid = found[0]
+        if state != rec.state:
+            say(f"{run}: {ws}: state ref {name} says {state} but the ledger's last transition "
+                f"({last.oid[:12]}) says {rec.state}")
+            continue
+        expected = expected_target(rec, last)
+        if oid != expected:
+            say(f"{run}: {ws}: {name} points to {oid[:12]}, the ledger says {expected[:12]}")
+    for ws in sorted(set(states) - set(records)):
+        for _, name, _ in states[ws]:
+            say(f"{run}: {ws}: state ref {name} has no transition in the ledger")
+
+    # -- patch refs
+    recorded: dict[tuple[str, int], set[str]] = {}
+    for ws, evs in transitions.items():
+        for e in evs:
+            if e.attempt is not None and e.patch:
+                recorded.setdefault((ws, e.attempt), set()).add(e.patch)
+    attempts = {ws: {e.attempt for e in evs} for ws, evs in transitions.items()}
+    for name, (ws, n, oid) in sorted(patches.items()):
+        if ws not in transitions:
+            say(f"{run}: {name}: patch of a workstream the ledger does not know")
+            continue
+        if n not in attempts[ws]:
+            say(f"{run}: {name}: attempt {n} of {ws} is not in the ledger")
+        elif (ws, n) in recorded and oid not in recorded[(ws, n)]:
+            say(f"{run}: {name} points to {oid[:12]}, the ledger recorded "
+                f"{', '.join(sorted(x[:12] for x in recorded[(ws, n)]))}")
+        if oid in pg:
+            commit = pg[oid]
+            parents = getattr(commit, "parent_ids", None)
+            if parents is None:
+                say(f"{run}: {name} is not a commit")
+            elif len(parents) != 1:
+                say(f"{run}: {name}: a patch has one parent, this one has {len(parents)}")
+            else:
+                ws_trailer = query.parse_trailers(commit.message).get("Uet-Workstream")
+                if ws_trailer is not None and ws_trailer != ws:
+                    say(f"{run}: {name}: the patch commit says Uet-Workstream {ws_trailer}")
+    for ws, n in sorted(recorded):
+        pref = f"{ROOT}patches/{run}/{ws}/{n}"
+        if pref not in refs and last_gc < 0:
+            say(f"{run}: {ws}: attempt {n} has no patch ref {pref}")
+
+    # -- the integration ref
+    out.extend(_fsck_integration(repo, run, log, refs, records, transitions))
+    return out
+
+
+def expected_target(rec: query.WsRecord, last: query.Event) -> str:
+    """Where the state ref of ``rec`` must point (docs/internals.md, ledger section)."""
+    if rec.state in CANDIDATE_STATES and rec.candidate:
+        return rec.candidate
+    if rec.patch:
+        return rec.patch
+    return last.oid
+
+
+def _missing_tree_objects(repo: Repo, commit: str) -> list[str]:
+    import pygit2
+
+    pg = repo.pg
+    missing: list[str] = []
+    try:
+        root = pg[commit].peel(pygit2.Tree)
+    except (KeyError, ValueError):
+        return ["(tree)"]
+    stack: list[tuple[str, Any]] = [("", root)]
+    while stack:
+        prefix, tree = stack.pop()
+        for entry in tree:
+            path = f"{prefix}{entry.name}"
+            if entry.id not in pg:
+                missing.append(path)
+            elif entry.type_str == "tree":
+                stack.append((f"{path}/", pg[entry.id]))
+    return missing
+
+
+def _fsck_integration(
+    repo: Repo, run: str, log: query.LedgerLog, refs: Mapping[str, str],
+    records: Mapping[str, query.WsRecord], transitions: Mapping[str, list[query.Event]],
+) -> list[str]:
+    out: list[str] = []
+    iref = query.integration_ref(run)
+    tip = refs.get(iref)
+    committed = {ws for ws, r in records.items() if r.state == "committed"}
+    if tip is None:
+        if committed and not log.run_events(GC_EVENT):
+            out.append(f"{run}: {iref} is missing but {len(committed)} workstreams are committed")
+        return out
+    base = log.base
+    pg = repo.pg
+    if base is None:
+        out.append(f"{run}: the ledger records no base (Uet-Base trailer of `run: start`)")
+        return out
+    if tip not in pg or base not in pg:
+        return out  # already reported as a missing object
+    by_oid: dict[str, str] = {}
+    for ws, evs in transitions.items():
+        for e in evs:
+            for oid in (e.candidate, e.patch):
+                if oid:
+                    by_oid.setdefault(oid, ws)
+    chain: list[str] = []
+    cur = tip
+    limit = 100_000
+    while cur != base:
+        commit = pg[cur]
+        if not commit.parent_ids or len(chain) > limit:
+            out.append(f"{run}: {iref} ({tip[:12]}) does not descend first-parent from the "
+                       f"base {base[:12]}")
+            return out
+        chain.append(cur)
+        cur = str(commit.parent_ids[0])
+    chain.reverse()
+    deps = query.plan_deps(query.read_plan(repo, log))
+    position: dict[str, int] = {}
+    for i, oid in enumerate(chain):
+        ws = by_oid.get(oid) or query.parse_trailers(pg[oid].message).get("Uet-Workstream")
+        if ws is None:
+            out.append(f"{run}: {iref}: commit {oid[:12]} is not a patch of this run")
+            continue
+        state = records[ws].state if ws in records else None
+        if state == "rolled-back":
+            continue  # what a rollback leaves on the integration ref is the engine's story
+        if state != "committed":
+            out.append(f"{run}: {iref}: commit {oid[:12]} is {ws}, which is "
+                       f"{state or 'not in the ledger'}, not committed")
+            continue
+        if ws in position:
+            out.append(f"{run}: {iref}: {ws} appears twice ({chain[position[ws]][:12]}, "
+                       f"{oid[:12]})")
+            continue
+        position[ws] = i
+    for ws in sorted(committed - set(position)):
+        out.append(f"{run}: {ws} is committed but not on {iref}")
+    for ws, i in sorted(position.items(), key=lambda kv: kv[1]):
+        for d in deps.get(ws, []):
+            if d in position and position[d] > i:
+                out.append(f"{run}: {iref}: {ws} comes before its dependency {d}")
+            elif d not in position and ws in committed:
+                out.append(f"{run}: {iref}: {ws} is committed but its dependency {d} is not")
+    return out
