@@ -6,9 +6,12 @@ These are the shared vocabulary of every layer; field names are part of the file
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from uet_git.spec.scope import validate_pattern
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 ID_MAX = 100
@@ -22,12 +25,22 @@ def check_id(value: str) -> str:
 
     Ids become ref components (``refs/uet/<state>/RUN/<id>``) and file names, so they are kept
     to a safe lower-case alphabet; the extra rules are git's ref-name rules for that alphabet.
+    The message is always one line: the value is shown escaped and truncated.
     """
     if not isinstance(value, str):
-        raise ValueError("must be a string")
+        raise ValueError(f"must be a string, got {type(value).__name__}")
+    if not value:
+        raise ValueError("must not be empty")
     if len(value) > ID_MAX:
-        raise ValueError(f"longer than {ID_MAX} characters")
-    if not _ID_RE.match(value):
+        raise ValueError(f"{_short(value)!r} is longer than {ID_MAX} characters ({len(value)})")
+    # fullmatch, not match: '$' would accept a trailing newline.
+    if not _ID_RE.fullmatch(value):
+        odd = next((c for c in value if not c.isascii()), None)
+        if odd is not None:
+            raise ValueError(
+                f"{_short(value)!r} contains the non-ASCII character {odd!r} "
+                f"(U+{ord(odd):04X}{_char_name(odd)}); ids are [a-z0-9][a-z0-9._-]*"
+            )
         raise ValueError(
             f"{_short(value)!r} must match [a-z0-9][a-z0-9._-]* (lower-case letters, digits, . _ -)"
         )
@@ -36,6 +49,11 @@ def check_id(value: str) -> str:
     if value.endswith(".") or value.endswith(".lock"):
         raise ValueError(f"{value!r} must not end with '.' or '.lock'")
     return value
+
+
+def _char_name(c: str) -> str:
+    name = unicodedata.name(c, "")
+    return f" {name}" if name else ""
 
 
 def _short(value: str, n: int = 40) -> str:
@@ -53,12 +71,27 @@ class Scope(_Strict):
     allow: list[str] = Field(default_factory=list)
     deny: list[str] = Field(default_factory=list)
 
+    @field_validator("allow", "deny")
+    @classmethod
+    def _valid_patterns(cls, v: list[str]) -> list[str]:
+        for i, p in enumerate(v):
+            problem = validate_pattern(p)
+            if problem is not None:
+                raise ValueError(f"[{i}] {problem}")
+        return v
+
 
 class Workstream(_Strict):
-    id: str = Field(description="Unique id, [a-z0-9][a-z0-9._-]*, at most 100 characters.")
+    id: str = Field(
+        description="Unique id, [a-z0-9][a-z0-9._-]*, at most 100 characters, no '..', not "
+        "ending in '.' or '.lock'.",
+        json_schema_extra={"pattern": ID_PATTERN, "maxLength": ID_MAX},
+    )
     title: str = ""
     depends_on: list[str] = Field(default_factory=list)
-    tool: str = Field(default="shell", description="shell | aider | claude | codex | a uet.toml tool")
+    tool: str = Field(
+        default="shell", description="shell | aider | claude | codex | a uet.toml tool"
+    )
     command: str | list[str] | None = Field(
         default=None, description="For shell: a string (run by sh -c) or an argv list."
     )
@@ -67,9 +100,13 @@ class Workstream(_Strict):
     acceptance: list[str] = Field(default_factory=list)
     setup: list[str] = Field(default_factory=list)
     timeout: float = Field(default=900, gt=0, description="Seconds for the tool.")
-    retries: int = Field(default=0, ge=0, le=20, description="Extra attempts after a tool failure.")
+    retries: int = Field(
+        default=0, ge=0, le=20, description="Extra attempts after a tool failure."
+    )
     env: dict[str, str] = Field(default_factory=dict)
-    estimate: float | None = Field(default=None, gt=0, description="Expected seconds, for planning.")
+    estimate: float | None = Field(
+        default=None, gt=0, description="Expected seconds, for planning."
+    )
     allow_empty: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -80,6 +117,16 @@ class Workstream(_Strict):
     @classmethod
     def _valid_id(cls, v: str) -> str:
         return check_id(v)
+
+    @field_validator("depends_on")
+    @classmethod
+    def _valid_deps(cls, v: list[str]) -> list[str]:
+        for i, dep in enumerate(v):
+            try:
+                check_id(dep)
+            except ValueError as exc:
+                raise ValueError(f"[{i}] {exc}") from None
+        return v
 
     @property
     def source(self) -> str | None:
