@@ -1,0 +1,226 @@
+"""`uet gc`: remove the refs of finished workstreams of old runs, then pack refs.
+
+What "removing a run's refs" means (the command's help says the same):
+- a run is old when its last ledger commit (not counting earlier ``run: gc`` records) is older
+  than ``older_than``; a run whose writer lock is held (a live run) is never touched;
+- for every workstream in a final state (committed, dropped, rolled-back) its state ref and
+  all its patch refs (``refs/uet/patches/RUN/WS/*``) go; quarantined and blocked workstreams,
+  which wait for a user's retry or drop, keep theirs unless ``include_quarantined``; a run
+  interrupted mid-way (created..verified) keeps those refs, it can still be resumed;
+- the integration ref goes once no state ref is left and nothing would be lost: it equals the
+  base, the target branch contains it (landed), or no workstream is committed any more;
+- the ledger branch ``refs/uet/ledger/RUN`` is KEPT: it is the audit trail (every transition,
+  reason and piece of evidence, a few KiB), and ``uet check`` uses it to recognise landed
+  patches. ``uet status`` still shows a collected workstream's last state. Delete a whole run
+  by hand with ``git update-ref -d refs/uet/ledger/RUN``.
+Before deleting, gc appends a ``run: gc`` ledger commit naming what it removes (fsck reads it:
+a missing ref after it is expected), then deletes everything of that run in one ref transaction
+with old values. Finally ``git pack-refs --all`` (skipped while any run is live: packed refs
+would slow its transitions, GIT-NOTES.md). Objects only reachable from removed refs become
+garbage for a later ``git gc``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from uet_git.errors import UetError
+from uet_git.gitrepo import Repo
+from uet_git.ledger import query
+from uet_git.ledger.layout import ROOT, parse_ref
+from uet_git.ledger.states import TERMINAL
+
+GC_EVENT = "run: gc"
+WAITING = frozenset({"quarantined", "blocked"})
+
+
+@dataclass
+class RunGc:
+    run: str
+    refs: dict[str, str] = field(default_factory=dict)  # ref -> old oid, to delete
+    workstreams: list[str] = field(default_factory=list)
+    note: str | None = None  # why nothing (more) was done
+
+
+@dataclass
+class GcResult:
+    dry_run: bool
+    runs: list[RunGc] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # one line per run not touched, and why
+    packed: bool = False
+    pack_note: str | None = None
+
+    @property
+    def removed(self) -> list[str]:
+        return [ref for r in self.runs for ref in r.refs]
+
+
+def lock_path(repo: Repo, run: str) -> Path:
+    """The writer's lock file (ledger/writer.py: ``<common>/uet/locks/RUN.lock``)."""
+    return repo.uet_dir / "locks" / f"{run}.lock"
+
+
+def lock_held(repo: Repo, run: str) -> bool:
+    """True when a writer holds ``run``'s lock (tested by trying it, never waiting)."""
+    import filelock
+
+    path = lock_path(repo, run)
+    if not path.exists():
+        return False
+    lock = filelock.FileLock(str(path), thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return True
+    lock.release(force=True)
+    return False
+
+
+def parse_age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``45m``, ``90s``, ``2w`` or a bare number of days."""
+    t = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    try:
+        if t and t[-1] in units:
+            return timedelta(seconds=float(t[:-1]) * units[t[-1]])
+        return timedelta(days=float(t))
+    except ValueError:
+        raise UetError(f"--older-than {text!r}: expected a number with s, m, h, d or w "
+                       "(e.g. 30d)") from None
+
+
+def _last_activity(log: query.LedgerLog) -> int:
+    times = [e.time for e in log.events if not e.subject.startswith(GC_EVENT)]
+    return max(times) if times else 0
+
+
+def _target_contains(repo: Repo, target: str | None, oid: str) -> bool:
+    if not target:
+        return False
+    ref = target if target.startswith("refs/") else f"refs/heads/{target}"
+    tip = repo.read_ref(ref)
+    if tip is None:
+        return False
+    return tip == oid or repo.git("merge-base", "--is-ancestor", oid, tip,
+                                  check=False).returncode == 0
+
+
+def plan_run(repo: Repo, run: str, refs: dict[str, str], log: query.LedgerLog,
+             include_quarantined: bool) -> RunGc:
+    """What gc would delete in ``run`` (``refs``: this run's refs)."""
+    out = RunGc(run)
+    removable = set(TERMINAL) | (WAITING if include_quarantined else set())
+    last = log.last_transitions()
+    state_of: dict[str, str] = {ws: e.to for ws, e in last.items() if e.to}
+    kept_states = 0
+    ws_with_state_ref: set[str] = set()
+    for name, oid in refs.items():
+        p = parse_ref(name)
+        if p is None or p.kind != "state" or p.ws is None:
+            continue
+        ws_with_state_ref.add(p.ws)
+        state_of[p.ws] = p.state or state_of.get(p.ws, "")
+        if p.state in removable:
+            out.refs[name] = oid
+            out.workstreams.append(p.ws)
+        else:
+            kept_states += 1
+    gone = set(out.workstreams) | {
+        ws for ws, st in state_of.items() if ws not in ws_with_state_ref and st in removable
+    }
+    for name, oid in refs.items():
+        p = parse_ref(name)
+        if p is not None and p.kind == "patch" and p.ws in gone:
+            out.refs[name] = oid
+    iref = query.integration_ref(run)
+    itip = refs.get(iref)
+    if itip is not None and kept_states == 0:
+        committed = any(st == "committed" for st in state_of.values())
+        if itip == log.base or not committed or _target_contains(repo, log.target, itip):
+            out.refs[iref] = itip
+        else:
+            out.note = (f"kept {iref}: its committed work is not on {log.target or 'a target'} "
+                        f"(land it with `uet land {run}`)")
+    out.workstreams.sort()
+    return out
+
+
+def gc(
+    repo: Repo,
+    older_than: timedelta,
+    include_quarantined: bool = False,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> GcResult:
+    """Remove refs of finished workstreams of runs idle for longer than ``older_than``."""
+    result = GcResult(dry_run=dry_run)
+    cutoff = (time.time() if now is None else now) - older_than.total_seconds()
+    by_run: dict[str, dict[str, str]] = {}
+    for name, oid in repo.list_refs(ROOT).items():
+        p = parse_ref(name)
+        if p is not None:
+            by_run.setdefault(p.run, {})[name] = oid
+    any_live = False
+    for run in sorted(by_run):
+        refs = by_run[run]
+        tip = refs.get(query.ledger_ref(run))
+        if tip is None:
+            result.skipped.append(f"{run}: refs without a ledger branch, not touched "
+                                  "(see `uet fsck`)")
+            continue
+        if lock_held(repo, run):
+            any_live = True
+            result.skipped.append(f"{run}: live (a uet process holds its lock), not touched")
+            continue
+        log = query.read_ledger(repo, run, tip=tip)
+        if _last_activity(log) > cutoff:
+            continue
+        plan = plan_run(repo, run, refs, log, include_quarantined)
+        if not plan.refs:
+            continue
+        if dry_run:
+            result.runs.append(plan)
+            continue
+        done = _apply(repo, run, plan, result)
+        if done:
+            result.runs.append(plan)
+    if not dry_run:
+        if any_live:
+            result.pack_note = "refs not packed: a run is live (packing would slow it down)"
+        else:
+            repo.git("pack-refs", "--all")
+            result.packed = True
+    return result
+
+
+def _apply(repo: Repo, run: str, plan: RunGc, result: GcResult) -> bool:
+    """Record the ``run: gc`` event and delete the refs, holding the run's writer lock."""
+    from uet_git.gitrepo.refs import RefConflict, RefTransaction
+    from uet_git.ledger.writer import Ledger, LedgerBusy
+
+    try:
+        ledger = Ledger.open(repo, run)
+    except LedgerBusy:
+        result.skipped.append(f"{run}: live (a uet process holds its lock), not touched")
+        return False
+    except UetError as exc:
+        result.skipped.append(f"{run}: not touched: {exc}")
+        return False
+    with ledger:
+        names = sorted(plan.refs)
+        body = (f"uet gc removed {len(names)} refs of {len(plan.workstreams)} finished "
+                f"workstreams; the ledger keeps their history and evidence.\n\n"
+                + "\n".join(names))
+        ledger.event(GC_EVENT, body, trailers={"Uet-Gc-Refs": str(len(names))})
+        tx = RefTransaction(repo)
+        for name in names:
+            tx.delete(name, plan.refs[name])
+        try:
+            tx.commit()
+        except RefConflict as exc:
+            result.skipped.append(f"{run}: refs moved while collecting, nothing removed: {exc}")
+            return False
+    return True
