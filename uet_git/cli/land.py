@@ -1,0 +1,38 @@
+"""`uet land [RUN] [--rebase]`: fast-forward the run's target branch to its integration ref.
+
+Exit 0 when the target holds the run's integration tip afterwards (landed now or earlier), 1 when
+nothing landed (the target moved, a checkout of it has local changes, the run was rolled back),
+with one line saying what to do. Takes the run's writer lock: a live run is refused.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("run", required=False)
+@click.option("--rebase", is_flag=True,
+              help="If the target moved, re-integrate the run's committed patches onto its new "
+                   "tip (re-verifying each) and land the result.")
+@click.option("--jobs", type=click.IntRange(1), default=None,
+              help="Workers for re-verification with --rebase.")
+def cmd(run: str | None, rebase: bool, jobs: int | None) -> None:
+    """Fast-forward the target branch of RUN (default: the latest run) to the run's
+    integration ref refs/uet/integration/RUN, with a compare-and-swap. A checkout of the target
+    is updated like `git merge --ff-only`, and refused if it has local changes. Nothing is ever
+    forced: if the target moved, use --rebase."""
+    from uet_git.engine.land import land
+    from uet_git.engine.options import RunOptions
+    from uet_git.errors import EXIT_WORK_FAILED, UetError
+    from uet_git.gitrepo import Repo
+    from uet_git.ledger import query
+    from uet_git.ledger.writer import Ledger
+
+    repo = Repo.open(".")
+    run_id = query.resolve_run(repo, run)
+    with Ledger.open(repo, run_id) as ledger:
+        result = land(repo, ledger, rebase=rebase, options=RunOptions(jobs=jobs))
+    if not result.landed:
+        raise UetError(result.message, exit_code=EXIT_WORK_FAILED)
+    click.echo(result.message)
