@@ -1,0 +1,130 @@
+"""Worktrees under the common git dir: add, reset (reuse), repair, remove, dirty paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_repo
+from uet_git.gitrepo.repo import GitError, Repo
+from uet_git.gitrepo.worktrees import (
+    add_worktree,
+    admin_dir,
+    dirty_paths,
+    list_worktrees,
+    remove_worktree,
+    reset_worktree,
+    worktree_head,
+)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Repo, Path, str, str]:
+    path = make_repo(tmp_path / "repo", {"a.txt": "a\n", "src/b.txt": "b\n",
+                                         ".gitignore": "*.log\n.venv/\n"})
+    first = git(path, "rev-parse", "HEAD")
+    (path / "a.txt").write_text("a2\n")
+    git(path, "commit", "-qam", "second")
+    second = git(path, "rev-parse", "HEAD")
+    repo = Repo.open(path)
+    return repo, repo.uet_dir / "worktrees" / "0", first, second
+
+
+def _status(path: Path) -> str:
+    return git(path, "status", "--porcelain", "--ignored", "--untracked-files=all")
+
+
+def test_add_is_detached_and_invisible_to_the_user(setup) -> None:
+    repo, wt, first, _ = setup
+    add_worktree(repo, wt, first, lock_reason="uet test")
+    assert git(wt, "rev-parse", "HEAD") == first
+    assert git(wt, "symbolic-ref", "-q", "HEAD", check=False) == ""
+    assert (wt / "a.txt").read_text() == "a\n"
+    assert _status(repo.workdir) == ""
+    infos = {i.path.resolve(): i for i in list_worktrees(repo)}
+    assert infos[wt.resolve()].locked and infos[wt.resolve()].head == first
+    assert infos[wt.resolve()].branch is None
+    assert worktree_head(repo, wt) == first
+    with pytest.raises(GitError):
+        add_worktree(repo, wt, first)  # non-empty directory
+
+
+def test_reset_leaves_no_leftovers(setup) -> None:
+    repo, wt, first, second = setup
+    add_worktree(repo, wt, first)
+    # Everything a tool might leave: edits, new/staged/ignored files, a commit, a lost index.lock
+    (wt / "a.txt").write_text("tool edit\n")
+    (wt / "src" / "b.txt").unlink()
+    (wt / "new.txt").write_text("new\n")
+    (wt / "deep" / "dir").mkdir(parents=True)
+    (wt / "deep" / "dir" / "f").write_text("x")
+    (wt / "x.log").write_text("log\n")
+    (wt / "staged.txt").write_text("s\n")
+    git(wt, "add", "staged.txt")
+    git(wt, "commit", "-qm", "tool commit", "--", "staged.txt")
+    (admin_dir(repo, wt) / "index.lock").write_text("")
+    assert dirty_paths(repo, wt) == ["a.txt", "deep/dir/f", "new.txt", "src/b.txt"]
+    reset_worktree(repo, wt, second)
+    assert git(wt, "rev-parse", "HEAD") == second
+    assert _status(wt) == ""
+    assert (wt / "a.txt").read_text() == "a2\n"
+    assert not (wt / "staged.txt").exists() and not (wt / "deep").exists()
+    assert dirty_paths(repo, wt) == []
+
+
+def test_reset_keep_ignored_keeps_ignored_files_only(setup) -> None:
+    repo, wt, first, second = setup
+    add_worktree(repo, wt, first)
+    (wt / ".venv" / "lib").mkdir(parents=True)
+    (wt / ".venv" / "lib" / "dep.py").write_text("cached\n")
+    (wt / "untracked.txt").write_text("u\n")
+    reset_worktree(repo, wt, second, keep_ignored=True)
+    assert (wt / ".venv" / "lib" / "dep.py").read_text() == "cached\n"
+    assert not (wt / "untracked.txt").exists()
+    reset_worktree(repo, wt, second, keep_ignored=False)
+    assert not (wt / ".venv").exists()
+
+
+def test_reset_repairs_a_replaced_dot_git_and_a_half_done_merge(setup) -> None:
+    repo, wt, first, second = setup
+    add_worktree(repo, wt, first)
+    git(wt, "checkout", "-q", "-b", "side")
+    (wt / "a.txt").write_text("side\n")
+    git(wt, "commit", "-qam", "side")
+    git(wt, "checkout", "-q", "--detach", second)
+    git(wt, "merge", "side", check=False)  # conflict in a.txt
+    assert (admin_dir(repo, wt) / "MERGE_HEAD").exists()
+    reset_worktree(repo, wt, first)
+    assert not (admin_dir(repo, wt) / "MERGE_HEAD").exists()
+    assert _status(wt) == ""
+    # A tool replaces the .git file with a directory of its own.
+    (wt / ".git").unlink()
+    (wt / ".git").mkdir()
+    (wt / ".git" / "HEAD").write_text("garbage\n")
+    assert admin_dir(repo, wt)  # still found from the common dir
+    reset_worktree(repo, wt, second)
+    assert (wt / ".git").is_file()
+    assert git(wt, "rev-parse", "HEAD") == second and _status(wt) == ""
+
+
+def test_remove_locked_worktree(setup) -> None:
+    repo, wt, first, _ = setup
+    add_worktree(repo, wt, first, lock_reason="uet test")
+    (wt / "dirty.txt").write_text("x")
+    remove_worktree(repo, wt)
+    assert not wt.exists()
+    assert all(i.path.resolve() != wt.resolve() for i in list_worktrees(repo))
+    assert git(repo.workdir, "worktree", "list", "--porcelain").count("worktree ") == 1
+    # A registered worktree whose directory vanished can be created again at the same path.
+    add_worktree(repo, wt, first, lock_reason="uet test")
+    os.rename(wt, wt.with_name("moved"))
+    add_worktree(repo, wt, first, lock_reason="uet test")
+    assert git(wt, "rev-parse", "HEAD") == first
+
+
+def test_admin_dir_of_a_non_worktree_is_an_error(setup, tmp_path: Path) -> None:
+    repo, *_ = setup
+    with pytest.raises(GitError):
+        admin_dir(repo, tmp_path)

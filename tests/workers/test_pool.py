@@ -1,0 +1,172 @@
+"""WorktreePool: reuse by reset, includes, keep_ignored, crashed runs' orphans, concurrent pools."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_repo
+from uet_git.gitrepo.repo import Repo
+from uet_git.workers.pool import WorktreePool, copy_includes, snapshot_orphan
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    path = make_repo(tmp_path / "repo", {
+        "a.txt": "a\n", ".gitignore": ".env\nconfig/*.local\n.venv/\n", "config/app.cfg": "x\n",
+    })
+    return Repo.open(path)
+
+
+def _commit(repo: Repo, name: str, content: str) -> str:
+    (repo.workdir / name).write_text(content)
+    git(repo.workdir, "add", name)
+    git(repo.workdir, "commit", "-qm", f"add {name}")
+    return git(repo.workdir, "rev-parse", "HEAD")
+
+
+def _worktree_paths(repo: Repo) -> list[str]:
+    out = git(repo.workdir, "worktree", "list", "--porcelain")
+    return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("worktree ")]
+
+
+def test_acquire_creates_then_reuses_by_reset(repo: Repo) -> None:
+    base1 = git(repo.workdir, "rev-parse", "HEAD")
+    base2 = _commit(repo, "b.txt", "b\n")
+    pool = WorktreePool(repo, size=2)
+    w0 = pool.acquire(base1, label="run/ws-a/1")
+    w1 = pool.acquire(base2)
+    assert (w0.slot, w1.slot) == (0, 1)
+    assert w0.path == repo.common_dir / "uet" / "worktrees" / "0"
+    assert git(w0.path, "rev-parse", "HEAD") == base1 and not (w0.path / "b.txt").exists()
+    assert git(w1.path, "rev-parse", "HEAD") == base2
+    (w0.path / "a.txt").write_text("tool\n")
+    (w0.path / "junk.txt").write_text("junk\n")
+    pool.release(w0)
+    w = pool.acquire(base2)
+    assert w.slot == 0 and w.base == base2
+    assert git(w.path, "rev-parse", "HEAD") == base2
+    assert git(w.path, "status", "--porcelain", "--ignored") == ""
+    assert git(repo.workdir, "status", "--porcelain") == ""  # the user's checkout sees nothing
+    pool.release(w)
+    pool.release(w1)
+    pool.close(remove=True)
+    assert _worktree_paths(repo) == [str(repo.workdir)]
+    assert not w0.path.exists() and not w1.path.exists()
+
+
+def test_includes_and_keep_ignored(repo: Repo) -> None:
+    base = git(repo.workdir, "rev-parse", "HEAD")
+    (repo.workdir / ".env").write_text("SECRET=1\n")
+    (repo.workdir / "config" / "db.local").write_text("local\n")
+    (repo.workdir / "config" / "app.cfg").write_text("user's uncommitted edit\n")  # tracked
+    (repo.workdir / "notes.txt").write_text("untracked, not ignored\n")
+    pool = WorktreePool(repo, size=1, keep_ignored=True,
+                        include=[".env", "config/*", "notes.txt"])
+    w = pool.acquire(base)
+    assert (w.path / ".env").read_text() == "SECRET=1\n"
+    assert (w.path / "config" / "db.local").read_text() == "local\n"
+    assert (w.path / "config" / "app.cfg").read_text() == "x\n"
+    assert not (w.path / "notes.txt").exists()
+    assert git(w.path, "status", "--porcelain") == ""  # includes are never a "change"
+    (w.path / ".env").write_text("tool changed it\n")
+    (w.path / ".venv").mkdir()
+    (w.path / ".venv" / "dep").write_text("warm cache\n")
+    assert copy_includes(repo, w.path, [".env"]) == [".env"]
+    assert copy_includes(repo, w.path, [".env"]) == []  # unchanged: not copied again
+    (w.path / ".env").write_text("tool changed it\n")
+    pool.release(w)
+    w = pool.acquire(base)
+    assert (w.path / ".env").read_text() == "SECRET=1\n"
+    assert (w.path / ".venv" / "dep").read_text() == "warm cache\n"
+    pool.close(remove=True)
+
+
+def test_two_pools_never_share_a_slot(repo: Repo) -> None:
+    base = git(repo.workdir, "rev-parse", "HEAD")
+    a = WorktreePool(repo, size=1)
+    b = WorktreePool(repo, size=1)
+    wa = a.acquire(base)
+    wb = b.acquire(base)
+    assert wa.slot != wb.slot
+    a.release(wa)
+    a.close(remove=False)
+    b.release(wb)
+    b.close(remove=True)
+    c = WorktreePool(repo, size=1)
+    assert c.orphans() == []
+    assert c.acquire(base).slot == wa.slot  # a clean stale slot is reused
+    c.close(remove=True)
+
+
+_CRASH = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    from uet_git.gitrepo.repo import Repo
+    from uet_git.workers.pool import WorktreePool
+    repo = Repo.open(sys.argv[1])
+    pool = WorktreePool(repo, size=2)
+    w0 = pool.acquire(sys.argv[2], label="run1/ws-dirty/1")
+    w1 = pool.acquire(sys.argv[2], label="run1/ws-commit/1")
+    w2 = pool.acquire(sys.argv[2], label="run1/ws-clean/1")
+    (w0.path / "a.txt").write_text("unrecorded work\\n")
+    (w0.path / "new.txt").write_text("new\\n")
+    (w1.path / "c.txt").write_text("c\\n")
+    os.system(f"cd {w1.path} && git add c.txt && git commit -qm 'tool commit'")
+    os.kill(os.getpid(), 9)
+""")
+
+
+def test_crashed_run_leaves_orphans_that_are_never_reset_until_released(repo: Repo) -> None:
+    base = git(repo.workdir, "rev-parse", "HEAD")
+    proc = subprocess.run([sys.executable, "-c", _CRASH, str(repo.workdir), base],
+                          capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    pool = WorktreePool(repo, size=2)
+    orphans = pool.orphans()
+    assert [(o.slot, o.label, o.base) for o in orphans] == [
+        (0, "run1/ws-dirty/1", base), (1, "run1/ws-commit/1", base)]
+    # New work never lands in an orphan's slot; the clean one (slot 2) is reused.
+    w = pool.acquire(base)
+    assert w.slot == 2 and w.label is None
+    w_new = pool.acquire(base)
+    assert w_new.slot == 3
+    assert (orphans[0].path / "a.txt").read_text() == "unrecorded work\n"
+
+    commit = snapshot_orphan(repo, orphans[0])
+    assert commit is not None
+    assert git(repo.workdir, "rev-parse", f"{commit}^") == base
+    assert git(repo.workdir, "show", f"{commit}:a.txt") == "unrecorded work"
+    assert git(repo.workdir, "show", f"{commit}:new.txt") == "new"
+    assert "run1/ws-dirty/1" in git(repo.workdir, "log", "-1", "--format=%B", commit)
+    c2 = snapshot_orphan(repo, orphans[1])
+    assert c2 and git(repo.workdir, "show", f"{c2}:c.txt") == "c"
+    assert "its HEAD was" in git(repo.workdir, "log", "-1", "--format=%B", c2)
+
+    pool.release(w)
+    pool.close(remove=True)  # orphans not released and busy worktrees are kept
+    assert orphans[0].path.exists() and orphans[1].path.exists() and w_new.path.exists()
+    assert not w.path.exists()
+
+    pool = WorktreePool(repo, size=2)
+    assert [o.slot for o in pool.orphans()] == [0, 1]
+    for o in pool.orphans():
+        pool.release(o)  # the engine recorded them
+    w = pool.acquire(base)
+    assert w.slot == 0 and git(w.path, "status", "--porcelain") == ""
+    pool.release(w)
+    pool.close(remove=True)
+    assert _worktree_paths(repo) == [str(repo.workdir)]
+    assert subprocess.run(["git", "fsck", "--no-progress"], cwd=repo.workdir).returncode == 0
+
+
+def test_snapshot_orphan_without_changes_is_none(repo: Repo) -> None:
+    base = git(repo.workdir, "rev-parse", "HEAD")
+    pool = WorktreePool(repo, size=1)
+    w = pool.acquire(base)
+    assert snapshot_orphan(repo, w) is None
+    pool.close(remove=True)

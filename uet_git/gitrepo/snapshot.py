@@ -1,0 +1,165 @@
+"""Turning a worktree's content into a tree, and applying a tool's patch to a worktree.
+
+``snapshot_tree`` takes what ``git add -A`` would: tracked and untracked-not-ignored files,
+deletions, the executable bit, symlinks, binary files; never anything under a ``.git``.
+
+How (measured, see DESIGN.md): the worktree's own index is read in memory with pygit2, so its
+stat cache lets ``add_all`` re-hash only files that changed (~4 ms small, ~80 ms at 30k files; a
+fresh index re-hashes everything and is ~9x slower), then ``write_tree``. The index is NOT
+written back: the worktree stays exactly as the tool left it (``git status`` in it still shows
+the tool's changes, and an orphaned worktree can be inspected as it was). The worktree is opened
+through its administrative directory, not by discovery, so a tool that replaced the worktree's
+``.git`` file cannot redirect the snapshot. If libgit2 refuses the content (an embedded
+repository, a corrupt index) the same is done with the git CLI and a temporary index.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+
+from uet_git.gitrepo.repo import GitError, Repo
+from uet_git.gitrepo.worktrees import admin_dir
+
+
+def snapshot_tree(repo: Repo, worktree_path: Path) -> str:
+    """The tree id of everything in the worktree, as ``git add -A`` would stage it. Writes the
+    blobs and trees into the object database; leaves the worktree and its index untouched."""
+    path = Path(worktree_path).resolve()
+    admin = admin_dir(repo, path)
+    try:
+        wr = pygit2.Repository(str(admin))
+        if wr.workdir is None or Path(wr.workdir).resolve() != path:
+            raise GitError("workdir mismatch")
+        index = wr.index
+        conflicts = index.conflicts
+        if conflicts is not None:
+            # A tool left a merge half done: take the files as they are (markers included).
+            for entry_path in [c[0] or c[1] or c[2] for c in conflicts]:
+                del conflicts[entry_path.path]
+        index.add_all()
+        return str(index.write_tree())
+    except (pygit2.GitError, GitError, OSError, ValueError, KeyError):
+        return _snapshot_cli(repo, admin, path)
+
+
+def _snapshot_cli(repo: Repo, admin: Path, path: Path) -> str:
+    with tempfile.TemporaryDirectory(prefix="uet-index-") as tmp:
+        index = Path(tmp) / "index"
+        env = {"GIT_INDEX_FILE": str(index)}
+        base = ["--git-dir", str(admin), "--work-tree", str(path)]
+        if (admin / "index").is_file():
+            shutil.copyfile(admin / "index", index)
+            if repo.git(*base, "add", "-A", cwd=path, env=env, check=False).returncode == 0:
+                return repo.git(*base, "write-tree", cwd=path, env=env).stdout.decode().strip()
+            index.unlink()
+        if repo.git(*base, "rev-parse", "--verify", "--quiet", "HEAD", cwd=path,
+                    check=False).returncode == 0:
+            repo.git(*base, "read-tree", "HEAD", cwd=path, env=env)
+        repo.git(*base, "add", "-A", cwd=path, env=env)
+        return repo.git(*base, "write-tree", cwd=path, env=env).stdout.decode().strip()
+
+
+@dataclass
+class MailMessage:
+    """One message of a mailbox patch: its author and message (subject + body)."""
+
+    author: str
+    email: str
+    date: str
+    message: str
+
+
+@dataclass
+class ApplyResult:
+    error: str | None
+    messages: list[MailMessage] = field(default_factory=list)
+
+
+def apply_patch(repo: Repo, worktree: Path, patch_bytes: bytes, mbox: bool = False) -> str | None:
+    """Apply a unified diff (or, with ``mbox``, a mailbox of patches) to the worktree's files
+    and index without committing. Returns an error line, or None when it applied (an empty
+    patch applies trivially)."""
+    return apply_patch_ex(repo, worktree, patch_bytes, mbox=mbox).error
+
+
+def apply_patch_ex(repo: Repo, worktree: Path, patch_bytes: bytes, *,
+                   mbox: bool = False) -> ApplyResult:
+    """``apply_patch`` that also returns the mailbox messages (for the patch commit's body)."""
+    path = Path(worktree).resolve()
+    admin = admin_dir(repo, path)
+    if not patch_bytes.strip():
+        return ApplyResult(None)
+    with tempfile.TemporaryDirectory(prefix="uet-patch-") as tmp:
+        t = Path(tmp)
+        if not mbox:
+            (t / "patch").write_bytes(patch_bytes)
+            return ApplyResult(_apply_one(repo, admin, path, t / "patch"))
+        (t / "mbox").write_bytes(patch_bytes)
+        (t / "split").mkdir()
+        proc = repo.git("mailsplit", "-b", f"-o{t / 'split'}", "--", str(t / "mbox"),
+                        cwd=path, check=False)
+        if proc.returncode != 0:
+            return ApplyResult(f"not a mailbox: {_first_line(proc.stderr)}")
+        messages: list[MailMessage] = []
+        for mail in sorted((t / "split").iterdir()):
+            msg_file, patch_file = t / "msg", t / "one.patch"
+            with open(mail, "rb") as f:
+                info = subprocess.run(
+                    ["git", "mailinfo", "-u", str(msg_file), str(patch_file)],
+                    stdin=f, capture_output=True, cwd=path,
+                )
+            if info.returncode != 0:
+                return ApplyResult(f"{mail.name}: cannot read mail: {_first_line(info.stderr)}",
+                                   messages)
+            headers = _headers(info.stdout.decode(errors="replace"))
+            body = msg_file.read_text(errors="replace").strip()
+            subject = headers.get("Subject", "").strip()
+            text = subject + ("\n\n" + body if body else "")
+            messages.append(MailMessage(headers.get("Author", ""), headers.get("Email", ""),
+                                        headers.get("Date", ""), text.strip()))
+            if patch_file.stat().st_size == 0:
+                continue
+            err = _apply_one(repo, admin, path, patch_file)
+            if err:
+                label = f"patch {len(messages)} ({subject})" if subject else mail.name
+                return ApplyResult(f"{label}: {err}", messages)
+        return ApplyResult(None, messages)
+
+
+def _apply_one(repo: Repo, admin: Path, path: Path, patch: Path) -> str | None:
+    """``git apply --index``; all or nothing. Retried leniently for hand-written diffs (wrong
+    hunk line counts, no a/ b/ prefixes) before giving up with git's own message."""
+    base = ["--git-dir", str(admin), "--work-tree", str(path), "apply", "--index",
+            "--whitespace=nowarn"]
+    first_error = None
+    for extra in ([], ["--recount"], ["-p0", "--recount"]):
+        proc = repo.git(*base, *extra, str(patch), cwd=path, check=False)
+        if proc.returncode == 0:
+            return None
+        first_error = first_error or _first_line(proc.stderr) or f"exit {proc.returncode}"
+    return f"patch does not apply: {first_error}"
+
+
+def _headers(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key not in out:
+            out[key] = value
+    return out
+
+
+def _first_line(data: bytes) -> str:
+    for line in data.decode(errors="replace").splitlines():
+        if line.strip():
+            return line.strip().removeprefix("error: ").removeprefix("fatal: ")
+    return ""
+
+
+__all__ = ["ApplyResult", "MailMessage", "apply_patch", "apply_patch_ex", "snapshot_tree"]

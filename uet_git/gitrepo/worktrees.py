@@ -1,0 +1,189 @@
+"""Linked worktrees uet creates for its workers (``git worktree add --detach``).
+
+They live under the common git dir (``<common>/uet/worktrees/<slot>``), so the user's
+``git status`` never sees them, and are reused: resetting one to a new base (``checkout -f`` +
+``clean``) is ~60x cheaper than a fresh ``worktree add`` on a large repository.
+
+A tool runs inside a worktree and may break it (replace its ``.git`` file, leave a merge or
+rebase half done, leave an ``index.lock`` behind when killed). Everything here therefore finds a
+worktree's administrative directory (``<common>/worktrees/<id>``) from the common dir, never by
+discovery from inside the worktree, and ``reset_worktree`` repairs what a tool can break.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from uet_git.gitrepo.repo import GitError, Repo
+
+# Per-worktree state a tool can leave behind; removed on reset (the tool is dead by then).
+_STATE_FILES = (
+    "MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "MERGE_RR", "AUTO_MERGE", "CHERRY_PICK_HEAD",
+    "REVERT_HEAD", "BISECT_LOG", "BISECT_START", "BISECT_EXPECTED_REV", "BISECT_ANCESTORS_OK",
+    "BISECT_NAMES", "BISECT_TERMS", "index.lock", "HEAD.lock", "ORIG_HEAD",
+)
+_STATE_DIRS = ("rebase-merge", "rebase-apply", "sequencer")
+
+
+@dataclass(frozen=True)
+class WorktreeInfo:
+    """One entry of ``git worktree list``."""
+
+    path: Path
+    head: str | None
+    branch: str | None
+    locked: bool
+    prunable: bool
+    bare: bool = False
+
+
+def add_worktree(repo: Repo, path: Path, commit: str, *, lock_reason: str | None = None) -> None:
+    """Create a detached worktree at ``path`` checked out at ``commit``.
+
+    A path still registered from an earlier worktree whose directory is gone is taken over
+    (``--force`` twice also overrides a lock). With ``lock_reason`` the worktree is created
+    locked (``git worktree lock``), so ``git worktree prune``/``remove`` leave it alone.
+    """
+    path = Path(path)
+    if path.exists() and any(path.iterdir()):
+        raise GitError(f"{path}: cannot create a worktree in a non-empty directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args = ["worktree", "add", "--detach"]
+    if any(_same(w.path, path) for w in list_worktrees(repo)):
+        args += ["--force", "--force"]
+    if lock_reason:
+        args += ["--lock", "--reason", lock_reason]
+    repo.git(*args, str(path), commit)
+
+
+def admin_dir(repo: Repo, path: Path) -> Path:
+    """The administrative directory (``<common>/worktrees/<id>``) of the worktree at ``path``.
+
+    Found from the common dir's records, so it holds even when a tool replaced the worktree's
+    ``.git`` file. Raises GitError when ``path`` is not a registered linked worktree."""
+    target = Path(path).resolve() / ".git"
+    base = repo.common_dir / "worktrees"
+    if base.is_dir():
+        for d in sorted(base.iterdir()):
+            try:
+                recorded = (d / "gitdir").read_text().strip()
+            except OSError:
+                continue
+            if _same(Path(recorded), target):
+                return d
+    raise GitError(f"{path}: not a worktree of {repo.workdir}")
+
+
+def repair_gitfile(repo: Repo, path: Path) -> Path:
+    """Make ``path/.git`` the file pointing at the worktree's admin dir again (a tool may have
+    deleted it or put a directory there: its content is never taken). Returns the admin dir."""
+    admin = admin_dir(repo, path)
+    gitfile = Path(path) / ".git"
+    want = f"gitdir: {admin}\n"
+    try:
+        if gitfile.is_file() and not gitfile.is_symlink() and gitfile.read_text() == want:
+            return admin
+    except OSError:
+        pass
+    if gitfile.is_dir() and not gitfile.is_symlink():
+        shutil.rmtree(gitfile)
+    elif gitfile.exists() or gitfile.is_symlink():
+        gitfile.unlink()
+    gitfile.write_text(want)
+    return admin
+
+
+def reset_worktree(repo: Repo, path: Path, commit: str, keep_ignored: bool = False) -> None:
+    """Put the worktree at ``path`` exactly at ``commit``: detached HEAD, index and files as in
+    the commit, untracked files gone; ignored files too unless ``keep_ignored`` (a ``.venv`` or
+    ``node_modules`` then survives between uses)."""
+    path = Path(path)
+    admin = repair_gitfile(repo, path)
+    for name in _STATE_FILES:
+        (admin / name).unlink(missing_ok=True)
+    for name in _STATE_DIRS:
+        shutil.rmtree(admin / name, ignore_errors=True)
+    proc = repo.git("checkout", "-q", "-f", "--detach", commit, cwd=path, check=False)
+    if proc.returncode != 0:
+        # A corrupt index makes checkout refuse: rebuild it from scratch and retry once.
+        (admin / "index").unlink(missing_ok=True)
+        repo.git("checkout", "-q", "-f", "--detach", commit, cwd=path)
+    repo.git("reset", "-q", "--hard", commit, cwd=path)
+    repo.git("clean", "-q", "-ffd" if keep_ignored else "-ffdx", cwd=path)
+
+
+def remove_worktree(repo: Repo, path: Path) -> None:
+    """Remove the worktree at ``path`` (even locked or dirty) and its administrative data."""
+    path = Path(path)
+    try:
+        admin = admin_dir(repo, path)
+    except GitError:
+        admin = None
+    if admin is not None and path.exists():
+        repair_gitfile(repo, path)
+        proc = repo.git("worktree", "remove", "--force", "--force", str(path), check=False)
+        if proc.returncode == 0:
+            return
+    if path.exists():
+        shutil.rmtree(path)
+    if admin is not None and admin.exists():
+        # What `git worktree prune` does for this one entry, without touching the user's.
+        shutil.rmtree(admin)
+
+
+def list_worktrees(repo: Repo) -> list[WorktreeInfo]:
+    """Every worktree of the repository (the main one first), from ``git worktree list``."""
+    out = repo.git("worktree", "list", "--porcelain", "-z").stdout.decode(errors="surrogateescape")
+    result: list[WorktreeInfo] = []
+    cur: dict[str, str] = {}
+
+    def flush() -> None:
+        if "worktree" in cur:
+            branch = cur.get("branch")
+            result.append(WorktreeInfo(
+                path=Path(cur["worktree"]), head=cur.get("HEAD"),
+                branch=branch.removeprefix("refs/heads/") if branch else None,
+                locked="locked" in cur, prunable="prunable" in cur, bare="bare" in cur,
+            ))
+        cur.clear()
+
+    for field in out.split("\0"):
+        if not field:
+            flush()
+            continue
+        key, _, value = field.partition(" ")
+        cur[key] = value
+    flush()
+    return result
+
+
+def worktree_head(repo: Repo, path: Path) -> str | None:
+    """The commit the worktree's HEAD points to (read from its admin dir), or None."""
+    admin = admin_dir(repo, path)
+    proc = repo.git("--git-dir", str(admin), "rev-parse", "--verify", "--quiet", "HEAD^{commit}",
+                    check=False)
+    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+
+def dirty_paths(repo: Repo, path: Path) -> list[str]:
+    """Paths that differ from the worktree's HEAD: modified, staged, deleted and untracked (not
+    ignored) files, both sides of a rename. Empty when the worktree is clean."""
+    path = Path(path)
+    admin = repair_gitfile(repo, path)
+    proc = repo.git("--no-optional-locks", "--git-dir", str(admin), "--work-tree", str(path),
+                    "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames",
+                    cwd=path)
+    paths: set[str] = set()
+    for entry in proc.stdout.decode(errors="surrogateescape").split("\0"):
+        if len(entry) > 3:
+            paths.add(entry[3:])
+    return sorted(paths)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return a == b

@@ -1,0 +1,317 @@
+"""A pool of reusable worktrees, one slot per concurrent worker.
+
+Layout under ``root`` (default ``<common git dir>/uet/worktrees``): ``<slot>/`` is the worktree,
+``<slot>.lock`` a file lock held by the pool that owns the slot (so two runs on one repository
+never share a slot, and a slot whose lock nobody holds was left by a crashed run), and
+``<slot>.json`` records the base the slot was last reset to and a label (e.g. ``RUN/WS/N``).
+
+Worktrees are created locked (``git worktree lock --reason uet``) and stay locked for their
+whole life: neither the user's ``git worktree prune``/``remove`` nor ``git gc`` drop one (and the
+objects only its HEAD/index reference) while uet uses it. ``close(remove=True)`` unlocks and
+removes them.
+
+Crash safety: a slot left by a crashed run is reused only after checking it. If it holds
+uncommitted changes or its HEAD moved from its recorded base, it is an *orphan*: the pool never
+resets or removes it by itself. The engine lists them (``orphans()``), records them in the ledger
+(``snapshot_orphan`` makes a commit of their content), then hands them back with ``release()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import filelock
+import pygit2
+
+from uet_git.gitrepo.repo import GitError, Repo
+from uet_git.gitrepo.snapshot import snapshot_tree
+from uet_git.gitrepo.worktrees import (
+    add_worktree,
+    admin_dir,
+    dirty_paths,
+    list_worktrees,
+    remove_worktree,
+    reset_worktree,
+    worktree_head,
+)
+
+LOCK_REASON = "uet worker pool"
+
+
+@dataclass
+class Worktree:
+    path: Path
+    slot: int
+    base: str | None = None
+    label: str | None = None
+
+
+class WorktreePool:
+    """Thread-safe. ``size`` is the expected concurrency (slots ``0..size-1`` are used first);
+    ``acquire`` never blocks: past ``size`` it creates another slot."""
+
+    def __init__(self, repo: Repo, *, root: Path | None = None, size: int = 4,
+                 keep_ignored: bool = False, include: list[str] | None = None) -> None:
+        self.repo = repo
+        self.root = Path(root) if root is not None else repo.uet_dir / "worktrees"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.size = size
+        self.keep_ignored = keep_ignored
+        self.include = list(include or [])
+        self._mutex = threading.Lock()
+        self._locks: dict[int, filelock.BaseFileLock] = {}
+        self._free: list[Worktree] = []  # clean slots we own, ready for reset
+        self._busy: dict[int, Worktree] = {}
+        self._orphans: dict[int, Worktree] = {}
+        self._adopt_stale()
+
+    # --- public API ----------------------------------------------------------------------
+
+    def acquire(self, base: str, label: str | None = None) -> Worktree:
+        """A worktree at ``base`` (detached, clean), reused by reset if one is free."""
+        with self._mutex:
+            wt = self._free.pop(0) if self._free else None
+            if wt is None:
+                slot = self._claim_new_slot()
+                wt = Worktree(self.root / str(slot), slot)
+            self._busy[wt.slot] = wt
+        try:
+            self._prepare(wt, base)
+        except BaseException:
+            with self._mutex:
+                self._busy.pop(wt.slot, None)
+                self._release_lock(wt.slot)
+            raise
+        wt.base, wt.label = base, label
+        self._write_meta(wt)
+        return wt
+
+    def release(self, wt: Worktree) -> None:
+        """Give a worktree back (its result is in the ledger, or it was an orphan the engine
+        has recorded). Its files stay until the next ``acquire`` resets it."""
+        with self._mutex:
+            self._busy.pop(wt.slot, None)
+            self._orphans.pop(wt.slot, None)
+            if wt.slot in self._locks and all(f.slot != wt.slot for f in self._free):
+                self._free.append(wt)
+                self._free.sort(key=lambda w: w.slot)
+
+    def orphans(self) -> list[Worktree]:
+        """Slots left by a crashed run that hold work the ledger may not know: uncommitted
+        changes, or a HEAD that moved from the recorded base. Not reused until released."""
+        with self._mutex:
+            return [self._orphans[s] for s in sorted(self._orphans)]
+
+    def close(self, remove: bool = False) -> None:
+        """Release the slots' locks; with ``remove`` delete the worktrees first (never an
+        orphan that was not released, and never a busy one)."""
+        with self._mutex:
+            slots = sorted(self._locks)
+            keep = set(self._orphans) | set(self._busy)
+        for slot in slots:
+            if remove and slot not in keep:
+                remove_worktree(self.repo, self.root / str(slot))
+                (self.root / f"{slot}.json").unlink(missing_ok=True)
+            with self._mutex:
+                self._release_lock(slot)
+        with self._mutex:
+            self._free.clear()
+
+    def __enter__(self) -> WorktreePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(remove=False)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _prepare(self, wt: Worktree, base: str) -> None:
+        registered = self._registered(wt.path)
+        if registered and wt.path.is_dir():
+            try:
+                reset_worktree(self.repo, wt.path, base, keep_ignored=self.keep_ignored)
+            except (GitError, OSError):
+                # A broken slot (its content is known to the ledger: it was released): rebuild.
+                remove_worktree(self.repo, wt.path)
+                add_worktree(self.repo, wt.path, base, lock_reason=LOCK_REASON)
+        else:
+            if wt.path.exists():
+                _set_aside(wt.path)
+            add_worktree(self.repo, wt.path, base, lock_reason=LOCK_REASON)
+        copy_includes(self.repo, wt.path, self.include)
+
+    def _registered(self, path: Path) -> bool:
+        try:
+            admin_dir(self.repo, path)
+        except GitError:
+            return False
+        return True
+
+    def _try_lock(self, slot: int) -> bool:
+        lock = filelock.FileLock(str(self.root / f"{slot}.lock"), timeout=0,
+                                 thread_local=False, is_singleton=False)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            return False
+        self._locks[slot] = lock
+        return True
+
+    def _release_lock(self, slot: int) -> None:
+        lock = self._locks.pop(slot, None)
+        if lock is not None:
+            lock.release(force=True)
+
+    def _claim_new_slot(self) -> int:
+        slot = 0
+        while True:
+            if slot not in self._locks and self._try_lock(slot):
+                return slot
+            slot += 1
+
+    def _adopt_stale(self) -> None:
+        """Take the slots nobody holds (left by an earlier or crashed run): clean ones become
+        free, those holding unknown work become orphans."""
+        names = sorted((p for p in self.root.iterdir() if p.is_dir() and p.name.isdigit()),
+                       key=lambda p: int(p.name))
+        for path in names:
+            slot = int(path.name)
+            if not self._try_lock(slot):
+                continue  # another live run owns it
+            meta = self._read_meta(slot)
+            wt = Worktree(path, slot, meta.get("base"), meta.get("label"))
+            if not self._registered(path):
+                _set_aside(path)  # not a worktree any more: keep its files, reuse the slot
+                self._free.append(wt)
+                continue
+            try:
+                dirty = dirty_paths(self.repo, path)
+                head = worktree_head(self.repo, path)
+            except GitError:
+                dirty, head = ["?"], None
+            if dirty or (wt.base is not None and head != wt.base):
+                wt.base = wt.base or head
+                self._orphans[slot] = wt
+            else:
+                # Clean at its recorded base (or never recorded: acquire crashed before the
+                # tool ran, so it holds a plain checkout).
+                self._free.append(wt)
+        # Our own registered worktrees whose directory vanished: forget them (not the user's).
+        for info in list_worktrees(self.repo):
+            if info.path.parent == self.root and not info.path.exists():
+                with contextlib.suppress(GitError, OSError):
+                    remove_worktree(self.repo, info.path)
+
+    def _meta_path(self, slot: int) -> Path:
+        return self.root / f"{slot}.json"
+
+    def _read_meta(self, slot: int) -> dict[str, str]:
+        try:
+            data = json.loads(self._meta_path(slot).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write_meta(self, wt: Worktree) -> None:
+        tmp = self._meta_path(wt.slot).with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"base": wt.base, "label": wt.label, "pid": os.getpid(),
+                                   "time": time.time()}))
+        os.replace(tmp, self._meta_path(wt.slot))
+
+
+def _set_aside(path: Path) -> None:
+    """Move a directory that is not a usable worktree out of the way, never deleting it."""
+    dest = path.with_name(f"stale-{path.name}-{int(time.time() * 1000)}")
+    path.rename(dest)
+
+
+def copy_includes(repo: Repo, worktree: Path, patterns: list[str]) -> list[str]:
+    """Copy the main checkout's files matching ``patterns`` (globs relative to the repository
+    root, e.g. ``.env``, ``config/*.local``) into ``worktree`` when missing or changed.
+
+    Only files the worktree ignores are copied: anything else would show up in the snapshot as
+    a change the tool made. Returns the relative paths copied."""
+    if not patterns:
+        return []
+    src_root = repo.workdir
+    candidates: list[str] = []
+    for pattern in patterns:
+        for src in sorted(src_root.glob(pattern)):
+            if ".git" in src.relative_to(src_root).parts:
+                continue
+            if src.is_dir() and not src.is_symlink():
+                candidates += [str(f.relative_to(src_root)) for f in sorted(src.rglob("*"))
+                               if (f.is_file() or f.is_symlink()) and ".git" not in f.parts]
+            elif src.is_file() or src.is_symlink():
+                candidates.append(str(src.relative_to(src_root)))
+    if not candidates:
+        return []
+    admin = admin_dir(repo, worktree)
+    proc = repo.git("--git-dir", str(admin), "--work-tree", str(worktree), "check-ignore",
+                    "-z", "--stdin", cwd=worktree,
+                    input="\0".join(candidates).encode() + b"\0", check=False)
+    ignored = {p for p in proc.stdout.decode(errors="surrogateescape").split("\0") if p}
+    copied: list[str] = []
+    for rel in candidates:
+        if rel not in ignored:
+            continue
+        src, dst = src_root / rel, Path(worktree) / rel
+        if _same_file(src, dst):
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_symlink() or dst.is_file():
+            dst.unlink()
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)
+        else:
+            shutil.copy2(src, dst)
+        copied.append(rel)
+    return copied
+
+
+def _same_file(src: Path, dst: Path) -> bool:
+    try:
+        if src.is_symlink() or dst.is_symlink():
+            return (src.is_symlink() and dst.is_symlink()
+                    and os.readlink(src) == os.readlink(dst))
+        a, b = src.stat(), dst.stat()
+    except OSError:
+        return False
+    return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns
+
+
+def snapshot_orphan(repo: Repo, wt: Worktree, message: str | None = None) -> str | None:
+    """A commit of everything in an orphaned worktree (tracked, untracked-not-ignored, and the
+    commits a tool made on top of its base), parent = its recorded base (else its HEAD).
+    None when it holds nothing beyond that parent. The engine records the commit in the ledger
+    (a ref) before the slot is released and reset."""
+    head = worktree_head(repo, wt.path)
+    parent = wt.base or head
+    tree = snapshot_tree(repo, wt.path)
+    pg = repo.pg
+    if parent is not None and str(pg[parent].peel(pygit2.Commit).tree_id) == tree:
+        return None
+    body = [f"slot {wt.slot} at {wt.path}"]
+    if wt.label:
+        body.append(f"last used for {wt.label}")
+    if head and head != parent:
+        body.append(f"its HEAD was {head}")
+    msg = (message or "uet: orphaned worktree") + "\n\n" + "\n".join(body) + "\n"
+    sig = _signature(pg)
+    oid = pg.create_commit(None, sig, sig, msg, pygit2.Oid(hex=tree),
+                           [pygit2.Oid(hex=parent)] if parent else [])
+    return str(oid)
+
+
+def _signature(pg: pygit2.Repository) -> pygit2.Signature:
+    try:
+        return pg.default_signature
+    except (KeyError, pygit2.GitError):
+        return pygit2.Signature("uet", "uet@localhost")
