@@ -39,9 +39,9 @@ def scripted_run(
     files: Mapping[str, str] | None = None,
 ) -> Built:
     """A repository with one commit and a run whose workstreams went through ``steps``:
-    ``(ws, outcome, changes)`` with outcome ``committed``, ``quarantined:REASON``, ``blocked``
-    or ``pending`` (planned, never recorded). Committed candidates stack on the integration
-    tip in order."""
+    ``(ws, outcome, changes)`` with outcome ``committed``, ``quarantined:REASON`` (after a
+    patch), ``failed:REASON`` (no patch), ``blocked`` or ``pending`` (planned, never
+    recorded). Committed candidates stack on the integration tip in order."""
     if not (path / ".git").exists():
         make_repo(path, dict(files or FILES))
     repo = Repo.open(path)
@@ -57,6 +57,9 @@ def scripted_run(
                 continue
             if outcome == "blocked":
                 ledger.record(ws, "blocked", attempt=1, summary="dependency quarantined")
+                continue
+            if outcome.startswith("failed:"):  # the tool failed: no patch at all
+                ledger.record(ws, "quarantined", attempt=1, reason=outcome.split(":", 1)[1])
                 continue
             msg = f"{ws}: scripted change\n\nUet-Workstream: {ws}\nUet-Run: {ledger.run}\n"
             patch = make_commit(repo, build_tree(repo, built.tip, changes), [built.tip], msg)

@@ -1,0 +1,22 @@
+"""`uet drop WS [--run RUN]`: a quarantined or blocked workstream becomes dropped, with the
+dependents that can then never run. Exit 0; an illegal state is a one-line error (exit 2)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("ws")
+@click.option("--run", "run", metavar="RUN", help="The run (default: the latest).")
+def cmd(ws: str, run: str | None) -> None:
+    """Drop workstream WS of RUN (default: the latest run). Only a quarantined or blocked
+    workstream can be dropped; its blocked dependents are dropped too. The ledger keeps
+    everything (refs/uet/dropped/RUN/WS)."""
+    from uet_git.engine.actions import drop_ws
+    from uet_git.gitrepo import Repo
+    from uet_git.ledger import query
+
+    repo = Repo.open(".")
+    run_id = query.resolve_run(repo, run)
+    click.echo(drop_ws(repo, run_id, ws))

@@ -1,0 +1,33 @@
+"""`uet retry WS [--run RUN] [--reapply] [--jobs N]`: a new attempt for a quarantined (or
+blocked, once its dependencies committed) workstream, or with --reapply the same patch
+re-integrated; then the run resumes on it and on the dependents it unblocks. The exit code is
+the run's (0 all committed and landed, 1 anything quarantined or blocked, 130 interrupted)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command()
+@click.argument("ws")
+@click.option("--run", "run", metavar="RUN", help="The run (default: the latest).")
+@click.option("--reapply", is_flag=True,
+              help="Re-integrate the existing patch (re-verified on the current tip) instead of "
+                   "running the tool again.")
+@click.option("--jobs", type=click.IntRange(1), default=None, help="Parallel workers.")
+def cmd(ws: str, run: str | None, reapply: bool, jobs: int | None) -> None:
+    """Retry workstream WS of RUN (default: the latest run). Only a quarantined workstream, or
+    a blocked one whose dependencies are committed, can be retried."""
+    from uet_git.engine.actions import retry_ws
+    from uet_git.engine.options import RunOptions
+    from uet_git.gitrepo import Repo
+    from uet_git.ledger import query
+
+    repo = Repo.open(".")
+    run_id = query.resolve_run(repo, run)
+    result = retry_ws(repo, run_id, ws, reapply=reapply, options=RunOptions(jobs=jobs))
+    if result.message:
+        click.echo(result.message)
+    sys.exit(result.exit_code)
