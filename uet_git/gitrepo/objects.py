@@ -180,12 +180,32 @@ def _parse_date(value: str, var: str) -> tuple[int, int]:
     return int(dt.timestamp()), int(off.total_seconds() // 60) if off else 0
 
 
-def _config(repo: Repo, key: str) -> str | None:
+_CONFIG_ENV = ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
+               "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_COUNT")
+
+
+def _identity_config(repo: Repo) -> dict[str, str]:
+    """``user.*``/``author.*``/``committer.*`` name and email as git itself reads them (libgit2
+    ignores GIT_CONFIG_* and a HOME changed after start). Cached per repository; the key holds
+    what could change the answer."""
+    cfg = repo.common_dir / "config"
     try:
-        value = repo.pg.config[key]
-    except (KeyError, pygit2.GitError):
-        return None
-    return value or None
+        mtime = cfg.stat().st_mtime_ns
+    except OSError:
+        mtime = 0
+    key = (mtime, *(os.environ.get(k) for k in _CONFIG_ENV))
+    cache = repo.__dict__.setdefault("_identity_cache", {})
+    if key not in cache:
+        proc = repo.git("config", "--get-regexp", r"^(user|author|committer)\.(name|email)$",
+                        check=False)
+        values: dict[str, str] = {}
+        for line in proc.stdout.decode(errors="replace").splitlines():
+            k, _, v = line.partition(" ")
+            if v.strip():
+                values[k.lower()] = v.strip()
+        cache.clear()
+        cache[key] = values
+    return cache[key]
 
 
 def signature(repo: Repo, role: str = "author") -> pygit2.Signature:
@@ -193,10 +213,11 @@ def signature(repo: Repo, role: str = "author") -> pygit2.Signature:
     GIT_<ROLE>_NAME/EMAIL/DATE, then ``<role>.name``/``user.name`` from git config, else
     ``uet <uet@localhost>``."""
     up = role.upper()
-    name = (os.environ.get(f"GIT_{up}_NAME") or _config(repo, f"{role}.name")
-            or _config(repo, "user.name") or DEFAULT_NAME)
-    mail = (os.environ.get(f"GIT_{up}_EMAIL") or _config(repo, f"{role}.email")
-            or _config(repo, "user.email") or DEFAULT_EMAIL)
+    cfg = _identity_config(repo)
+    name = (os.environ.get(f"GIT_{up}_NAME") or cfg.get(f"{role}.name")
+            or cfg.get("user.name") or DEFAULT_NAME)
+    mail = (os.environ.get(f"GIT_{up}_EMAIL") or cfg.get(f"{role}.email")
+            or cfg.get("user.email") or DEFAULT_EMAIL)
     date = os.environ.get(f"GIT_{up}_DATE")
     if date:
         when, offset = _parse_date(date, f"GIT_{up}_DATE")

@@ -126,8 +126,12 @@ class RefTransaction:
 
 def _failure(stderr: bytes, rc: int | None, tx: RefTransaction) -> GitError:
     lines = [ln.strip() for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
-    msg = lines[-1] if lines else f"git update-ref exited {rc}"
-    msg = msg.removeprefix("fatal: ")
+    # git's reason is its first fatal/error line; what follows is advice for humans.
+    first = next((ln for ln in lines if ln.startswith(("fatal:", "error:"))),
+                 lines[0] if lines else f"git update-ref exited {rc}")
+    msg = first.removeprefix("fatal: ").removeprefix("error: ")
+    if msg.endswith("File exists."):
+        msg += " (another process holds the lock, or a crashed one left it)"
     refs = ", ".join(op.ref for op in tx.ops)
     conflict_words = ("cannot lock ref", "unable to lock", "File exists", "is at", "but expected",
                       "reference already exists", "unable to resolve reference",

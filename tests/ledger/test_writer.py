@@ -1,0 +1,414 @@
+"""The ledger writer on real repositories, checked with the git CLI itself."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_repo
+from uet_git.errors import UetError
+from uet_git.gitrepo import objects
+from uet_git.gitrepo.refs import RefConflict
+from uet_git.gitrepo.repo import Repo
+from uet_git.ledger import layout
+from uet_git.ledger.states import STATES, TRANSITIONS, IllegalTransition
+from uet_git.ledger.writer import MAX_EVIDENCE, Ledger, LedgerBusy, truncate
+
+RUN = "20261125-101502-3f2a"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def make_patch(repo: Repo, base: str, ws: str, files: dict[str, bytes], attempt: int = 1) -> str:
+    tree = objects.build_tree(repo, base, files)
+    msg = f"{ws}: change\n\nUet-Workstream: {ws}\nUet-Run: {RUN}\nUet-Attempt: {attempt}\n"
+    return objects.make_commit(repo, tree, [base], msg)
+
+
+def uet_refs(path: Path) -> dict[str, str]:
+    out = git(path, "for-each-ref", "--format=%(refname) %(objectname)", "refs/uet/")
+    return dict(line.split(" ") for line in out.splitlines() if line)
+
+
+def object_count(path: Path) -> tuple[str, str]:
+    stats = dict(
+        line.split(": ") for line in git(path, "count-objects", "-v").splitlines()
+    )
+    return stats["count"], stats["in-pack"]
+
+
+def fsck_strict(path: Path) -> None:
+    proc = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "error" not in proc.stderr.lower(), proc.stderr
+
+
+def subjects(path: Path, run: str = RUN) -> list[str]:
+    return git(path, "log", "--format=%s", f"refs/uet/ledger/{run}").splitlines()
+
+
+def trailers_of(path: Path, rev: str) -> dict[str, str]:
+    msg = git(path, "log", "-1", "--format=%B", rev)
+    out = git(path, "interpret-trailers", "--parse", input=msg + "\n")
+    return dict(line.split(": ", 1) for line in out.splitlines())
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    path = make_repo(tmp_path / "repo", {"README.md": "hello\n", "src/a.py": "a = 1\n"})
+    repo = Repo.open(path)
+    base = repo.rev_parse("HEAD")
+    assert base
+    ledger = Ledger.create(repo, base=base, target="main", plan={"ids": ["w1", "w2"]},
+                           run_id=RUN)
+    yield path, repo, base, ledger
+    ledger.close()
+
+
+def drive(ledger: Ledger, repo: Repo, base: str, ws: str, state: str) -> None:
+    """Take a fresh ``ws`` to ``state`` through legal moves."""
+    patch = make_patch(repo, base, ws, {f"{ws}.txt": ws.encode()})
+    if state == "blocked":
+        ledger.record(ws, "blocked", attempt=1)
+        return
+    if state in ("quarantined", "dropped"):
+        ledger.record(ws, "quarantined", attempt=1, reason="tool-failed")
+        if state == "dropped":
+            ledger.record(ws, "dropped", attempt=1)
+        return
+    path = ["created", "validated", "queued", "applied", "verified", "committed", "rolled-back"]
+    for step in path[: path.index(state) + 1]:
+        kw: dict = {}
+        if step == "created":
+            kw["patch"] = patch
+        if step == "applied":
+            tip = ledger.integration_tip()
+            kw["candidate"] = objects.make_commit(
+                repo, objects.build_tree(repo, tip, {f"{ws}.txt": ws.encode()}), [tip],
+                f"{ws}: candidate")
+        if step == "committed":
+            kw["integration"] = ledger.state(ws).candidate
+        ledger.record(ws, step, attempt=1, **kw)
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_create_writes_root_commit_and_integration(env) -> None:
+    path, _repo, base, ledger = env
+    refs = uet_refs(path)
+    assert refs == {f"refs/uet/ledger/{RUN}": ledger.tip, f"refs/uet/integration/{RUN}": base}
+    assert subjects(path) == ["run: start"]
+    t = trailers_of(path, f"refs/uet/ledger/{RUN}")
+    assert t == {"Uet-Run": RUN, "Uet-Base": base, "Uet-Target": "main"}
+    plan = git(path, "show", f"refs/uet/ledger/{RUN}:plan.json")
+    assert '"ids"' in plan and '"w1"' in plan
+    fsck_strict(path)
+
+
+def test_create_refuses_an_existing_run(env) -> None:
+    _path, repo, base, ledger = env
+    ledger.close()
+    with pytest.raises(UetError, match="already exists"):
+        Ledger.create(repo, base=base, target="main", plan={}, run_id=RUN)
+    with pytest.raises(UetError, match="bad run id"):
+        Ledger.create(repo, base=base, target="main", plan={}, run_id="latest")
+    with pytest.raises(UetError, match="not a commit"):
+        Ledger.create(repo, base="nope", target="main", plan={})
+
+
+def test_scripted_sequence_is_visible_to_git(env) -> None:
+    path, repo, base, ledger = env
+    p1 = make_patch(repo, base, "w1", {"src/a.py": b"a = 2\n"})
+    ledger.record("w1", "created", attempt=1, patch=p1, summary="tool made 1 change",
+                  evidence={"stdout": b"did it\n", "diffstat": b" src/a.py | 2 +-\n"},
+                  trailers={"Uet-Duration": "1.5"})
+    ledger.record("w1", "validated", attempt=1)
+    ledger.record("w1", "queued", attempt=1)
+    cand = objects.make_commit(repo, objects.commit_tree(repo, p1), [base], "w1 candidate")
+    ledger.record("w1", "applied", attempt=1, candidate=cand)
+    ledger.record("w1", "verified", attempt=1, summary="acceptance: 2 commands passed",
+                  evidence={"acceptance.log": b"ok\n"})
+    ledger.record("w1", "committed", attempt=1, integration=cand)
+    ledger.record("w2", "quarantined", attempt=1, reason="tool-timeout",
+                  evidence={"stderr": b"hung\n"})
+
+    refs = uet_refs(path)
+    assert refs[f"refs/uet/committed/{RUN}/w1"] == cand
+    assert refs[f"refs/uet/patches/{RUN}/w1/1"] == p1
+    assert refs[f"refs/uet/integration/{RUN}"] == cand
+    ledger_tip = refs[f"refs/uet/ledger/{RUN}"]
+    # No patch: the quarantined state ref points at the ledger commit that recorded it.
+    assert refs[f"refs/uet/quarantined/{RUN}/w2"] == ledger_tip
+    state_refs = [r for r in refs if layout.parse_ref(r).kind == "state"]
+    assert sorted(state_refs) == [f"refs/uet/committed/{RUN}/w1", f"refs/uet/quarantined/{RUN}/w2"]
+    assert git(path, "for-each-ref", "--format=%(refname)", "refs/uet/quarantined/") == \
+        f"refs/uet/quarantined/{RUN}/w2"
+
+    assert subjects(path) == [
+        "w2: none -> quarantined", "w1: verified -> committed", "w1: applied -> verified",
+        "w1: queued -> applied", "w1: validated -> queued", "w1: created -> validated",
+        "w1: none -> created", "run: start",
+    ]
+    t = trailers_of(path, f"refs/uet/ledger/{RUN}~6")
+    assert t == {"Uet-Run": RUN, "Uet-Workstream": "w1", "Uet-Attempt": "1", "Uet-From": "none",
+                 "Uet-To": "created", "Uet-Patch": p1, "Uet-Duration": "1.5"}
+    t = trailers_of(path, f"refs/uet/ledger/{RUN}~2")
+    assert t["Uet-From"] == "applied" and t["Uet-To"] == "verified"
+    assert t["Uet-Patch"] == p1 and t["Uet-Candidate"] == cand
+    body = git(path, "log", "-1", "--format=%b", f"refs/uet/ledger/{RUN}~2")
+    assert body.startswith("acceptance: 2 commands passed")
+    t = trailers_of(path, f"refs/uet/ledger/{RUN}")
+    assert t["Uet-Reason"] == "tool-timeout" and "Uet-Patch" not in t
+
+    tip = f"refs/uet/ledger/{RUN}"
+    assert git(path, "show", f"{tip}:evidence/w1/1/stdout") == "did it"
+    assert git(path, "show", f"{tip}:evidence/w1/1/acceptance.log") == "ok"
+    assert git(path, "show", f"{tip}:evidence/w2/1/stderr") == "hung"
+    assert git(path, "show", f"{tip}:plan.json").startswith("{")
+    assert git(path, "rev-list", "--count", tip) == "8"
+    assert git(path, "rev-list", "--merges", "--count", tip) == "0"
+    fsck_strict(path)
+
+
+def test_cache_matches_a_fresh_open(env) -> None:
+    path, repo, base, ledger = env
+    for ws, st in [("w1", "committed"), ("w2", "queued"), ("w3", "blocked"),
+                   ("w4", "dropped")]:
+        drive(ledger, repo, base, ws, st)
+    before = ledger.states()
+    assert {ws: r.state for ws, r in before.items()} == {
+        "w1": "committed", "w2": "queued", "w3": "blocked", "w4": "dropped"}
+    integ = ledger.integration_tip()
+    tip = ledger.tip
+    ledger.close()
+    with Ledger.open(repo, RUN) as again:
+        assert again.states() == before
+        assert again.base == base and again.target == "main"
+        assert again.plan == {"ids": ["w1", "w2"]}
+        assert again.integration_tip() == integ and again.tip == tip
+        # and it keeps writing where the other left off
+        again.record("w2", "applied", attempt=1,
+                     candidate=make_patch(repo, integ, "w2", {"w2.txt": b"w2"}))
+        assert again.state("w2").state == "applied"
+    assert f"refs/uet/applied/{RUN}/w2" in uet_refs(path)
+    fsck_strict(path)
+
+
+def test_every_illegal_transition_is_refused_and_writes_nothing(env) -> None:
+    path, repo, base, ledger = env
+    frms: list[str | None] = [None, *STATES]
+    refused = 0
+    for frm in frms:
+        ws = f"w-{frm or 'new'}"
+        if frm is not None:
+            drive(ledger, repo, base, ws, frm)
+            assert ledger.state(ws).state == frm
+        patch = make_patch(repo, base, ws, {"x": ws.encode()}, attempt=1)
+        for to in STATES:
+            if to in TRANSITIONS[frm]:
+                continue
+            refs, objs, tip = uet_refs(path), object_count(path), ledger.tip
+            kw: dict = {"reason": "tool-failed"} if to == "quarantined" else {}
+            with pytest.raises(IllegalTransition, match="illegal transition"):
+                ledger.record(ws, to, attempt=1, patch=patch, candidate=patch,
+                              evidence={"log": b"should not be written"}, **kw)
+            assert uet_refs(path) == refs, (frm, to)
+            assert object_count(path) == objs, (frm, to)
+            assert ledger.tip == tip
+            assert (ledger.state(ws).state if frm else ledger.state(ws)) == frm
+            refused += 1
+    legal = sum(len(v) for v in TRANSITIONS.values())
+    assert refused == len(frms) * len(STATES) - legal
+    fsck_strict(path)
+
+
+def test_reasons_and_attempts_are_checked(env) -> None:
+    path, repo, base, ledger = env
+    refs = uet_refs(path)
+    with pytest.raises(IllegalTransition, match="needs a reason"):
+        ledger.record("w1", "quarantined", attempt=1)
+    with pytest.raises(IllegalTransition, match="unknown reason"):
+        ledger.record("w1", "quarantined", attempt=1, reason="flaky")
+    with pytest.raises(IllegalTransition, match="only quarantine"):
+        ledger.record("w1", "blocked", attempt=1, reason="dependency-quarantined")
+    with pytest.raises(IllegalTransition, match="unknown state"):
+        ledger.record("w1", "merged", attempt=1)
+    with pytest.raises(UetError, match="bad workstream id"):
+        ledger.record("W 1", "created", attempt=1)
+    with pytest.raises(UetError, match="bad attempt"):
+        ledger.record("w1", "blocked", attempt=0)
+    with pytest.raises(UetError, match="needs a patch"):
+        ledger.record("w1", "created", attempt=1)
+    with pytest.raises(UetError, match="bad trailer key"):
+        ledger.record("w1", "blocked", attempt=1, trailers={"Bad Key": "x"})
+    with pytest.raises(UetError, match="written by the ledger"):
+        ledger.record("w1", "blocked", attempt=1, trailers={"Uet-To": "x"})
+    assert uet_refs(path) == refs
+
+    ledger.record("w1", "quarantined", attempt=1, reason="tool-failed")
+    with pytest.raises(IllegalTransition, match="new attempt"):
+        ledger.record("w1", "quarantined", attempt=1, reason="tool-failed")
+    ledger.record("w1", "quarantined", attempt=2, reason="tool-timeout")
+    rec = ledger.state("w1")
+    assert (rec.state, rec.attempt, rec.reason) == ("quarantined", 2, "tool-timeout")
+    assert uet_refs(path)[f"refs/uet/quarantined/{RUN}/w1"] == ledger.tip
+    with pytest.raises(IllegalTransition, match="older"):
+        ledger.record("w1", "dropped", attempt=1)
+    p3 = make_patch(repo, base, "w1", {"a": b"3"}, attempt=3)
+    ledger.record("w1", "created", attempt=3, patch=p3)
+    with pytest.raises(IllegalTransition, match="cannot start attempt"):
+        ledger.record("w1", "validated", attempt=4)
+    ledger.record("w1", "validated", attempt=3)
+    other = make_patch(repo, base, "w1", {"a": b"other"}, attempt=3)
+    with pytest.raises(UetError, match="patch refs never move"):
+        ledger.record("w1", "queued", attempt=3, patch=other)
+    ledger.record("w1", "queued", attempt=3, patch=p3)  # the same patch again is fine
+    assert uet_refs(path)[f"refs/uet/patches/{RUN}/w1/3"] == p3
+    assert f"refs/uet/patches/{RUN}/w1/1" not in uet_refs(path)
+    fsck_strict(path)
+
+
+def test_integration_only_fast_forwards(env) -> None:
+    path, repo, base, ledger = env
+    drive(ledger, repo, base, "w1", "verified")
+    unrelated = objects.make_commit(repo, objects.commit_tree(repo, base), [], "root")
+    refs = uet_refs(path)
+    with pytest.raises(UetError, match="only fast-forwards"):
+        ledger.record("w1", "committed", attempt=1, integration=unrelated)
+    assert uet_refs(path) == refs
+    ledger.record("w1", "committed", attempt=1, integration=ledger.state("w1").candidate)
+    assert uet_refs(path)[f"refs/uet/integration/{RUN}"] == ledger.state("w1").candidate
+
+
+def test_cas_guards_against_a_writer_that_skipped_the_lock(env) -> None:
+    path, repo, base, ledger = env
+    drive(ledger, repo, base, "w1", "created")
+    # Someone moves the ledger branch behind the writer's back.
+    rogue = objects.make_commit(repo, objects.commit_tree(repo, ledger.tip), [ledger.tip], "x")
+    git(path, "update-ref", f"refs/uet/ledger/{RUN}", rogue)
+    refs = uet_refs(path)
+    with pytest.raises(RefConflict, match="lost a race"):
+        ledger.record("w1", "validated", attempt=1)
+    assert uet_refs(path) == refs
+    assert ledger.state("w1").state == "created"
+
+
+def test_event_is_a_run_level_commit(env) -> None:
+    path, _repo, base, ledger = env
+    refs = uet_refs(path)
+    oid = ledger.event("run: land", "main fast-forwarded", trailers={"Uet-Landed": base},
+                       evidence={"land.log": b"landed\n"})
+    assert oid == ledger.tip
+    after = uet_refs(path)
+    assert after.pop(f"refs/uet/ledger/{RUN}") == oid
+    refs.pop(f"refs/uet/ledger/{RUN}")
+    assert after == refs
+    assert subjects(path)[0] == "run: land"
+    assert trailers_of(path, oid) == {"Uet-Run": RUN, "Uet-Landed": base}
+    assert git(path, "show", f"{oid}:run/land.log") == "landed"
+    ledger.event("finish")
+    assert subjects(path)[0] == "run: finish"
+
+
+def test_large_evidence_is_truncated_with_a_marker(env) -> None:
+    path, repo, base, ledger = env
+    data = b"HEAD" + b"x" * (3 * MAX_EVIDENCE) + b"TAIL"
+    drive(ledger, repo, base, "w1", "created")
+    ledger.record("w1", "validated", attempt=1, evidence={"stdout": data, "small": b"s"})
+    raw = subprocess.run(["git", "cat-file", "blob", f"refs/uet/ledger/{RUN}:evidence/w1/1/stdout"],
+                         cwd=path, capture_output=True, check=True).stdout
+    assert len(raw) <= MAX_EVIDENCE
+    assert raw.startswith(b"HEADxxx") and raw.endswith(b"xxxTAIL")
+    cut = len(data) - (len(raw) - len(raw.split(b"\n")[1]) - 2)
+    assert f"[uet: {cut} bytes cut here".encode() in raw
+    assert truncate(b"short") == b"short"
+    t = truncate(b"a" * 1000 + b"b" * 1000, limit=400)
+    assert t.startswith(b"a") and t.endswith(b"b") and len(t) <= 400
+
+
+def test_lock_makes_a_second_writer_fail_at_once(env) -> None:
+    _path, repo, _base, ledger = env
+    import os
+    import time
+    t0 = time.monotonic()
+    with pytest.raises(LedgerBusy, match=f"run {RUN} is being written by another uet process "
+                       rf"\(pid {os.getpid()}\)"):
+        Ledger.open(repo, RUN)
+    assert time.monotonic() - t0 < 1
+    ledger.close()
+    with Ledger.open(repo, RUN) as again:
+        assert again.states() == {}
+    with pytest.raises(UetError, match="closed"):
+        ledger.record("w1", "blocked", attempt=1)
+    with pytest.raises(UetError, match="no run"):
+        Ledger.open(repo, "20200101-000000-abcd")
+
+
+def test_threads_record_concurrently(env) -> None:
+    path, repo, base, ledger = env
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            drive(ledger, repo, base, f"t{i}", "queued")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert git(path, "rev-list", "--count", f"refs/uet/ledger/{RUN}") == str(1 + 8 * 3)
+    assert len(git(path, "for-each-ref", f"refs/uet/queued/{RUN}/").splitlines()) == 8
+    ledger.close()
+    with Ledger.open(repo, RUN) as again:
+        assert {r.state for r in again.states().values()} == {"queued"}
+    fsck_strict(path)
+
+
+def test_patches_and_evidence_survive_gc_prune(env) -> None:
+    path, repo, base, ledger = env
+    drive(ledger, repo, base, "w1", "committed")
+    ledger.record("w2", "quarantined", attempt=1, reason="verify-failed",
+                  patch=make_patch(repo, base, "w2", {"q": b"q"}),
+                  evidence={"acceptance.log": b"FAILED test_x\n"})
+    patch_w2 = ledger.state("w2").patch
+    patch_w1 = ledger.state("w1").patch
+    ledger.close()
+    git(path, "gc", "--prune=now", "--quiet")
+    assert git(path, "count-objects", "-v").splitlines()[0] == "count: 0"
+    tip = f"refs/uet/ledger/{RUN}"
+    assert git(path, "show", f"{tip}:evidence/w2/1/acceptance.log") == "FAILED test_x"
+    for p in (patch_w1, patch_w2):
+        assert git(path, "cat-file", "-t", p) == "commit"
+        git(path, "show", "--stat", p)
+    fsck_strict(path)
+    with Ledger.open(repo, RUN) as again:  # packed refs read back too
+        assert again.state("w2").reason == "verify-failed"
+        again.record("w2", "dropped", attempt=1)
+    fsck_strict(path)
+
+
+def test_works_from_a_linked_worktree(tmp_path: Path) -> None:
+    path = make_repo(tmp_path / "repo")
+    git(path, "worktree", "add", "-q", "--detach", str(tmp_path / "wt"))
+    repo = Repo.open(tmp_path / "wt")
+    base = repo.rev_parse("HEAD")
+    with Ledger.create(repo, base=base, target=None, plan={}) as ledger:
+        ledger.record("a", "blocked", attempt=1)
+        run = ledger.run
+    assert layout.RUN_RE.match(run)
+    assert f"refs/uet/blocked/{run}/a" in uet_refs(path)
+    assert (path / ".git" / "uet" / "locks").is_dir()
+    t = trailers_of(path, f"refs/uet/ledger/{run}~1")
+    assert "Uet-Target" not in t
+    with Ledger.open(Repo.open(path), run) as again:
+        assert again.target is None and again.state("a").state == "blocked"
