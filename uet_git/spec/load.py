@@ -549,3 +549,8 @@ def load_config(repo_root: Path) -> Config:
 def default_paths(repo_root: Path, config: Config) -> list[Path]:
     """Where workstreams are read from when no path is given: ``[run] workstreams``."""
     return [Path(repo_root) / config.run.workstreams]
+
+
+def samples_dir() -> Path:
+    """The sample workstream set bundled with the package (for ``uet plan`` on a sample)."""
+    return Path(__file__).parent / "samples"

@@ -254,7 +254,7 @@ def _candidates(a: Token, b: Token) -> list[str]:
     """Characters worth trying for a transition on tokens ``a`` and ``b``: one ordinary
     character accepted by both (if any), plus each character that could spell a forbidden
     component name (``.``, ``..``, ``.git``), so that the search can steer around them."""
-    pool: list[str] = []
+    pool: list[str] = list("xay0_-")
     for tok in (a, b):
         if tok[0] == "lit":
             pool.append(tok[1])
@@ -265,7 +265,6 @@ def _candidates(a: Token, b: Token) -> list[str]:
                     if ord(ch) > 0:
                         pool.append(chr(ord(ch) - 1))
                     pool.append(chr(ord(ch) + 1))
-    pool.extend("xay0_-")
     pool.extend(chr(c) for c in range(33, 127))
     out: list[str] = []
     plain_found = False
@@ -299,10 +298,34 @@ def _moves(toks: tuple[Token, ...], i: int) -> list[tuple[Token, int]]:
     return out
 
 
+def _filled(comp: str) -> str:
+    """A readable instance of a component glob: wildcards and sets filled with one letter."""
+    out: list[str] = []
+    for tok in _tokens(comp):
+        if tok[0] == "lit":
+            out.append(tok[1])
+        elif tok[0] == "set":
+            ch = next((c for c in _candidates(tok, ("any",)) if c not in _TRACKED), None)
+            out.append(ch or next(iter(_candidates(tok, ("any",))), "x"))
+        else:
+            out.append("x")
+    return "".join(out)
+
+
 @functools.lru_cache(maxsize=8192)
 def component_overlap(a: str, b: str) -> str | None:
     """A non-empty component name (no ``/``, never ``.``, ``..`` or ``.git``) matched by both
-    component globs, or None. Breadth-first, so the example is a shortest one."""
+    component globs, or None. A filled-in instance of either glob is preferred (``x.json``
+    rather than ``.json`` for ``*.json`` vs ``*``); otherwise a breadth-first search over the
+    product of the two globs' automata finds a shortest one."""
+    for guess in (_filled(a), _filled(b)):
+        if (
+            guess
+            and guess.lower() not in _FORBIDDEN
+            and _component_regex(a).fullmatch(guess)
+            and _component_regex(b).fullmatch(guess)
+        ):
+            return guess
     ta, tb = _tokens(a), _tokens(b)
     start = (0, 0, "")
     prev: dict[tuple[int, int, str | None], tuple[tuple[int, int, str | None], str] | None] = {

@@ -1,0 +1,93 @@
+"""``uet validate [PATH]...``: load workstreams, build the plan, check tools; every problem at
+once, one per line.
+
+Output (stdout): each error as ``path[:id]: field: problem``, then each warning prefixed
+``warning:``, then a summary line. Exit 2 if there is any error, else 0 (warnings never fail).
+Works outside a git repository: ``uet.toml`` and the default ``workstreams/`` directory are then
+looked up in the current directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from uet_git.errors import EXIT_INVALID
+from uet_git.gitrepo.repo import run_git
+from uet_git.spec.load import config_issues, default_paths, load_workstreams
+
+
+def project_root(cwd: Path) -> Path:
+    """The top of the git worktree containing ``cwd``, else ``cwd`` itself."""
+    try:
+        proc = run_git(["rev-parse", "--show-toplevel"], cwd=cwd, check=False)
+    except OSError:
+        return cwd
+    top = proc.stdout.decode(errors="replace").strip()
+    return Path(top) if proc.returncode == 0 and top else cwd
+
+
+def display(path: Path, cwd: Path) -> Path:
+    """``path`` relative to ``cwd`` when it is below it, so messages stay short."""
+    try:
+        return Path(os.path.relpath(path, cwd)) if path.is_relative_to(cwd) else path
+    except ValueError:
+        return path
+
+
+@click.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def cmd(paths: tuple[Path, ...]) -> None:
+    """Validate workstream files (PATHS: files or directories; default: uet.toml [run]
+    workstreams, i.e. workstreams/ at the repository root): schema, ids, scopes, dependencies
+    (unknown, self, cycles), tools. Prints every error at once; exit 2 if any."""
+    cwd = Path.cwd()
+    root = project_root(cwd)
+    config, cfg_issues = config_issues(root)
+    errors = [str(i) for i in cfg_issues]
+    warnings: list[str] = []
+    targets = list(paths) or [display(p, cwd) for p in default_paths(root, config)]
+    loaded = load_workstreams(targets)
+    errors += [str(e) for e in loaded.errors]
+    warnings += [str(w) for w in loaded.warnings]
+
+    from uet_git.plan.dag import PlanError, build_plan
+
+    n_waves = None
+    try:
+        plan = build_plan(loaded.workstreams)
+    except PlanError as exc:
+        errors += list(getattr(exc, "problems", None) or str(exc).splitlines())
+    else:
+        from uet_git.plan.overlap import predict_conflicts
+
+        n_waves = len(plan.waves())
+        warnings += predict_conflicts(plan, loaded.workstreams)
+
+    try:
+        from uet_git.workers.tools import check_tool
+    except ImportError:
+        warnings.append("tools were not checked: uet_git.workers.tools is not available")
+    else:
+        for ws in loaded.workstreams:
+            problem = check_tool(ws, config)
+            if problem:
+                errors.append(f"{ws.source}:{ws.id}: tool: {problem}")
+
+    for e in errors:
+        click.echo(e)
+    for w in warnings:
+        click.echo(f"warning: {w}")
+    n = len(loaded.workstreams)
+    summary = f"{n} workstream{'s' if n != 1 else ''}"
+    if n_waves is not None and not errors:
+        summary += f" in {n_waves} wave{'s' if n_waves != 1 else ''}"
+    summary += (
+        f", {len(errors)} error{'s' if len(errors) != 1 else ''}, "
+        f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
+    )
+    click.echo(("invalid: " if errors else "ok: ") + summary)
+    if errors:
+        raise click.exceptions.Exit(EXIT_INVALID)
