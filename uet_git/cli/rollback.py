@@ -1,0 +1,32 @@
+"""`uet rollback [RUN]`: undo what a run landed; its committed workstreams become rolled-back.
+
+Exit 0 when rolled back; 1 with one line when there is nothing to roll back (the run landed
+nothing or is already rolled back) or when it was refused (a revert conflicts, a checkout of the
+target has local changes, the target moved meanwhile). Nothing is deleted from the ledger.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("run", required=False)
+def cmd(run: str | None) -> None:
+    """Undo what RUN (default: the latest run) landed on its target branch. If the target still
+    points at what the run landed, it moves back to where the run found it (compare-and-swap);
+    otherwise revert commits for the run's patches are added on top, newest first. Every
+    committed workstream of the run becomes rolled-back (refs/uet/rolled-back/RUN/WS)."""
+    from uet_git.engine.rollback import rollback_run
+    from uet_git.errors import EXIT_WORK_FAILED, UetError
+    from uet_git.gitrepo import Repo
+    from uet_git.ledger import query
+
+    repo = Repo.open(".")
+    run_id = query.resolve_run(repo, run)
+    result = rollback_run(repo, run_id)
+    if not result.rolled_back:
+        raise UetError(result.message, exit_code=EXIT_WORK_FAILED)
+    click.echo(result.message)
+    for oid in result.reverts:
+        click.echo(f"  {oid}")

@@ -1,0 +1,191 @@
+"""``uet rollback``: undo what a run landed on its target, keeping every record.
+
+What a run landed is read from its ``run: land`` ledger events (``Uet-Previous`` ->
+``Uet-Landed``, see land.py). Two ways back, both through ``land.move_branch`` (a CAS on the
+target; a checkout of it is updated only when clean, never forced):
+
+- reset: the target still points at the last landing and the landings are contiguous (each one
+  started where the previous one ended): the target moves back to where the first landing found
+  it (the run's base, unless the run was re-integrated onto a moved target).
+- revert: the target moved on (or someone else's commits sit between landings): one revert
+  commit per landed commit, newest first (reverse topological order), each built in memory as a
+  3-way merge (base = the landed commit, ours = the new tip, theirs = its parent). A conflict
+  stops everything with a one-line message naming the workstream; nothing moves. Revert commits
+  carry ``Uet-Reverts: <oid>`` (and no ``Uet-Workstream``, so ``uet check`` does not mistake
+  them for patches).
+
+Then a ``run: rollback`` ledger event, and every ``committed`` workstream of the run becomes
+``rolled-back`` (committed but not yet landed ones too: the run as a whole is undone, and
+``uet land`` refuses a rolled-back run). Nothing is deleted from the ledger.
+
+Outcomes: rolled back -> exit 0; nothing to do (the run landed nothing, or it is already rolled
+back) -> exit 1 with one line; refused (conflict, dirty checkout, lost race) -> exit 1 with one
+line that says what to do. Re-running after a crash between moving the target and recording is
+safe: a target already back at the base, or already carrying the reverts, is recognised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from uet_git.engine.land import (
+    ROLLBACK_EVENT,
+    LandEvent,
+    branch_name,
+    branch_ref,
+    is_ancestor,
+    land_events,
+    move_branch,
+    short,
+)
+from uet_git.gitrepo.objects import commit_tree, make_commit
+from uet_git.gitrepo.repo import Repo
+from uet_git.ledger.query import parse_trailers
+from uet_git.ledger.writer import Ledger
+
+
+@dataclass
+class RollbackResult:
+    rolled_back: bool
+    message: str
+    method: str | None = None  # 'reset' | 'revert' | None (nothing moved)
+    target_oid: str | None = None  # the target's oid after the call
+    workstreams: list[str] = field(default_factory=list)  # now rolled-back
+    reverts: list[str] = field(default_factory=list)  # revert commits created (oldest first)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.rolled_back else 1
+
+
+def rollback_run(repo: Repo, run_id: str) -> RollbackResult:
+    """Undo what run ``run_id`` landed (takes the run's writer lock)."""
+    with Ledger.open(repo, run_id) as ledger:
+        return rollback(repo, ledger)
+
+
+def _landed_commits(repo: Repo, events: list[LandEvent]) -> list[str]:
+    """Every commit the landings brought onto the target, newest first."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for e in reversed(events):
+        revs = repo.git_out("rev-list", "--topo-order", e.landed, f"^{e.previous}").split()
+        for c in revs:
+            if c not in seen:
+                seen.add(c)
+                out.append(c)
+    return out
+
+
+def _already_reverted(repo: Repo, tip: str, since: str) -> set[str]:
+    out = repo.git_out("log", "--format=%(trailers:key=Uet-Reverts,valueonly)", tip,
+                       f"^{since}")
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def rollback(repo: Repo, ledger: Ledger) -> RollbackResult:
+    run = ledger.run
+    target = ledger.target
+    states = ledger.states()
+    committed = {ws: rec for ws, rec in states.items() if rec.state == "committed"}
+    if not target:
+        return RollbackResult(False, f"run {run} has no target branch; nothing to roll back")
+    ref, name = branch_ref(target), branch_name(target)
+    cur = repo.read_ref(ref)
+    events = land_events(repo, run)
+    if not events:
+        return RollbackResult(False, f"run {run} landed nothing on {name}; nothing to roll "
+                                     "back", target_oid=cur)
+    if not committed:
+        done = sorted(ws for ws, rec in states.items() if rec.state == "rolled-back")
+        what = "is already rolled back" if done else "has no committed workstream"
+        return RollbackResult(False, f"run {run} {what}; nothing to roll back", target_oid=cur)
+    if cur is None:
+        return RollbackResult(False, f"target branch {name} does not exist; nothing rolled back")
+
+    by_oid: dict[str, str] = {}
+    for ws, rec in committed.items():
+        for oid in (rec.candidate, rec.patch):
+            if oid:
+                by_oid.setdefault(oid, ws)
+
+    def ws_of(commit: str) -> str:
+        ws = by_oid.get(commit)
+        if ws is None:
+            ws = parse_trailers(repo.pg[commit].message).get("Uet-Workstream")
+        return ws or f"commit {short(commit)}"
+
+    contiguous = all(b.previous == a.landed for a, b in pairwise(events))
+    first_prev, last = events[0].previous, events[-1].landed
+    method: str
+    reverts: list[str] = []
+    new = cur
+    if contiguous and cur == last:
+        method = "reset"
+        new = first_prev
+        detail = f"{name} reset from {short(cur)} to {short(new)}"
+    elif contiguous and cur == first_prev:
+        method = "reset"
+        detail = f"{name} was already back at {short(cur)}"
+    else:
+        from uet_git.gitrepo.merge import merge_trees
+
+        method = "revert"
+        commits = [c for c in _landed_commits(repo, events) if is_ancestor(repo, c, cur)]
+        done = _already_reverted(repo, cur, first_prev)
+        todo = [c for c in commits if c not in done]
+        for c in todo:
+            commit = repo.pg[c]
+            parent = str(commit.parent_ids[0]) if commit.parent_ids else None
+            if parent is None:
+                return RollbackResult(False, f"cannot revert {ws_of(c)} ({short(c)}): it is a "
+                                             "root commit; nothing rolled back", target_oid=cur)
+            merged = merge_trees(repo, c, new, parent)
+            if merged.conflicts or merged.tree is None:
+                paths = ", ".join(merged.conflicts[:5]) or "unknown paths"
+                return RollbackResult(
+                    False, f"reverting {ws_of(c)} ({short(c)}) conflicts with {name} at "
+                           f"{paths}; nothing rolled back: revert by hand "
+                           f"(`git revert {short(c)}`) or resolve and retry", target_oid=cur)
+            if str(merged.tree) == commit_tree(repo, new):
+                continue  # already undone on the target by someone: no empty revert commit
+            subject = commit.message.split("\n", 1)[0].strip()
+            msg = (f'Revert "{subject}"\n\nThis reverts commit {c}, which uet run {run} '
+                   f"landed for workstream {ws_of(c)}.\n\nUet-Reverts: {c}\n")
+            new = make_commit(repo, str(merged.tree), [new], msg)
+            reverts.append(new)
+        if reverts:
+            detail = f"{len(reverts)} revert commit{'s' * (len(reverts) != 1)} on {name} " \
+                     f"({short(cur)} -> {short(new)})"
+        else:
+            detail = f"{name} ({short(cur)}) no longer holds what run {run} landed"
+
+    if new != cur:
+        outcome = move_branch(repo, ref, cur, new)
+        if outcome.kind == "dirty":
+            return RollbackResult(False, f"{outcome.problem}; nothing rolled back: commit or "
+                                         f"stash your changes, then run `uet rollback {run}`",
+                                  target_oid=cur)
+        if outcome.kind != "ok":
+            return RollbackResult(False, f"{outcome.problem}; nothing rolled back: run "
+                                         f"`uet rollback {run}` again",
+                                  target_oid=repo.read_ref(ref))
+        if outcome.updated:
+            detail += f", checkout at {', '.join(map(str, outcome.updated))} updated"
+
+    ledger.event(ROLLBACK_EVENT, detail, trailers={
+        "Uet-Branch": name,
+        "Uet-Rollback": method,
+        "Uet-Previous": cur,
+        "Uet-Restored": new,
+    })
+    rolled: list[str] = []
+    for ws in sorted(committed):
+        rec = committed[ws]
+        ledger.record(ws, "rolled-back", attempt=rec.attempt or 1, patch=rec.patch,
+                      candidate=rec.candidate, summary=f"run {run} rolled back: {detail}")
+        rolled.append(ws)
+    return RollbackResult(True, f"rolled back run {run}: {detail}; "
+                                f"{len(rolled)} workstream{'s' * (len(rolled) != 1)} rolled-back",
+                          method=method, target_oid=new, workstreams=rolled, reverts=reverts)
