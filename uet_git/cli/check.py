@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uet_git.errors import EXIT_WORK_FAILED
+from uet_git.errors import EXIT_WORK_FAILED, UetError
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -25,8 +25,8 @@ def cmd(revs: tuple[str, ...], quiet: bool) -> None:
     for line in problems:
         click.echo(f"uet check: {line}", err=True)
     if problems:
-        click.echo(f"uet check: {len(problems)} of {checked} uet patches were not committed by "
-                   "the ledger (see `uet status`, `uet show WS --run RUN`)", err=True)
-        raise click.exceptions.Exit(EXIT_WORK_FAILED)
+        raise UetError(f"check: {len(problems)} of {checked} uet patches were not committed by "
+                       "the ledger (see `uet status`, `uet show WS --run RUN`)",
+                       exit_code=EXIT_WORK_FAILED)
     if not quiet:
         click.echo(f"uet check: {checked} uet patches, all committed by the ledger")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uet_git.errors import EXIT_WORK_FAILED
+from uet_git.errors import EXIT_WORK_FAILED, UetError
 
 
 @click.command()
@@ -22,6 +22,6 @@ def cmd(run: str | None) -> None:
     for line in problems:
         click.echo(line)
     if problems:
-        click.echo(f"uet fsck: {len(problems)} problems", err=True)
-        raise click.exceptions.Exit(EXIT_WORK_FAILED)
+        raise UetError(f"fsck: {len(problems)} problem{'s' * (len(problems) != 1)}",
+                       exit_code=EXIT_WORK_FAILED)
     click.echo("uet fsck: clean")

@@ -143,6 +143,7 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
         elif (ws, n) in recorded and oid not in recorded[(ws, n)]:
             say(f"{run}: {name} points to {oid[:12]}, the ledger recorded "
                 f"{', '.join(sorted(x[:12] for x in recorded[(ws, n)]))}")
+            continue  # one violation, one line
         if oid in pg:
             commit = pg[oid]
             parents = getattr(commit, "parent_ids", None)

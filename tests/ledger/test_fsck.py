@@ -1,0 +1,148 @@
+"""fsck on a clean scripted run, then on each injected violation: one line each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import git, uet
+from tests.hooks.ledgerkit import scripted_run, uet_commit
+from uet_git.gitrepo import Repo
+from uet_git.ledger.fsck import fsck
+from uet_git.ledger.writer import Ledger
+
+
+def test_clean_run_and_git_fsck_strict(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    assert fsck(s.repo) == []
+    assert fsck(s.repo, s.run) == []
+    git(repo, "fsck", "--strict", "--no-dangling")
+    proc = uet("fsck", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert "clean" in proc.stdout
+
+
+def test_deleted_state_ref(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    git(repo, "update-ref", "-d", f"refs/uet/quarantined/{s.run}/b")
+    problems = fsck(s.repo, s.run)
+    assert len(problems) == 1, problems
+    assert f"{s.run}: b: no state ref" in problems[0]
+    proc = uet("fsck", s.run, cwd=repo)
+    assert proc.returncode == 1
+    assert proc.stdout.strip().splitlines() == problems
+
+
+def test_second_state_ref(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    git(repo, "update-ref", f"refs/uet/queued/{s.run}/b", s.patches["b"])
+    problems = fsck(s.repo)
+    assert len(problems) == 1, problems
+    assert "b: 2 state refs" in problems[0]
+    assert f"refs/uet/queued/{s.run}/b" in problems[0]
+
+
+def test_state_ref_disagreeing_with_ledger(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    git(repo, "update-ref", "-d", f"refs/uet/dropped/{s.run}/e")
+    git(repo, "update-ref", f"refs/uet/quarantined/{s.run}/e", s.patches["e"])
+    problems = fsck(s.repo)
+    assert len(problems) == 1, problems
+    assert "says quarantined" in problems[0] and "says dropped" in problems[0]
+
+
+def test_state_ref_pointing_elsewhere(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    git(repo, "update-ref", f"refs/uet/committed/{s.run}/c", s.patches["a"])
+    problems = fsck(s.repo)
+    assert len(problems) == 1, problems
+    assert f"refs/uet/committed/{s.run}/c points to {s.patches['a'][:12]}" in problems[0]
+
+
+def test_integration_at_a_wrong_commit(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    iref = f"refs/uet/integration/{s.run}"
+    # a foreign commit on top of the committed patches
+    stray = uet_commit(s.repo, s.integration, {"z.txt": "z"}, "zz", s.run)
+    git(repo, "update-ref", iref, stray)
+    problems = fsck(s.repo)
+    assert len(problems) == 1, problems
+    assert f"commit {stray[:12]} is zz, which is not in the ledger" in problems[0]
+    # back to a: c is committed but missing
+    git(repo, "update-ref", iref, s.candidates["a"])
+    problems = fsck(s.repo)
+    assert problems == [f"{s.run}: c is committed but not on {iref}"]
+    # the quarantined patch b instead of c
+    bad = uet_commit(s.repo, s.candidates["a"], {"b.txt": "b"}, "b", s.run)
+    git(repo, "update-ref", iref, bad)
+    problems = fsck(s.repo)
+    assert len(problems) == 2, problems
+    assert any("is b, which is quarantined, not committed" in p for p in problems)
+    # not descending from the base at all
+    orphan = git(repo, "commit-tree", "-m", "orphan", git(repo, "rev-parse", "HEAD^{tree}"))
+    git(repo, "update-ref", iref, orphan)
+    problems = fsck(s.repo)
+    assert len(problems) == 1 and "does not descend first-parent from the base" in problems[0]
+
+
+def test_dependency_order(repo: Path) -> None:
+    r = Repo.open(repo)
+    base = r.rev_parse("HEAD")
+    assert base
+    plan = {"nodes": [{"id": "a", "depends_on": []}, {"id": "b", "depends_on": ["a"]}]}
+    with Ledger.create(r, base=base, target="main", plan=plan) as led:
+        tip = base
+        for ws in ("b", "a"):  # wrong order: b lands before its dependency
+            p = uet_commit(r, base, {f"{ws}.txt": ws}, ws, led.run)
+            led.record(ws, "created", attempt=1, patch=p)
+            led.record(ws, "validated", attempt=1)
+            led.record(ws, "queued", attempt=1)
+            cand = uet_commit(r, tip, {f"{ws}.txt": ws}, ws, led.run)
+            led.record(ws, "applied", attempt=1, candidate=cand)
+            led.record(ws, "verified", attempt=1)
+            led.record(ws, "committed", attempt=1, integration=cand)
+            tip = cand
+        run = led.run
+    problems = fsck(r, run)
+    assert problems == [f"{run}: refs/uet/integration/{run}: b comes before its dependency a"]
+
+
+def test_missing_evidence_object(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    blob = git(repo, "rev-parse", f"refs/uet/ledger/{s.run}:evidence/b/1/acceptance.log")
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    problems = fsck(s.repo)
+    assert problems == [f"{s.run}: ledger tip tree: evidence/b/1/acceptance.log is missing"]
+
+
+def test_patch_ref_moved_and_orphan_refs(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    git(repo, "update-ref", f"refs/uet/patches/{s.run}/b/1", s.patches["a"])
+    problems = fsck(s.repo)
+    assert len(problems) == 1 and f"patches/{s.run}/b/1 points to" in problems[0], problems
+    git(repo, "update-ref", f"refs/uet/patches/{s.run}/b/1", s.patches["b"])
+    git(repo, "update-ref", "refs/uet/quarantined/20200101-000000-abcd/x", s.base)
+    git(repo, "update-ref", "refs/uet/bogus/thing", s.base)
+    problems = fsck(s.repo)
+    assert len(problems) == 2, problems
+    assert any("20200101-000000-abcd" in p and "without a ledger" in p for p in problems)
+    assert any("refs/uet/bogus/thing" in p for p in problems)
+    assert fsck(s.repo, s.run) == []  # one run only: the others are not its business
+
+
+def test_crash_before_refs_leaves_fsck_clean(repo: Path) -> None:
+    """Objects written, refs not moved (the writer's crash point): the old state, fsck clean."""
+    import subprocess
+    import sys
+
+    s, _ = scripted_run(repo)
+    code = (
+        "from uet_git.gitrepo import Repo\n"
+        "from uet_git.ledger.writer import Ledger\n"
+        f"led = Ledger.open(Repo.open('.'), {s.run!r})\n"
+        "led.record('b', 'dropped', attempt=1)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
+                          env={**__import__("os").environ, "UET_LEDGER_CRASH": "after-objects"})
+    assert proc.returncode == 99, proc.stderr
+    assert git(repo, "rev-parse", f"refs/uet/quarantined/{s.run}/b") == s.patches["b"]
+    assert fsck(s.repo) == []
