@@ -27,6 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TOKEN_VAR = "UET_PROC_TOKEN"
+# Inherited from a caller running inside git (a hook), these would point a tool's git commands
+# at another repository than its worktree; they pass only when given in ``env`` explicitly.
+_REPO_LOCAL_VARS = frozenset({
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX",
+    "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE",
+})
 _PR_SET_CHILD_SUBREAPER = 36
 _POLL = 0.05
 
@@ -82,8 +88,9 @@ def run_process(
 ) -> ProcResult:
     """Run ``cmd`` (a string runs under ``sh -c``, a list is an argv) in ``cwd``.
 
-    ``env`` is laid over ``os.environ``. stdin comes from ``stdin_path`` or /dev/null; stdout and
-    stderr go to the given files (truncated). On timeout or when ``cancel`` is set, the whole
+    ``env`` is laid over ``os.environ`` (minus repository-locating ``GIT_DIR``-like variables).
+    stdin comes from ``stdin_path`` or /dev/null; stdout and stderr go to the given files
+    (truncated). On timeout or when ``cancel`` is set, the whole
     process tree gets SIGTERM, then SIGKILL after ``grace`` seconds. Never raises for a missing
     executable or working directory: that is ``returncode=None`` with ``error`` set.
     """
@@ -95,7 +102,8 @@ def run_process(
         return ProcResult(None, False, False, 0.0, f"working directory missing: {cwd}")
     become_subreaper()
     token = uuid.uuid4().hex
-    full_env = {**os.environ, **env, TOKEN_VAR: token}
+    inherited = {k: v for k, v in os.environ.items() if k not in _REPO_LOCAL_VARS}
+    full_env = {**inherited, **env, TOKEN_VAR: token}
     stdout_path.parent.mkdir(parents=True, exist_ok=True)
     stderr_path.parent.mkdir(parents=True, exist_ok=True)
     try:
