@@ -74,7 +74,7 @@ def _verdict(oid: str, run: str | None, ws: str, idx: _RunIndex | None) -> str |
         rec = idx.records[sws]
         if state == "quarantined":
             return f"{sws}: quarantined ({reason or 'no reason'}) in run {run}"
-        if state == "committed" and rec.state == "rolled-back":
+        if state == "rolled-back" or (state == "committed" and rec.state == "rolled-back"):
             return f"{sws}: rolled back in run {run}"
         if rec.attempt is not None and attempt is not None and attempt != rec.attempt:
             return (f"{sws}: attempt {attempt} was {state}; attempt {rec.attempt} is "
