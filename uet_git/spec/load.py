@@ -152,8 +152,11 @@ def _walk(d: Path, issues: list[SpecIssue]) -> Iterator[Path]:
             if e.is_dir():
                 if not e.is_symlink():
                     yield from _walk(e, issues)
-            elif e.suffix.lower() in EXTENSIONS and e.is_file():
-                yield e
+            elif e.suffix.lower() in EXTENSIONS:
+                if e.is_file():
+                    yield e
+                elif e.is_symlink() and not e.exists():
+                    issues.append(SpecIssue(str(e), None, "", "broken symbolic link"))
         except OSError as exc:
             issues.append(SpecIssue(str(e), None, "", f"cannot read: {exc.strerror or exc}"))
 
