@@ -1,0 +1,30 @@
+"""`uet resume [RUN] [--jobs N] [--json]`: continue an interrupted run (crash, kill -9, Ctrl-C)
+from its refs. Exit codes as `uet run`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command()
+@click.argument("run", required=False)
+@click.option("--jobs", "-j", type=int, default=None, help="Parallel workers.")
+@click.option("--land", "land", type=click.Choice(["end", "continuous", "never"]), default=None,
+              help="When to land (default: as the run was started).")
+@click.option("--keep-worktrees", is_flag=True, help="Keep the worktrees and logs afterwards.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, as `uet run --json`.")
+def cmd(run: str | None, jobs: int | None, land: str | None, keep_worktrees: bool,
+        as_json: bool) -> None:
+    """Continue RUN (default: the latest run): what the ledger recorded is not redone, what it
+    did not record is redone, nothing lands twice."""
+    from uet_git.engine.options import RunOptions
+    from uet_git.engine.resume import resume_run
+    from uet_git.gitrepo import Repo
+
+    repo = Repo.open(".")
+    options = RunOptions(jobs=jobs, land=land, keep_worktrees=keep_worktrees,
+                         output="json" if as_json else "auto")
+    result = resume_run(repo, run, options)
+    sys.exit(result.exit_code)

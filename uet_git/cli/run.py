@@ -1,0 +1,63 @@
+"""`uet run [PATH] [--jobs N] [--target BRANCH] [--only IDS] [--dry-run] [--deterministic]
+[--land end|continuous|never] [--keep-worktrees] [--json]`.
+
+Exit 0 when every workstream is committed and landed, 1 when anything is quarantined or blocked
+(or the target moved and nothing landed), 2 invalid input, 130 interrupted."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--jobs", "-j", type=int, default=None,
+              help="Parallel workers (default: UET_JOBS, PIPELINE_MAX_WORKERS, uet.toml, 4).")
+@click.option("--target", metavar="BRANCH",
+              help="Branch to land on (default: uet.toml [run] target, else the checked-out "
+                   "branch).")
+@click.option("--only", "only", multiple=True, metavar="IDS",
+              help="Run only these workstreams (comma-separated or repeated) and what they "
+                   "depend on.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and what would run; write nothing.")
+@click.option("--deterministic", is_flag=True,
+              help="Integrate in plan order (ties by id): same inputs, same final tree.")
+@click.option("--land", "land", type=click.Choice(["end", "continuous", "never"]), default=None,
+              help="When to fast-forward the target: at the end (default), after each commit, "
+                   "or never (`uet land` later).")
+@click.option("--keep-worktrees", is_flag=True, help="Keep the worktrees and logs afterwards.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per transition per line, then a summary object.")
+def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tuple[str, ...],
+        dry_run: bool, deterministic: bool, land: str | None, keep_worktrees: bool,
+        as_json: bool) -> None:
+    """Run the workstreams found in PATH (files or directories; default: [run] workstreams of
+    uet.toml, else workstreams/) in parallel worktrees, in dependency order; verify and
+    integrate each patch, then land the result on the target branch."""
+    from uet_git.engine.options import RunOptions
+    from uet_git.engine.run import execute_run
+
+    repo = _open_repo(paths)
+    options = RunOptions(
+        jobs=jobs, target=target, only=list(only) or None, dry_run=dry_run,
+        deterministic=deterministic, land=land, keep_worktrees=keep_worktrees,
+        output="json" if as_json else "auto", paths=[p.resolve() for p in paths] or None,
+    )
+    result = execute_run(repo, options)
+    sys.exit(result.exit_code)
+
+
+def _open_repo(paths: tuple[Path, ...]):  # type: ignore[no-untyped-def]
+    from uet_git.gitrepo import Repo
+    from uet_git.gitrepo.repo import GitError
+
+    try:
+        return Repo.open(".")
+    except GitError:
+        if not paths:
+            raise
+        first = paths[0] if paths[0].is_dir() else paths[0].parent
+        return Repo.open(first)

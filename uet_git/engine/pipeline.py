@@ -1,0 +1,392 @@
+"""One workstream through a worker: worktree at the integration tip -> setup -> tool (retries,
+circuit breaker) -> normalise -> ``created`` -> validation -> ``validated`` -> acceptance on the
+patch -> ``queued``; any failure -> ``quarantined`` with its reason and evidence.
+
+Runs in a worker thread. Every outcome is written to the ledger before the worktree is given
+back, so a worktree never holds the only copy of a result. A cancelled attempt (Ctrl-C) records
+nothing and keeps its worktree: the next ``uet resume`` snapshots it and runs the attempt again.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from uet_git.engine.report import Reporter
+from uet_git.gitrepo.merge import Change, diff_stat
+from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.worktrees import reset_worktree
+from uet_git.ledger.writer import Ledger
+from uet_git.plan.dag import Plan
+from uet_git.spec.models import Config, Workstream
+from uet_git.workers.normalise import normalise
+from uet_git.workers.pool import Worktree, WorktreePool
+from uet_git.workers.process import ProcResult, read_tail, run_process
+from uet_git.workers.tools import build_invocation, tool_env, worker_port
+from uet_git.workers.validate import validate_changes
+
+LOG_LIMIT = 64 * 1024  # bytes of each log kept as evidence
+BACKOFF_BASE = float(os.environ.get("UET_RETRY_BACKOFF", "0.5"))
+BACKOFF_MAX = 30.0
+
+
+class Breaker:
+    """A circuit breaker per tool: ``threshold`` consecutive failed tries open it, and an open
+    breaker stays open for the rest of the run. Shared by the worker threads."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self._lock = threading.Lock()
+        self._fails: dict[str, int] = {}
+        self._open: set[str] = set()
+
+    def success(self, tool: str) -> None:
+        with self._lock:
+            self._fails[tool] = 0
+
+    def failure(self, tool: str) -> bool:
+        """Count a failure; True when this one opened the breaker."""
+        with self._lock:
+            self._fails[tool] = self._fails.get(tool, 0) + 1
+            if tool not in self._open and self._fails[tool] >= self.threshold:
+                self._open.add(tool)
+                return True
+            return False
+
+    def is_open(self, tool: str) -> bool:
+        with self._lock:
+            return tool in self._open
+
+
+@dataclass
+class RunContext:
+    """Everything a worker or the integrator needs, shared read-only (plus thread-safe parts:
+    the ledger, the pool, the reporter, the breaker, the cancel event)."""
+
+    repo: Repo
+    ledger: Ledger
+    config: Config
+    plan: Plan
+    pool: WorktreePool
+    reporter: Reporter
+    log_root: Path
+    target: str | None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    breaker: Breaker = field(default_factory=lambda: Breaker(3))
+    integrator_pool: WorktreePool | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.ledger.run
+
+    def ws(self, ws_id: str) -> Workstream:
+        return self.plan.workstreams[ws_id]
+
+    def env_for(self, ws: Workstream, worker: int | str, worktree: Path,
+                extra: Mapping[str, str] | None = None, *, attempt: int = 1,
+                prompt_file: Path | None = None) -> dict[str, str]:
+        """``UET_*`` (run, workstream, worktree, worker, port block, attempt, prompt), then the
+        workstream's ``env``, then ``extra``. The integrator is worker number ``jobs``."""
+        slot = worker if isinstance(worker, int) else self.pool.size - 1
+        env = tool_env(ws, run=self.run_id, attempt=attempt, worktree=worktree, worker=slot,
+                       port=worker_port(self.config, slot), prompt_file=prompt_file)
+        if self.target:
+            env["UET_TARGET"] = self.target
+        if extra:
+            env.update(extra)
+        return env
+
+    def log_dir(self, ws_id: str, attempt: int, what: str = "") -> Path:
+        d = self.log_root / ws_id / str(attempt)
+        if what:
+            d = d / what
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def record(self, ws_id: str, to: str, *, attempt: int, reason: str | None = None,
+               detail: str = "", **kw: Any) -> str:
+        """A ledger transition, then the report line (the ledger is the truth: report after)."""
+        prev = self.ledger.state(ws_id)
+        oid = self.ledger.record(ws_id, to, attempt=attempt, reason=reason, summary=detail, **kw)
+        self.reporter.transition(ws_id, prev.state if prev else None, to, attempt=attempt,
+                                 reason=reason, detail=_first_line(detail))
+        crash_point(f"{ws_id}:{to}")
+        return oid
+
+
+def crash_point(point: str) -> None:
+    """Fault injection for the crash tests: ``UET_TEST_CRASH_AT=POINT[,POINT...]`` makes the
+    process ``os._exit(137)`` when it reaches POINT (``WS:STATE`` right after a transition was
+    recorded, ``WS:tool-done`` after a tool exited, ``land`` before landing)."""
+    spec = os.environ.get("UET_TEST_CRASH_AT")
+    if spec and point in spec.split(","):
+        os._exit(137)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+@dataclass
+class CommandsResult:
+    ok: bool
+    log: bytes
+    failed: str | None = None  # the command that failed, with why
+    cancelled: bool = False
+    duration: float = 0.0
+
+
+def run_commands(commands: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
+                 log_dir: Path, name: str, cancel: threading.Event | None) -> CommandsResult:
+    """Run shell commands one after the other, stopping at the first failure; a combined log
+    (command, exit status, stdout, stderr) for the evidence."""
+    log = bytearray()
+    start = time.monotonic()
+    for i, cmd in enumerate(commands):
+        out, err = log_dir / f"{name}-{i}.out", log_dir / f"{name}-{i}.err"
+        res = run_process(cmd, cwd=cwd, env=env, timeout=timeout, stdout_path=out,
+                          stderr_path=err, cancel=cancel)
+        status = _status(res)
+        log += f"$ {cmd}\n[{status}]\n".encode()
+        log += _section("stdout", read_tail(out, LOG_LIMIT // 2))
+        log += _section("stderr", read_tail(err, LOG_LIMIT // 2))
+        if res.cancelled:
+            return CommandsResult(False, bytes(log), cmd, True, time.monotonic() - start)
+        if not res.ok:
+            return CommandsResult(False, bytes(log), f"{cmd!r}: {status}", False,
+                                  time.monotonic() - start)
+    return CommandsResult(True, bytes(log), None, False, time.monotonic() - start)
+
+
+def _status(res: ProcResult) -> str:
+    if res.error:
+        return res.error
+    return f"exit {res.returncode} in {res.duration:.1f} s"
+
+
+def _section(title: str, data: bytes) -> bytes:
+    if not data:
+        return b""
+    return f"--- {title} ---\n".encode() + data + (b"" if data.endswith(b"\n") else b"\n")
+
+
+@dataclass
+class WorkerOutcome:
+    ws: str
+    state: str | None  # "queued", "quarantined", or None: cancelled, nothing recorded
+    reason: str | None = None
+    tool_failed: bool = False  # the tool itself failed (feeds the breaker's bookkeeping)
+    duration: float = 0.0
+
+
+@dataclass
+class _Try:
+    proc: ProcResult | None
+    reason: str | None  # None = the tool succeeded
+    detail: str
+    evidence: dict[str, bytes]
+    output: str = "worktree"
+    stdout: bytes = b""
+
+
+def _run_tool_once(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, attempt: int,
+                   n: int) -> _Try:
+    logs = ctx.log_dir(ws.id, attempt, f"try-{n}")
+    prompt_file = logs / "prompt.md"
+    prompt_file.write_text(ws.prompt or "")
+    env = ctx.env_for(ws, worker, wt.path, attempt=attempt, prompt_file=prompt_file)
+    evidence: dict[str, bytes] = {}
+    if ws.setup:
+        ctx.reporter.worker(worker, ws.id, "setup")
+        setup = run_commands(ws.setup, cwd=wt.path, env=env, timeout=ws.timeout, log_dir=logs,
+                             name="setup", cancel=ctx.cancel)
+        evidence["setup.log"] = setup.log
+        if setup.cancelled:
+            return _Try(None, "cancelled", "cancelled", evidence)
+        if not setup.ok:
+            return _Try(None, "tool-failed", f"setup command failed: {setup.failed}", evidence)
+    try:
+        inv = build_invocation(ws, ctx.config, worktree=wt.path, prompt_file=prompt_file,
+                               log_dir=logs)
+    except Exception as exc:  # a bad tool definition is this workstream's failure, not the run's
+        return _Try(None, "tool-failed", f"cannot build the tool command: {exc}", evidence)
+    env = {**env, **(inv.env or {})}
+    out, err = logs / "tool.stdout", logs / "tool.stderr"
+    ctx.reporter.worker(worker, ws.id, "tool")
+    res = run_process(inv.cmd, cwd=wt.path, env=env, timeout=ws.timeout, stdout_path=out,
+                      stderr_path=err, stdin_path=inv.stdin_path, cancel=ctx.cancel)
+    evidence["tool.stdout"] = read_tail(out, LOG_LIMIT)
+    evidence["tool.stderr"] = read_tail(err, LOG_LIMIT)
+    cmd_text = inv.cmd if isinstance(inv.cmd, str) else " ".join(map(str, inv.cmd))
+    evidence["tool.command"] = f"{cmd_text}\n[{_status(res)}]\n".encode()
+    if res.cancelled or ctx.cancel.is_set():
+        return _Try(res, "cancelled", "cancelled", evidence)
+    if res.timed_out:
+        return _Try(res, "tool-timeout", f"{ws.tool}: {_status(res)}", evidence)
+    if not res.ok:
+        return _Try(res, "tool-failed", f"{ws.tool}: {_status(res)}", evidence)
+    stdout = out.read_bytes() if inv.output != "worktree" else b""
+    check = getattr(inv, "result_check", None)
+    if callable(check):
+        problem = _call_check(check, out, err, logs)
+        if problem:
+            return _Try(res, "tool-failed", f"{ws.tool}: {problem}", evidence)
+    return _Try(res, None, f"{ws.tool}: {_status(res)}", evidence, inv.output, stdout)
+
+
+def _call_check(check: Any, out: Path, err: Path, logs: Path) -> str | None:
+    """The tool adapter's own check of its output (e.g. claude's ``is_error``)."""
+    try:
+        result = check(out.read_bytes())
+    except TypeError:
+        result = check(logs)
+    except Exception as exc:
+        return f"result check failed: {exc}"
+    return result or None
+
+
+def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
+                   attempt: int) -> WorkerOutcome:
+    """A fresh attempt: tool, normalise, validate, accept. ``base`` is the integration tip the
+    worktree starts from."""
+    ws = ctx.ws(ws_id)
+    start = time.monotonic()
+    label = f"{ctx.run_id}/{ws_id}/{attempt}"
+    ctx.reporter.worker(worker, ws_id, "checkout")
+    wt = ctx.pool.acquire(base, label)
+    keep = False
+    try:
+        tries: list[str] = []
+        last: _Try | None = None
+        for n in range(ws.retries + 1):
+            if n:
+                delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (n - 1))
+                ctx.reporter.worker(worker, ws_id, f"retry in {delay:g}s")
+                if ctx.cancel.wait(delay):
+                    keep = True
+                    return WorkerOutcome(ws_id, None, duration=time.monotonic() - start)
+                reset_worktree(ctx.repo, wt.path, base, keep_ignored=ctx.pool.keep_ignored)
+            last = _run_tool_once(ctx, ws, wt, worker, attempt, n + 1)
+            if last.reason == "cancelled":
+                keep = True
+                return WorkerOutcome(ws_id, None, duration=time.monotonic() - start)
+            tries.append(f"try {n + 1}: {last.detail}")
+            if last.reason is None:
+                ctx.breaker.success(ws.tool)
+                break
+            ctx.breaker.failure(ws.tool)
+            if ctx.breaker.is_open(ws.tool):
+                tries.append(f"circuit breaker open for tool {ws.tool}: no more tries")
+                break
+        assert last is not None
+        crash_point(f"{ws_id}:tool-done")
+        evidence = dict(last.evidence)
+        if len(tries) > 1:
+            evidence["tries.txt"] = ("\n".join(tries) + "\n").encode()
+        if last.reason is not None:
+            detail = last.detail + (f" ({len(tries)} tries)" if ws.retries else "")
+            ctx.record(ws_id, "quarantined", attempt=attempt, reason=last.reason, detail=detail,
+                       evidence=evidence)
+            return WorkerOutcome(ws_id, "quarantined", last.reason, True,
+                                 time.monotonic() - start)
+
+        ctx.reporter.worker(worker, ws_id, "normalise")
+        norm = normalise(ctx.repo, wt.path, base, ws=ws, run=ctx.run_id, attempt=attempt,
+                         tool=ws.tool, output=last.output, stdout=last.stdout)
+        if norm.error:
+            ctx.record(ws_id, "quarantined", attempt=attempt, reason="tool-failed",
+                       detail=f"cannot take the tool's output: {norm.error}", evidence=evidence)
+            return WorkerOutcome(ws_id, "quarantined", "tool-failed", False,
+                                 time.monotonic() - start)
+        patch = norm.patch
+        if patch is None:
+            if not ws.allow_empty:
+                ctx.record(ws_id, "quarantined", attempt=attempt, reason="empty",
+                           detail=f"{ws.tool} changed nothing", evidence=evidence)
+                return WorkerOutcome(ws_id, "quarantined", "empty", False,
+                                     time.monotonic() - start)
+            patch = _empty_patch(ctx, ws, base, attempt)
+        if norm.tool_commits:
+            evidence["tool-commits.txt"] = ("\n".join(norm.tool_commits) + "\n").encode()
+        evidence["diffstat"] = diff_stat(ctx.repo, base, patch).encode()
+        ctx.record(ws_id, "created", attempt=attempt, patch=patch, evidence=evidence,
+                   detail=f"{ws.tool} produced {len(norm.changes)} changed paths")
+        outcome = check_patch(ctx, ws_id, worker=worker, attempt=attempt, patch=patch,
+                              changes=norm.changes, wt=wt, state="created")
+        outcome.duration = time.monotonic() - start
+        return outcome
+    finally:
+        ctx.reporter.worker(worker, None)
+        if not keep:
+            ctx.pool.release(wt)
+
+
+def _empty_patch(ctx: RunContext, ws: Workstream, base: str, attempt: int) -> str:
+    """``allow_empty``: an empty commit carries the workstream through the ledger."""
+    from uet_git.gitrepo.objects import commit_tree, make_commit
+
+    msg = (f"{ws.title or ws.id} (no changes)\n\nUet-Workstream: {ws.id}\nUet-Run: {ctx.run_id}\n"
+           f"Uet-Tool: {ws.tool}\nUet-Attempt: {attempt}\n")
+    return make_commit(ctx.repo, commit_tree(ctx.repo, base), [base], msg)
+
+
+def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch: str,
+                changes: list[Change] | None, wt: Worktree, state: str) -> WorkerOutcome:
+    """From ``created`` (or ``validated``): validation, then acceptance on exactly the patch's
+    tree, then ``queued``. Used by fresh attempts and by resume (a patch recorded before a
+    crash)."""
+    from uet_git.gitrepo.merge import changed_paths
+    from uet_git.gitrepo.objects import to_oid
+
+    ws = ctx.ws(ws_id)
+    start = time.monotonic()
+    if state == "created":
+        if changes is None:
+            parent = str(ctx.repo.pg[to_oid(patch)].parents[0].id)
+            changes = changed_paths(ctx.repo, parent, patch)
+        reason, detail = validate_changes(changes, ws, ctx.config.verify)
+        if reason:
+            ctx.record(ws_id, "quarantined", attempt=attempt, reason=reason, detail=detail)
+            return WorkerOutcome(ws_id, "quarantined", reason, False, time.monotonic() - start)
+        ctx.record(ws_id, "validated", attempt=attempt,
+                   detail=detail or f"{len(changes)} changed paths within scope and limits")
+    if ws.acceptance:
+        ctx.reporter.worker(worker, ws_id, "acceptance")
+        # Exactly the patch's tree (ignored files such as a .venv built by setup stay).
+        reset_worktree(ctx.repo, wt.path, patch, keep_ignored=True)
+        env = ctx.env_for(ws, worker, wt.path, {"UET_PATCH": patch}, attempt=attempt)
+        acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=ws.timeout,
+                           log_dir=ctx.log_dir(ws_id, attempt, "acceptance"), name="acceptance",
+                           cancel=ctx.cancel)
+        if acc.cancelled:
+            return WorkerOutcome(ws_id, None, duration=time.monotonic() - start)
+        if not acc.ok:
+            ctx.record(ws_id, "quarantined", attempt=attempt, reason="verify-failed",
+                       detail=f"acceptance failed on the patch: {acc.failed}",
+                       evidence={"acceptance.log": acc.log})
+            return WorkerOutcome(ws_id, "quarantined", "verify-failed", False,
+                                 time.monotonic() - start)
+        ctx.record(ws_id, "queued", attempt=attempt, evidence={"acceptance.log": acc.log},
+                   detail=f"acceptance: {len(ws.acceptance)} commands passed in "
+                          f"{acc.duration:.1f} s")
+    else:
+        ctx.record(ws_id, "queued", attempt=attempt, detail="no acceptance commands")
+    return WorkerOutcome(ws_id, "queued", duration=time.monotonic() - start)
+
+
+def recheck_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch: str,
+                  state: str) -> WorkerOutcome:
+    """Resume of a workstream recorded ``created`` or ``validated``: the patch exists, the
+    checks after it were not recorded, so they run again on the stored patch."""
+    wt = ctx.pool.acquire(patch, f"{ctx.run_id}/{ws_id}/{attempt}")
+    try:
+        return check_patch(ctx, ws_id, worker=worker, attempt=attempt, patch=patch,
+                           changes=None, wt=wt, state=state)
+    finally:
+        ctx.reporter.worker(worker, None)
+        ctx.pool.release(wt)

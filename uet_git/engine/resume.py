@@ -1,0 +1,148 @@
+"""Continue a run from its refs (``uet resume``, ``uet retry``) and re-integrate a run onto a
+moved target (``uet land --rebase``).
+
+What the ledger recorded is not redone; what it did not record is redone; nothing lands twice:
+- not started, or ``blocked`` by a dependency that is no longer failed -> the tool runs;
+- ``created``/``validated`` -> validation and acceptance run again on the stored patch;
+- ``queued`` -> integrated; ``applied``/``verified`` -> continued if the integration tip is still
+  the candidate's parent, else back to ``queued`` and re-applied;
+- ``committed``, ``quarantined``, ``dropped`` -> left alone (``only`` = a retry: its quarantined
+  or blocked workstreams get a new attempt).
+Worktrees the crashed run left holding changes the ledger does not know are snapshotted into
+the ledger (a ``run: orphan`` event with the diff as evidence) before they are reused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import pygit2
+
+from uet_git.engine.options import RunOptions, RunResult, resolve_jobs, resolve_land
+from uet_git.engine.pipeline import RunContext
+from uet_git.engine.report import Reporter
+from uet_git.engine.run import drive, load_inputs, workstreams_from_record
+from uet_git.errors import UetError
+from uet_git.gitrepo.objects import read_blob, to_oid
+from uet_git.gitrepo.repo import Repo
+from uet_git.ledger import query
+from uet_git.ledger.writer import Ledger
+from uet_git.plan.dag import build_plan
+from uet_git.spec.load import load_config
+from uet_git.spec.models import Config
+from uet_git.workers.pool import snapshot_orphan
+
+
+def _config_of(repo: Repo, ledger: Ledger) -> Config:
+    raw = read_blob(repo, ledger.tip, "config.json")
+    if raw:
+        try:
+            return Config.model_validate(json.loads(raw))
+        except ValueError:
+            pass
+    return load_config(repo.workdir)
+
+
+def record_orphans(ctx: RunContext) -> list[str]:
+    """Snapshot this run's orphaned worktrees into the ledger, then hand them back to the pool.
+    Returns the snapshot commits recorded."""
+    recorded = []
+    prefix = f"{ctx.run_id}/"
+    states = ctx.ledger.states()
+    for wt in ctx.pool.orphans():
+        label = wt.label or ""
+        if not label.startswith(prefix):
+            continue  # another run's: its own resume records it
+        parts = label[len(prefix):].split("/")
+        ws = parts[0] if parts else "?"
+        snap = snapshot_orphan(ctx.repo, wt, f"uet: orphaned worktree of {label}")
+        if snap is not None and not _known(ctx, states.get(ws), snap):
+            base = wt.base
+            diff = b""
+            if base:
+                diff = ctx.repo.git("diff", "--binary", base, snap, check=False).stdout
+            tree = str(ctx.repo.pg[to_oid(snap)].peel(pygit2.Commit).tree_id)
+            ctx.ledger.event(
+                "run: orphan",
+                f"worktree {wt.path} (slot {wt.slot}) held changes of {label} that the ledger "
+                f"did not record; snapshot {snap[:12]} (tree {tree[:12]}) kept as evidence",
+                trailers={"Uet-Orphan": label, "Uet-Snapshot": snap, "Uet-Snapshot-Tree": tree,
+                          **({"Uet-Snapshot-Base": base} if base else {})},
+                evidence={f"orphan-{label.replace('/', '-')}-{snap[:12]}.diff": diff},
+            )
+            ctx.reporter.message(f"recorded the orphaned worktree of {label} as {snap[:12]}")
+            recorded.append(snap)
+        ctx.pool.release(wt)
+    return recorded
+
+
+def _known(ctx: RunContext, rec: query.WsRecord | None, snap: str) -> bool:
+    """The snapshot is exactly a tree the ledger already holds for that workstream (a worker
+    reset its worktree to the recorded patch for acceptance, then the run died)."""
+    if rec is None:
+        return False
+    pg = ctx.repo.pg
+    tree = pg[to_oid(snap)].peel(pygit2.Commit).tree_id
+    for oid in (rec.patch, rec.candidate):
+        if oid and pg[to_oid(oid)].peel(pygit2.Commit).tree_id == tree:
+            return True
+    return False
+
+
+def resume_run(repo: Repo, run_id: str | None, options: RunOptions, *,
+               only: set[str] | None = None) -> RunResult:
+    """Continue run ``run_id`` (default: the latest) from its refs. ``only``: work on those
+    workstreams alone, giving the quarantined or blocked ones among them a new attempt."""
+    run = query.resolve_run(repo, run_id)
+    with Ledger.open(repo, run) as ledger:
+        record = ledger.plan or {}
+        workstreams = workstreams_from_record(record)
+        if workstreams:
+            config = _config_of(repo, ledger)
+        else:  # a run recorded by an older uet: read the files again
+            config, workstreams, _ = load_inputs(repo, options)
+        plan = build_plan(workstreams)
+        selected = record.get("selected")
+        include = set(selected) if isinstance(selected, list) and selected else set(plan.ids)
+        include &= set(plan.ids)
+        records = ledger.states()
+        retry: set[str] = set()
+        if only:
+            unknown = sorted(set(only) - set(plan.ids))
+            if unknown:
+                raise UetError(f"run {run} has no workstream {', '.join(unknown)}")
+            include = set(only)
+            retry = {ws for ws in only
+                     if ws in records and records[ws].state in ("quarantined", "blocked")}
+        saved = record.get("options") if isinstance(record.get("options"), dict) else {}
+        jobs = resolve_jobs(options.jobs, config) if options.jobs or not saved.get("jobs") \
+            else int(saved["jobs"])
+        land_mode = resolve_land(options.land or saved.get("land"), config)
+        deterministic = bool(options.deterministic or saved.get("deterministic"))
+        reporter = Reporter(options.output)
+        what = f"retry of {', '.join(sorted(only))}" if only else "resume"
+        ledger.event("run: resume", f"{what} by pid-{_pid()}",
+                     trailers={"Uet-Resume": ",".join(sorted(only)) if only else "all"})
+        return drive(repo, ledger, config=config, plan=plan, include=include, jobs=jobs,
+                     land_mode=land_mode, deterministic=deterministic,
+                     keep_worktrees=options.keep_worktrees, reporter=reporter,
+                     weights=_weights(record, plan.ids), records=records, retry=retry,
+                     resumed=True)
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def _weights(record: dict, ids: Iterable[str]) -> dict[str, float]:
+    nodes = record.get("nodes")
+    out: dict[str, float] = {}
+    if isinstance(nodes, list):
+        for n in nodes:
+            if isinstance(n, dict) and n.get("id") in ids and isinstance(n.get("weight"),
+                                                                         int | float):
+                out[n["id"]] = float(n["weight"])
+    return out
