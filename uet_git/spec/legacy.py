@@ -310,6 +310,14 @@ def from_legacy(obj: object, path: str | Path) -> LegacyOutcome:
             warnings.append("capability_payload.timeout_ms is not a positive number; default "
                             "timeout used (value kept under metadata)")
 
+    native = sorted(
+        k for k in obj if k in Workstream.model_fields and k not in MAPPED and k != "metadata"
+    )
+    if native:
+        warnings.append(
+            f"{', '.join(native)}: native field(s) in a legacy bundle are not mapped; kept "
+            "under metadata (convert the bundle and edit the YAML instead)"
+        )
     metadata = {k: v for k, v in obj.items() if k not in MAPPED}
     metadata["legacy_source"] = Path(path).name
     data["metadata"] = metadata
