@@ -30,6 +30,7 @@ from pathlib import Path
 import filelock
 import pygit2
 
+from uet_git.gitrepo.objects import make_commit
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.snapshot import snapshot_tree
 from uet_git.gitrepo.worktrees import (
@@ -304,14 +305,4 @@ def snapshot_orphan(repo: Repo, wt: Worktree, message: str | None = None) -> str
     if head and head != parent:
         body.append(f"its HEAD was {head}")
     msg = (message or "uet: orphaned worktree") + "\n\n" + "\n".join(body) + "\n"
-    sig = _signature(pg)
-    oid = pg.create_commit(None, sig, sig, msg, pygit2.Oid(hex=tree),
-                           [pygit2.Oid(hex=parent)] if parent else [])
-    return str(oid)
-
-
-def _signature(pg: pygit2.Repository) -> pygit2.Signature:
-    try:
-        return pg.default_signature
-    except (KeyError, pygit2.GitError):
-        return pygit2.Signature("uet", "uet@localhost")
+    return make_commit(repo, tree, [parent] if parent else [], msg)

@@ -1,0 +1,63 @@
+"""validate_changes: scope (both sides of renames, deny wins) and size limits, on real diffs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import git, make_repo
+from uet_git.gitrepo.repo import Repo
+from uet_git.spec.models import VerifyConfig, Workstream
+from uet_git.workers.normalise import Change, changed_paths
+from uet_git.workers.validate import validate_changes
+
+
+def _ws(allow=(), deny=()) -> Workstream:
+    return Workstream(id="ws-v", scope={"allow": list(allow), "deny": list(deny)})
+
+
+def test_scope_checks_both_sides_of_a_rename(tmp_path: Path) -> None:
+    body = "".join(f"line {i} long enough for rename detection\n" for i in range(30))
+    path = make_repo(tmp_path / "repo", {"src/a.py": body, "lib/b.py": "b\n"})
+    base = git(path, "rev-parse", "HEAD")
+    git(path, "mv", "src/a.py", "lib/a.py")
+    (path / "src" / "new.py").write_text("n\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "move")
+    head = git(path, "rev-parse", "HEAD")
+    changes = changed_paths(Repo.open(path), base, head)
+    renames = [c for c in changes if c.status == "R"]
+    assert [(c.old_path, c.path) for c in renames] == [("src/a.py", "lib/a.py")]
+
+    reason, detail = validate_changes(changes, _ws(allow=["src/**"]), VerifyConfig())
+    assert reason == "scope-violation"
+    assert "lib/a.py" in detail and "src/a.py" not in detail.split("(")[0]
+    assert detail.startswith("1 path outside the scope of ws-v: lib/a.py")
+    reason, detail = validate_changes(changes, _ws(allow=["lib/**"]), VerifyConfig())
+    assert reason == "scope-violation" and "src/a.py" in detail and "src/new.py" in detail
+    assert validate_changes(changes, _ws(allow=["src/**", "lib/**"]), None)[0] is None
+    assert validate_changes(changes, _ws(), None)[0] is None  # empty allow: everything
+    reason, detail = validate_changes(changes, _ws(deny=["src/new.py"]), None)
+    assert reason == "scope-violation" and "src/new.py" in detail and "deny: src/new.py" in detail
+
+
+def test_size_limits() -> None:
+    changes = [Change("M", f"f{i}.txt", None, 10, 5) for i in range(4)]
+    assert validate_changes(changes, _ws(), VerifyConfig(max_files=4, max_lines=60)) == (
+        None, "4 changed paths (+40 -20 lines) within scope and limits")
+    reason, detail = validate_changes(changes, _ws(), VerifyConfig(max_files=3))
+    assert reason == "too-large" and detail == "4 files changed (limit 3)"
+    reason, detail = validate_changes(changes, _ws(), VerifyConfig(max_lines=59))
+    assert reason == "too-large" and detail == "60 lines changed (+40 -20; limit 59)"
+    reason, detail = validate_changes(changes, _ws(), VerifyConfig(max_files=1, max_lines=1))
+    assert reason == "too-large" and "4 files" in detail and "60 lines" in detail
+    assert validate_changes(changes, _ws(), VerifyConfig(max_files=0, max_lines=0))[0] is None
+
+
+def test_scope_wins_over_size_and_lists_are_bounded() -> None:
+    changes = [Change("A", f"out/{i}.txt", None, 1, 0) for i in range(30)]
+    reason, detail = validate_changes(changes, _ws(allow=["src/"]), VerifyConfig(max_files=1))
+    assert reason == "scope-violation"
+    assert detail.startswith("30 paths outside the scope of ws-v: out/0.txt, out/1.txt")
+    assert "and 10 more" in detail and "(allow: src/)" in detail
+    git_path = [Change("A", ".git/config", None, 1, 0)]
+    assert validate_changes(git_path, _ws(), None)[0] == "scope-violation"

@@ -1,0 +1,214 @@
+"""Whatever a tool did, as ONE patch commit whose parent is the base its worktree started from.
+
+- ``output = worktree``: the worktree's content (``snapshot_tree``: the tool's own commits plus
+  its uncommitted changes, new/deleted/renamed/binary/symlink/exec-bit, ``.gitignore`` honoured,
+  never ``.git``) becomes the tree. The tool's commits are squashed; their messages are kept in
+  the body. A HEAD moved somewhere not descending from the base (the tool reset or checked out
+  elsewhere) changes nothing about that: the content is still taken against the base, and the
+  body says so.
+- ``output = diff | mbox``: the patch is read from the tool's stdout, or from the file it names
+  when stdout is just one path; the worktree is reset to the base (keeping ignored files) and
+  the patch applied. A patch that does not apply is an error (the engine quarantines
+  ``tool-failed``). Mailbox messages go into the body; the first mail's author is kept.
+
+No change at all (tree == the base's tree) is ``patch=None``; the engine decides (``empty``
+unless ``allow_empty``). The commit is written to the object database but not referenced:
+the engine must put it under a ref (the ledger) before the worktree is reset or removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from uet_git.gitrepo.objects import make_commit
+from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.snapshot import apply_patch_ex, snapshot_tree
+from uet_git.gitrepo.worktrees import reset_worktree, worktree_head
+from uet_git.spec.models import Workstream
+
+MAX_LISTED_COMMITS = 100
+MAX_BODY_LINES_PER_COMMIT = 40
+
+
+@dataclass
+class Change:
+    """One changed path (same shape as ``gitrepo.merge.Change``)."""
+
+    status: str  # 'A' | 'D' | 'M' | 'R' | 'T'
+    path: str
+    old_path: str | None = None
+    lines_added: int = 0
+    lines_removed: int = 0
+
+
+@dataclass
+class Normalised:
+    patch: str | None
+    changes: list[Any] = field(default_factory=list)
+    tool_commits: list[str] = field(default_factory=list)  # "<short oid> <subject>" per commit
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str, attempt: int,
+              tool: str, output: str = "worktree", stdout: bytes = b"") -> Normalised:
+    worktree = Path(worktree)
+    pg = repo.pg
+    base_commit = pg[pygit2.Oid(hex=base)].peel(pygit2.Commit)
+    notes: list[str] = []
+    tool_commits: list[str] = []
+    bodies: list[str] = []
+    author: pygit2.Signature | None = None
+
+    if output in ("diff", "mbox"):
+        data, source = _patch_source(stdout, worktree)
+        if source:
+            notes.append(f"patch read from {source}")
+        reset_worktree(repo, worktree, base, keep_ignored=True)
+        res = apply_patch_ex(repo, worktree, data, mbox=output == "mbox")
+        if res.error:
+            return Normalised(None, [], [], f"{output} output: {res.error}", notes)
+        for m in res.messages:
+            subject = m.message.splitlines()[0] if m.message else "(no subject)"
+            tool_commits.append(subject)
+            bodies.append(_format_commit(subject, m.message, f"{m.author} <{m.email}>"))
+        first = next((m for m in res.messages if m.author or m.email), None)
+        if first is not None:
+            author = _mail_signature(first.author, first.email)
+    elif output == "worktree":
+        head = worktree_head(repo, worktree)
+        if head is not None and head != base:
+            commits, descends = _tool_commits(pg, head, base)
+            for c in commits:
+                subject = c.message.splitlines()[0] if c.message.strip() else "(no message)"
+                tool_commits.append(f"{str(c.id)[:12]} {subject}")
+                bodies.append(_format_commit(subject, c.message,
+                                             f"{c.author.name} <{c.author.email}>"))
+            if not descends:
+                notes.append(f"the tool moved HEAD to {head}, which does not descend from the "
+                             f"base {base[:12]}; the worktree's content was taken against the base")
+    else:
+        return Normalised(None, [], [], f"unknown output kind {output!r}")
+
+    tree = snapshot_tree(repo, worktree)
+    if tree == str(base_commit.tree_id):
+        return Normalised(None, [], tool_commits, None, notes)
+    message = _message(ws, run=run, attempt=attempt, tool=tool, bodies=bodies, notes=notes,
+                       total=len(tool_commits))
+    patch = make_commit(repo, tree, [base], message, author=author)
+    return Normalised(patch, changed_paths(repo, base, patch), tool_commits, None, notes)
+
+
+def changed_paths(repo: Repo, old: str, new: str) -> list[Any]:
+    """``gitrepo.merge.changed_paths`` when present; otherwise the same from a pygit2 diff with
+    rename detection (both sides of a rename are in the Change)."""
+    try:
+        from uet_git.gitrepo.merge import changed_paths as merge_changed_paths
+    except ImportError:
+        return _changed_paths(repo, old, new)
+    return list(merge_changed_paths(repo, old, new))
+
+
+_STATUS = {
+    pygit2.enums.DeltaStatus.ADDED: "A",
+    pygit2.enums.DeltaStatus.DELETED: "D",
+    pygit2.enums.DeltaStatus.MODIFIED: "M",
+    pygit2.enums.DeltaStatus.RENAMED: "R",
+    pygit2.enums.DeltaStatus.TYPECHANGE: "T",
+    pygit2.enums.DeltaStatus.COPIED: "A",
+}
+
+
+def _changed_paths(repo: Repo, old: str, new: str) -> list[Change]:
+    pg = repo.pg
+    a = pg[pygit2.Oid(hex=old)].peel(pygit2.Tree)
+    b = pg[pygit2.Oid(hex=new)].peel(pygit2.Tree)
+    diff = pg.diff(a, b)
+    diff.find_similar()
+    changes: list[Change] = []
+    for patch in diff:
+        d = patch.delta
+        status = _STATUS.get(d.status, "M")
+        added = removed = 0
+        if not d.is_binary:
+            _, added, removed = patch.line_stats
+        if status == "D":
+            changes.append(Change("D", d.old_file.path, None, added, removed))
+        elif status == "R":
+            changes.append(Change("R", d.new_file.path, d.old_file.path, added, removed))
+        else:
+            changes.append(Change(status, d.new_file.path, None, added, removed))
+    return changes
+
+
+def _tool_commits(pg: pygit2.Repository, head: str, base: str
+                  ) -> tuple[list[pygit2.Commit], bool]:
+    """The commits the tool made (oldest first) and whether HEAD descends from the base."""
+    head_oid, base_oid = pygit2.Oid(hex=head), pygit2.Oid(hex=base)
+    try:
+        descends = pg.descendant_of(head_oid, base_oid)
+    except (pygit2.GitError, KeyError, ValueError):
+        return [], False
+    walker = pg.walk(head_oid, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
+    walker.hide(base_oid)
+    commits = []
+    for c in walker:
+        commits.append(c)
+        if len(commits) > 10_000:
+            break
+    return commits, descends
+
+
+def _format_commit(subject: str, message: str, who: str) -> str:
+    lines = [f"* {subject}" + (f" ({who})" if who.strip(" <>") else "")]
+    rest = message.strip().splitlines()[1:]
+    while rest and not rest[0].strip():
+        rest.pop(0)
+    if len(rest) > MAX_BODY_LINES_PER_COMMIT:
+        rest = [*rest[:MAX_BODY_LINES_PER_COMMIT], "[...]"]
+    lines += [f"  {line}".rstrip() for line in rest]
+    return "\n".join(lines)
+
+
+def _message(ws: Workstream, *, run: str, attempt: int, tool: str, bodies: list[str],
+             notes: list[str], total: int) -> str:
+    subject = " ".join((ws.title or ws.id).split()) or ws.id
+    parts = [subject]
+    if bodies:
+        shown = bodies[:MAX_LISTED_COMMITS]
+        if total > len(shown):
+            shown.append(f"* ... and {total - len(shown)} more")
+        # Indented lines inside the list keep the tool's own "Key: value" lines from being
+        # read as this commit's trailers.
+        parts.append(f"Squashed {total} commit{'s' if total != 1 else ''} made by the tool:\n\n"
+                     + "\n".join(shown))
+    parts += notes
+    parts.append(f"Uet-Workstream: {ws.id}\nUet-Run: {run}\nUet-Tool: {tool}\n"
+                 f"Uet-Attempt: {attempt}")
+    return "\n\n".join(parts) + "\n"
+
+
+def _patch_source(stdout: bytes, worktree: Path) -> tuple[bytes, str | None]:
+    """The patch: stdout itself, or the file stdout names when it is a single path."""
+    text = stdout.strip()
+    if text and b"\n" not in text and len(text) < 4096:
+        try:
+            name = text.decode()
+            p = Path(name)
+            p = p if p.is_absolute() else worktree / p
+            if p.is_file():
+                return p.read_bytes(), name
+        except (UnicodeDecodeError, OSError, ValueError):
+            pass
+    return stdout, None
+
+
+def _mail_signature(name: str, email: str) -> pygit2.Signature | None:
+    try:
+        return pygit2.Signature(name or email, email or "unknown@localhost")
+    except (ValueError, TypeError):
+        return None
