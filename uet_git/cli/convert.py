@@ -11,6 +11,7 @@ dependency resolves, else 2.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -35,4 +36,4 @@ def cmd(paths: tuple[Path, ...], out_dir: Path, force: bool, verbose: bool) -> N
     for line in report(outcomes, problems, verbose=verbose):
         click.echo(line)
     if problems or any(o.workstream is None for o in outcomes):
-        raise click.exceptions.Exit(EXIT_INVALID)
+        sys.exit(EXIT_INVALID)

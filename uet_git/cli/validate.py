@@ -10,6 +10,7 @@ looked up in the current directory.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -90,4 +91,4 @@ def cmd(paths: tuple[Path, ...]) -> None:
     )
     click.echo(("invalid: " if errors else "ok: ") + summary)
     if errors:
-        raise click.exceptions.Exit(EXIT_INVALID)
+        sys.exit(EXIT_INVALID)
