@@ -1,0 +1,238 @@
+"""L1, the ledger: one transition and `uet status RUN` with 100, 1,000 and 10,000 patches stored.
+
+    python bench/ledger.py [--quick]
+
+For each size N, a fresh repository gets N - 100 patches of finished runs (100 workstreams
+each, six ledger commits per workstream in the writer's format, written with pygit2; their
+state, patch, ledger and integration refs created by ONE `git update-ref --stdin`
+transaction), then a live 100-workstream run recorded by the real writer
+(`Ledger.record`): every workstream created -> validated -> queued -> applied -> verified ->
+committed, each transition timed (600 samples). Then `uet status RUN` runs as a subprocess
+(the real command, interpreter start included), 5+ times after one warm-up.
+
+Goals (issue 4): a transition at 10,000 patches costs at most 1.5x one at 100; `uet status` of
+a 100-workstream run answers within 0.5 s with 10,000 patches stored. ``--quick`` (CI smoke):
+100 and 1,000 patches, fewer status repetitions, well under 30 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    Stats,
+    Table,
+    bench_env,
+    cleanup,
+    emit,
+    git,
+    ratio,
+    run_uet,
+    verdict,
+    workdir,
+)
+
+RUN_SIZE = 100  # workstreams per run (filler runs and the measured one)
+STEPS = ("created", "validated", "queued", "applied", "verified", "committed")
+TRANSITION_GOAL = 1.5
+STATUS_GOAL = 0.5
+
+
+def _make_repo(path: Path) -> None:
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("ledger benchmark\n")
+    git(path, "add", "README.md")
+    git(path, "commit", "-q", "-m", "initial")
+
+
+def _message(subject: str, body: str, trailers: list[tuple[str, str]]) -> str:
+    lines = "\n".join(f"{k}: {v}" for k, v in trailers)
+    return f"{subject}\n\n{body}\n\n{lines}\n"
+
+
+def populate(repo_path: Path, patches: int) -> int:
+    """Store ``patches`` patches of finished runs (ledger commits + refs); returns the refs made."""
+    if patches <= 0:
+        return 0
+    import json
+
+    import pygit2
+
+    pg = pygit2.Repository(str(repo_path))
+    sig = pygit2.Signature("uet", "uet@localhost", 1_700_000_000, 0)
+    base = pg.head.target
+    base_tree = pg[base].peel(pygit2.Tree)
+    lines: list[str] = []
+    nruns = (patches + RUN_SIZE - 1) // RUN_SIZE
+    made = 0
+    for r in range(nruns):
+        run = f"20200101-{r // 3600:02d}{(r // 60) % 60:02d}{r % 60:02d}-{r % 65536:04x}"
+        n = min(RUN_SIZE, patches - r * RUN_SIZE)
+        ids = [f"ws-{i:03d}" for i in range(n)]
+        plan = {"nodes": [{"id": w, "depends_on": []} for w in ids], "order": ids}
+        tb = pg.TreeBuilder()
+        tb.insert("plan.json", pg.create_blob(json.dumps(plan).encode()),
+                  pygit2.enums.FileMode.BLOB)
+        ledger_tree = tb.write()
+        tip = pg.create_commit(None, sig, sig, _message(
+            "run: start", f"uet run {run}", [("Uet-Run", run), ("Uet-Base", str(base)),
+                                             ("Uet-Target", "main")]), ledger_tree, [])
+        for w in ids:
+            tbw = pg.TreeBuilder(base_tree)
+            tbw.insert(f"{w}.txt", pg.create_blob(f"{run} {w}\n".encode()),
+                       pygit2.enums.FileMode.BLOB)
+            patch = pg.create_commit(None, sig, sig, _message(
+                f"{w}: change", "filler", [("Uet-Workstream", w), ("Uet-Run", run),
+                                           ("Uet-Tool", "shell"), ("Uet-Attempt", "1")]),
+                tbw.write(), [base])
+            frm = "none"
+            for to in STEPS:
+                tr = [("Uet-Run", run), ("Uet-Workstream", w), ("Uet-Attempt", "1"),
+                      ("Uet-From", frm), ("Uet-To", to), ("Uet-Patch", str(patch))]
+                if to in ("applied", "verified", "committed"):
+                    tr.append(("Uet-Candidate", str(patch)))
+                tip = pg.create_commit(None, sig, sig, _message(
+                    f"{w}: {frm} -> {to}", f"{w} moved to {to}.", tr), ledger_tree, [tip])
+                frm = to
+            lines.append(f"create refs/uet/committed/{run}/{w} {patch}")
+            lines.append(f"create refs/uet/patches/{run}/{w}/1 {patch}")
+            made += 2
+        lines.append(f"create refs/uet/ledger/{run} {tip}")
+        lines.append(f"create refs/uet/integration/{run} {base}")
+        made += 2
+    payload = "start\n" + "\n".join(lines) + "\nprepare\ncommit\n"
+    git(repo_path, "update-ref", "--stdin", input=payload.encode())
+    return made
+
+
+class MeasuredRun:
+    """A real 100-workstream run through ``Ledger.record``; ``step(i)`` takes workstream i
+    through its six states and returns the seconds of each record."""
+
+    def __init__(self, repo_path: Path) -> None:
+        from uet_git.gitrepo import Repo, objects
+        from uet_git.ledger.writer import Ledger
+
+        self.objects = objects
+        self.repo = Repo.open(repo_path)
+        base = self.repo.rev_parse("HEAD")
+        assert base is not None
+        self.base = self.tip = base
+        self.base_tree = objects.commit_tree(self.repo, base)
+        self.ids = [f"ws-{i:03d}" for i in range(RUN_SIZE)]
+        plan = {"nodes": [{"id": w, "depends_on": []} for w in self.ids], "order": self.ids}
+        self.led = Ledger.create(self.repo, base=base, target="main", plan=plan)
+        self.run = self.led.run
+
+    def step(self, i: int) -> list[float]:
+        objects, repo, w = self.objects, self.repo, self.ids[i]
+        content = {f"{w}.txt": f"{w}\n".encode()}
+        patch = objects.make_commit(repo, objects.build_tree(repo, self.base_tree, content),
+                                    [self.base], f"{w}: change\n\nUet-Workstream: {w}\n")
+        cand_tree = objects.build_tree(repo, objects.commit_tree(repo, self.tip), content)
+        cand = objects.make_commit(repo, cand_tree, [self.tip], f"{w}: change\n")
+        samples: list[float] = []
+        for to in STEPS:
+            kw: dict[str, object] = {}
+            if to == "created":
+                kw = {"patch": patch, "evidence": {"tool.stdout": b"ok\n" * 20}}
+            elif to == "applied":
+                kw = {"candidate": cand}
+            elif to == "committed":
+                kw = {"integration": cand}
+            t0 = time.perf_counter()
+            self.led.record(w, to, attempt=1, **kw)  # type: ignore[arg-type]
+            samples.append(time.perf_counter() - t0)
+        self.tip = cand
+        return samples
+
+    def close(self) -> None:
+        self.led.close()
+
+
+def status_time(repo_path: Path, run: str) -> float:
+    res = run_uet(["status", run], cwd=repo_path)
+    if f"{RUN_SIZE} workstreams: {RUN_SIZE} committed" not in res.stdout:
+        raise RuntimeError(f"uet status gave an unexpected answer:\n{res.stdout[-500:]}")
+    return res.wall
+
+
+def main(quick: bool = False) -> list[Table]:
+    sizes = [100, 1_000] if quick else [100, 1_000, 10_000]
+    reps = 5 if quick else 9
+    table = Table(
+        "L1 ledger: one transition and `uet status RUN` vs patches stored",
+        ["patches stored", "refs", "populate", "transition (median, min-max, n)",
+         "uet status RUN (100 ws)"],
+    )
+    tmps = {n: workdir("ledger") for n in sizes}
+    runs: dict[int, MeasuredRun] = {}
+    try:
+        pop: dict[int, float] = {}
+        for n in sizes:
+            repo_path = tmps[n] / "repo"
+            _make_repo(repo_path)
+            t0 = time.perf_counter()
+            populate(repo_path, n - RUN_SIZE)
+            pop[n] = time.perf_counter() - t0
+            runs[n] = MeasuredRun(repo_path)
+        # Interleaved (size after size, workstream by workstream) so the machine's drift hits
+        # every size alike.
+        samples: dict[int, list[float]] = {n: [] for n in sizes}
+        for i in range(RUN_SIZE):
+            for n in sizes:
+                samples[n].extend(runs[n].step(i))
+        ids = {n: runs[n].run for n in sizes}
+        for n in sizes:
+            runs.pop(n).close()
+        stimes: dict[int, list[float]] = {n: [] for n in sizes}
+        for n in sizes:
+            status_time(tmps[n] / "repo", ids[n])  # warm-up: page cache, .pyc
+        for _ in range(reps):
+            for n in sizes:
+                stimes[n].append(status_time(tmps[n] / "repo", ids[n]))
+        trans = {n: Stats.of(samples[n]) for n in sizes}
+        status = {n: Stats.of(stimes[n]) for n in sizes}
+        for n in sizes:
+            refs = len(git(tmps[n] / "repo", "for-each-ref", "--format=x", "refs/uet/").split())
+            table.add(f"{n:,}", f"{refs:,}", f"{pop[n]:.1f} s",
+                      f"{trans[n].fmt('ms', 2, 1000)}, n={trans[n].n}",
+                      f"{status[n].fmt('s', 3)}, n={status[n].n}")
+    finally:
+        for m in runs.values():
+            m.close()
+        for t in tmps.values():
+            cleanup(t)
+    lo, hi = sizes[0], sizes[-1]
+    r = ratio(trans[hi].median, trans[lo].median)
+    table.notes.append(f"transition@{hi:,} / transition@{lo:,} = {r:.2f} (goal <= "
+                       f"{TRANSITION_GOAL}): {verdict(r <= TRANSITION_GOAL)}")
+    st = status[hi].median
+    table.notes.append(f"`uet status` of a {RUN_SIZE}-workstream run with {hi:,} patches stored:"
+                       f" {st:.3f} s median (goal <= {STATUS_GOAL} s): "
+                       f"{verdict(st <= STATUS_GOAL)}")
+    if quick:
+        table.notes.append("--quick: the goals are stated for 10,000 patches; run without "
+                           "--quick for them")
+    table.notes.append("a transition = one Ledger.record: evidence blobs, tree, ledger commit, "
+                       "one atomic update-ref transaction (all six states of a workstream)")
+    emit(table)
+    return [table]
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="100 and 1,000 patches only (< 30 s)")
+    args = ap.parse_args()
+    import os
+
+    os.environ.update(bench_env())
+    main(args.quick)
