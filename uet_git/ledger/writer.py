@@ -80,6 +80,10 @@ class LedgerBusy(UetError):
     """Another process (or Ledger object) holds this run's writer lock."""
 
 
+class _RunExists(UetError):
+    """``Ledger.create`` with a run id that is taken (a fresh id is tried when none was given)."""
+
+
 def truncate(data: bytes, limit: int = MAX_EVIDENCE) -> bytes:
     """``data`` if it fits in ``limit`` bytes, else its head and tail around a marker line
     that says how many bytes were cut."""
@@ -183,13 +187,31 @@ class Ledger:
     ) -> Ledger:
         """Start a run: root ledger commit ``run: start`` (trailers Uet-Run, Uet-Base,
         Uet-Target; tree ``plan.json`` [+ ``config.json``]) and ``integration/RUN = base``."""
-        run = layout.check_run_id(run_id) if run_id is not None else layout.new_run_id()
+        if run_id is not None:
+            layout.check_run_id(run_id)
         base_oid = repo.rev_parse(str(base))
         if base_oid is None:
             raise UetError(f"base {base!r} is not a commit in {repo.workdir}")
         if target is not None and (not target or any(c in target for c in "\n\0")):
             raise UetError(f"bad target {target!r}")
-        lock, owner = cls._acquire(repo, run)
+        for _ in range(20):
+            try:
+                return cls._start(repo, run_id or layout.new_run_id(), base_oid, target, plan,
+                                  config)
+            except _RunExists:
+                if run_id is not None:
+                    raise
+        raise UetError("could not find a free run id (20 collisions)")  # pragma: no cover
+
+    @classmethod
+    def _start(cls, repo: Repo, run: str, base_oid: str, target: str | None,
+               plan: Mapping[str, Any], config: Mapping[str, Any] | None) -> Ledger:
+        if repo.read_ref(layout.ledger_ref(run)) is not None:
+            raise _RunExists(f"run {run} already exists")
+        try:
+            lock, owner = cls._acquire(repo, run)
+        except LedgerBusy:
+            raise _RunExists(f"run {run} already exists (and is being written)") from None
         self = cls(repo, run, lock, owner)
         try:
             files: dict[str, bytes | None] = {
@@ -214,7 +236,7 @@ class Ledger:
             try:
                 tx.commit()
             except RefConflict as exc:
-                raise UetError(f"run {run} already exists ({exc})") from None
+                raise _RunExists(f"run {run} already exists ({exc})") from None
             self.base, self.target, self.plan = base_oid, target, dict(plan)
             self._tip, self._tree, self._integration = commit, tree, base_oid
         except BaseException:

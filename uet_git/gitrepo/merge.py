@@ -1,0 +1,126 @@
+"""Tree merges without a checkout, and what changed between two trees.
+
+git here is 2.39: ``git merge-tree --write-tree`` cannot take an explicit merge base (2.40), and
+applying a patch onto another tip is a cherry-pick (base = the patch's parent), so merges run
+in process with pygit2 ``merge_trees`` (O(files): ~44 ms at 30,000 files; rename detection on).
+Arguments are commit or tree ids (strings or ``pygit2.Oid``); results are tree ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pygit2
+
+from uet_git.gitrepo.objects import EMPTY_TREE, OidLike, empty_tree, peel_tree, to_oid
+from uet_git.gitrepo.repo import GitError, Repo
+
+Status = Literal["A", "D", "M", "R", "T"]
+
+
+@dataclass
+class MergeResult:
+    """``tree`` is the merged tree, or None when ``conflicts`` (the conflicting paths, sorted)
+    is not empty."""
+
+    tree: str | None
+    conflicts: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return self.tree is not None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One changed path, like a line of ``git diff --numstat -M`` with its status.
+    Binary files count 0 lines; a rename gives ``old_path``."""
+
+    status: Status
+    path: str
+    old_path: str | None
+    lines_added: int
+    lines_removed: int
+    binary: bool = False
+
+
+def _tree(repo: Repo, oid: OidLike | None) -> pygit2.Tree:
+    if oid is None:
+        return repo.pg[to_oid(empty_tree(repo))]
+    return peel_tree(repo, oid)
+
+
+def merge_trees(
+    repo: Repo, base: OidLike | None, ours: OidLike, theirs: OidLike
+) -> MergeResult:
+    """3-way merge of ``ours`` and ``theirs`` against ``base`` (None = no common ancestor),
+    in memory. Clean: the merged tree is written. Conflicting: nothing useful is written and
+    every conflicting path is listed (content, add/add, modify/delete, rename, binary)."""
+    pg = repo.pg
+    try:
+        index = pg.merge_trees(_tree(repo, base), _tree(repo, ours), _tree(repo, theirs))
+    except pygit2.GitError as exc:
+        raise GitError(f"merge of {theirs} onto {ours} failed: {exc}") from exc
+    if index.conflicts is not None:
+        paths: set[str] = set()
+        for entries in index.conflicts:
+            for entry in entries:
+                if entry is not None:
+                    paths.add(entry.path)
+        if paths:
+            return MergeResult(None, sorted(paths))
+    return MergeResult(str(index.write_tree(pg)), [])
+
+
+_STATUS: dict[str, Status] = {"A": "A", "D": "D", "M": "M", "R": "R", "T": "T", "C": "A"}
+
+
+def changed_paths(repo: Repo, old: OidLike | None, new: OidLike) -> list[Change]:
+    """Every path that differs from ``old`` (None = empty) to ``new``, renames detected,
+    sorted by path."""
+    diff = _tree(repo, old).diff_to_tree(
+        _tree(repo, new), flags=pygit2.enums.DiffOption.INCLUDE_TYPECHANGE
+    )
+    diff.find_similar()
+    out: list[Change] = []
+    for patch in diff:
+        if patch is None:  # pragma: no cover - libgit2 gives None for unmodified entries only
+            continue
+        delta = patch.delta
+        status = _STATUS.get(delta.status_char())
+        if status is None:
+            continue
+        binary = bool(delta.is_binary)
+        added = removed = 0
+        if not binary:
+            _, added, removed = patch.line_stats
+        out.append(Change(
+            status=status,
+            path=delta.new_file.path if status != "D" else delta.old_file.path,
+            old_path=delta.old_file.path if status == "R" else None,
+            lines_added=added,
+            lines_removed=removed,
+            binary=binary,
+        ))
+    out.sort(key=lambda c: c.path)
+    return out
+
+
+def diff_stat(repo: Repo, old: OidLike | None, new: OidLike) -> str:
+    """``git diff --stat --summary -M`` from ``old`` (None = empty) to ``new``, as git prints
+    it (the evidence blob a user reads)."""
+    old_s = EMPTY_TREE if old is None else str(_tree(repo, old).id)
+    new_s = str(_tree(repo, new).id)
+    return repo.git("diff", "--no-color", "--stat=120", "--summary", "-M", old_s, new_s,
+                    "--").stdout.decode(errors="replace")
+
+
+def is_ancestor(repo: Repo, a: OidLike, b: OidLike) -> bool:
+    """True if commit ``a`` is ``b`` or an ancestor of ``b`` (``git merge-base --is-ancestor``)."""
+    pg = repo.pg
+    oa, ob = to_oid(a), to_oid(b)
+    for o in (oa, ob):
+        if o not in pg:
+            raise GitError(f"commit {o} does not exist")
+    return oa == ob or pg.descendant_of(ob, oa)
