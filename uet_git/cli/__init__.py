@@ -70,7 +70,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     try:
-        return cli.main(args=argv, prog_name="uet", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="uet", standalone_mode=False)
     except UetError as err:
         click.echo(f"uet: {err}", err=True)
         sys.exit(err.exit_code)
@@ -93,3 +93,7 @@ def main(argv: list[str] | None = None) -> Any:
             err=True,
         )
         sys.exit(EXIT_INTERNAL)
+    # Without standalone mode click returns ctx.exit(code)'s code instead of exiting with it.
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
+    return rv
