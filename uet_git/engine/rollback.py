@@ -39,6 +39,7 @@ from uet_git.engine.land import (
     move_branch,
     short,
 )
+from uet_git.gitrepo.merge import merge_trees
 from uet_git.gitrepo.objects import commit_tree, make_commit
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.query import parse_trailers
@@ -129,8 +130,6 @@ def rollback(repo: Repo, ledger: Ledger) -> RollbackResult:
         method = "reset"
         detail = f"{name} was already back at {short(cur)}"
     else:
-        from uet_git.gitrepo.merge import merge_trees
-
         method = "revert"
         commits = [c for c in _landed_commits(repo, events) if is_ancestor(repo, c, cur)]
         done = _already_reverted(repo, cur, first_prev)
