@@ -189,3 +189,13 @@ def test_apply_errors_and_lenient_diffs(wt) -> None:
     assert apply_patch(repo, w, plain) is None
     assert (w / "a.txt").read_text() == "plain\n"
     assert apply_patch(repo, w, b"From nobody\nSubject: x\n\nno patch here\n", mbox=True) is None
+
+
+def test_snapshot_runs_clean_filters_like_git(wt) -> None:
+    repo, w, _ = wt
+    git(repo.workdir, "config", "filter.upper.clean", "tr a-z A-Z")
+    git(repo.workdir, "config", "filter.upper.smudge", "cat")
+    (w / ".gitattributes").write_text("*.up filter=upper\n")
+    (w / "x.up").write_text("hello\n")
+    entries = _ls(repo, snapshot_tree(repo, w))
+    assert _blob(repo, entries["x.up"][1]) == b"HELLO\n"

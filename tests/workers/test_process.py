@@ -159,3 +159,16 @@ def test_read_tail_is_bounded(tmp_path: Path) -> None:
     assert len(out) < 4100
     assert out.startswith(b"H" * 1000) and out.endswith(b"T" * 3000)
     assert b"bytes omitted" in out
+
+
+def test_git_env_is_sanitised(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("GIT_DIR", "/somewhere/else/.git")
+    monkeypatch.setenv("GIT_INDEX_FILE", "/somewhere/index")
+    script = ('echo "dir=${GIT_DIR-unset} idx=${GIT_INDEX_FILE-unset}"; '
+              "git config --get gc.auto; git config --get maintenance.auto; "
+              "git config --get user.name")
+    r = _run(tmp_path, script, env={"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "user.name",
+                                    "GIT_CONFIG_VALUE_0": "Kept"})
+    assert r.returncode == 0
+    assert (tmp_path / "out.log").read_text().split() == [
+        "dir=unset", "idx=unset", "0", "false", "Kept"]

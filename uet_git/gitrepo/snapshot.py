@@ -3,9 +3,12 @@
 ``snapshot_tree`` takes what ``git add -A`` would: tracked and untracked-not-ignored files,
 deletions, the executable bit, symlinks, binary files; never anything under a ``.git``.
 
-How (measured, see DESIGN.md): the worktree's own index is read in memory with pygit2, so its
-stat cache lets ``add_all`` re-hash only files that changed (~4 ms small, ~80 ms at 30k files; a
-fresh index re-hashes everything and is ~9x slower), then ``write_tree``. The index is NOT
+How: the worktree's own index is read in memory with pygit2, so its stat cache lets
+``add_all`` re-hash only files that changed, then ``write_tree``. Measured here at 30,000 files
+(median of 5): 72 ms; the git CLI on a copy of the index 65 ms; a fresh index that re-hashes
+everything 950 ms (13x). pygit2 is kept as the main path (no subprocess, its C call releases
+the GIL); the CLI is the fallback, and the path taken when a filter driver (git-lfs) is
+configured, since libgit2 does not run external clean filters. The index is NOT
 written back: the worktree stays exactly as the tool left it (``git status`` in it still shows
 the tool's changes, and an orphaned worktree can be inspected as it was). The worktree is opened
 through its administrative directory, not by discovery, so a tool that replaced the worktree's
@@ -36,6 +39,9 @@ def snapshot_tree(repo: Repo, worktree_path: Path) -> str:
         wr = pygit2.Repository(str(admin))
         if wr.workdir is None or Path(wr.workdir).resolve() != path:
             raise GitError("workdir mismatch")
+        if _has_filter_drivers(wr):
+            # libgit2 does not run external clean filters (git-lfs): git must stage the files.
+            return _snapshot_cli(repo, admin, path)
         index = wr.index
         conflicts = index.conflicts
         if conflicts is not None:
@@ -46,6 +52,18 @@ def snapshot_tree(repo: Repo, worktree_path: Path) -> str:
         return str(index.write_tree())
     except (pygit2.GitError, GitError, OSError, ValueError, KeyError):
         return _snapshot_cli(repo, admin, path)
+
+
+def _has_filter_drivers(wr: pygit2.Repository) -> bool:
+    """Whether any ``filter.<driver>.clean``/``process`` is configured (repository or user)."""
+    try:
+        for entry in wr.config:
+            name = entry.name.lower()
+            if name.startswith("filter.") and name.endswith((".clean", ".process")):
+                return True
+    except pygit2.GitError:
+        return True
+    return False
 
 
 def _snapshot_cli(repo: Repo, admin: Path, path: Path) -> str:

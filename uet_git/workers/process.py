@@ -103,7 +103,7 @@ def run_process(
     become_subreaper()
     token = uuid.uuid4().hex
     inherited = {k: v for k, v in os.environ.items() if k not in _REPO_LOCAL_VARS}
-    full_env = {**inherited, **env, TOKEN_VAR: token}
+    full_env = _no_auto_gc({**inherited, **env, TOKEN_VAR: token})
     stdout_path.parent.mkdir(parents=True, exist_ok=True)
     stderr_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -171,6 +171,22 @@ def run_process(
         if "not found" in tail:
             error = f"command not found: {tail.splitlines()[-1] if tail else argv[-1]}"
     return ProcResult(returncode, timed_out, cancelled, time.monotonic() - start, error)
+
+
+def _no_auto_gc(env: dict[str, str]) -> dict[str, str]:
+    """Keep git's automatic gc/maintenance from firing in a tool's commits (it would pack the
+    run's refs and compete with the workers; GIT-NOTES.md): ``gc.auto=0`` and
+    ``maintenance.auto=false`` appended to the ``GIT_CONFIG_COUNT`` list (git >= 2.31)."""
+    try:
+        n = int(env.get("GIT_CONFIG_COUNT", "0"))
+    except ValueError:
+        return env
+    for key, value in (("gc.auto", "0"), ("maintenance.auto", "false")):
+        env[f"GIT_CONFIG_KEY_{n}"] = key
+        env[f"GIT_CONFIG_VALUE_{n}"] = value
+        n += 1
+    env["GIT_CONFIG_COUNT"] = str(n)
+    return env
 
 
 def _devnull():
