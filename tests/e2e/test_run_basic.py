@@ -3,6 +3,7 @@ and why, checked with the git CLI."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from tests.conftest import git
@@ -189,8 +190,8 @@ def test_delete_rename_binary_exec_bit(tmp_path: Path):
     assert "delete_me.txt" not in tree and "old_name.txt" not in tree
     assert git(repo, "show", "main:new_name.txt") == "same content"
     assert "100755 blob" in next(line for line in tree.splitlines() if "run_me.sh" in line)
-    blob = git(repo, "cat-file", "-p", "main:blob.bin")
-    assert "binary" in blob
-    raw = (repo / "blob.bin").read_bytes()
-    assert raw == b"\x00\x01\x02\xffbinary\x00"
+    blob = subprocess.run(["git", "cat-file", "-p", "main:blob.bin"], cwd=repo,
+                          capture_output=True, check=True).stdout
+    assert blob == b"\x00\x01\x02\xffbinary\x00"
+    assert (repo / "blob.bin").read_bytes() == blob
     fsck_clean(repo)

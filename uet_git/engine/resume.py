@@ -14,7 +14,11 @@ the ledger (a ``run: orphan`` event with the diff as evidence) before they are r
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import time
 from collections.abc import Iterable
 
 import pygit2
@@ -32,6 +36,43 @@ from uet_git.plan.dag import build_plan
 from uet_git.spec.load import load_config
 from uet_git.spec.models import Config
 from uet_git.workers.pool import snapshot_orphan
+
+
+def stop_stale_tools(run: str, grace: float = 2.0) -> list[int]:
+    """Processes a killed ``uet`` left running for this run (its tools, in their own sessions,
+    outlive it): found by ``UET_RUN=RUN`` in their environment, terminated, then killed. They
+    would otherwise keep writing into worktrees the resumed run is about to reuse."""
+    marker = f"UET_RUN={run}".encode()
+    me = os.getpid()
+
+    def find() -> list[int]:
+        pids = []
+        for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            if not name.isdigit() or int(name) == me:
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    env = f.read()
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    state = f.read().rsplit(b")", 1)[-1].split()[0]
+            except OSError:
+                continue
+            if state != b"Z" and marker in env.split(b"\0"):
+                pids.append(int(name))
+        return pids
+
+    found = find()
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
+        pids = find()
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        end = time.monotonic() + wait
+        while time.monotonic() < end and find():
+            time.sleep(0.05)
+    return found
 
 
 def _config_of(repo: Repo, ledger: Ledger) -> Config:
@@ -121,6 +162,10 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, *,
         land_mode = resolve_land(options.land or saved.get("land"), config)
         deterministic = bool(options.deterministic or saved.get("deterministic"))
         reporter = Reporter(options.output)
+        stale = stop_stale_tools(run)
+        if stale:
+            reporter.message(f"stopped {len(stale)} tool processes left running by the "
+                             f"interrupted run: {', '.join(map(str, stale))}")
         what = f"retry of {', '.join(sorted(only))}" if only else "resume"
         ledger.event("run: resume", f"{what} by pid-{_pid()}",
                      trailers={"Uet-Resume": ",".join(sorted(only)) if only else "all"})
@@ -132,8 +177,6 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, *,
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
 
 

@@ -460,7 +460,8 @@ def make_pool(repo: Repo, config: Config, jobs: int) -> WorktreePool:
 def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: set[str],
           jobs: int, land_mode: str, deterministic: bool, keep_worktrees: bool,
           reporter: Reporter, weights: Mapping[str, float], records: Mapping[str, WsRecord],
-          retry: set[str] | None = None, resumed: bool = False) -> RunResult:
+          retry: set[str] | None = None, resumed: bool = False,
+          warnings: Iterable[str] = ()) -> RunResult:
     """Run (or continue) ``ledger``'s run over ``include`` until nothing can progress, land,
     report. ``records`` are the states already in the ledger (empty for a new run)."""
     retry = retry or set()
@@ -472,6 +473,8 @@ def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: se
     reporter.start(ledger.run, [i for i in plan.ids if i in include], jobs=jobs,
                    target=ledger.target, base=ledger.base, resumed=resumed)
     reporter.seed({ws: r.state for ws, r in records.items() if ws in include})
+    for w in warnings:
+        reporter.message(f"warning: {w}")
     try:
         if resumed:
             from uet_git.engine.resume import record_orphans
@@ -679,9 +682,7 @@ def execute_run(repo: Repo, options: RunOptions) -> RunResult:
     })
     with Ledger.create(repo, base=base, target=target, plan=record,
                        config=config.model_dump(mode="json", by_alias=True)) as ledger:
-        for w in warnings:
-            reporter.message(w)
         return drive(repo, ledger, config=config, plan=plan, include=include, jobs=jobs,
                      land_mode=land_mode, deterministic=deterministic,
                      keep_worktrees=options.keep_worktrees, reporter=reporter, weights=weights,
-                     records={})
+                     records={}, warnings=warnings)

@@ -1,0 +1,144 @@
+"""kill -9 of `uet run` at many points, then `uet resume`: every workstream ends committed or
+quarantined, each patch lands once, git fsck and uet fsck stay clean."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tests.e2e.helpers import (
+    fsck_clean,
+    landed_workstreams,
+    last_run,
+    ledger_subjects,
+    run,
+    run_ok,
+    setup_repo,
+    states,
+    tool,
+)
+
+
+def _chain_repo(path: Path) -> Path:
+    return setup_repo(path, workstreams={
+        "a": {"command": "echo a > a.txt", "acceptance": ["test -f a.txt"]},
+        "b": {"depends_on": ["a"], "command": [tool("needs_file.sh"), "a.txt", "b.txt"]},
+        "c": {"command": "echo c > c.txt"},
+        "bad": {"command": "echo x > x.txt", "acceptance": ["false"]},
+        "after-bad": {"depends_on": ["bad"], "command": "echo y > y.txt"},
+    })
+
+
+EXPECTED = {"a": "committed", "b": "committed", "c": "committed", "bad": "quarantined",
+            "after-bad": "blocked"}
+
+
+@pytest.mark.parametrize("point", [
+    "a:tool-done", "a:created", "a:validated", "a:queued", "a:applied", "a:verified",
+    "a:committed", "b:created", "bad:quarantined", "land",
+])
+def test_crash_at_a_transition_then_resume(tmp_path: Path, point: str):
+    repo = _chain_repo(tmp_path / "r")
+    proc = run(repo, "run", "--jobs", "2", env={"UET_TEST_CRASH_AT": point})
+    assert proc.returncode == 137, proc.stdout + proc.stderr
+    run_id = last_run(repo)
+    assert "run: finish" not in ledger_subjects(repo, run_id)
+    res = run_ok(repo, "resume", code=1)
+    assert states(repo, run_id) == EXPECTED, res.stdout
+    landed = landed_workstreams(repo)
+    assert sorted(landed) == ["a", "b", "c"] and landed.index("a") < landed.index("b")
+    assert len(landed) == len(set(landed))
+    assert git(repo, "rev-parse", "main") == git(repo, "rev-parse",
+                                                 f"refs/uet/integration/{run_id}")
+    subjects = ledger_subjects(repo, run_id)
+    assert "run: resume" in subjects and subjects[-1] == "run: finish"
+    # Nothing recorded twice: each workstream entered each state at most once.
+    for ws in ("a", "b", "c"):
+        assert sum(s.startswith(f"{ws}: ") and s.endswith("-> committed") for s in subjects) == 1
+    fsck_clean(repo)
+    # A second resume has nothing left to do and lands nothing again.
+    head = git(repo, "rev-parse", "main")
+    run_ok(repo, "resume", code=1)
+    assert git(repo, "rev-parse", "main") == head
+
+
+def test_real_sigkill_while_a_tool_sleeps_then_resume(tmp_path: Path):
+    marker = tmp_path / "started"
+    slow = f"echo partial > partial.txt; touch {marker}; sleep 3; echo slow > slow.txt"
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "fast": {"command": "echo f > f.txt"},
+        "slow": {"command": slow},
+        "after": {"depends_on": ["slow"], "command": "echo a > after.txt"},
+    })
+    env = {**os.environ, "UET_RETRY_BACKOFF": "0.05"}
+    proc = subprocess.Popen([sys.executable, "-m", "uet_git", "run", "--jobs", "2"], cwd=repo,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the slow tool never started"
+        time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    run_id = last_run(repo)
+    marker.unlink()
+    res = run_ok(repo, "resume")
+    assert states(repo, run_id) == {"fast": "committed", "slow": "committed",
+                                    "after": "committed"}, res.stdout
+    landed = landed_workstreams(repo)
+    assert sorted(landed) == ["after", "fast", "slow"]
+    assert marker.exists()  # the slow tool ran again: its first run was never recorded
+    # The killed attempt's worktree held an unrecorded change: snapshotted into the ledger.
+    subjects = ledger_subjects(repo, run_id)
+    assert "run: orphan" in subjects
+    names = git(repo, "ls-tree", "--name-only", f"refs/uet/ledger/{run_id}:run/").splitlines()
+    diff = git(repo, "show", f"refs/uet/ledger/{run_id}:run/" + next(
+        n for n in names if n.startswith("orphan-")))
+    assert "+partial" in diff
+    fsck_clean(repo)
+
+
+def test_sigint_leaves_a_resumable_run_and_exits_130(tmp_path: Path):
+    marker = tmp_path / "started"
+    fast = tmp_path / "fast"
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "slow": {"command": f"[ -f {fast} ] || {{ touch {marker}; sleep 30; }}; echo s > s.txt"},
+        "later": {"depends_on": ["slow"], "command": "echo l > l.txt"},
+    })
+    proc = subprocess.Popen([sys.executable, "-m", "uet_git", "run"], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert time.monotonic() - t0 < 15
+    run_id = last_run(repo)
+    assert "run: interrupted" in ledger_subjects(repo, run_id)
+    assert states(repo, run_id) == {}
+    assert f"uet resume {run_id}" in out
+    fast.touch()
+    run_ok(repo, "resume")
+    assert states(repo, run_id) == {"slow": "committed", "later": "committed"}
+    assert landed_workstreams(repo) == ["slow", "later"]
+    fsck_clean(repo)
