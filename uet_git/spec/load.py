@@ -478,6 +478,11 @@ def load_workstreams(paths: Sequence[Path]) -> LoadResult:
     for f in files:
         items, issues = parse_file(f)
         result.errors.extend(issues)
+        if issues and not items:
+            # a file that cannot be parsed probably held the workstream named like it
+            stem = _valid_id(f.stem)
+            if stem is not None:
+                refused.setdefault(stem, str(f))
         for item in items:
             ws, errors, warnings = workstream_from_item(item)
             result.errors.extend(errors)
@@ -504,6 +509,13 @@ def load_workstreams(paths: Sequence[Path]) -> LoadResult:
                     f"{ws.id} cannot be planned without it",
                 ))
     return result
+
+
+def _valid_id(value: str) -> str | None:
+    try:
+        return check_id(value)
+    except ValueError:
+        return None
 
 
 def _loose_id(data: Any) -> str | None:
