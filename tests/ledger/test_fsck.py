@@ -146,3 +146,12 @@ def test_crash_before_refs_leaves_fsck_clean(repo: Path) -> None:
     assert proc.returncode == 99, proc.stderr
     assert git(repo, "rev-parse", f"refs/uet/quarantined/{s.run}/b") == s.patches["b"]
     assert fsck(s.repo) == []
+
+
+def test_missing_patch_object_is_one_line(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    oid = s.patches["e"]  # dropped: only its refs and the ledger's trailers name it
+    (repo / ".git" / "objects" / oid[:2] / oid[2:]).unlink()
+    problems = fsck(Repo.open(repo))  # a fresh handle: libgit2 caches what it has read
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{s.run}: object {oid} is missing (named by refs/uet/")

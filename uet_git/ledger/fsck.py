@@ -17,6 +17,7 @@ What is checked, per run (all runs by default):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ from uet_git.ledger.layout import ROOT, parse_ref
 from uet_git.ledger.states import CANDIDATE_STATES, TRANSITIONS
 
 GC_EVENT = "run: gc"
+_OID_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 
 
 def fsck(repo: Repo, run: str | None = None) -> list[str]:
@@ -80,16 +82,22 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
     index = {e.oid: i for i, e in enumerate(log.events)}
 
     # -- objects named by the ledger
+    # Every trailer holding a full object id (Uet-Patch, Uet-Candidate, Uet-Base, and what
+    # run-level events such as `run: land` / `run: rollback` record).
+    # One line per missing object, naming who refers to it.
+    missing: dict[str, list[str]] = {}
     for e in log.events:
-        for key in ("Uet-Patch", "Uet-Candidate", "Uet-Base"):
-            oid = query._oid_or_none(e.trailers.get(key))
-            if oid is not None and oid not in pg:
-                say(f"{run}: ledger commit {e.oid[:12]}: {key} {oid} is missing")
-    for path in _missing_tree_objects(repo, tip):
-        say(f"{run}: ledger tip tree: {path} is missing")
+        for key, value in e.trailers.items():
+            if _OID_RE.match(value) and value not in pg:
+                missing.setdefault(value, []).append(f"{key} of ledger commit {e.oid[:12]}")
     for name, oid in sorted(refs.items()):
         if oid not in pg:
-            say(f"{run}: {name} points to missing object {oid}")
+            missing.setdefault(oid, []).insert(0, name)
+    for oid, namers in missing.items():
+        more = f" and {len(namers) - 2} more" if len(namers) > 2 else ""
+        say(f"{run}: object {oid} is missing (named by {', '.join(namers[:2])}{more})")
+    for path in _missing_tree_objects(repo, tip):
+        say(f"{run}: ledger tip tree: {path} is missing")
 
     # -- state refs
     states: dict[str, list[tuple[str, str, str]]] = {}
