@@ -99,3 +99,150 @@ def test_no_runs(tmp_path: Path) -> None:
         proc = uet(*args, cwd=path)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "no runs" in one_line_error(proc.stderr)
+
+
+# --------------------------------------------------------------------------- through `uet run`
+
+
+def project(tmp_path: Path, workstreams: list[dict[str, object]]) -> Path:
+    """A repository with files and committed workstream files (shell tools)."""
+    import yaml
+
+    path = make_repo(tmp_path / "proj", {"a.txt": "alpha\n", "b.txt": "beta\n",
+                                         "c.txt": "gamma\n"})
+    d = path / "workstreams"
+    d.mkdir()
+    for ws in workstreams:
+        (d / f"{ws['id']}.yaml").write_text(yaml.safe_dump(ws))
+    git(path, "add", "workstreams")
+    git(path, "commit", "-q", "-m", "workstreams")
+    return path
+
+
+def latest(path: Path) -> str:
+    return git(path, "for-each-ref", "--format=%(refname:lstrip=3)", "refs/uet/ledger/")
+
+
+def states_of(path: Path, run: str) -> dict[str, str]:
+    out = git(path, "for-each-ref", "--format=%(refname)", "refs/uet/")
+    found: dict[str, str] = {}
+    for name in out.splitlines():
+        parts = name.split("/")
+        if len(parts) == 5 and parts[3] == run and parts[2] != "patches":
+            found[parts[4]] = parts[2]
+    return found
+
+
+CHAIN = [
+    {"id": "ws-a", "command": "printf 'A\\n' > a.txt"},
+    {"id": "ws-b", "depends_on": ["ws-a"], "command": "grep -q A a.txt && printf 'B\\n' > b.txt"},
+]
+
+
+def test_run_dirty_checkout_then_land_then_rollback(tmp_path: Path) -> None:
+    path = project(tmp_path, CHAIN)
+    base = head_of(path)
+    (path / "c.txt").write_bytes(b"my uncommitted edit\n")
+    before = snapshot_files(path)
+    proc = uet("run", "--jobs", "2", cwd=path)
+    run = latest(path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"uet land {run}" in proc.stdout + proc.stderr
+    assert snapshot_files(path) == before
+    assert head_of(path) == base
+    assert states_of(path, run) == {"ws-a": "committed", "ws-b": "committed"}
+    (path / "c.txt").write_text("gamma\n")  # the user puts their edit away
+    proc = uet("land", cwd=path)
+    assert proc.returncode == 0, proc.stderr
+    assert (path / "a.txt").read_text() == "A\n" and (path / "b.txt").read_text() == "B\n"
+    assert git(path, "status", "--porcelain") == ""
+    landed = git(path, "log", "--format=%(trailers:key=Uet-Workstream,valueonly)", "main")
+    assert landed.split() == ["ws-b", "ws-a"]
+    proc = uet("rollback", cwd=path)
+    assert proc.returncode == 0, proc.stderr
+    assert head_of(path) == base
+    assert (path / "a.txt").read_text() == "alpha\n"
+    assert states_of(path, run) == {"ws-a": "rolled-back", "ws-b": "rolled-back"}
+    fsck_clean(path)
+    assert uet("fsck", run, cwd=path).returncode == 0
+
+
+def test_run_target_moved_land_rebase(tmp_path: Path) -> None:
+    path = project(tmp_path, CHAIN)
+    proc = uet("run", "--land", "never", cwd=path)
+    run = latest(path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (path / "c.txt").write_text("gamma moved on\n")
+    git(path, "commit", "-q", "-am", "the target moves on")
+    moved = head_of(path)
+    proc = uet("land", cwd=path)
+    assert proc.returncode == 1
+    assert "--rebase" in one_line_error(proc.stderr)
+    assert head_of(path) == moved
+    proc = uet("land", run, "--rebase", cwd=path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    git(path, "merge-base", "--is-ancestor", moved, "main")  # raises unless a fast-forward
+    assert (path / "a.txt").read_text() == "A\n" and (path / "c.txt").read_text() == \
+        "gamma moved on\n"
+    assert git(path, "status", "--porcelain") == ""
+    proc = uet("rollback", run, cwd=path)
+    assert proc.returncode == 0, proc.stderr
+    assert head_of(path) == moved
+    fsck_clean(path)
+
+
+def test_retry_new_attempt_runs_blocked_dependents(tmp_path: Path) -> None:
+    mark = tmp_path / "flaky-mark"
+    path = project(tmp_path, [
+        {"id": "ws-a", "command": f"test -f {mark} || {{ touch {mark}; exit 3; }}; "
+                                  "printf 'A\\n' > a.txt"},
+        {"id": "ws-b", "depends_on": ["ws-a"], "command": "printf 'B\\n' > b.txt"},
+        {"id": "ws-c", "command": "printf 'C\\n' > c.txt"},
+    ])
+    proc = uet("run", cwd=path)
+    run = latest(path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert states_of(path, run) == {"ws-a": "quarantined", "ws-b": "blocked",
+                                    "ws-c": "committed"}
+    proc = uet("retry", "ws-a", cwd=path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert states_of(path, run) == {"ws-a": "committed", "ws-b": "committed",
+                                    "ws-c": "committed"}
+    patches = git(path, "for-each-ref", "--format=%(refname)", f"refs/uet/patches/{run}/ws-a/")
+    assert patches.splitlines()[-1].endswith("/2")  # a new attempt
+    assert (path / "a.txt").read_text() == "A\n" and (path / "b.txt").read_text() == "B\n"
+    fsck_clean(path)
+
+
+def test_retry_reapply_same_patch(tmp_path: Path) -> None:
+    mark = tmp_path / "flaky-acceptance"
+    path = project(tmp_path, [
+        {"id": "ws-v", "command": "printf 'V\\n' > a.txt",
+         "acceptance": [f"test -f {mark} || {{ touch {mark}; exit 1; }}"]},
+    ])
+    proc = uet("run", cwd=path)
+    run = latest(path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert states_of(path, run) == {"ws-v": "quarantined"}
+    proc = uet("retry", "ws-v", "--reapply", "--run", run, cwd=path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert states_of(path, run) == {"ws-v": "committed"}
+    patches = git(path, "for-each-ref", "--format=%(refname)", f"refs/uet/patches/{run}/")
+    assert patches.splitlines() == [f"refs/uet/patches/{run}/ws-v/1"]  # the same patch
+    subjects = git(path, "log", "--format=%s", f"refs/uet/ledger/{run}")
+    assert "ws-v: quarantined -> queued" in subjects.splitlines()
+    assert (path / "a.txt").read_text() == "V\n"
+    fsck_clean(path)
+
+
+def test_drop_after_a_run(tmp_path: Path) -> None:
+    path = project(tmp_path, [
+        {"id": "ws-a", "command": "exit 4"},
+        {"id": "ws-b", "depends_on": ["ws-a"], "command": "printf 'B\\n' > b.txt"},
+    ])
+    assert uet("run", cwd=path).returncode == 1
+    run = latest(path)
+    proc = uet("drop", "ws-a", cwd=path)
+    assert proc.returncode == 0, proc.stderr
+    assert states_of(path, run) == {"ws-a": "dropped", "ws-b": "dropped"}
+    fsck_clean(path)
