@@ -247,6 +247,19 @@ def test_convert_refusal_and_unresolved_dependency_exit_2(tmp_path: Path) -> Non
     assert "ws-a" in plan.stderr and "ws-b" in plan.stderr
 
 
+def test_convert_into_a_directory_inside_the_input(tmp_path: Path) -> None:
+    write(tmp_path / "legacy" / "a.json",
+          json.dumps({"id": "ws-a", "files_scope": ["a.py"], "tasks": ["A"], "tool": "aider"}))
+    first = uet("convert", "legacy", "-o", "legacy/native", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = uet("convert", "legacy", "-o", "legacy/native", "--force", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert lines_of(again.stdout) == [
+        "converted  ws-a  (legacy/a.json) -> legacy/native/ws-a.yaml",
+        "1 converted (1 clean, 0 with warnings), 0 refused, 0 unresolved dependencies",
+    ]
+
+
 def test_convert_needs_output_and_paths(tmp_path: Path) -> None:
     proc = uet("convert", "x.json", cwd=tmp_path)
     assert_clean_failure(proc)

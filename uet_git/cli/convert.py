@@ -30,7 +30,7 @@ def cmd(paths: tuple[Path, ...], out_dir: Path, force: bool, verbose: bool) -> N
     """Convert legacy workstream bundles (files or directories, read recursively) into native
     YAML workstreams in DIR, one file per workstream, and report what was converted, converted
     with warnings, or refused. Exit 2 if anything was refused or a dependency is unresolved."""
-    outcomes = convert_paths(list(paths))
+    outcomes = convert_paths(list(paths), exclude=out_dir)
     write_outputs(outcomes, out_dir, force=force)
     problems = unresolved(outcomes)
     for line in report(outcomes, problems, verbose=verbose):

@@ -67,15 +67,12 @@ def cmd(paths: tuple[Path, ...]) -> None:
         n_waves = len(plan.waves())
         warnings += predict_conflicts(plan, loaded.workstreams)
 
-    try:
-        from uet_git.workers.tools import check_tool
-    except ImportError:
-        warnings.append("tools were not checked: uet_git.workers.tools is not available")
-    else:
-        for ws in loaded.workstreams:
-            problem = check_tool(ws, config)
-            if problem:
-                errors.append(f"{ws.source}:{ws.id}: tool: {problem}")
+    from uet_git.workers.tools import check_tool
+
+    for ws in loaded.workstreams:
+        problem = check_tool(ws, config)
+        if problem:
+            errors.append(f"{ws.source}:{ws.id}: tool: {problem}")
 
     for e in errors:
         click.echo(e)

@@ -45,10 +45,15 @@ class Outcome:
         return self.path + (f" {self.label}" if self.label else "")
 
 
-def convert_paths(paths: Sequence[Path]) -> list[Outcome]:
-    """An outcome for every item in every file under ``paths`` (nothing is written)."""
+def convert_paths(paths: Sequence[Path], *, exclude: Path | None = None) -> list[Outcome]:
+    """An outcome for every item in every file under ``paths`` (nothing is written). Files
+    under ``exclude`` (the output directory, when it lies inside an input directory) are
+    skipped, so converting twice does not read the first run's output."""
     outcomes: list[Outcome] = []
     files, issues = discover(paths)
+    if exclude is not None:
+        skip = Path(exclude).resolve()
+        files = [f for f in files if not f.resolve().is_relative_to(skip)]
     for issue in issues:
         outcomes.append(Outcome(issue.path, None, None, refused=issue.problem))
     seen: dict[str, str] = {}
