@@ -155,3 +155,45 @@ def test_missing_patch_object_is_one_line(repo: Path) -> None:
     problems = fsck(Repo.open(repo))  # a fresh handle: libgit2 caches what it has read
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"{s.run}: object {oid} is missing (named by refs/uet/")
+
+
+def test_fsck_of_a_live_run_reports_nothing_transient(repo: Path) -> None:
+    """Readers never lock: fsck while the writer moves refs sees no torn state."""
+    import threading
+    import time
+
+    r = Repo.open(repo)
+    base = r.rev_parse("HEAD")
+    assert base
+    led = Ledger.create(r, base=base, target="main", plan={})
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for i in range(20):
+                if stop.is_set():
+                    return
+                ws = f"w{i}"
+                p = uet_commit(r, base, {f"{ws}.txt": ws}, ws, led.run)
+                for to in ("created", "validated", "queued"):
+                    led.record(ws, to, attempt=1, patch=p if to == "created" else None)
+                    time.sleep(0.01)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    t = threading.Thread(target=write)
+    t.start()
+    try:
+        reader = Repo.open(repo)
+        checks = 0
+        while t.is_alive() and checks < 15:
+            assert fsck(reader, led.run) == []
+            checks += 1
+        assert checks >= 3
+    finally:
+        stop.set()
+        t.join()
+        led.close()
+    assert not errors
+    assert fsck(Repo.open(repo)) == []

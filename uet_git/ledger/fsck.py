@@ -45,7 +45,19 @@ def fsck(repo: Repo, run: str | None = None) -> list[str]:
         by_run.setdefault(parsed.run, {})[name] = oid
     runs = sorted(by_run) if run is None else [query.resolve_run(repo, run)]
     for r in runs:
-        problems.extend(fsck_run(repo, r, by_run.get(r, {})))
+        found = fsck_run(repo, r, by_run.get(r, {}))
+        # A live run may move between the ref listing and the ledger walk: what changed under
+        # us is not a violation, so check again from a fresh listing (readers never lock).
+        for _ in range(3):
+            if not found:
+                break
+            fresh = query.run_refs(repo, r)
+            fresh.update(query.for_each_ref(repo, [f"{ROOT}patches/{r}/"]))
+            if fresh == by_run.get(r, {}):
+                break
+            by_run[r] = fresh
+            found = fsck_run(repo, r, fresh)
+        problems.extend(found)
     return problems
 
 
