@@ -266,3 +266,19 @@ def test_convert_needs_output_and_paths(tmp_path: Path) -> None:
     proc = uet("convert", "missing.json", "-o", "out", cwd=tmp_path)
     assert_clean_failure(proc)
     assert "refused    missing.json: no such file or directory" in proc.stdout
+
+
+def test_convert_hostile_legacy_ids_one_line_each(tmp_path: Path) -> None:
+    hostile = ["../x", "a..b", "x.lock", "a b", "@{", "a\nb", "a\x1b[2Jb", "\u0430dmin",
+               "x" * 10240]
+    bundles = [{"id": h, "files_scope": ["a.py"], "tasks": ["A"], "tool": "aider"}
+               for h in hostile]
+    write(tmp_path / "in.json", json.dumps(bundles))
+    proc = uet("convert", "in.json", "-o", "out", cwd=tmp_path)
+    assert_clean_failure(proc)
+    refused = [line for line in proc.stdout.splitlines() if line.startswith("refused")]
+    assert len(refused) == len(hostile)
+    for i, line in enumerate(refused):
+        assert line.startswith(f"refused    in.json [{i}]: id: "), line
+        assert len(line) < 300
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

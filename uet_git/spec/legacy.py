@@ -164,7 +164,7 @@ def from_legacy(obj: object, path: str | Path) -> LegacyOutcome:
     if not isinstance(obj, dict):
         return _refuse(f"expected a bundle (a JSON object), got {type(obj).__name__}")
     raw_id = obj.get("id")
-    if isinstance(raw_id, str) and ("{" in raw_id or "}" in raw_id):
+    if isinstance(raw_id, str) and len(raw_id) > 2 and raw_id[0] == "{" and raw_id[-1] == "}":
         return _refuse(f"unrendered template: id {_short(raw_id)!r} holds a placeholder")
     if (
         not any(k in obj for k in ("files_scope", "tasks", "tool"))
