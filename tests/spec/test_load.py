@@ -354,3 +354,13 @@ def test_bundled_samples_load_cleanly() -> None:
     assert len(r.workstreams) == 5
     assert {ws.id for ws in r.workstreams if ws.depends_on} == {"api-auth", "api-users", "docs-api"}
     assert all(ws.scope.allow and ws.acceptance for ws in r.workstreams)
+
+
+def test_toml_single_workstream_table_and_yaml_document_labels(tmp_path: Path) -> None:
+    write(tmp_path / "a.toml", '[workstream]\nid = "a"\n')
+    f = write(tmp_path / "b.yaml", "id: b\n---\n- id: c\n- 7\n")
+    r = load(tmp_path)
+    assert ids(r) == ["a", "b", "c"]
+    assert errors(r) == [
+        f"{f}:doc 2[1]: expected a workstream (a mapping of fields), got int"
+    ]
