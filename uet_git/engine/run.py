@@ -485,9 +485,11 @@ def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: se
         with _Interrupt(ctx.cancel):
             engine.run()
         if engine.interrupted:
-            with contextlib.suppress(Exception):
+            try:
                 ledger.event("run: interrupted",
                              "interrupted by a signal; `uet resume` continues it")
+            except UetError as exc:
+                reporter.message(f"could not record `run: interrupted`: {exc}")
             pool.close(remove=False)
             counts = _counts(ledger, include)
             msg = f"interrupted; continue with `uet resume {ledger.run}`"
@@ -604,10 +606,12 @@ def _finish(ctx: RunContext, engine: Engine, include: set[str], land_mode: str,
     ok = all_committed and (landed or land_mode == "never")
     exit_code = EXIT_OK if ok else EXIT_WORK_FAILED
     summary_line = ", ".join(f"{v} {k}" for k, v in counts.items())
-    with contextlib.suppress(Exception):
+    try:
         ledger.event("run: finish", f"{summary_line}\n" + "\n".join(messages),
                      trailers={"Uet-Exit": str(exit_code),
-                               "Uet-Integration": ledger.integration_tip()})
+                               "Uet-Integration-Tip": ledger.integration_tip()})
+    except UetError as exc:  # the run's results are recorded; only the summary event is lost
+        reporter.message(f"could not record `run: finish`: {exc}")
     message = "; ".join(messages)
     ctx.pool.close(remove=not keep_worktrees)
     reporter.finish({"run": ledger.run, "exit_code": exit_code, "counts": counts,
