@@ -20,7 +20,10 @@ uet demo: a sample repository at {path}
 """
 
 # What the story must end with; anything else means the demo (or uet) is broken.
-EXPECTED = {"committed": 5, "quarantined": 2, "blocked": 1}
+EXPECTED_COMMITTED = {"add-mul", "add-div", "add-power", "add-cli"}
+EXPECTED_QUARANTINED = {"add-sqrt": "verify-failed"}
+EXPECTED_BLOCKED = {"add-stats"}
+BUMPS = {"bump-minor", "bump-major"}
 
 
 @click.command()
@@ -44,7 +47,33 @@ def cmd(directory: Path | None, jobs: int) -> None:
     click.echo(f"  cd {path}")
     click.echo("  git log --oneline --format='%h %s%n    %(trailers:key=Uet-Workstream)' main")
     click.echo("  uet status && uet show add-sqrt --evidence acceptance.log")
-    counts = {k: result.counts.get(k, 0) for k in EXPECTED}
-    if counts != EXPECTED:
-        click.echo(f"uet demo: expected {EXPECTED}, got {result.counts}", err=True)
+    problems = _check_story(repo, result.run_id)
+    if problems:
+        for problem in problems:
+            click.echo(f"uet demo: unexpected outcome: {problem}", err=True)
         raise SystemExit(EXIT_WORK_FAILED)
+
+
+def _check_story(repo: object, run_id: str | None) -> list[str]:
+    """Compare the run's final states with the story the demo tells."""
+    from uet_git.ledger.query import run_status
+
+    if run_id is None:
+        return ["the run did not start"]
+    records = {r.ws: r for r in run_status(repo, run_id).workstreams}  # type: ignore[arg-type]
+    problems = []
+    for ws in sorted(EXPECTED_COMMITTED):
+        if records[ws].state != "committed":
+            problems.append(f"{ws} is {records[ws].state}, expected committed")
+    for ws, reason in EXPECTED_QUARANTINED.items():
+        if (records[ws].state, records[ws].reason) != ("quarantined", reason):
+            problems.append(f"{ws} is {records[ws].state} ({records[ws].reason}), expected "
+                            f"quarantined ({reason})")
+    for ws in sorted(EXPECTED_BLOCKED):
+        if records[ws].state != "blocked":
+            problems.append(f"{ws} is {records[ws].state}, expected blocked")
+    bumps = sorted((records[b].state, records[b].reason or "") for b in BUMPS)
+    if bumps != [("committed", ""), ("quarantined", "conflict")]:
+        problems.append(f"bump-minor/bump-major ended {bumps}, expected one committed and one "
+                        "quarantined (conflict)")
+    return problems
