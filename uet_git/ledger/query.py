@@ -232,15 +232,13 @@ def _state_or_none(v: str | None) -> str | None:
     return None if v.lower() in _NONE_VALUES else v
 
 
-def parse_trailers(message: str) -> dict[str, str]:
-    """The trailers of a commit message: ``Key: value`` lines of its last paragraph (the block
-    ``git interpret-trailers --parse`` reads for messages uet writes). A key given twice keeps
-    the last value."""
-    paragraphs = [p for p in re.split(r"\n\s*\n", message.strip()) if p.strip()]
-    if len(paragraphs) < 2:
-        return {}
+_PARA_RE = re.compile(r"\n[ \t]*\n")
+
+
+def _trailer_block(block: str) -> dict[str, str]:
+    """``{key: value}`` if every line of ``block`` is a trailer (or a continuation), else {}."""
     out: dict[str, str] = {}
-    for line in paragraphs[-1].splitlines():
+    for line in block.splitlines():
         m = _TRAILER_RE.match(line)
         if m is None:
             if line[:1].isspace() and out:  # a continuation line
@@ -252,23 +250,29 @@ def parse_trailers(message: str) -> dict[str, str]:
     return out
 
 
-def _split_message(message: str) -> tuple[str, str]:
-    """(subject, human body without the trailer block)."""
-    lines = message.strip().split("\n", 1)
-    subject = lines[0].strip()
-    rest = lines[1] if len(lines) > 1 else ""
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", rest.strip()) if p.strip()]
-    if paragraphs and parse_trailers("x\n\n" + paragraphs[-1]):
-        paragraphs = paragraphs[:-1]
-    return subject, "\n\n".join(paragraphs)
+def _parse_message(message: str) -> tuple[str, str, dict[str, str]]:
+    """(subject, human body without the trailer block, trailers)."""
+    subject, _, rest = message.strip().partition("\n")
+    paragraphs = [p.strip() for p in _PARA_RE.split(rest.strip())] if rest.strip() else []
+    paragraphs = [p for p in paragraphs if p]
+    trailers = _trailer_block(paragraphs[-1]) if paragraphs else {}
+    if trailers:
+        paragraphs.pop()
+    return subject.strip(), "\n\n".join(paragraphs), trailers
+
+
+def parse_trailers(message: str) -> dict[str, str]:
+    """The trailers of a commit message: ``Key: value`` lines of its last paragraph after the
+    subject (the block ``git interpret-trailers --parse`` reads for messages uet writes). A key
+    given twice keeps the last value."""
+    return _parse_message(message)[2]
 
 
 _SUBJECT_RE = re.compile(r"^(?P<ws>\S+): (?P<frm>\S+) -> (?P<to>\S+)")
 
 
 def event_from_commit(oid: str, commit_time: int, message: str) -> Event:
-    trailers = parse_trailers(message)
-    subject, summary = _split_message(message)
+    subject, summary, trailers = _parse_message(message)
     ws = trailers.get("Uet-Workstream")
     frm = _state_or_none(trailers.get("Uet-From"))
     to = _state_or_none(trailers.get("Uet-To"))
