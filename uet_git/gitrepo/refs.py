@@ -119,6 +119,7 @@ class RefTransaction:
             cwd=self._repo.workdir,
             input=b"start\0" + self.payload() + b"prepare\0commit\0",
             capture_output=True,
+            start_new_session=True,
         )
         if proc.returncode != 0 or not proc.stdout.endswith(b"commit: ok\n"):
             raise _failure(proc.stderr, proc.returncode, self)
@@ -161,6 +162,9 @@ class RefUpdater:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                # Its own session: a Ctrl-C meant for uet must not kill git between two ref
+                # renames. git only ever stops on EOF (abort) or after "commit: ok".
+                start_new_session=True,
             )
         return self._proc
 

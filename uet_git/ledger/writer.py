@@ -41,6 +41,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,12 @@ from uet_git.ledger.states import (
 )
 
 MAX_EVIDENCE = 1 << 20  # bytes kept per evidence blob
+STALE_LOCK_AGE = 1.0  # seconds: a ref lock this old under a held run lock is a dead writer's
 PLAN_PATH = "plan.json"
 CONFIG_PATH = "config.json"
 RESERVED_TRAILERS = frozenset({
     "Uet-Run", "Uet-Workstream", "Uet-Attempt", "Uet-From", "Uet-To", "Uet-Patch",
-    "Uet-Candidate", "Uet-Reason", "Uet-Base", "Uet-Target",
+    "Uet-Candidate", "Uet-Reason", "Uet-Base", "Uet-Target", "Uet-Integration",
 })
 _TRAILER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 # States that need a patch commit (given or carried from earlier in the same attempt).
@@ -121,6 +123,28 @@ def _extra_trailers(trailers: Mapping[str, str] | None) -> list[tuple[str, str]]
             raise UetError(f"trailer {k} is written by the ledger itself")
         out.append((k, _one_line(v)))
     return out
+
+
+def _age(p: Path) -> float:
+    try:
+        return time.time() - p.stat().st_mtime
+    except OSError:
+        return STALE_LOCK_AGE
+
+
+def _by_ws(log: Any) -> dict[str, list[Any]]:
+    by_ws: dict[str, list[Any]] = {}
+    for e in log.transitions():
+        by_ws.setdefault(e.ws, []).append(e)
+    return by_ws
+
+
+def _expected_target(rec: WsRecord, ledger_commit: str) -> str:
+    """Where a state ref points (docs/internals.md): the candidate in applied/verified/
+    committed, else the patch, else the ledger commit that recorded the move."""
+    if rec.state in CANDIDATE_STATES and rec.candidate:
+        return rec.candidate
+    return rec.patch or ledger_commit
 
 
 def _crash_point(point: str, ws: str | None) -> None:
@@ -245,35 +269,88 @@ class Ledger:
         return self
 
     @classmethod
-    def open(cls, repo: Repo, run: str) -> Ledger:
-        """Take over an existing run (resume, retry, drop, land, rollback)."""
+    def open(cls, repo: Repo, run: str, *, repair: bool = False) -> Ledger:
+        """Take over an existing run (resume, retry, drop, land, rollback).
+
+        A writer killed in the middle of git's commit phase (SIGKILL of its process group,
+        power loss) can leave ref lock files and a half-moved transaction. Holding the run's
+        lock, ``open`` removes such stale locks (older than ``STALE_LOCK_AGE``) and makes the
+        refs agree with the ledger again, recording a ``run: repair`` event. Without stale
+        locks, refs that disagree with the ledger raise a UetError (``uet fsck`` shows them)
+        unless ``repair=True``.
+        """
         layout.check_run_id(run)
         lock, owner = cls._acquire(repo, run)
         self = cls(repo, run, lock, owner)
         try:
-            self._load()
+            self._load(repair)
         except BaseException:
             self.close()
             raise
         return self
 
-    def _load(self) -> None:
+    def _ref_locks(self) -> list[Path]:
+        d = self.repo.common_dir / "refs" / "uet"
+        run = self.run
+        pats = [f"*/{run}.lock", f"*/{run}/*.lock", f"patches/{run}/*/*.lock"]
+        return sorted({p for pat in pats for p in d.glob(pat)})
+
+    def _clear_stale_locks(self) -> list[str]:
+        """Remove ref lock files of this run left by a dead writer; returns their ref names.
+        A live git holds a ref lock for milliseconds, so a lock is stale once it is older than
+        ``STALE_LOCK_AGE`` (wait for that, at most once)."""
+        locks = self._ref_locks()
+        if not locks:
+            return []
+        deadline = time.time() + STALE_LOCK_AGE
+        while True:
+            young = [p for p in locks if p.exists() and _age(p) < STALE_LOCK_AGE]
+            if not young or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        removed = []
+        for p in locks:
+            if p.exists() and _age(p) >= STALE_LOCK_AGE:
+                p.unlink(missing_ok=True)
+                rel = p.relative_to(self.repo.common_dir).as_posix()
+                removed.append(rel.removesuffix(".lock"))
+        return removed
+
+    def _read_refs(self) -> dict[str, str]:
         run = self.run
         pats = [layout.ledger_ref(run), layout.integration_ref(run), layout.patch_prefix(run),
                 *layout.state_prefixes(run)]
         out = self.repo.git("for-each-ref", "--format=%(objectname) %(refname)", *pats).stdout
-        refs = dict(
+        return dict(
             (name, oid) for oid, _, name in (ln.partition(" ") for ln in out.decode().splitlines())
         )
+
+    def _load(self, repair: bool) -> None:
+        run = self.run
+        stale = self._clear_stale_locks()
+        refs = self._read_refs()
         tip = refs.get(layout.ledger_ref(run))
         if tip is None:
             raise UetError(f"no run {run} in this repository (no {layout.ledger_ref(run)})")
-        integ = refs.get(layout.integration_ref(run))
-        if integ is None:
-            raise UetError(f"run {run} has no {layout.integration_ref(run)}; run `uet fsck {run}`")
         log = read_ledger(self.repo, run, tip=tip)
         if log.base is None:
             raise UetError(f"run {run}: the ledger has no `run: start` commit with Uet-Base")
+        fixes = self._expected_fixes(log, refs, with_integration=bool(stale) or repair)
+        if fixes:
+            if not (stale or repair):
+                shown = "; ".join(why for _, _, _, why in fixes[:3])
+                raise UetError(f"run {run}: refs disagree with the ledger ({shown}); "
+                               f"run `uet fsck {run}`")
+            self._apply_fixes(tip, fixes, stale)
+            refs = self._read_refs()
+            tip = refs[layout.ledger_ref(run)]
+            log = read_ledger(self.repo, run, tip=tip)
+        elif stale:
+            # Locks of a transaction that never committed: the old state is intact.
+            self._tip = tip
+        integ = refs.get(layout.integration_ref(run))
+        if integ is None:
+            raise UetError(f"run {run} has no {layout.integration_ref(run)}; run `uet fsck {run}`")
         self.base, self.target = log.base, log.target
         self._tip, self._integration = tip, integ
         self._tree = objects.commit_tree(self.repo, tip)
@@ -282,33 +359,88 @@ class Ledger:
             self.plan = json.loads(raw) if raw else {}
         except ValueError:
             self.plan = {}
-        by_ws: dict[str, list[Any]] = {}
-        for e in log.transitions():
-            by_ws.setdefault(e.ws, []).append(e)
         state_refs = state_refs_of(refs, run)
-        problems: list[str] = []
-        for ws, events in by_ws.items():
+        for ws, events in _by_ws(log).items():
             rec = ws_record(ws, events)
-            found = state_refs.pop(ws, [])
-            if len(found) > 1:
-                problems.append(f"{ws} has {len(found)} state refs")
-            elif found:
-                state, name, oid = found[0]
-                if state != rec.state:
-                    problems.append(f"{ws} is {state} by its ref but {rec.state} in the ledger")
-                rec.ref, rec.target = name, oid
+            found = state_refs.get(ws, [])
+            if found:
+                _, rec.ref, rec.target = found[0]
             else:
                 rec.collected = True
             self._states[ws] = rec
-        for ws in state_refs:
-            problems.append(f"{ws} has a state ref but no ledger transition")
-        if problems:
-            raise UetError(f"run {run} is inconsistent ({'; '.join(problems[:3])}); "
-                           f"run `uet fsck {run}`")
         for name, oid in refs.items():
             p = layout.parse_ref(name)
             if p is not None and p.kind == "patch" and p.ws and p.attempt:
                 self._patches[(p.ws, p.attempt)] = oid
+
+    def _expected_fixes(self, log: Any, refs: Mapping[str, str], *, with_integration: bool
+                        ) -> list[tuple[str, str | None, str | None, str]]:
+        """``(ref, old, new, why)`` that make the refs agree with the ledger (new None =
+        delete, old None = create)."""
+        run = self.run
+        fixes: list[tuple[str, str | None, str | None, str]] = []
+        by_ws = _by_ws(log)
+        state_refs = state_refs_of(refs, run)
+        alive: set[str] = set()
+        for ws, events in by_ws.items():
+            found = state_refs.get(ws, [])
+            if not found:
+                continue  # collected by `uet gc` (fsck tells a missing ref apart)
+            alive.add(ws)
+            rec = ws_record(ws, events)
+            want = layout.state_ref(rec.state, run, ws)
+            target = _expected_target(rec, events[-1].oid)
+            have = {name: oid for _, name, oid in found}
+            for name, oid in sorted(have.items()):
+                if name != want:
+                    fixes.append((name, oid, None, f"{ws}: {name} disagrees with the ledger "
+                                                   f"({rec.state})"))
+            if have.get(want) != target:
+                fixes.append((want, have.get(want), target,
+                              f"{ws}: {want} should point to {target[:12]}"))
+        for ws in sorted(set(state_refs) - set(by_ws)):
+            for _, name, oid in state_refs[ws]:
+                fixes.append((name, oid, None, f"{ws}: {name} has no ledger transition"))
+        recorded: dict[tuple[str, int], str] = {}
+        for ws, events in by_ws.items():
+            for e in events:
+                if e.attempt is not None and e.patch:
+                    recorded[(ws, e.attempt)] = e.patch
+        for name, oid in sorted(refs.items()):
+            p = layout.parse_ref(name)
+            if p is not None and p.kind == "patch" and (p.ws, p.attempt) not in recorded:
+                fixes.append((name, oid, None, f"{name}: attempt not in the ledger"))
+        for (ws, n), patch in sorted(recorded.items()):
+            name = layout.patch_ref(run, ws, n)
+            if name not in refs and ws in alive:
+                fixes.append((name, None, patch, f"{name}: missing"))
+        if with_integration:
+            want_integ = next((e.trailers["Uet-Integration"] for e in reversed(log.events)
+                               if e.trailers.get("Uet-Integration")), None)
+            name = layout.integration_ref(run)
+            if want_integ and refs.get(name) != want_integ:
+                fixes.append((name, refs.get(name), want_integ,
+                              f"{name} should point to {want_integ[:12]}"))
+        return fixes
+
+    def _apply_fixes(self, tip: str, fixes: list[tuple[str, str | None, str | None, str]],
+                     stale: list[str]) -> None:
+        tx = self.repo.transaction(self._updater)
+        tx.verify(layout.ledger_ref(self.run), tip)
+        for name, old, new, _ in fixes:
+            if new is None:
+                assert old is not None
+                tx.delete(name, old)
+            else:
+                tx.update(name, new, old)
+        tx.commit()
+        lines = [why for _, _, _, why in fixes]
+        if stale:
+            lines.insert(0, "removed stale ref locks of a killed writer: " + ", ".join(stale))
+        self._tip = tip
+        self._tree = objects.commit_tree(self.repo, tip)
+        self.event("run: repair", "refs made to agree with the ledger:\n" + "\n".join(
+            f"- {line}" for line in lines), trailers={"Uet-Repaired": str(len(fixes))})
 
     # ------------------------------------------------------------------ reading
 
@@ -435,6 +567,8 @@ class Ledger:
                 tr.append(("Uet-Candidate", cand_oid))
             if reason:
                 tr.append(("Uet-Reason", reason))
+            if integ_oid and integ_oid != self._integration:
+                tr.append(("Uet-Integration", integ_oid))
             tr.extend(extra)
             body = summary.strip() or self._default_summary(ws, frm, to, attempt, reason)
             commit = objects.make_commit(self.repo, tree, [self._tip],
