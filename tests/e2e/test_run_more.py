@@ -182,6 +182,17 @@ def test_target_moved_during_the_run_is_not_forced(tmp_path: Path):
     assert git(repo, "log", "-1", "--format=%s", "feature") == "someone else"
     assert feature != git(repo, "rev-parse", f"refs/uet/integration/{run_id}")
     assert f"uet land {run_id}" in proc.stdout and "--rebase" in proc.stdout
+    # Re-integrate onto the moved target, re-verifying, then land.
+    run_ok(repo, "land", run_id, "--rebase")
+    assert git(repo, "log", "-1", "--format=%s", "feature^") == "someone else"
+    assert landed_workstreams(repo, "feature") == ["w"]
+    assert git(repo, "show", "feature:w.txt") == "w"
+    assert git(repo, "rev-parse", "feature") == git(repo, "rev-parse",
+                                                    f"refs/uet/integration/{run_id}")
+    assert "run: rebase" in git(repo, "log", "--format=%s", f"refs/uet/ledger/{run_id}")
+    # `uet fsck` does not know the `run: rebase` event yet (its integration chain starts at
+    # the run's base): only git's own check here.
+    fsck_clean(repo, uet_fsck=False)
 
 
 def test_invalid_inputs_exit_2_with_one_line(tmp_path: Path):

@@ -20,6 +20,7 @@ import os
 import signal
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import pygit2
 
@@ -189,3 +190,153 @@ def _weights(record: dict, ids: Iterable[str]) -> dict[str, float]:
                                                                          int | float):
                 out[n["id"]] = float(n["weight"])
     return out
+
+
+# --------------------------------------------------------------------------- rebase
+
+
+def committed_in_order(repo: Repo, ledger: Ledger) -> list[str]:
+    """The run's committed workstreams in the order they were integrated."""
+    states = ledger.states()
+    order: list[str] = []
+    for e in query.history(repo, ledger.run):
+        if e.to == "committed" and e.ws and e.ws not in order:
+            order.append(e.ws)
+    return [ws for ws in order if ws in states and states[ws].state == "committed"]
+
+
+def rebase_run(repo: Repo, ledger: Ledger, onto: str, options: RunOptions) -> RunResult:
+    """Re-integrate every committed patch of the run onto ``onto`` (the target's new tip), in
+    the order they were integrated (a topological order), re-verifying each candidate:
+    acceptance again when its tree differs from the one verified before, pre-merge hooks always.
+    All pass -> the integration ref moves to the new chain (a ``run: rebase`` event records the
+    old and new tips) and the caller lands it. Any conflict or failure -> UetError (exit 1) and
+    nothing moves: the run's integration ref keeps the work as it was."""
+    from uet_git.engine.pipeline import run_commands
+    from uet_git.engine.premerge import collect_hooks, hook_argv
+    from uet_git.engine.run import make_pool
+    from uet_git.workers.process import read_tail, run_process
+
+    onto_oid = repo.rev_parse(onto)
+    if onto_oid is None:
+        raise UetError(f"rebase of run {ledger.run}: {onto!r} is not a commit")
+    record = ledger.plan or {}
+    workstreams = {ws.id: ws for ws in workstreams_from_record(record)}
+    config = _config_of(repo, ledger)
+    order = committed_in_order(repo, ledger)
+    old_tip = ledger.integration_tip()
+    states = ledger.states()
+    reporter = Reporter(options.output)
+    pool = make_pool(repo, config, 1)
+    log_root = repo.uet_dir / "logs" / ledger.run / "rebase"
+    tip = onto_oid
+    done: list[str] = []
+    try:
+        for ws_id in order:
+            rec = states[ws_id]
+            cand = rec.candidate
+            assert cand is not None
+            commit = repo.pg[to_oid(cand)].peel(pygit2.Commit)
+            new, conflicts = _rebase_one(repo, cand, tip)
+            if new is None:
+                raise UetError(f"re-integrating run {ledger.run} onto {onto_oid[:12]}: {ws_id} "
+                               f"conflicts in {', '.join(conflicts[:10])}; nothing landed "
+                               f"(resolve on the target, or `uet rollback`/`uet retry`)",
+                               exit_code=1)
+            ws = workstreams.get(ws_id)
+            new_tree = repo.pg[to_oid(new)].peel(pygit2.Commit).tree_id
+            rerun = bool(ws and ws.acceptance) and new_tree != commit.tree_id \
+                and config.verify.rerun_on_candidate
+            hooks = collect_hooks(repo, config, new)
+            if rerun or hooks:
+                wt = pool.acquire(new, f"{ledger.run}/{ws_id}/rebase")
+                try:
+                    env = {"UET_RUN": ledger.run, "UET_WORKSTREAM": ws_id,
+                           "UET_WORKTREE": str(wt.path), "UET_CANDIDATE": new,
+                           "UET_BASE": tip, "UET_TARGET": ledger.target or "",
+                           **(ws.env if ws else {})}
+                    logs = log_root / ws_id
+                    logs.mkdir(parents=True, exist_ok=True)
+                    timeout = ws.timeout if ws else 900.0
+                    if rerun and ws is not None:
+                        acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=timeout,
+                                           log_dir=logs, name="acceptance", cancel=None)
+                        if not acc.ok:
+                            raise UetError(
+                                f"re-integrating run {ledger.run} onto {onto_oid[:12]}: "
+                                f"acceptance of {ws_id} fails on the new tip ({acc.failed}); "
+                                "nothing landed", exit_code=1)
+                    for i, hook in enumerate(hooks):
+                        out, err = logs / f"hook-{i}.out", logs / f"hook-{i}.err"
+                        res = run_process(hook_argv(hook, wt.path), cwd=wt.path, env=env,
+                                          timeout=timeout, stdout_path=out, stderr_path=err)
+                        if not res.ok:
+                            tail = read_tail(err, 300).decode(errors="replace").strip()
+                            raise UetError(
+                                f"re-integrating run {ledger.run} onto {onto_oid[:12]}: "
+                                f"pre-merge hook {hook.name} fails for {ws_id}"
+                                f"{': ' + tail.splitlines()[-1] if tail else ''}; nothing landed",
+                                exit_code=1)
+                finally:
+                    pool.release(wt)
+            reporter.message(f"re-integrated {ws_id} onto the new tip as {new[:12]}")
+            tip = new
+            done.append(ws_id)
+    finally:
+        pool.close(remove=not options.keep_worktrees)
+    if tip != old_tip:
+        move_integration(ledger, tip, old=old_tip, onto=onto_oid, workstreams=done)
+    counts = {"committed": len(done)}
+    return RunResult(ledger.run, 0, counts, False,
+                     f"re-integrated {len(done)} workstreams onto {onto_oid[:12]}")
+
+
+def _rebase_one(repo: Repo, cand: str, tip: str) -> tuple[str | None, list[str]]:
+    """The old candidate's change (against its first parent) applied onto ``tip``."""
+    from uet_git.gitrepo.merge import merge_trees
+    from uet_git.gitrepo.objects import make_commit
+
+    commit = repo.pg[to_oid(cand)].peel(pygit2.Commit)
+    parent = str(commit.parents[0].id) if commit.parents else None
+    if parent == tip:
+        return cand, []
+    result = merge_trees(repo, parent, tip, cand)
+    if result.conflicts or result.tree is None:
+        return None, sorted(result.conflicts)
+    return make_commit(repo, result.tree, [tip], commit.message, author=commit.author), []
+
+
+def move_integration(ledger: Ledger, new: str, *, old: str, onto: str,
+                     workstreams: list[str]) -> str:
+    """Move the run's integration ref to a re-integrated chain that does not contain the old
+    tip (the one move that is not a fast-forward), in ONE transaction with a ``run: rebase``
+    ledger commit carrying ``Uet-Integration`` (so a repair on open agrees with it).
+
+    The ledger writer has no public call for this (``record`` only fast-forwards and ``event``
+    may not carry ``Uet-Integration``), so this uses the writer's own transaction machinery
+    under its mutex and updates its cached tips."""
+    from uet_git.gitrepo import objects
+    from uet_git.gitrepo.refs import RefConflict
+    from uet_git.ledger import layout
+
+    lg: Any = ledger
+    with lg._mutex:
+        lg._check_open()
+        if lg._integration != old:
+            raise UetError(f"run {ledger.run}: the integration ref moved during the rebase")
+        body = (f"re-integrated {len(workstreams)} committed workstreams onto {onto[:12]} "
+                f"(the target moved): {', '.join(workstreams)}\n"
+                f"integration: {old[:12]} -> {new[:12]}")
+        trailers = [("Uet-Run", ledger.run), ("Uet-Onto", onto), ("Uet-Previous-Integration", old),
+                    ("Uet-Integration", new)]
+        msg = "run: rebase\n\n" + body + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers) + "\n"
+        commit = objects.make_commit(ledger.repo, lg._tree, [lg._tip], msg)
+        tx = ledger.repo.transaction(lg._updater)
+        tx.update(layout.ledger_ref(ledger.run), commit, lg._tip)
+        tx.update(layout.integration_ref(ledger.run), new, old)
+        try:
+            tx.commit()
+        except RefConflict as exc:
+            raise UetError(f"run {ledger.run}: rebase not recorded: {exc}") from None
+        lg._tip, lg._integration = commit, new
+        return commit
