@@ -246,3 +246,22 @@ def test_drop_after_a_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert states_of(path, run) == {"ws-a": "dropped", "ws-b": "dropped"}
     fsck_clean(path)
+
+
+def test_land_rebase_conflict_moves_nothing(tmp_path: Path) -> None:
+    path = project(tmp_path, CHAIN)
+    assert uet("run", "--land", "never", cwd=path).returncode == 0
+    run = latest(path)
+    integration = git(path, "rev-parse", f"refs/uet/integration/{run}")
+    (path / "a.txt").write_text("the user's own alpha\n")
+    git(path, "commit", "-q", "-am", "conflicting change on the target")
+    moved = head_of(path)
+    proc = uet("land", "--rebase", cwd=path)
+    assert proc.returncode == 1
+    line = one_line_error(proc.stderr)
+    assert "ws-a" in line and "a.txt" in line
+    assert head_of(path) == moved
+    assert (path / "a.txt").read_text() == "the user's own alpha\n"
+    assert git(path, "rev-parse", f"refs/uet/integration/{run}") == integration
+    assert states_of(path, run) == {"ws-a": "committed", "ws-b": "committed"}
+    fsck_clean(path)
