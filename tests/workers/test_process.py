@@ -100,6 +100,33 @@ def test_timeout_kills_children_grandchildren_and_setsid_escapees(tmp_path: Path
     assert _session_members(leader) == []
     survivors = [p for p in [leader, *pids, *escaped] if _alive(p)]
     assert survivors == []
+    # The escapees were re-parented to us (the subreaper) and reaped: not even zombies remain.
+    deadline = time.monotonic() + 2
+    while any(Path(f"/proc/{p}").exists() for p in escaped) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in escaped if Path(f"/proc/{p}").exists()] == []
+
+
+def test_other_subprocesses_keep_their_exit_status(tmp_path: Path) -> None:
+    """Reaping adopted orphans must never steal the status of another thread's subprocess,
+    even one in its own session (like the ledger's git update-ref)."""
+    import subprocess
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def others() -> None:
+        while not stop.is_set():
+            codes.append(subprocess.run(["sh", "-c", "exit 3"], start_new_session=True).returncode)
+
+    t = threading.Thread(target=others)
+    t.start()
+    try:
+        for _ in range(5):
+            _run(tmp_path, "sleep 0.05 & setsid sleep 0.05 & exit 0", grace=0.2)
+    finally:
+        stop.set()
+        t.join()
+    assert codes and set(codes) == {3}
 
 
 def test_term_ignored_escalates_to_kill(tmp_path: Path) -> None:

@@ -38,9 +38,6 @@ _POLL = 0.05
 
 _subreaper_lock = threading.Lock()
 _subreaper_done = False
-# Pids of tools started by run_process and not yet waited for (see _reap_orphans).
-_spawn_lock = threading.Lock()
-_live_leaders: set[int] = set()
 
 
 @dataclass
@@ -113,12 +110,10 @@ def run_process(
             open(stdin_path, "rb") if stdin_path is not None else _devnull() as inp,
         ):
             try:
-                with _spawn_lock:
-                    proc = subprocess.Popen(
-                        argv, cwd=cwd, env=full_env, stdin=inp, stdout=out, stderr=err,
-                        start_new_session=True, close_fds=True,
-                    )
-                    _live_leaders.add(proc.pid)
+                proc = subprocess.Popen(
+                    argv, cwd=cwd, env=full_env, stdin=inp, stdout=out, stderr=err,
+                    start_new_session=True, close_fds=True,
+                )
             except FileNotFoundError:
                 return ProcResult(None, False, False, time.monotonic() - start,
                                   f"executable not found: {argv[0]}")
@@ -150,17 +145,11 @@ def run_process(
         # KeyboardInterrupt in the waiting thread: still leave nothing behind.
         kill_tree(proc.pid, token, grace=min(grace, 1.0), popen=proc)
         proc.wait()
-        with _spawn_lock:
-            _live_leaders.discard(proc.pid)
         raise
     # The tool may have exited already; the sweep also ends whatever it left running.
     kill_tree(proc.pid, token, grace=grace if (timed_out or cancelled) else min(grace, 1.0),
               popen=proc)
-    try:
-        returncode = proc.wait()
-    finally:
-        with _spawn_lock:
-            _live_leaders.discard(proc.pid)
+    returncode = proc.wait()
     error = None
     if timed_out:
         error = f"timed out after {timeout:g} s"
@@ -203,6 +192,7 @@ class _Proc:
     pgid: int
     sid: int
     state: str
+    starttime: int  # with the pid, identifies a process across pid reuse
 
 
 def _read_stat(pid: int) -> _Proc | None:
@@ -210,10 +200,11 @@ def _read_stat(pid: int) -> _Proc | None:
         data = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
-    # comm (field 2) may contain spaces and parens: split after the last ')'.
+    # comm (field 2) may contain spaces and parens: split after the last ')'; rest[k] is field k+3.
     rest = data[data.rfind(b")") + 2:].split()
     try:
-        return _Proc(pid, int(rest[1]), int(rest[2]), int(rest[3]), rest[0].decode())
+        return _Proc(pid, int(rest[1]), int(rest[2]), int(rest[3]), rest[0].decode(),
+                     int(rest[19]))
     except (IndexError, ValueError):
         return None
 
@@ -240,8 +231,9 @@ def _has_token(pid: int, token: bytes) -> bool:
     return token in environ.split(b"\0")
 
 
-def tool_processes(leader: int, token: str) -> list[int]:
-    """Live (non-zombie) pids belonging to the tool started as ``leader`` with ``token``."""
+def _find_tool(leader: int, token: str) -> list[_Proc]:
+    """Every process (zombies included) of the tool started as ``leader`` with ``token``: its
+    session and group, whatever carries the token, and their descendants."""
     procs = _all_procs()
     me = os.getpid()
     marker = f"{TOKEN_VAR}={token}".encode()
@@ -261,7 +253,44 @@ def tool_processes(leader: int, token: str) -> list[int]:
             if c not in found and c != me:
                 found.add(c)
                 stack.append(c)
-    return sorted(pid for pid in found if procs[pid].state != "Z")
+    return [procs[pid] for pid in sorted(found)]
+
+
+def tool_processes(leader: int, token: str) -> list[int]:
+    """Live (non-zombie) pids belonging to the tool started as ``leader`` with ``token``."""
+    return [p.pid for p in _find_tool(leader, token) if p.state != "Z"]
+
+
+# Processes identified as a tool's descendants (pid -> start time). Only these are ever reaped
+# here: a zombie re-parented to us (the subreaper) that we never identified is left alone, so
+# another thread's subprocess never loses its exit status to us.
+_adopted: dict[int, int] = {}
+_adopted_lock = threading.Lock()
+
+
+def _scan(leader: int, token: str) -> list[int]:
+    """Live pids of the tool; records all of them (but the Popen leader) for reaping."""
+    procs = _find_tool(leader, token)
+    with _adopted_lock:
+        for p in procs:
+            if p.pid != leader:
+                _adopted[p.pid] = p.starttime
+    return [p.pid for p in procs if p.state != "Z"]
+
+
+def _reap_orphans() -> None:
+    """Reap the zombies among the recorded tool descendants that were re-parented to us; forget
+    the ones that are gone (reaped by their own parent, or by init)."""
+    me = os.getpid()
+    with _adopted_lock:
+        for pid, start in list(_adopted.items()):
+            p = _read_stat(pid)
+            if p is None or p.starttime != start:
+                del _adopted[pid]
+            elif p.state == "Z" and p.ppid == me:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                del _adopted[pid]
 
 
 def _signal_all(pids: list[int], leader: int, sig: int) -> None:
@@ -272,29 +301,11 @@ def _signal_all(pids: list[int], leader: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
-def _reap_orphans() -> None:
-    """Reap zombies re-parented to us (we are a subreaper).
-
-    Only zombies in a session other than ours that are not a live ``run_process`` leader: those
-    are orphans adopted from some tool. A git command or any other ``subprocess`` child shares our
-    session and is left to its own ``wait()``, which would otherwise lose its exit status. The
-    spawn lock closes the window between a tool's fork and its registration as a leader.
-    """
-    me = os.getpid()
-    my_sid = os.getsid(0)
-    with _spawn_lock:
-        for p in _all_procs().values():
-            if (p.ppid == me and p.state == "Z" and p.sid != my_sid
-                    and p.pid not in _live_leaders):
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(p.pid, os.WNOHANG)
-
-
 def kill_tree(leader: int, token: str, *, grace: float = 5.0,
               popen: subprocess.Popen[bytes] | None = None) -> None:
     """TERM every process of the tool, wait up to ``grace`` s, then KILL what is left, until
     nothing of it remains (it may fork while being killed). Reaps adopted orphans."""
-    pids = tool_processes(leader, token)
+    pids = _scan(leader, token)
     if pids:
         _signal_all(pids, leader, signal.SIGTERM)
         end = time.monotonic() + grace
@@ -303,7 +314,7 @@ def kill_tree(leader: int, token: str, *, grace: float = 5.0,
             if popen is not None:
                 popen.poll()
             _reap_orphans()
-            pids = tool_processes(leader, token)
+            pids = _scan(leader, token)
         for _ in range(100):
             if not pids:
                 break
@@ -312,7 +323,7 @@ def kill_tree(leader: int, token: str, *, grace: float = 5.0,
             if popen is not None:
                 popen.poll()
             _reap_orphans()
-            pids = tool_processes(leader, token)
+            pids = _scan(leader, token)
     _reap_orphans()
 
 
