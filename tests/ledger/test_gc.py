@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import git, uet
 from tests.hooks.ledgerkit import scripted_run
 from uet_git.errors import UetError
+from uet_git.gitrepo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.fsck import fsck
 from uet_git.ledger.gc import gc, parse_age
@@ -76,6 +77,11 @@ def test_gc_removes_finished_keeps_quarantined_and_the_ledger(repo: Path) -> Non
     # evidence of the collected quarantine survives git gc --prune=now
     git(repo, "gc", "--prune=now", "--quiet")
     assert query.evidence(s.repo, r, "b", 1, "acceptance.log") == b"FAILED test_b\n"
+    # c's patch (not its candidate) was only kept by its patch ref: pruned now, and that is
+    # expected after `run: gc`, not a violation
+    fresh = Repo.open(repo)
+    assert s.patches["c"] not in fresh.pg
+    assert fsck(fresh) == []
 
 
 def test_landed_run_loses_its_integration_ref(repo: Path) -> None:

@@ -28,6 +28,7 @@ from uet_git.ledger.states import CANDIDATE_STATES, TRANSITIONS
 
 GC_EVENT = "run: gc"
 _OID_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_KEPT_TRAILERS = ("Uet-Patch", "Uet-Candidate", "Uet-Base")
 
 
 def fsck(repo: Repo, run: str | None = None) -> list[str]:
@@ -93,13 +94,19 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
                   default=-1)
     index = {e.oid: i for i, e in enumerate(log.events)}
 
-    # -- objects named by the ledger
-    # Every trailer holding a full object id (Uet-Patch, Uet-Candidate, Uet-Base, and what
-    # run-level events such as `run: land` / `run: rollback` record).
-    # One line per missing object, naming who refers to it.
+    # -- objects named by the ledger and the refs
+    # One line per missing object, naming who refers to it. Objects the ledger keeps alive:
+    # patches and candidates (through patch, state and integration refs) and the base. Not
+    # those of workstreams whose refs `uet gc` removed: a later `git gc` may prune them.
+    state_ws = {p.ws for p in map(parse_ref, refs) if p is not None and p.kind == "state"}
+    collected = {ws for ws, evs in transitions.items()
+                 if ws not in state_ws and index[evs[-1].oid] < last_gc}
     missing: dict[str, list[str]] = {}
     for e in log.events:
-        for key, value in e.trailers.items():
+        if e.ws in collected:
+            continue
+        for key in _KEPT_TRAILERS:
+            value = e.trailers.get(key, "")
             if _OID_RE.match(value) and value not in pg:
                 missing.setdefault(value, []).append(f"{key} of ledger commit {e.oid[:12]}")
     for name, oid in sorted(refs.items()):
