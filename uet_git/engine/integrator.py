@@ -112,7 +112,9 @@ def _verify(ctx: RunContext, ws_id: str, *, attempt: int, patch: str, candidate:
     ws = ctx.ws(ws_id)
     cand_tree = _commit(ctx, candidate).tree_id
     patch_tree = _commit(ctx, patch).tree_id
-    rerun = bool(ws.acceptance) and cand_tree != patch_tree and ctx.config.verify.rerun_on_candidate
+    rerun = bool(ws.acceptance) and (
+        ws_id in ctx.reverify
+        or (cand_tree != patch_tree and ctx.config.verify.rerun_on_candidate))
     hooks = collect_hooks(ctx.repo, ctx.config, candidate)
     evidence: dict[str, bytes] = {}
     notes: list[str] = []

@@ -79,6 +79,9 @@ class RunContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     breaker: Breaker = field(default_factory=lambda: Breaker(3))
     integrator_pool: WorktreePool | None = None
+    # Patches queued again by `uet retry --reapply`: their acceptance never passed, so it runs
+    # on the candidate whatever its tree.
+    reverify: set[str] = field(default_factory=set)
 
     @property
     def run_id(self) -> str:

@@ -150,6 +150,7 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, *,
         include &= set(plan.ids)
         records = ledger.states()
         retry: set[str] = set()
+        reverify: set[str] = set()
         if only:
             unknown = sorted(set(only) - set(plan.ids))
             if unknown:
@@ -157,6 +158,8 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, *,
             include = set(only)
             retry = {ws for ws in only
                      if ws in records and records[ws].state in ("quarantined", "blocked")}
+            # Re-applied by `uet retry --reapply` (recorded quarantined -> queued just before).
+            reverify = {ws for ws in only if ws in records and records[ws].state == "queued"}
         saved = record.get("options") if isinstance(record.get("options"), dict) else {}
         jobs = resolve_jobs(options.jobs, config) if options.jobs or not saved.get("jobs") \
             else int(saved["jobs"])
@@ -174,7 +177,7 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, *,
                      land_mode=land_mode, deterministic=deterministic,
                      keep_worktrees=options.keep_worktrees, reporter=reporter,
                      weights=_weights(record, plan.ids), records=records, retry=retry,
-                     resumed=True)
+                     resumed=True, reverify=reverify)
 
 
 def _pid() -> int:

@@ -461,7 +461,7 @@ def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: se
           jobs: int, land_mode: str, deterministic: bool, keep_worktrees: bool,
           reporter: Reporter, weights: Mapping[str, float], records: Mapping[str, WsRecord],
           retry: set[str] | None = None, resumed: bool = False,
-          warnings: Iterable[str] = ()) -> RunResult:
+          warnings: Iterable[str] = (), reverify: Iterable[str] = ()) -> RunResult:
     """Run (or continue) ``ledger``'s run over ``include`` until nothing can progress, land,
     report. ``records`` are the states already in the ledger (empty for a new run)."""
     retry = retry or set()
@@ -469,7 +469,7 @@ def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: se
     pool = make_pool(repo, config, jobs)
     ctx = RunContext(repo=repo, ledger=ledger, config=config, plan=plan, pool=pool,
                      reporter=reporter, log_root=log_root, target=ledger.target,
-                     breaker=Breaker(config.breaker.threshold))
+                     breaker=Breaker(config.breaker.threshold), reverify=set(reverify))
     reporter.start(ledger.run, [i for i in plan.ids if i in include], jobs=jobs,
                    target=ledger.target, base=ledger.base, resumed=resumed)
     reporter.seed({ws: r.state for ws, r in records.items() if ws in include})
