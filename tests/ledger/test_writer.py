@@ -412,3 +412,14 @@ def test_works_from_a_linked_worktree(tmp_path: Path) -> None:
     assert "Uet-Target" not in t
     with Ledger.open(Repo.open(path), run) as again:
         assert again.target is None and again.state("a").state == "blocked"
+
+
+def test_body_that_looks_like_a_patch_or_trailers_keeps_the_trailers(env) -> None:
+    path, _repo, _base, ledger = env
+    summary = "acceptance output:\n---\n--- a/x\nFailed: 2\n\nNot-A-Trailer: really"
+    oid = ledger.record("w1", "blocked", attempt=1, summary=summary)
+    t = trailers_of(path, oid)
+    assert t["Uet-To"] == "blocked" and t["Uet-Workstream"] == "w1"
+    assert "Not-A-Trailer" not in t and "Failed" not in t
+    body = git(path, "log", "-1", "--format=%b", oid)
+    assert "Not-A-Trailer: really" in body and " --- a/x" in body
