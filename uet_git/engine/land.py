@@ -325,4 +325,7 @@ def _rebase_and_land(repo: Repo, ledger: Ledger, old: str, options: RunOptions |
                                  f"({result.message or f'exit {result.exit_code}'}); nothing "
                                  f"landed: run `uet land {run} --rebase` again",
                           repo.read_ref(branch_ref(ledger.target)))
-    return land(repo, ledger, rebase=False, options=options)
+    landed = land(repo, ledger, rebase=False, options=options)
+    if result.message:
+        landed.message = f"{result.message}; {landed.message}"
+    return landed
