@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import git, make_repo
+from uet_git.gitrepo.merge import Change, changed_paths
 from uet_git.gitrepo.repo import Repo
 from uet_git.spec.models import VerifyConfig, Workstream
-from uet_git.workers.normalise import Change, changed_paths
 from uet_git.workers.validate import validate_changes
 
 

@@ -20,35 +20,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pygit2
 
+from uet_git.gitrepo.merge import Change, changed_paths
 from uet_git.gitrepo.objects import make_commit
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.snapshot import apply_patch_ex, snapshot_tree
 from uet_git.gitrepo.worktrees import reset_worktree, worktree_head
 from uet_git.spec.models import Workstream
 
+__all__ = ["Change", "Normalised", "changed_paths", "normalise"]
+
 MAX_LISTED_COMMITS = 100
 MAX_BODY_LINES_PER_COMMIT = 40
 
 
 @dataclass
-class Change:
-    """One changed path (same shape as ``gitrepo.merge.Change``)."""
-
-    status: str  # 'A' | 'D' | 'M' | 'R' | 'T'
-    path: str
-    old_path: str | None = None
-    lines_added: int = 0
-    lines_removed: int = 0
-
-
-@dataclass
 class Normalised:
     patch: str | None
-    changes: list[Any] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     tool_commits: list[str] = field(default_factory=list)  # "<short oid> <subject>" per commit
     error: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -101,48 +92,6 @@ def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str
                        total=len(tool_commits))
     patch = make_commit(repo, tree, [base], message, author=author)
     return Normalised(patch, changed_paths(repo, base, patch), tool_commits, None, notes)
-
-
-def changed_paths(repo: Repo, old: str, new: str) -> list[Any]:
-    """``gitrepo.merge.changed_paths`` when present; otherwise the same from a pygit2 diff with
-    rename detection (both sides of a rename are in the Change)."""
-    try:
-        from uet_git.gitrepo.merge import changed_paths as merge_changed_paths
-    except ImportError:
-        return _changed_paths(repo, old, new)
-    return list(merge_changed_paths(repo, old, new))
-
-
-_STATUS = {
-    pygit2.enums.DeltaStatus.ADDED: "A",
-    pygit2.enums.DeltaStatus.DELETED: "D",
-    pygit2.enums.DeltaStatus.MODIFIED: "M",
-    pygit2.enums.DeltaStatus.RENAMED: "R",
-    pygit2.enums.DeltaStatus.TYPECHANGE: "T",
-    pygit2.enums.DeltaStatus.COPIED: "A",
-}
-
-
-def _changed_paths(repo: Repo, old: str, new: str) -> list[Change]:
-    pg = repo.pg
-    a = pg[pygit2.Oid(hex=old)].peel(pygit2.Tree)
-    b = pg[pygit2.Oid(hex=new)].peel(pygit2.Tree)
-    diff = pg.diff(a, b)
-    diff.find_similar()
-    changes: list[Change] = []
-    for patch in diff:
-        d = patch.delta
-        status = _STATUS.get(d.status, "M")
-        added = removed = 0
-        if not d.is_binary:
-            _, added, removed = patch.line_stats
-        if status == "D":
-            changes.append(Change("D", d.old_file.path, None, added, removed))
-        elif status == "R":
-            changes.append(Change("R", d.new_file.path, d.old_file.path, added, removed))
-        else:
-            changes.append(Change(status, d.new_file.path, None, added, removed))
-    return changes
 
 
 def _tool_commits(pg: pygit2.Repository, head: str, base: str

@@ -9,21 +9,21 @@ and outside ``scope.deny`` (``scope-violation``, listing the paths). ``[verify] 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from uet_git.gitrepo.merge import Change
 from uet_git.spec.models import VerifyConfig, Workstream
 from uet_git.spec.scope import in_scope
 
 MAX_LISTED = 20
 
 
-def validate_changes(changes: Sequence[Any], ws: Workstream,
+def validate_changes(changes: Sequence[Change], ws: Workstream,
                      verify_cfg: VerifyConfig | None) -> tuple[str | None, str]:
     """``(reason, detail)``: reason is None when the patch passes (detail then summarises it),
     else ``scope-violation`` or ``too-large`` with a detail naming the paths or numbers."""
     paths: list[str] = []
     for c in changes:
-        for p in (getattr(c, "old_path", None), c.path):
+        for p in (c.old_path, c.path):
             if p and p not in paths:
                 paths.append(p)
     outside = [p for p in paths if not in_scope(ws.scope, p)]
@@ -39,8 +39,8 @@ def validate_changes(changes: Sequence[Any], ws: Workstream,
                 f"{len(outside)} path{'s' if len(outside) != 1 else ''} outside the scope of "
                 f"{ws.id}: {shown}{more} ({'; '.join(rules)})")
     files = len(changes)
-    added = sum(int(getattr(c, "lines_added", 0) or 0) for c in changes)
-    removed = sum(int(getattr(c, "lines_removed", 0) or 0) for c in changes)
+    added = sum(c.lines_added for c in changes)
+    removed = sum(c.lines_removed for c in changes)
     cfg = verify_cfg or VerifyConfig()
     over = []
     if cfg.max_files and files > cfg.max_files:
