@@ -51,7 +51,7 @@ class Params:
 
 def params(quick: bool) -> Params:
     if quick:
-        return Params(n=24, seeds=(1,), dmin=0.05, dmax=0.3, equal_duration=0.3, equal_runs=1)
+        return Params(n=24, seeds=(1,), dmin=0.05, dmax=0.3, equal_duration=0.2, equal_runs=1)
     return Params(n=200, seeds=(1, 2, 3, 4, 5), dmin=0.1, dmax=1.0, equal_duration=1.0,
                   equal_runs=5)
 
@@ -72,7 +72,7 @@ def run_waves(dag: Dag, cwd: Path, workers: int = WORKERS) -> float:
     return time.perf_counter() - t0
 
 
-def dag_table(p: Params, repo: Path, wd: Path) -> Table:
+def dag_table(p: Params, wd: Path) -> Table:
     table = Table(
         f"B2 scheduling: random DAGs of {p.n} workstreams, {WORKERS} workers",
         ["seed", "waves", "critical path", "total/8", "lower bound", "ideal CP-first (sim)",
@@ -82,9 +82,13 @@ def dag_table(p: Params, repo: Path, wd: Path) -> Table:
     vs_waves: list[float] = []
     for seed in p.seeds:
         dag = random_dag(p.n, seed, dmin=p.dmin, dmax=p.dmax)
+        # A fresh repository per seed: the ledger's durations of an earlier seed's run (same
+        # ids, other durations) must not feed the scheduler's weights.
+        repo = make_repo(SMALL, wd / f"repo-seed{seed}")
         ws_dir = write_workstreams(wd / f"ws-seed{seed}", dag.specs())
         bound = dag.lower_bound(WORKERS)
-        uet_wall = run_uet(uet_run_args(ws_dir, WORKERS, "--json"), cwd=repo).wall
+        uet_wall = run_uet(uet_run_args(ws_dir, WORKERS, "--json"), cwd=repo,
+                           expect=p.n).wall
         scratch = wd / f"waves-seed{seed}"
         scratch.mkdir()
         wave_wall = run_waves(dag, scratch)
@@ -104,8 +108,9 @@ def dag_table(p: Params, repo: Path, wd: Path) -> Table:
         "<= 1.10; uet makespan = wall time of the whole `uet run --jobs 8 --land never` process "
         "(start-up, planning, worktrees, ledger included).",
         f"out-degree 0-3, durations {p.dmin}-{p.dmax} s of `sleep` then an append to the "
-        "workstream's own file; wave-by-wave runs the same commands with 8 processes and a "
-        "barrier after each wave (no git, so it favours the baseline); "
+        "workstream's own file, each with `estimate` = its duration; wave-by-wave runs the "
+        "same commands with 8 processes and a barrier after each wave (no git, so it favours "
+        "the baseline); "
         "'ideal CP-first' is a zero-overhead simulation of critical-path-first list scheduling.",
     ]
     return table
@@ -115,7 +120,7 @@ def equal_table(p: Params, repo: Path, wd: Path) -> Table:
     specs = independent_specs(10, sleep=p.equal_duration, acceptance=())
     ws_dir = write_workstreams(wd / "ws-equal", specs)
     stats = measure_interleaved(
-        {j: (lambda j=j: run_uet(uet_run_args(ws_dir, j, "--json"), cwd=repo).wall)
+        {j: (lambda j=j: run_uet(uet_run_args(ws_dir, j, "--json"), cwd=repo, expect=10).wall)
          for j in (1, 4)},
         p.equal_runs,
     )
@@ -135,7 +140,7 @@ def main(quick: bool = False) -> list[Table]:
     wd = workdir("b2")
     try:
         repo = make_repo(SMALL, wd / "repo")
-        tables = [emit(dag_table(p, repo, wd)), emit(equal_table(p, repo, wd))]
+        tables = [emit(dag_table(p, wd)), emit(equal_table(p, repo, wd))]
     finally:
         cleanup(wd)
     if quick:

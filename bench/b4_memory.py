@@ -37,7 +37,7 @@ class Params:
 
 def params(quick: bool) -> Params:
     if quick:
-        return Params(sizes=(20, 60), runs=1)
+        return Params(sizes=(10, 30), runs=1)
     return Params(sizes=(100, 300, 1000), runs=5)
 
 
@@ -56,7 +56,8 @@ def main(quick: bool = False) -> list[Table]:
             ws_dir = write_workstreams(wd / f"ws-{n}", independent_specs(n, acceptance=()))
             rss, child, wall = [], [], []
             for _ in range(p.runs):
-                res = run_uet(uet_run_args(ws_dir, 4, "--json"), cwd=repo, measure_rss=True)
+                res = run_uet(uet_run_args(ws_dir, 4, "--json"), cwd=repo, measure_rss=True,
+                              expect=n)
                 if res.peak_rss_kib is None:
                     raise RuntimeError("B4: the RSS wrapper reported nothing")
                 rss.append(res.peak_rss_kib / 1024)

@@ -8,6 +8,7 @@ DAG, so figures from two runs differ only by the machine's noise.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import random
@@ -344,12 +345,18 @@ class Dag:
             out[level[i]].append(i)
         return out
 
-    def specs(self) -> list[dict[str, object]]:
-        return [
-            {"id": i, "tool": "shell", "command": append_tool(i, self.durations[i]),
-             "depends_on": list(self.deps[i])}
-            for i in self.ids
-        ]
+    def specs(self, estimates: bool = True) -> list[dict[str, object]]:
+        """Workstreams that sleep their duration; with ``estimates``, each states its duration
+        as ``estimate`` (the documented planning hint), as a user who knows would."""
+        out: list[dict[str, object]] = []
+        for i in self.ids:
+            spec: dict[str, object] = {"id": i, "tool": "shell",
+                                       "command": append_tool(i, self.durations[i]),
+                                       "depends_on": list(self.deps[i])}
+            if estimates and self.durations[i] > 0:
+                spec["estimate"] = self.durations[i]
+            out.append(spec)
+        return out
 
 
 def random_dag(n: int, seed: int, *, max_out: int = 3, dmin: float = 0.1, dmax: float = 1.0
@@ -422,6 +429,16 @@ class UetResult:
     peak_rss_kib: int | None = None  # of the uet process itself
     children_rss_kib: int | None = None  # largest single child (git, tools)
     events: list[tuple[float, dict[str, object]]] = field(default_factory=list)
+    summary: dict[str, object] = field(default_factory=dict)  # the --json summary object
+
+    def committed(self) -> int:
+        counts = self.summary.get("counts")
+        return int(counts.get("committed", 0)) if isinstance(counts, dict) else 0
+
+
+# What went wrong in uet during the benchmarks (quarantines, internal errors): printed with the
+# tables. A benchmark still reports its figures; this list says which ones to distrust.
+PROBLEMS: list[str] = []
 
 
 # Runs uet in-process under a tiny wrapper so getrusage(RUSAGE_SELF) is uet's own peak RSS,
@@ -442,11 +459,15 @@ finally:
 
 def run_uet(
     args: Sequence[str], *, cwd: Path, measure_rss: bool = False, stream_events: bool = False,
-    timeout: float = 3600, check: bool = True,
+    timeout: float = 3600, expect: int | None = None,
 ) -> UetResult:
     """Run ``python -m uet_git ARGS`` in ``cwd``. With ``stream_events`` (use with ``--json``),
     every stdout line that parses as a JSON object is kept with the harness's clock at arrival,
-    which is finer than the seconds in ledger commit dates."""
+    which is finer than the seconds in ledger commit dates.
+
+    An exit code other than 0/1 (uet crashed, or refused its input) raises: the benchmark
+    cannot run. With ``expect`` (workstreams that should commit), a run that committed fewer is
+    recorded in :data:`PROBLEMS` with uet's own summary message."""
     env = bench_env()
     rss_file = None
     if measure_rss:
@@ -501,11 +522,21 @@ def run_uet(
             pass
         finally:
             os.unlink(rss_file)
-    if check and rc != 0:
+    for line in reversed(out_lines):
+        if line.startswith('{"event":"summary"') or line.startswith('{"event": "summary"'):
+            with contextlib.suppress(ValueError):
+                res.summary = json.loads(line)
+            break
+    if rc not in (0, 1):
         raise RuntimeError(
             f"uet {' '.join(args)} exited {rc} in {cwd}:\n{res.stderr[-3000:]}\n"
             f"{res.stdout[-3000:]}"
         )
+    if expect is not None and (rc != 0 or res.committed() != expect):
+        msg = str(res.summary.get("message", "")) or res.stderr.strip()[-500:]
+        PROBLEMS.append(
+            f"uet {' '.join(args[:1])} ({expect} workstreams, {' '.join(args[2:])}): exit {rc}, "
+            f"counts {res.summary.get('counts')}: {msg[:600]}")
     return res
 
 

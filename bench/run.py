@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import Table  # noqa: E402
+from bench.common import PROBLEMS, Table  # noqa: E402
 
 # name -> (module under bench/, title)
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -126,12 +126,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: could not run:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         print(f"({name} took {time.perf_counter() - t0:.1f} s)\n", flush=True)
     total = time.perf_counter() - t_all
+    if PROBLEMS:
+        print("UET PROBLEMS seen while benchmarking (figures of these runs are suspect):")
+        for p in PROBLEMS:
+            print(f"  - {p}")
     print(f"total {total:.1f} s" + (f"; could not run: {', '.join(failed)}" if failed else ""))
 
     if args.markdown:
         body = [f"Command: `{cmd}` (total {total:.0f} s)", "", "Machine:", ""]
         body += [f"- {line}" for line in info]
         body += ["", *(t.render_markdown() + "\n" for t in tables)]
+        if PROBLEMS:
+            body += ["Problems seen in uet while benchmarking:", ""]
+            body += [f"- {p}" for p in PROBLEMS]
         args.markdown.write_text("\n".join(body))
     return 1 if failed else 0
 
