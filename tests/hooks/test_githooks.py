@@ -160,3 +160,12 @@ def test_core_hooks_path_is_honoured(repo: Path) -> None:
     assert proc.returncode != 0 and "quarantined" in proc.stderr
     uninstall(Repo.open(repo))
     assert not (repo / ".githooks" / "pre-push").exists()
+
+
+def test_hook_fails_closed_when_its_python_is_gone(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    advance_main(repo)
+    install(Repo.open(repo), python=str(repo / "no-such-python"))
+    proc = run_git(repo, "merge", "--no-edit", f"refs/uet/integration/{s.run}")
+    assert proc.returncode != 0
+    assert "no-such-python is gone; run 'uet hooks install' again" in proc.stderr

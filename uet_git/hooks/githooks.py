@@ -36,6 +36,10 @@ _HEADER = """#!/bin/sh
 # Refuses uet patches the ledger did not commit (quarantined, dropped, unknown): `uet check`.
 UET_PYTHON={python}
 chained="$0{suffix}"
+if [ ! -x "$UET_PYTHON" ]; then
+  echo "uet hook: $UET_PYTHON is gone; run 'uet hooks install' again (or uninstall)" >&2
+  exit 1
+fi
 """
 
 _PRE_MERGE = """\
