@@ -131,3 +131,25 @@ def test_runner_rejects_unknown_benchmark() -> None:
     proc = subprocess.run([sys.executable, str(root / "bench" / "run.py"), "--only", "B9"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown benchmark" in proc.stderr
+
+
+def test_uet_run_through_the_harness(tmp_path: Path) -> None:
+    from bench.b3_integration import service_times
+
+    repo = common.make_repo(TINY, tmp_path / "repo")
+    ws_dir = common.write_workstreams(tmp_path / "ws", common.independent_specs(3))
+    before = list(common.PROBLEMS)
+    base = git(repo, "rev-parse", "main")
+    res = common.run_uet(common.uet_run_args(ws_dir, 2, "--json"), cwd=repo, expect=3,
+                         stream_events=True, measure_rss=True)
+    assert before == common.PROBLEMS, common.PROBLEMS[len(before):]
+    assert res.returncode == 0 and res.committed() == 3
+    assert res.peak_rss_kib is not None and res.peak_rss_kib > 5_000
+    run = str(res.summary["run"])
+    refs = git(repo, "for-each-ref", "--format=%(refname)", f"refs/uet/committed/{run}/")
+    assert len(refs.splitlines()) == 3
+    st = service_times(res)
+    assert len(st) == 3 and all(t >= 0 for t in st)
+    # --land never: the target did not move; the integration ref holds the three patches.
+    assert git(repo, "rev-parse", "main") == base
+    assert git(repo, "rev-list", "--count", f"main..refs/uet/integration/{run}") == "3"
