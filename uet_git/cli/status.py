@@ -41,9 +41,15 @@ def fmt_counts(counts: dict[str, int]) -> str:
 @click.argument("run", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the stable JSON object.")
 def cmd(run: str | None, as_json: bool) -> None:
-    """Show the state of every workstream of RUN (default: the latest run): state, attempt,
-    quarantine reason and time in the ledger, then the counts per state. States come from the
-    refs refs/uet/<state>/RUN/WS, reasons and times from the ledger refs/uet/ledger/RUN."""
+    """Show the state of every workstream of RUN (default: the latest run; a unique prefix of
+    a run id works): state, attempt, quarantine reason and time in the ledger, then the counts
+    per state. States come from the refs refs/uet/<state>/RUN/WS, reasons and times from the
+    ledger refs/uet/ledger/RUN. `pending`: planned, not started; `(gc)`: its refs were removed
+    by `uet gc`, the state is the ledger's last transition.
+
+    --json prints one object: run, base, target, started, updated, integration, finished,
+    landed, counts {state: n}, workstreams [{ws, state, attempt, reason, patch, candidate,
+    started, updated, duration, ref, collected}] (times ISO 8601 UTC, duration in seconds)."""
     from uet_git.gitrepo import Repo
     from uet_git.ledger import query
 
