@@ -170,3 +170,34 @@ def test_snapshot_orphan_without_changes_is_none(repo: Repo) -> None:
     w = pool.acquire(base)
     assert snapshot_orphan(repo, w) is None
     pool.close(remove=True)
+
+
+def test_concurrent_acquires_from_two_pools(repo: Repo) -> None:
+    """git worktree add/list race with themselves (same admin dir names from two roots):
+    the pool serialises them, so parallel workers all get a worktree."""
+    import threading
+
+    base = git(repo.workdir, "rev-parse", "HEAD")
+    for _ in range(3):
+        pools = [WorktreePool(repo, size=3), WorktreePool(repo, root=repo.uet_dir / "int", size=3)]
+        got, errors = [], []
+
+        def take(pool: WorktreePool, got: list, errors: list) -> None:
+            try:
+                got.append((pool, pool.acquire(base)))
+            except Exception as exc:  # collected: a thread's exception would be lost
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=take, args=(p, got, errors)) for p in pools * 3]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and len(got) == 6
+        assert len({w.path for _, w in got}) == 6
+        assert all(git(w.path, "rev-parse", "HEAD") == base for _, w in got)
+        for pool, w in got:
+            pool.release(w)
+        for pool in pools:
+            pool.close(remove=True)
+    assert _worktree_paths(repo) == [str(repo.workdir)]

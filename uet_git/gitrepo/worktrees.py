@@ -12,11 +12,17 @@ discovery from inside the worktree, and ``reset_worktree`` repairs what a tool c
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import filelock
+
 from uet_git.gitrepo.repo import GitError, Repo
+
+ADMIN_LOCK_TIMEOUT = 120.0
 
 # Per-worktree state a tool can leave behind; removed on reset (the tool is dead by then).
 _STATE_FILES = (
@@ -25,6 +31,21 @@ _STATE_FILES = (
     "BISECT_NAMES", "BISECT_TERMS", "index.lock", "HEAD.lock", "ORIG_HEAD",
 )
 _STATE_DIRS = ("rebase-merge", "rebase-apply", "sequencer")
+
+
+@contextlib.contextmanager
+def _admin_lock(repo: Repo) -> Iterator[None]:
+    """Serialise ``git worktree add/remove/list`` across threads and processes: git is not safe
+    against itself here (two adds pick the same admin dir name; a list reads a half-made one).
+    A new lock object per use, so threads exclude each other through their own descriptors."""
+    lock = filelock.FileLock(str(repo.uet_dir / "worktree-admin.lock"), timeout=ADMIN_LOCK_TIMEOUT,
+                             thread_local=False, is_singleton=False)
+    try:
+        with lock:
+            yield
+    except filelock.Timeout as exc:
+        raise GitError(f"{repo.uet_dir / 'worktree-admin.lock'}: held by another process for "
+                       f"{ADMIN_LOCK_TIMEOUT:g} s") from exc
 
 
 @dataclass(frozen=True)
@@ -50,12 +71,15 @@ def add_worktree(repo: Repo, path: Path, commit: str, *, lock_reason: str | None
     if path.exists() and any(path.iterdir()):
         raise GitError(f"{path}: cannot create a worktree in a non-empty directory")
     path.parent.mkdir(parents=True, exist_ok=True)
-    args = ["worktree", "add", "--detach"]
-    if any(_same(w.path, path) for w in list_worktrees(repo)):
-        args += ["--force", "--force"]
-    if lock_reason:
-        args += ["--lock", "--reason", lock_reason]
-    repo.git(*args, str(path), commit)
+    with _admin_lock(repo):
+        args = ["worktree", "add", "--detach"]
+        if any(_same(w.path, path) for w in _list_worktrees(repo)):
+            args += ["--force", "--force"]
+        if lock_reason:
+            args += ["--lock", "--reason", lock_reason]
+        proc = repo.git(*args, str(path), commit, check=False)
+    if proc.returncode != 0:
+        raise GitError(f"git worktree add {path}: {_git_error(proc.stderr)}")
 
 
 def admin_dir(repo: Repo, path: Path) -> Path:
@@ -121,20 +145,26 @@ def remove_worktree(repo: Repo, path: Path) -> None:
         admin = admin_dir(repo, path)
     except GitError:
         admin = None
-    if admin is not None and path.exists():
-        repair_gitfile(repo, path)
-        proc = repo.git("worktree", "remove", "--force", "--force", str(path), check=False)
-        if proc.returncode == 0:
-            return
-    if path.exists():
-        shutil.rmtree(path)
-    if admin is not None and admin.exists():
-        # What `git worktree prune` does for this one entry, without touching the user's.
-        shutil.rmtree(admin)
+    with _admin_lock(repo):
+        if admin is not None and path.exists():
+            repair_gitfile(repo, path)
+            proc = repo.git("worktree", "remove", "--force", "--force", str(path), check=False)
+            if proc.returncode == 0:
+                return
+        if path.exists():
+            shutil.rmtree(path)
+        if admin is not None and admin.exists():
+            # What `git worktree prune` does for this one entry, without touching the user's.
+            shutil.rmtree(admin)
 
 
 def list_worktrees(repo: Repo) -> list[WorktreeInfo]:
     """Every worktree of the repository (the main one first), from ``git worktree list``."""
+    with _admin_lock(repo):
+        return _list_worktrees(repo)
+
+
+def _list_worktrees(repo: Repo) -> list[WorktreeInfo]:
     out = repo.git("worktree", "list", "--porcelain", "-z").stdout.decode(errors="surrogateescape")
     result: list[WorktreeInfo] = []
     cur: dict[str, str] = {}
@@ -180,6 +210,14 @@ def dirty_paths(repo: Repo, path: Path) -> list[str]:
         if len(entry) > 3:
             paths.add(entry[3:])
     return sorted(paths)
+
+
+def _git_error(stderr: bytes) -> str:
+    """git's error line (``fatal:``/``error:``), not its progress chatter."""
+    lines = [ln.strip() for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
+    first = next((ln for ln in lines if ln.startswith(("fatal:", "error:"))),
+                 lines[-1] if lines else "failed")
+    return first.removeprefix("fatal: ").removeprefix("error: ")
 
 
 def _same(a: Path, b: Path) -> bool:
