@@ -423,3 +423,13 @@ def test_body_that_looks_like_a_patch_or_trailers_keeps_the_trailers(env) -> Non
     assert "Not-A-Trailer" not in t and "Failed" not in t
     body = git(path, "log", "-1", "--format=%b", oid)
     assert "Not-A-Trailer: really" in body and " --- a/x" in body
+
+
+def test_a_generated_run_id_that_is_taken_is_replaced(env, monkeypatch) -> None:
+    path, repo, base, _ledger = env
+    ids = iter([RUN, RUN, "20261125-101502-0001"])
+    monkeypatch.setattr(layout, "new_run_id", lambda: next(ids))
+    with Ledger.create(repo, base=base, target="main", plan={}) as other:
+        assert other.run == "20261125-101502-0001"
+    assert sorted(r for r in uet_refs(path) if "/ledger/" in r) == [
+        "refs/uet/ledger/20261125-101502-0001", f"refs/uet/ledger/{RUN}"]
