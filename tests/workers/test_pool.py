@@ -201,3 +201,23 @@ def test_concurrent_acquires_from_two_pools(repo: Repo) -> None:
         for pool in pools:
             pool.close(remove=True)
     assert _worktree_paths(repo) == [str(repo.workdir)]
+
+
+def test_crash_while_resetting_is_not_an_orphan(repo: Repo) -> None:
+    base = git(repo.workdir, "rev-parse", "HEAD")
+    other = _commit(repo, "b.txt", "b\n")
+    pool = WorktreePool(repo, size=1)
+    w = pool.acquire(base, "run/ws/1")
+    meta = repo.uet_dir / "worktrees" / "0.json"
+    assert '"preparing": false' in meta.read_text()
+    # The ws's result was recorded and the slot released; the next acquire dies mid-reset.
+    (w.path / "half-reset.txt").write_text("left over\n")
+    meta.write_text('{"base": null, "label": null, "preparing": true}')
+    pool.close(remove=False)
+    pool = WorktreePool(repo, size=1)
+    assert pool.orphans() == []
+    w = pool.acquire(other)
+    assert w.slot == 0 and not (w.path / "half-reset.txt").exists()
+    assert git(w.path, "rev-parse", "HEAD") == other
+    pool.release(w)
+    pool.close(remove=True)

@@ -83,6 +83,10 @@ class WorktreePool:
                 slot = self._claim_new_slot()
                 wt = Worktree(self.root / str(slot), slot)
             self._busy[wt.slot] = wt
+        # Until the reset is done the slot holds only released (recorded) content: a crash
+        # in between must not make it look like an orphan.
+        wt.base, wt.label = None, None
+        self._write_meta(wt, preparing=True)
         try:
             self._prepare(wt, base)
         except BaseException:
@@ -187,7 +191,10 @@ class WorktreePool:
             if not self._try_lock(slot):
                 continue  # another live run owns it
             meta = self._read_meta(slot)
-            wt = Worktree(path, slot, meta.get("base"), meta.get("label"))
+            wt = Worktree(path, slot, _opt_str(meta.get("base")), _opt_str(meta.get("label")))
+            if meta.get("preparing"):
+                self._free.append(wt)  # crashed while being reset: nothing unrecorded in it
+                continue
             if not self._registered(path):
                 _set_aside(path)  # not a worktree any more: keep its files, reuse the slot
                 self._free.append(wt)
@@ -213,18 +220,22 @@ class WorktreePool:
     def _meta_path(self, slot: int) -> Path:
         return self.root / f"{slot}.json"
 
-    def _read_meta(self, slot: int) -> dict[str, str]:
+    def _read_meta(self, slot: int) -> dict[str, object]:
         try:
             data = json.loads(self._meta_path(slot).read_text())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _write_meta(self, wt: Worktree) -> None:
+    def _write_meta(self, wt: Worktree, preparing: bool = False) -> None:
         tmp = self._meta_path(wt.slot).with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"base": wt.base, "label": wt.label, "pid": os.getpid(),
-                                   "time": time.time()}))
+        tmp.write_text(json.dumps({"base": wt.base, "label": wt.label, "preparing": preparing,
+                                   "pid": os.getpid(), "time": time.time()}))
         os.replace(tmp, self._meta_path(wt.slot))
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _set_aside(path: Path) -> None:
