@@ -75,16 +75,18 @@ class Reporter:
             return
         now = time.monotonic()
         lines = []
-        for idx in sorted(self.workers):
+        for idx in sorted(self.workers, key=lambda i: (i < 0, i)):
             ws, stage, since = self.workers[idx]
-            lines.append(f"  worker {idx}: {ws:<24} {stage:<12} {_fmt_elapsed(now - since)}")
+            who = "integrator" if idx < 0 else f"worker {idx}"
+            lines.append(f"  {who:<10} {ws:<24} {stage:<12} {_fmt_elapsed(now - since)}")
         lines.append("  " + self._counts_line() + f"   [{_fmt_elapsed(now - self._start)}]")
         self._write("\n".join(lines) + "\n")
         self._drawn = len(lines)
 
     def _counts_line(self) -> str:
-        c = Counter(self.states.values())
-        c["running"] = len(self.workers)
+        running = {ws for idx, (ws, _, _) in self.workers.items() if idx >= 0}
+        c = Counter(s for ws, s in self.states.items() if not (s == "pending" and ws in running))
+        c["running"] = len(running)
         parts = [f"{k} {c[k]}" for k in COUNT_ORDER if c.get(k)]
         return ", ".join(parts) or "nothing to do"
 
