@@ -214,3 +214,42 @@ def test_disagreeing_refs_without_locks_need_an_explicit_repair(started) -> None
         assert ledger.state("w1").state == "created"
     assert f"refs/uet/queued/{RUN}/w1" not in uet_refs(path)
     assert_consistent(path)
+
+
+def test_interrupt_before_commit_releases_locks_and_keeps_the_old_state(started) -> None:
+    path, repo, _base, _patch = started
+    with Ledger.open(repo, RUN) as ledger:
+        before = uet_refs(path)
+
+        def interrupt() -> None:
+            raise KeyboardInterrupt
+
+        ledger._updater.before_commit = interrupt
+        with pytest.raises(KeyboardInterrupt):
+            ledger.record("w1", "validated", attempt=1)
+        assert uet_refs(path) == before and ref_locks(path) == []
+        assert ledger.state("w1").state == "created"
+        ledger._updater.before_commit = None
+        ledger.record("w1", "validated", attempt=1)  # a fresh git process takes over
+    assert_consistent(path)
+
+
+def test_interrupt_after_commit_was_sent_keeps_the_cache_true(started) -> None:
+    path, repo, _base, _patch = started
+    with Ledger.open(repo, RUN) as ledger:
+        def send_commit_then_interrupt() -> None:
+            proc = ledger._updater._proc
+            assert proc is not None and proc.stdin is not None
+            proc.stdin.write(b"commit\0")
+            proc.stdin.flush()
+            raise KeyboardInterrupt
+
+        ledger._updater.before_commit = send_commit_then_interrupt
+        with pytest.raises(KeyboardInterrupt):
+            ledger.record("w1", "validated", attempt=1)
+        ledger._updater.before_commit = None
+        assert f"refs/uet/validated/{RUN}/w1" in uet_refs(path)
+        assert ledger.state("w1").state == "validated"  # the cache followed git
+        ledger.record("w1", "queued", attempt=1)
+    assert ref_locks(path) == []
+    assert_consistent(path)

@@ -194,38 +194,50 @@ class RefUpdater:
 
     def run(self, tx: RefTransaction) -> None:
         with self._lock:
+            try:
+                self._run(tx)
+            except GitError:
+                raise
+            except BaseException:
+                # Interrupted mid-transaction (Ctrl-C, a hook): end this git so it releases its
+                # locks — it aborts on EOF, or finishes if "commit" already reached it.
+                self._discard()
+                raise
+
+    def _run(self, tx: RefTransaction) -> None:
+        proc = self._spawn()
+        if not self._step(proc, b"start\0", "start"):
+            # A process that died between transactions (killed, repo gone): one fresh try.
+            self._fail(proc, tx)
             proc = self._spawn()
             if not self._step(proc, b"start\0", "start"):
-                # A process that died between transactions (killed, repo gone): one fresh try.
-                self._fail(proc, tx)
-                proc = self._spawn()
-                if not self._step(proc, b"start\0", "start"):
-                    raise self._fail(proc, tx)
-            if not self._step(proc, tx.payload() + b"prepare\0", "prepare"):
                 raise self._fail(proc, tx)
-            if self.before_commit is not None:
-                self.before_commit()
-            if not self._step(proc, b"commit\0", "commit"):
-                raise self._fail(proc, tx)
+        if not self._step(proc, tx.payload() + b"prepare\0", "prepare"):
+            raise self._fail(proc, tx)
+        if self.before_commit is not None:
+            self.before_commit()
+        if not self._step(proc, b"commit\0", "commit"):
+            raise self._fail(proc, tx)
+
+    def _discard(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for f in (proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
 
     def close(self) -> None:
         with self._lock:
-            proc, self._proc = self._proc, None
-            if proc is None:
-                return
-            try:
-                assert proc.stdin is not None
-                proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            for f in (proc.stdout, proc.stderr):
-                if f is not None:
-                    f.close()
+            self._discard()
 
     def __enter__(self) -> RefUpdater:
         return self

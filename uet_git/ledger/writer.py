@@ -603,34 +603,45 @@ class Ledger:
                 tx.verify(layout.patch_ref(self.run, ws, attempt), patch_oid)
             if integ_oid and integ_oid != self._integration:
                 tx.update(layout.integration_ref(self.run), integ_oid, self._integration)
-            self._updater.before_commit = (
-                (lambda: _crash_point("after-prepare", ws))
-                if os.environ.get("UET_LEDGER_CRASH") else None
-            )
+            if os.environ.get("UET_LEDGER_CRASH"):
+                self._updater.before_commit = lambda: _crash_point("after-prepare", ws)
             try:
                 tx.commit()
             except RefConflict as exc:
                 raise RefConflict(
                     f"run {self.run}: {ws} {frm or 'none'} -> {to} lost a race and was not "
                     f"recorded: {exc}") from None
+            except BaseException:
+                # Interrupted (Ctrl-C, a broken pipe) after "commit" may have reached git: the
+                # ledger ref says whether it happened; keep the cache true to it either way.
+                if self.repo.read_ref(layout.ledger_ref(self.run)) == commit:
+                    self._remember(ws, to, attempt, reason, patch_oid, cand_oid, cur,
+                                   same_attempt, new_ref, target, commit, tree, integ_oid)
+                raise
             _crash_point("after-commit", ws)
-
-            # -- cache
-            when = int(self.repo.pg[objects.to_oid(commit)].commit_time)
-            new = WsRecord(ws=ws, state=to, attempt=attempt, reason=reason,
-                           patch=patch_oid, candidate=cand_oid if cand_oid else
-                           (cur.candidate if same_attempt and cur is not None else None),
-                           started=cur.started if cur is not None else when, updated=when,
-                           ref=new_ref, target=target)
-            if new.started is not None:
-                new.duration = when - new.started
-            self._states[ws] = new
-            self._tip, self._tree = commit, tree
-            if patch_oid:
-                self._patches[(ws, attempt)] = patch_oid
-            if integ_oid:
-                self._integration = integ_oid
+            self._remember(ws, to, attempt, reason, patch_oid, cand_oid, cur, same_attempt,
+                           new_ref, target, commit, tree, integ_oid)
             return commit
+
+    def _remember(self, ws: str, to: str, attempt: int, reason: str | None,
+                  patch_oid: str | None, cand_oid: str | None, cur: WsRecord | None,
+                  same_attempt: bool, new_ref: str, target: str, commit: str, tree: str,
+                  integ_oid: str | None) -> None:
+        """Update the in-memory state after a transaction that committed."""
+        when = int(self.repo.pg[objects.to_oid(commit)].commit_time)
+        new = WsRecord(ws=ws, state=to, attempt=attempt, reason=reason,
+                       patch=patch_oid, candidate=cand_oid if cand_oid else
+                       (cur.candidate if same_attempt and cur is not None else None),
+                       started=cur.started if cur is not None else when, updated=when,
+                       ref=new_ref, target=target)
+        if new.started is not None:
+            new.duration = when - new.started
+        self._states[ws] = new
+        self._tip, self._tree = commit, tree
+        if patch_oid:
+            self._patches[(ws, attempt)] = patch_oid
+        if integ_oid:
+            self._integration = integ_oid
 
     @staticmethod
     def _default_summary(ws: str, frm: str | None, to: str, attempt: int,
