@@ -153,6 +153,9 @@ def test_cancel_kills_the_group(tmp_path: Path) -> None:
     assert r.cancelled and not r.timed_out and r.error == "cancelled"
     assert time.monotonic() - t0 < 5
     assert _session_members(_pids(tmp_path / "leader")[0]) == []
+    # Already cancelled (Ctrl-C came first): nothing starts.
+    r = _run(tmp_path, "echo started > started", cancel=cancel)
+    assert r.cancelled and r.returncode is None and not (tmp_path / "started").exists()
 
 
 def test_parallel_tools_do_not_kill_each_other(tmp_path: Path) -> None:

@@ -97,6 +97,8 @@ def run_process(
         return ProcResult(None, False, False, 0.0, "empty command")
     if not Path(cwd).is_dir():
         return ProcResult(None, False, False, 0.0, f"working directory missing: {cwd}")
+    if cancel is not None and cancel.is_set():
+        return ProcResult(None, False, True, 0.0, "cancelled")
     become_subreaper()
     token = uuid.uuid4().hex
     inherited = {k: v for k, v in os.environ.items() if k not in _REPO_LOCAL_VARS}
