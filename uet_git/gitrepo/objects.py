@@ -194,18 +194,18 @@ def _identity_config(repo: Repo) -> dict[str, str]:
     except OSError:
         mtime = 0
     key = (mtime, *(os.environ.get(k) for k in _CONFIG_ENV))
-    cache = repo.__dict__.setdefault("_identity_cache", {})
-    if key not in cache:
-        proc = repo.git("config", "--get-regexp", r"^(user|author|committer)\.(name|email)$",
-                        check=False)
-        values: dict[str, str] = {}
-        for line in proc.stdout.decode(errors="replace").splitlines():
-            k, _, v = line.partition(" ")
-            if v.strip():
-                values[k.lower()] = v.strip()
-        cache.clear()
-        cache[key] = values
-    return cache[key]
+    cached = repo._cache.get("identity")
+    if isinstance(cached, tuple) and cached[0] == key:
+        return cached[1]
+    proc = repo.git("config", "--get-regexp", r"^(user|author|committer)\.(name|email)$",
+                    check=False)
+    values: dict[str, str] = {}
+    for line in proc.stdout.decode(errors="replace").splitlines():
+        k, _, v = line.partition(" ")
+        if v.strip():
+            values[k.lower()] = v.strip()
+    repo._cache["identity"] = (key, values)  # one assignment: safe for other threads
+    return values
 
 
 def signature(repo: Repo, role: str = "author") -> pygit2.Signature:

@@ -91,6 +91,8 @@ class Repo:
     git_dir: Path
     common_dir: Path
     _local: threading.local = field(default_factory=threading.local, repr=False)
+    # Small per-repository caches other gitrepo modules keep (e.g. the commit identity).
+    _cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] = ".") -> Repo:
