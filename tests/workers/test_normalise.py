@@ -231,3 +231,15 @@ def test_reused_worktree_starts_clean_after_a_messy_tool(env) -> None:
     assert not (wt / "a.txt").exists() and not (wt / "x.log").exists()
     # The patch commit outlives the reset (the engine refs it before releasing).
     assert _show(repo, "cat-file", "-t", norm.patch) == "commit"
+
+
+def test_a_tool_that_removes_its_worktree(env) -> None:
+    repo, wt, base, tmp, pool, handle = env
+    _tool(wt, tmp, 'cd .. && rm -rf "$OLDPWD"')
+    assert not wt.exists()
+    norm = _norm(repo, wt, base)
+    assert norm.patch is None and norm.error == "the tool removed its worktree"
+    assert _norm(repo, wt, base, "diff", b"x").error is not None
+    pool.release(handle)
+    again = pool.acquire(base)  # the slot is rebuilt
+    assert again.path == wt and git(wt, "status", "--porcelain") == ""

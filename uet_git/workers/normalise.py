@@ -25,7 +25,7 @@ import pygit2
 
 from uet_git.gitrepo.merge import Change, changed_paths
 from uet_git.gitrepo.objects import make_commit
-from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.snapshot import apply_patch_ex, snapshot_tree
 from uet_git.gitrepo.worktrees import reset_worktree, worktree_head
 from uet_git.spec.models import Workstream
@@ -59,7 +59,11 @@ def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str
         data, source = _patch_source(stdout, worktree)
         if source:
             notes.append(f"patch read from {source}")
-        reset_worktree(repo, worktree, base, keep_ignored=True)
+        try:
+            reset_worktree(repo, worktree, base, keep_ignored=True)
+        except (GitError, OSError) as exc:
+            return Normalised(None, [], [], f"cannot reset the worktree to apply the "
+                                            f"{output}: {exc}", notes)
         res = apply_patch_ex(repo, worktree, data, mbox=output == "mbox")
         if res.error:
             return Normalised(None, [], [], f"{output} output: {res.error}", notes)
@@ -85,7 +89,12 @@ def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str
     else:
         return Normalised(None, [], [], f"unknown output kind {output!r}")
 
-    tree = snapshot_tree(repo, worktree)
+    if not worktree.is_dir():
+        return Normalised(None, [], tool_commits, "the tool removed its worktree", notes)
+    try:
+        tree = snapshot_tree(repo, worktree)
+    except GitError as exc:
+        return Normalised(None, [], tool_commits, f"cannot snapshot the worktree: {exc}", notes)
     if tree == str(base_commit.tree_id):
         return Normalised(None, [], tool_commits, None, notes)
     message = _message(ws, run=run, attempt=attempt, tool=tool, bodies=bodies, notes=notes,
