@@ -10,9 +10,12 @@ A transition (``Ledger.record``) does, in this order:
    not exist), the attempt's patch ref (create, or verify when it exists), and the integration
    ref (CAS) when it moves.
 
-A crash before step 3 leaves unreferenced objects and the old state; a crash inside it leaves
-the old state (git rolls a transaction back when its stdin closes mid-way); after it, the new
-state. Never both, never neither.
+A crash before step 3 leaves unreferenced objects and the old state; a crash of uet inside it
+leaves the old state (git, in its own session, rolls the transaction back when its stdin closes
+before ``commit``) or the new one (``commit`` had reached git, which finishes it). Never both,
+never neither. Only a kill of git itself in the middle of its commit phase (SIGKILL of the whole
+process group, power loss) can leave ref lock files and half-moved refs; ``Ledger.open`` then
+removes the stale locks and makes the refs agree with the ledger, and records ``run: repair``.
 
 One writer per run: a non-blocking ``filelock`` on ``<common git dir>/uet/locks/RUN.lock``
 (a second writer gets ``LedgerBusy`` at once), with the CAS old values as the second line of
@@ -22,7 +25,9 @@ mutex serialises transitions, and each thread writes objects through its own pyg
 Cost per transition does not grow with the number of refs or runs: no ref is listed, the
 transaction touches at most five loose refs, and the long-lived ``update-ref`` process
 (``RefUpdater``) saves a fork+exec each time. Only the trees on the evidence path are
-rewritten (``objects.build_tree``).
+rewritten (``objects.build_tree``). What does grow is the ``evidence/`` tree of one run, one
+entry per workstream: rewriting it costs ~1 us per workstream of the run (measured: +10 ms per
+transition in a single run of 10,000 workstreams, nothing noticeable at a few hundred).
 
 Durability (measured on this machine's ext4, 2 cores, medians): ref updates are fsynced
 (``core.fsync=committed,reference``): +0.5 ms per transaction when idle, up to ~2.5 ms under
@@ -352,9 +357,6 @@ class Ledger:
             refs = self._read_refs()
             tip = refs[layout.ledger_ref(run)]
             log = read_ledger(self.repo, run, tip=tip)
-        elif stale:
-            # Locks of a transaction that never committed: the old state is intact.
-            self._tip = tip
         integ = refs.get(layout.integration_ref(run))
         if integ is None:
             raise UetError(f"run {run} has no {layout.integration_ref(run)}; run `uet fsck {run}`")
