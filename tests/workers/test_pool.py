@@ -77,6 +77,7 @@ def test_includes_and_keep_ignored(repo: Repo) -> None:
     (w.path / ".venv").mkdir()
     (w.path / ".venv" / "dep").write_text("warm cache\n")
     assert copy_includes(repo, w.path, [".env"]) == [".env"]
+    assert copy_includes(repo, w.path, ["/etc/passwd", "../x", "", "**/*.local"]) == []
     assert copy_includes(repo, w.path, [".env"]) == []  # unchanged: not copied again
     (w.path / ".env").write_text("tool changed it\n")
     pool.release(w)

@@ -255,7 +255,13 @@ def copy_includes(repo: Repo, worktree: Path, patterns: list[str]) -> list[str]:
     src_root = repo.workdir
     candidates: list[str] = []
     for pattern in patterns:
-        for src in sorted(src_root.glob(pattern)):
+        if not pattern or pattern.startswith("/") or ".." in pattern.split("/"):
+            continue  # only paths inside the main checkout
+        try:
+            matches = sorted(src_root.glob(pattern))
+        except (ValueError, NotImplementedError):
+            continue
+        for src in matches:
             if ".git" in src.relative_to(src_root).parts:
                 continue
             if src.is_dir() and not src.is_symlink():
