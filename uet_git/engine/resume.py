@@ -95,7 +95,10 @@ def record_orphans(ctx: RunContext) -> list[str]:
     for wt in ctx.pool.orphans():
         label = wt.label or ""
         if not label.startswith(prefix):
-            continue  # another run's: its own resume records it
+            if _finished(ctx.repo, label.split("/")[0]):
+                # Kept by --keep-worktrees after a run that recorded every result: reusable.
+                ctx.pool.release(wt)
+            continue  # else another run's, interrupted: its own resume records it
         parts = label[len(prefix):].split("/")
         ws = parts[0] if parts else "?"
         snap = snapshot_orphan(ctx.repo, wt, f"uet: orphaned worktree of {label}")
@@ -117,6 +120,13 @@ def record_orphans(ctx: RunContext) -> list[str]:
             recorded.append(snap)
         ctx.pool.release(wt)
     return recorded
+
+
+def _finished(repo: Repo, run: str) -> bool:
+    try:
+        return query.read_ledger(repo, run).finished
+    except Exception:  # not a run id, or no ledger: leave that worktree alone
+        return False
 
 
 def _known(ctx: RunContext, rec: query.WsRecord | None, snap: str) -> bool:

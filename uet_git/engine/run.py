@@ -476,10 +476,9 @@ def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: se
     for w in warnings:
         reporter.message(f"warning: {w}")
     try:
-        if resumed:
-            from uet_git.engine.resume import record_orphans
+        from uet_git.engine.resume import record_orphans
 
-            record_orphans(ctx)
+        record_orphans(ctx)
         engine = _engine_for(ctx, include, jobs, land_mode, deterministic, weights, records,
                              retry)
         with _Interrupt(ctx.cancel):
