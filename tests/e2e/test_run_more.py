@@ -218,3 +218,18 @@ def test_invalid_inputs_exit_2_with_one_line(tmp_path: Path):
     (empty / "workstreams" / "a.yaml").write_text("id: a\ncommand: 'true'\n")
     proc = run(empty, "run")
     assert proc.returncode == 2 and "no commits" in proc.stderr
+
+
+def test_only_takes_dependencies_and_paths_select_files(tmp_path: Path):
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "a": {"command": "echo a > a.txt"},
+        "b": {"depends_on": ["a"], "command": "echo b > b.txt"},
+        "c": {"command": "echo c > c.txt"},
+    })
+    run_ok(repo, "run", "--only", "b")
+    assert states(repo) == {"a": "committed", "b": "committed"}
+    proc = run(repo, "run", "--only", "zzz")
+    assert proc.returncode == 2 and "zzz" in proc.stderr
+    run_ok(repo, "run", "workstreams/c.yaml")
+    assert states(repo) == {"c": "committed"}
+    assert sorted(landed_workstreams(repo)) == ["a", "b", "c"]

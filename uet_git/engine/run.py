@@ -50,6 +50,7 @@ from uet_git.plan.dag import Plan, build_plan
 from uet_git.spec.load import default_paths, load_config, load_workstreams
 from uet_git.spec.models import Config, Workstream
 from uet_git.workers.pool import WorktreePool
+from uet_git.workers.tools import PRESETS, prepare_repo_for_tools
 
 HISTORY_RUNS = 10  # earlier runs consulted for durations
 
@@ -297,6 +298,27 @@ class Engine:
         return len(self.free) < self.jobs or self.integrating is not None
 
     def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:
+            # The loop itself failed (the ledger refused a write, a bug): stop the tools and
+            # let the threads finish what they record before the error goes up.
+            self.ctx.cancel.set()
+            deadline = time.monotonic() + 60
+            while self._busy() and time.monotonic() < deadline:
+                try:
+                    ev = self.events.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+                if ev.kind == "worker" and ev.worker is not None:
+                    self.free.append(ev.worker)
+                else:
+                    self.integrating = None
+            for t in [*self.workers, self.integrator]:
+                t.stop()
+            raise
+
+    def _loop(self) -> None:
         last_tick = time.monotonic()
         while True:
             self._dispatch()
@@ -470,6 +492,8 @@ def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: se
     ctx = RunContext(repo=repo, ledger=ledger, config=config, plan=plan, pool=pool,
                      reporter=reporter, log_root=log_root, target=ledger.target,
                      breaker=Breaker(config.breaker.threshold), reverify=set(reverify))
+    if any(plan.workstreams[i].tool in PRESETS for i in include):
+        prepare_repo_for_tools(repo)
     reporter.start(ledger.run, [i for i in plan.ids if i in include], jobs=jobs,
                    target=ledger.target, base=ledger.base, resumed=resumed)
     reporter.seed({ws: r.state for ws, r in records.items() if ws in include})
