@@ -197,3 +197,30 @@ def test_fsck_of_a_live_run_reports_nothing_transient(repo: Path) -> None:
         led.close()
     assert not errors
     assert fsck(Repo.open(repo)) == []
+
+
+def test_history_itself_is_checked(repo: Path) -> None:
+    """A ledger commit appended by hand with a wrong from-state, an illegal move and an
+    attempt going backwards: each reported."""
+    from uet_git.gitrepo import objects
+
+    s, _ = scripted_run(repo)
+    tip = git(repo, "rev-parse", f"refs/uet/ledger/{s.run}")
+    tree = objects.commit_tree(s.repo, tip)
+
+    def append(parent: str, ws: str, frm: str, to: str, attempt: int) -> str:
+        msg = (f"{ws}: {frm} -> {to}\n\nby hand\n\nUet-Run: {s.run}\nUet-Workstream: {ws}\n"
+               f"Uet-Attempt: {attempt}\nUet-From: {frm}\nUet-To: {to}\n")
+        return objects.make_commit(s.repo, tree, [parent], msg)
+
+    c1 = append(tip, "e", "queued", "dropped", 1)  # e was dropped, not queued
+    git(repo, "update-ref", f"refs/uet/ledger/{s.run}", c1)
+    problems = fsck(s.repo)
+    assert len(problems) == 1 and "moves from queued but the previous state was dropped" in \
+        problems[0], problems
+    c2 = append(tip, "e", "dropped", "queued", 1)  # dropped is final
+    git(repo, "update-ref", f"refs/uet/ledger/{s.run}", c2)
+    problems = fsck(s.repo)
+    # the illegal move, and the state ref (dropped) now disagrees with the ledger (queued)
+    assert any("illegal transition dropped -> queued" in p for p in problems), problems
+    assert len(problems) == 2

@@ -161,3 +161,22 @@ def test_new_attempt_resets_candidate_and_counts_attempts(repo: Path) -> None:
     assert git(repo, "rev-parse", f"refs/uet/patches/{run}/w/1") == p1
     assert git(repo, "rev-parse", f"refs/uet/patches/{run}/w/2") == p2
     assert git(repo, "rev-parse", f"refs/uet/created/{run}/w") == p2
+
+
+def test_run_events_mark_landed_and_finished(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    (info,) = query.list_runs(s.repo)
+    assert not info.finished and not info.landed
+    with Ledger.open(s.repo, s.run) as led:
+        led.event("run: land", "main moved", trailers={"Uet-Target": "main"})
+        led.event("run: finish", "2 committed")
+    (info,) = query.list_runs(s.repo)
+    assert info.finished and info.landed
+    st = query.run_status(s.repo, s.run)
+    assert st.finished and st.landed
+    events = query.history(s.repo, s.run)
+    assert [e.subject for e in events[-2:]] == ["run: land", "run: finish"]
+    assert all(e.ws is None and not e.is_transition for e in events[-2:])
+    # run-level events do not disturb the workstreams' records
+    assert {w.ws: w.state for w in st.workstreams} == EXPECTED_STATES
+    assert st.base == s.base and st.target == "main"

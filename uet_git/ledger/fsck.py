@@ -82,7 +82,12 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
         transitions.setdefault(e.ws, []).append(e)  # type: ignore[arg-type]
     for ws, evs in transitions.items():
         prev: str | None = None
+        attempt = 0
         for e in evs:
+            if e.attempt is None or e.attempt < attempt:
+                say(f"{run}: {ws}: ledger commit {e.oid[:12]}: attempt {e.attempt} after "
+                    f"attempt {attempt}")
+            attempt = max(attempt, e.attempt or 0)
             if e.from_ != prev:
                 say(f"{run}: {ws}: ledger commit {e.oid[:12]} moves from {e.from_ or 'none'} "
                     f"but the previous state was {prev or 'none'}")
