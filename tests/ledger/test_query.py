@@ -168,7 +168,7 @@ def test_run_events_mark_landed_and_finished(repo: Path) -> None:
     (info,) = query.list_runs(s.repo)
     assert not info.finished and not info.landed
     with Ledger.open(s.repo, s.run) as led:
-        led.event("run: land", "main moved", trailers={"Uet-Target": "main"})
+        led.event("run: land", "main moved", trailers={"Uet-Branch": "main"})
         led.event("run: finish", "2 committed")
     (info,) = query.list_runs(s.repo)
     assert info.finished and info.landed
