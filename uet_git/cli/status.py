@@ -54,13 +54,14 @@ def cmd(run: str | None, as_json: bool) -> None:
     from uet_git.ledger import query
 
     repo = Repo.open(".")
-    if run is None and query.latest_run(repo) is None:
+    latest = query.latest_run(repo) if run is None else None
+    if run is None and latest is None:
         if as_json:
             echo_json(None)
         else:
             click.echo("No runs yet in this repository: start one with `uet run`.")
         return
-    run_id = query.resolve_run(repo, run)
+    run_id = latest or query.resolve_run(repo, run)
     st = query.run_status(repo, run_id)
     if as_json:
         echo_json(st.to_dict())
