@@ -135,6 +135,10 @@ def install(repo: Repo, python: str | None = None) -> list[str]:
             done.append(f"updated {path}")
         else:
             done.append(f"installed {path}")
+    inside = [repo.workdir.resolve(), repo.common_dir.resolve()]
+    if not any(d.resolve().is_relative_to(p) for p in inside):
+        done.append(f"note: {d} (core.hooksPath) is outside this repository: every repository "
+                    "using it now runs these hooks")
     return done
 
 
