@@ -100,3 +100,18 @@ def test_show_record_history_evidence(repo: Path) -> None:
     assert proc.returncode == 0 and proc.stdout == "FAILED test_b\n"
     proc = uet("show", "a", "--evidence", "tool.stdout", "--attempt", "1", cwd=repo)
     assert proc.stdout == "a tool ran\n"
+
+
+def test_show_points_to_the_run_that_has_the_workstream(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    from uet_git.gitrepo import Repo
+    from uet_git.ledger.writer import Ledger
+
+    r = Repo.open(repo)
+    with Ledger.create(r, base=s.base, target="main", plan={},
+                       run_id="29991231-235959-ffff"):
+        pass
+    proc = uet("show", "b", cwd=repo)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"uet: no workstream 'b' in run 29991231-235959-ffff; it is in run "
+                           f"{s.run}: use --run {s.run}\n")

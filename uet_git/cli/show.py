@@ -20,6 +20,7 @@ def cmd(ws: str, run: str | None, attempt: int | None, name: str | None) -> None
     under evidence/WS/ATTEMPT/NAME)."""
     from uet_git.cli.log import format_events
     from uet_git.cli.status import fmt_duration, fmt_time
+    from uet_git.errors import UetError
     from uet_git.gitrepo import Repo
     from uet_git.ledger import query
 
@@ -31,7 +32,16 @@ def cmd(ws: str, run: str | None, attempt: int | None, name: str | None) -> None
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    rec = query.ws_status(repo, run_id, ws)
+    try:
+        rec = query.ws_status(repo, run_id, ws)
+    except UetError as err:
+        if run is None:  # the latest run: say which runs do have it
+            others = sorted({name.split("/")[3] for name, _ in
+                             query.for_each_ref(repo, [f"refs/uet/*/*/{ws}"])} - {run_id})
+            if others:
+                raise UetError(f"{err}; it is in run {others[-1]}: use --run {others[-1]}") \
+                    from None
+        raise
     fields = [
         ("workstream", rec.ws),
         ("run", run_id),
