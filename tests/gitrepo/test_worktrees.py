@@ -128,3 +128,21 @@ def test_admin_dir_of_a_non_worktree_is_an_error(setup, tmp_path: Path) -> None:
     repo, *_ = setup
     with pytest.raises(GitError):
         admin_dir(repo, tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permissions")
+def test_reset_and_remove_survive_unwritable_directories(setup) -> None:
+    repo, wt, first, _ = setup
+    add_worktree(repo, wt, first)
+    locked = wt / "locked" / "deeper"
+    locked.mkdir(parents=True)
+    (locked / "f").write_text("x")
+    locked.chmod(0o500)
+    (wt / "locked").chmod(0o500)
+    reset_worktree(repo, wt, first)
+    assert not (wt / "locked").exists()
+    (wt / "ro").mkdir()
+    (wt / "ro" / "f").write_text("x")
+    (wt / "ro").chmod(0o500)
+    remove_worktree(repo, wt)
+    assert not wt.exists()

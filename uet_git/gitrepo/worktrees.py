@@ -13,6 +13,7 @@ discovery from inside the worktree, and ``reset_worktree`` repairs what a tool c
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,11 +132,25 @@ def reset_worktree(repo: Repo, path: Path, commit: str, keep_ignored: bool = Fal
         shutil.rmtree(admin / name, ignore_errors=True)
     proc = repo.git("checkout", "-q", "-f", "--detach", commit, cwd=path, check=False)
     if proc.returncode != 0:
-        # A corrupt index makes checkout refuse: rebuild it from scratch and retry once.
+        # A corrupt index or files the tool made read-only: rebuild the index, retry once.
+        _make_writable(path)
         (admin / "index").unlink(missing_ok=True)
         repo.git("checkout", "-q", "-f", "--detach", commit, cwd=path)
     repo.git("reset", "-q", "--hard", commit, cwd=path)
-    repo.git("clean", "-q", "-ffd" if keep_ignored else "-ffdx", cwd=path)
+    clean = ["clean", "-q", "-ffd" if keep_ignored else "-ffdx"]
+    if repo.git(*clean, cwd=path, check=False).returncode != 0:
+        _make_writable(path)  # a directory the tool made unwritable
+        repo.git(*clean, cwd=path)
+
+
+def _make_writable(path: Path) -> None:
+    """Give the owner rwx on every directory below ``path`` (not following symlinks)."""
+    for root, dirs, _files in os.walk(path):
+        for d in dirs:
+            p = Path(root) / d
+            if not p.is_symlink():
+                with contextlib.suppress(OSError):
+                    p.chmod(p.stat().st_mode | 0o700)
 
 
 def remove_worktree(repo: Repo, path: Path) -> None:
@@ -152,6 +167,7 @@ def remove_worktree(repo: Repo, path: Path) -> None:
             if proc.returncode == 0:
                 return
         if path.exists():
+            _make_writable(path)
             shutil.rmtree(path)
         if admin is not None and admin.exists():
             # What `git worktree prune` does for this one entry, without touching the user's.

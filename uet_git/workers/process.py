@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -120,8 +121,13 @@ def run_process(
                 return ProcResult(None, False, False, time.monotonic() - start,
                                   f"executable not found: {argv[0]}")
             except PermissionError:
+                # execvp reports EACCES when any PATH entry is unreadable, even if the
+                # executable is simply missing: say which it is.
+                name = argv[0]
+                missing = "/" not in name and shutil.which(name, path=full_env.get("PATH")) is None
                 return ProcResult(None, False, False, time.monotonic() - start,
-                                  f"not executable: {argv[0]}")
+                                  f"executable not found: {name}" if missing
+                                  else f"not executable: {name}")
     except OSError as exc:  # stdin file missing, log dir unwritable
         return ProcResult(None, False, False, time.monotonic() - start, f"cannot start: {exc}")
 
@@ -158,9 +164,9 @@ def run_process(
     elif cancelled:
         error = "cancelled"
     elif returncode == 127 and isinstance(cmd, str):
+        # sh's own status for a command it could not find (or not execute).
         tail = read_tail(stderr_path, 400).decode(errors="replace").strip()
-        if "not found" in tail:
-            error = f"command not found: {tail.splitlines()[-1] if tail else argv[-1]}"
+        error = "command not found (exit 127)" + (f": {tail.splitlines()[-1]}" if tail else "")
     return ProcResult(returncode, timed_out, cancelled, time.monotonic() - start, error)
 
 
