@@ -1,0 +1,193 @@
+"""``uet plan [PATH] [--jobs N] [--json]``: the dependency plan of a workstream set.
+
+Text output: counts, waves, the critical path, total work, the lower bound of the wall time for
+N workers, and warnings (loader warnings, predicted scope conflicts).
+
+``--json`` prints one object, stable within ``version`` (fields are only ever added):
+
+- ``version`` (int): 1.
+- ``nodes`` (list, topological order): per workstream ``id``; ``title``; ``depends_on``
+  (distinct dependencies, declaration order); ``estimate`` (seconds, or null); ``weight``
+  (what planning used: estimate, else 1); ``wave`` (0-based index into ``waves``);
+  ``remaining`` (longest weighted path from this node to the end, its own weight included —
+  the scheduler starts the largest first).
+- ``edges`` (list of ``[from, to]``): ``from`` must be committed before ``to`` starts, i.e.
+  ``to`` depends on ``from``.
+- ``waves`` (list of lists of ids): wave 0 has no dependencies; wave k's deepest dependency is
+  in wave k-1. Ids sorted within a wave. For display: uet does not run wave by wave.
+- ``critical_path``: ``length`` (sum of weights) and ``ids`` (first to last).
+- ``jobs`` (int): the worker count used for ``lower_bound``.
+- ``lower_bound`` (number): ``max(critical_path.length, total_work / jobs)``.
+- ``total_work`` (number): sum of all weights.
+- ``warnings`` (list of strings): loader warnings, then predicted conflicts.
+- ``order`` (list of ids): the topological order (ties broken by id).
+
+Weights are seconds where workstreams give ``estimate``; a workstream without one counts 1.
+
+Exit codes: 0 planned (warnings do not fail), 2 invalid input (every problem printed, one per
+line, on stderr).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+
+from uet_git.cli._common import echo_json
+from uet_git.errors import EXIT_INVALID, UetError
+from uet_git.gitrepo.repo import run_git
+from uet_git.plan.dag import PlanError, build_plan
+from uet_git.plan.overlap import predict_conflicts
+from uet_git.spec.load import load_config, load_workstreams
+from uet_git.spec.models import Config
+
+DEFAULT_JOBS = 4
+JOBS_ENV = ("UET_JOBS", "PIPELINE_MAX_WORKERS")
+
+
+def project_root(cwd: Path) -> tuple[Path, bool]:
+    """``(root, in_git)``: the top of the git worktree containing ``cwd``, else ``cwd``."""
+    try:
+        proc = run_git(["rev-parse", "--show-toplevel"], cwd=cwd, check=False)
+    except OSError:
+        return cwd, False
+    top = proc.stdout.decode().strip()
+    if proc.returncode == 0 and top:
+        return Path(top), True
+    return cwd, False
+
+
+def resolve_jobs(flag: int | None, config: Config) -> int:
+    """``--jobs``, else ``UET_JOBS``, else ``PIPELINE_MAX_WORKERS``, else uet.toml, else 4."""
+    if flag is not None:
+        return flag
+    for name in JOBS_ENV:
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise UetError(f"{name}: must be a positive integer, got {raw!r}")
+        return value
+    return config.run.jobs or DEFAULT_JOBS
+
+
+def _default_path(root: Path, in_git: bool, config: Config) -> Path:
+    rel = config.run.workstreams
+    path = root / rel
+    if path.exists():
+        return path
+    has_toml = (root / "uet.toml").is_file()
+    if has_toml:
+        raise UetError(f"{path}: no such directory (uet.toml [run] workstreams = {rel!r}); "
+                       "create it or pass PATH")
+    where = "this repository" if in_git else "this directory"
+    raise UetError(f"no {rel}/ directory in {where} ({root}); run `uet init` to start a "
+                   "project, or pass PATH")
+
+
+def _display(path: Path, cwd: Path) -> Path:
+    """``path`` relative to ``cwd`` when below it: messages name files as the user would."""
+    try:
+        return path.relative_to(cwd) if path.is_relative_to(cwd) else path
+    except ValueError:
+        return path
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.4g}"
+
+
+def _unit(has_estimates: int, count: int) -> str:
+    if has_estimates == 0:
+        return "no estimates: 1 per workstream"
+    if has_estimates == count:
+        return "seconds, from estimates"
+    return f"seconds from estimates of {has_estimates} of {count}; 1 for each without one"
+
+
+def _wrap(prefix: str, text: str) -> str:
+    return textwrap.fill(text, width=100, initial_indent=prefix,
+                         subsequent_indent=" " * len(prefix), break_on_hyphens=False,
+                         break_long_words=False)
+
+
+@click.command("plan")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Workers for the lower bound (default: uet.toml [run] jobs, UET_JOBS, "
+                   "PIPELINE_MAX_WORKERS, else 4).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+def cmd(path: Path | None, jobs: int | None, as_json: bool) -> None:
+    """Show the dependency plan of PATH (a workstream file or directory; default: the
+    workstreams/ directory, or uet.toml [run] workstreams, at the repository root): waves,
+    critical path, counts, the lower bound of the wall time for N workers, and predicted
+    scope conflicts."""
+    cwd = Path.cwd()
+    root, in_git = project_root(cwd)
+    config = load_config(root)
+    n_jobs = resolve_jobs(jobs, config)
+    if path is None:
+        path = _display(_default_path(root, in_git, config), cwd)
+    elif not path.exists():
+        raise UetError(f"{path}: no such file or directory")
+
+    loaded = load_workstreams([path])
+    if loaded.errors:
+        _fail([str(e) for e in loaded.errors])
+    try:
+        plan = build_plan(loaded.workstreams)
+    except PlanError as err:
+        _fail(err.problems)
+
+    warnings = [str(w) for w in loaded.warnings]
+    warnings += predict_conflicts(plan, loaded.workstreams)
+
+    if as_json:
+        echo_json(plan.to_json(n_jobs, warnings=warnings))
+        return
+
+    n = len(plan.ids)
+    if n == 0:
+        click.echo(f"no workstreams in {path}")
+        for w in warnings:
+            click.echo(f"warning: {w}")
+        return
+    weights = plan.weights()
+    n_est = sum(1 for ws in loaded.workstreams if ws.estimate is not None)
+    length, cpath = plan.critical_path(weights)
+    total = sum(weights.values())
+    waves = plan.waves()
+    n_edges = sum(len(d) for d in plan.deps.values())
+    click.echo(f"{n} workstream{'s' if n != 1 else ''}, {n_edges} "
+               f"dependenc{'ies' if n_edges != 1 else 'y'}, {len(waves)} "
+               f"wave{'s' if len(waves) != 1 else ''} ({path})")
+    for k, wave in enumerate(waves, 1):
+        click.echo(_wrap(f"  wave {k}: ", " ".join(wave)))
+    click.echo(f"critical path: {_num(length)} ({_unit(n_est, n)})")
+    click.echo(_wrap("  ", " -> ".join(cpath)))
+    click.echo(f"total work: {_num(total)}")
+    click.echo(f"lower bound with {n_jobs} worker{'s' if n_jobs != 1 else ''}: "
+               f"{_num(max(length, total / n_jobs))} = max(critical path {_num(length)}, "
+               f"total {_num(total)} / {n_jobs})")
+    if warnings:
+        click.echo(f"warnings ({len(warnings)}):")
+        for w in warnings:
+            click.echo(f"  {w}")
+    else:
+        click.echo("warnings: none")
+
+
+def _fail(problems: list[str]) -> None:
+    """Print every problem on its own line and exit 2 (no traceback)."""
+    for p in problems:
+        click.echo(f"uet: {p}", err=True)
+    sys.exit(EXIT_INVALID)
+
