@@ -75,3 +75,29 @@ def test_bad_range(repo: Path) -> None:
         check_revs(s.repo, ["nosuchbranch..HEAD"])
     proc = uet("check", "nosuchbranch..HEAD", cwd=repo)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+
+
+def test_superseded_candidate_fails(repo: Path) -> None:
+    """applied -> queued (the tip moved) -> applied again: only the last candidate passes."""
+    from uet_git.gitrepo import Repo
+
+    r = Repo.open(repo)
+    base = r.rev_parse("HEAD")
+    assert base
+    with Ledger.create(r, base=base, target="main", plan={}) as led:
+        run = led.run
+        p = uet_commit(r, base, {"w.txt": "w"}, "w", run)
+        led.record("w", "created", attempt=1, patch=p)
+        led.record("w", "validated", attempt=1)
+        led.record("w", "queued", attempt=1)
+        old = uet_commit(r, base, {"w.txt": "w", "x": "1"}, "w", run)
+        led.record("w", "applied", attempt=1, candidate=old)
+        led.record("w", "queued", attempt=1)
+        new = uet_commit(r, base, {"w.txt": "w", "x": "2"}, "w", run)
+        led.record("w", "applied", attempt=1, candidate=new)
+        led.record("w", "verified", attempt=1)
+        led.record("w", "committed", attempt=1, integration=new)
+    assert check_revs(r, [f"{base}..{new}"]) == (1, [])
+    _, problems = check_revs(r, [f"{base}..{old}"])
+    assert problems == [f"{old[:12]} 'w: change': w: a superseded candidate (the tip moved; "
+                        f"w is committed as {new[:12]}) in run {run}"]

@@ -79,6 +79,10 @@ def _verdict(oid: str, run: str | None, ws: str, idx: _RunIndex | None) -> str |
         if rec.attempt is not None and attempt is not None and attempt != rec.attempt:
             return (f"{sws}: attempt {attempt} was {state}; attempt {rec.attempt} is "
                     f"{rec.state} in run {run}")
+        if oid not in (rec.patch, rec.candidate):
+            current = rec.candidate or rec.patch
+            return (f"{sws}: a superseded candidate (the tip moved; {sws} is {rec.state}"
+                    + (f" as {current[:12]}" if current else "") + f") in run {run}")
         if state == "committed":
             return f"{sws}: {rec.state} in run {run}"
         return f"{sws}: {state}{f' ({reason})' if reason else ''}, not committed, in run {run}"
