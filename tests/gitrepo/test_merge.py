@@ -149,3 +149,19 @@ def test_diff_stat_and_ancestry(r) -> None:
     assert not is_ancestor(repo, b, base)
     with pytest.raises(GitError, match="does not exist"):
         is_ancestor(repo, "1" * 40, base)
+
+
+def test_rename_on_one_side_follows_an_edit_on_the_other(r) -> None:
+    path, repo, base = r
+    ours = commit(repo, base, {"f.txt": None, "moved/f.txt": TEXT.encode()})
+    theirs = commit(repo, base, {"f.txt": TEXT.replace("line 7\n", "line 7 edited\n").encode()})
+    res = merge_trees(repo, base, ours, theirs)
+    assert res.clean
+    names = git(path, "ls-tree", "-r", "--name-only", res.tree).split()
+    assert "f.txt" not in names and "moved/f.txt" in names
+    assert "line 7 edited" in show(path, res.tree, "moved/f.txt")
+    # renamed differently on both sides: a conflict naming the paths involved
+    other = commit(repo, base, {"f.txt": None, "elsewhere.txt": TEXT.encode()})
+    conflict = merge_trees(repo, base, ours, other)
+    assert not conflict.clean
+    assert conflict.conflicts == ["elsewhere.txt", "f.txt", "moved/f.txt"]

@@ -47,6 +47,9 @@ def test_bare_and_outside_are_one_line_errors(tmp_path: Path) -> None:
         Repo.open(outside)
     with pytest.raises(GitError, match="no such directory"):
         Repo.open(tmp_path / "missing")
+    path = make_repo(tmp_path / "repo")
+    with pytest.raises(GitError, match="inside the git directory"):
+        Repo.open(path / ".git")
 
 
 def test_git_version_is_checked() -> None:

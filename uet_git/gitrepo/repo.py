@@ -110,6 +110,9 @@ class Repo:
         # A bare repository answers the first questions, then fails on --show-toplevel.
         if (lines and lines[0] == "true") or (proc.returncode == 0 and len(lines) < 4):
             raise GitError(f"{p.resolve()}: a bare repository has no worktree; uet needs one")
+        if proc.returncode != 0 and len(lines) >= 2:
+            raise GitError(f"{p.resolve()}: inside the git directory {lines[1]}; "
+                           "run uet from the worktree")
         if proc.returncode != 0:
             raise GitError(f"{p.resolve()}: not inside a git repository")
         git_dir = Path(lines[1])
