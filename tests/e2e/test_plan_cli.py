@@ -223,3 +223,17 @@ def test_converted_legacy_corpus_plans_every_converted_bundle(tmp_path: Path):
     assert sum(len(w) for w in data["waves"]) == len(converted)
     pos = {ws_id: i for i, ws_id in enumerate(data["order"])}
     assert all(pos[a] < pos[b] for a, b in data["edges"])
+
+
+def test_many_warnings_are_capped_in_text_but_not_in_json(tmp_path: Path):
+    repo = make_repo(tmp_path / "repo")
+    items = [{"id": f"w{i:02d}", "scope": {"allow": ["shared.txt"]}} for i in range(16)]
+    write(repo, "workstreams/all.json", json.dumps(items))
+    r = uet("plan", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert "warnings (120):" in r.stdout  # 16 * 15 / 2 unordered pairs
+    shown = [line for line in r.stdout.splitlines() if "may conflict" in line]
+    assert len(shown) == 100
+    assert "  ... 20 more (uet plan --json lists them all)" in r.stdout
+    r = uet("plan", "--json", cwd=repo)
+    assert len(json.loads(r.stdout)["warnings"]) == 120

@@ -1,7 +1,7 @@
 """``uet plan [PATH] [--jobs N] [--json]``: the dependency plan of a workstream set.
 
 Text output: counts, waves, the critical path, total work, the lower bound of the wall time for
-N workers, and warnings (loader warnings, predicted scope conflicts).
+N workers, and warnings (loader warnings, predicted scope conflicts; the first 100).
 
 ``--json`` prints one object, stable within ``version`` (fields are only ever added):
 
@@ -46,6 +46,7 @@ from uet_git.spec.load import load_config, load_workstreams
 from uet_git.spec.models import Config
 
 DEFAULT_JOBS = 4
+MAX_TEXT_WARNINGS = 100  # the text view stays readable; --json has every warning
 JOBS_ENV = ("UET_JOBS", "PIPELINE_MAX_WORKERS")
 
 
@@ -122,8 +123,8 @@ def _wrap(prefix: str, text: str) -> str:
 @click.command("plan")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Workers for the lower bound (default: uet.toml [run] jobs, UET_JOBS, "
-                   "PIPELINE_MAX_WORKERS, else 4).")
+              help="Workers for the lower bound (default: UET_JOBS, else PIPELINE_MAX_WORKERS, "
+                   "else uet.toml [run] jobs, else 4).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
 def cmd(path: Path | None, jobs: int | None, as_json: bool) -> None:
     """Show the dependency plan of PATH (a workstream file or directory; default: the
@@ -179,8 +180,11 @@ def cmd(path: Path | None, jobs: int | None, as_json: bool) -> None:
                f"total {_num(total)} / {n_jobs})")
     if warnings:
         click.echo(f"warnings ({len(warnings)}):")
-        for w in warnings:
+        for w in warnings[:MAX_TEXT_WARNINGS]:
             click.echo(f"  {w}")
+        if len(warnings) > MAX_TEXT_WARNINGS:
+            click.echo(f"  ... {len(warnings) - MAX_TEXT_WARNINGS} more (uet plan --json lists "
+                       "them all)")
     else:
         click.echo("warnings: none")
 
