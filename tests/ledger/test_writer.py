@@ -249,6 +249,10 @@ def test_reasons_and_attempts_are_checked(env) -> None:
         ledger.record("w1", "blocked", attempt=1, trailers={"Bad Key": "x"})
     with pytest.raises(UetError, match="written by the ledger"):
         ledger.record("w1", "blocked", attempt=1, trailers={"Uet-To": "x"})
+    with pytest.raises(UetError, match="must be bytes"):
+        ledger.record("w1", "blocked", attempt=1, evidence={"log": 12})  # type: ignore[dict-item]
+    with pytest.raises(UetError, match="bad evidence name"):
+        ledger.record("w1", "blocked", attempt=1, evidence={"../x": b"x"})
     assert uet_refs(path) == refs
 
     ledger.record("w1", "quarantined", attempt=1, reason="tool-failed")
@@ -320,7 +324,9 @@ def test_large_evidence_is_truncated_with_a_marker(env) -> None:
     path, repo, base, ledger = env
     data = b"HEAD" + b"x" * (3 * MAX_EVIDENCE) + b"TAIL"
     drive(ledger, repo, base, "w1", "created")
-    ledger.record("w1", "validated", attempt=1, evidence={"stdout": data, "small": b"s"})
+    ledger.record("w1", "validated", attempt=1,
+                  evidence={"stdout": data, "small": b"s", "text/log": "caf\u00e9\n"})
+    assert git(path, "show", f"refs/uet/ledger/{RUN}:evidence/w1/1/text/log") == "caf\u00e9"
     raw = subprocess.run(["git", "cat-file", "blob", f"refs/uet/ledger/{RUN}:evidence/w1/1/stdout"],
                          cwd=path, capture_output=True, check=True).stdout
     assert len(raw) <= MAX_EVIDENCE

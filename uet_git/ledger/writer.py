@@ -491,7 +491,9 @@ class Ledger:
                         ) -> dict[str, bytes | None]:
         files: dict[str, bytes | None] = {}
         for name, data in (evidence or {}).items():
-            if not isinstance(data, bytes | bytearray):
+            if isinstance(data, str):
+                data = data.encode("utf-8", "surrogateescape")
+            if not isinstance(data, bytes | bytearray | memoryview):
                 raise UetError(f"evidence {name!r} must be bytes")
             path = f"{prefix}/{name}"
             try:
