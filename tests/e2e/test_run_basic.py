@@ -66,7 +66,10 @@ def test_failing_acceptance_quarantines_blocks_dependents_siblings_land(tmp_path
         "bad": {"command": "echo 1 > bad.txt", "acceptance": ["grep -q 2 bad.txt"]},
         "after-bad": {"depends_on": ["bad"], "command": "echo x > x.txt"},
         "after-after": {"depends_on": ["after-bad"], "command": "echo y > y.txt"},
-        "sibling": {"command": "echo s > s.txt", "acceptance": ["grep -q s s.txt"]},
+        # Acceptance sees exactly the patch: HEAD is the patch commit and nothing differs.
+        "sibling": {"command": "echo s > s.txt", "acceptance": [
+            "grep -q s s.txt", 'test "$(git rev-parse HEAD)" = "$UET_PATCH"',
+            "git diff --quiet HEAD", 'test -z "$(git status --porcelain)"']},
     })
     proc = run_ok(repo, "run", code=1)
     run_id = last_run(repo)

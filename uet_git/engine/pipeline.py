@@ -360,8 +360,13 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
                    detail=detail or f"{len(changes)} changed paths within scope and limits")
     if ws.acceptance:
         ctx.reporter.worker(worker, ws_id, "acceptance")
-        # Exactly the patch's tree (ignored files such as a .venv built by setup stay).
-        reset_worktree(ctx.repo, wt.path, patch, keep_ignored=True)
+        if wt.base != patch:
+            # The worktree holds exactly the patch's files (the snapshot took them from it);
+            # point HEAD and the index at the patch too, in one cheap step. Ignored files (a
+            # .venv built by setup) stay.
+            proc = ctx.repo.git("reset", "-q", patch, cwd=wt.path, check=False)
+            if proc.returncode != 0:  # a tool broke the index or HEAD: the full reset repairs
+                reset_worktree(ctx.repo, wt.path, patch, keep_ignored=True)
         env = ctx.env_for(ws, worker, wt.path, {"UET_PATCH": patch}, attempt=attempt)
         acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=ws.timeout,
                            log_dir=ctx.log_dir(ws_id, attempt, "acceptance"), name="acceptance",
