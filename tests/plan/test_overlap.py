@@ -6,7 +6,7 @@ import random
 
 from uet_git.plan.dag import build_plan
 from uet_git.plan.overlap import _may_overlap, _overlap, _Pat, ancestor_bits, predict_conflicts
-from uet_git.spec.models import Workstream
+from uet_git.spec.models import Scope, Workstream
 from uet_git.spec.scope import matches, patterns_overlap, validate_pattern
 
 
@@ -54,6 +54,14 @@ def test_dir_literal_overlap():
     assert warn(ws("a", ["lib/"]), ws("b", ["lib/x/y.c"])) == [
         "a and b may conflict: both may change lib/x/y.c (add depends_on: [a] to b)"
     ]
+
+
+def test_invalid_patterns_overlap_nothing():
+    # The models refuse these; objects built without validation must not produce warnings.
+    def raw(id: str, allow: list[str]) -> Workstream:
+        return Workstream.model_construct(id=id, scope=Scope.model_construct(allow=allow, deny=[]))
+
+    assert warn(raw("a", ["src/\x01"]), ws("b", ["**"]), raw("c", ["/etc/passwd"])) == []
 
 
 def test_ordered_pair_does_not_warn():

@@ -26,7 +26,7 @@ from itertools import islice
 
 from uet_git.plan.dag import Plan
 from uet_git.spec.models import Workstream
-from uet_git.spec.scope import matches, patterns_overlap
+from uet_git.spec.scope import matches, patterns_overlap, validate_pattern
 
 _GLOB = frozenset("*?[")
 _CUT = frozenset("*?[]")
@@ -58,6 +58,7 @@ class _Pat:
     head: int  # components before the first ``**`` (all of them without one)
     tail: int  # components after the last ``**`` (all of them without one)
     starstar: bool
+    valid: bool  # invalid patterns (refused by the loader) overlap nothing
 
     @classmethod
     def of(cls, text: str) -> _Pat:
@@ -74,7 +75,8 @@ class _Pat:
         head = names.index(_STARSTAR) if ss else len(names)
         tail = names[::-1].index(_STARSTAR) if ss else len(names)
         literal = len(key) == len(names) and not text.endswith("/")
-        return cls(text, comps, tuple(key), literal, head, tail, ss)
+        return cls(text, comps, tuple(key), literal, head, tail, ss,
+                   validate_pattern(text) is None)
 
 
 def _affixes(comp: str) -> tuple[bool, str, str]:
@@ -121,7 +123,7 @@ def _may_overlap(a: _Pat, b: _Pat) -> bool:
 
 def _overlap(a: _Pat, b: _Pat) -> str | None:
     """An example path both patterns match, or None."""
-    if not _may_overlap(a, b):
+    if not (a.valid and b.valid and _may_overlap(a, b)):
         return None
     if a.literal:
         return a.text if matches(b.text, a.text) else None
