@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from uet_git.errors import UetError
 from uet_git.gitrepo.refs import RefConflict
 from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.worktrees import list_worktrees
 from uet_git.ledger import query
 from uet_git.ledger.layout import integration_ref
 
@@ -105,28 +106,18 @@ def branch_name(target: str) -> str:
 
 
 def checkouts_of(repo: Repo, ref: str) -> list[Checkout]:
-    """Every existing worktree that has ``ref`` checked out, except uet's own pool."""
-    raw = repo.git("worktree", "list", "--porcelain", "-z").stdout.decode(errors="surrogateescape")
+    """Every existing worktree that has ``ref`` checked out, except uet's own pool.
+
+    Read through ``list_worktrees`` so it waits for the pool's ``git worktree add``: a list
+    racing with an add reads a half-written admin dir and fails (``--land continuous``)."""
     own = (repo.common_dir / "uet").resolve()
     found: list[Checkout] = []
-    record: dict[str, str] = {}
-
-    def flush() -> None:
-        path = record.get("worktree")
-        if path and record.get("branch") == ref and "bare" not in record \
-                and "prunable" not in record:
-            p = Path(path).resolve()
-            if own not in p.parents and p.is_dir():
-                found.append(Checkout(path=p, head=record.get("HEAD")))
-
-    for item in raw.split("\0"):
-        if item == "":
-            flush()
-            record = {}
+    for info in list_worktrees(repo):
+        if info.branch != branch_name(ref) or info.bare or info.prunable:
             continue
-        key, _, value = item.partition(" ")
-        record[key] = value
-    flush()
+        p = Path(info.path).resolve()
+        if own not in p.parents and p.is_dir():
+            found.append(Checkout(path=p, head=info.head))
     return found
 
 
