@@ -237,3 +237,15 @@ def test_many_warnings_are_capped_in_text_but_not_in_json(tmp_path: Path):
     assert "  ... 20 more (uet plan --json lists them all)" in r.stdout
     r = uet("plan", "--json", cwd=repo)
     assert len(json.loads(r.stdout)["warnings"]) == 120
+
+
+def test_bundled_sample_plans(tmp_path: Path):
+    from uet_git.spec.load import samples_dir
+
+    r = uet("plan", str(samples_dir()), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "critical path:" in r.stdout and "lower bound with 4 workers:" in r.stdout
+    r = uet("plan", str(samples_dir()), "--json", cwd=tmp_path)
+    data = json.loads(r.stdout)
+    assert len(data["nodes"]) == len(data["order"]) >= 2
+    assert data["lower_bound"] >= data["critical_path"]["length"] > 0
