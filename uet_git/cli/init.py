@@ -20,8 +20,8 @@ jobs = 4                       # parallel workers (overridden by --jobs or UET_J
 # target = "main"              # branch to land on (default: the branch checked out now)
 workstreams = "workstreams"    # where workstream files are read from (recursively)
 land = "end"                   # end | continuous | never: when verified work lands on target
-deterministic = false          # true: fixed dates and ids in commits, for reproducible runs
-port_base = 20000              # each worker gets UET_PORT_BASE = port_base + slot * port_block
+deterministic = false          # true: integrate in a fixed topological order (ties by id)
+port_base = 20000              # worker k gets UET_PORT = port_base + k * port_block
 port_block = 100
 
 [worktree]
