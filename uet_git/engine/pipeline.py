@@ -323,10 +323,51 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
                               changes=norm.changes, wt=wt, state="created")
         outcome.duration = time.monotonic() - start
         return outcome
+    except Exception:
+        # uet itself failed on this workstream: keep what the tool did before the worktree
+        # goes back to the pool (the loop records the internal error).
+        try:
+            preserve_worktree(ctx, wt, label, ctx.ledger.state(ws_id), "uet failed on it")
+        except Exception:
+            keep = True  # cannot snapshot it: leave the worktree alone for a resume
+        raise
     finally:
         ctx.reporter.worker(worker, None)
         if not keep:
             ctx.pool.release(wt)
+
+
+def preserve_worktree(ctx: RunContext, wt: Worktree, label: str, rec: Any, why: str
+                      ) -> str | None:
+    """Snapshot a worktree holding work the ledger does not know into the ledger (a
+    ``run: orphan`` event: the snapshot commit in its trailers, the binary diff against the
+    worktree's base as evidence) before the worktree is reused. Returns the snapshot commit,
+    or None when it held nothing new (or exactly a patch the ledger already has)."""
+    import pygit2
+
+    from uet_git.gitrepo.objects import to_oid
+    from uet_git.workers.pool import snapshot_orphan
+
+    snap = snapshot_orphan(ctx.repo, wt, f"uet: orphaned worktree of {label}")
+    if snap is None:
+        return None
+    pg = ctx.repo.pg
+    tree = pg[to_oid(snap)].peel(pygit2.Commit).tree_id
+    for oid in (getattr(rec, "patch", None), getattr(rec, "candidate", None)):
+        if oid and pg[to_oid(oid)].peel(pygit2.Commit).tree_id == tree:
+            return None  # a worker had reset it to the recorded patch: nothing unknown
+    base = wt.base
+    diff = ctx.repo.git("diff", "--binary", base, snap, check=False).stdout if base else b""
+    ctx.ledger.event(
+        "run: orphan",
+        f"worktree {wt.path} (slot {wt.slot}) held changes of {label} that the ledger did not "
+        f"record ({why}); snapshot {snap[:12]} (tree {str(tree)[:12]}) kept as evidence",
+        trailers={"Uet-Orphan": label, "Uet-Snapshot": snap, "Uet-Snapshot-Tree": str(tree),
+                  **({"Uet-Snapshot-Base": base} if base else {})},
+        evidence={f"orphan-{label.replace('/', '-')}-{snap[:12]}.diff": diff},
+    )
+    ctx.reporter.message(f"recorded the orphaned worktree of {label} as {snap[:12]}")
+    return snap
 
 
 def _empty_patch(ctx: RunContext, ws: Workstream, base: str, attempt: int) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 import pygit2
 
 from uet_git.engine.options import RunOptions, RunResult, resolve_jobs, resolve_land
-from uet_git.engine.pipeline import RunContext
+from uet_git.engine.pipeline import RunContext, preserve_worktree
 from uet_git.engine.report import Reporter
 from uet_git.engine.run import drive, load_inputs, workstreams_from_record
 from uet_git.errors import UetError
@@ -36,7 +36,6 @@ from uet_git.ledger.writer import Ledger
 from uet_git.plan.dag import build_plan
 from uet_git.spec.load import load_config
 from uet_git.spec.models import Config
-from uet_git.workers.pool import snapshot_orphan
 
 
 def stop_stale_tools(run: str, grace: float = 2.0) -> list[int]:
@@ -101,22 +100,8 @@ def record_orphans(ctx: RunContext) -> list[str]:
             continue  # else another run's, interrupted: its own resume records it
         parts = label[len(prefix):].split("/")
         ws = parts[0] if parts else "?"
-        snap = snapshot_orphan(ctx.repo, wt, f"uet: orphaned worktree of {label}")
-        if snap is not None and not _known(ctx, states.get(ws), snap):
-            base = wt.base
-            diff = b""
-            if base:
-                diff = ctx.repo.git("diff", "--binary", base, snap, check=False).stdout
-            tree = str(ctx.repo.pg[to_oid(snap)].peel(pygit2.Commit).tree_id)
-            ctx.ledger.event(
-                "run: orphan",
-                f"worktree {wt.path} (slot {wt.slot}) held changes of {label} that the ledger "
-                f"did not record; snapshot {snap[:12]} (tree {tree[:12]}) kept as evidence",
-                trailers={"Uet-Orphan": label, "Uet-Snapshot": snap, "Uet-Snapshot-Tree": tree,
-                          **({"Uet-Snapshot-Base": base} if base else {})},
-                evidence={f"orphan-{label.replace('/', '-')}-{snap[:12]}.diff": diff},
-            )
-            ctx.reporter.message(f"recorded the orphaned worktree of {label} as {snap[:12]}")
+        snap = preserve_worktree(ctx, wt, label, states.get(ws), "the interrupted run")
+        if snap is not None:
             recorded.append(snap)
         ctx.pool.release(wt)
     return recorded
@@ -127,19 +112,6 @@ def _finished(repo: Repo, run: str) -> bool:
         return query.read_ledger(repo, run).finished
     except Exception:  # not a run id, or no ledger: leave that worktree alone
         return False
-
-
-def _known(ctx: RunContext, rec: query.WsRecord | None, snap: str) -> bool:
-    """The snapshot is exactly a tree the ledger already holds for that workstream (a worker
-    reset its worktree to the recorded patch for acceptance, then the run died)."""
-    if rec is None:
-        return False
-    pg = ctx.repo.pg
-    tree = pg[to_oid(snap)].peel(pygit2.Commit).tree_id
-    for oid in (rec.patch, rec.candidate):
-        if oid and pg[to_oid(oid)].peel(pygit2.Commit).tree_id == tree:
-            return True
-    return False
 
 
 def resume_run(repo: Repo, run_id: str | None, options: RunOptions, *,
