@@ -184,6 +184,18 @@ def test_tool_that_prints_a_diff(tmp_path: Path):
     fsck_clean(repo)
 
 
+def test_tool_that_prints_a_mailbox_patch(tmp_path: Path):
+    repo = setup_repo(
+        tmp_path / "r",
+        config=f'[tools.mailer]\ncommand = ["{tool("print_mbox.sh")}"]\noutput = "mbox"\n',
+        workstreams={"mailed": {"tool": "mailer"}},
+    )
+    run_ok(repo, "run")
+    assert git(repo, "show", "main:mailed.txt") == "from a mailbox"
+    assert trailers(repo, "main")["Uet-Workstream"] == "mailed"
+    fsck_clean(repo)
+
+
 def test_delete_rename_binary_exec_bit(tmp_path: Path):
     repo = setup_repo(tmp_path / "r", files={
         "delete_me.txt": "bye\n", "old_name.txt": "same content\n", "run_me.sh": "echo hi\n",
