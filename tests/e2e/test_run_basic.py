@@ -93,9 +93,16 @@ def test_same_lines_unordered_one_commits_other_conflicts(tmp_path: Path):
                       workstreams={
                           "left": {"command": "printf 'LEFT\\nline two\\n' > shared.txt"},
                           "right": {"command": "printf 'RIGHT\\nline two\\n' > shared.txt"},
+                          "after-left": {"depends_on": ["left"], "command": "echo l > l.txt"},
+                          "after-right": {"depends_on": ["right"], "command": "echo r > r.txt"},
                       })
     run_ok(repo, "run", "--jobs", "2", code=1)
     st = states(repo)
+    # The loser's dependent is blocked (recorded), the winner's lands.
+    loser = next(w for w in ("left", "right") if st[w] == "quarantined")
+    winner = "right" if loser == "left" else "left"
+    assert st[f"after-{loser}"] == "blocked" and st[f"after-{winner}"] == "committed"
+    del st[f"after-{loser}"], st[f"after-{winner}"]
     assert sorted(st.values()) == ["committed", "quarantined"]
     loser = next(w for w, s in st.items() if s == "quarantined")
     winner = next(w for w, s in st.items() if s == "committed")

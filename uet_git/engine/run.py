@@ -368,8 +368,7 @@ class Engine:
                 if self.land_mode == "continuous":
                     self._land_now()
             elif res.state == "quarantined":
-                self.scheduler.failed(ev.ws)
-                self._block_dependents(ev.ws, already_failed=True)
+                self._block_dependents(ev.ws)
             else:  # cancelled mid-verification: stays applied, resume continues it
                 self.scheduler.state[ev.ws] = "queued"
 
@@ -395,7 +394,8 @@ class Engine:
         self.scheduler.worker_done(ws_id, queued=False)
         self._block_dependents(ws_id)
 
-    def _block_dependents(self, ws_id: str, already_failed: bool = False) -> None:
+    def _block_dependents(self, ws_id: str) -> None:
+        """Mark ``ws_id`` failed and record its not-started transitive dependents blocked."""
         blocked = self.scheduler.failed(ws_id)
         rec = self.ctx.ledger.state(ws_id)
         why = f"{rec.reason}" if rec is not None and rec.reason else "failed"
