@@ -21,7 +21,7 @@ def test_retry_new_attempt_then_dependents_run(tmp_path: Path):
     flag = tmp_path / "flag"
     repo = setup_repo(tmp_path / "r", workstreams={
         "a": {"command": "echo a > a.txt", "acceptance": [f"test -f {flag}"]},
-        "b": {"depends_on": ["a"], "command": "echo b > b.txt"},
+        "b": {"depends_on": ["a", "c"], "command": "echo b > b.txt"},
         "c": {"command": "echo c > c.txt"},
     })
     run_ok(repo, "run", code=1)

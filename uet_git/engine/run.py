@@ -537,13 +537,17 @@ def _engine_for(ctx: RunContext, include: set[str], jobs: int, land_mode: str,
                    if r.state in ("quarantined", "dropped", "rolled-back") and ws not in retry}
     for ws_id in plan.ids:
         rec = records.get(ws_id)
-        if rec is None or ws_id not in include:
+        if rec is None:
             continue
         st, att = rec.state, rec.attempt or 1
         if st == "committed":
+            # Also outside ``include``: a retried workstream's other dependencies count.
             committed.append(ws_id)
             if rec.candidate:
                 tip_after[ws_id] = rec.candidate
+            continue
+        if ws_id not in include:
+            continue
         elif st in ("quarantined", "dropped", "rolled-back"):
             if ws_id in retry and st == "quarantined":
                 attempts[ws_id] = att + 1
