@@ -149,9 +149,8 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, *,
         deterministic = bool(options.deterministic or saved.get("deterministic"))
         reporter = Reporter(options.output)
         stale = stop_stale_tools(run)
-        if stale:
-            reporter.message(f"stopped {len(stale)} tool processes left running by the "
-                             f"interrupted run: {', '.join(map(str, stale))}")
+        notes = [f"stopped {len(stale)} tool processes left running by the interrupted run: "
+                 f"{', '.join(map(str, stale))}"] if stale else []
         what = f"retry of {', '.join(sorted(only))}" if only else "resume"
         ledger.event("run: resume", f"{what} by pid-{_pid()}",
                      trailers={"Uet-Resume": ",".join(sorted(only)) if only else "all"})
@@ -159,7 +158,7 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, *,
                      land_mode=land_mode, deterministic=deterministic,
                      keep_worktrees=options.keep_worktrees, reporter=reporter,
                      weights=_weights(record, plan.ids), records=records, retry=retry,
-                     resumed=True, reverify=reverify)
+                     resumed=True, reverify=reverify, warnings=notes)
 
 
 def _pid() -> int:
