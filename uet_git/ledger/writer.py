@@ -51,6 +51,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,8 @@ class Ledger:
         self._owner = owner
         self._mutex = threading.RLock()
         self._updater = RefUpdater(repo)
+        # A Ledger dropped without close() must not leave its git process behind.
+        weakref.finalize(self, self._updater.close)
         self._closed = False
         self.base: str = ""
         self.target: str | None = None
