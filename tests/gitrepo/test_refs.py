@@ -63,6 +63,7 @@ def test_a_mismatch_anywhere_applies_nothing(r, long_lived: bool) -> None:
         with pytest.raises(RefConflict, match="refused, nothing changed") as info:
             tx.commit()
         assert "\n" not in str(info.value)
+        assert not info.value.lock_held
         assert refs(path) == before
     # The updater respawns after git died on the failures above.
     repo.transaction(updater).update("refs/uet/b", c2, c1).commit()
@@ -76,8 +77,9 @@ def test_a_held_lock_is_a_conflict(r) -> None:
     repo.transaction().create("refs/uet/a", c1).commit()
     lock = path / ".git" / "refs" / "uet" / "a.lock"
     lock.write_text("held")
-    with pytest.raises(RefConflict, match="refs/uet/a"):
+    with pytest.raises(RefConflict, match="refs/uet/a") as info:
         repo.transaction().update("refs/uet/a", c2, c1).commit()
+    assert info.value.lock_held
     with RefUpdater(repo) as up, pytest.raises(RefConflict):
         repo.transaction(up).update("refs/uet/a", c2, c1).commit()
     lock.unlink()

@@ -13,7 +13,7 @@ from uet_git.errors import UetError
 from uet_git.gitrepo import objects
 from uet_git.gitrepo.refs import RefConflict
 from uet_git.gitrepo.repo import Repo
-from uet_git.ledger import layout
+from uet_git.ledger import layout, writer
 from uet_git.ledger.states import STATES, TRANSITIONS, IllegalTransition
 from uet_git.ledger.writer import MAX_EVIDENCE, Ledger, LedgerBusy, truncate
 
@@ -439,3 +439,28 @@ def test_a_generated_run_id_that_is_taken_is_replaced(env, monkeypatch) -> None:
         assert other.run == "20261125-101502-0001"
     assert sorted(r for r in uet_refs(path) if "/ledger/" in r) == [
         "refs/uet/ledger/20261125-101502-0001", f"refs/uet/ledger/{RUN}"]
+
+
+def test_a_ref_lock_held_for_a_moment_is_waited_for(env, monkeypatch) -> None:
+    path, _repo, _base, ledger = env
+    lock = path / ".git" / "refs" / "uet" / "ledger" / f"{RUN}.lock"
+    lock.write_text("")  # as a user's `git pack-refs` would, briefly
+    timer = threading.Timer(0.3, lock.unlink)
+    timer.start()
+    try:
+        ledger.record("w1", "blocked", attempt=1)
+    finally:
+        timer.join()
+    assert ledger.state("w1").state == "blocked"
+    assert f"refs/uet/blocked/{RUN}/w1" in uet_refs(path)
+    # A lock that stays is reported, and nothing is written (shorter retries here).
+    monkeypatch.setattr(writer, "LOCK_RETRY_DELAYS", (0.05, 0.05))
+    lock.write_text("")
+    refs = uet_refs(path)
+    with pytest.raises(RefConflict, match="could not lock its refs") as info:
+        ledger.record("w1", "dropped", attempt=1)
+    assert info.value.lock_held
+    lock.unlink()
+    assert uet_refs(path) == refs
+    ledger.record("w1", "dropped", attempt=1)
+    fsck_strict(path)

@@ -37,7 +37,14 @@ _FSYNC = ["-c", "core.fsync=committed,reference"]
 
 
 class RefConflict(GitError):
-    """A ref did not hold the expected old value, or its lock is held: nothing was applied."""
+    """A ref did not hold the expected old value, or its lock is held: nothing was applied.
+    ``lock_held`` tells the second case (worth a retry: another git, e.g. a user's
+    ``git pack-refs``, held the lock for a moment) from a lost compare-and-swap."""
+
+    def __init__(self, message: str, exit_code: int | None = None, *,
+                 lock_held: bool = False) -> None:
+        super().__init__(message, exit_code)
+        self.lock_held = lock_held
 
 
 @dataclass(frozen=True)
@@ -138,8 +145,10 @@ def _failure(stderr: bytes, rc: int | None, tx: RefTransaction) -> GitError:
     conflict_words = ("cannot lock ref", "unable to lock", "File exists", "is at", "but expected",
                       "reference already exists", "unable to resolve reference",
                       "reference is missing", "cannot create", "exists; cannot")
-    cls = RefConflict if any(w in msg for w in conflict_words) else GitError
-    return cls(f"ref transaction on {refs} refused, nothing changed: {msg}")
+    text = f"ref transaction on {refs} refused, nothing changed: {msg}"
+    if any(w in msg for w in conflict_words):
+        return RefConflict(text, lock_held="File exists" in msg)
+    return GitError(text)
 
 
 class RefUpdater:

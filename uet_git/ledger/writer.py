@@ -61,7 +61,7 @@ import pygit2
 
 from uet_git.errors import UetError
 from uet_git.gitrepo import objects
-from uet_git.gitrepo.refs import RefConflict, RefUpdater
+from uet_git.gitrepo.refs import RefConflict, RefTransaction, RefUpdater
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.ledger import layout
 from uet_git.ledger.query import WsRecord, read_ledger, state_refs_of, ws_record
@@ -73,6 +73,7 @@ from uet_git.ledger.states import (
 )
 
 MAX_EVIDENCE = 1 << 20  # bytes kept per evidence blob
+LOCK_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)  # seconds between retries of a held ref lock
 STALE_LOCK_AGE = 1.0  # seconds: a ref lock this old under a held run lock is a dead writer's
 PLAN_PATH = "plan.json"
 CONFIG_PATH = "config.json"
@@ -613,11 +614,12 @@ class Ledger:
             if os.environ.get("UET_LEDGER_CRASH"):
                 self._updater.before_commit = lambda: _crash_point("after-prepare", ws)
             try:
-                tx.commit()
+                self._commit(tx)
             except RefConflict as exc:
+                what = ("could not lock its refs" if exc.lock_held else "lost a race")
                 raise RefConflict(
-                    f"run {self.run}: {ws} {frm or 'none'} -> {to} lost a race and was not "
-                    f"recorded: {exc}") from None
+                    f"run {self.run}: {ws} {frm or 'none'} -> {to} {what} and was not "
+                    f"recorded: {exc}", lock_held=exc.lock_held) from None
             except BaseException:
                 # Interrupted (Ctrl-C, a broken pipe) after "commit" may have reached git: the
                 # ledger ref says whether it happened; keep the cache true to it either way.
@@ -629,6 +631,22 @@ class Ledger:
             self._remember(ws, to, attempt, reason, patch_oid, cand_oid, cur, same_attempt,
                            new_ref, target, commit, tree, integ_oid)
             return commit
+
+    @staticmethod
+    def _commit(tx: RefTransaction) -> None:
+        """Commit ``tx``, retrying for ~1.5 s while another git holds one of its ref locks
+        (a user's ``git pack-refs``/``gc`` in the same repository). A lost compare-and-swap
+        is never retried: this writer holds the run's lock, so it means the refs were moved
+        behind its back."""
+        for delay in LOCK_RETRY_DELAYS:
+            try:
+                tx.commit()
+                return
+            except RefConflict as exc:
+                if not exc.lock_held:
+                    raise
+            time.sleep(delay)
+        tx.commit()
 
     def _remember(self, ws: str, to: str, attempt: int, reason: str | None,
                   patch_oid: str | None, cand_oid: str | None, cur: WsRecord | None,
@@ -679,7 +697,7 @@ class Ledger:
             tx = self.repo.transaction(self._updater)
             tx.update(layout.ledger_ref(self.run), commit, self._tip)
             try:
-                tx.commit()
+                self._commit(tx)
             except RefConflict as exc:
                 raise RefConflict(f"run {self.run}: event {subject!r} not recorded: {exc}") \
                     from None
