@@ -233,3 +233,13 @@ def test_only_takes_dependencies_and_paths_select_files(tmp_path: Path):
     run_ok(repo, "run", "workstreams/c.yaml")
     assert states(repo) == {"c": "committed"}
     assert sorted(landed_workstreams(repo)) == ["a", "b", "c"]
+
+
+def test_unreadable_diff_output_is_tool_failed(tmp_path: Path):
+    repo = setup_repo(tmp_path / "r", config='[tools.junk]\ncommand = "echo not a diff"\n'
+                                             'output = "diff"\n',
+                      workstreams={"j": {"tool": "junk"}, "ok": {"command": "echo k > k.txt"}})
+    run_ok(repo, "run", code=1)
+    assert states(repo) == {"j": "quarantined", "ok": "committed"}
+    full = git(repo, "log", "--format=%B", f"refs/uet/ledger/{last_run(repo)}")
+    assert "Uet-Reason: tool-failed" in full and "cannot take the tool's output" in full
