@@ -44,11 +44,12 @@ def stop_stale_tools(run: str, grace: float = 2.0) -> list[int]:
     would otherwise keep writing into worktrees the resumed run is about to reuse."""
     marker = f"UET_RUN={run}".encode()
     me = os.getpid()
+    spare = _ancestors(me)  # a shell a tool left open, from which this resume was typed
 
     def find() -> list[int]:
         pids = []
         for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
-            if not name.isdigit() or int(name) == me:
+            if not name.isdigit() or int(name) == me or int(name) in spare:
                 continue
             try:
                 with open(f"/proc/{name}/environ", "rb") as f:
@@ -73,6 +74,18 @@ def stop_stale_tools(run: str, grace: float = 2.0) -> list[int]:
         while time.monotonic() < end and find():
             time.sleep(0.05)
     return found
+
+
+def _ancestors(pid: int) -> set[int]:
+    out: set[int] = set()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                pid = int(f.read().rsplit(b")", 1)[-1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return out
 
 
 def _config_of(repo: Repo, ledger: Ledger) -> Config:
