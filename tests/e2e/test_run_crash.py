@@ -96,6 +96,8 @@ def test_real_sigkill_while_a_tool_sleeps_then_resume(tmp_path: Path):
     run_id = last_run(repo)
     marker.unlink()
     res = run_ok(repo, "resume")
+    # The killed run's tool (in its own session) was still sleeping: resume stopped it.
+    assert "tool processes left running by the interrupted run" in res.stdout
     assert states(repo, run_id) == {"fast": "committed", "slow": "committed",
                                     "after": "committed"}, res.stdout
     landed = landed_workstreams(repo)
