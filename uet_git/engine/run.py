@@ -704,6 +704,11 @@ def execute_run(repo: Repo, options: RunOptions) -> RunResult:
     from uet_git.plan.overlap import predict_conflicts
 
     warnings = spec_warnings + list(predict_conflicts(plan, list(plan.workstreams.values())))
+    if options.only:
+        named = {i.strip() for item in options.only for i in str(item).split(",")}
+        added = [i for i in plan.ids if i in include and i not in named]
+        if added:
+            warnings.append(f"--only: also running what they depend on: {', '.join(added)}")
     if dry_run_requested(options):
         print_dry_run(plan, include, jobs, target, base, weights, warnings, reporter, config)
         return RunResult(None, EXIT_OK, {"planned": len(include)}, False, "dry run")
