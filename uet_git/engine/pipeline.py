@@ -324,6 +324,11 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
         outcome.duration = time.monotonic() - start
         return outcome
     except Exception:
+        if ctx.cancel.is_set():
+            # Ctrl-C also reaches our own git commands (same process group): not an error of
+            # this workstream. Keep the worktree as it is for `uet resume`.
+            keep = True
+            raise
         # uet itself failed on this workstream: keep what the tool did before the worktree
         # goes back to the pool (the loop records the internal error).
         try:

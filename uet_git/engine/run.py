@@ -342,6 +342,9 @@ class Engine:
             assert ev.worker is not None
             self.free.append(ev.worker)
             self.free.sort()
+            if ev.error is not None and self.ctx.cancel.is_set():
+                self.scheduler.requeue(ev.ws)  # interrupted, not failed: resume redoes it
+                return
             if ev.error is not None:
                 self._internal_error(ev.ws, ev.error)
                 return
@@ -358,6 +361,9 @@ class Engine:
                 self.scheduler.requeue(ev.ws)
         else:
             self.integrating = None
+            if ev.error is not None and self.ctx.cancel.is_set():
+                self.scheduler.state[ev.ws] = "queued"  # resume continues from the ledger
+                return
             if ev.error is not None:
                 self._internal_error(ev.ws, ev.error)
                 return
