@@ -464,3 +464,37 @@ def test_a_ref_lock_held_for_a_moment_is_waited_for(env, monkeypatch) -> None:
     assert uet_refs(path) == refs
     ledger.record("w1", "dropped", attempt=1)
     fsck_strict(path)
+
+
+def test_a_run_collected_by_gc_can_still_be_written(env) -> None:
+    from datetime import timedelta
+
+    from uet_git.ledger.gc import gc
+
+    path, repo, base, ledger = env
+    drive(ledger, repo, base, "w1", "committed")
+    drive(ledger, repo, base, "w2", "dropped")
+    cand = ledger.state("w1").candidate
+    ledger.close()
+    result = gc(repo, older_than=timedelta(0))
+    assert f"refs/uet/committed/{RUN}/w1" in result.removed
+    assert f"refs/uet/dropped/{RUN}/w2" in result.removed
+    with Ledger.open(repo, RUN) as again:
+        assert again.state("w1").collected and again.state("w1").state == "committed"
+        assert again.integration_tip() == cand
+        again.record("w1", "rolled-back", attempt=1)
+        assert again.state("w1").state == "rolled-back"
+    refs = uet_refs(path)
+    assert refs[f"refs/uet/rolled-back/{RUN}/w1"] == again.state("w1").patch
+    # A run whose integration ref gc removed (it was still the base): recreated on a move.
+    run2 = "20261125-101503-0b0b"
+    with Ledger.create(repo, base=base, target="main", plan={}, run_id=run2) as l2:
+        drive(l2, repo, base, "w3", "dropped")
+    gc(repo, older_than=timedelta(0))
+    assert f"refs/uet/integration/{run2}" not in uet_refs(path)
+    with Ledger.open(repo, run2) as l2:
+        assert l2.integration_tip() == base
+        drive(l2, repo, base, "w4", "committed")
+        cand2 = l2.state("w4").candidate
+    assert uet_refs(path)[f"refs/uet/integration/{run2}"] == cand2
+    fsck_strict(path)

@@ -153,6 +153,15 @@ def _by_ws(log: Any) -> dict[str, list[Any]]:
     return by_ws
 
 
+def _last_integration(log: Any) -> str:
+    for e in reversed(log.events):
+        if e.trailers.get("Uet-Integration"):
+            return str(e.trailers["Uet-Integration"])
+        if e.to == "committed" and e.candidate:
+            return str(e.candidate)
+    return str(log.base)
+
+
 def _expected_target(rec: WsRecord, ledger_commit: str) -> str:
     """Where a state ref points (docs/internals.md): the candidate in applied/verified/
     committed, else the patch, else the ledger commit that recorded the move."""
@@ -189,6 +198,7 @@ class Ledger:
         self._tip = ""
         self._tree = ""
         self._integration = ""
+        self._integration_ref = True  # False after `uet gc` removed it (recreated on a move)
         self._states: dict[str, WsRecord] = {}
         self._patches: dict[tuple[str, int], str] = {}
 
@@ -362,8 +372,14 @@ class Ledger:
             tip = refs[layout.ledger_ref(run)]
             log = read_ledger(self.repo, run, tip=tip)
         integ = refs.get(layout.integration_ref(run))
+        self._integration_ref = integ is not None
         if integ is None:
-            raise UetError(f"run {run} has no {layout.integration_ref(run)}; run `uet fsck {run}`")
+            # `uet gc` removes the integration ref of a finished run; its last value is in the
+            # ledger (the last Uet-Integration, or the last committed candidate, or the base).
+            if not any(e.subject.startswith("run: gc") for e in log.events):
+                raise UetError(f"run {run} has no {layout.integration_ref(run)}; "
+                               f"run `uet fsck {run}`")
+            integ = _last_integration(log)
         self.base, self.target = log.base, log.target
         self._tip, self._integration = tip, integ
         self._tree = objects.commit_tree(self.repo, tip)
@@ -431,7 +447,9 @@ class Ledger:
             want_integ = next((e.trailers["Uet-Integration"] for e in reversed(log.events)
                                if e.trailers.get("Uet-Integration")), None)
             name = layout.integration_ref(run)
-            if want_integ and refs.get(name) != want_integ:
+            collected = name not in refs and any(
+                e.subject.startswith("run: gc") for e in log.events)
+            if want_integ and refs.get(name) != want_integ and not collected:
                 fixes.append((name, refs.get(name), want_integ,
                               f"{name} should point to {want_integ[:12]}"))
         return fixes
@@ -610,7 +628,8 @@ class Ledger:
                 # Given again explicitly: make sure nobody moved it.
                 tx.verify(layout.patch_ref(self.run, ws, attempt), patch_oid)
             if integ_oid and integ_oid != self._integration:
-                tx.update(layout.integration_ref(self.run), integ_oid, self._integration)
+                tx.update(layout.integration_ref(self.run), integ_oid,
+                          self._integration if self._integration_ref else None)
             if os.environ.get("UET_LEDGER_CRASH"):
                 self._updater.before_commit = lambda: _crash_point("after-prepare", ws)
             try:
@@ -667,6 +686,7 @@ class Ledger:
             self._patches[(ws, attempt)] = patch_oid
         if integ_oid:
             self._integration = integ_oid
+            self._integration_ref = True
 
     @staticmethod
     def _default_summary(ws: str, frm: str | None, to: str, attempt: int,
