@@ -111,7 +111,7 @@ def test_busy_is_immediate_and_readers_do_not_block(repo_path: Path, tmp_path: P
         Ledger.open(repo, RUN)
     status = query.run_status(repo, RUN)  # a reader, while the writer holds the lock
     assert [(w.ws, w.state) for w in status.workstreams] == [("w1", "blocked")]
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 5.0  # not the holder's 60 s
     # Another run is not locked by this one.
     with Ledger.open(repo, RUN2) as other:
         other.record("x", "blocked", attempt=1)

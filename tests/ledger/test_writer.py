@@ -346,7 +346,7 @@ def test_lock_makes_a_second_writer_fail_at_once(env) -> None:
     with pytest.raises(LedgerBusy, match=f"run {RUN} is being written by another uet process "
                        rf"\(pid {os.getpid()}\)"):
         Ledger.open(repo, RUN)
-    assert time.monotonic() - t0 < 1
+    assert time.monotonic() - t0 < 2  # no waiting for the lock
     ledger.close()
     with Ledger.open(repo, RUN) as again:
         assert again.states() == {}
