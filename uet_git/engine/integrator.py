@@ -164,7 +164,7 @@ def _verify(ctx: RunContext, ws_id: str, *, attempt: int, patch: str, candidate:
             pool.release(wt)
     if not notes:
         notes.append("the candidate's tree is the verified patch tree; no pre-merge hooks")
-    if candidate != patch:  # else it is the patch's own diffstat, already in the evidence
+    if evidence:  # something ran on the candidate: say what it contained
         evidence["candidate.diffstat"] = diff_stat(ctx.repo, tip, candidate).encode()
     ctx.record(ws_id, "verified", attempt=attempt, detail="; ".join(notes), evidence=evidence)
     return True
