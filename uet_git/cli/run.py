@@ -36,7 +36,10 @@ def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tup
         as_json: bool) -> None:
     """Run the workstreams found in PATH (files or directories; default: [run] workstreams of
     uet.toml, else workstreams/) in parallel worktrees, in dependency order; verify and
-    integrate each patch, then land the result on the target branch."""
+    integrate each patch, then land the result on the target branch.
+
+    Exit 0 when everything is committed and landed, 1 when anything is quarantined or blocked
+    or nothing could land, 2 invalid input, 130 interrupted (`uet resume` continues)."""
     from uet_git.engine.options import RunOptions
     from uet_git.engine.run import execute_run
 
