@@ -55,3 +55,12 @@ def test_live_mode_redraws_the_worker_table():
 
 def test_auto_mode_is_lines_off_a_terminal():
     assert Reporter("auto", io.StringIO()).mode == "lines"
+
+
+def test_a_closed_output_does_not_stop_the_run():
+    out = io.StringIO()
+    r = Reporter("lines", out)
+    out.close()
+    r.start("20261125-101502-3f2a", ["a"], jobs=1, target=None, base="0" * 40)
+    r.transition("a", None, "created")
+    r.finish({"run": "20261125-101502-3f2a", "counts": {}}, [])

@@ -55,12 +55,19 @@ class Reporter:
         self.workers: dict[int, tuple[str, str, float]] = {}  # idx -> (ws, stage, since)
         self._drawn = 0
         self._start = time.monotonic()
+        self._broken = False
 
     # -- output primitives -------------------------------------------------------------------
 
     def _write(self, text: str) -> None:
-        self.out.write(text)
-        self.out.flush()
+        if self._broken:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except (OSError, ValueError):
+            # The reader went away (`uet run | head`): the run goes on, the ledger has it all.
+            self._broken = True
 
     def _emit_json(self, obj: Mapping[str, Any]) -> None:
         self._write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
