@@ -40,14 +40,19 @@ EXPECTED = {"a": "committed", "b": "committed", "c": "committed", "bad": "quaran
             "after-bad": "blocked"}
 
 
-@pytest.mark.parametrize("point", [
-    "a:tool-done", "a:created", "a:validated", "a:queued", "a:applied", "a:verified",
-    "a:committed", "b:created", "bad:quarantined", "land",
-])
-def test_crash_at_a_transition_then_resume(tmp_path: Path, point: str):
+ENGINE_POINTS = ["a:tool-done", "a:created", "a:validated", "a:queued", "a:applied",
+                 "a:verified", "a:committed", "b:created", "bad:quarantined", "land"]
+# Inside a ledger transaction (the ledger's own fault points): objects written but no ref
+# moved, or the ref transaction prepared but not committed.
+LEDGER_POINTS = ["after-objects:a", "after-prepare:b", "after-commit:a"]
+
+
+@pytest.mark.parametrize(("var", "point"), [("UET_TEST_CRASH_AT", p) for p in ENGINE_POINTS]
+                         + [("UET_LEDGER_CRASH", p) for p in LEDGER_POINTS])
+def test_crash_at_a_transition_then_resume(tmp_path: Path, var: str, point: str):
     repo = _chain_repo(tmp_path / "r")
-    proc = run(repo, "run", "--jobs", "2", env={"UET_TEST_CRASH_AT": point})
-    assert proc.returncode == 137, proc.stdout + proc.stderr
+    proc = run(repo, "run", "--jobs", "2", env={var: point})
+    assert proc.returncode in (137, 99), proc.stdout + proc.stderr
     run_id = last_run(repo)
     assert "run: finish" not in ledger_subjects(repo, run_id)
     res = run_ok(repo, "resume", code=1)
@@ -143,4 +148,17 @@ def test_sigint_leaves_a_resumable_run_and_exits_130(tmp_path: Path):
     run_ok(repo, "resume")
     assert states(repo, run_id) == {"slow": "committed", "later": "committed"}
     assert landed_workstreams(repo) == ["slow", "later"]
+    fsck_clean(repo)
+
+
+def test_crash_during_resume_then_resume_again(tmp_path: Path):
+    repo = _chain_repo(tmp_path / "r")
+    assert run(repo, "run", env={"UET_TEST_CRASH_AT": "a:queued"}).returncode == 137
+    run_id = last_run(repo)
+    assert run(repo, "resume", env={"UET_TEST_CRASH_AT": "b:validated"}).returncode == 137
+    run_ok(repo, "resume", code=1)
+    assert states(repo, run_id) == EXPECTED
+    landed = landed_workstreams(repo)
+    assert sorted(landed) == ["a", "b", "c"] and len(landed) == 3
+    assert ledger_subjects(repo, run_id).count("run: resume") == 2
     fsck_clean(repo)
