@@ -56,7 +56,8 @@ def test_dry_run_writes_nothing(tmp_path: Path):
 
 def test_json_lines_parse_and_end_with_a_summary(tmp_path: Path):
     repo = setup_repo(tmp_path / "r", workstreams={
-        "a": {"command": "echo a > a.txt"}, "b": {"command": "false"}})
+        "a": {"command": "echo a > a.txt"}, "b": {"command": "false"},
+        "c": {"depends_on": ["b"], "command": "true"}})
     proc = run_ok(repo, "run", "--json", code=1)
     objs = json_lines(proc.stdout)
     assert objs[0]["event"] == "start"
@@ -66,6 +67,8 @@ def test_json_lines_parse_and_end_with_a_summary(tmp_path: Path):
     assert {"ws": "a", "from": "verified", "to": "committed"}.items() <= next(
         o for o in trans if o["ws"] == "a" and o["to"] == "committed").items()
     assert any(o["ws"] == "b" and o["reason"] == "tool-failed" for o in trans)
+    assert any(o["ws"] == "c" and o["to"] == "blocked"
+               and o["reason"] == "dependency-quarantined" for o in trans)
 
 
 def test_retries_then_success(tmp_path: Path):

@@ -112,12 +112,13 @@ class RunContext:
         return d
 
     def record(self, ws_id: str, to: str, *, attempt: int, reason: str | None = None,
-               detail: str = "", **kw: Any) -> str:
-        """A ledger transition, then the report line (the ledger is the truth: report after)."""
+               detail: str = "", shown_reason: str | None = None, **kw: Any) -> str:
+        """A ledger transition, then the report line (the ledger is the truth: report after).
+        ``shown_reason``: the reason to report when the ledger takes none (``blocked``)."""
         prev = self.ledger.state(ws_id)
         oid = self.ledger.record(ws_id, to, attempt=attempt, reason=reason, summary=detail, **kw)
         self.reporter.transition(ws_id, prev.state if prev else None, to, attempt=attempt,
-                                 reason=reason, detail=_first_line(detail))
+                                 reason=reason or shown_reason, detail=_first_line(detail))
         crash_point(f"{ws_id}:{to}")
         return oid
 

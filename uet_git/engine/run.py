@@ -412,6 +412,7 @@ class Engine:
                 continue
             self.ctx.record(dep, "blocked", attempt=self.attempts.get(dep, 1),
                             detail=f"dependency-quarantined: {ws_id} is quarantined ({why})",
+                            shown_reason="dependency-quarantined",
                             trailers={"Uet-Blocked-By": ws_id,
                                       "Uet-Block-Reason": "dependency-quarantined"})
 
