@@ -603,7 +603,8 @@ def _rows(ledger: Ledger, plan: Plan, include: set[str]) -> list[list[str]]:
         if r is None:
             rows.append([ws, "pending", "", "", ""])
             continue
-        rows.append([ws, r.state, str(r.attempt or ""), r.reason or "",
+        reason = r.reason or ("dependency-quarantined" if r.state == "blocked" else "")
+        rows.append([ws, r.state, str(r.attempt or ""), reason,
                      f"{r.duration}s" if r.duration is not None else ""])
     return rows
 
