@@ -246,3 +246,15 @@ def test_unreadable_diff_output_is_tool_failed(tmp_path: Path):
     assert states(repo) == {"j": "quarantined", "ok": "committed"}
     full = git(repo, "log", "--format=%B", f"refs/uet/ledger/{last_run(repo)}")
     assert "Uet-Reason: tool-failed" in full and "cannot take the tool's output" in full
+
+
+def test_missing_executable_is_tool_failed_and_the_rest_runs(tmp_path: Path):
+    repo = setup_repo(tmp_path / "r",
+                      config='[tools.gone]\ncommand = ["uet-test-no-such-tool", "{prompt_file}"]\n',
+                      workstreams={"g": {"tool": "gone", "prompt": "p"},
+                                   "ok": {"command": "echo k > k.txt"}})
+    proc = run_ok(repo, "run", code=1)
+    assert "uet-test-no-such-tool" in proc.stdout  # warned before it ran
+    assert states(repo) == {"g": "quarantined", "ok": "committed"}
+    full = git(repo, "log", "--format=%B", f"refs/uet/ledger/{last_run(repo)}")
+    assert "Uet-Reason: tool-failed" in full and "executable not found" in full

@@ -93,18 +93,25 @@ def select_only(plan: Plan, only: Iterable[str] | None) -> set[str]:
     return out
 
 
-def check_tools(plan: Plan, ids: Iterable[str], config: Config) -> None:
+def check_tools(plan: Plan, ids: Iterable[str], config: Config) -> list[str]:
+    """An unknown tool, a shell workstream without a command or an AI tool without a prompt is
+    invalid input (UetError, exit 2). An executable missing from PATH is returned as a warning:
+    that workstream becomes ``tool-failed`` when it runs, and the rest of the run goes on."""
     from uet_git.workers.tools import check_tool
 
-    problems = []
+    problems, warnings = [], []
     for ws_id in sorted(ids, key=plan.index.__getitem__):
         ws = plan.workstreams[ws_id]
         problem = check_tool(ws, config)
         if problem:
             where = f"{ws.source}:{ws.id}" if ws.source else ws.id
-            problems.append(f"{where}: tool: {problem}")
+            if problem.startswith("executable "):
+                warnings.append(f"{where}: tool: {problem}; it will fail as tool-failed")
+            else:
+                problems.append(f"{where}: tool: {problem}")
     if problems:
         raise UetError("\n".join(problems))
+    return warnings
 
 
 def resolve_target(repo: Repo, options: RunOptions, config: Config) -> tuple[str, str]:
@@ -702,7 +709,7 @@ def execute_run(repo: Repo, options: RunOptions) -> RunResult:
     config, workstreams, spec_warnings = load_inputs(repo, options)
     plan = build_plan(workstreams)
     include = select_only(plan, options.only)
-    check_tools(plan, include, config)
+    tool_warnings = check_tools(plan, include, config)
     jobs = resolve_jobs(options.jobs, config)
     land_mode = resolve_land(options.land, config)
     deterministic = options.deterministic or config.run.deterministic
@@ -711,7 +718,8 @@ def execute_run(repo: Repo, options: RunOptions) -> RunResult:
     weights = history_weights(repo, plan, include)
     from uet_git.plan.overlap import predict_conflicts
 
-    warnings = spec_warnings + list(predict_conflicts(plan, list(plan.workstreams.values())))
+    warnings = spec_warnings + tool_warnings + list(
+        predict_conflicts(plan, list(plan.workstreams.values())))
     if options.only:
         named = {i.strip() for item in options.only for i in str(item).split(",")}
         added = [i for i in plan.ids if i in include and i not in named]
