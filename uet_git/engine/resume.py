@@ -156,8 +156,11 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, *,
             # Re-applied by `uet retry --reapply` (recorded quarantined -> queued just before).
             reverify = {ws for ws in only if ws in records and records[ws].state == "queued"}
         saved = record.get("options") if isinstance(record.get("options"), dict) else {}
-        jobs = resolve_jobs(options.jobs, config) if options.jobs or not saved.get("jobs") \
-            else int(saved["jobs"])
+        # --jobs, then the environment, then what the run was started with, then uet.toml.
+        jobs = resolve_jobs(options.jobs, config)
+        if options.jobs is None and isinstance(saved.get("jobs"), int) and not any(
+                os.environ.get(v, "").strip() for v in ("UET_JOBS", "PIPELINE_MAX_WORKERS")):
+            jobs = saved["jobs"]
         land_mode = resolve_land(options.land or saved.get("land"), config)
         deterministic = bool(options.deterministic or saved.get("deterministic"))
         reporter = Reporter(options.output)
