@@ -163,7 +163,13 @@ def _verify(ctx: RunContext, ws_id: str, *, attempt: int, patch: str, candidate:
         finally:
             pool.release(wt)
     if not notes:
-        notes.append("the candidate's tree is the verified patch tree; no pre-merge hooks")
+        if cand_tree == patch_tree:
+            notes.append("the candidate's tree is the verified patch tree; no pre-merge hooks")
+        elif not ws.acceptance:
+            notes.append("no acceptance commands and no pre-merge hooks to run on the candidate")
+        else:
+            notes.append("acceptance not re-run on the candidate ([verify] "
+                         "rerun_on_candidate = false); no pre-merge hooks")
     if evidence:  # something ran on the candidate: say what it contained
         evidence["candidate.diffstat"] = diff_stat(ctx.repo, tip, candidate).encode()
     ctx.record(ws_id, "verified", attempt=attempt, detail="; ".join(notes), evidence=evidence)
