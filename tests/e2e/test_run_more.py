@@ -73,7 +73,9 @@ def test_json_lines_parse_and_end_with_a_summary(tmp_path: Path):
 
 def test_retries_then_success(tmp_path: Path):
     counter = tmp_path / "count"
-    repo = setup_repo(tmp_path / "r", workstreams={
+    # The breaker counts workstreams, not tries: two failed tries of one workstream do not
+    # open a breaker whose threshold is 2.
+    repo = setup_repo(tmp_path / "r", config="[breaker]\nthreshold = 2\n", workstreams={
         "flaky": {"command": [tool("flaky.sh"), str(counter), "2"], "retries": 2}})
     run_ok(repo, "run")
     assert counter.read_text().strip() == "3"

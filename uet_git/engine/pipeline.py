@@ -36,8 +36,9 @@ BACKOFF_MAX = 30.0
 
 
 class Breaker:
-    """A circuit breaker per tool: ``threshold`` consecutive failed tries open it, and an open
-    breaker stays open for the rest of the run. Shared by the worker threads."""
+    """A circuit breaker per tool: ``threshold`` consecutive workstreams whose tool failed (after
+    their retries) open it, and an open breaker stays open for the rest of the run. Shared by
+    the worker threads."""
 
     def __init__(self, threshold: int) -> None:
         self.threshold = threshold
@@ -293,13 +294,16 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
                 return WorkerOutcome(ws_id, None, duration=time.monotonic() - start)
             tries.append(f"try {n + 1}: {last.detail}")
             if last.reason is None:
-                ctx.breaker.success(ws.tool)
                 break
-            ctx.breaker.failure(ws.tool)
-            if ctx.breaker.is_open(ws.tool):
+            if ctx.breaker.is_open(ws.tool) and n < ws.retries:
                 tries.append(f"circuit breaker open for tool {ws.tool}: no more tries")
                 break
         assert last is not None
+        # The breaker counts workstreams, not tries: retries are the workstream's own business.
+        if last.reason is None:
+            ctx.breaker.success(ws.tool)
+        else:
+            ctx.breaker.failure(ws.tool)
         crash_point(f"{ws_id}:tool-done")
         evidence = dict(last.evidence)
         if len(tries) > 1:
