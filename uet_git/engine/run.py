@@ -52,7 +52,7 @@ from uet_git.spec.models import Config, Workstream
 from uet_git.workers.pool import WorktreePool
 from uet_git.workers.tools import PRESETS, prepare_repo_for_tools
 
-HISTORY_RUNS = 10  # earlier runs consulted for durations
+HISTORY_RUNS = 3  # earlier runs consulted for durations (each costs a ledger walk)
 
 
 # --------------------------------------------------------------------------- inputs
