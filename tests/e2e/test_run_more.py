@@ -260,3 +260,22 @@ def test_missing_executable_is_tool_failed_and_the_rest_runs(tmp_path: Path):
     assert states(repo) == {"g": "quarantined", "ok": "committed"}
     full = git(repo, "log", "--format=%B", f"refs/uet/ledger/{last_run(repo)}")
     assert "Uet-Reason: tool-failed" in full and "executable not found" in full
+
+
+def test_weights_come_from_estimates_then_earlier_runs(tmp_path: Path):
+    import json
+
+    fast = tmp_path / "fast"
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "timed": {"command": f"[ -f {fast} ] || sleep 2.2; echo $UET_RUN > t.txt"},
+        "estimated": {"command": "echo $UET_RUN > e.txt", "estimate": 7},
+    })
+    run_ok(repo, "run")
+    first = json.loads(git(repo, "show", f"refs/uet/ledger/{last_run(repo)}:plan.json"))
+    assert {n["id"]: n["weight"] for n in first["nodes"]} == {"timed": 1.0, "estimated": 7.0}
+    fast.touch()
+    run_ok(repo, "run")
+    second = json.loads(git(repo, "show", f"refs/uet/ledger/{last_run(repo)}:plan.json"))
+    weights = {n["id"]: n["weight"] for n in second["nodes"]}
+    assert weights["estimated"] == 7.0
+    assert weights["timed"] >= 2.0  # the first run's measured duration (whole seconds)

@@ -337,7 +337,7 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
         ctx.record(ws_id, "created", attempt=attempt, patch=patch, evidence=evidence,
                    detail=f"{ws.tool} produced {len(norm.changes)} changed paths")
         outcome = check_patch(ctx, ws_id, worker=worker, attempt=attempt, patch=patch,
-                              changes=norm.changes, wt=wt, state="created")
+                              changes=norm.changes, wt=wt, state="created", started=start)
         outcome.duration = time.monotonic() - start
         return outcome
     except Exception:
@@ -402,7 +402,8 @@ def _empty_patch(ctx: RunContext, ws: Workstream, base: str, attempt: int) -> st
 
 
 def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch: str,
-                changes: list[Change] | None, wt: Worktree, state: str) -> WorkerOutcome:
+                changes: list[Change] | None, wt: Worktree, state: str,
+                started: float | None = None) -> WorkerOutcome:
     """From ``created`` (or ``validated``): validation, then acceptance on exactly the patch's
     tree, then ``queued``. Used by fresh attempts and by resume (a patch recorded before a
     crash)."""
@@ -444,10 +445,20 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
                                  time.monotonic() - start)
         ctx.record(ws_id, "queued", attempt=attempt, evidence={"acceptance.log": acc.log},
                    detail=f"acceptance: {len(ws.acceptance)} commands passed in "
-                          f"{acc.duration:.1f} s")
+                          f"{acc.duration:.1f} s", trailers=_worker_seconds(started or start))
     else:
-        ctx.record(ws_id, "queued", attempt=attempt, detail="no acceptance commands")
+        ctx.record(ws_id, "queued", attempt=attempt, detail="no acceptance commands",
+                   trailers=_worker_seconds(started or start))
     return WorkerOutcome(ws_id, "queued", duration=time.monotonic() - start)
+
+
+WORKER_SECONDS = "Uet-Worker-Seconds"
+
+
+def _worker_seconds(started: float) -> dict[str, str]:
+    """How long the worker took (setup, tool, checks): what later runs schedule by. The
+    ledger's own times start when the patch exists, after the tool."""
+    return {WORKER_SECONDS: f"{time.monotonic() - started:.2f}"}
 
 
 def recheck_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch: str,

@@ -137,8 +137,11 @@ def resolve_target(repo: Repo, options: RunOptions, config: Config) -> tuple[str
 
 
 def history_weights(repo: Repo, plan: Plan, ids: Iterable[str]) -> dict[str, float]:
-    """Durations of earlier runs for workstreams without an ``estimate`` (the latest run
-    that committed each id), reading at most HISTORY_RUNS runs."""
+    """Durations measured by earlier runs (the worker's time, ``Uet-Worker-Seconds`` of the
+    ``queued`` transition) for workstreams without an ``estimate``: the latest run that ran
+    each id, reading at most HISTORY_RUNS runs."""
+    from uet_git.engine.pipeline import WORKER_SECONDS
+
     missing = {i for i in ids if plan.workstreams[i].estimate is None}
     out: dict[str, float] = {}
     if not missing:
@@ -149,13 +152,17 @@ def history_weights(repo: Repo, plan: Plan, ids: Iterable[str]) -> dict[str, flo
         return out
     for run in reversed(runs[-HISTORY_RUNS:]):
         try:
-            status = query.run_status(repo, run)
+            events = query.history(repo, run)
         except Exception:  # an unreadable old run only costs us a weight
             continue
-        for rec in status.workstreams:
-            if rec.ws in missing and rec.state == "committed" and rec.duration is not None:
-                out[rec.ws] = max(float(rec.duration), 0.5)
-                missing.discard(rec.ws)
+        found: dict[str, float] = {}
+        for e in events:
+            raw = e.trailers.get(WORKER_SECONDS)
+            if e.ws in missing and e.to == "queued" and raw:
+                with contextlib.suppress(ValueError):
+                    found[e.ws] = max(float(raw), 0.01)
+        out.update(found)
+        missing -= set(found)
         if not missing:
             break
     return out
