@@ -242,6 +242,7 @@ class Engine:
     landed_continuous: str | None = None
     land_messages: list[str] = field(default_factory=list)
     internal_errors: list[str] = field(default_factory=list)
+    spent: dict[str, float] = field(default_factory=dict)  # seconds, worker + integrator
 
     def __post_init__(self) -> None:
         self.events: queue.Queue[_Event] = queue.Queue()
@@ -363,6 +364,7 @@ class Engine:
                 self._internal_error(ev.ws, ev.error)
                 return
             out: WorkerOutcome = ev.outcome
+            self.spent[ev.ws] = self.spent.get(ev.ws, 0.0) + out.duration
             if out.state == "queued":
                 self.scheduler.worker_done(ev.ws, queued=True)
             elif out.state == "quarantined":
@@ -382,6 +384,7 @@ class Engine:
                 self._internal_error(ev.ws, ev.error)
                 return
             res: IntegrationOutcome = ev.outcome
+            self.spent[ev.ws] = self.spent.get(ev.ws, 0.0) + res.duration
             if res.state == "committed":
                 self.tip_after[ev.ws] = res.tip
                 self.scheduler.committed(ev.ws)
@@ -538,7 +541,8 @@ def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: se
             counts = _counts(ledger, include)
             msg = f"interrupted; continue with `uet resume {ledger.run}`"
             reporter.finish({"run": ledger.run, "exit_code": EXIT_INTERRUPTED, "counts": counts,
-                             "landed": False, "message": msg}, _rows(ledger, plan, include))
+                             "landed": False, "message": msg},
+                            _rows(ledger, plan, include, engine.spent))
             return RunResult(ledger.run, EXIT_INTERRUPTED, counts, False, msg)
         return _finish(ctx, engine, include, land_mode, keep_worktrees)
     finally:
@@ -607,8 +611,12 @@ def _counts(ledger: Ledger, include: Iterable[str]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _rows(ledger: Ledger, plan: Plan, include: set[str]) -> list[list[str]]:
+def _rows(ledger: Ledger, plan: Plan, include: set[str],
+          spent: Mapping[str, float] | None = None) -> list[list[str]]:
+    """The status table; ``time`` is what this process spent on the workstream (worker and
+    integrator), else the span the ledger recorded."""
     states = ledger.states()
+    spent = spent or {}
     rows = []
     for ws in plan.ids:
         if ws not in include:
@@ -618,8 +626,11 @@ def _rows(ledger: Ledger, plan: Plan, include: set[str]) -> list[list[str]]:
             rows.append([ws, "pending", "", "", ""])
             continue
         reason = r.reason or ("dependency-quarantined" if r.state == "blocked" else "")
-        rows.append([ws, r.state, str(r.attempt or ""), reason,
-                     f"{r.duration}s" if r.duration is not None else ""])
+        if ws in spent:
+            took = f"{spent[ws]:.1f}s"
+        else:
+            took = f"{r.duration}s" if r.duration is not None else ""
+        rows.append([ws, r.state, str(r.attempt or ""), reason, took])
     return rows
 
 
@@ -666,7 +677,7 @@ def _finish(ctx: RunContext, engine: Engine, include: set[str], land_mode: str,
     reporter.finish({"run": ledger.run, "exit_code": exit_code, "counts": counts,
                      "landed": landed, "target": ledger.target,
                      "integration": ledger.integration_tip(), "message": message},
-                    _rows(ledger, ctx.plan, include))
+                    _rows(ledger, ctx.plan, include, engine.spent))
     return RunResult(ledger.run, exit_code, counts, landed, message)
 
 
