@@ -335,7 +335,12 @@ class Engine:
 
     def _loop(self) -> None:
         last_tick = time.monotonic()
+        told = False
         while True:
+            if self.ctx.cancel.is_set() and not told:
+                told = True
+                self.ctx.reporter.message("interrupted: stopping the running tools (Ctrl-C "
+                                          "again to quit at once; `uet resume` continues)")
             self._dispatch()
             if not self._busy() and (self.scheduler.finished() or self.ctx.cancel.is_set()):
                 break
@@ -485,6 +490,10 @@ class _Interrupt:
         return self
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if self.cancel.is_set() and signum == signal.SIGINT:
+            # A second Ctrl-C: leave now. Everything recorded stays; `uet resume` stops the
+            # tools still running and snapshots their worktrees.
+            os._exit(EXIT_INTERRUPTED)
         self.cancel.set()
 
     def __exit__(self, *exc: object) -> None:
