@@ -2,7 +2,7 @@
 how it grows from 100 to 1,000.
 
 uet runs under a small wrapper (bench/common.py, ``_RSS_WRAPPER``) that executes it in its own
-interpreter and reads ``getrusage(RUSAGE_SELF).ru_maxrss`` at exit: the peak RSS of uet's own
+interpreter and reads VmHWM from /proc/self/status at exit: the peak RSS of uet's own
 process, not of the benchmark driver. ``RUSAGE_CHILDREN`` gives the largest single child
 (git, the tools) for context.
 """

@@ -441,7 +441,7 @@ class UetResult:
 PROBLEMS: list[str] = []
 
 
-# Runs uet in-process under a tiny wrapper so getrusage(RUSAGE_SELF) is uet's own peak RSS,
+# Runs uet in-process under a tiny wrapper so /proc/self/status VmHWM is uet's own peak RSS,
 # not the interpreter that drives the benchmark; RUSAGE_CHILDREN gives its largest child.
 _RSS_WRAPPER = """
 import os, resource, runpy, sys
@@ -450,7 +450,16 @@ sys.argv = ["uet", *sys.argv[1:]]
 try:
     runpy.run_module("uet_git", run_name="__main__", alter_sys=True)
 finally:
+    # VmHWM is this process's own high-water mark. ru_maxrss is not: Linux folds the forked
+    # copy of the parent's memory into it at exec, so a big benchmark driver would leak in.
     s = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        with open("/proc/self/status") as st:
+            for line in st:
+                if line.startswith("VmHWM:"):
+                    s = int(line.split()[1])
+    except OSError:
+        pass
     c = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     with open(out, "w") as f:
         f.write(f"{s} {c}\\n")

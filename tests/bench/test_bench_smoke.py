@@ -153,3 +153,13 @@ def test_uet_run_through_the_harness(tmp_path: Path) -> None:
     # --land never: the target did not move; the integration ref holds the three patches.
     assert git(repo, "rev-parse", "main") == base
     assert git(repo, "rev-list", "--count", f"main..refs/uet/integration/{run}") == "3"
+
+
+def test_peak_rss_is_uets_own_not_the_drivers(tmp_path: Path) -> None:
+    # Grow this (driver) process well past what `uet --version` needs: the figure must not
+    # follow it (ru_maxrss would, through fork + exec).
+    ballast = bytearray(300 * 1024 * 1024)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    res = common.run_uet(["--version"], cwd=tmp_path, measure_rss=True)
+    assert res.peak_rss_kib is not None and 5_000 < res.peak_rss_kib < 150_000
+    del ballast
