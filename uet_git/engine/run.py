@@ -696,13 +696,14 @@ def print_dry_run(plan: Plan, include: set[str], jobs: int, target: str, base: s
     """What would run, in the order it would start; writes nothing."""
     from uet_git.workers.tools import resolve_tool
 
-    length, path = plan.critical_path(plan.weights(weights))
-    order = sorted(include, key=lambda i: (-plan.remaining(plan.weights(weights))[i],
-                                          plan.index[i]))
+    w = plan.weights(weights)
+    length, path = plan.critical_path(w)
+    remaining = plan.remaining(w)  # once: inside the sort key it made the sort quadratic
+    order = sorted(include, key=lambda i: (-remaining[i], plan.index[i]))
     lines = [f"dry run: {len(include)} workstreams, {jobs} workers, target {target} at "
              f"{base[:12]}; nothing is written",
              f"critical path ({length:g}): {' -> '.join(path)}",
-             f"lower bound: {plan.lower_bound(jobs, plan.weights(weights)):g}"]
+             f"lower bound: {plan.lower_bound(jobs, w):g}"]
     waves = [[i for i in w if i in include] for w in plan.waves()]
     for n, wave in enumerate(w for w in waves if w):
         lines.append(f"wave {n}: {', '.join(wave)}")
