@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from uet_git.errors import UetError
+from uet_git.gitrepo.merge import is_ancestor
 from uet_git.gitrepo.refs import RefConflict
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.worktrees import list_worktrees
@@ -79,15 +80,6 @@ class MoveOutcome:
     kind: str = "ok"  # ok | dirty | moved | failed
     problem: str | None = None
     updated: list[Path] = field(default_factory=list)
-
-
-def is_ancestor(repo: Repo, a: str, b: str) -> bool:
-    """Whether commit ``a`` is reachable from ``b`` (git's own answer, no cache)."""
-    proc = repo.git("merge-base", "--is-ancestor", a, b, check=False)
-    if proc.returncode not in (0, 1):
-        raise UetError(f"cannot compare {short(a)} and {short(b)}: "
-                       f"{proc.stderr.decode(errors='replace').strip()}")
-    return proc.returncode == 0
 
 
 def short(oid: str | None) -> str:

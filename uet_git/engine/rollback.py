@@ -34,12 +34,11 @@ from uet_git.engine.land import (
     LandEvent,
     branch_name,
     branch_ref,
-    is_ancestor,
     land_events,
     move_branch,
     short,
 )
-from uet_git.gitrepo.merge import merge_trees
+from uet_git.gitrepo.merge import is_ancestor, merge_trees
 from uet_git.gitrepo.objects import commit_tree, make_commit
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.query import parse_trailers
