@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -497,4 +499,172 @@ def test_a_run_collected_by_gc_can_still_be_written(env) -> None:
         drive(l2, repo, base, "w4", "committed")
         cand2 = l2.state("w4").candidate
     assert uet_refs(path)[f"refs/uet/integration/{run2}"] == cand2
+    fsck_strict(path)
+
+
+# ----------------------------------------------------------------------------- rebase_integration
+
+
+def rebased_chain(repo: Repo, onto: str, wss: list[str]) -> str:
+    """Each workstream's change re-applied onto ``onto``, one commit each; returns the tip."""
+    tip = onto
+    for ws in wss:
+        tree = objects.build_tree(repo, tip, {f"{ws}.txt": ws.encode()})
+        tip = objects.make_commit(repo, tree, [tip], f"{ws}: change\n\nUet-Workstream: {ws}\n")
+    return tip
+
+
+def moved_target(path: Path) -> str:
+    """The target (main) moves on by someone else's commit; returns its new tip."""
+    repo = Repo.open(path)
+    main = git(path, "rev-parse", "main")
+    onto = objects.make_commit(repo, objects.build_tree(repo, main, {"other.txt": b"x\n"}),
+                               [main], "someone else")
+    git(path, "update-ref", "refs/heads/main", onto, main)
+    return onto
+
+
+def test_rebase_integration_moves_off_the_fast_forward_path_in_one_commit(env) -> None:
+    path, repo, base, ledger = env
+    drive(ledger, repo, base, "w1", "committed")
+    old = ledger.integration_tip()
+    onto = moved_target(path)
+    new = rebased_chain(repo, onto, ["w1"])
+    refs = uet_refs(path)
+    oid = ledger.rebase_integration(onto, new, summary="re-integrated w1", old=old,
+                                    evidence={"rebase.log": b"w1 ok\n"},
+                                    trailers={"Uet-Rebased": "w1"})
+    after = uet_refs(path)
+    assert after.pop(f"refs/uet/ledger/{RUN}") == oid
+    assert after.pop(f"refs/uet/integration/{RUN}") == new
+    for name in (f"refs/uet/ledger/{RUN}", f"refs/uet/integration/{RUN}"):
+        refs.pop(name)
+    assert after == refs  # nothing else moved: the state refs keep the verified candidates
+    assert git(path, "rev-parse", f"{oid}^") != oid and subjects(path)[0] == "run: rebase"
+    assert trailers_of(path, oid) == {
+        "Uet-Run": RUN, "Uet-Onto": onto, "Uet-Previous-Integration": old,
+        "Uet-Integration": new, "Uet-Rebased": "w1"}
+    assert git(path, "log", "-1", "--format=%b", oid).startswith("re-integrated w1")
+    assert git(path, "show", f"{oid}:run/rebase.log") == "w1 ok"
+    assert ledger.integration_tip() == new and ledger.tip == oid
+    # Later moves fast-forward from the new tip, and a fresh open agrees with the cache.
+    drive(ledger, repo, base, "w2", "committed")
+    assert git(path, "rev-parse", f"refs/uet/integration/{RUN}^") == new
+    tip, integ = ledger.tip, ledger.integration_tip()
+    ledger.close()
+    with Ledger.open(repo, RUN) as again:
+        assert (again.tip, again.integration_tip()) == (tip, integ)
+    fsck_strict(path)
+
+
+def test_rebase_integration_refuses_and_writes_nothing(env) -> None:
+    path, repo, base, ledger = env
+    drive(ledger, repo, base, "w1", "committed")
+    old = ledger.integration_tip()
+    onto = moved_target(path)
+    new = rebased_chain(repo, onto, ["w1"])
+    refs, tip = uet_refs(path), ledger.tip
+    with pytest.raises(UetError, match="does not descend from"):
+        ledger.rebase_integration(onto, old)  # the old chain is not on the new tip
+    with pytest.raises(UetError, match="moved during the rebase"):
+        ledger.rebase_integration(onto, new, old=base)
+    with pytest.raises(UetError, match="not an object"):
+        ledger.rebase_integration("0" * 40, new)
+    with pytest.raises(UetError, match="written by the ledger itself"):
+        ledger.rebase_integration(onto, new, trailers={"Uet-Integration": onto})
+    for key in ("Uet-Onto", "Uet-Previous-Integration"):  # only a real rebase writes them
+        with pytest.raises(UetError, match="written by the ledger itself"):
+            ledger.event("run: rebase", trailers={key: onto})
+    assert uet_refs(path) == refs and ledger.tip == tip and ledger.integration_tip() == old
+    # Someone moved the integration ref behind the writer's back: the CAS refuses both refs.
+    git(path, "update-ref", f"refs/uet/integration/{RUN}", base)
+    with pytest.raises(RefConflict, match="run: rebase lost a race"):
+        ledger.rebase_integration(onto, new)
+    assert git(path, "rev-parse", f"refs/uet/ledger/{RUN}") == tip
+    assert git(path, "rev-parse", f"refs/uet/integration/{RUN}") == base
+    ledger.close()
+    with pytest.raises(UetError, match="closed"):
+        ledger.rebase_integration(onto, new)
+
+
+def test_rebase_integration_of_a_run_collected_by_gc_recreates_the_ref(env) -> None:
+    from datetime import timedelta
+
+    from uet_git.ledger.gc import gc
+
+    path, repo, base, ledger = env
+    drive(ledger, repo, base, "w1", "committed")
+    ledger.close()
+    git(path, "update-ref", "refs/heads/main", ledger.integration_tip())  # landed
+    gc(repo, older_than=timedelta(0))
+    assert f"refs/uet/integration/{RUN}" not in uet_refs(path)
+    onto = moved_target(path)
+    new = rebased_chain(repo, onto, ["w1"])
+    with Ledger.open(repo, RUN) as again:
+        again.rebase_integration(onto, new)
+    assert uet_refs(path)[f"refs/uet/integration/{RUN}"] == new
+
+
+def test_rebase_integration_is_serialised_with_record(env) -> None:
+    """Threads recording while another rebases: every commit lands on the ledger branch once,
+    the cache stays the refs' truth."""
+    path, repo, base, ledger = env
+    drive(ledger, repo, base, "w1", "committed")
+    onto = moved_target(path)
+    new = rebased_chain(repo, onto, ["w1"])
+    errors: list[BaseException] = []
+
+    def queue_many() -> None:
+        try:
+            for i in range(15):
+                ws = f"t{i}"
+                ledger.record(ws, "created", attempt=1,
+                              patch=make_patch(repo, base, ws, {f"{ws}.txt": b"t"}))
+                ledger.record(ws, "validated", attempt=1)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    t = threading.Thread(target=queue_many)
+    t.start()
+    ledger.rebase_integration(onto, new)
+    t.join()
+    assert not errors
+    assert subjects(path).count("run: rebase") == 1 and len(subjects(path)) == 6 + 1 + 30 + 1
+    assert uet_refs(path)[f"refs/uet/integration/{RUN}"] == new == ledger.integration_tip()
+    assert git(path, "rev-parse", f"refs/uet/ledger/{RUN}") == ledger.tip
+
+
+@pytest.mark.parametrize("point,moved", [("after-objects", False), ("after-prepare", False),
+                                         ("after-commit", True)])
+def test_rebase_integration_killed_leaves_old_or_new(env, point: str, moved: bool) -> None:
+    path, repo, base, ledger = env
+    drive(ledger, repo, base, "w1", "committed")
+    old, tip = ledger.integration_tip(), ledger.tip
+    ledger.close()
+    onto = moved_target(path)
+    new = rebased_chain(repo, onto, ["w1"])
+    code = ("import sys\nfrom uet_git.gitrepo.repo import Repo\n"
+            "from uet_git.ledger.writer import Ledger\n"
+            "with Ledger.open(Repo.open(sys.argv[1]), sys.argv[2]) as led:\n"
+            "    led.rebase_integration(sys.argv[3], sys.argv[4])\n")
+    env_vars = {**os.environ, "UET_LEDGER_CRASH": f"{point}:run:rebase"}
+    proc = subprocess.run([sys.executable, "-c", code, str(path), RUN, onto, new],
+                          capture_output=True, text=True, env=env_vars)
+    assert proc.returncode == 99, proc.stderr
+    refs = uet_refs(path)
+    if moved:
+        assert refs[f"refs/uet/integration/{RUN}"] == new
+        assert subjects(path)[0] == "run: rebase"
+    else:
+        assert refs[f"refs/uet/integration/{RUN}"] == old
+        assert refs[f"refs/uet/ledger/{RUN}"] == tip
+    with Ledger.open(repo, RUN) as again:  # no repair needed either way
+        assert again.integration_tip() == (new if moved else old)
+    assert "run: repair" not in subjects(path)
+    # A record() crash spec does not fire on a rebase (and vice versa).
+    proc = subprocess.run([sys.executable, "-c", code, str(path), RUN, onto, new],
+                          capture_output=True, text=True,
+                          env={**env_vars, "UET_LEDGER_CRASH": f"{point}:w1"})
+    assert proc.returncode == 0, proc.stderr
+    assert uet_refs(path)[f"refs/uet/integration/{RUN}"] == new
     fsck_strict(path)

@@ -20,7 +20,6 @@ import os
 import signal
 import time
 from collections.abc import Iterable
-from typing import Any
 
 import pygit2
 
@@ -309,34 +308,15 @@ def _rebase_one(repo: Repo, cand: str, tip: str) -> tuple[str | None, list[str]]
 def move_integration(ledger: Ledger, new: str, *, old: str, onto: str,
                      workstreams: list[str]) -> str:
     """Move the run's integration ref to a re-integrated chain that does not contain the old
-    tip (the one move that is not a fast-forward), in ONE transaction with a ``run: rebase``
-    ledger commit carrying ``Uet-Integration`` (so a repair on open agrees with it).
-
-    The ledger writer has no public call for this (``record`` only fast-forwards and ``event``
-    may not carry ``Uet-Integration``), so this uses the writer's own transaction machinery
-    under its mutex and updates its cached tips."""
-    from uet_git.gitrepo import objects
+    tip (the one move that is not a fast-forward): ``Ledger.rebase_integration`` writes the
+    ``run: rebase`` ledger commit (``Uet-Onto``, ``Uet-Previous-Integration``,
+    ``Uet-Integration``) and moves the ref in ONE transaction. Returns the ledger commit."""
     from uet_git.gitrepo.refs import RefConflict
-    from uet_git.ledger import layout
 
-    lg: Any = ledger
-    with lg._mutex:
-        lg._check_open()
-        if lg._integration != old:
-            raise UetError(f"run {ledger.run}: the integration ref moved during the rebase")
-        body = (f"re-integrated {len(workstreams)} committed workstreams onto {onto[:12]} "
-                f"(the target moved): {', '.join(workstreams)}\n"
-                f"integration: {old[:12]} -> {new[:12]}")
-        trailers = [("Uet-Run", ledger.run), ("Uet-Onto", onto), ("Uet-Previous-Integration", old),
-                    ("Uet-Integration", new)]
-        msg = "run: rebase\n\n" + body + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers) + "\n"
-        commit = objects.make_commit(ledger.repo, lg._tree, [lg._tip], msg)
-        tx = ledger.repo.transaction(lg._updater)
-        tx.update(layout.ledger_ref(ledger.run), commit, lg._tip)
-        tx.update(layout.integration_ref(ledger.run), new, old)
-        try:
-            tx.commit()
-        except RefConflict as exc:
-            raise UetError(f"run {ledger.run}: rebase not recorded: {exc}") from None
-        lg._tip, lg._integration = commit, new
-        return commit
+    body = (f"re-integrated {len(workstreams)} committed workstreams onto {onto[:12]} "
+            f"(the target moved): {', '.join(workstreams)}\n"
+            f"integration: {old[:12]} -> {new[:12]}")
+    try:
+        return ledger.rebase_integration(onto, new, summary=body, old=old)
+    except RefConflict as exc:
+        raise UetError(f"run {ledger.run}: rebase not recorded: {exc}") from None

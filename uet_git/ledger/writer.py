@@ -40,7 +40,14 @@ lost object.
 
 Fault injection for the crash tests: ``UET_LEDGER_CRASH=POINT[:WS]`` makes the process
 ``os._exit(99)`` at POINT (``after-objects``, ``after-prepare``, ``after-commit``) of a
-``record()`` (for WS only, if given). Unset, it costs one dict lookup.
+``record()`` (for WS only, if given; ``run:rebase`` selects ``rebase_integration``). Unset, it
+costs one dict lookup.
+
+The integration ref only fast-forwards, with one exception: ``rebase_integration`` (``uet land
+--rebase``) moves it onto a chain re-integrated on the target's new tip. That is the same kind
+of transaction: objects first, then the ledger ref and the integration ref together, each with
+its old value, and a ``run: rebase`` ledger commit whose ``Uet-Onto`` tells ``uet fsck`` where
+the run's own commits now start and whose ``Uet-Integration`` lets a repair on open agree.
 """
 
 from __future__ import annotations
@@ -80,7 +87,12 @@ CONFIG_PATH = "config.json"
 RESERVED_TRAILERS = frozenset({
     "Uet-Run", "Uet-Workstream", "Uet-Attempt", "Uet-From", "Uet-To", "Uet-Patch",
     "Uet-Candidate", "Uet-Reason", "Uet-Base", "Uet-Target", "Uet-Integration",
+    "Uet-Onto", "Uet-Previous-Integration",
 })
+REBASE_EVENT = "run: rebase"
+# The crash-test key of ``rebase_integration`` (``UET_LEDGER_CRASH=POINT:run:rebase``); not a
+# valid workstream id, so it never selects a ``record()``.
+REBASE_CRASH_KEY = "run:rebase"
 _TRAILER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 # States that need a patch commit (given or carried from earlier in the same attempt).
 _NEEDS_PATCH = frozenset({"created", "validated", "queued", "applied", "verified", "committed"})
@@ -723,6 +735,88 @@ class Ledger:
                     from None
             self._tip, self._tree = commit, tree
             return commit
+
+    def rebase_integration(
+        self,
+        onto: str,
+        new_tip: str,
+        *,
+        summary: str = "",
+        evidence: Mapping[str, bytes] | None = None,
+        trailers: Mapping[str, str] | None = None,
+        old: str | None = None,
+    ) -> str:
+        """Move the integration ref to ``new_tip``, a chain re-integrated onto ``onto`` (the
+        target's new tip), with a ``run: rebase`` ledger commit, in ONE transaction; returns
+        the ledger commit. The one move of the integration ref that need not fast-forward.
+
+        ``new_tip`` must be ``onto`` or descend from it. ``old``: the integration tip the
+        caller re-integrated from; if the ledger's is another, nothing is written. Trailers
+        (kept from the first version of ``uet land --rebase``): ``Uet-Onto``,
+        ``Uet-Previous-Integration``, ``Uet-Integration``, then ``trailers``. Evidence goes
+        to ``run/NAME``. The ledger ref and the integration ref move with CAS on their old
+        values (the integration ref is created if ``uet gc`` removed it)."""
+        extra = _extra_trailers(trailers)
+        with self._mutex:
+            self._check_open()
+            onto_oid = self._commit_oid(onto, "rebase onto")
+            new_oid = self._commit_oid(new_tip, "rebased integration tip")
+            if new_oid != onto_oid and not self.repo.pg.descendant_of(
+                    objects.to_oid(new_oid), objects.to_oid(onto_oid)):
+                raise UetError(f"run {self.run}: rebased integration tip {new_oid[:12]} does "
+                               f"not descend from {onto_oid[:12]}, the commit it was rebased "
+                               "onto; nothing recorded")
+            prev = self._integration
+            if old is not None and self._commit_oid(old, "previous integration tip") != prev:
+                raise UetError(f"run {self.run}: the integration ref is at {prev[:12]}, not "
+                               f"{str(old)[:12]} (it moved during the rebase); nothing recorded")
+
+            # -- objects
+            files = self._evidence_files("run", evidence)
+            tree = objects.build_tree(self.repo, self._tree, files) if files else self._tree
+            body = summary.strip() or (f"integration re-integrated onto {onto_oid[:12]}: "
+                                       f"{prev[:12]} -> {new_oid[:12]}")
+            tr = [("Uet-Run", self.run), ("Uet-Onto", onto_oid),
+                  ("Uet-Previous-Integration", prev), ("Uet-Integration", new_oid), *extra]
+            commit = objects.make_commit(self.repo, tree, [self._tip],
+                                         _message(REBASE_EVENT, body, tr))
+            _crash_point("after-objects", REBASE_CRASH_KEY)
+
+            # -- refs, one transaction
+            iref = layout.integration_ref(self.run)
+            tx = self.repo.transaction(self._updater)
+            tx.update(layout.ledger_ref(self.run), commit, self._tip)
+            if not self._integration_ref:
+                tx.create(iref, new_oid)
+            elif new_oid != prev:
+                tx.update(iref, new_oid, prev)
+            else:
+                tx.verify(iref, prev)
+            crash_hook = bool(os.environ.get("UET_LEDGER_CRASH"))
+            if crash_hook:
+                self._updater.before_commit = \
+                    lambda: _crash_point("after-prepare", REBASE_CRASH_KEY)
+            try:
+                self._commit(tx)
+            except RefConflict as exc:
+                what = "could not lock its refs" if exc.lock_held else "lost a race"
+                raise RefConflict(f"run {self.run}: {REBASE_EVENT} {what} and was not "
+                                  f"recorded: {exc}", lock_held=exc.lock_held) from None
+            except BaseException:
+                # As in record(): the ledger ref says whether an interrupted commit happened.
+                if self.repo.read_ref(layout.ledger_ref(self.run)) == commit:
+                    self._moved_integration(commit, tree, new_oid)
+                raise
+            finally:
+                if crash_hook:
+                    self._updater.before_commit = None
+            _crash_point("after-commit", REBASE_CRASH_KEY)
+            self._moved_integration(commit, tree, new_oid)
+            return commit
+
+    def _moved_integration(self, commit: str, tree: str, integration: str) -> None:
+        self._tip, self._tree = commit, tree
+        self._integration, self._integration_ref = integration, True
 
     # ------------------------------------------------------------------ closing
 
