@@ -224,3 +224,64 @@ def test_history_itself_is_checked(repo: Path) -> None:
     # the illegal move, and the state ref (dropped) now disagrees with the ledger (queued)
     assert any("illegal transition dropped -> queued" in p for p in problems), problems
     assert len(problems) == 2
+
+
+# ----------------------------------------------------------------------------- after a rebase
+
+
+def _rebase(s, led: Ledger, onto: str, wss: list[str], tag: str) -> dict[str, str]:
+    """Re-integrate ``wss`` onto ``onto`` as `uet land --rebase` does; returns ws -> commit."""
+    tip, out = onto, {}
+    for ws in wss:
+        tip = out[ws] = uet_commit(s.repo, tip, {f"{ws}.txt": f"{ws}\n"}, ws, s.run,
+                                   subject=f"{ws}: change ({tag})")
+    led.rebase_integration(onto, tip)
+    return out
+
+
+def _target_moves(s, parent: str, name: str) -> str:
+    from uet_git.gitrepo import objects
+
+    tree = objects.build_tree(s.repo, objects.commit_tree(s.repo, parent),
+                              {f"{name}.txt": name.encode()})
+    return objects.make_commit(s.repo, tree, [parent], f"someone else: {name}")
+
+
+def test_rebase_moves_the_start_of_the_chain_to_the_newest_onto(repo: Path) -> None:
+    s, led = scripted_run(repo, keep_open=True)
+    assert led is not None
+    iref = f"refs/uet/integration/{s.run}"
+    x1 = _target_moves(s, s.base, "x1")
+    first = _rebase(s, led, x1, ["a", "c"], "first")
+    assert fsck(s.repo, s.run) == []  # x1 is the target's own, not this run's
+    x2 = _target_moves(s, x1, "x2")
+    second = _rebase(s, led, x2, ["a", "c"], "second")
+    rebase = led.tip
+    assert fsck(s.repo, s.run) == []
+    # c's change straight on x2, skipping the rebased a (committed): one line.
+    skip = uet_commit(s.repo, x2, {"c.txt": "c\n"}, "c", s.run)
+    git(repo, "update-ref", iref, skip)
+    assert fsck(s.repo, s.run) == [f"{s.run}: a is committed but not on {iref}"]
+    # The chain of the first rebase no longer counts: it does not start at x2.
+    git(repo, "update-ref", iref, first["c"])
+    assert fsck(s.repo, s.run) == [
+        f"{s.run}: {iref} ({first['c'][:12]}) does not descend first-parent from {x2[:12]}, "
+        f"where the rebase {rebase[:12]} put it"]
+    git(repo, "update-ref", iref, second["c"])
+    led.record("a", "rolled-back", attempt=1)  # a rollback leaves its commit on the chain
+    led.record("c", "rolled-back", attempt=1)
+    led.close()
+    assert fsck(s.repo, s.run) == []
+    git(repo, "fsck", "--strict", "--no-dangling")
+
+
+def test_rebase_event_without_a_valid_onto(repo: Path) -> None:
+    from uet_git.gitrepo import objects
+
+    s, _ = scripted_run(repo)
+    tip = git(repo, "rev-parse", f"refs/uet/ledger/{s.run}")
+    msg = f"run: rebase\n\nby hand\n\nUet-Run: {s.run}\nUet-Onto: nowhere\n"
+    forged = objects.make_commit(s.repo, objects.commit_tree(s.repo, tip), [tip], msg)
+    git(repo, "update-ref", f"refs/uet/ledger/{s.run}", forged)
+    assert fsck(s.repo) == [f"{s.run}: ledger commit {forged[:12]} (run: rebase) has no valid "
+                            "Uet-Onto (nowhere)"]

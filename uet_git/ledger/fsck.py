@@ -12,7 +12,11 @@ What is checked, per run (all runs by default):
 - patch refs: ``patches/RUN/WS/N`` is a one-parent commit, attempt N is in the ledger, and it is
   the patch the ledger recorded for that attempt;
 - the integration ref descends first-parent from the run's base through exactly the committed
-  workstreams, each once, each after its dependencies (``plan.json`` of the ledger).
+  workstreams, each once, each after its dependencies (``plan.json`` of the ledger). After
+  ``uet land --rebase`` (a ``run: rebase`` event, ``Uet-Onto: X``) the chain starts at the
+  newest such X instead: the commits between the base and X are the target's own. Commits of
+  rolled-back workstreams may stay on the chain (``uet rollback`` moves the target, not the
+  integration ref); dropped, quarantined or unknown ones may not.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from uet_git.ledger.states import CANDIDATE_STATES, TRANSITIONS
 
 GC_EVENT = "run: gc"
 _OID_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
-_KEPT_TRAILERS = ("Uet-Patch", "Uet-Candidate", "Uet-Base")
+_KEPT_TRAILERS = ("Uet-Patch", "Uet-Candidate", "Uet-Base", "Uet-Onto")
+REBASE_EVENT = "run: rebase"
 
 
 def fsck(repo: Repo, run: str | None = None) -> list[str]:
@@ -244,7 +249,17 @@ def _fsck_integration(
     if base is None:
         out.append(f"{run}: the ledger records no base (Uet-Base trailer of `run: start`)")
         return out
-    if tip not in pg or base not in pg:
+    start, since = base, f"the base {base[:12]}"
+    rebases = [e for e in log.run_events(REBASE_EVENT) if e.subject == REBASE_EVENT]
+    if rebases:
+        last = rebases[-1]
+        onto = last.trailers.get("Uet-Onto", "")
+        if not _OID_RE.match(onto):
+            out.append(f"{run}: ledger commit {last.oid[:12]} ({REBASE_EVENT}) has no valid "
+                       f"Uet-Onto ({onto or 'none'})")
+            return out
+        start, since = onto, f"{onto[:12]}, where the rebase {last.oid[:12]} put it"
+    if tip not in pg or start not in pg:
         return out  # already reported as a missing object
     by_oid: dict[str, str] = {}
     for ws, evs in transitions.items():
@@ -255,11 +270,11 @@ def _fsck_integration(
     chain: list[str] = []
     cur = tip
     limit = 100_000
-    while cur != base:
+    while cur != start:
         commit = pg[cur]
         if not commit.parent_ids or len(chain) > limit:
-            out.append(f"{run}: {iref} ({tip[:12]}) does not descend first-parent from the "
-                       f"base {base[:12]}")
+            out.append(f"{run}: {iref} ({tip[:12]}) does not descend first-parent from "
+                       f"{since}")
             return out
         chain.append(cur)
         cur = str(commit.parent_ids[0])
