@@ -195,9 +195,8 @@ def test_target_moved_during_the_run_is_not_forced(tmp_path: Path):
     assert git(repo, "rev-parse", "feature") == git(repo, "rev-parse",
                                                     f"refs/uet/integration/{run_id}")
     assert "run: rebase" in git(repo, "log", "--format=%s", f"refs/uet/ledger/{run_id}")
-    # `uet fsck` does not know the `run: rebase` event yet (its integration chain starts at
-    # the run's base): only git's own check here.
-    fsck_clean(repo, uet_fsck=False)
+    # fsck checks the integration chain from the rebase's onto-point, not the run's base.
+    fsck_clean(repo)
 
 
 def test_invalid_inputs_exit_2_with_one_line(tmp_path: Path):
