@@ -3,8 +3,8 @@ how it grows from 100 to 1,000.
 
 uet runs under a small wrapper (bench/common.py, ``_RSS_WRAPPER``) that executes it in its own
 interpreter and reads VmHWM from /proc/self/status at exit: the peak RSS of uet's own
-process, not of the benchmark driver. ``RUSAGE_CHILDREN`` gives the largest single child
-(git, the tools) for context.
+process, not of the benchmark driver. (Children's ru_maxrss is not shown: a forked child's
+figure starts from its parent's RSS, so it says nothing about the child.)
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def main(quick: bool = False) -> list[Table]:
     p = params(quick)
     table = Table(
         "B4 memory: peak RSS of uet run over N trivial workstreams (4 workers)",
-        ["workstreams", "peak RSS of uet", "largest child", "wall", "MB per 100 ws over the "
-         "smallest", "target", "verdict"],
+        ["workstreams", "peak RSS of uet", "wall", "MB per 100 ws over the smallest", "target",
+         "verdict"],
     )
     wd = workdir("b4")
     try:
@@ -54,14 +54,13 @@ def main(quick: bool = False) -> list[Table]:
         first: float | None = None
         for n in p.sizes:
             ws_dir = write_workstreams(wd / f"ws-{n}", independent_specs(n, acceptance=()))
-            rss, child, wall = [], [], []
+            rss, wall = [], []
             for _ in range(p.runs):
                 res = run_uet(uet_run_args(ws_dir, 4, "--json"), cwd=repo, measure_rss=True,
                               expect=n)
                 if res.peak_rss_kib is None:
                     raise RuntimeError("B4: the RSS wrapper reported nothing")
                 rss.append(res.peak_rss_kib / 1024)
-                child.append((res.children_rss_kib or 0) / 1024)
                 wall.append(res.wall)
             st = Stats.of(rss)
             growth = ""
@@ -71,7 +70,7 @@ def main(quick: bool = False) -> list[Table]:
             else:
                 growth = f"{(st.median - first) / (n - first_n) * 100:.2f}"
             last = n == p.sizes[-1] and n >= 1000
-            table.add(n, st.fmt("MB", 1), Stats.of(child).fmt("MB", 1), Stats.of(wall).fmt(),
+            table.add(n, st.fmt("MB", 1), Stats.of(wall).fmt(),
                       growth, f"<= {TARGET_MB:.0f} MB" if last else "",
                       verdict(st.max <= TARGET_MB) if last else "")
         table.notes.append(
