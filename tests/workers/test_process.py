@@ -202,3 +202,42 @@ def test_git_env_is_sanitised(tmp_path: Path, monkeypatch) -> None:
     assert r.returncode == 0
     assert (tmp_path / "out.log").read_text().split() == [
         "dir=unset", "idx=unset", "0", "false", "Kept"]
+
+
+def test_descendant_walk_finds_what_the_full_proc_scan_finds(tmp_path: Path) -> None:
+    """The sweep walks only our own process tree (we are a subreaper, so a setsid'd double fork
+    is re-parented below us); it must find exactly the tool's processes a scan of all /proc
+    finds, escapees included."""
+    import os
+    import subprocess
+
+    from uet_git.workers import process as P
+
+    assert P.become_subreaper()
+    token = "t" + os.urandom(8).hex()
+    script = ("sleep 100 & "
+              "sh -c \"setsid sh -c 'echo \\$\\$ >> escaped; sleep 100 & wait' &\"; "
+              "while [ ! -s escaped ]; do sleep 0.01; done; sleep 100")
+    proc = subprocess.Popen(["sh", "-c", script], cwd=tmp_path, start_new_session=True,
+                            env={**os.environ, P.TOKEN_VAR: token})
+    try:
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "escaped").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        mine = P._my_descendants()
+        assert mine is not None and proc.pid in mine
+        walked = P._find_tool(proc.pid, token)
+        real_all = P._my_descendants
+        try:
+            P._my_descendants = lambda: None  # type: ignore[assignment]
+            scanned = P._find_tool(proc.pid, token)
+        finally:
+            P._my_descendants = real_all  # type: ignore[assignment]
+        escaped = _pids(tmp_path / "escaped")[0]
+        assert escaped in {p.pid for p in walked}
+        assert {p.pid for p in walked} == {p.pid for p in scanned}
+        assert len(walked) >= 5  # sh, sleep, setsid'd sh, its sleep (+ the waiting shell)
+    finally:
+        P.kill_tree(proc.pid, token, grace=0.5, popen=proc)
+        proc.wait()
