@@ -146,3 +146,35 @@ def test_reset_and_remove_survive_unwritable_directories(setup) -> None:
     (wt / "ro").chmod(0o500)
     remove_worktree(repo, wt)
     assert not wt.exists()
+
+
+def test_reset_from_a_branch_a_conflicted_index_and_assume_unchanged(setup) -> None:
+    """One ``checkout -f`` puts the worktree at the commit whatever the tool left: a branch of
+    its own checked out (never moved by the reset), unmerged index entries, assume-unchanged
+    and skip-worktree bits hiding edits; worktree_head follows HEAD (None when unborn)."""
+    repo, wt, first, second = setup
+    add_worktree(repo, wt, first)
+    git(wt, "checkout", "-qb", "tool-branch")
+    (wt / "a.txt").write_text("tool\n")
+    git(wt, "commit", "-qam", "tool on its branch")
+    tool_commit = git(wt, "rev-parse", "HEAD")
+    assert worktree_head(repo, wt) == tool_commit
+    git(wt, "merge", "-q", second, check=False)  # conflicts on a.txt: unmerged entries
+    assert "a.txt" in git(wt, "diff", "--name-only", "--diff-filter=U")
+    reset_worktree(repo, wt, second)
+    assert git(wt, "rev-parse", "HEAD") == second == worktree_head(repo, wt)
+    assert git(wt, "symbolic-ref", "-q", "HEAD", check=False) == ""
+    assert git(repo.workdir, "rev-parse", "refs/heads/tool-branch") == tool_commit
+    assert _status(wt) == "" and (wt / "a.txt").read_text() == "a2\n"
+    git(wt, "update-index", "--assume-unchanged", "a.txt")
+    git(wt, "update-index", "--skip-worktree", "src/b.txt")
+    (wt / "a.txt").write_text("hidden edit\n")
+    (wt / "src" / "b.txt").write_text("hidden too\n")
+    reset_worktree(repo, wt, first)
+    assert (wt / "a.txt").read_text() == "a\n" and (wt / "src" / "b.txt").read_text() == "b\n"
+    assert git(wt, "ls-files", "-v").split() == [
+        "H", ".gitignore", "H", "a.txt", "H", "src/b.txt"]
+    git(wt, "checkout", "-q", "--orphan", "unborn")
+    assert worktree_head(repo, wt) is None
+    reset_worktree(repo, wt, second)
+    assert worktree_head(repo, wt) == second and _status(wt) == ""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import filelock
+import pygit2
 
 from uet_git.gitrepo.repo import GitError, Repo
 
@@ -136,7 +137,9 @@ def reset_worktree(repo: Repo, path: Path, commit: str, keep_ignored: bool = Fal
         _make_writable(path)
         (admin / "index").unlink(missing_ok=True)
         repo.git("checkout", "-q", "-f", "--detach", commit, cwd=path)
-    repo.git("reset", "-q", "--hard", commit, cwd=path)
+    # No ``reset --hard`` after it: ``checkout -f`` already resets index and files with the
+    # same one-way merge (unmerged entries, assume-unchanged and files in the way included), and
+    # a second pass cost ~7 ms a reset under load, twice per workstream.
     clean = ["clean", "-q", "-ffd" if keep_ignored else "-ffdx"]
     if repo.git(*clean, cwd=path, check=False).returncode != 0:
         _make_writable(path)  # a directory the tool made unwritable
@@ -208,6 +211,15 @@ def _list_worktrees(repo: Repo) -> list[WorktreeInfo]:
 def worktree_head(repo: Repo, path: Path) -> str | None:
     """The commit the worktree's HEAD points to (read from its admin dir), or None."""
     admin = admin_dir(repo, path)
+    try:
+        # In process (~0.3 ms) instead of a git process (~3 ms); the CLI decides whenever
+        # libgit2 cannot (a reftable repository, a HEAD it does not understand).
+        wr = pygit2.Repository(str(admin))
+        if wr.head_is_unborn:
+            return None
+        return str(wr.head.peel(pygit2.Commit).id)
+    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
+        pass
     proc = repo.git("--git-dir", str(admin), "rev-parse", "--verify", "--quiet", "HEAD^{commit}",
                     check=False)
     return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
