@@ -23,6 +23,10 @@ def test_new_run_id_is_utc_sortable_and_random() -> None:
         assert layout.check_run_id(i) == i
     now = layout.new_run_id()
     assert layout.RUN_RE.match(now)
+    # Within one second, later starts sort later (the latest run is the last one started).
+    same_second = [layout.new_run_id(datetime(2026, 11, 25, 10, 15, 2, ms * 1000, tzinfo=UTC))
+                   for ms in (0, 1, 7, 250, 998, 999)]
+    assert same_second == sorted(same_second) and len(set(same_second)) == 6
     assert abs((layout.run_time(now) - datetime.now(UTC)).total_seconds()) < 5
 
 

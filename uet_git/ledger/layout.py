@@ -31,9 +31,14 @@ assert not set(KINDS) & set(STATES)
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    """``YYYYMMDD-HHMMSS-xxxx`` in UTC with 4 random hex digits: sorts by start time."""
+    """``YYYYMMDD-HHMMSS-xxxx`` in UTC: sorts by start time. The 4 hex digits are the
+    millisecond (high 10 bits) and 6 random bits, so two runs started in the same second still
+    sort in start order (a fast run and the next one often share a second, and "the latest run"
+    must be the last one started); runs in the same millisecond differ by the random bits
+    (``Ledger.create`` retries a collision)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    suffix = (now.microsecond // 1000) << 6 | secrets.randbelow(64)
+    return f"{now:%Y%m%d-%H%M%S}-{suffix:04x}"
 
 
 def check_run_id(run: str) -> str:
