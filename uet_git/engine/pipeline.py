@@ -116,12 +116,27 @@ class RunContext:
                detail: str = "", shown_reason: str | None = None, **kw: Any) -> str:
         """A ledger transition, then the report line (the ledger is the truth: report after).
         ``shown_reason``: the reason to report when the ledger takes none (``blocked``)."""
-        prev = self.ledger.state(ws_id)
         oid = self.ledger.record(ws_id, to, attempt=attempt, reason=reason, summary=detail, **kw)
-        self.reporter.transition(ws_id, prev.state if prev else None, to, attempt=attempt,
+        # The state it left, from the commit just written (its Uet-From trailer), not from
+        # ledger.state() before: that takes the writer's mutex a second time per transition,
+        # and under contention waits out another thread's whole ref transaction (fsync).
+        prev = recorded_from(self.repo, oid)
+        self.reporter.transition(ws_id, prev, to, attempt=attempt,
                                  reason=reason or shown_reason, detail=_first_line(detail))
         crash_point(f"{ws_id}:{to}")
         return oid
+
+
+def recorded_from(repo: Repo, ledger_commit: str) -> str | None:
+    """The ``Uet-From`` state of a transition's ledger commit (None: it entered the ledger)."""
+    from uet_git.gitrepo.objects import to_oid
+
+    message = repo.pg[to_oid(ledger_commit)].message
+    for line in reversed(message.splitlines()):
+        if line.startswith("Uet-From: "):
+            value = line[len("Uet-From: "):].strip()
+            return None if value == "none" else value
+    return None
 
 
 def crash_point(point: str) -> None:
