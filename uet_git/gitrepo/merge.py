@@ -101,6 +101,27 @@ def _entry(tree: pygit2.Tree, path: str) -> tuple[pygit2.Oid, int] | None:
     return obj.id, obj.filemode
 
 
+def _differing_paths(a: pygit2.Tree | None, b: pygit2.Tree | None, prefix: str) -> list[str]:
+    """Paths of blobs (and links, submodules) that differ between two trees, skipping
+    subtrees with equal ids: O(changes x depth), where libgit2's tree diff walks every entry
+    (17 ms at 30,000 files)."""
+    ea = {e.name: e for e in a} if a is not None else {}
+    eb = {e.name: e for e in b} if b is not None else {}
+    out: list[str] = []
+    for name in sorted(ea.keys() | eb.keys()):
+        x, y = ea.get(name), eb.get(name)
+        if x is not None and y is not None and x.id == y.id and x.filemode == y.filemode:
+            continue
+        path = prefix + name
+        xt = x if x is not None and x.filemode == FILEMODE_TREE else None
+        yt = y if y is not None and y.filemode == FILEMODE_TREE else None
+        if xt is not None or yt is not None:
+            out += _differing_paths(xt, yt, path + "/")  # type: ignore[arg-type]
+        if (x is not None and xt is None) or (y is not None and yt is None):
+            out.append(path)
+    return out
+
+
 def _disjoint_merge(
     repo: Repo, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygit2.Tree
 ) -> str | None:
@@ -110,23 +131,21 @@ def _disjoint_merge(
         return str(theirs.id if ours.id == base.id else ours.id)
     if theirs.id == base.id:
         return str(ours.id)
-    # Without rename detection a rename is a delete plus an add: exact at the tree level.
-    diff = base.diff_to_tree(theirs, flags=pygit2.enums.DiffOption.INCLUDE_TYPECHANGE)
     files: dict[str, Entry | None] = {}
     try:
-        for delta in diff.deltas:
-            for path in {delta.old_file.path, delta.new_file.path}:
-                mine = _entry(theirs, path)
-                if _entry(ours, path) != _entry(base, path):
-                    return None  # both sides touched it
-                parts = path.split("/")
-                for i in range(1, len(parts)):
-                    prefix = _entry(ours, "/".join(parts[:i]))
-                    if prefix is not None and prefix[1] != FILEMODE_TREE:
-                        return None  # the other side has a file where this path needs a dir
-                if mine is not None and mine[1] == FILEMODE_COMMIT:
-                    return None  # submodules: let libgit2 decide
-                files[path] = None if mine is None else Entry(str(mine[0]), mine[1])
+        # A rename is a delete plus an add here: exact at the tree level.
+        for path in _differing_paths(base, theirs, ""):
+            mine = _entry(theirs, path)
+            if _entry(ours, path) != _entry(base, path):
+                return None  # both sides touched it
+            parts = path.split("/")
+            for i in range(1, len(parts)):
+                prefix = _entry(ours, "/".join(parts[:i]))
+                if prefix is not None and prefix[1] != FILEMODE_TREE:
+                    return None  # the other side has a file where this path needs a dir
+            if mine is not None and mine[1] == FILEMODE_COMMIT:
+                return None  # submodules: let libgit2 decide
+            files[path] = None if mine is None else Entry(str(mine[0]), mine[1])
         return build_tree(repo, ours.id, files)
     except (GitError, pygit2.GitError, ValueError):
         return None  # a file/directory clash build_tree refuses, or an odd entry
