@@ -486,25 +486,27 @@ class Ledger:
             f"- {line}" for line in lines), trailers={"Uet-Repaired": str(len(fixes))})
 
     # ------------------------------------------------------------------ reading
+    # Readers take no lock: the mutex is held across a transition's fsynced ref transaction,
+    # and worker threads asking for a state would queue behind every other thread's write.
+    # Records are replaced whole after a commit, never changed once published, and each read
+    # below is one atomic reference read (``list()`` copies a dict's items atomically), so a
+    # reader sees the state from just before or just after a concurrent transition; the
+    # thread that wrote a transition always sees it.
 
     def state(self, ws: str) -> WsRecord | None:
-        with self._mutex:
-            rec = self._states.get(ws)
-            return None if rec is None else WsRecord(**vars(rec))
+        rec = self._states.get(ws)
+        return None if rec is None else WsRecord(**vars(rec))
 
     def states(self) -> dict[str, WsRecord]:
-        with self._mutex:
-            return {ws: WsRecord(**vars(r)) for ws, r in self._states.items()}
+        return {ws: WsRecord(**vars(r)) for ws, r in list(self._states.items())}
 
     def integration_tip(self) -> str:
-        with self._mutex:
-            return self._integration
+        return self._integration
 
     @property
     def tip(self) -> str:
         """The ledger branch's tip commit."""
-        with self._mutex:
-            return self._tip
+        return self._tip
 
     # ------------------------------------------------------------------ writing
 
