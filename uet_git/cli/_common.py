@@ -1,11 +1,14 @@
-"""Small helpers shared by command modules: output formatting only, no logic."""
+"""Small helpers shared by command modules: output formatting, and where the project is."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
+
+from uet_git.gitrepo.repo import run_git
 
 
 def echo_json(obj: Any) -> None:
@@ -24,3 +27,15 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     for row in rows:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+def project_root(cwd: Path) -> tuple[Path, bool]:
+    """``(root, in_git)``: the top of the git worktree containing ``cwd``, else ``cwd``."""
+    try:
+        proc = run_git(["rev-parse", "--show-toplevel"], cwd=cwd, check=False)
+    except OSError:
+        return cwd, False
+    top = proc.stdout.decode(errors="replace").strip()
+    if proc.returncode == 0 and top:
+        return Path(top), True
+    return cwd, False

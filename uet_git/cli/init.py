@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from uet_git.cli.validate import display, project_root
+from uet_git.cli._common import project_root
+from uet_git.cli.validate import display
 from uet_git.errors import UetError
 
 UET_TOML = """\
@@ -78,7 +79,7 @@ def cmd() -> None:
     """Write uet.toml and workstreams/example.yaml at the repository root (or the current
     directory outside a git repository). Refuses to overwrite either file."""
     cwd = Path.cwd()
-    root = project_root(cwd)
+    root, _ = project_root(cwd)
     toml_path = root / "uet.toml"
     example = root / "workstreams" / "example.yaml"
     for target in (toml_path, example):

@@ -30,56 +30,21 @@ line, on stderr).
 
 from __future__ import annotations
 
-import os
 import sys
 import textwrap
 from pathlib import Path
 
 import click
 
-from uet_git.cli._common import echo_json
+from uet_git.cli._common import echo_json, project_root
+from uet_git.engine.options import resolve_jobs
 from uet_git.errors import EXIT_INVALID, UetError
-from uet_git.gitrepo.repo import run_git
 from uet_git.plan.dag import PlanError, build_plan
 from uet_git.plan.overlap import predict_conflicts
 from uet_git.spec.load import load_config, load_workstreams
 from uet_git.spec.models import Config
 
-DEFAULT_JOBS = 4
 MAX_TEXT_WARNINGS = 100  # the text view stays readable; --json has every warning
-JOBS_ENV = ("UET_JOBS", "PIPELINE_MAX_WORKERS")
-
-
-def project_root(cwd: Path) -> tuple[Path, bool]:
-    """``(root, in_git)``: the top of the git worktree containing ``cwd``, else ``cwd``."""
-    try:
-        proc = run_git(["rev-parse", "--show-toplevel"], cwd=cwd, check=False)
-    except OSError:
-        return cwd, False
-    top = proc.stdout.decode().strip()
-    if proc.returncode == 0 and top:
-        return Path(top), True
-    return cwd, False
-
-
-def resolve_jobs(flag: int | None, config: Config) -> int:
-    """``--jobs``, else ``UET_JOBS``, else ``PIPELINE_MAX_WORKERS``, else uet.toml, else 4."""
-    if flag is not None:
-        return flag
-    for name in JOBS_ENV:
-        raw = os.environ.get(name, "").strip()
-        if not raw:
-            continue
-        try:
-            value = int(raw)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise UetError(f"{name}: must be a positive integer, got {raw!r}")
-        return value
-    return config.run.jobs or DEFAULT_JOBS
-
-
 def _default_path(root: Path, in_git: bool, config: Config) -> Path:
     rel = config.run.workstreams
     path = root / rel

@@ -15,19 +15,9 @@ from pathlib import Path
 
 import click
 
+from uet_git.cli._common import project_root
 from uet_git.errors import EXIT_INVALID
-from uet_git.gitrepo.repo import run_git
 from uet_git.spec.load import config_issues, default_paths, load_workstreams
-
-
-def project_root(cwd: Path) -> Path:
-    """The top of the git worktree containing ``cwd``, else ``cwd`` itself."""
-    try:
-        proc = run_git(["rev-parse", "--show-toplevel"], cwd=cwd, check=False)
-    except OSError:
-        return cwd
-    top = proc.stdout.decode(errors="replace").strip()
-    return Path(top) if proc.returncode == 0 and top else cwd
 
 
 def display(path: Path, cwd: Path) -> Path:
@@ -45,7 +35,7 @@ def cmd(paths: tuple[Path, ...]) -> None:
     workstreams, i.e. workstreams/ at the repository root): schema, ids, scopes, dependencies
     (unknown, self, cycles), tools. Prints every error at once; exit 2 if any."""
     cwd = Path.cwd()
-    root = project_root(cwd)
+    root, _ = project_root(cwd)
     config, cfg_issues = config_issues(root)
     errors = [str(i) for i in cfg_issues]
     warnings: list[str] = []

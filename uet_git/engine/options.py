@@ -49,9 +49,9 @@ def _env_int(env: Mapping[str, str], name: str) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise UetError(f"{name}={raw!r}: not a whole number") from None
+        value = 0
     if value < 1:
-        raise UetError(f"{name}={raw!r}: must be at least 1")
+        raise UetError(f"{name}: must be a positive integer, got {raw!r}")
     return value
 
 
