@@ -22,11 +22,10 @@ from uet_git.engine.pipeline import (
     RunContext,
     _section,
     _status,
-    diff_stat,
     run_commands,
 )
 from uet_git.engine.premerge import collect_hooks, hook_argv
-from uet_git.gitrepo.merge import merge_trees
+from uet_git.gitrepo.merge import diff_stat, merge_trees
 from uet_git.gitrepo.objects import make_commit, to_oid
 from uet_git.workers.process import read_tail, run_process
 

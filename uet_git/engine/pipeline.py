@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from uet_git.engine.report import Reporter
-from uet_git.gitrepo.merge import Change
+from uet_git.gitrepo.merge import Change, diff_stat
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.worktrees import reset_worktree
 from uet_git.ledger.writer import Ledger
@@ -146,18 +146,6 @@ def crash_point(point: str) -> None:
     spec = os.environ.get("UET_TEST_CRASH_AT")
     if spec and point in spec.split(","):
         os._exit(137)
-
-
-def diff_stat(repo: Repo, old: str, new: str) -> str:
-    """``git diff --stat --summary -M`` of two commits, in process (libgit2's formatter): the
-    evidence a user reads, without a git process on every patch."""
-    import pygit2
-
-    pg = repo.pg
-    diff = pg.diff(pg[old].peel(pygit2.Tree), pg[new].peel(pygit2.Tree))
-    diff.find_similar()
-    fmt = pygit2.enums.DiffStatsFormat
-    return diff.stats.format(fmt.FULL | fmt.INCLUDE_SUMMARY, 100)
 
 
 def _first_line(text: str) -> str:

@@ -20,7 +20,6 @@ from typing import Literal
 import pygit2
 
 from uet_git.gitrepo.objects import (
-    EMPTY_TREE,
     FILEMODE_TREE,
     Entry,
     OidLike,
@@ -186,12 +185,12 @@ def changed_paths(repo: Repo, old: OidLike | None, new: OidLike) -> list[Change]
 
 
 def diff_stat(repo: Repo, old: OidLike | None, new: OidLike) -> str:
-    """``git diff --stat --summary -M`` from ``old`` (None = empty) to ``new``, as git prints
-    it (the evidence blob a user reads)."""
-    old_s = EMPTY_TREE if old is None else str(_tree(repo, old).id)
-    new_s = str(_tree(repo, new).id)
-    return repo.git("diff", "--no-color", "--stat=120", "--summary", "-M", old_s, new_s,
-                    "--").stdout.decode(errors="replace")
+    """``git diff --stat --summary -M`` from ``old`` (None = empty) to ``new`` (the evidence
+    blob a user reads), formatted by libgit2 in process: no git process on every patch."""
+    diff = _tree(repo, old).diff_to_tree(_tree(repo, new))
+    diff.find_similar()
+    fmt = pygit2.enums.DiffStatsFormat
+    return diff.stats.format(fmt.FULL | fmt.INCLUDE_SUMMARY, 100)
 
 
 def is_ancestor(repo: Repo, a: OidLike, b: OidLike) -> bool:
