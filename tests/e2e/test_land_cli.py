@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.commands.landkit import fsck_clean, head_of, snapshot_files, two_committed
 from tests.conftest import git, make_repo, uet
 from tests.engine.test_actions import quarantined_chain, state_refs
-from tests.engine.test_land import fsck_clean, head_of, snapshot_files, two_committed
 from uet_git.ledger.writer import Ledger
 
 

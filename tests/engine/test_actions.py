@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands.landkit import Built, fsck_clean, scripted_run
 from tests.conftest import git
-from tests.engine.test_land import Built, fsck_clean, scripted_run
-from uet_git.engine.actions import descendants, drop_ws, retry_ws, unblocked_by
+from uet_git.commands.actions import descendants, drop_ws, retry_ws, unblocked_by
 from uet_git.engine.options import RunOptions
 from uet_git.errors import UetError
 from uet_git.ledger.writer import Ledger

@@ -32,7 +32,7 @@ BUMPS = {"bump-minor", "bump-major"}
 def cmd(directory: Path | None, jobs: int) -> None:
     """Build a sample repository in DIRECTORY (default: a new temporary directory) and run its
     workstreams, then show how to read the result with git itself."""
-    from uet_git.engine.demo import build_demo_repo
+    from uet_git.commands.demo import build_demo_repo
     from uet_git.engine.options import RunOptions
     from uet_git.engine.run import execute_run
     from uet_git.gitrepo import Repo

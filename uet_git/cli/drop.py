@@ -13,7 +13,7 @@ def cmd(ws: str, run: str | None) -> None:
     """Drop workstream WS of RUN (default: the latest run). Only a quarantined or blocked
     workstream can be dropped; its blocked dependents are dropped too. The ledger keeps
     everything (refs/uet/dropped/RUN/WS)."""
-    from uet_git.engine.actions import drop_ws
+    from uet_git.commands.actions import drop_ws
     from uet_git.gitrepo import Repo
     from uet_git.ledger import query
 

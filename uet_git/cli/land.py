@@ -22,7 +22,7 @@ def cmd(run: str | None, rebase: bool, jobs: int | None) -> None:
     integration ref refs/uet/integration/RUN, with a compare-and-swap. A checkout of the target
     is updated like `git merge --ff-only`, and refused if it has local changes. Nothing is ever
     forced: if the target moved, use --rebase."""
-    from uet_git.engine.land import land
+    from uet_git.commands.land import land
     from uet_git.engine.options import RunOptions
     from uet_git.errors import EXIT_WORK_FAILED, UetError
     from uet_git.gitrepo import Repo

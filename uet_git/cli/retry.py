@@ -20,7 +20,7 @@ import click
 def cmd(ws: str, run: str | None, reapply: bool, jobs: int | None) -> None:
     """Retry workstream WS of RUN (default: the latest run). Only a quarantined workstream, or
     a blocked one whose dependencies are committed, can be retried."""
-    from uet_git.engine.actions import retry_ws
+    from uet_git.commands.actions import retry_ws
     from uet_git.engine.options import RunOptions
     from uet_git.gitrepo import Repo
     from uet_git.ledger import query

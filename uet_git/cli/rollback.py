@@ -17,7 +17,7 @@ def cmd(run: str | None) -> None:
     points at what the run landed, it moves back to where the run found it (compare-and-swap);
     otherwise revert commits for the run's patches are added on top, newest first. Every
     committed workstream of the run becomes rolled-back (refs/uet/rolled-back/RUN/WS)."""
-    from uet_git.engine.rollback import rollback_run
+    from uet_git.commands.rollback import rollback_run
     from uet_git.errors import EXIT_WORK_FAILED, UetError
     from uet_git.gitrepo import Repo
     from uet_git.ledger import query

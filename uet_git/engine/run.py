@@ -459,7 +459,7 @@ class Engine:
             self._block_dependents(ws_id)
 
     def _land_now(self) -> None:
-        from uet_git.engine.land import land
+        from uet_git.commands.land import land
 
         try:
             res = land(self.ctx.repo, self.ctx.ledger)
@@ -660,7 +660,7 @@ def _finish(ctx: RunContext, engine: Engine, include: set[str], land_mode: str,
         messages.append("nothing committed, nothing to land")
     else:
         crash_point("land")
-        from uet_git.engine.land import land
+        from uet_git.commands.land import land
 
         try:
             res = land(repo, ledger)

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from uet_git.engine.land import (
+from uet_git.commands.land import (
     ROLLBACK_EVENT,
     LandEvent,
     branch_name,

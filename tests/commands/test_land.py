@@ -3,107 +3,23 @@ patch/candidate commits; results are checked with the git CLI."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo
-from uet_git.engine import land as land_mod
-from uet_git.engine.land import land, land_events
+from tests.commands.landkit import (
+    fsck_clean,
+    head_of,
+    open_land,
+    scripted_run,
+    snapshot_files,
+    two_committed,
+)
+from tests.conftest import git
+from uet_git.commands import land as land_mod
+from uet_git.commands.land import land_events
 from uet_git.gitrepo.objects import build_tree, make_commit
 from uet_git.gitrepo.repo import Repo
-from uet_git.ledger.writer import Ledger
-
-FILES = {"a.txt": "alpha\n", "b.txt": "beta\n", "src/c.txt": "gamma\n"}
-
-
-@dataclass
-class Built:
-    path: Path
-    repo: Repo
-    run: str
-    base: str
-    tip: str
-    candidates: dict[str, str] = field(default_factory=dict)
-    patches: dict[str, str] = field(default_factory=dict)
-
-
-def scripted_run(
-    path: Path,
-    steps: Sequence[tuple[str, str, Mapping[str, bytes | None]]],
-    *,
-    deps: Mapping[str, list[str]] | None = None,
-    target: str | None = "main",
-    files: Mapping[str, str] | None = None,
-) -> Built:
-    """A repository with one commit and a run whose workstreams went through ``steps``:
-    ``(ws, outcome, changes)`` with outcome ``committed``, ``quarantined:REASON`` (after a
-    patch), ``failed:REASON`` (no patch), ``blocked`` or ``pending`` (planned, never
-    recorded). Committed candidates stack on the integration tip in order."""
-    if not (path / ".git").exists():
-        make_repo(path, dict(files or FILES))
-    repo = Repo.open(path)
-    base = repo.rev_parse("HEAD")
-    assert base is not None
-    deps = dict(deps or {})
-    plan = {"nodes": [{"id": ws, "depends_on": deps.get(ws, [])} for ws, _, _ in steps]}
-    built = Built(path, repo, "", base, base)
-    with Ledger.create(repo, base=base, target=target, plan=plan) as ledger:
-        built.run = ledger.run
-        for ws, outcome, changes in steps:
-            if outcome == "pending":
-                continue
-            if outcome == "blocked":
-                ledger.record(ws, "blocked", attempt=1, summary="dependency quarantined")
-                continue
-            if outcome.startswith("failed:"):  # the tool failed: no patch at all
-                ledger.record(ws, "quarantined", attempt=1, reason=outcome.split(":", 1)[1])
-                continue
-            msg = f"{ws}: scripted change\n\nUet-Workstream: {ws}\nUet-Run: {ledger.run}\n"
-            patch = make_commit(repo, build_tree(repo, built.tip, changes), [built.tip], msg)
-            built.patches[ws] = patch
-            ledger.record(ws, "created", attempt=1, patch=patch)
-            ledger.record(ws, "validated", attempt=1)
-            ledger.record(ws, "queued", attempt=1)
-            if outcome.startswith("quarantined:"):
-                ledger.record(ws, "quarantined", attempt=1, reason=outcome.split(":", 1)[1])
-                continue
-            assert outcome == "committed", outcome
-            # The candidate: the patch merged onto the tip (here the patch is built on the tip).
-            cand = make_commit(repo, build_tree(repo, built.tip, changes), [built.tip], msg)
-            ledger.record(ws, "applied", attempt=1, candidate=cand)
-            ledger.record(ws, "verified", attempt=1)
-            ledger.record(ws, "committed", attempt=1, integration=cand)
-            built.candidates[ws] = cand
-            built.tip = cand
-    return built
-
-
-def two_committed(tmp_path: Path, **kw: object) -> Built:
-    return scripted_run(tmp_path / "repo", [
-        ("ws-a", "committed", {"a.txt": b"alpha changed by ws-a\n"}),
-        ("ws-b", "committed", {"new/file.txt": b"added by ws-b\n", "b.txt": None}),
-    ], **kw)  # type: ignore[arg-type]
-
-
-def fsck_clean(path: Path) -> None:
-    git(path, "fsck", "--strict", "--no-progress")
-
-
-def head_of(path: Path, ref: str = "refs/heads/main") -> str:
-    return git(path, "rev-parse", ref)
-
-
-def snapshot_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".git" not in p.relative_to(root).parts}
-
-
-def open_land(b: Built, **kw: object) -> land_mod.LandResult:
-    with Ledger.open(b.repo, b.run) as ledger:
-        return land(b.repo, ledger, **kw)  # type: ignore[arg-type]
 
 
 def test_land_fast_forwards_target_not_checked_out(tmp_path: Path) -> None:

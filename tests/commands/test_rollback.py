@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import git
-from tests.engine.test_actions import state_refs
-from tests.engine.test_land import (
+from tests.commands.landkit import (
     Built,
     fsck_clean,
     head_of,
@@ -15,8 +13,10 @@ from tests.engine.test_land import (
     snapshot_files,
     two_committed,
 )
-from uet_git.engine.land import land, land_events
-from uet_git.engine.rollback import rollback_run
+from tests.conftest import git
+from tests.engine.test_actions import state_refs
+from uet_git.commands.land import land, land_events
+from uet_git.commands.rollback import rollback_run
 from uet_git.gitrepo.objects import build_tree, make_commit
 from uet_git.ledger.writer import Ledger
 
