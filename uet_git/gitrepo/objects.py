@@ -32,6 +32,17 @@ OidLike = str | pygit2.Oid
 
 
 @dataclass(frozen=True)
+class Person:
+    """An author or committer: name, email, epoch seconds and UTC offset in minutes (the
+    public form of a signature; ``odb`` re-exports it)."""
+
+    name: str
+    email: str
+    time: int
+    offset: int
+
+
+@dataclass(frozen=True)
 class Entry:
     """An existing blob placed in a tree with a mode (executable, symlink)."""
 
@@ -227,21 +238,41 @@ def signature(repo: Repo, role: str = "author") -> pygit2.Signature:
     return pygit2.Signature(name, mail, when, offset)
 
 
+def identity(repo: Repo, role: str = "author") -> Person:
+    """``signature`` as a ``Person``: who git would record as ``role`` now."""
+    sig = signature(repo, role)
+    return Person(sig.name, sig.email, int(sig.time), int(sig.offset))
+
+
+def person_now(name: str, email: str) -> Person:
+    """``name <email>`` at the current time and local UTC offset."""
+    when = int(time.time())
+    return Person(name, email, when, (time.localtime(when).tm_gmtoff or 0) // 60)
+
+
+def _sig(who: Person | pygit2.Signature | None, repo: Repo, role: str) -> pygit2.Signature:
+    if who is None:
+        return signature(repo, role)
+    if isinstance(who, Person):
+        return pygit2.Signature(who.name, who.email, who.time, who.offset)
+    return who
+
+
 def make_commit(
     repo: Repo,
     tree: OidLike,
     parents: Sequence[OidLike],
     message: str,
     *,
-    author: pygit2.Signature | None = None,
-    committer: pygit2.Signature | None = None,
+    author: Person | pygit2.Signature | None = None,
+    committer: Person | pygit2.Signature | None = None,
 ) -> str:
-    """Write a commit object (no ref moves) and return its id."""
+    """Write a commit object (no ref moves) and return its id. ``author``/``committer``
+    default to the identity git itself would use (``signature``)."""
     if not message.endswith("\n"):
         message += "\n"
-    author = author or signature(repo, "author")
-    committer = committer or signature(repo, "committer")
     oid = repo.pg.create_commit(
-        None, author, committer, message, to_oid(tree), [to_oid(p) for p in parents]
+        None, _sig(author, repo, "author"), _sig(committer, repo, "committer"), message,
+        to_oid(tree), [to_oid(p) for p in parents]
     )
     return str(oid)

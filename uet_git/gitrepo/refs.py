@@ -24,16 +24,27 @@ import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from uet_git.gitrepo.repo import _GIT_BASE, GitError
-
-if TYPE_CHECKING:
-    from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.gitcmd import GIT_BASE, GitError, HasWorkdir, run_git
 
 ZERO_OID = "0" * 40
 _OID_RE = re.compile(r"^[0-9a-f]{40}$")
 _FSYNC = ["-c", "core.fsync=committed,reference"]
+
+
+def for_each_ref(repo: HasWorkdir, *patterns: str) -> dict[str, str]:
+    """``{refname: oid}`` of every ref matching a pattern (``git for-each-ref`` patterns:
+    prefixes up to a slash, or globs), sorted by name; every ref when no pattern is given.
+    One git process; ``%(objectname)`` does not read the objects, so it stays cheap. The one
+    ref lister (``Repo.list_refs`` delegates here)."""
+    out = run_git(["for-each-ref", "--format=%(objectname) %(refname)", "--end-of-options",
+                   *patterns], cwd=repo.workdir).stdout
+    refs: dict[str, str] = {}
+    for line in out.decode(errors="surrogateescape").splitlines():
+        oid, _, name = line.partition(" ")
+        if name:
+            refs[name] = oid
+    return dict(sorted(refs.items()))
 
 
 class RefConflict(GitError):
@@ -80,7 +91,7 @@ class RefTransaction:
     two updates of one ref in a transaction).
     """
 
-    def __init__(self, repo: Repo, updater: RefUpdater | None = None) -> None:
+    def __init__(self, repo: HasWorkdir, updater: RefUpdater | None = None) -> None:
         self._repo = repo
         self._updater = updater
         self.ops: list[RefOp] = []
@@ -123,7 +134,7 @@ class RefTransaction:
             self._updater.run(self)
             return
         proc = subprocess.run(
-            [*_GIT_BASE, *_FSYNC, "update-ref", "--stdin", "-z"],
+            [*GIT_BASE, *_FSYNC, "update-ref", "--stdin", "-z"],
             cwd=self._repo.workdir,
             input=b"start\0" + self.payload() + b"prepare\0commit\0",
             capture_output=True,
@@ -157,7 +168,7 @@ class RefUpdater:
     Thread-safe (one transaction at a time). ``close()`` ends the process.
     """
 
-    def __init__(self, repo: Repo) -> None:
+    def __init__(self, repo: HasWorkdir) -> None:
         self._repo = repo
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -167,7 +178,7 @@ class RefUpdater:
     def _spawn(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
-                [*_GIT_BASE, *_FSYNC, "update-ref", "--stdin", "-z"],
+                [*GIT_BASE, *_FSYNC, "update-ref", "--stdin", "-z"],
                 cwd=self._repo.workdir,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

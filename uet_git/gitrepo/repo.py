@@ -2,81 +2,25 @@
 
 pygit2 objects must not be shared between threads, so ``Repo.pg`` is one
 ``pygit2.Repository`` per thread. Every git subprocess runs with automatic gc/maintenance
-off, so background packing never fires under running workers.
+off, so background packing never fires under running workers, and with hooks, fsmonitor and
+the pager off (``gitcmd.py``: a tool may have planted them in the config).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pygit2
 
-from uet_git.errors import UetError
+from uet_git.gitrepo.gitcmd import MIN_GIT, GitError, git_version, require_git, run_git
+from uet_git.gitrepo.refs import RefTransaction, RefUpdater, for_each_ref
 
-if TYPE_CHECKING:
-    from uet_git.gitrepo.refs import RefTransaction, RefUpdater
-
-MIN_GIT = (2, 39)
-_GIT_BASE = ["git", "-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "core.quotePath=false"]
-
-
-class GitError(UetError):
-    """A git command failed or the repository is unusable."""
-
-
-def git_version() -> tuple[int, int, int]:
-    try:
-        out = subprocess.run(["git", "--version"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise GitError(f"git is not available: {exc}") from exc
-    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out.stdout)
-    if not m:
-        raise GitError(f"cannot read git version from {out.stdout.strip()!r}")
-    return int(m[1]), int(m[2]), int(m[3] or 0)
-
-
-def require_git() -> None:
-    v = git_version()
-    if v[:2] < MIN_GIT:
-        raise GitError(
-            f"git {'.'.join(map(str, v))} is too old: uet needs git >= "
-            f"{'.'.join(map(str, MIN_GIT))}"
-        )
-
-
-def run_git(
-    args: Sequence[str],
-    *,
-    cwd: str | os.PathLike[str] | None = None,
-    input: bytes | None = None,
-    env: Mapping[str, str] | None = None,
-    check: bool = True,
-) -> subprocess.CompletedProcess[bytes]:
-    """Run ``git ARGS`` and capture bytes. On failure (with ``check``) raise GitError whose
-    message is git's own first stderr line."""
-    full_env = None
-    if env is not None:
-        full_env = {**os.environ, **env}
-    proc = subprocess.run(
-        [*_GIT_BASE, *args],
-        cwd=cwd,
-        input=input,
-        env=full_env,
-        capture_output=True,
-        stdin=None if input is not None else subprocess.DEVNULL,
-    )
-    if check and proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        first = next((line for line in err if line.strip()), f"exit {proc.returncode}")
-        raise GitError(f"git {' '.join(args[:2])}: {first}")
-    return proc
+__all__ = ["MIN_GIT", "GitError", "Repo", "git_version", "require_git", "run_git"]
 
 
 @dataclass
@@ -168,17 +112,10 @@ class Repo:
 
     def list_refs(self, prefix: str) -> dict[str, str]:
         """``{refname: oid}`` of every ref below ``prefix`` (e.g. ``refs/uet/``), sorted."""
-        out = self.git("for-each-ref", "--format=%(objectname) %(refname)", prefix).stdout
-        refs: dict[str, str] = {}
-        for line in out.decode().splitlines():
-            oid, _, name = line.partition(" ")
-            refs[name] = oid
-        return refs
+        return for_each_ref(self, prefix)
 
     def transaction(self, updater: RefUpdater | None = None) -> RefTransaction:
         """A new atomic ref transaction (see ``refs.py``); run through ``updater`` if given."""
-        from uet_git.gitrepo.refs import RefTransaction
-
         return RefTransaction(self, updater)
 
     def current_branch(self) -> str | None:

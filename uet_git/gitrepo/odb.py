@@ -1,0 +1,177 @@
+"""Typed, read-only access to the object database: commits, trees and blobs as plain data.
+
+Callers outside ``gitrepo`` never hold pygit2 objects: they get ``CommitInfo``/``TreeEntry``
+values (safe to pass between threads) and a ``MissingObject`` error naming what they asked
+for when an object is absent or of the wrong type. Everything runs in process (pygit2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pygit2
+
+from uet_git.errors import EXIT_WORK_FAILED
+from uet_git.gitrepo.gitcmd import GitError
+from uet_git.gitrepo.objects import FILEMODE_TREE, Person, read_blob
+from uet_git.gitrepo.repo import Repo
+
+__all__ = [
+    "CommitInfo", "MissingObject", "Person", "TreeEntry", "get_commit", "has_object",
+    "list_tree", "read_blob", "tree_of", "walk_commits", "walk_tree",
+]
+
+_KINDS = {pygit2.enums.ObjectType.BLOB: "blob", pygit2.enums.ObjectType.TREE: "tree",
+          pygit2.enums.ObjectType.COMMIT: "commit"}
+
+
+class MissingObject(GitError):
+    """An object (or the name of one) is absent from the repository, or not of the type the
+    caller needs."""
+
+    exit_code = EXIT_WORK_FAILED
+
+    def __init__(self, what: str, oid: str) -> None:
+        super().__init__(f"{what}: object {oid[:12]} is missing from the repository")
+        self.what = what
+        self.oid = oid
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    oid: str
+    tree: str
+    parents: tuple[str, ...]
+    message: str
+    author: Person
+    committer: Person
+
+    @property
+    def parent(self) -> str | None:
+        """The first parent, or None for a root commit."""
+        return self.parents[0] if self.parents else None
+
+    @property
+    def commit_time(self) -> int:
+        return self.committer.time
+
+    @property
+    def subject(self) -> str:
+        return self.message.strip().partition("\n")[0].strip()
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One entry of a tree: ``name`` in its directory, ``path`` from the root, its mode and
+    ``kind`` ("blob" for files and symlinks, "tree", or "commit" for a submodule)."""
+
+    name: str
+    path: str
+    oid: str
+    mode: int
+    kind: str
+
+
+def _person(sig: pygit2.Signature) -> Person:
+    return Person(sig.name, sig.email, int(sig.time), int(sig.offset))
+
+
+def _commit_info(c: pygit2.Commit) -> CommitInfo:
+    return CommitInfo(
+        oid=str(c.id), tree=str(c.tree_id), parents=tuple(str(p) for p in c.parent_ids),
+        message=c.message, author=_person(c.author), committer=_person(c.committer),
+    )
+
+
+def _lookup(repo: Repo, rev: str, what: str) -> pygit2.Object:
+    """The object ``rev`` names (a full or abbreviated id, a ref, any revision), unpeeled."""
+    pg = repo.pg
+    try:
+        if len(rev) == 40:
+            obj = pg.get(rev)
+            if obj is not None:
+                return obj
+        return pg.revparse_single(rev)
+    except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError) as exc:
+        raise MissingObject(what, rev) from exc
+
+
+def _peel(repo: Repo, rev: str, kind: type[pygit2.Object], what: str) -> pygit2.Object:
+    obj = _lookup(repo, rev, what)
+    try:
+        return obj.peel(kind)
+    except (pygit2.InvalidSpecError, pygit2.GitError, ValueError, KeyError) as exc:
+        raise MissingObject(what, str(obj.id)) from exc
+
+
+def get_commit(repo: Repo, rev_or_oid: str, *, what: str = "commit") -> CommitInfo:
+    """The commit ``rev_or_oid`` names (peeling a tag). ``what`` names it in the error."""
+    return _commit_info(_peel(repo, rev_or_oid, pygit2.Commit, what))  # type: ignore[arg-type]
+
+
+def has_object(repo: Repo, oid: str) -> bool:
+    """Whether an object with this full id is in the object database (any type)."""
+    try:
+        return pygit2.Oid(hex=oid) in repo.pg
+    except (ValueError, TypeError):
+        return False
+
+
+def _tree(repo: Repo, commit_or_tree: str, what: str) -> pygit2.Tree:
+    return _peel(repo, commit_or_tree, pygit2.Tree, what)  # type: ignore[return-value]
+
+
+def tree_of(repo: Repo, commit_or_tree: str, *, what: str = "tree") -> str:
+    """The tree id of a commit (or tag), or the tree id itself."""
+    return str(_tree(repo, commit_or_tree, what).id)
+
+
+def _entry(obj: pygit2.Object, path: str) -> TreeEntry:
+    return TreeEntry(name=obj.name or "", path=path, oid=str(obj.id), mode=int(obj.filemode),
+                     kind=_KINDS.get(obj.type, "blob"))
+
+
+def list_tree(repo: Repo, commit_or_tree: str, path: str = "") -> list[TreeEntry]:
+    """The entries of directory ``path`` ("" = the root) in a commit's or tree's tree, in
+    git's order; empty when the path is absent or not a directory."""
+    tree = _tree(repo, commit_or_tree, "tree")
+    path = path.strip("/")
+    if path:
+        try:
+            sub = tree[path]
+        except KeyError:
+            return []
+        if not isinstance(sub, pygit2.Tree):
+            return []
+        tree = sub
+    prefix = f"{path}/" if path else ""
+    return [_entry(obj, prefix + (obj.name or "")) for obj in tree]
+
+
+def walk_tree(repo: Repo, commit_or_tree: str, prefix: str = "") -> Iterator[TreeEntry]:
+    """Every non-tree entry (files, symlinks, submodules) below directory ``prefix`` ("" = the
+    whole tree), depth first in git's order, with paths from the root."""
+    stack = [e for e in reversed(list_tree(repo, commit_or_tree, prefix))]
+    pg = repo.pg
+    while stack:
+        e = stack.pop()
+        if e.mode != FILEMODE_TREE:
+            yield e
+            continue
+        sub = pg[pygit2.Oid(hex=e.oid)]
+        stack.extend(_entry(obj, f"{e.path}/{obj.name}") for obj in reversed(list(sub)))
+
+
+def walk_commits(repo: Repo, tip: str, *, first_parent: bool = False) -> Iterator[CommitInfo]:
+    """``tip`` and its ancestors, newest first in topological order (a commit before its
+    parents); with ``first_parent``, only along first parents."""
+    start = _peel(repo, tip, pygit2.Commit, "commit")
+    walker = repo.pg.walk(start.id, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+    if first_parent:
+        walker.simplify_first_parent()
+    try:
+        for c in walker:
+            yield _commit_info(c)
+    except (KeyError, pygit2.GitError) as exc:
+        raise MissingObject(f"history of {tip}", str(start.id)) from exc
