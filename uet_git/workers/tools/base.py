@@ -1,0 +1,168 @@
+"""What every tool kind provides (``Tool``), the values passed around, and shared helpers.
+
+A tool kind is a module of this package whose module-level names satisfy ``Tool`` (as
+pre-commit's languages satisfy ``lang_base.Language``): ``shell``, ``template`` (tools defined
+in ``uet.toml``), ``aider``, ``claude``, ``codex``. ``registry`` lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from uet_git.spec.models import ToolDef, Workstream
+
+ResultCheck = Callable[[bytes], str | None]
+
+_GLOB_CHARS = re.compile(r"[*?\[\]]")
+# Shell builtins and keywords: a command starting with one is not checked on PATH.
+_SHELL_WORDS_TEXT = """
+    ! { } ( ) [ [[ . : alias bg break builtin cd command continue declare echo eval exec exit
+    export false fg for function getopts hash if jobs kill let local printf pwd read readonly
+    return set shift source test times trap true type typeset ulimit umask unalias unset until
+    wait while case select time
+"""
+_SHELL_WORDS = frozenset(_SHELL_WORDS_TEXT.split())
+
+
+@dataclass
+class ToolSpec:
+    """What a workstream's tool is, before it is instantiated for a worktree."""
+
+    name: str
+    kind: str  # "shell" | "preset" | "config"
+    output: str = "worktree"
+    needs_prompt: bool = False
+    tooldef: ToolDef | None = None
+
+
+@dataclass
+class Invocation:
+    """A ready-to-run tool: ``cmd`` for ``run_process`` (string = ``sh -c``), ``env`` to lay over
+    the worker's environment, ``stdin_path`` (None = /dev/null), the ``output`` kind, and an
+    optional ``result_check(stdout_bytes) -> failure reason | None``."""
+
+    cmd: str | list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    stdin_path: Path | None = None
+    output: str = "worktree"
+    result_check: ResultCheck | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """Where one invocation runs: the worktree (cwd), the prompt file and the log dir (both
+    outside the worktree), the model (``metadata.model``) and the scope's literal files."""
+
+    worktree: Path
+    prompt_file: Path
+    log_dir: Path
+    model: str | None
+    files: list[str]
+
+
+class Tool(Protocol):
+    """A tool kind: how its spec is resolved, how it is checked before a run, how it becomes a
+    command line, and how its result is read (exit 0 proves nothing for AI tools)."""
+
+    def spec(self, name: str, tdef: ToolDef | None) -> ToolSpec:
+        """The ToolSpec for a workstream naming ``name`` (``tdef`` for uet.toml tools)."""
+        ...
+
+    def problem(self, ws: Workstream, spec: ToolSpec) -> str | None:
+        """A one-line problem of the workstream's own fields (e.g. no command), or None."""
+        ...
+
+    def executable(self, ws: Workstream, spec: ToolSpec) -> str | None:
+        """The program to find on PATH before running, or None when it cannot be told."""
+        ...
+
+    def invocation(self, ws: Workstream, spec: ToolSpec, call: Call) -> Invocation:
+        """The command, environment and stdin for running ``ws`` as described by ``call``."""
+        ...
+
+    def check_result(self, stdout: bytes) -> str | None:
+        """A failure reason read from the tool's stdout even when it exited 0, or None."""
+        ...
+
+
+def scope_files(ws: Workstream) -> list[str]:
+    """Scope ``allow`` entries that are literal file paths (no glob, not ``dir/``)."""
+    return [p for p in ws.scope.allow if not _GLOB_CHARS.search(p) and not p.endswith("/")]
+
+
+def first_word(cmd: str | list[str]) -> str | None:
+    """The executable a command runs, or None when that cannot be told safely."""
+    if isinstance(cmd, list):
+        return str(cmd[0]) if cmd else None
+    try:
+        words = shlex.split(cmd, comments=True)
+    except ValueError:
+        return None
+    for w in words:
+        if re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w):
+            continue  # VAR=value prefix
+        if w in _SHELL_WORDS or any(c in w for c in "$`(){};|&<>*?~"):
+            return None
+        return w
+    return None
+
+
+def model_of(ws: Workstream) -> str | None:
+    m = ws.metadata.get("model")
+    return m if isinstance(m, str) and m else None
+
+
+def str_list(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return []
+
+
+def has_var(var: str, ws: Workstream) -> bool:
+    """The variable is set (non-empty) for the tool: in the workstream's env or uet's own."""
+    return bool(ws.env.get(var) or os.environ.get(var))
+
+
+def mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def no_result_check(stdout: bytes) -> str | None:
+    """For tools with no structured output: the diff and the acceptance commands decide."""
+    return None
+
+
+def last_json_object(data: bytes) -> dict | None:
+    text = data.decode(errors="replace").strip()
+    if not text:
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        obj = None
+        for line in reversed(text.splitlines()):
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    obj = json.loads(line)
+                    break
+                except ValueError:
+                    continue
+    if isinstance(obj, list):  # stream-json style: take the final "result" event
+        obj = next((o for o in reversed(obj) if isinstance(o, dict)), None)
+    return obj if isinstance(obj, dict) else None
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
