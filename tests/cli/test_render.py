@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from uet_git.engine.report import Reporter
+from uet_git.cli.render import Reporter
 
 
 def test_lines_mode_one_line_per_transition_then_table():

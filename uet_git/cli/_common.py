@@ -1,4 +1,4 @@
-"""Small helpers shared by command modules: output formatting, and where the project is."""
+"""Small helpers shared by command modules: JSON output, and where the project is."""
 
 from __future__ import annotations
 
@@ -13,20 +13,6 @@ from uet_git.gitrepo.repo import run_git
 
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
-
-
-def echo_jsonl(obj: Any) -> None:
-    click.echo(json.dumps(obj, separators=(",", ":"), default=str))
-
-
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    """A plain left-aligned text table."""
-    cols = [headers, *rows]
-    widths = [max(len(str(r[i])) for r in cols) for i in range(len(headers))]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
 
 
 def project_root(cwd: Path) -> tuple[Path, bool]:

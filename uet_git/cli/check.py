@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from uet_git.errors import EXIT_WORK_FAILED, UetError
+from uet_git.gitrepo import Repo
+from uet_git.hooks.check import check_revs
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -17,9 +19,6 @@ def cmd(revs: tuple[str, ...], quiet: bool) -> None:
     Quarantined, dropped, blocked, rolled-back, superseded or unknown patches fail, one line
     each with the reason. Exit 0 when all pass, 1 otherwise. Commits without uet trailers are
     ignored. The git hooks installed by `uet hooks install` run this."""
-    from uet_git.gitrepo import Repo
-    from uet_git.hooks.check import check_revs
-
     repo = Repo.open(".")
     checked, problems = check_revs(repo, list(revs))
     for line in problems:

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import click
 
+from uet_git.commands.demo import build_demo_repo
+from uet_git.engine.options import RunOptions
+from uet_git.engine.run import execute_run
 from uet_git.errors import EXIT_WORK_FAILED
+from uet_git.gitrepo import Repo
+from uet_git.ledger.query import run_status
 
 INTRO = """\
 uet demo: a sample repository at {path}
@@ -32,11 +37,6 @@ BUMPS = {"bump-minor", "bump-major"}
 def cmd(directory: Path | None, jobs: int) -> None:
     """Build a sample repository in DIRECTORY (default: a new temporary directory) and run its
     workstreams, then show how to read the result with git itself."""
-    from uet_git.commands.demo import build_demo_repo
-    from uet_git.engine.options import RunOptions
-    from uet_git.engine.run import execute_run
-    from uet_git.gitrepo import Repo
-
     path = (directory or Path(tempfile.mkdtemp(prefix="uet-demo-"))).resolve()
     build_demo_repo(path)
     click.echo(INTRO.format(path=path))
@@ -56,8 +56,6 @@ def cmd(directory: Path | None, jobs: int) -> None:
 
 def _check_story(repo: object, run_id: str | None) -> list[str]:
     """Compare the run's final states with the story the demo tells."""
-    from uet_git.ledger.query import run_status
-
     if run_id is None:
         return ["the run did not start"]
     records = {r.ws: r for r in run_status(repo, run_id).workstreams}  # type: ignore[arg-type]

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import click
 
+from uet_git.commands.actions import drop_ws
+from uet_git.gitrepo import Repo
+from uet_git.ledger import query
+
 
 @click.command()
 @click.argument("ws")
@@ -13,10 +17,6 @@ def cmd(ws: str, run: str | None) -> None:
     """Drop workstream WS of RUN (default: the latest run). Only a quarantined or blocked
     workstream can be dropped; its blocked dependents are dropped too. The ledger keeps
     everything (refs/uet/dropped/RUN/WS)."""
-    from uet_git.commands.actions import drop_ws
-    from uet_git.gitrepo import Repo
-    from uet_git.ledger import query
-
     repo = Repo.open(".")
     run_id = query.resolve_run(repo, run)
     click.echo(drop_ws(repo, run_id, ws))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from uet_git.errors import EXIT_WORK_FAILED, UetError
+from uet_git.gitrepo import Repo
+from uet_git.ledger.fsck import fsck
 
 
 @click.command()
@@ -15,9 +17,6 @@ def cmd(run: str | None) -> None:
     refs and ledger name exists; patch refs match the ledger; the integration ref holds exactly
     the committed patches, in dependency order. Prints one line per violation; exit 0 when
     clean, 1 otherwise."""
-    from uet_git.gitrepo import Repo
-    from uet_git.ledger.fsck import fsck
-
     problems = fsck(Repo.open("."), run)
     for line in problems:
         click.echo(line)

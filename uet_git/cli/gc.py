@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from uet_git.gitrepo import Repo
+from uet_git.ledger.gc import gc, parse_age
+
 
 @click.command()
 @click.option("--older-than", "older_than", default="30d", show_default=True, metavar="AGE",
@@ -23,9 +26,6 @@ def cmd(older_than: str, dry_run: bool, include_quarantined: bool) -> None:
     `uet check` uses it to recognise landed patches (remove a whole run by hand with
     `git update-ref -d refs/uet/ledger/RUN`). A `run: gc` ledger commit records what was
     removed. Live runs are never touched, and refs are not packed while one runs."""
-    from uet_git.gitrepo import Repo
-    from uet_git.ledger.gc import gc, parse_age
-
     age = parse_age(older_than)
     res = gc(Repo.open("."), age, include_quarantined=include_quarantined, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import click
 
+from uet_git.gitrepo import Repo
+from uet_git.hooks.githooks import install as do_install
+from uet_git.hooks.githooks import uninstall as do_uninstall
+
 
 @click.group()
 def cmd() -> None:
@@ -20,9 +24,6 @@ def cmd() -> None:
 @cmd.command()
 def install() -> None:
     """Install pre-merge-commit and pre-push hooks (chaining existing ones)."""
-    from uet_git.gitrepo import Repo
-    from uet_git.hooks.githooks import install as do_install
-
     for line in do_install(Repo.open(".")):
         click.echo(line)
 
@@ -30,8 +31,5 @@ def install() -> None:
 @cmd.command()
 def uninstall() -> None:
     """Remove the uet hooks and restore the hooks they chained."""
-    from uet_git.gitrepo import Repo
-    from uet_git.hooks.githooks import uninstall as do_uninstall
-
     for line in do_uninstall(Repo.open(".")):
         click.echo(line)

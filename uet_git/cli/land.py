@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import click
 
+from uet_git.commands.land import land
+from uet_git.engine.options import RunOptions
+from uet_git.errors import EXIT_WORK_FAILED, UetError
+from uet_git.gitrepo import Repo
+from uet_git.ledger import query
+from uet_git.ledger.writer import Ledger
+
 
 @click.command()
 @click.argument("run", required=False)
@@ -22,13 +29,6 @@ def cmd(run: str | None, rebase: bool, jobs: int | None) -> None:
     integration ref refs/uet/integration/RUN, with a compare-and-swap. A checkout of the target
     is updated like `git merge --ff-only`, and refused if it has local changes. Nothing is ever
     forced: if the target moved, use --rebase."""
-    from uet_git.commands.land import land
-    from uet_git.engine.options import RunOptions
-    from uet_git.errors import EXIT_WORK_FAILED, UetError
-    from uet_git.gitrepo import Repo
-    from uet_git.ledger import query
-    from uet_git.ledger.writer import Ledger
-
     repo = Repo.open(".")
     run_id = query.resolve_run(repo, run)
     with Ledger.open(repo, run_id) as ledger:

@@ -7,6 +7,9 @@ import re
 import click
 
 from uet_git.cli._common import echo_json
+from uet_git.cli.status import fmt_time
+from uet_git.gitrepo import Repo
+from uet_git.ledger import query
 
 
 @click.command()
@@ -18,10 +21,6 @@ from uet_git.cli._common import echo_json
 def cmd(run: str | None, ws: str | None, as_json: bool) -> None:
     """Show the ledger history of RUN (default: the latest run), oldest first: one line per
     ledger commit (the same as `git log --reverse refs/uet/ledger/RUN`)."""
-    from uet_git.cli.status import fmt_time
-    from uet_git.gitrepo import Repo
-    from uet_git.ledger import query
-
     repo = Repo.open(".")
     run_id = query.resolve_run(repo, run)
     events = query.history(repo, run_id, ws)

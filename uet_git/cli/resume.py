@@ -7,6 +7,10 @@ import sys
 
 import click
 
+from uet_git.engine.options import RunOptions
+from uet_git.engine.resume import resume_run
+from uet_git.gitrepo import Repo
+
 
 @click.command()
 @click.argument("run", required=False)
@@ -19,10 +23,6 @@ def cmd(run: str | None, jobs: int | None, land: str | None, keep_worktrees: boo
         as_json: bool) -> None:
     """Continue RUN (default: the latest run): what the ledger recorded is not redone, what it
     did not record is redone, nothing lands twice."""
-    from uet_git.engine.options import RunOptions
-    from uet_git.engine.resume import resume_run
-    from uet_git.gitrepo import Repo
-
     repo = Repo.open(".")
     options = RunOptions(jobs=jobs, land=land, keep_worktrees=keep_worktrees,
                          output="json" if as_json else "auto")

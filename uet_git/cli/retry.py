@@ -9,6 +9,11 @@ import sys
 
 import click
 
+from uet_git.commands.actions import retry_ws
+from uet_git.engine.options import RunOptions
+from uet_git.gitrepo import Repo
+from uet_git.ledger import query
+
 
 @click.command()
 @click.argument("ws")
@@ -20,11 +25,6 @@ import click
 def cmd(ws: str, run: str | None, reapply: bool, jobs: int | None) -> None:
     """Retry workstream WS of RUN (default: the latest run). Only a quarantined workstream, or
     a blocked one whose dependencies are committed, can be retried."""
-    from uet_git.commands.actions import retry_ws
-    from uet_git.engine.options import RunOptions
-    from uet_git.gitrepo import Repo
-    from uet_git.ledger import query
-
     repo = Repo.open(".")
     run_id = query.resolve_run(repo, run)
     result = retry_ws(repo, run_id, ws, reapply=reapply, options=RunOptions(jobs=jobs))

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import click
 
+from uet_git.commands.rollback import rollback_run
+from uet_git.errors import EXIT_WORK_FAILED, UetError
+from uet_git.gitrepo import Repo
+from uet_git.ledger import query
+
 
 @click.command()
 @click.argument("run", required=False)
@@ -17,11 +22,6 @@ def cmd(run: str | None) -> None:
     points at what the run landed, it moves back to where the run found it (compare-and-swap);
     otherwise revert commits for the run's patches are added on top, newest first. Every
     committed workstream of the run becomes rolled-back (refs/uet/rolled-back/RUN/WS)."""
-    from uet_git.commands.rollback import rollback_run
-    from uet_git.errors import EXIT_WORK_FAILED, UetError
-    from uet_git.gitrepo import Repo
-    from uet_git.ledger import query
-
     repo = Repo.open(".")
     run_id = query.resolve_run(repo, run)
     result = rollback_run(repo, run_id)

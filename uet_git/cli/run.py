@@ -11,6 +11,11 @@ from pathlib import Path
 
 import click
 
+from uet_git.engine.options import RunOptions
+from uet_git.engine.run import execute_run
+from uet_git.gitrepo import Repo
+from uet_git.gitrepo.repo import GitError
+
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
@@ -40,9 +45,6 @@ def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tup
 
     Exit 0 when everything is committed and landed, 1 when anything is quarantined or blocked
     or nothing could land, 2 invalid input, 130 interrupted (`uet resume` continues)."""
-    from uet_git.engine.options import RunOptions
-    from uet_git.engine.run import execute_run
-
     repo = _open_repo(paths)
     options = RunOptions(
         jobs=jobs, target=target, only=list(only) or None, dry_run=dry_run,
@@ -54,8 +56,6 @@ def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tup
 
 
 def _open_repo(paths: tuple[Path, ...]):  # type: ignore[no-untyped-def]
-    from uet_git.gitrepo import Repo
-    from uet_git.gitrepo.repo import GitError
 
     try:
         return Repo.open(".")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import click
 
-from uet_git.cli._common import echo_json, table
+from uet_git.cli._common import echo_json
+from uet_git.cli.render import text_table
+from uet_git.cli.status import fmt_counts, fmt_time
+from uet_git.gitrepo import Repo
+from uet_git.ledger import query
 
 
 @click.command()
@@ -12,10 +16,6 @@ from uet_git.cli._common import echo_json, table
 def cmd(as_json: bool) -> None:
     """List the runs recorded in the ledger (oldest first): id, base commit, target branch,
     start time, workstream counts per state, and whether the run finished and landed."""
-    from uet_git.cli.status import fmt_counts, fmt_time
-    from uet_git.gitrepo import Repo
-    from uet_git.ledger import query
-
     repo = Repo.open(".")
     runs = query.list_runs(repo)
     if as_json:
@@ -29,4 +29,5 @@ def cmd(as_json: bool) -> None:
          "yes" if r.finished else "no", "yes" if r.landed else "no"]
         for r in runs
     ]
-    click.echo(table(rows, ["RUN", "BASE", "TARGET", "STARTED", "COUNTS", "FINISHED", "LANDED"]))
+    headers = ["RUN", "BASE", "TARGET", "STARTED", "COUNTS", "FINISHED", "LANDED"]
+    click.echo(text_table(rows, headers))

@@ -7,6 +7,12 @@ import sys
 
 import click
 
+from uet_git.cli.log import format_events
+from uet_git.cli.status import fmt_duration, fmt_time
+from uet_git.errors import UetError
+from uet_git.gitrepo import Repo
+from uet_git.ledger import query
+
 
 @click.command()
 @click.argument("ws")
@@ -18,12 +24,6 @@ def cmd(ws: str, run: str | None, attempt: int | None, name: str | None) -> None
     """Show workstream WS of a run: its state, attempt, reason, patch and candidate commits and
     timings, its ledger history, and the names of its evidence blobs (stored in the ledger tree
     under evidence/WS/ATTEMPT/NAME)."""
-    from uet_git.cli.log import format_events
-    from uet_git.cli.status import fmt_duration, fmt_time
-    from uet_git.errors import UetError
-    from uet_git.gitrepo import Repo
-    from uet_git.ledger import query
-
     repo = Repo.open(".")
     run_id = query.resolve_run(repo, run)
     if name is not None:

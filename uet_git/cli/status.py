@@ -9,9 +9,14 @@ Kept light on purpose: only the ledger reader is imported.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 
-from uet_git.cli._common import echo_json, table
+from uet_git.cli._common import echo_json
+from uet_git.cli.render import text_table
+from uet_git.gitrepo import Repo
+from uet_git.ledger import query
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -28,7 +33,6 @@ def fmt_duration(seconds: float | None) -> str:
 def fmt_time(t: int | None) -> str:
     if t is None:
         return "-"
-    from datetime import datetime
 
     return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -50,9 +54,6 @@ def cmd(run: str | None, as_json: bool) -> None:
     --json prints one object: run, base, target, started, updated, integration, finished,
     landed, counts {state: n}, workstreams [{ws, state, attempt, reason, patch, candidate,
     started, updated, duration, ref, collected}] (times ISO 8601 UTC, duration in seconds)."""
-    from uet_git.gitrepo import Repo
-    from uet_git.ledger import query
-
     repo = Repo.open(".")
     latest = query.latest_run(repo) if run is None else None
     if run is None and latest is None:
@@ -75,5 +76,5 @@ def cmd(run: str | None, as_json: bool) -> None:
         for w in st.workstreams
     ]
     if rows:
-        click.echo(table(rows, ["WORKSTREAM", "STATE", "ATTEMPT", "REASON", "DURATION"]))
+        click.echo(text_table(rows, ["WORKSTREAM", "STATE", "ATTEMPT", "REASON", "DURATION"]))
     click.echo(f"{len(st.workstreams)} workstreams: {fmt_counts(st.counts)}")

@@ -17,7 +17,10 @@ import click
 
 from uet_git.cli._common import project_root
 from uet_git.errors import EXIT_INVALID
+from uet_git.plan.dag import PlanError, build_plan
+from uet_git.plan.overlap import predict_conflicts
 from uet_git.spec.load import config_issues, default_paths, load_workstreams
+from uet_git.workers.tools import check_tool
 
 
 def display(path: Path, cwd: Path) -> Path:
@@ -44,20 +47,14 @@ def cmd(paths: tuple[Path, ...]) -> None:
     errors += [str(e) for e in loaded.errors]
     warnings += [str(w) for w in loaded.warnings]
 
-    from uet_git.plan.dag import PlanError, build_plan
-
     n_waves = None
     try:
         plan = build_plan(loaded.workstreams)
     except PlanError as exc:
         errors += list(getattr(exc, "problems", None) or str(exc).splitlines())
     else:
-        from uet_git.plan.overlap import predict_conflicts
-
         n_waves = len(plan.waves())
         warnings += predict_conflicts(plan, loaded.workstreams)
-
-    from uet_git.workers.tools import check_tool
 
     for ws in loaded.workstreams:
         problem = check_tool(ws, config)
