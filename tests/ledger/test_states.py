@@ -6,11 +6,16 @@ import pytest
 
 from uet_git.errors import UetError
 from uet_git.ledger.states import (
+    ATTEMPTS,
     REASONS,
     STATES,
     TERMINAL,
     TRANSITIONS,
+    AttemptRule,
     IllegalTransition,
+    Reason,
+    State,
+    check_attempt,
     check_reason,
     check_transition,
     legal_pairs,
@@ -63,7 +68,7 @@ def test_reasons() -> None:
     assert REASONS == (
         "tool-failed", "tool-timeout", "empty", "scope-violation", "too-large", "conflict",
         "verify-failed", "hook-failed", "dependency-quarantined", "breaker-open",
-        "internal-error",
+        "internal-error", "tampered", "protected-path", "bad-tree",
     )
     for r in REASONS:
         check_reason("quarantined", r)
@@ -88,3 +93,35 @@ def test_markdown_table_lists_every_legal_move() -> None:
     assert all(r.count("|") == 4 and not r.endswith("|  |") for r in rows)
     for r in REASONS:
         assert f"`{r}`" in md
+
+
+def test_states_and_reasons_are_enums_spelled_like_the_refs() -> None:
+    assert [s.value for s in State] == list(STATES)
+    assert State("rolled-back") is State.ROLLED_BACK and State.ROLLED_BACK == "rolled-back"
+    assert f"{State.QUEUED}" == "queued" and f"{Reason.BAD_TREE}" == "bad-tree"
+    assert {State.COMMITTED: 1}["committed"] == 1  # hashes like its string
+    check_transition(State.QUEUED, State.APPLIED)
+    check_reason(State.QUARANTINED, Reason.PROTECTED_PATH)
+
+
+def test_attempt_rules_are_data() -> None:
+    assert set(ATTEMPTS) <= {(f, t) for f, tos in TRANSITIONS.items() if f for t in tos}
+    # entering the ledger: any attempt
+    check_attempt("w", None, "created", 7, 0)
+    for (frm, to), rule in ATTEMPTS.items():
+        check_attempt("w", frm, to, 3, 2)  # a new attempt is allowed here
+        if rule is AttemptRule.GROWS:
+            with pytest.raises(IllegalTransition, match="is a new attempt; attempt must be > 2"):
+                check_attempt("w", frm, to, 2, 2)
+        else:
+            check_attempt("w", frm, to, 2, 2)
+    for frm, tos in TRANSITIONS.items():
+        for to in tos:
+            if frm is None:
+                continue
+            with pytest.raises(IllegalTransition, match="older than its current attempt 2"):
+                check_attempt("w", frm, to, 1, 2)
+            if (frm, to) not in ATTEMPTS:
+                check_attempt("w", frm, to, 2, 2)
+                with pytest.raises(IllegalTransition, match="cannot start attempt 3"):
+                    check_attempt("w", frm, to, 3, 2)

@@ -74,7 +74,9 @@ from uet_git.ledger import layout
 from uet_git.ledger.query import WsRecord, read_ledger, state_refs_of, ws_record
 from uet_git.ledger.states import (
     CANDIDATE_STATES,
-    IllegalTransition,
+    KEEPS_CANDIDATE,
+    PATCH_STATES,
+    check_attempt,
     check_reason,
     check_transition,
 )
@@ -94,11 +96,6 @@ REBASE_EVENT = "run: rebase"
 # valid workstream id, so it never selects a ``record()``.
 REBASE_CRASH_KEY = "run:rebase"
 _TRAILER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-# States that need a patch commit (given or carried from earlier in the same attempt).
-_NEEDS_PATCH = frozenset({"created", "validated", "queued", "applied", "verified", "committed"})
-# "A new attempt" moves: the attempt number may grow only here.
-_NEW_ATTEMPT = {("quarantined", "created"), ("quarantined", "quarantined"),
-                ("blocked", "created"), ("blocked", "quarantined")}
 
 
 class LedgerBusy(UetError):
@@ -564,28 +561,16 @@ class Ledger:
             check_transition(frm, to)
             check_reason(to, reason)
             cur_attempt = cur.attempt if cur is not None and cur.attempt else 0
-            if cur is not None:
-                if attempt < cur_attempt:
-                    raise IllegalTransition(
-                        f"{ws}: attempt {attempt} is older than its current attempt {cur_attempt}")
-                if attempt > cur_attempt and (frm, to) not in _NEW_ATTEMPT:
-                    raise IllegalTransition(
-                        f"{ws}: {frm} -> {to} cannot start attempt {attempt} "
-                        f"(current attempt {cur_attempt})")
-                if frm == "quarantined" and to in ("created", "quarantined") \
-                        and attempt == cur_attempt:
-                    raise IllegalTransition(
-                        f"{ws}: quarantined -> {to} is a new attempt; attempt must be > "
-                        f"{cur_attempt}")
+            check_attempt(ws, frm, to, attempt, cur_attempt)
             same_attempt = cur is not None and attempt == cur_attempt
             patch_oid = self._commit_oid(patch, "patch") if patch else None
             cand_oid = self._commit_oid(candidate, "candidate") if candidate else None
             if patch_oid is None and same_attempt and cur is not None:
                 patch_oid = cur.patch
             if cand_oid is None and same_attempt and cur is not None \
-                    and to in ("verified", "committed", "rolled-back"):
+                    and to in KEEPS_CANDIDATE:
                 cand_oid = cur.candidate
-            if to in _NEEDS_PATCH and patch_oid is None:
+            if to in PATCH_STATES and patch_oid is None:
                 raise UetError(f"{ws}: state {to} needs a patch commit")
             if to in CANDIDATE_STATES and cand_oid is None:
                 raise UetError(f"{ws}: state {to} needs a candidate commit")
