@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 from uet_git.errors import UetError
+from uet_git.gitrepo.repo import run_git
 
 PACKAGE = {
     "calc/__init__.py": '"""A tiny calculator."""\n\n__version__ = "1.0"\n',
@@ -285,7 +285,6 @@ def build_demo_repo(path: Path, python: str | None = None) -> Path:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(content)
     env = {
-        **os.environ,
         "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "uet demo"),
         "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "demo@uet.invalid"),
         "GIT_COMMITTER_NAME": os.environ.get("GIT_COMMITTER_NAME", "uet demo"),
@@ -293,7 +292,8 @@ def build_demo_repo(path: Path, python: str | None = None) -> Path:
     }
     for args in (["init", "-q", "-b", "main"], ["add", "-A"],
                  ["commit", "-q", "-m", "calc: a tiny calculator"]):
-        proc = subprocess.run(["git", *args], cwd=path, env=env, capture_output=True, text=True)
+        proc = run_git(args, cwd=path, env=env, check=False)
         if proc.returncode != 0:
-            raise UetError(f"{path}: git {args[0]} failed: {proc.stderr.strip()}")
+            err = proc.stderr.decode(errors="replace").strip()
+            raise UetError(f"{path}: git {args[0]} failed: {err}")
     return path
