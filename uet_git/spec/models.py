@@ -19,6 +19,44 @@ _ID_RE = re.compile(ID_PATTERN)
 
 BUILTIN_TOOLS = ("shell", "aider", "claude", "codex")
 
+# Environment variables a workstream may not set for its tool. ``UET_*`` are uet's own (the run,
+# the worktree, the process token its kill sweep relies on). The ``GIT_*`` ones would let the
+# tool's git escape its worktree or run a program of its choosing: they point git at another
+# repository, index, object store or config (the user's checkout, whose refs and config a tool
+# must not touch); inject config (``core.hooksPath``, ``core.fsmonitor``, ...); or name programs
+# git runs (ssh, askpass, pager, editor, external diff, exec path, templates with hooks).
+# Identity (``GIT_AUTHOR_*``, ``GIT_COMMITTER_*``) and tracing are harmless and stay allowed.
+FORBIDDEN_ENV: dict[str, str] = {
+    **dict.fromkeys(
+        ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+         "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX",
+         "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM", "GIT_REPLACE_REF_BASE",
+         "GIT_NO_REPLACE_OBJECTS", "GIT_GRAFT_FILE", "GIT_SHALLOW_FILE", "GIT_QUARANTINE_PATH"),
+        "it points git at another repository than the tool's worktree"),
+    **dict.fromkeys(
+        ("GIT_CONFIG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM",
+         "GIT_CONFIG_COUNT", "GIT_CONFIG_PARAMETERS"),
+        "it changes git's configuration, which may name programs git runs"),
+    **dict.fromkeys(
+        ("GIT_EXEC_PATH", "GIT_TEMPLATE_DIR", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSH_VARIANT",
+         "GIT_ASKPASS", "GIT_EXTERNAL_DIFF", "GIT_PAGER", "GIT_EDITOR", "GIT_SEQUENCE_EDITOR",
+         "GIT_PROXY_COMMAND", "GIT_ALLOW_PROTOCOL", "GIT_PROTOCOL_FROM_USER"),
+        "it names a program git runs"),
+}
+_FORBIDDEN_ENV_PREFIXES = (
+    ("UET_", "uet sets its own UET_* variables"),
+    ("GIT_CONFIG_KEY_", "it changes git's configuration, which may name programs git runs"),
+    ("GIT_CONFIG_VALUE_", "it changes git's configuration, which may name programs git runs"),
+)
+
+
+def env_problem(name: str) -> str | None:
+    """Why a workstream's ``env`` may not set ``name``, or None when it may."""
+    why = FORBIDDEN_ENV.get(name)
+    if why is None:
+        why = next((w for p, w in _FORBIDDEN_ENV_PREFIXES if name.startswith(p)), None)
+    return None if why is None else f"{_short(name)} may not be set ({why})"
+
 
 def check_id(value: str) -> str:
     """Return ``value`` if it is a valid workstream id, else raise ValueError saying why.
@@ -108,6 +146,11 @@ class Workstream(_Strict):
         default=None, gt=0, description="Expected seconds, for planning."
     )
     allow_empty: bool = False
+    may_change_checks: bool = Field(
+        default=False,
+        description="The patch may touch uet.toml, .uet/** and [verify] protected paths "
+        "(it is still judged by the base's checks).",
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     # Where the workstream was read from (not part of the file format).
@@ -126,6 +169,15 @@ class Workstream(_Strict):
                 check_id(dep)
             except ValueError as exc:
                 raise ValueError(f"[{i}] {exc}") from None
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _valid_env(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            problem = env_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
         return v
 
     @property
@@ -168,10 +220,43 @@ class VerifyConfig(_Strict):
     max_files: int = Field(default=0, ge=0, description="0 = no limit")
     max_lines: int = Field(default=0, ge=0, description="0 = no limit")
     rerun_on_candidate: bool = True
+    protected: list[str] = Field(
+        default_factory=list,
+        description="Globs (scope syntax) a patch may touch only with may_change_checks.",
+    )
+
+    @field_validator("protected")
+    @classmethod
+    def _valid_patterns(cls, v: list[str]) -> list[str]:
+        for i, p in enumerate(v):
+            problem = validate_pattern(p)
+            if problem is not None:
+                raise ValueError(f"[{i}] {problem}")
+        return v
 
 
 class BreakerConfig(_Strict):
     threshold: int = Field(default=3, ge=1, description="Consecutive failures that open it.")
+
+
+class SandboxConfig(_Strict):
+    """How tools (and setup, acceptance and hook commands) are confined: ``bwrap`` (bubblewrap;
+    uet falls back to its checks when it is missing) or ``none``. ``writable`` paths (``~``
+    expanded) are bound read-write, e.g. caches such as ``~/.cache/pip``."""
+
+    mode: Literal["bwrap", "none"] = "bwrap"
+    network: bool = True
+    writable: list[str] = Field(default_factory=list)
+
+    @field_validator("writable")
+    @classmethod
+    def _valid_paths(cls, v: list[str]) -> list[str]:
+        for i, p in enumerate(v):
+            if not p or "\0" in p:
+                raise ValueError(f"[{i}] empty path" if not p else f"[{i}] NUL in path")
+            if not (p.startswith("/") or p == "~" or p.startswith("~/")):
+                raise ValueError(f"[{i}] {_short(p)!r}: must be absolute or start with ~/")
+        return v
 
 
 class Config(_Strict):
@@ -183,3 +268,4 @@ class Config(_Strict):
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
