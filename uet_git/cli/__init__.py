@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -85,13 +86,12 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo("uet: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except Exception as exc:  # an internal error: one line unless debugging
-        if os.environ.get("UET_DEBUG"):
-            raise
-        click.echo(
-            f"uet: internal error: {type(exc).__name__}: {exc} (set UET_DEBUG=1 for a traceback)",
-            err=True,
-        )
+    except Exception as exc:  # an internal error: one line, the traceback only when debugging
+        debug = os.environ.get("UET_DEBUG", "") not in ("", "0")
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else " (set UET_DEBUG=1 for a traceback)"
+        click.echo(f"uet: internal error: {type(exc).__name__}: {exc}{hint}", err=True)
         sys.exit(EXIT_INTERNAL)
     # Without standalone mode click returns ctx.exit(code)'s code instead of exiting with it.
     if isinstance(rv, int) and rv:
