@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
-from uet_git.gitrepo.refs import ZERO_OID, RefConflict, RefTransaction, RefUpdater
+from uet_git.gitrepo.refs import ZERO_OID, RefConflict, RefTransaction, RefUpdater, for_each_ref
 from uet_git.gitrepo.repo import GitError, Repo
 
 
@@ -160,3 +160,16 @@ def test_updater_runs_many_transactions_in_one_process(r) -> None:
         repo.transaction(up).create("refs/uet/many/last", c2).commit()
         assert up._proc is not None and up._proc.pid == pid
     assert len(refs(path)) == 51
+
+
+def test_for_each_ref_is_the_one_lister(r) -> None:
+    path, repo, c1, c2 = r
+    git(path, "update-ref", "refs/uet/b/x", c1)
+    git(path, "update-ref", "refs/uet/a", c2)
+    git(path, "update-ref", "refs/uetother/y", c2)
+    assert for_each_ref(repo, "refs/uet/") == {"refs/uet/a": c2, "refs/uet/b/x": c1}
+    assert for_each_ref(repo, "refs/uet/b/", "refs/uetother/") == {
+        "refs/uet/b/x": c1, "refs/uetother/y": c2}
+    assert for_each_ref(repo, "refs/nothing/") == {}
+    assert "refs/heads/main" in for_each_ref(repo)
+    assert repo.list_refs("refs/uet/") == for_each_ref(repo, "refs/uet/")

@@ -15,6 +15,7 @@ from uet_git.gitrepo.worktrees import (
     dirty_paths,
     list_worktrees,
     remove_worktree,
+    reset_index,
     reset_worktree,
     worktree_head,
 )
@@ -178,3 +179,32 @@ def test_reset_from_a_branch_a_conflicted_index_and_assume_unchanged(setup) -> N
     assert worktree_head(repo, wt) is None
     reset_worktree(repo, wt, second)
     assert worktree_head(repo, wt) == second and _status(wt) == ""
+
+
+def test_reset_index_moves_head_and_index_not_files(setup) -> None:
+    repo, wt, first, second = setup
+    add_worktree(repo, wt, first)
+    (wt / "a.txt").write_text("a2\n")  # the files of `second`, as a snapshot left them
+    (wt / "x.log").write_text("ignored\n")
+    reset_index(repo, wt, second)
+    assert worktree_head(repo, wt) == second
+    assert git(wt, "status", "--porcelain") == ""
+    assert (wt / "x.log").read_text() == "ignored\n"
+    # Files differing from the commit stay as they are (a mixed reset).
+    (wt / "a.txt").write_text("mine\n")
+    reset_index(repo, wt, first)
+    assert worktree_head(repo, wt) == first
+    assert (wt / "a.txt").read_text() == "mine\n"
+    assert git(wt, "diff", "--cached", "--name-only") == ""
+
+
+def test_reset_index_repairs_a_broken_index(setup) -> None:
+    repo, wt, first, second = setup
+    add_worktree(repo, wt, first)
+    (wt / "a.txt").write_text("a2\n")
+    (wt / "x.log").write_text("ignored\n")
+    (admin_dir(repo, wt) / "index").write_bytes(b"garbage")
+    reset_index(repo, wt, second)
+    assert worktree_head(repo, wt) == second
+    assert git(wt, "status", "--porcelain") == ""
+    assert (wt / "x.log").exists()

@@ -19,15 +19,18 @@ from typing import Literal
 
 import pygit2
 
+from uet_git.gitrepo.gitcmd import NO_EXTERNAL_DIFF
 from uet_git.gitrepo.objects import (
     FILEMODE_TREE,
     Entry,
     OidLike,
     build_tree,
     empty_tree,
+    make_commit,
     peel_tree,
     to_oid,
 )
+from uet_git.gitrepo.odb import get_commit, tree_of
 from uet_git.gitrepo.repo import GitError, Repo
 
 FILEMODE_COMMIT = pygit2.enums.FileMode.COMMIT
@@ -201,3 +204,53 @@ def is_ancestor(repo: Repo, a: OidLike, b: OidLike) -> bool:
         if o not in pg:
             raise GitError(f"commit {o} does not exist")
     return oa == ob or pg.descendant_of(ob, oa)
+
+
+@dataclass(frozen=True)
+class RebaseResult:
+    """``commit``: the rebased commit, or None when ``conflicts`` lists the conflicting paths
+    or when ``already_applied`` (the change is already in ``onto``: nothing to add)."""
+
+    commit: str | None
+    conflicts: list[str] = field(default_factory=list)
+    already_applied: bool = False
+
+
+def rebase(repo: Repo, commit: str, onto: str) -> RebaseResult:
+    """``commit``'s change against its first parent applied onto ``onto`` (a 3-way merge in
+    memory, like ``git cherry-pick``), as a new commit whose only parent is ``onto``, with the
+    message and author kept (the committer is who git would record now). ``commit`` itself
+    when its parent already is ``onto``. Writes objects only; no ref or worktree moves."""
+    c = get_commit(repo, commit, what=f"commit {commit}")
+    onto_oid = get_commit(repo, onto, what=f"rebase target {onto}").oid
+    if c.parent == onto_oid:
+        return RebaseResult(c.oid)
+    result = merge_trees(repo, c.parent, onto_oid, c.oid)
+    if result.conflicts or result.tree is None:
+        return RebaseResult(None, sorted(result.conflicts))
+    if result.tree == tree_of(repo, onto_oid):
+        return RebaseResult(None, [], already_applied=True)
+    return RebaseResult(make_commit(repo, result.tree, [onto_oid], c.message, author=c.author))
+
+
+def rev_list(repo: Repo, *args: str) -> list[str]:
+    """The object ids ``git rev-list ARGS`` prints (revisions and options, e.g.
+    ``"--topo-order", new, "^old"``), in its order."""
+    out = repo.git("rev-list", *args).stdout.decode()
+    return [line.split(" ", 1)[0] for line in out.splitlines() if line.strip()]
+
+
+def count_commits(repo: Repo, old: str, new: str) -> int:
+    """How many commits ``new`` has that ``old`` has not (``git rev-list --count old..new``)."""
+    a = get_commit(repo, old, what=f"commit {old}").oid
+    b = get_commit(repo, new, what=f"commit {new}").oid
+    return int(repo.git_out("rev-list", "--count", b, f"^{a}"))
+
+
+def diff_bytes(repo: Repo, a: str, b: str) -> bytes:
+    """The binary diff (``git apply`` reads it) from commit-or-tree ``a`` to ``b``, full
+    index lines, no renames; made by plumbing, so no diff config (external diff, textconv,
+    prefixes, colour) a tool could have set changes it."""
+    ta, tb = tree_of(repo, a), tree_of(repo, b)
+    return repo.git("diff-tree", "-p", "--binary", "--full-index", "--no-color",
+                    *NO_EXTERNAL_DIFF, "-r", ta, tb).stdout

@@ -253,3 +253,16 @@ def _same(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
     except OSError:
         return a == b
+
+
+def reset_index(repo: Repo, worktree: Path, commit: str) -> None:
+    """Point the worktree's HEAD (detached) and index at ``commit``, leaving its files as they
+    are (``git reset -q COMMIT``): cheap when the files already are ``commit``'s. When git
+    refuses (a tool broke the index or HEAD), the full ``reset_worktree`` repairs it, keeping
+    ignored files."""
+    path = Path(worktree)
+    admin = repair_gitfile(repo, path)
+    proc = repo.git("--git-dir", str(admin), "--work-tree", str(path), "reset", "-q", commit,
+                    "--", cwd=path, check=False)
+    if proc.returncode != 0:
+        reset_worktree(repo, path, commit, keep_ignored=True)

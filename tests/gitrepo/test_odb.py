@@ -1,0 +1,123 @@
+"""Typed object access (odb.py) checked against the git CLI on real repositories."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_repo
+from uet_git.errors import EXIT_WORK_FAILED
+from uet_git.gitrepo import objects, odb
+from uet_git.gitrepo.objects import Person
+from uet_git.gitrepo.repo import Repo
+
+
+@pytest.fixture
+def r(tmp_path: Path) -> tuple[Path, Repo]:
+    path = make_repo(tmp_path / "repo", {"a.txt": "a\n", "d/b.txt": "b\n", "d/e/c.txt": "c\n"})
+    (path / "run.sh").write_text("#!/bin/sh\n")
+    (path / "run.sh").chmod(0o755)
+    os.symlink("a.txt", path / "link")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "second\n\nbody line\n\nKey: v")
+    return path, Repo.open(path)
+
+
+def test_get_commit_matches_git(r) -> None:
+    path, repo = r
+    c = odb.get_commit(repo, "HEAD")
+    assert c.oid == git(path, "rev-parse", "HEAD")
+    assert c.tree == git(path, "rev-parse", "HEAD^{tree}")
+    assert c.parents == (git(path, "rev-parse", "HEAD~1"),)
+    assert c.parent == c.parents[0]
+    assert c.subject == "second"
+    assert c.message == git(path, "log", "-1", "--format=%B") + "\n"
+    assert c.author.name == git(path, "log", "-1", "--format=%an")
+    assert c.author.email == git(path, "log", "-1", "--format=%ae")
+    assert c.commit_time == int(git(path, "log", "-1", "--format=%ct"))
+    assert odb.get_commit(repo, c.oid) == c
+    root = odb.get_commit(repo, "HEAD~1")
+    assert root.parent is None and root.parents == ()
+
+
+def test_missing_and_wrong_type_objects(r) -> None:
+    path, repo = r
+    ghost = "1" * 40
+    with pytest.raises(odb.MissingObject) as err:
+        odb.get_commit(repo, ghost, what="patch of w1")
+    assert str(err.value) == "patch of w1: object 111111111111 is missing from the repository"
+    assert err.value.exit_code == EXIT_WORK_FAILED
+    blob = git(path, "rev-parse", "HEAD:a.txt")
+    with pytest.raises(odb.MissingObject, match=blob[:12]):
+        odb.get_commit(repo, blob)
+    with pytest.raises(odb.MissingObject):
+        odb.tree_of(repo, blob)
+    with pytest.raises(odb.MissingObject):
+        odb.get_commit(repo, "refs/heads/nope")
+    assert not odb.has_object(repo, ghost)
+    assert not odb.has_object(repo, "not-an-oid")
+    assert odb.has_object(repo, blob)
+
+
+def test_tree_of_and_read_blob(r) -> None:
+    path, repo = r
+    tree = git(path, "rev-parse", "HEAD^{tree}")
+    assert odb.tree_of(repo, "HEAD") == tree
+    assert odb.tree_of(repo, tree) == tree
+    assert odb.read_blob(repo, repo.rev_parse("HEAD"), "d/e/c.txt") == b"c\n"
+    assert odb.read_blob(repo, tree, "missing") is None
+    assert odb.read_blob(repo, tree, "d") is None
+
+
+def test_list_tree_and_walk_tree_match_ls_tree(r) -> None:
+    path, repo = r
+    top = odb.list_tree(repo, "HEAD")
+    want = [ln.split("\t")[1] for ln in git(path, "ls-tree", "HEAD").splitlines()]
+    assert [e.name for e in top] == want
+    kinds = {e.name: (e.kind, e.mode) for e in top}
+    assert kinds["d"] == ("tree", 0o40000)
+    assert kinds["run.sh"] == ("blob", 0o100755)
+    assert kinds["link"] == ("blob", 0o120000)
+    sub = odb.list_tree(repo, "HEAD", "d")
+    assert [(e.name, e.path) for e in sub] == [("b.txt", "d/b.txt"), ("e", "d/e")]
+    assert odb.list_tree(repo, "HEAD", "nope") == []
+    assert odb.list_tree(repo, "HEAD", "a.txt") == []
+    walked = list(odb.walk_tree(repo, "HEAD"))
+    assert [e.path for e in walked] == git(path, "ls-tree", "-r", "--name-only", "HEAD").split()
+    assert all(e.oid == git(path, "rev-parse", f"HEAD:{e.path}") for e in walked)
+    assert [e.path for e in odb.walk_tree(repo, "HEAD", "d")] == ["d/b.txt", "d/e/c.txt"]
+
+
+def test_walk_commits_newest_first_and_first_parent(tmp_path: Path) -> None:
+    path = make_repo(tmp_path / "repo")
+    git(path, "checkout", "-q", "-b", "side")
+    git(path, "commit", "-q", "--allow-empty", "-m", "side")
+    git(path, "checkout", "-q", "main")
+    git(path, "commit", "-q", "--allow-empty", "-m", "main")
+    git(path, "merge", "-q", "--no-ff", "-m", "merge", "side")
+    repo = Repo.open(path)
+    walked = list(odb.walk_commits(repo, "HEAD"))
+    every = [c.oid for c in walked]
+    assert every[0] == repo.rev_parse("HEAD")
+    assert sorted(every) == sorted(git(path, "rev-list", "HEAD").split())
+    for i, c in enumerate(walked):  # topological: every parent comes after its child
+        assert all(every.index(p) > i for p in c.parents)
+    first = [c.oid for c in odb.walk_commits(repo, "HEAD", first_parent=True)]
+    assert first == git(path, "rev-list", "--first-parent", "HEAD").split()
+    assert len(first) == 3 and len(every) == 4
+
+
+def test_make_commit_accepts_person(r) -> None:
+    path, repo = r
+    who = Person("Ada", "ada@example.com", 1_700_000_000, 120)
+    c = objects.make_commit(repo, odb.tree_of(repo, "HEAD"), [repo.rev_parse("HEAD")], "m",
+                            author=who, committer=who)
+    assert git(path, "log", "-1", "--format=%an <%ae> %at %ai|%cn", c) == \
+        "Ada <ada@example.com> 1700000000 2023-11-15 00:13:20 +0200|Ada"
+    info = odb.get_commit(repo, c)
+    assert info.author == who and info.committer == who
+    # A CommitInfo's author goes back in as is (what rebase does to keep it).
+    again = objects.make_commit(repo, info.tree, [c], "again", author=info.author)
+    assert odb.get_commit(repo, again).author == who
