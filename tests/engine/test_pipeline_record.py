@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import git, make_repo
-from uet_git.engine.pipeline import recorded_from
+from uet_git.engine.context import recorded_from
 from uet_git.gitrepo.objects import build_tree, make_commit
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.writer import Ledger

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from uet_git.engine.dryrun import DryRunView
 from uet_git.errors import UetError
 from uet_git.spec.models import Config
 
 LAND_MODES = ("end", "continuous", "never")
-OUTPUT_MODES = ("auto", "live", "lines", "json")
 DEFAULT_JOBS = 4
 
 
@@ -40,6 +40,7 @@ class RunResult:
     counts: dict[str, int] = field(default_factory=dict)
     landed: bool = False
     message: str = ""
+    dry_run: DryRunView | None = None  # what a dry run would do, for the caller to show
 
 
 def _env_int(env: Mapping[str, str], name: str) -> int | None:

@@ -13,143 +13,25 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uet_git.engine.report import Reporter
-from uet_git.gitrepo.merge import Change, diff_stat
-from uet_git.gitrepo.repo import Repo
+from uet_git.engine.context import RunContext, crash_point
+from uet_git.engine.orphans import preserve_worktree
+from uet_git.gitrepo.merge import Change, changed_paths, diff_stat
+from uet_git.gitrepo.objects import commit_tree, make_commit, to_oid
 from uet_git.gitrepo.worktrees import reset_worktree
-from uet_git.ledger.writer import Ledger
-from uet_git.plan.dag import Plan
-from uet_git.spec.models import Config, Workstream
+from uet_git.spec.models import Workstream
 from uet_git.workers.normalise import normalise
-from uet_git.workers.pool import Worktree, WorktreePool
+from uet_git.workers.pool import Worktree
 from uet_git.workers.process import ProcResult, read_tail, run_process
-from uet_git.workers.tools import build_invocation, tool_env, worker_port
+from uet_git.workers.tools import build_invocation
 from uet_git.workers.validate import validate_changes
 
 LOG_LIMIT = 64 * 1024  # bytes of each log kept as evidence
 BACKOFF_BASE = float(os.environ.get("UET_RETRY_BACKOFF", "0.5"))
 BACKOFF_MAX = 30.0
-
-
-class Breaker:
-    """A circuit breaker per tool: ``threshold`` consecutive workstreams whose tool failed (after
-    their retries) open it, and an open breaker stays open for the rest of the run. Shared by
-    the worker threads."""
-
-    def __init__(self, threshold: int) -> None:
-        self.threshold = threshold
-        self._lock = threading.Lock()
-        self._fails: dict[str, int] = {}
-        self._open: set[str] = set()
-
-    def success(self, tool: str) -> None:
-        with self._lock:
-            self._fails[tool] = 0
-
-    def failure(self, tool: str) -> bool:
-        """Count a failure; True when this one opened the breaker."""
-        with self._lock:
-            self._fails[tool] = self._fails.get(tool, 0) + 1
-            if tool not in self._open and self._fails[tool] >= self.threshold:
-                self._open.add(tool)
-                return True
-            return False
-
-    def is_open(self, tool: str) -> bool:
-        with self._lock:
-            return tool in self._open
-
-
-@dataclass
-class RunContext:
-    """Everything a worker or the integrator needs, shared read-only (plus thread-safe parts:
-    the ledger, the pool, the reporter, the breaker, the cancel event)."""
-
-    repo: Repo
-    ledger: Ledger
-    config: Config
-    plan: Plan
-    pool: WorktreePool
-    reporter: Reporter
-    log_root: Path
-    target: str | None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    breaker: Breaker = field(default_factory=lambda: Breaker(3))
-    integrator_pool: WorktreePool | None = None
-    # Patches queued again by `uet retry --reapply`: their acceptance never passed, so it runs
-    # on the candidate whatever its tree.
-    reverify: set[str] = field(default_factory=set)
-
-    @property
-    def run_id(self) -> str:
-        return self.ledger.run
-
-    def ws(self, ws_id: str) -> Workstream:
-        return self.plan.workstreams[ws_id]
-
-    def env_for(self, ws: Workstream, worker: int | str, worktree: Path,
-                extra: Mapping[str, str] | None = None, *, attempt: int = 1,
-                prompt_file: Path | None = None) -> dict[str, str]:
-        """``UET_*`` (run, workstream, worktree, worker, port block, attempt, prompt), then the
-        workstream's ``env``, then ``extra``. The integrator is worker number ``jobs``."""
-        slot = worker if isinstance(worker, int) else self.pool.size - 1
-        env = tool_env(ws, run=self.run_id, attempt=attempt, worktree=worktree, worker=slot,
-                       port=worker_port(self.config, slot), prompt_file=prompt_file)
-        if self.target:
-            env["UET_TARGET"] = self.target
-        if extra:
-            env.update(extra)
-        return env
-
-    def log_dir(self, ws_id: str, attempt: int, what: str = "") -> Path:
-        d = self.log_root / ws_id / str(attempt)
-        if what:
-            d = d / what
-        d.mkdir(parents=True, exist_ok=True)
-        return d
-
-    def record(self, ws_id: str, to: str, *, attempt: int, reason: str | None = None,
-               detail: str = "", shown_reason: str | None = None, **kw: Any) -> str:
-        """A ledger transition, then the report line (the ledger is the truth: report after).
-        ``shown_reason``: the reason to report when the ledger takes none (``blocked``)."""
-        oid = self.ledger.record(ws_id, to, attempt=attempt, reason=reason, summary=detail, **kw)
-        # The state it left, from the commit just written (its Uet-From trailer), not from
-        # ledger.state() before: that takes the writer's mutex a second time per transition,
-        # and under contention waits out another thread's whole ref transaction (fsync).
-        prev = recorded_from(self.repo, oid)
-        self.reporter.transition(ws_id, prev, to, attempt=attempt,
-                                 reason=reason or shown_reason, detail=_first_line(detail))
-        crash_point(f"{ws_id}:{to}")
-        return oid
-
-
-def recorded_from(repo: Repo, ledger_commit: str) -> str | None:
-    """The ``Uet-From`` state of a transition's ledger commit (None: it entered the ledger)."""
-    from uet_git.gitrepo.objects import to_oid
-
-    message = repo.pg[to_oid(ledger_commit)].message
-    for line in reversed(message.splitlines()):
-        if line.startswith("Uet-From: "):
-            value = line[len("Uet-From: "):].strip()
-            return None if value == "none" else value
-    return None
-
-
-def crash_point(point: str) -> None:
-    """Fault injection for the crash tests: ``UET_TEST_CRASH_AT=POINT[,POINT...]`` makes the
-    process ``os._exit(137)`` when it reaches POINT (``WS:STATE`` right after a transition was
-    recorded, ``WS:tool-done`` after a tool exited, ``land`` before landing)."""
-    spec = os.environ.get("UET_TEST_CRASH_AT")
-    if spec and point in spec.split(","):
-        os._exit(137)
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 @dataclass
@@ -222,7 +104,7 @@ def _run_tool_once(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, a
     env = ctx.env_for(ws, worker, wt.path, attempt=attempt, prompt_file=prompt_file)
     evidence: dict[str, bytes] = {}
     if ws.setup:
-        ctx.reporter.worker(worker, ws.id, "setup")
+        ctx.observer.worker(worker, ws.id, "setup")
         setup = run_commands(ws.setup, cwd=wt.path, env=env, timeout=ws.timeout, log_dir=logs,
                              name="setup", cancel=ctx.cancel)
         evidence["setup.log"] = setup.log
@@ -237,7 +119,7 @@ def _run_tool_once(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, a
         return _Try(None, "tool-failed", f"cannot build the tool command: {exc}", evidence)
     env = {**env, **(inv.env or {})}
     out, err = logs / "tool.stdout", logs / "tool.stderr"
-    ctx.reporter.worker(worker, ws.id, "tool")
+    ctx.observer.worker(worker, ws.id, "tool")
     res = run_process(inv.cmd, cwd=wt.path, env=env, timeout=ws.timeout, stdout_path=out,
                       stderr_path=err, stdin_path=inv.stdin_path, cancel=ctx.cancel)
     evidence["tool.stdout"] = read_tail(out, LOG_LIMIT)
@@ -251,20 +133,17 @@ def _run_tool_once(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, a
     if not res.ok:
         return _Try(res, "tool-failed", f"{ws.tool}: {_status(res)}", evidence)
     stdout = out.read_bytes() if inv.output != "worktree" else b""
-    check = getattr(inv, "result_check", None)
-    if callable(check):
-        problem = _call_check(check, out, err, logs)
+    if inv.result_check is not None:
+        problem = _call_check(inv.result_check, out)
         if problem:
             return _Try(res, "tool-failed", f"{ws.tool}: {problem}", evidence)
     return _Try(res, None, f"{ws.tool}: {_status(res)}", evidence, inv.output, stdout)
 
 
-def _call_check(check: Any, out: Path, err: Path, logs: Path) -> str | None:
-    """The tool adapter's own check of its output (e.g. claude's ``is_error``)."""
+def _call_check(check: Any, out: Path) -> str | None:
+    """The tool adapter's own check of its stdout (e.g. claude's ``is_error``)."""
     try:
         result = check(out.read_bytes())
-    except TypeError:
-        result = check(logs)
     except Exception as exc:
         return f"result check failed: {exc}"
     return result or None
@@ -277,7 +156,7 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
     ws = ctx.ws(ws_id)
     start = time.monotonic()
     label = f"{ctx.run_id}/{ws_id}/{attempt}"
-    ctx.reporter.worker(worker, ws_id, "checkout")
+    ctx.observer.worker(worker, ws_id, "checkout")
     wt = ctx.pool.acquire(base, label)
     keep = False
     try:
@@ -286,7 +165,7 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
         for n in range(ws.retries + 1):
             if n:
                 delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (n - 1))
-                ctx.reporter.worker(worker, ws_id, f"retry in {delay:g}s")
+                ctx.observer.worker(worker, ws_id, f"retry in {delay:g}s")
                 if ctx.cancel.wait(delay):
                     keep = True
                     return WorkerOutcome(ws_id, None, duration=time.monotonic() - start)
@@ -318,7 +197,7 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
             return WorkerOutcome(ws_id, "quarantined", last.reason, True,
                                  time.monotonic() - start)
 
-        ctx.reporter.worker(worker, ws_id, "normalise")
+        ctx.observer.worker(worker, ws_id, "normalise")
         norm = normalise(ctx.repo, wt.path, base, ws=ws, run=ctx.run_id, attempt=attempt,
                          tool=ws.tool, output=last.output, stdout=last.stdout)
         if norm.error:
@@ -357,48 +236,13 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
             keep = True  # cannot snapshot it: leave the worktree alone for a resume
         raise
     finally:
-        ctx.reporter.worker(worker, None)
+        ctx.observer.worker(worker, None)
         if not keep:
             ctx.pool.release(wt)
 
 
-def preserve_worktree(ctx: RunContext, wt: Worktree, label: str, rec: Any, why: str
-                      ) -> str | None:
-    """Snapshot a worktree holding work the ledger does not know into the ledger (a
-    ``run: orphan`` event: the snapshot commit in its trailers, the binary diff against the
-    worktree's base as evidence) before the worktree is reused. Returns the snapshot commit,
-    or None when it held nothing new (or exactly a patch the ledger already has)."""
-    import pygit2
-
-    from uet_git.gitrepo.objects import to_oid
-    from uet_git.workers.pool import snapshot_orphan
-
-    snap = snapshot_orphan(ctx.repo, wt, f"uet: orphaned worktree of {label}")
-    if snap is None:
-        return None
-    pg = ctx.repo.pg
-    tree = pg[to_oid(snap)].peel(pygit2.Commit).tree_id
-    for oid in (getattr(rec, "patch", None), getattr(rec, "candidate", None)):
-        if oid and pg[to_oid(oid)].peel(pygit2.Commit).tree_id == tree:
-            return None  # a worker had reset it to the recorded patch: nothing unknown
-    base = wt.base
-    diff = ctx.repo.git("diff", "--binary", base, snap, check=False).stdout if base else b""
-    ctx.ledger.event(
-        "run: orphan",
-        f"worktree {wt.path} (slot {wt.slot}) held changes of {label} that the ledger did not "
-        f"record ({why}); snapshot {snap[:12]} (tree {str(tree)[:12]}) kept as evidence",
-        trailers={"Uet-Orphan": label, "Uet-Snapshot": snap, "Uet-Snapshot-Tree": str(tree),
-                  **({"Uet-Snapshot-Base": base} if base else {})},
-        evidence={f"orphan-{label.replace('/', '-')}-{snap[:12]}.diff": diff},
-    )
-    ctx.reporter.message(f"recorded the orphaned worktree of {label} as {snap[:12]}")
-    return snap
-
-
 def _empty_patch(ctx: RunContext, ws: Workstream, base: str, attempt: int) -> str:
     """``allow_empty``: an empty commit carries the workstream through the ledger."""
-    from uet_git.gitrepo.objects import commit_tree, make_commit
-
     msg = (f"{ws.title or ws.id} (no changes)\n\nUet-Workstream: {ws.id}\nUet-Run: {ctx.run_id}\n"
            f"Uet-Tool: {ws.tool}\nUet-Attempt: {attempt}\n")
     return make_commit(ctx.repo, commit_tree(ctx.repo, base), [base], msg)
@@ -410,9 +254,6 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
     """From ``created`` (or ``validated``): validation, then acceptance on exactly the patch's
     tree, then ``queued``. Used by fresh attempts and by resume (a patch recorded before a
     crash)."""
-    from uet_git.gitrepo.merge import changed_paths
-    from uet_git.gitrepo.objects import to_oid
-
     ws = ctx.ws(ws_id)
     start = time.monotonic()
     if state == "created":
@@ -426,7 +267,7 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
         ctx.record(ws_id, "validated", attempt=attempt,
                    detail=detail or f"{len(changes)} changed paths within scope and limits")
     if ws.acceptance:
-        ctx.reporter.worker(worker, ws_id, "acceptance")
+        ctx.observer.worker(worker, ws_id, "acceptance")
         if wt.base != patch:
             # The worktree holds exactly the patch's files (the snapshot took them from it);
             # point HEAD and the index at the patch too, in one cheap step. Ignored files (a
@@ -473,5 +314,5 @@ def recheck_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, pat
         return check_patch(ctx, ws_id, worker=worker, attempt=attempt, patch=patch,
                            changes=None, wt=wt, state=state)
     finally:
-        ctx.reporter.worker(worker, None)
+        ctx.observer.worker(worker, None)
         ctx.pool.release(wt)

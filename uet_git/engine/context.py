@@ -1,0 +1,142 @@
+"""What the worker path and the integrator share during one run: ``RunContext`` (the run's
+repository, ledger, config, plan, worktree pool, observer, cancel event and circuit breaker),
+the ``Breaker``, and the fault-injection points of the crash tests."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from uet_git.engine.events import Observer
+from uet_git.gitrepo.objects import to_oid
+from uet_git.gitrepo.repo import Repo
+from uet_git.ledger.writer import Ledger
+from uet_git.plan.dag import Plan
+from uet_git.spec.models import Config, Workstream
+from uet_git.workers.pool import WorktreePool
+from uet_git.workers.tools import tool_env, worker_port
+
+
+class Breaker:
+    """A circuit breaker per tool: ``threshold`` consecutive workstreams whose tool failed (after
+    their retries) open it, and an open breaker stays open for the rest of the run. Shared by
+    the worker threads."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self._lock = threading.Lock()
+        self._fails: dict[str, int] = {}
+        self._open: set[str] = set()
+
+    def success(self, tool: str) -> None:
+        with self._lock:
+            self._fails[tool] = 0
+
+    def failure(self, tool: str) -> bool:
+        """Count a failure; True when this one opened the breaker."""
+        with self._lock:
+            self._fails[tool] = self._fails.get(tool, 0) + 1
+            if tool not in self._open and self._fails[tool] >= self.threshold:
+                self._open.add(tool)
+                return True
+            return False
+
+    def is_open(self, tool: str) -> bool:
+        with self._lock:
+            return tool in self._open
+
+
+@dataclass
+class RunContext:
+    """Everything a worker or the integrator needs, shared read-only (plus thread-safe parts:
+    the ledger, the pool, the observer, the breaker, the cancel event)."""
+
+    repo: Repo
+    ledger: Ledger
+    config: Config
+    plan: Plan
+    pool: WorktreePool
+    observer: Observer
+    log_root: Path
+    target: str | None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    breaker: Breaker = field(default_factory=lambda: Breaker(3))
+    # Patches queued again by `uet retry --reapply`: their acceptance never passed, so it runs
+    # on the candidate whatever its tree.
+    reverify: set[str] = field(default_factory=set)
+
+    @property
+    def reporter(self) -> Observer:
+        """The observer under its old name, read by the integrator until it moves to
+        ``engine/verify.py``."""
+        return self.observer
+
+    @property
+    def run_id(self) -> str:
+        return self.ledger.run
+
+    def ws(self, ws_id: str) -> Workstream:
+        return self.plan.workstreams[ws_id]
+
+    def env_for(self, ws: Workstream, worker: int | str, worktree: Path,
+                extra: Mapping[str, str] | None = None, *, attempt: int = 1,
+                prompt_file: Path | None = None) -> dict[str, str]:
+        """``UET_*`` (run, workstream, worktree, worker, port block, attempt, prompt), then the
+        workstream's ``env``, then ``extra``. The integrator is worker number ``jobs``."""
+        slot = worker if isinstance(worker, int) else self.pool.size - 1
+        env = tool_env(ws, run=self.run_id, attempt=attempt, worktree=worktree, worker=slot,
+                       port=worker_port(self.config, slot), prompt_file=prompt_file)
+        if self.target:
+            env["UET_TARGET"] = self.target
+        if extra:
+            env.update(extra)
+        return env
+
+    def log_dir(self, ws_id: str, attempt: int, what: str = "") -> Path:
+        d = self.log_root / ws_id / str(attempt)
+        if what:
+            d = d / what
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def record(self, ws_id: str, to: str, *, attempt: int, reason: str | None = None,
+               detail: str = "", shown_reason: str | None = None, **kw: Any) -> str:
+        """A ledger transition, then the observer's line (the ledger is the truth: report
+        after). ``shown_reason``: the reason to report when the ledger takes none
+        (``blocked``)."""
+        oid = self.ledger.record(ws_id, to, attempt=attempt, reason=reason, summary=detail, **kw)
+        # The state it left, from the commit just written (its Uet-From trailer), not from
+        # ledger.state() before: that takes the writer's mutex a second time per transition,
+        # and under contention waits out another thread's whole ref transaction (fsync).
+        prev = recorded_from(self.repo, oid)
+        self.observer.transition(ws_id, prev, to, attempt=attempt,
+                                 reason=reason or shown_reason, detail=first_line(detail))
+        crash_point(f"{ws_id}:{to}")
+        return oid
+
+
+def recorded_from(repo: Repo, ledger_commit: str) -> str | None:
+    """The ``Uet-From`` state of a transition's ledger commit (None: it entered the ledger)."""
+    message = repo.pg[to_oid(ledger_commit)].message
+    for line in reversed(message.splitlines()):
+        if line.startswith("Uet-From: "):
+            value = line[len("Uet-From: "):].strip()
+            return None if value == "none" else value
+    return None
+
+
+def crash_point(point: str) -> None:
+    """Fault injection for the crash tests: ``UET_TEST_CRASH_AT=POINT[,POINT...]`` makes the
+    process ``os._exit(137)`` when it reaches POINT (``WS:STATE`` right after a transition was
+    recorded, ``WS:tool-done`` after a tool exited, ``land`` before landing)."""
+    spec = os.environ.get("UET_TEST_CRASH_AT")
+    if spec and point in spec.split(","):
+        os._exit(137)
+
+
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""

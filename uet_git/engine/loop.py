@@ -1,0 +1,353 @@
+"""The run loop (``Engine``): N worker threads (each runs one workstream at a time through
+``pipeline``; the tools are subprocesses), ONE integrator thread, and the loop in the calling
+thread, which alone owns the Scheduler and decides what starts next. Workers and the integrator
+write their own transitions to the ledger (it is thread-safe) and report back through one event
+queue. A set cancel event (Ctrl-C, see ``interrupt``) starts nothing new; running tool groups
+are terminated and what was recorded stays recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from uet_git.engine.context import RunContext
+from uet_git.engine.integrator import IntegrationOutcome, integrate
+from uet_git.engine.pipeline import WorkerOutcome, recheck_patch, run_workstream
+from uet_git.engine.scheduler import Scheduler
+from uet_git.gitrepo.repo import Repo
+from uet_git.ledger.query import WsRecord
+from uet_git.spec.models import Config
+from uet_git.workers.pool import WorktreePool
+
+
+@dataclass
+class _Event:
+    kind: str  # "worker" | "integrator"
+    worker: int | None
+    ws: str
+    outcome: Any = None
+    error: BaseException | None = None
+
+
+class _Thread:
+    """A long-lived thread with an inbox; runs one job at a time."""
+
+    def __init__(self, name: str, events: queue.Queue[_Event]) -> None:
+        self.inbox: queue.Queue[Callable[[], _Event] | None] = queue.Queue()
+        self.events = events
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self.inbox.get()
+            if job is None:
+                return
+            self.events.put(job())
+
+    def stop(self) -> None:
+        self.inbox.put(None)
+
+
+@dataclass
+class Engine:
+    """The run loop: the calling thread alone owns the Scheduler and decides what starts next;
+    ``jobs`` worker threads and one integrator thread run the jobs it hands them and report
+    back through one event queue. ``after_commit`` runs in the loop after each committed
+    workstream (``--land continuous`` lands there)."""
+
+    ctx: RunContext
+    scheduler: Scheduler
+    jobs: int
+    after_commit: Callable[[], None] | None = None
+    attempts: dict[str, int] = field(default_factory=dict)
+    rechecks: dict[str, tuple[str, str]] = field(default_factory=dict)  # ws -> (patch, state)
+    tip_after: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+    internal_errors: list[str] = field(default_factory=list)
+    spent: dict[str, float] = field(default_factory=dict)  # seconds, worker + integrator
+
+    def __post_init__(self) -> None:
+        self.events: queue.Queue[_Event] = queue.Queue()
+        self.workers = [_Thread(f"uet-worker-{i}", self.events) for i in range(self.jobs)]
+        self.free = list(range(self.jobs))
+        self.integrator = _Thread("uet-integrator", self.events)
+        self.integrating: str | None = None
+
+    # -- jobs (run in worker / integrator threads) ---------------------------------------------
+
+    def _worker_job(self, idx: int, ws_id: str, base: str) -> Callable[[], _Event]:
+        ctx = self.ctx
+        attempt = self.attempts.get(ws_id, 1)
+        recheck = self.rechecks.pop(ws_id, None)
+
+        def job() -> _Event:
+            try:
+                if recheck is not None:
+                    out = recheck_patch(ctx, ws_id, worker=idx, attempt=attempt,
+                                        patch=recheck[0], state=recheck[1])
+                else:
+                    out = run_workstream(ctx, ws_id, worker=idx, base=base, attempt=attempt)
+                return _Event("worker", idx, ws_id, out)
+            except BaseException as exc:  # recorded as internal-error by the loop
+                return _Event("worker", idx, ws_id, None, exc)
+
+        return job
+
+    def _integrator_job(self, ws_id: str) -> Callable[[], _Event]:
+        def job() -> _Event:
+            try:
+                return _Event("integrator", None, ws_id, integrate(self.ctx, ws_id))
+            except BaseException as exc:
+                return _Event("integrator", None, ws_id, None, exc)
+
+        return job
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _base_for(self, ws_id: str) -> str:
+        if self.scheduler.deterministic:
+            anchor = self.scheduler.base_anchor(ws_id)
+            if anchor is None:
+                return self.ctx.ledger.base
+            return self.tip_after.get(anchor) or self.ctx.ledger.integration_tip()
+        return self.ctx.ledger.integration_tip()
+
+    def _dispatch(self) -> None:
+        if self.ctx.cancel.is_set():
+            return
+        while self.free and self.scheduler.has_ready():
+            ws_id = self.scheduler.pop_ready()
+            if ws_id is None:
+                break
+            tool = self.ctx.ws(ws_id).tool
+            if ws_id not in self.rechecks and self.ctx.breaker.is_open(tool):
+                self._breaker_quarantine([ws_id], tool)
+                continue
+            idx = self.free.pop(0)
+            self.workers[idx].inbox.put(self._worker_job(idx, ws_id, self._base_for(ws_id)))
+        if self.integrating is None:
+            nxt = self.scheduler.next_to_integrate()
+            if nxt is not None:
+                self.integrating = nxt
+                self.integrator.inbox.put(self._integrator_job(nxt))
+
+    def _busy(self) -> bool:
+        return len(self.free) < self.jobs or self.integrating is not None
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:
+            # The loop itself failed (the ledger refused a write, a bug): stop the tools and
+            # let the threads finish what they record before the error goes up.
+            self.ctx.cancel.set()
+            deadline = time.monotonic() + 60
+            while self._busy() and time.monotonic() < deadline:
+                try:
+                    ev = self.events.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+                if ev.kind == "worker" and ev.worker is not None:
+                    self.free.append(ev.worker)
+                else:
+                    self.integrating = None
+            for t in [*self.workers, self.integrator]:
+                t.stop()
+            raise
+
+    def _loop(self) -> None:
+        last_tick = time.monotonic()
+        told = False
+        while True:
+            if self.ctx.cancel.is_set() and not told:
+                told = True
+                self.ctx.observer.message("interrupted: stopping the running tools (Ctrl-C "
+                                          "again to quit at once; `uet resume` continues)")
+            self._dispatch()
+            if not self._busy() and (self.scheduler.finished() or self.ctx.cancel.is_set()):
+                break
+            try:
+                ev = self.events.get(timeout=0.25)
+            except queue.Empty:
+                if time.monotonic() - last_tick > 1.0:
+                    self.ctx.observer.tick()
+                    last_tick = time.monotonic()
+                continue
+            self._handle(ev)
+        for t in [*self.workers, self.integrator]:
+            t.stop()
+        if self.ctx.cancel.is_set():
+            self.interrupted = True
+
+    def _handle(self, ev: _Event) -> None:
+        if ev.kind == "worker":
+            assert ev.worker is not None
+            self.free.append(ev.worker)
+            self.free.sort()
+            if ev.error is not None and self.ctx.cancel.is_set():
+                self.scheduler.requeue(ev.ws)  # interrupted, not failed: resume redoes it
+                return
+            if ev.error is not None:
+                self._internal_error(ev.ws, ev.error)
+                return
+            out: WorkerOutcome = ev.outcome
+            self.spent[ev.ws] = self.spent.get(ev.ws, 0.0) + out.duration
+            if out.state == "queued":
+                self.scheduler.worker_done(ev.ws, queued=True)
+            elif out.state == "quarantined":
+                self.scheduler.worker_done(ev.ws, queued=False)
+                self._block_dependents(ev.ws)
+                tool = self.ctx.ws(ev.ws).tool
+                if out.tool_failed and self.ctx.breaker.is_open(tool):
+                    self._open_breaker(tool)
+            else:  # cancelled: nothing recorded, resume will run it
+                self.scheduler.requeue(ev.ws)
+        else:
+            self.integrating = None
+            if ev.error is not None and self.ctx.cancel.is_set():
+                self.scheduler.state[ev.ws] = "queued"  # resume continues from the ledger
+                return
+            if ev.error is not None:
+                self._internal_error(ev.ws, ev.error)
+                return
+            res: IntegrationOutcome = ev.outcome
+            self.spent[ev.ws] = self.spent.get(ev.ws, 0.0) + res.duration
+            if res.state == "committed":
+                self.tip_after[ev.ws] = res.tip
+                self.scheduler.committed(ev.ws)
+                if self.after_commit is not None:
+                    self.after_commit()
+            elif res.state == "quarantined":
+                self._block_dependents(ev.ws)
+            else:  # cancelled mid-verification: stays applied, resume continues it
+                self.scheduler.state[ev.ws] = "queued"
+
+    def _internal_error(self, ws_id: str, exc: BaseException) -> None:
+        if os.environ.get("UET_DEBUG"):
+            traceback.print_exception(exc)
+        msg = f"{type(exc).__name__}: {exc}"
+        self.internal_errors.append(f"{ws_id}: {msg}")
+        rec = self.ctx.ledger.state(ws_id)
+        attempt = self.attempts.get(ws_id, 1)
+        if rec is not None and rec.attempt:
+            attempt = max(attempt, rec.attempt) if rec.state not in ("quarantined",) \
+                else rec.attempt + 1
+        try:
+            if rec is None or rec.state not in ("committed", "dropped", "rolled-back"):
+                self.ctx.record(ws_id, "quarantined", attempt=attempt, reason="internal-error",
+                                detail=f"uet failed on this workstream: {msg}")
+        except Exception as exc2:  # the ledger itself failed: stop cleanly, keep what is there
+            self.ctx.observer.message(f"cannot record the internal error of {ws_id}: {exc2}")
+            self.ctx.cancel.set()
+        self.scheduler.worker_done(ws_id, queued=False)
+        self._block_dependents(ws_id)
+
+    def _block_dependents(self, ws_id: str) -> None:
+        """Mark ``ws_id`` failed and record its not-started transitive dependents blocked."""
+        blocked = self.scheduler.failed(ws_id)
+        rec = self.ctx.ledger.state(ws_id)
+        why = f"{rec.reason}" if rec is not None and rec.reason else "failed"
+        for dep in blocked:
+            cur = self.ctx.ledger.state(dep)
+            if cur is not None and cur.state in ("blocked", "quarantined", "dropped",
+                                                 "committed", "rolled-back"):
+                continue
+            self.ctx.record(dep, "blocked", attempt=self.attempts.get(dep, 1),
+                            detail=f"dependency-quarantined: {ws_id} is quarantined ({why})",
+                            shown_reason="dependency-quarantined",
+                            trailers={"Uet-Blocked-By": ws_id,
+                                      "Uet-Block-Reason": "dependency-quarantined"})
+
+    def _open_breaker(self, tool: str) -> None:
+        ids = [i for i in self.scheduler.plan.ids if self.ctx.ws(i).tool == tool]
+        taken = self.scheduler.take_unstarted(ids)
+        self._breaker_quarantine(taken, tool, taken_already=True)
+
+    def _breaker_quarantine(self, ids: list[str], tool: str, taken_already: bool = False) -> None:
+        for ws_id in ids:
+            if not taken_already:
+                self.scheduler.state[ws_id] = "failed"
+            cur = self.ctx.ledger.state(ws_id)
+            if cur is not None and cur.state in ("quarantined", "dropped", "committed"):
+                continue
+            attempt = self.attempts.get(ws_id, 1)
+            self.ctx.record(ws_id, "quarantined", attempt=attempt, reason="breaker-open",
+                            detail=f"circuit breaker open for tool {tool}: "
+                                   f"{self.ctx.breaker.threshold} consecutive failures; "
+                                   "not started")
+        for ws_id in ids:
+            self._block_dependents(ws_id)
+
+
+def make_pool(repo: Repo, config: Config, jobs: int) -> WorktreePool:
+    root = None
+    if config.worktree.root:
+        root = Path(config.worktree.root)
+        if not root.is_absolute():
+            root = repo.common_dir / root
+    return WorktreePool(repo, root=root, size=jobs + 1, keep_ignored=config.worktree.keep_ignored,
+                        include=list(config.worktree.include))
+
+
+def engine_for(ctx: RunContext, include: set[str], jobs: int, *, deterministic: bool,
+               weights: Mapping[str, float], records: Mapping[str, WsRecord],
+               retry: set[str], after_commit: Callable[[], None] | None = None) -> Engine:
+    """An Engine over ``include`` seeded from what the ledger recorded (``records``; empty
+    for a new run). ``retry``: quarantined or blocked workstreams that get a new attempt."""
+    plan = ctx.plan
+    committed, failed, queued, rechecks = [], [], [], {}
+    attempts: dict[str, int] = {}
+    tip_after: dict[str, str] = {}
+    hard_failed = {ws for ws, r in records.items()
+                   if r.state in ("quarantined", "dropped", "rolled-back") and ws not in retry}
+    for ws_id in plan.ids:
+        rec = records.get(ws_id)
+        if rec is None:
+            continue
+        st, att = rec.state, rec.attempt or 1
+        if st == "committed":
+            # Also outside ``include``: a retried workstream's other dependencies count.
+            committed.append(ws_id)
+            if rec.candidate:
+                tip_after[ws_id] = rec.candidate
+            continue
+        if ws_id not in include:
+            continue
+        elif st in ("quarantined", "dropped", "rolled-back"):
+            if ws_id in retry and st == "quarantined":
+                attempts[ws_id] = att + 1
+            else:
+                failed.append(ws_id)
+        elif st == "blocked":
+            if ws_id in retry or not (plan.ancestors(ws_id) & hard_failed):
+                attempts[ws_id] = att
+            else:
+                failed.append(ws_id)
+        elif st in ("queued", "applied", "verified"):
+            queued.append(ws_id)
+            attempts[ws_id] = att
+        elif st in ("created", "validated"):
+            assert rec.patch is not None
+            rechecks[ws_id] = (rec.patch, st)
+            attempts[ws_id] = att
+    sched = Scheduler(plan, plan.weights(weights), deterministic=deterministic,
+                      committed=committed, failed=failed, queued=queued, ready=rechecks,
+                      include=include)
+    engine = Engine(ctx, sched, jobs, after_commit, attempts=attempts, rechecks=rechecks,
+                    tip_after=tip_after)
+    # Dependents of what failed before (a crash between a quarantine and its blocking).
+    for ws_id in failed:
+        if records[ws_id].state != "blocked":
+            engine._block_dependents(ws_id)
+    return engine
+
+
