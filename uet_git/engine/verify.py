@@ -1,0 +1,233 @@
+"""THE integrate-and-verify path: a patch onto a tip (``make_candidate``), then the checks on
+the candidate (``verify_candidate``). The integrator, re-integration (``uet land --rebase``) and
+``uet retry --reapply`` (through the integrator) all judge candidates here and nowhere else.
+
+The checks never come from the patch: ``Checks`` holds the run's configuration (what its base
+commit holds, see ``hooks.premerge.config_at``) and the base's pre-merge hooks, which are
+written out of the object database into the candidate's log directory and run from there with
+the candidate's worktree as working directory; the candidate's own copy of a hook never runs.
+
+On a candidate: the workstream's acceptance commands run again when the candidate's tree is
+not the one they passed on (``[verify] rerun_on_candidate``), or always when forced (a patch
+re-applied by ``uet retry --reapply``); the pre-merge hooks run on every candidate. The result
+is a ``Verdict``; recording it in the ledger is the caller's job.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from uet_git.engine.events import Observer
+from uet_git.engine.pipeline import run_commands
+from uet_git.gitrepo import merge, odb
+from uet_git.gitrepo.merge import RebaseResult
+from uet_git.gitrepo.objects import make_commit
+from uet_git.gitrepo.repo import Repo
+from uet_git.hooks.premerge import Hook, collect_hooks, hook_command, write_hooks
+from uet_git.spec.models import Config, Workstream
+from uet_git.spec.scope import matches
+from uet_git.workers.pool import WorktreePool
+from uet_git.workers.process import ProcResult, read_tail, run_process
+from uet_git.workers.tools import tool_env, worker_port
+
+LOG_LIMIT = 64 * 1024  # bytes of each log kept as evidence
+INTEGRATOR = -1  # the integrator's number for the observer
+MAY_CHANGE_CHECKS = "Uet-May-Change-Checks"
+# What a patch may not touch without ``may_change_checks`` (plus ``[verify] protected``).
+CHECK_PATHS = ("uet.toml", ".uet/**")
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What judges every candidate of a run: its configuration and its base's hooks."""
+
+    base: str
+    config: Config
+    hooks: tuple[Hook, ...]
+
+
+def checks_at(repo: Repo, base: str, config: Config) -> Checks:
+    """The checks of a run whose base is ``base`` and whose configuration is ``config``."""
+    return Checks(base, config, tuple(collect_hooks(repo, config, base)))
+
+
+def make_candidate(repo: Repo, patch: str, tip: str) -> RebaseResult:
+    """The patch's change (against its first parent) applied onto ``tip``: the patch itself
+    when its parent is ``tip``; ``conflicts`` when it does not apply; ``already_applied`` when
+    ``tip`` holds the change already."""
+    return merge.rebase(repo, patch, tip)
+
+
+def empty_candidate(repo: Repo, patch: str, tip: str) -> str:
+    """A candidate that changes nothing on ``tip`` (its change is already there), carrying the
+    patch's message and author like any candidate."""
+    info = odb.get_commit(repo, patch, what=f"patch {patch[:12]}")
+    return make_commit(repo, odb.tree_of(repo, tip), [tip], info.message, author=info.author)
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class Verdict:
+    outcome: Outcome
+    reason: str | None = None  # verify-failed | hook-failed when FAILED
+    detail: str = ""  # one line: what passed, or what failed and how
+    evidence: dict[str, bytes] = field(default_factory=dict)
+    trailers: dict[str, str] = field(default_factory=dict)  # for the `verified` transition
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate to judge. ``verified``: the commit whose tree the workstream's acceptance
+    already passed on (the patch; before a re-integration, the old candidate)."""
+
+    ws: Workstream
+    attempt: int
+    patch: str
+    candidate: str
+    tip: str  # the commit the candidate was made on
+    verified: str
+
+
+@dataclass
+class Bench:
+    """Where candidates are judged: the run, its worktree pool, who watches, what cancels."""
+
+    run: str
+    target: str | None
+    pool: WorktreePool
+    observer: Observer
+    cancel: threading.Event | None = None
+
+
+def candidate_env(config: Config, ws: Workstream, *, run: str, attempt: int, worktree: Path,
+                  slot: int, target: str | None, candidate: str, patch: str,
+                  tip: str) -> dict[str, str]:
+    """What acceptance commands and hooks get on a candidate: the tool environment of worker
+    ``slot`` (the integrator's: the pool's last), ``UET_TARGET``, ``UET_CANDIDATE``,
+    ``UET_PATCH`` and ``UET_BASE`` (the tip the candidate was made on)."""
+    env = tool_env(ws, run=run, attempt=attempt, worktree=worktree, worker=slot,
+                   port=worker_port(config, slot))
+    if target:
+        env["UET_TARGET"] = target
+    env.update({"UET_CANDIDATE": candidate, "UET_PATCH": patch, "UET_BASE": tip})
+    return env
+
+
+def changes_checks(repo: Repo, config: Config, old: str, new: str) -> list[str]:
+    """The paths between ``old`` and ``new`` that are checks (``uet.toml``, ``.uet/**``, the
+    ``[verify] protected`` globs)."""
+    patterns = [*CHECK_PATHS, *config.verify.protected]
+    out: list[str] = []
+    for c in merge.changed_paths(repo, old, new):
+        for p in (c.old_path, c.path):
+            if p and p not in out and any(matches(pat, p) for pat in patterns):
+                out.append(p)
+    return out
+
+
+def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, *,
+                     log_dir: Path, label: str, force: bool = False) -> Verdict:
+    """Acceptance (when the candidate's tree is not the verified one, or ``force``) and the
+    base's pre-merge hooks on ``cand`` in a worktree from the pool."""
+    ws, config = cand.ws, checks.config
+    same_tree = odb.tree_of(repo, cand.candidate) == odb.tree_of(repo, cand.verified)
+    rerun = bool(ws.acceptance) and (force or (not same_tree
+                                               and config.verify.rerun_on_candidate))
+    trailers: dict[str, str] = {}
+    notes: list[str] = []
+    if ws.may_change_checks:
+        touched = changes_checks(repo, config, cand.tip, cand.candidate)
+        if touched:
+            trailers[MAY_CHANGE_CHECKS] = "true"
+            notes.append(f"changes checks ({', '.join(touched[:5])}"
+                         f"{' ...' if len(touched) > 5 else ''}; may_change_checks), judged by "
+                         f"the base's")
+    if not (rerun or checks.hooks):
+        if same_tree:
+            notes.append("the candidate's tree is the verified patch tree; no pre-merge hooks")
+        elif not ws.acceptance:
+            notes.append("no acceptance commands and no pre-merge hooks to run on the candidate")
+        else:
+            notes.append("acceptance not re-run on the candidate ([verify] "
+                         "rerun_on_candidate = false); no pre-merge hooks")
+        return Verdict(Outcome.OK, detail="; ".join(notes), trailers=trailers)
+
+    evidence: dict[str, bytes] = {}
+    wt = bench.pool.acquire(cand.candidate, label)
+    try:
+        env = candidate_env(config, ws, run=bench.run, attempt=cand.attempt, worktree=wt.path,
+                            slot=bench.pool.size - 1, target=bench.target,
+                            candidate=cand.candidate, patch=cand.patch, tip=cand.tip)
+        if rerun:
+            bench.observer.worker(INTEGRATOR, ws.id, "acceptance")
+            acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=ws.timeout,
+                               log_dir=log_dir, name="acceptance", cancel=bench.cancel)
+            evidence["candidate-acceptance.log"] = acc.log
+            if acc.cancelled:
+                return Verdict(Outcome.CANCELLED, evidence=evidence)
+            if not acc.ok:
+                return Verdict(Outcome.FAILED, "verify-failed",
+                               f"acceptance failed on the candidate {cand.candidate[:12]}: "
+                               f"{acc.failed}", evidence)
+            notes.append(f"acceptance: {len(ws.acceptance)} commands passed on the candidate "
+                         f"in {acc.duration:.1f} s")
+        if checks.hooks:
+            failed = _run_hooks(repo, cand, checks, bench, env=env, cwd=wt.path,
+                                log_dir=log_dir, evidence=evidence)
+            if failed is not None:
+                return failed
+            notes.append(f"pre-merge hooks: {len(checks.hooks)} passed")
+    finally:
+        bench.pool.release(wt)
+    # Something ran on the candidate: say what it contained.
+    evidence["candidate.diffstat"] = merge.diff_stat(repo, cand.tip, cand.candidate).encode()
+    return Verdict(Outcome.OK, detail="; ".join(notes), evidence=evidence, trailers=trailers)
+
+
+def _run_hooks(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, *,
+               env: dict[str, str], cwd: Path, log_dir: Path,
+               evidence: dict[str, bytes]) -> Verdict | None:
+    """The hooks one after the other, from the base's copy; the first failure's Verdict, or
+    None when all passed."""
+    # Written anew for each candidate: a tool that ran since cannot have edited them.
+    hook_dir = write_hooks(repo, checks.base, log_dir / "base-hooks")
+    log = bytearray()
+    for i, hook in enumerate(checks.hooks):
+        bench.observer.worker(INTEGRATOR, cand.ws.id, "hooks")
+        out, err = log_dir / f"hook-{i}.out", log_dir / f"hook-{i}.err"
+        res = run_process(hook_command(hook, hook_dir), cwd=cwd, env=env,
+                          timeout=cand.ws.timeout, stdout_path=out, stderr_path=err,
+                          cancel=bench.cancel)
+        log += f"$ {hook.name}\n[{_status(res)}]\n".encode()
+        log += _section("stdout", read_tail(out, LOG_LIMIT // 2))
+        log += _section("stderr", read_tail(err, LOG_LIMIT // 2))
+        evidence["hooks.log"] = bytes(log)
+        if res.cancelled:
+            return Verdict(Outcome.CANCELLED, evidence=evidence)
+        if not res.ok:
+            return Verdict(Outcome.FAILED, "hook-failed",
+                           f"pre-merge hook {hook.name} failed on the candidate "
+                           f"{cand.candidate[:12]}: {_status(res)}", evidence)
+    return None
+
+
+def _status(res: ProcResult) -> str:
+    return res.error or f"exit {res.returncode} in {res.duration:.1f} s"
+
+
+def _section(title: str, data: bytes) -> bytes:
+    if not data:
+        return b""
+    return f"--- {title} ---\n".encode() + data + (b"" if data.endswith(b"\n") else b"\n")
