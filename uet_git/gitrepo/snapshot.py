@@ -19,7 +19,6 @@ repository, a corrupt index) the same is done with the git CLI and a temporary i
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,11 +126,8 @@ def apply_patch_ex(repo: Repo, worktree: Path, patch_bytes: bytes, *,
         messages: list[MailMessage] = []
         for mail in sorted((t / "split").iterdir()):
             msg_file, patch_file = t / "msg", t / "one.patch"
-            with open(mail, "rb") as f:
-                info = subprocess.run(
-                    ["git", "mailinfo", "-u", str(msg_file), str(patch_file)],
-                    stdin=f, capture_output=True, cwd=path,
-                )
+            info = repo.git("mailinfo", "-u", str(msg_file), str(patch_file),
+                            input=mail.read_bytes(), cwd=path, check=False)
             if info.returncode != 0:
                 return ApplyResult(f"{mail.name}: cannot read mail: {_first_line(info.stderr)}",
                                    messages)
