@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
+from uet_git.cli.render import Reporter
 from uet_git.commands.demo import build_demo_repo
+from uet_git.commands.run import execute_run
 from uet_git.engine.options import RunOptions
-from uet_git.engine.run import execute_run
 from uet_git.errors import EXIT_WORK_FAILED
 from uet_git.gitrepo import Repo
 from uet_git.ledger.query import run_status
@@ -41,7 +42,8 @@ def cmd(directory: Path | None, jobs: int) -> None:
     build_demo_repo(path)
     click.echo(INTRO.format(path=path))
     repo = Repo.open(path)
-    result = execute_run(repo, RunOptions(jobs=jobs, deterministic=True, land="end"))
+    options = RunOptions(jobs=jobs, deterministic=True, land="end")
+    result = execute_run(repo, options, Reporter(options.output))
     click.echo("")
     click.echo(f"The sample repository stays at {path}; try:")
     click.echo(f"  cd {path}")

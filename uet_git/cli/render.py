@@ -14,7 +14,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from uet_git.engine.dryrun import DryRunView
 
 # What the counts line shows, in this order.
 COUNT_ORDER = ("pending", "running", "created", "validated", "queued", "applied", "verified",
@@ -200,6 +203,11 @@ class Reporter:
                 out.append("inspect the ledger:")
                 out.extend(f"  {c}" for c in inspect_commands(str(run_id)))
             self._write("\n".join(out) + "\n")
+
+
+def show_dry_run(reporter: Reporter, view: DryRunView) -> None:
+    """``uet run --dry-run``: the view's lines, or its JSON record with ``--json``."""
+    reporter.block("\n".join(view.lines), view.record)
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
+from uet_git.cli.render import Reporter, show_dry_run
+from uet_git.commands.run import execute_run
 from uet_git.engine.options import RunOptions
-from uet_git.engine.run import execute_run
 from uet_git.gitrepo import Repo
 from uet_git.gitrepo.repo import GitError
 
@@ -51,7 +52,10 @@ def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tup
         deterministic=deterministic, land=land, keep_worktrees=keep_worktrees,
         output="json" if as_json else "auto", paths=[p.resolve() for p in paths] or None,
     )
-    result = execute_run(repo, options)
+    reporter = Reporter(options.output)
+    result = execute_run(repo, options, reporter)
+    if result.dry_run is not None:
+        show_dry_run(reporter, result.dry_run)
     sys.exit(result.exit_code)
 
 
