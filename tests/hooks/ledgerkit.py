@@ -17,15 +17,14 @@ from pathlib import Path
 from uet_git.gitrepo import Repo, objects
 from uet_git.ledger.writer import Ledger
 
-PLAN = {
+PLAN = {  # the shape of the engine's plan.json (nodes in plan order)
     "nodes": [
         {"id": "a", "depends_on": []},
-        {"id": "b", "depends_on": ["a"]},
         {"id": "c", "depends_on": []},
         {"id": "d", "depends_on": []},
         {"id": "e", "depends_on": []},
+        {"id": "b", "depends_on": ["a"]},
     ],
-    "order": ["a", "c", "d", "e", "b"],
 }
 
 

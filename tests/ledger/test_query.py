@@ -32,7 +32,7 @@ def test_status_agrees_with_for_each_ref(repo: Path) -> None:
     got = {w.ws: w.state for w in st.workstreams}
     assert got == EXPECTED_STATES
     # plan order first, then anything else
-    assert [w.ws for w in st.workstreams] == PLAN["order"]
+    assert [w.ws for w in st.workstreams] == [n["id"] for n in PLAN["nodes"]]
     assert st.counts == {"committed": 2, "quarantined": 2, "dropped": 1}
     assert st.base == s.base and st.target == "main"
     assert st.integration == git(repo, "rev-parse", f"refs/uet/integration/{s.run}")

@@ -27,10 +27,10 @@ from typing import Any
 
 from uet_git.gitrepo import Repo
 from uet_git.ledger import query
-from uet_git.ledger.layout import ROOT, parse_ref
-from uet_git.ledger.states import CANDIDATE_STATES, TRANSITIONS
+from uet_git.ledger.expected import GC_EVENT, expected_refs, state_target
+from uet_git.ledger.layout import ROOT, parse_ref, state_ref
+from uet_git.ledger.states import TRANSITIONS
 
-GC_EVENT = "run: gc"
 _OID_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _KEPT_TRAILERS = ("Uet-Patch", "Uet-Candidate", "Uet-Base", "Uet-Onto")
 REBASE_EVENT = "run: rebase"
@@ -100,17 +100,16 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
                 say(f"{run}: {ws}: ledger commit {e.oid[:12]}: illegal transition "
                     f"{prev or 'none'} -> {e.to}")
             prev = e.to
-    last_gc = max((i for i, e in enumerate(log.events) if e.subject.startswith(GC_EVENT)),
-                  default=-1)
-    index = {e.oid: i for i, e in enumerate(log.events)}
 
     # -- objects named by the ledger and the refs
     # One line per missing object, naming who refers to it. Objects the ledger keeps alive:
     # patches and candidates (through patch, state and integration refs) and the base. Not
     # those of workstreams whose refs `uet gc` removed: a later `git gc` may prune them.
+    want = expected_refs(log)
     state_ws = {p.ws for p in map(parse_ref, refs) if p is not None and p.kind == "state"}
-    collected = {ws for ws, evs in transitions.items()
-                 if ws not in state_ws and index[evs[-1].oid] < last_gc}
+    records = {ws: query.ws_record(ws, evs) for ws, evs in transitions.items()}
+    collected = {ws for ws, rec in records.items() if ws not in state_ws
+                 and state_ref(rec.state, run, ws) not in want}
     missing: dict[str, list[str]] = {}
     for e in log.events:
         if e.ws in collected:
@@ -139,12 +138,11 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
             states.setdefault(p.ws, []).append((p.state, name, oid))  # type: ignore[arg-type]
         elif p.kind == "patch":
             patches[name] = (p.ws, p.attempt, oid)  # type: ignore[assignment]
-    records = {ws: query.ws_record(ws, evs) for ws, evs in transitions.items()}
     for ws, rec in sorted(records.items()):
         found = states.get(ws, [])
         last = transitions[ws][-1]
         if not found:
-            if index[last.oid] > last_gc:  # no `run: gc` removed it since
+            if ws not in collected:  # no `run: gc` removed it since
                 say(f"{run}: {ws}: no state ref (the ledger says {rec.state}: "
                     f"refs/uet/{rec.state}/{run}/{ws})")
             continue
@@ -157,7 +155,7 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
             say(f"{run}: {ws}: state ref {name} says {state} but the ledger's last transition "
                 f"({last.oid[:12]}) says {rec.state}")
             continue
-        expected = expected_target(rec, last)
+        expected = want.get(name) or state_target(rec, last.oid)
         if oid != expected:
             say(f"{run}: {ws}: {name} points to {oid[:12]}, the ledger says {expected[:12]}")
     for ws in sorted(set(states) - set(records)):
@@ -194,21 +192,19 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
                     say(f"{run}: {name}: the patch commit says Uet-Workstream {ws_trailer}")
     for ws, n in sorted(recorded):
         pref = f"{ROOT}patches/{run}/{ws}/{n}"
-        if pref not in refs and last_gc < 0:
+        if pref not in refs and pref in want:
             say(f"{run}: {ws}: attempt {n} has no patch ref {pref}")
 
     # -- the integration ref
-    out.extend(_fsck_integration(repo, run, log, refs, records, transitions))
+    chain = _fsck_integration(repo, run, log, refs, records, transitions)
+    out.extend(chain)
+    iref, recorded = query.integration_ref(run), want.get(query.integration_ref(run))
+    if not chain and recorded and refs.get(iref) not in (None, recorded):
+        # A well-formed chain that is still not what the ledger recorded (a forged commit
+        # carrying a committed workstream's trailers): land must never take it.
+        say(f"{run}: {iref} points to {refs[iref][:12]}, the ledger recorded {recorded[:12]} "
+            f"(`uet fsck --repair {run}` resets it)")
     return out
-
-
-def expected_target(rec: query.WsRecord, last: query.Event) -> str:
-    """Where the state ref of ``rec`` must point (docs/internals.md, ledger section)."""
-    if rec.state in CANDIDATE_STATES and rec.candidate:
-        return rec.candidate
-    if rec.patch:
-        return rec.patch
-    return last.oid
 
 
 def _missing_tree_objects(repo: Repo, commit: str) -> list[str]:

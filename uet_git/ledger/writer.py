@@ -71,7 +71,9 @@ from uet_git.gitrepo import objects
 from uet_git.gitrepo.refs import RefConflict, RefTransaction, RefUpdater
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.ledger import layout
-from uet_git.ledger.query import WsRecord, read_ledger, state_refs_of, ws_record
+from uet_git.ledger.expected import disagreements, recorded_integration
+from uet_git.ledger.log import PLAN_PATH, LedgerLog, WsRecord, plan_deps, read_ledger, ws_record
+from uet_git.ledger.query import state_refs_of
 from uet_git.ledger.states import (
     CANDIDATE_STATES,
     KEEPS_CANDIDATE,
@@ -84,7 +86,6 @@ from uet_git.ledger.states import (
 MAX_EVIDENCE = 1 << 20  # bytes kept per evidence blob
 LOCK_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)  # seconds between retries of a held ref lock
 STALE_LOCK_AGE = 1.0  # seconds: a ref lock this old under a held run lock is a dead writer's
-PLAN_PATH = "plan.json"
 CONFIG_PATH = "config.json"
 RESERVED_TRAILERS = frozenset({
     "Uet-Run", "Uet-Workstream", "Uet-Attempt", "Uet-From", "Uet-To", "Uet-Patch",
@@ -160,23 +161,6 @@ def _by_ws(log: Any) -> dict[str, list[Any]]:
     for e in log.transitions():
         by_ws.setdefault(e.ws, []).append(e)
     return by_ws
-
-
-def _last_integration(log: Any) -> str:
-    for e in reversed(log.events):
-        if e.trailers.get("Uet-Integration"):
-            return str(e.trailers["Uet-Integration"])
-        if e.to == "committed" and e.candidate:
-            return str(e.candidate)
-    return str(log.base)
-
-
-def _expected_target(rec: WsRecord, ledger_commit: str) -> str:
-    """Where a state ref points (docs/internals.md): the candidate in applied/verified/
-    committed, else the patch, else the ledger commit that recorded the move."""
-    if rec.state in CANDIDATE_STATES and rec.candidate:
-        return rec.candidate
-    return rec.patch or ledger_commit
 
 
 def _crash_point(point: str, ws: str | None) -> None:
@@ -285,7 +269,7 @@ class Ledger:
             trailers = [("Uet-Run", run), ("Uet-Base", base_oid)]
             if target is not None:
                 trailers.append(("Uet-Target", target))
-            n = len(plan.get("ids") or plan.get("nodes") or plan.get("workstreams") or [])
+            n = len(plan_deps(plan))
             body = f"uet run {run} from {base_oid[:12]}" + (f" onto {target}" if target else "")
             body += f"; {n} workstreams planned" if n else ""
             commit = objects.make_commit(repo, tree, [], _message("run: start", body, trailers))
@@ -370,7 +354,7 @@ class Ledger:
         log = read_ledger(self.repo, run, tip=tip)
         if log.base is None:
             raise UetError(f"run {run}: the ledger has no `run: start` commit with Uet-Base")
-        fixes = self._expected_fixes(log, refs, with_integration=bool(stale) or repair)
+        fixes = self._expected_fixes(log, refs)
         if fixes:
             if not (stale or repair):
                 shown = "; ".join(why for _, _, _, why in fixes[:3])
@@ -380,15 +364,10 @@ class Ledger:
             refs = self._read_refs()
             tip = refs[layout.ledger_ref(run)]
             log = read_ledger(self.repo, run, tip=tip)
-        integ = refs.get(layout.integration_ref(run))
-        self._integration_ref = integ is not None
-        if integ is None:
-            # `uet gc` removes the integration ref of a finished run; its last value is in the
-            # ledger (the last Uet-Integration, or the last committed candidate, or the base).
-            if not any(e.subject.startswith("run: gc") for e in log.events):
-                raise UetError(f"run {run} has no {layout.integration_ref(run)}; "
-                               f"run `uet fsck {run}`")
-            integ = _last_integration(log)
+        # The ledger, not the ref, says where integration is; the ref agrees (checked above)
+        # or `uet gc` removed it (recreated on the next move).
+        integ = recorded_integration(log) or log.base
+        self._integration_ref = layout.integration_ref(run) in refs
         self.base, self.target = log.base, log.target
         self._tip, self._integration = tip, integ
         self._tree = objects.commit_tree(self.repo, tip)
@@ -411,57 +390,11 @@ class Ledger:
             if p is not None and p.kind == "patch" and p.ws and p.attempt:
                 self._patches[(p.ws, p.attempt)] = oid
 
-    def _expected_fixes(self, log: Any, refs: Mapping[str, str], *, with_integration: bool
+    def _expected_fixes(self, log: LedgerLog, refs: Mapping[str, str]
                         ) -> list[tuple[str, str | None, str | None, str]]:
         """``(ref, old, new, why)`` that make the refs agree with the ledger (new None =
         delete, old None = create)."""
-        run = self.run
-        fixes: list[tuple[str, str | None, str | None, str]] = []
-        by_ws = _by_ws(log)
-        state_refs = state_refs_of(refs, run)
-        alive: set[str] = set()
-        for ws, events in by_ws.items():
-            found = state_refs.get(ws, [])
-            if not found:
-                continue  # collected by `uet gc` (fsck tells a missing ref apart)
-            alive.add(ws)
-            rec = ws_record(ws, events)
-            want = layout.state_ref(rec.state, run, ws)
-            target = _expected_target(rec, events[-1].oid)
-            have = {name: oid for _, name, oid in found}
-            for name, oid in sorted(have.items()):
-                if name != want:
-                    fixes.append((name, oid, None, f"{ws}: {name} disagrees with the ledger "
-                                                   f"({rec.state})"))
-            if have.get(want) != target:
-                fixes.append((want, have.get(want), target,
-                              f"{ws}: {want} should point to {target[:12]}"))
-        for ws in sorted(set(state_refs) - set(by_ws)):
-            for _, name, oid in state_refs[ws]:
-                fixes.append((name, oid, None, f"{ws}: {name} has no ledger transition"))
-        recorded: dict[tuple[str, int], str] = {}
-        for ws, events in by_ws.items():
-            for e in events:
-                if e.attempt is not None and e.patch:
-                    recorded[(ws, e.attempt)] = e.patch
-        for name, oid in sorted(refs.items()):
-            p = layout.parse_ref(name)
-            if p is not None and p.kind == "patch" and (p.ws, p.attempt) not in recorded:
-                fixes.append((name, oid, None, f"{name}: attempt not in the ledger"))
-        for (ws, n), patch in sorted(recorded.items()):
-            name = layout.patch_ref(run, ws, n)
-            if name not in refs and ws in alive:
-                fixes.append((name, None, patch, f"{name}: missing"))
-        if with_integration:
-            want_integ = next((e.trailers["Uet-Integration"] for e in reversed(log.events)
-                               if e.trailers.get("Uet-Integration")), None)
-            name = layout.integration_ref(run)
-            collected = name not in refs and any(
-                e.subject.startswith("run: gc") for e in log.events)
-            if want_integ and refs.get(name) != want_integ and not collected:
-                fixes.append((name, refs.get(name), want_integ,
-                              f"{name} should point to {want_integ[:12]}"))
-        return fixes
+        return disagreements(log, refs)
 
     def _apply_fixes(self, tip: str, fixes: list[tuple[str, str | None, str | None, str]],
                      stale: list[str]) -> None:

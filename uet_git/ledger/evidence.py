@@ -1,0 +1,82 @@
+"""Evidence of a run: the blobs under ``evidence/WS/ATTEMPT/`` of the ledger tip's tree."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from uet_git.errors import UetError
+from uet_git.gitrepo import Repo
+from uet_git.ledger.log import read_ledger, ws_record
+
+
+def _evidence_tree(repo: Repo, commit: str, ws: str, attempt: int) -> Any | None:
+    import pygit2
+
+    try:
+        tree = repo.pg[commit].peel(pygit2.Tree)
+        entry = tree[f"evidence/{ws}/{attempt}"]
+    except (KeyError, ValueError):
+        return None
+    obj = repo.pg[entry.id]
+    return obj if isinstance(obj, pygit2.Tree) else None
+
+
+def evidence_attempts(repo: Repo, run: str, ws: str) -> list[int]:
+    import pygit2
+
+    log = read_ledger(repo, run)
+    try:
+        tree = repo.pg[log.tip].peel(pygit2.Tree)
+        sub = repo.pg[tree[f"evidence/{ws}"].id]
+    except (KeyError, ValueError):
+        return []
+    return sorted(int(e.name) for e in sub if e.name.isdigit())  # type: ignore[union-attr]
+
+
+def evidence(
+    repo: Repo, run: str, ws: str, attempt: int | None = None, name: str | None = None,
+) -> list[str] | bytes:
+    """Without ``name``: the evidence names of an attempt (default: the latest attempt of
+    ``ws``), sorted. With ``name``: that blob's bytes. UetError when missing."""
+    log = read_ledger(repo, run)
+    if attempt is None:
+        rec = ws_record(ws, log.transitions(ws))
+        if rec.attempt is None:
+            attempts = evidence_attempts(repo, run, ws)
+            if not attempts:
+                raise UetError(f"no workstream {ws!r} in the ledger of run {run}")
+            attempt = attempts[-1]
+        else:
+            attempt = rec.attempt
+    tree = _evidence_tree(repo, log.tip, ws, attempt)
+    if tree is None:
+        # Tolerate a ledger whose tips do not accumulate evidence: look in older commits.
+        for e in reversed(log.events):
+            tree = _evidence_tree(repo, e.oid, ws, attempt)
+            if tree is not None:
+                break
+    if name is None:
+        if tree is None:
+            return []
+        return sorted(_blob_paths(repo, tree, ""))
+    if tree is not None:
+        try:
+            obj = repo.pg[tree[name].id]
+        except (KeyError, ValueError):
+            obj = None
+        data = getattr(obj, "data", None)
+        if isinstance(data, bytes):
+            return data
+    raise UetError(f"no evidence {name!r} for {ws} attempt {attempt} in run {run}")
+
+
+def _blob_paths(repo: Repo, tree: Any, prefix: str) -> Iterable[str]:
+    import pygit2
+
+    for entry in tree:
+        obj = repo.pg[entry.id]
+        if isinstance(obj, pygit2.Tree):
+            yield from _blob_paths(repo, obj, f"{prefix}{entry.name}/")
+        else:
+            yield f"{prefix}{entry.name}"
