@@ -1,0 +1,365 @@
+"""Landing like ``git merge --ff-only``: local changes kept, what would be lost refused, and
+every crash point recovered to a state the git CLI calls clean."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess as sp
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_repo
+from uet_git.gitrepo.branch import (
+    CRASH_ENV,
+    checkouts_of,
+    fast_forward,
+    ff_blockers,
+    in_progress,
+    recover,
+)
+from uet_git.gitrepo.repo import Repo
+
+REF = "refs/heads/main"
+
+
+def commit_on(path: Path, parent: str, files: dict[str, str | None], msg: str = "land") -> str:
+    """A commit on top of ``parent`` with ``files`` written (None deletes), made in a scratch
+    worktree so the user's checkout is not touched."""
+    stage = path.parent / f"stage-{os.getpid()}-{len(list(path.parent.iterdir()))}"
+    git(path, "worktree", "add", "-q", "--detach", str(stage), parent)
+    for name, content in files.items():
+        f = stage / name
+        if content is None:
+            f.unlink()
+        else:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(content)
+    git(stage, "add", "-A", "-f")
+    git(stage, "commit", "-q", "-m", msg)
+    oid = git(stage, "rev-parse", "HEAD")
+    git(path, "worktree", "remove", "--force", str(stage))
+    return oid
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Repo, str, str]:
+    path = make_repo(tmp_path / "repo", {"a.txt": "a\n", "keep.txt": "keep\n",
+                                         "src/b.txt": "b\n", ".gitignore": "secrets.env\n"})
+    old = git(path, "rev-parse", "HEAD")
+    new = commit_on(path, old, {"a.txt": "a2\n", "src/c.txt": "c\n", "src/b.txt": None})
+    return Repo.open(path), old, new
+
+
+def _status(path: Path) -> str:
+    return git(path, "status", "--porcelain", "--untracked-files=all")
+
+
+def test_clean_checkout_lands_and_is_clean(setup) -> None:
+    repo, old, new = setup
+    res = fast_forward(repo, REF, old, new)
+    assert res.moved and res.problem is None
+    assert res.updated_checkouts == [repo.workdir]
+    assert git(repo.workdir, "rev-parse", "HEAD") == new
+    assert (repo.workdir / "src" / "c.txt").read_text() == "c\n"
+    assert not (repo.workdir / "src" / "b.txt").exists()
+    assert _status(repo.workdir) == ""
+    assert not (repo.git_dir / "index.lock").exists()
+
+
+def test_unrelated_modified_file_kept_byte_for_byte(setup) -> None:
+    repo, old, new = setup
+    data = b"mine\r\nno newline at end \xff"
+    (repo.workdir / "keep.txt").write_bytes(data)
+    assert ff_blockers(repo, repo.workdir, old, new) == []
+    res = fast_forward(repo, REF, old, new)
+    assert res.moved, res.problem
+    assert (repo.workdir / "keep.txt").read_bytes() == data
+    assert _status(repo.workdir) == "M keep.txt"
+
+
+def test_staged_unrelated_change_kept_staged(setup) -> None:
+    repo, old, new = setup
+    (repo.workdir / "keep.txt").write_text("staged\n")
+    (repo.workdir / "added.txt").write_text("new and staged\n")
+    git(repo.workdir, "add", "keep.txt", "added.txt")
+    (repo.workdir / "keep.txt").write_text("staged, then edited\n")
+    res = fast_forward(repo, REF, old, new)
+    assert res.moved, res.problem
+    assert git(repo.workdir, "show", ":keep.txt") == "staged"
+    assert (repo.workdir / "keep.txt").read_text() == "staged, then edited\n"
+    assert _status(repo.workdir).splitlines() == ["A  added.txt", "MM keep.txt"]
+
+
+def test_local_change_to_landed_path_refused_with_the_path(setup) -> None:
+    repo, old, new = setup
+    (repo.workdir / "a.txt").write_text("my edit\n")
+    (repo.workdir / "keep.txt").write_text("unrelated\n")
+    lines = ff_blockers(repo, repo.workdir, old, new)
+    assert len(lines) == 1 and "a.txt" in lines[0] and "keep.txt" not in lines[0]
+    res = fast_forward(repo, REF, old, new)
+    assert not res.moved and res.problem is not None and "a.txt" in res.problem
+    assert "\n" not in res.problem
+    assert git(repo.workdir, "rev-parse", "HEAD") == old
+    assert (repo.workdir / "a.txt").read_text() == "my edit\n"
+
+
+def test_staged_change_to_landed_path_refused(setup) -> None:
+    repo, old, new = setup
+    (repo.workdir / "src" / "c.txt").write_text("mine\n")
+    git(repo.workdir, "add", "src/c.txt")
+    res = fast_forward(repo, REF, old, new)
+    assert not res.moved and "src/c.txt" in (res.problem or "")
+
+
+def test_ignored_file_in_the_way_refused(setup) -> None:
+    repo, old, _ = setup
+    new = commit_on(repo.workdir, old, {"secrets.env": "theirs\n"})
+    (repo.workdir / "secrets.env").write_text("my secret\n")
+    res = fast_forward(repo, REF, old, new)
+    assert not res.moved
+    assert res.problem is not None and "ignored secrets.env" in res.problem
+    assert (repo.workdir / "secrets.env").read_text() == "my secret\n"
+    assert git(repo.workdir, "rev-parse", "HEAD") == old
+
+
+def test_untracked_file_in_the_way_refused(setup) -> None:
+    repo, old, new = setup
+    (repo.workdir / "src" / "c.txt").write_text("untracked\n")
+    res = fast_forward(repo, REF, old, new)
+    assert not res.moved and "untracked src/c.txt" in (res.problem or "")
+    assert (repo.workdir / "src" / "c.txt").read_text() == "untracked\n"
+
+
+def test_untracked_file_where_a_directory_goes_refused(setup) -> None:
+    repo, old, _ = setup
+    new = commit_on(repo.workdir, old, {"d/x.txt": "x\n"})
+    (repo.workdir / "d").write_text("a file, not a directory\n")
+    lines = ff_blockers(repo, repo.workdir, old, new)
+    assert len(lines) == 1 and "untracked d " in lines[0]
+
+
+def _edit_commit(path: Path, name: str, content: str) -> str:
+    (path / name).write_text(content)
+    git(path, "commit", "-qam", f"edit {name}")
+    return git(path, "rev-parse", "HEAD")
+
+
+def _start_rebase(path: Path) -> None:
+    _edit_commit(path, "keep.txt", "k2\n")
+    env = {**os.environ, "GIT_SEQUENCE_EDITOR": "sed -i 1s/^pick/edit/"}
+    sp.run(["git", "rebase", "-i", "HEAD~1"], cwd=path, env=env, check=True,
+           capture_output=True)
+
+
+def _conflict_branch(path: Path) -> None:
+    git(path, "checkout", "-q", "-b", "other")
+    _edit_commit(path, "keep.txt", "theirs\n")
+    git(path, "checkout", "-q", "main")
+    _edit_commit(path, "keep.txt", "ours\n")
+
+
+def _start_merge(path: Path) -> None:
+    _conflict_branch(path)
+    git(path, "merge", "other", check=False)
+
+
+def _start_cherry_pick(path: Path) -> None:
+    _conflict_branch(path)
+    git(path, "cherry-pick", "other", check=False)
+
+
+def _start_revert(path: Path) -> None:
+    _edit_commit(path, "keep.txt", "one\n")
+    _edit_commit(path, "keep.txt", "two\n")
+    git(path, "revert", "--no-edit", "HEAD~1", check=False)
+
+
+def _start_bisect(path: Path) -> None:
+    git(path, "bisect", "start")
+
+
+def _start_am(path: Path) -> None:
+    _conflict_branch(path)
+    patch = git(path, "format-patch", "--stdout", "-1", "other")
+    git(path, "am", input=patch + "\n", check=False)
+
+
+@pytest.mark.parametrize("op, start", [
+    ("rebase", _start_rebase), ("merge", _start_merge), ("cherry-pick", _start_cherry_pick),
+    ("revert", _start_revert), ("bisect", _start_bisect), ("am", _start_am),
+])
+def test_operation_in_progress_refused(tmp_path: Path, op: str, start) -> None:
+    path = make_repo(tmp_path / "repo", {"a.txt": "a\n", "keep.txt": "keep\n"})
+    start(path)
+    repo = Repo.open(path)
+    assert in_progress(path) == op
+    old = repo.read_ref(REF)
+    assert old is not None
+    new = commit_on(path, old, {"a.txt": "landed\n"})
+    assert checkouts_of(repo, REF) == [path.resolve()]
+    res = fast_forward(repo, REF, old, new)
+    assert not res.moved
+    assert res.problem is not None and f"a {op} is in progress" in res.problem
+    assert repo.read_ref(REF) == old
+    assert (path / "a.txt").read_text() == "a\n"
+
+
+def test_held_index_lock_refused(setup) -> None:
+    repo, old, new = setup
+    (repo.git_dir / "index.lock").write_bytes(b"")
+    res = fast_forward(repo, REF, old, new)
+    assert not res.moved and "index.lock exists" in (res.problem or "")
+    assert repo.read_ref(REF) == old
+    assert (repo.git_dir / "index.lock").exists()
+
+
+def test_linked_worktree_with_the_branch_updated_too(setup) -> None:
+    repo, old, new = setup
+    wt = repo.workdir.parent / "second"
+    git(repo.workdir, "worktree", "add", "-q", "--force", str(wt), "main")
+    (wt / "keep.txt").write_text("edited in the linked worktree\n")
+    assert set(checkouts_of(repo, REF)) == {repo.workdir, wt.resolve()}
+    res = fast_forward(repo, REF, old, new)
+    assert res.moved, res.problem
+    assert set(res.updated_checkouts) == {repo.workdir, wt.resolve()}
+    for co in (repo.workdir, wt):
+        assert git(co, "rev-parse", "HEAD") == new
+        assert (co / "src" / "c.txt").read_text() == "c\n"
+    assert _status(repo.workdir) == ""
+    assert _status(wt) == "M keep.txt"
+
+
+def test_dirty_linked_worktree_blocks_the_main_one_too(setup) -> None:
+    repo, old, new = setup
+    wt = repo.workdir.parent / "second"
+    git(repo.workdir, "worktree", "add", "-q", "--force", str(wt), "main")
+    (wt / "a.txt").write_text("mine\n")
+    res = fast_forward(repo, REF, old, new)
+    assert not res.moved and str(wt.resolve()) in (res.problem or "")
+    assert (repo.workdir / "a.txt").read_text() == "a\n"
+    assert repo.read_ref(REF) == old
+
+
+def test_lost_compare_and_swap_puts_the_checkout_back(setup) -> None:
+    repo, old, new = setup
+    (repo.workdir / "keep.txt").write_text("mine\n")
+    # Another process holds the branch's lock: the CAS fails after the files were written.
+    lock = repo.common_dir / "refs" / "heads" / "main.lock"
+    lock.write_text(old + "\n")
+    res = fast_forward(repo, REF, old, new)
+    lock.unlink()
+    assert not res.moved and "moved" in (res.problem or "")
+    assert repo.read_ref(REF) == old
+    assert (repo.workdir / "src" / "b.txt").read_text() == "b\n"
+    assert not (repo.workdir / "src" / "c.txt").exists()
+    assert _status(repo.workdir) == "M keep.txt"
+    assert not (repo.git_dir / "index.lock").exists()
+
+
+def test_not_a_fast_forward_refused(setup) -> None:
+    repo, old, new = setup
+    res = fast_forward(repo, REF, new, old)
+    assert not res.moved and "not a fast-forward" in (res.problem or "")
+
+
+# --------------------------------------------------------------------------- crashes
+
+_CHILD = (
+    "import sys\n"
+    "from uet_git.gitrepo.repo import Repo\n"
+    "from uet_git.gitrepo.branch import fast_forward\n"
+    "r = Repo.open(sys.argv[1])\n"
+    "print(fast_forward(r, 'refs/heads/main', sys.argv[2], sys.argv[3]))\n"
+)
+
+
+@pytest.fixture(scope="module")
+def big_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A repository whose landing changes 2,000 files: 1,000 added, 600 modified, 400 deleted."""
+    root = tmp_path_factory.mktemp("big")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@e", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(root)}
+    old_env = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        files = {f"d{i % 20}/f{i}.txt": f"{i}\n" for i in range(1000)}
+        files["keep.txt"] = "keep\n"
+        path = make_repo(root / "repo", files)
+        old = git(path, "rev-parse", "HEAD")
+        change: dict[str, str | None] = {f"d{i % 20}/f{i}.txt": f"{i} changed\n"
+                                         for i in range(600)}
+        change.update({f"d{i % 20}/f{i}.txt": None for i in range(600, 1000)})
+        change.update({f"n{i % 30}/g{i}.txt": f"new {i}\n" for i in range(1000)})
+        new = commit_on(path, old, change)
+    finally:
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return path, old, new
+
+
+@pytest.mark.parametrize("point, lands", [
+    ("after-index-lock", False), ("mid-checkout", False), ("before-ref", False),
+    ("after-ref", True), ("mid-index-commit", True),
+])
+def test_crash_then_recover_leaves_a_clean_checkout(tmp_path: Path, big_template, point: str,
+                                                    lands: bool) -> None:
+    template, old, new = big_template
+    path = tmp_path / "repo"
+    shutil.copytree(template, path, symlinks=True)
+    # The user's own changes, which must survive byte for byte.
+    (path / "keep.txt").write_bytes(b"my edit\r\n")
+    (path / "mine.txt").write_text("untracked, mine\n")
+    env = {**os.environ, CRASH_ENV: point}
+    proc = sp.run([sys.executable, "-c", _CHILD, str(path), old, new], env=env,
+                  capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 137, proc.stdout + proc.stderr
+    repo = Repo.open(path)
+    assert repo.read_ref(REF) == (new if lands else old)
+    assert (repo.git_dir / "index.lock").exists() or point == "after-ref"
+
+    if point != "after-ref":
+        kept = recover(repo, REF, old, new, lock_owner_dead=False)
+        assert "left as it is" in kept and (repo.git_dir / "index.lock").exists()
+
+    what = recover(repo, REF, old, new, lock_owner_dead=True)
+    assert "\n" not in what
+    assert not (repo.git_dir / "index.lock").exists()
+    assert not list(repo.git_dir.glob("uet-ff-index*"))
+    tip = new if lands else old
+    assert git(path, "rev-parse", "HEAD") == tip
+    assert _status(path).splitlines() == ["M keep.txt", "?? mine.txt"]
+    assert git(path, "diff", "--cached", "--name-only") == ""
+    assert (path / "keep.txt").read_bytes() == b"my edit\r\n"
+    assert (path / "mine.txt").read_text() == "untracked, mine\n"
+    assert (path / "n0" / "g0.txt").exists() is lands
+    assert (path / "d0" / "f600.txt").exists() is not lands
+    fsck = sp.run(["git", "fsck", "--strict"], cwd=path, capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    # Recovering again finds nothing to do; the landing can now be completed or retried.
+    assert "already at" in recover(repo, REF, old, new, lock_owner_dead=False)
+    if not lands:
+        res = fast_forward(repo, REF, old, new)
+        assert res.moved, res.problem
+        assert _status(path).splitlines() == ["M keep.txt", "?? mine.txt"]
+
+
+def test_dirty_submodule_not_touched_by_the_landing_kept(tmp_path: Path) -> None:
+    sub = make_repo(tmp_path / "sub", {"s.txt": "s\n"})
+    path = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    git(path, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "sub")
+    git(path, "commit", "-qm", "add sub")
+    old = git(path, "rev-parse", "HEAD")
+    new = commit_on(path, old, {"a.txt": "landed\n"})
+    (path / "sub" / "s.txt").write_text("dirty inside the submodule\n")
+    repo = Repo.open(path)
+    res = fast_forward(repo, REF, old, new)
+    assert res.moved, res.problem
+    assert (path / "a.txt").read_text() == "landed\n"
+    assert (path / "sub" / "s.txt").read_text() == "dirty inside the submodule\n"
+    assert _status(path) == "M sub"

@@ -1,0 +1,606 @@
+"""Landing on a branch like ``git merge --ff-only``, stricter, and recoverable after a kill.
+
+``fast_forward(repo, ref, old, new)`` moves ``ref`` from ``old`` to ``new`` with a
+compare-and-swap and updates every checkout that has ``ref`` checked out (the main worktree and
+linked ones) the way ``git read-tree -m -u old new`` does: only the paths the landing changes
+are written, so unrelated local changes (unstaged, staged, a dirty submodule) stay byte for
+byte. It refuses (``ff_blockers``, one line each) where git would be careless or break something:
+a local change to a landed path, an ignored or untracked file where the landing puts a file
+(``read-tree -m -u`` silently replaces an ignored one), a rebase, merge, cherry-pick, revert,
+bisect or ``git am`` in progress, a held ``index.lock``.
+
+Order, chosen so a crash at any point is recoverable and a lost race changes nothing:
+
+1. per checkout, take ``<gitdir>/index.lock`` (git's own lock: no other git writes the index
+   while we work, and a user's ``git commit`` in the window fails instead of committing a mix);
+2. copy the index to ``<gitdir>/uet-ff-index`` and run ``read-tree -m -u old new`` on that copy
+   (``GIT_INDEX_FILE``): git checks every entry and writes the files; the real index is still
+   the one at ``old``;
+3. CAS ``ref: old -> new``; on failure undo step 2 with ``read-tree -m -u new old`` on the copy
+   and drop it (the real index was never touched);
+4. per checkout, rename the copy onto ``index.lock`` and ``index.lock`` onto ``index`` (git's
+   commit of a lock), which also releases the lock.
+
+A kill leaves: the lock (steps 1-4), files half at ``new`` (step 2), a ref at ``new`` with an
+index at ``old`` (between 3 and 4). ``recover`` makes every checkout agree with wherever the
+ref is, without touching a file that holds neither side's version (the user's).
+
+Crash points for the fault-injection tests: when the environment variable ``UET_BRANCH_CRASH``
+names one, the process ends with ``os._exit(137)`` there (as a ``kill -9`` would):
+
+- ``after-index-lock``: the first checkout's ``index.lock`` was just taken;
+- ``mid-checkout``: half the changed paths are written (the update then runs as two
+  ``read-tree`` steps through an intermediate tree, which leaves what a kill inside git's own
+  checkout leaves: some files new, the real index old);
+- ``before-ref``: every checkout's files are at ``new``, the ref still at ``old``;
+- ``after-ref``: the ref moved, no index committed yet;
+- ``mid-index-commit``: the first checkout's new index sits in ``index.lock``, not yet renamed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from uet_git.gitrepo.merge import is_ancestor
+from uet_git.gitrepo.objects import Entry, build_tree, peel_tree
+from uet_git.gitrepo.refs import ZERO_OID, RefConflict
+from uet_git.gitrepo.repo import GitError, Repo, run_git
+from uet_git.gitrepo.worktrees import admin_dir, list_worktrees
+
+CRASH_ENV = "UET_BRANCH_CRASH"
+CRASH_POINTS = ("after-index-lock", "mid-checkout", "before-ref", "after-ref", "mid-index-commit")
+TMP_INDEX = "uet-ff-index"
+# uet's git in a user's checkout never runs a program a tool could have planted in config.
+_SAFE = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+_GITLINK = 0o160000
+_TREE = 0o040000
+_LINK = 0o120000
+
+_Ent = tuple[str, int]  # (oid, mode)
+
+
+@dataclass(frozen=True)
+class FFResult:
+    moved: bool
+    updated_checkouts: list[Path]
+    problem: str | None
+
+
+def crash_point(name: str) -> None:
+    """End the process here when ``UET_BRANCH_CRASH`` names this point (tests only)."""
+    if os.environ.get(CRASH_ENV) == name:
+        os._exit(137)
+
+
+def _short(oid: str | None) -> str:
+    return (oid or "-")[:12]
+
+
+def _names(paths: list[str], limit: int = 5) -> str:
+    shown = ", ".join(paths[:limit])
+    return f"{shown} and {len(paths) - limit} more" if len(paths) > limit else shown
+
+
+def _git(checkout: Path, *args: str, env: dict[str, str] | None = None, input: bytes | None = None,
+         check: bool = True) -> bytes:
+    proc = run_git([*_SAFE, *args], cwd=checkout, env=env, input=input, check=check)
+    return proc.stdout
+
+
+def git_dir_of(checkout: Path) -> Path:
+    """The (per-worktree) git directory of a checkout: where its index, HEAD and the state of
+    a rebase or merge live."""
+    out = _git(Path(checkout), "rev-parse", "--absolute-git-dir")
+    return Path(out.decode(errors="surrogateescape").strip())
+
+
+# --------------------------------------------------------------------------- checkouts
+
+
+def checkouts_of(repo: Repo, ref: str) -> list[Path]:
+    """Every existing worktree (main or linked) with ``ref`` checked out, uet's own pool aside.
+
+    A worktree in the middle of rebasing or bisecting ``ref`` counts (its HEAD is detached, but
+    the branch is in use, as ``git branch -f`` sees it): moving the ref under it would break
+    the user's rebase."""
+    branch = ref.removeprefix("refs/heads/")
+    if branch == ref:
+        return []  # only a branch can be checked out
+    own = (repo.common_dir / "uet").resolve()
+    found: list[Path] = []
+    for i, info in enumerate(list_worktrees(repo)):
+        if info.bare or info.prunable:
+            continue
+        p = Path(info.path).resolve()
+        if own in p.parents or not p.is_dir():
+            continue
+        if info.branch == branch:
+            found.append(p)
+        elif info.branch is None:
+            gd = repo.common_dir if i == 0 else _admin_dir(repo, p)
+            if gd is not None and _busy_with(gd, ref):
+                found.append(p)
+    return found
+
+
+def _admin_dir(repo: Repo, path: Path) -> Path | None:
+    try:
+        return admin_dir(repo, path)
+    except GitError:
+        return None
+
+
+def _busy_with(gitdir: Path, ref: str) -> bool:
+    """True when the detached worktree at ``gitdir`` is rebasing or bisecting ``ref``."""
+    for f in ("rebase-merge/head-name", "rebase-apply/head-name", "BISECT_START"):
+        try:
+            name = (gitdir / f).read_text(errors="surrogateescape").strip()
+        except OSError:
+            continue
+        if name in (ref, ref.removeprefix("refs/heads/")):
+            return True
+    return False
+
+
+def in_progress(checkout: Path) -> str | None:
+    """The operation the checkout is in the middle of (``rebase``, ``merge``, ``cherry-pick``,
+    ``revert``, ``bisect``, ``am``), or None."""
+    gd = git_dir_of(checkout)
+    if (gd / "rebase-merge").is_dir():
+        return "rebase"
+    if (gd / "rebase-apply").is_dir():
+        return "am" if (gd / "rebase-apply" / "applying").exists() else "rebase"
+    for name, op in (("MERGE_HEAD", "merge"), ("CHERRY_PICK_HEAD", "cherry-pick"),
+                     ("REVERT_HEAD", "revert")):
+        if (gd / name).exists():
+            return op
+    if (gd / "sequencer").is_dir():
+        return "cherry-pick or revert sequence"
+    if (gd / "BISECT_LOG").exists():
+        return "bisect"
+    return None
+
+
+# --------------------------------------------------------------------------- tree changes
+
+
+def _tree_changes(repo: Repo, a: str, b: str) -> dict[str, tuple[_Ent | None, _Ent | None]]:
+    """``{path: (entry in a, entry in b)}`` for every non-tree path that differs, equal
+    subtrees skipped (O(changes x depth)). Paths are file-system strings (surrogateescape)."""
+    out: dict[str, tuple[_Ent | None, _Ent | None]] = {}
+    _walk(peel_tree(repo, a), peel_tree(repo, b), "", out)
+    return out
+
+
+def _walk(ta: pygit2.Tree | None, tb: pygit2.Tree | None, prefix: str,
+          out: dict[str, tuple[_Ent | None, _Ent | None]]) -> None:
+    ea = {os.fsdecode(e.raw_name): e for e in ta} if ta is not None else {}
+    eb = {os.fsdecode(e.raw_name): e for e in tb} if tb is not None else {}
+    for name in sorted(ea.keys() | eb.keys()):
+        x, y = ea.get(name), eb.get(name)
+        if x is not None and y is not None and x.id == y.id and x.filemode == y.filemode:
+            continue
+        path = prefix + name
+        xt = x if x is not None and x.filemode == _TREE else None
+        yt = y if y is not None and y.filemode == _TREE else None
+        if xt is not None or yt is not None:
+            _walk(xt, yt, path + "/", out)  # type: ignore[arg-type]
+        xe = (str(x.id), int(x.filemode)) if x is not None and xt is None else None
+        ye = (str(y.id), int(y.filemode)) if y is not None and yt is None else None
+        if xe is not None or ye is not None:
+            out[path] = (xe, ye)
+
+
+def _prefixes(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+# --------------------------------------------------------------------------- blockers
+
+
+def _local_changes(checkout: Path) -> set[str]:
+    """Paths with tracked changes, staged or not (submodules included), without taking the
+    index lock (``--no-optional-locks``: nothing is written)."""
+    out = run_git(["--no-optional-locks", *_SAFE, "status", "--porcelain=v1", "-z",
+                   "--untracked-files=no", "--ignore-submodules=none", "--no-renames"],
+                  cwd=checkout).stdout
+    return {os.fsdecode(item[3:]) for item in out.split(b"\0") if len(item) > 3}
+
+
+def _index_paths(checkout: Path) -> set[str]:
+    out = run_git(["--no-optional-locks", *_SAFE, "ls-files", "-z", "--cached"],
+                  cwd=checkout).stdout
+    return {os.fsdecode(p) for p in out.split(b"\0") if p}
+
+
+def _in_the_way(repo: Repo, checkout: Path, old: str,
+                changes: dict[str, tuple[_Ent | None, _Ent | None]],
+                local: set[str]) -> list[str]:
+    """Untracked or ignored paths on disk where the landing puts a file or a directory."""
+    old_tree = peel_tree(repo, old)
+    added = [p for p, (o, n) in changes.items() if o is None and n is not None]
+    in_way: set[str] = set()
+    index: set[str] | None = None
+
+    def old_kind(path: str) -> int | None:
+        try:
+            return int(old_tree[path].filemode)
+        except KeyError:
+            return None
+
+    checked: set[str] = set()
+    for path in added:
+        for d in _prefixes(path):
+            if d in checked:
+                continue
+            checked.add(d)
+            if old_kind(d) is not None:
+                continue  # tracked at old: its own change (if any) is in ``changes``
+            full = checkout / d
+            if full.is_symlink() or (full.exists() and not full.is_dir()):
+                in_way.add(d)
+        if path in local:
+            continue  # a staged add: reported as a local change
+        full = checkout / path
+        if not (full.is_symlink() or full.exists()):
+            continue
+        if full.is_dir() and not full.is_symlink():
+            if old_kind(path) == _TREE or old_kind(path) == _GITLINK:
+                # A tracked directory turns into a file: what in it is not tracked is in the way.
+                if index is None:
+                    index = _index_paths(checkout)
+                for root, _dirs, files in os.walk(full):
+                    for f in files:
+                        rel = os.path.relpath(os.path.join(root, f), checkout)
+                        if rel not in index:
+                            in_way.add(rel)
+            elif any(full.iterdir()):
+                in_way.add(path)
+            continue
+        in_way.add(path)
+    return sorted(in_way)
+
+
+def _ignored(checkout: Path, paths: list[str]) -> set[str]:
+    if not paths:
+        return set()
+    data = b"".join(os.fsencode(p) + b"\0" for p in paths)
+    out = run_git(["--no-optional-locks", *_SAFE, "check-ignore", "-z", "--stdin"], cwd=checkout,
+                  input=data, check=False).stdout
+    return {os.fsdecode(p) for p in out.split(b"\0") if p}
+
+
+def ff_blockers(repo: Repo, checkout: Path, old: str, new: str) -> list[str]:
+    """What keeps a fast-forward ``old -> new`` from updating ``checkout``, one line each
+    (empty: it may land). Local changes to other paths never block."""
+    checkout = Path(checkout)
+    gd = git_dir_of(checkout)
+    out: list[str] = []
+    op = in_progress(checkout)
+    if op is not None:
+        out.append(f"{checkout}: a {op} is in progress; finish or abort it first")
+    lock = gd / "index.lock"
+    if lock.exists():
+        out.append(f"{lock} exists: another git command is running in {checkout}, or one was "
+                   "killed (remove the file once none runs)")
+    head = run_git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=checkout, check=False)
+    head_oid = head.stdout.decode().strip() or None
+    if head_oid != old:
+        out.append(f"{checkout}: HEAD is at {_short(head_oid)}, not {_short(old)}")
+    changes = _tree_changes(repo, old, new)
+    if not changes:
+        return out
+    local = _local_changes(checkout)
+    landed = set(changes)
+    for p in list(landed):
+        landed.update(_prefixes(p))
+    touched = sorted(p for p in local if p in landed or any(d in changes for d in _prefixes(p)))
+    if touched:
+        out.append(f"{checkout}: local changes to {_names(touched)} would be overwritten by the "
+                   "landing; commit or stash them")
+    in_way = _in_the_way(repo, checkout, old, changes, local)
+    ignored = _ignored(checkout, in_way)
+    for kind, paths in (("ignored", [p for p in in_way if p in ignored]),
+                        ("untracked", [p for p in in_way if p not in ignored])):
+        if paths:
+            out.append(f"{checkout}: {kind} {_names(paths)} would be overwritten by files the "
+                       "landing adds; move them away")
+    return out
+
+
+# --------------------------------------------------------------------------- the index lock
+
+
+class _Held:
+    """``<gitdir>/index.lock`` held by us, with the copy of the index we work on."""
+
+    def __init__(self, checkout: Path, gitdir: Path) -> None:
+        self.checkout = checkout
+        self.gitdir = gitdir
+        self.lock = gitdir / "index.lock"
+        self.index = gitdir / "index"
+        self.tmp = gitdir / TMP_INDEX
+        self.held = False
+
+    def acquire(self) -> None:
+        fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        os.close(fd)
+        self.held = True
+        _drop_tmp(self.gitdir)
+        if self.index.exists():
+            shutil.copyfile(self.index, self.tmp)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"GIT_INDEX_FILE": str(self.tmp)}
+
+    def commit(self) -> None:
+        """Make the copy the index: git's own protocol (the lock file renamed onto the index)."""
+        os.replace(self.tmp, self.lock)
+        crash_point("mid-index-commit")
+        os.replace(self.lock, self.index)
+        self.held = False
+
+    def release(self) -> None:
+        _drop_tmp(self.gitdir)
+        if self.held:
+            self.lock.unlink(missing_ok=True)
+            self.held = False
+
+
+def _drop_tmp(gitdir: Path) -> None:
+    for name in (TMP_INDEX, TMP_INDEX + ".lock"):
+        (gitdir / name).unlink(missing_ok=True)
+
+
+def _read_tree(h: _Held, a: str, b: str) -> str | None:
+    # read-tree trusts the index's stat data: refresh the copy first, or a file merely touched
+    # (or a checkout copied elsewhere) reads as "not uptodate".
+    _git(h.checkout, "update-index", "-q", "--refresh", env=h.env, check=False)
+    proc = run_git([*_SAFE, "read-tree", "-m", "-u", a, b], cwd=h.checkout, env=h.env,
+                   check=False)
+    if proc.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+    return lines[0].removeprefix("error: ").removeprefix("fatal: ") if lines else "read-tree failed"
+
+
+def _update(repo: Repo, h: _Held, old: str, new: str) -> str | None:
+    """Index copy and files of one checkout from ``old`` to ``new``; None or git's reason."""
+    if os.environ.get(CRASH_ENV) == "mid-checkout":
+        changes = sorted(_tree_changes(repo, old, new).items())
+        half = dict(changes[: len(changes) // 2])
+        files = {p: None if n is None else Entry(*n) for p, (_o, n) in half.items()}
+        mid = build_tree(repo, old, files)
+        err = _read_tree(h, old, mid)
+        if err is None:
+            crash_point("mid-checkout")
+        return err
+    return _read_tree(h, old, new)
+
+
+# --------------------------------------------------------------------------- fast_forward
+
+
+def fast_forward(repo: Repo, ref: str, old: str, new: str) -> FFResult:
+    """Move ``ref`` from ``old`` to ``new`` (a descendant) with a CAS and update every checkout
+    of it (see the module doc for the order). Nothing moves when any checkout has a blocker."""
+    if not is_ancestor(repo, old, new):
+        return FFResult(False, [], f"{ref}: {_short(new)} does not contain {_short(old)}; "
+                                   "not a fast-forward")
+    current = repo.read_ref(ref)
+    if current != old:
+        return FFResult(False, [], f"{ref} is at {_short(current)}, not {_short(old)}")
+    checkouts = checkouts_of(repo, ref)
+    problems = [line for co in checkouts for line in ff_blockers(repo, co, old, new)]
+    if problems:
+        return FFResult(False, [], "; ".join(problems))
+    held: list[_Held] = []
+    try:
+        for co in checkouts:
+            h = _Held(co, git_dir_of(co))
+            try:
+                h.acquire()
+            except FileExistsError:
+                _undo(repo, held, old, new)
+                return FFResult(False, [], f"{h.lock} exists: another git command is running "
+                                           f"in {co}; nothing landed")
+            held.append(h)
+            crash_point("after-index-lock")
+            err = _update(repo, h, old, new)
+            if err is not None:
+                _undo(repo, held, old, new)
+                return FFResult(False, [], f"{co}: updating the checkout would lose local files "
+                                           f"({err}); nothing landed")
+        crash_point("before-ref")
+        try:
+            repo.transaction().update(ref, new, old).commit()
+        except RefConflict:
+            problem = _undo(repo, held, old, new)
+            now = repo.read_ref(ref)
+            msg = f"{ref} moved to {_short(now)} while landing (expected {_short(old)})"
+            return FFResult(False, [], f"{msg}; {problem}" if problem else msg)
+        crash_point("after-ref")
+        for h in held:
+            h.commit()
+        return FFResult(True, [h.checkout for h in held], None)
+    finally:
+        for h in held:
+            h.release()
+
+
+def _undo(repo: Repo, held: list[_Held], old: str, new: str) -> str | None:
+    """Put the files of checkouts updated on their index copy back at ``old``; the real index
+    was never replaced. Returns what could not be put back, or None."""
+    problems = []
+    for h in held:
+        if h.tmp.exists() and _read_tree(h, new, old) is None:
+            continue
+        # The copy is unusable (read-tree died half-way): go path by path from the real index.
+        _drop_tmp(h.gitdir)
+        if h.index.exists():
+            shutil.copyfile(h.index, h.tmp)
+        _, left = _converge(repo, h, old, new)
+        if left:
+            problems.append(f"{h.checkout}: {_names(left)} hold neither side's content; left")
+    return "; ".join(problems) or None
+
+
+# --------------------------------------------------------------------------- recover
+
+
+def _matches(path: Path, ent: _Ent | None) -> bool:
+    """True when the file at ``path`` holds exactly ``ent`` (content, symlink, executable bit)."""
+    if ent is None:
+        return False
+    oid, mode = ent
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    if mode == _LINK:
+        if not path.is_symlink():
+            return False
+        return str(pygit2.hash(os.fsencode(os.readlink(path)))) == oid
+    if path.is_symlink() or not path.is_file():
+        return False
+    if bool(st.st_mode & 0o100) != (mode == 0o100755):
+        return False
+    return str(pygit2.hashfile(str(path))) == oid
+
+
+def _ls_index(h: _Held) -> dict[str, _Ent]:
+    out = run_git([*_SAFE, "ls-files", "-s", "-z"], cwd=h.checkout, env=h.env).stdout
+    entries: dict[str, _Ent] = {}
+    for item in out.split(b"\0"):
+        if not item:
+            continue
+        meta, _, path = item.partition(b"\t")
+        mode, oid, stage = meta.split(b" ")
+        if stage == b"0":
+            entries[os.fsdecode(path)] = (oid.decode(), int(mode, 8))
+    return entries
+
+
+def _prune_dirs(checkout: Path, path: str) -> None:
+    for d in reversed(_prefixes(path)):
+        try:
+            (checkout / d).rmdir()
+        except OSError:
+            return
+
+
+def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[str]]:
+    """With the lock held and the index copy made: every path that differs between ``other``
+    and ``target`` goes to ``target``'s version, in the copy and on disk, where the file holds
+    either side's version or is missing. A file holding anything else is the user's: it stays,
+    and is returned. Returns (paths changed, paths left)."""
+    changes = _tree_changes(repo, other, target)
+    index = _ls_index(h)
+    remove: list[str] = []
+    write: list[str] = []
+    set_index: dict[str, _Ent | None] = {}
+    left: list[str] = []
+    for path, (o, t) in changes.items():
+        full = h.checkout / path
+        cur = index.get(path)
+        if (o is not None and o[1] == _GITLINK) or (t is not None and t[1] == _GITLINK):
+            if cur != t:
+                set_index[path] = t  # a submodule's own checkout is never touched
+            continue
+        exists = full.is_symlink() or full.exists()
+        if t is None:
+            if exists and _matches(full, o):
+                remove.append(path)
+            elif exists:
+                left.append(path)
+        elif not _matches(full, t):
+            if not exists or _matches(full, o):
+                write.append(path)
+            else:
+                left.append(path)
+        if path in left and cur not in (o, t):
+            continue  # the user staged something of their own there
+        if cur != t:
+            set_index[path] = t
+    for path in sorted(remove, key=lambda p: -p.count("/")):
+        (h.checkout / path).unlink()
+        _prune_dirs(h.checkout, path)
+    if set_index:
+        lines = b"".join(
+            (f"0 {ZERO_OID}\t".encode() if ent is None else f"{ent[1]:06o} {ent[0]}\t".encode())
+            + os.fsencode(path) + b"\0"
+            for path, ent in sorted(set_index.items()))
+        _git(h.checkout, "update-index", "-z", "--add", "--remove", "--replace", "--index-info",
+             env=h.env, input=lines)
+    writable = []
+    for path in write:
+        blocked = [d for d in _prefixes(path)
+                   if (h.checkout / d).is_symlink()
+                   or ((h.checkout / d).exists() and not (h.checkout / d).is_dir())]
+        full = h.checkout / path
+        if blocked or (full.is_dir() and not full.is_symlink()):
+            left.append(path)
+        else:
+            writable.append(path)
+    if writable:
+        data = b"".join(os.fsencode(p) + b"\0" for p in writable)
+        _git(h.checkout, "checkout-index", "-f", "-z", "--stdin", env=h.env, input=data)
+    _git(h.checkout, "update-index", "-q", "--refresh", env=h.env, check=False)
+    return len(remove) + len(writable) + len(set_index), sorted(left)
+
+
+def recover(repo: Repo, ref: str, old: str, new: str, *, lock_owner_dead: bool) -> str:
+    """After a landing ``old -> new`` of ``ref`` was killed at any point, make every checkout
+    of ``ref`` agree with wherever the ref is (``new``: finish; ``old``: undo), as git leaves
+    a checkout after a completed or a never-started ``merge --ff-only``. A left ``index.lock``
+    is removed only when ``lock_owner_dead`` (git records no owner). The ref is never moved.
+    Returns one line saying what was done."""
+    at = repo.read_ref(ref)
+    if at not in (old, new):
+        return (f"{ref} is at {_short(at)}, neither {_short(old)} nor {_short(new)}: "
+                "no checkout touched")
+    other = old if at == new else new
+    where = "finished the landing" if at == new else "undid the half-done landing"
+    lines: list[str] = []
+    for co in checkouts_of(repo, ref):
+        gd = git_dir_of(co)
+        h = _Held(co, gd)
+        note = ""
+        if h.lock.exists():
+            if not lock_owner_dead:
+                lines.append(f"{co}: {h.lock} is held and its owner is not known to be gone; "
+                             "checkout left as it is")
+                continue
+            h.lock.unlink()
+            note = f", removed the stale {h.lock}"
+        try:
+            h.acquire()
+        except FileExistsError:
+            lines.append(f"{co}: {h.lock} was taken by another git meanwhile; left as it is")
+            continue
+        try:
+            changed, left = _converge(repo, h, at, other)
+            h.commit()
+        finally:
+            h.release()
+        if changed or note:
+            msg = f"{co}: {where} at {_short(at)} ({changed} path{'s' * (changed != 1)}{note})"
+        else:
+            msg = f"{co}: already at {_short(at)}"
+        if left:
+            msg += f"; kept local edits in {_names(left)}"
+        lines.append(msg)
+    if not lines:
+        return f"{ref} is at {_short(at)}; no checkout of it to recover"
+    return "; ".join(lines)
+
+
+__all__ = ["CRASH_ENV", "CRASH_POINTS", "FFResult", "checkouts_of", "crash_point",
+           "fast_forward", "ff_blockers", "git_dir_of", "in_progress", "recover"]
