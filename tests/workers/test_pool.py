@@ -222,3 +222,37 @@ def test_crash_while_resetting_is_not_an_orphan(repo: Repo) -> None:
     assert git(w.path, "rev-parse", "HEAD") == other
     pool.release(w)
     pool.close(remove=True)
+
+
+def test_a_worktree_is_reset_only_once_nothing_runs_in_it(repo: Repo, tmp_path: Path) -> None:
+    """A daemon left working in a released slot (escaped any sweep: not ours at all) is killed
+    before the slot is reset for the next workstream; its late write never lands there."""
+    base = git(repo.workdir, "rev-parse", "HEAD")
+    pool = WorktreePool(repo, size=1)
+    w = pool.acquire(base)
+    pidfile = tmp_path / "daemon.pid"
+    daemon = subprocess.Popen(
+        ["setsid", "sh", "-c", f"echo $$ > {pidfile}; sleep 0.6; echo x > leak; sleep 30"],
+        cwd=w.path, env={}, start_new_session=True)
+    holder = subprocess.Popen(["sh", "-c", f"cd /; exec 3>>{w.path}/held.log; exec sleep 30"],
+                              start_new_session=True)
+    try:
+        import time
+        end = time.monotonic() + 5
+        while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < end:
+            time.sleep(0.01)
+        while not (w.path / "held.log").exists() and time.monotonic() < end:
+            time.sleep(0.01)
+        pool.release(w)
+        again = pool.acquire(base)
+        assert again.slot == w.slot
+        assert daemon.wait(5) is not None and holder.wait(5) is not None
+        time.sleep(0.8)
+        assert not (again.path / "leak").exists()
+        assert git(again.path, "status", "--porcelain", "--ignored") == ""
+    finally:
+        for p in (daemon, holder):
+            p.kill()
+            p.wait()
+    pool.release(again)
+    pool.close(remove=True)

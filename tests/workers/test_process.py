@@ -211,7 +211,7 @@ def test_descendant_walk_finds_what_the_full_proc_scan_finds(tmp_path: Path) -> 
     import os
     import subprocess
 
-    from uet_git.workers import process as P
+    from uet_git.workers import procfs as P
 
     assert P.become_subreaper()
     token = "t" + os.urandom(8).hex()
@@ -225,19 +225,19 @@ def test_descendant_walk_finds_what_the_full_proc_scan_finds(tmp_path: Path) -> 
         while not (tmp_path / "escaped").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.1)
-        mine = P._my_descendants()
+        mine = P.my_descendants()
         assert mine is not None and proc.pid in mine
-        walked = P._find_tool(proc.pid, token)
-        real_all = P._my_descendants
+        walked = P.ToolWatch(proc.pid, token).find()
+        real_all = P.my_descendants
         try:
-            P._my_descendants = lambda: None  # type: ignore[assignment]
-            scanned = P._find_tool(proc.pid, token)
+            P.my_descendants = lambda: None  # type: ignore[assignment]
+            scanned = P.ToolWatch(proc.pid, token).find()
         finally:
-            P._my_descendants = real_all  # type: ignore[assignment]
+            P.my_descendants = real_all  # type: ignore[assignment]
         escaped = _pids(tmp_path / "escaped")[0]
         assert escaped in {p.pid for p in walked}
         assert {p.pid for p in walked} == {p.pid for p in scanned}
         assert len(walked) >= 5  # sh, sleep, setsid'd sh, its sleep (+ the waiting shell)
     finally:
-        P.kill_tree(proc.pid, token, grace=0.5, popen=proc)
+        P.kill_tree(proc.pid, token, grace=0.5, poll=proc.poll)
         proc.wait()

@@ -10,6 +10,11 @@ whole life: neither the user's ``git worktree prune``/``remove`` nor ``git gc`` 
 objects only its HEAD/index reference) while uet uses it. ``close(remove=True)`` unlocks and
 removes them.
 
+A slot is reset (or removed) only once nothing works in it: processes whose cwd or root is in
+it, or that hold a file open there (a tool's daemon that escaped the sweep, or one left by a
+crashed run), are killed first; a slot where something survives that (an ancestor of uet, a
+process we may not kill) is not reused, so nothing writes into the next workstream's worktree.
+
 Crash safety: a slot left by a crashed run is reused only after checking it. If it holds
 uncommitted changes or its HEAD moved from its recorded base, it is an *orphan*: the pool never
 resets or removes it by itself. The engine lists them (``orphans()``), records them in the ledger
@@ -42,6 +47,7 @@ from uet_git.gitrepo.worktrees import (
     reset_worktree,
     worktree_head,
 )
+from uet_git.workers.procfs import ancestors, kill_pids, processes_under
 
 LOCK_REASON = "uet worker pool"
 
@@ -71,18 +77,25 @@ class WorktreePool:
         self._free: list[Worktree] = []  # clean slots we own, ready for reset
         self._busy: dict[int, Worktree] = {}
         self._orphans: dict[int, Worktree] = {}
+        self._stuck: set[int] = set()  # something we may not kill works in it: never reused
         self._adopt_stale()
 
     # --- public API ----------------------------------------------------------------------
 
     def acquire(self, base: str, label: str | None = None) -> Worktree:
         """A worktree at ``base`` (detached, clean), reused by reset if one is free."""
-        with self._mutex:
-            wt = self._free.pop(0) if self._free else None
-            if wt is None:
-                slot = self._claim_new_slot()
-                wt = Worktree(self.root / str(slot), slot)
-            self._busy[wt.slot] = wt
+        while True:
+            with self._mutex:
+                wt = self._free.pop(0) if self._free else None
+                if wt is None:
+                    slot = self._claim_new_slot()
+                    wt = Worktree(self.root / str(slot), slot)
+                self._busy[wt.slot] = wt
+            if quiesce(wt.path):
+                break
+            with self._mutex:
+                self._busy.pop(wt.slot, None)
+                self._stuck.add(wt.slot)
         # Until the reset is done the slot holds only released (recorded) content: a crash
         # in between must not make it look like an orphan.
         wt.base, wt.label = None, None
@@ -104,7 +117,8 @@ class WorktreePool:
         with self._mutex:
             self._busy.pop(wt.slot, None)
             self._orphans.pop(wt.slot, None)
-            if wt.slot in self._locks and all(f.slot != wt.slot for f in self._free):
+            if (wt.slot in self._locks and wt.slot not in self._stuck
+                    and all(f.slot != wt.slot for f in self._free)):
                 self._free.append(wt)
                 self._free.sort(key=lambda w: w.slot)
 
@@ -119,9 +133,9 @@ class WorktreePool:
         orphan that was not released, and never a busy one)."""
         with self._mutex:
             slots = sorted(self._locks)
-            keep = set(self._orphans) | set(self._busy)
+            keep = set(self._orphans) | set(self._busy) | self._stuck
         for slot in slots:
-            if remove and slot not in keep:
+            if remove and slot not in keep and quiesce(self.root / str(slot)):
                 remove_worktree(self.repo, self.root / str(slot))
                 (self.root / f"{slot}.json").unlink(missing_ok=True)
             with self._mutex:
@@ -232,6 +246,18 @@ class WorktreePool:
         tmp.write_text(json.dumps({"base": wt.base, "label": wt.label, "preparing": preparing,
                                    "pid": os.getpid(), "time": time.time()}))
         os.replace(tmp, self._meta_path(wt.slot))
+
+
+def quiesce(path: Path, grace: float = 2.0) -> bool:
+    """Kill every process working in ``path`` (cwd, root or an open file below it); True when
+    nothing is left there but uet and its ancestors (which are never killed)."""
+    if not path.exists():
+        return True
+    if not processes_under(path):
+        return True
+    kill_pids(lambda: processes_under(path), grace=grace)
+    spare = ancestors(os.getpid())
+    return all(pid in spare for pid in processes_under(path))
 
 
 def _opt_str(value: object) -> str | None:

@@ -1,25 +1,22 @@
 """Running one tool: its own session, stdin closed, output to files, and no process left behind.
 
 A tool runs in a new session and process group (``start_new_session``), so ``killpg`` ends what
-it started. A descendant that calls ``setsid()`` itself (a daemon, a double fork) leaves that group;
-to find those too, every tool gets a unique ``UET_PROC_TOKEN`` in its environment, which its
-descendants inherit, and the kill sweep takes every process of the tool's session or group, their
-descendants, and every process of ours whose environment carries the token. On Linux the
-coordinator also becomes a child subreaper, so such orphans are re-parented to it (not to init)
-and their zombies can be reaped here.
+it started. A descendant that calls ``setsid()`` itself (a daemon, a double fork) leaves that
+group, and one that also clears its environment drops the ``UET_PROC_TOKEN`` every tool gets;
+``procfs.ToolWatch`` finds those too (this process is a child subreaper, so they are re-parented
+below it; the tool's tree is sampled while it runs; what works in its directory is taken).
 
 The sweep runs after a timeout or cancel, and also after a normal exit: a tool's background
 children (a dev server left running) must not outlive it, because its worktree is about to be
-reset for the next workstream.
+reset for the next workstream. With a ``sandbox`` plan (``sandbox.py``) the command runs inside
+bubblewrap, in its own PID namespace: everything it started dies with it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -27,19 +24,24 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-TOKEN_VAR = "UET_PROC_TOKEN"
+from uet_git.workers.procfs import TOKEN_VAR, ToolWatch, become_subreaper, kill_tool
+
+if TYPE_CHECKING:
+    from uet_git.workers.sandbox import SandboxPlan
+
+__all__ = ["TOKEN_VAR", "ProcResult", "become_subreaper", "read_tail", "run_process"]
 # Inherited from a caller running inside git (a hook), these would point a tool's git commands
 # at another repository than its worktree; they pass only when given in ``env`` explicitly.
 _REPO_LOCAL_VARS = frozenset({
     "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX",
     "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE",
 })
-_PR_SET_CHILD_SUBREAPER = 36
 _POLL = 0.05
-
-_subreaper_lock = threading.Lock()
-_subreaper_done = False
+# How often the tool's process tree is sampled while it runs (a daemon seen once is found
+# after it escapes); a pidfd wakes the wait at the tool's exit, so this costs no latency.
+_SAMPLE = 0.1
 
 
 @dataclass
@@ -55,24 +57,6 @@ class ProcResult:
         return self.returncode == 0 and not self.timed_out and not self.cancelled and not self.error
 
 
-def become_subreaper() -> bool:
-    """Make this process a child subreaper (Linux, once per process, best effort)."""
-    global _subreaper_done
-    with _subreaper_lock:
-        if _subreaper_done:
-            return True
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-                return False
-        except (OSError, AttributeError):
-            return False
-        _subreaper_done = True
-        return True
-
-
 def run_process(
     cmd: str | list[str],
     *,
@@ -84,6 +68,7 @@ def run_process(
     stdin_path: Path | None = None,
     grace: float = 5.0,
     cancel: threading.Event | None = None,
+    sandbox: SandboxPlan | None = None,
 ) -> ProcResult:
     """Run ``cmd`` (a string runs under ``sh -c``, a list is an argv) in ``cwd``.
 
@@ -92,6 +77,7 @@ def run_process(
     (truncated). On timeout or when ``cancel`` is set, the whole
     process tree gets SIGTERM, then SIGKILL after ``grace`` seconds. Never raises for a missing
     executable or working directory: that is ``returncode=None`` with ``error`` set.
+    With ``sandbox`` the command runs inside that bubblewrap plan (``sandbox.sandbox_for``).
     """
     argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
     start = time.monotonic()
@@ -107,6 +93,12 @@ def run_process(
     full_env = _no_auto_gc({**inherited, **env, TOKEN_VAR: token})
     stdout_path.parent.mkdir(parents=True, exist_ok=True)
     stderr_path.parent.mkdir(parents=True, exist_ok=True)
+    if sandbox is not None:
+        # Inside bwrap a missing executable is bwrap's own exit 1: say it as without one.
+        problem = _exec_problem(argv[0], full_env.get("PATH"), Path(cwd))
+        if problem is not None:
+            return ProcResult(None, False, False, time.monotonic() - start, problem)
+        argv = sandbox.wrap(argv, cwd=Path(cwd))
     try:
         with (
             open(stdout_path, "wb") as out,
@@ -135,29 +127,35 @@ def run_process(
     timed_out = cancelled = False
     deadline = None if timeout is None else start + timeout
     exited = _ExitWaiter(proc)
+    watch = ToolWatch(proc.pid, token, workdir=cwd)
+    watch.register()
     try:
-        while True:
-            wait_for = _POLL if cancel is not None else 0.5
-            if deadline is not None:
-                wait_for = max(0.0, min(wait_for, deadline - time.monotonic()))
-            if exited(wait_for):
-                break
-            if cancel is not None and cancel.is_set():
-                cancelled = True
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                timed_out = True
-                break
-    except BaseException:
-        # KeyboardInterrupt in the waiting thread: still leave nothing behind.
-        kill_tree(proc.pid, token, grace=min(grace, 1.0), popen=proc)
-        proc.wait()
-        raise
+        try:
+            while True:
+                wait_for = _POLL if cancel is not None else _SAMPLE
+                if deadline is not None:
+                    wait_for = max(0.0, min(wait_for, deadline - time.monotonic()))
+                if exited(wait_for):
+                    break
+                if cancel is not None and cancel.is_set():
+                    cancelled = True
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    timed_out = True
+                    break
+                watch.sample()
+        except BaseException:
+            # KeyboardInterrupt in the waiting thread: still leave nothing behind.
+            kill_tool(watch, grace=min(grace, 1.0), poll=proc.poll)
+            proc.wait()
+            raise
+        finally:
+            exited.close()
+        # The tool may have exited already; the sweep also ends whatever it left running.
+        kill_tool(watch, grace=grace if (timed_out or cancelled) else min(grace, 1.0),
+                  poll=proc.poll)
     finally:
-        exited.close()
-    # The tool may have exited already; the sweep also ends whatever it left running.
-    kill_tree(proc.pid, token, grace=grace if (timed_out or cancelled) else min(grace, 1.0),
-              popen=proc)
+        watch.unregister()
     returncode = proc.wait()
     error = None
     if timed_out:
@@ -228,204 +226,18 @@ def _no_auto_gc(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _exec_problem(name: str, path: str | None, cwd: Path) -> str | None:
+    """Why ``name`` cannot be executed (as ``run_process`` says it unsandboxed), or None."""
+    if "/" in name:
+        exe = Path(name) if os.path.isabs(name) else cwd / name
+        if not exe.exists():
+            return f"executable not found: {name}"
+        return None if os.access(exe, os.X_OK) else f"not executable: {name}"
+    return None if shutil.which(name, path=path) else f"executable not found: {name}"
+
+
 def _devnull():
     return open(os.devnull, "rb")
-
-
-# --- finding and killing a tool's processes -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Proc:
-    pid: int
-    ppid: int
-    pgid: int
-    sid: int
-    state: str
-    starttime: int  # with the pid, identifies a process across pid reuse
-
-
-def _read_stat(pid: int) -> _Proc | None:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    # comm (field 2) may contain spaces and parens: split after the last ')'; rest[k] is field k+3.
-    rest = data[data.rfind(b")") + 2:].split()
-    try:
-        return _Proc(pid, int(rest[1]), int(rest[2]), int(rest[3]), rest[0].decode(),
-                     int(rest[19]))
-    except (IndexError, ValueError):
-        return None
-
-
-def _all_procs() -> dict[int, _Proc]:
-    procs: dict[int, _Proc] = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return procs
-    for name in names:
-        if name.isdigit():
-            p = _read_stat(int(name))
-            if p is not None:
-                procs[p.pid] = p
-    return procs
-
-
-def _children_of(pid: int) -> list[int] | None:
-    """Direct children of process ``pid`` (zombies included), from every thread's
-    ``/proc/PID/task/TID/children``; None when a file cannot be read."""
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return None
-    out: list[int] = []
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                out += [int(c) for c in f.read().split()]
-        except FileNotFoundError:
-            continue  # the thread exited: its children went to another thread (or to us)
-        except (OSError, ValueError):
-            return None
-    return out
-
-
-def _my_descendants() -> dict[int, _Proc] | None:
-    """Every process below this one, or None when the process tree cannot be walked here
-    (``/proc/PID/task/TID/children`` needs CONFIG_PROC_CHILDREN) or we are not a subreaper.
-
-    As a child subreaper, every descendant of a tool we started stays below us whatever it
-    does (``setsid``, a double fork): an orphan is re-parented to its nearest subreaper
-    ancestor. So this walk finds everything the full /proc scan would, at a cost in proportion
-    to our own descendants instead of every process on the machine (measured: 83 processes on
-    the machine, 1.4 ms -> ~0.1 ms per sweep; one sweep per tool, acceptance command and hook,
-    and on a busy desktop with hundreds of processes the full scan costs 5-10 ms)."""
-    if not _subreaper_done:
-        return None
-    me = os.getpid()
-    kids = _children_of(me)
-    if kids is None:
-        return None  # no such file on this kernel: the caller scans all of /proc
-    procs: dict[int, _Proc] = {}
-    stack: list[int] = []
-    while True:
-        for c in kids or ():  # None: a descendant that exited meanwhile
-            if c in procs or c == me:
-                continue
-            p = _read_stat(c)
-            if p is not None:
-                procs[c] = p
-                stack.append(c)
-        if not stack:
-            return procs
-        kids = _children_of(stack.pop())
-
-
-def _has_token(pid: int, token: bytes) -> bool:
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return token in environ.split(b"\0")
-
-
-def _find_tool(leader: int, token: str) -> list[_Proc]:
-    """Every process (zombies included) of the tool started as ``leader`` with ``token``: its
-    session and group, whatever carries the token, and their descendants."""
-    mine = _my_descendants()
-    procs = mine if mine is not None else _all_procs()
-    me = os.getpid()
-    marker = f"{TOKEN_VAR}={token}".encode()
-    found: set[int] = set()
-    for p in procs.values():
-        if p.pid == me:
-            continue
-        if p.sid == leader or p.pgid == leader or _has_token(p.pid, marker):
-            found.add(p.pid)
-    # Descendants of anything found (a child that cleared its environment and left the session).
-    children: dict[int, list[int]] = {}
-    for p in procs.values():
-        children.setdefault(p.ppid, []).append(p.pid)
-    stack = list(found)
-    while stack:
-        for c in children.get(stack.pop(), []):
-            if c not in found and c != me:
-                found.add(c)
-                stack.append(c)
-    return [procs[pid] for pid in sorted(found)]
-
-
-def tool_processes(leader: int, token: str) -> list[int]:
-    """Live (non-zombie) pids belonging to the tool started as ``leader`` with ``token``."""
-    return [p.pid for p in _find_tool(leader, token) if p.state != "Z"]
-
-
-# Processes identified as a tool's descendants (pid -> start time). Only these are ever reaped
-# here: a zombie re-parented to us (the subreaper) that we never identified is left alone, so
-# another thread's subprocess never loses its exit status to us.
-_adopted: dict[int, int] = {}
-_adopted_lock = threading.Lock()
-
-
-def _scan(leader: int, token: str) -> list[int]:
-    """Live pids of the tool; records all of them (but the Popen leader) for reaping."""
-    procs = _find_tool(leader, token)
-    with _adopted_lock:
-        for p in procs:
-            if p.pid != leader:
-                _adopted[p.pid] = p.starttime
-    return [p.pid for p in procs if p.state != "Z"]
-
-
-def _reap_orphans() -> None:
-    """Reap the zombies among the recorded tool descendants that were re-parented to us; forget
-    the ones that are gone (reaped by their own parent, or by init)."""
-    me = os.getpid()
-    with _adopted_lock:
-        for pid, start in list(_adopted.items()):
-            p = _read_stat(pid)
-            if p is None or p.starttime != start:
-                del _adopted[pid]
-            elif p.state == "Z" and p.ppid == me:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                del _adopted[pid]
-
-
-def _signal_all(pids: list[int], leader: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(leader, sig)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
-def kill_tree(leader: int, token: str, *, grace: float = 5.0,
-              popen: subprocess.Popen[bytes] | None = None) -> None:
-    """TERM every process of the tool, wait up to ``grace`` s, then KILL what is left, until
-    nothing of it remains (it may fork while being killed). Reaps adopted orphans."""
-    pids = _scan(leader, token)
-    if pids:
-        _signal_all(pids, leader, signal.SIGTERM)
-        end = time.monotonic() + grace
-        while pids and time.monotonic() < end:
-            time.sleep(_POLL)
-            if popen is not None:
-                popen.poll()
-            _reap_orphans()
-            pids = _scan(leader, token)
-        for _ in range(100):
-            if not pids:
-                break
-            _signal_all(pids, leader, signal.SIGKILL)
-            time.sleep(0.01)
-            if popen is not None:
-                popen.poll()
-            _reap_orphans()
-            pids = _scan(leader, token)
-    _reap_orphans()
 
 
 def read_tail(path: str | os.PathLike[str], limit: int = 64 * 1024) -> bytes:
