@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from uet_git.engine.events import Observer
-from uet_git.gitrepo.objects import to_oid
+from uet_git.gitrepo.odb import get_commit
 from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger.writer import Ledger
 from uet_git.plan.dag import Plan
 from uet_git.spec.models import Config, Workstream
@@ -121,12 +122,8 @@ class RunContext:
 
 def recorded_from(repo: Repo, ledger_commit: str) -> str | None:
     """The ``Uet-From`` state of a transition's ledger commit (None: it entered the ledger)."""
-    message = repo.pg[to_oid(ledger_commit)].message
-    for line in reversed(message.splitlines()):
-        if line.startswith("Uet-From: "):
-            value = line[len("Uet-From: "):].strip()
-            return None if value == "none" else value
-    return None
+    value = parse_trailers(get_commit(repo, ledger_commit).message).get("Uet-From")
+    return None if value in (None, "none") else value
 
 
 def crash_point(point: str) -> None:

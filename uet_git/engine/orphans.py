@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pygit2
-
 from uet_git.engine.context import RunContext
-from uet_git.gitrepo.objects import to_oid
+from uet_git.gitrepo.merge import diff_bytes
+from uet_git.gitrepo.odb import tree_of
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
 from uet_git.workers.pool import Worktree, snapshot_orphan
@@ -24,18 +23,17 @@ def preserve_worktree(ctx: RunContext, wt: Worktree, label: str, rec: Any, why: 
     snap = snapshot_orphan(ctx.repo, wt, f"uet: orphaned worktree of {label}")
     if snap is None:
         return None
-    pg = ctx.repo.pg
-    tree = pg[to_oid(snap)].peel(pygit2.Commit).tree_id
+    tree = tree_of(ctx.repo, snap)
     for oid in (getattr(rec, "patch", None), getattr(rec, "candidate", None)):
-        if oid and pg[to_oid(oid)].peel(pygit2.Commit).tree_id == tree:
+        if oid and tree_of(ctx.repo, oid) == tree:
             return None  # a worker had reset it to the recorded patch: nothing unknown
     base = wt.base
-    diff = ctx.repo.git("diff", "--binary", base, snap, check=False).stdout if base else b""
+    diff = diff_bytes(ctx.repo, base, snap) if base else b""
     ctx.ledger.event(
         "run: orphan",
         f"worktree {wt.path} (slot {wt.slot}) held changes of {label} that the ledger did not "
-        f"record ({why}); snapshot {snap[:12]} (tree {str(tree)[:12]}) kept as evidence",
-        trailers={"Uet-Orphan": label, "Uet-Snapshot": snap, "Uet-Snapshot-Tree": str(tree),
+        f"record ({why}); snapshot {snap[:12]} (tree {tree[:12]}) kept as evidence",
+        trailers={"Uet-Orphan": label, "Uet-Snapshot": snap, "Uet-Snapshot-Tree": tree,
                   **({"Uet-Snapshot-Base": base} if base else {})},
         evidence={f"orphan-{label.replace('/', '-')}-{snap[:12]}.diff": diff},
     )

@@ -20,8 +20,9 @@ from typing import Any
 from uet_git.engine.context import RunContext, crash_point
 from uet_git.engine.orphans import preserve_worktree
 from uet_git.gitrepo.merge import Change, changed_paths, diff_stat
-from uet_git.gitrepo.objects import commit_tree, make_commit, to_oid
-from uet_git.gitrepo.worktrees import reset_worktree
+from uet_git.gitrepo.objects import commit_tree, make_commit
+from uet_git.gitrepo.odb import get_commit
+from uet_git.gitrepo.worktrees import reset_index, reset_worktree
 from uet_git.spec.models import Workstream
 from uet_git.workers.normalise import normalise
 from uet_git.workers.pool import Worktree
@@ -258,8 +259,7 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
     start = time.monotonic()
     if state == "created":
         if changes is None:
-            parent = str(ctx.repo.pg[to_oid(patch)].parents[0].id)
-            changes = changed_paths(ctx.repo, parent, patch)
+            changes = changed_paths(ctx.repo, get_commit(ctx.repo, patch).parent, patch)
         reason, detail = validate_changes(changes, ws, ctx.config.verify)
         if reason:
             ctx.record(ws_id, "quarantined", attempt=attempt, reason=reason, detail=detail)
@@ -272,9 +272,7 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
             # The worktree holds exactly the patch's files (the snapshot took them from it);
             # point HEAD and the index at the patch too, in one cheap step. Ignored files (a
             # .venv built by setup) stay.
-            proc = ctx.repo.git("reset", "-q", patch, cwd=wt.path, check=False)
-            if proc.returncode != 0:  # a tool broke the index or HEAD: the full reset repairs
-                reset_worktree(ctx.repo, wt.path, patch, keep_ignored=True)
+            reset_index(ctx.repo, wt.path, patch)
         env = ctx.env_for(ws, worker, wt.path, {"UET_PATCH": patch}, attempt=attempt)
         acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=ws.timeout,
                            log_dir=ctx.log_dir(ws_id, attempt, "acceptance"), name="acceptance",
