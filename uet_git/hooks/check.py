@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from uet_git.errors import UetError
-from uet_git.gitrepo import Repo
+from uet_git.gitrepo import GitError, Repo, merge, odb
+from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger import query
 
 
@@ -93,27 +94,25 @@ def _verdict(oid: str, run: str | None, ws: str, idx: _RunIndex | None) -> str |
     return f"{ws}: not a patch the ledger recorded for {ws} (which is {what}) in run {run}"
 
 
-def rev_list(repo: Repo, revs: Sequence[str]) -> list[str]:
+def _rev_list(repo: Repo, revs: Sequence[str]) -> list[str]:
     if not revs:
         raise UetError("uet check: give a revision range (e.g. main..feature)")
-    proc = repo.git("rev-list", *revs, "--", check=False)
-    if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        detail = err[0] if err else f"exit {proc.returncode}"
-        raise UetError(f"uet check: bad revision range {' '.join(revs)}: {detail}")
-    return proc.stdout.decode().split()
+    try:
+        return merge.rev_list(repo, *revs, "--")
+    except GitError as exc:  # "git rev-list ARGS: <git's first line>": keep git's words
+        why = str(exc).split(": ", 1)[-1]
+        raise UetError(f"uet check: bad revision range {' '.join(revs)}: {why}") from None
 
 
 def check_revs(repo: Repo, revs: Sequence[str]) -> tuple[int, list[str]]:
     """(number of uet patches checked, one line per commit that fails). ``revs`` are
     ``git rev-list`` arguments (``A..B``, ``B --not --remotes``...)."""
-    pg = repo.pg
     problems: list[str] = []
     indexes: dict[str, _RunIndex] = {}
     checked = 0
-    for oid in rev_list(repo, revs):
-        commit = pg[oid]
-        trailers = query.parse_trailers(commit.message)
+    for oid in _rev_list(repo, revs):
+        commit = odb.get_commit(repo, oid)
+        trailers = parse_trailers(commit.message)
         ws = trailers.get("Uet-Workstream")
         if ws is None or "Uet-To" in trailers:
             continue

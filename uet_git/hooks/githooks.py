@@ -83,10 +83,15 @@ printf '%s\\n' "$input" | {
 
 
 def hooks_dir(repo: Repo) -> Path:
-    """Where git looks for hooks: ``core.hooksPath`` (relative to the worktree top) or the
-    common git dir's ``hooks``."""
-    out = repo.git("rev-parse", "--git-path", "hooks").stdout.decode().strip()
-    p = Path(out)
+    """Where git looks for hooks: ``core.hooksPath`` as the user's config sets it (relative to
+    the worktree top; uet's own git runs with it overridden on the command line, which is not
+    the user's setting), else the common git dir's ``hooks``."""
+    proc = repo.git("config", "--show-scope", "--get-all", "core.hooksPath", check=False)
+    values = [line.partition("\t")[2] for line in proc.stdout.decode().splitlines()
+              if line.partition("\t")[0] != "command"]
+    if not values or not values[-1]:
+        return repo.common_dir / "hooks"
+    p = Path(values[-1]).expanduser()
     return p if p.is_absolute() else (repo.workdir / p)
 
 
