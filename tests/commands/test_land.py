@@ -16,8 +16,9 @@ from tests.commands.landkit import (
     two_committed,
 )
 from tests.conftest import git
-from uet_git.commands import land as land_mod
+from uet_git.commands.journal import open_intent
 from uet_git.commands.land import land_events
+from uet_git.gitrepo import branch
 from uet_git.gitrepo.objects import build_tree, make_commit
 from uet_git.gitrepo.repo import Repo
 
@@ -79,10 +80,10 @@ def test_land_updates_linked_worktree(tmp_path: Path) -> None:
     fsck_clean(b.path)
 
 
-@pytest.mark.parametrize("how", ["unstaged", "staged", "untouched-file"])
-def test_land_refuses_dirty_checkout(tmp_path: Path, how: str) -> None:
+@pytest.mark.parametrize("how", ["unstaged", "staged"])
+def test_land_refuses_local_change_to_a_landed_path(tmp_path: Path, how: str) -> None:
     b = two_committed(tmp_path)
-    name = "src/c.txt" if how == "untouched-file" else "a.txt"
+    name = "a.txt"
     (b.path / name).write_bytes(b"my own work \xff\n")
     if how == "staged":
         git(b.path, "add", name)
@@ -136,19 +137,21 @@ def test_land_cas_race_not_checked_out(tmp_path: Path, monkeypatch: pytest.Monke
     b = two_committed(tmp_path)
     git(b.path, "checkout", "-q", "--detach")
     other = make_commit(b.repo, build_tree(b.repo, b.base, {"x.txt": b"x\n"}), [b.base], "other")
-    real = land_mod.checkouts_of
+    real = branch.checkouts_of
 
-    def racing(repo: Repo, ref: str) -> list[land_mod.Checkout]:
+    def racing(repo: Repo, ref: str) -> list[Path]:
         # Another process moves the target after land() checked it, before the CAS.
         git(b.path, "update-ref", "refs/heads/main", other)
         return real(repo, ref)
 
-    monkeypatch.setattr(land_mod, "checkouts_of", racing)
+    monkeypatch.setattr(branch, "checkouts_of", racing)
     res = open_land(b)
     assert not res.landed
     assert f"uet land {b.run}" in res.message
     assert head_of(b.path) == other  # not clobbered
     assert land_events(b.repo, b.run) == []
+    # The intent is answered: nothing is left for a later command to recover.
+    assert open_intent(b.repo, b.run) is None
     fsck_clean(b.path)
 
 
@@ -156,15 +159,16 @@ def test_land_cas_race_checked_out_restores_files(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     b = two_committed(tmp_path)
     other = make_commit(b.repo, build_tree(b.repo, b.base, {"x.txt": b"x\n"}), [b.base], "other")
-    real = land_mod.local_changes
+    real = branch.crash_point
 
-    def racing(repo: Repo, checkout: Path, limit: int = 5) -> list[str]:
-        found = real(repo, checkout, limit)
-        # The branch moves under the checkout (like `git branch -f` elsewhere) after the check.
-        git(b.path, "update-ref", "refs/heads/main", other, b.base)
-        return found
+    def racing(name: str) -> None:
+        if name == "before-ref":
+            # The branch moves under the checkout (like `git branch -f` elsewhere) after the
+            # files were written, before the compare-and-swap.
+            git(b.path, "update-ref", "refs/heads/main", other, b.base)
+        real(name)
 
-    monkeypatch.setattr(land_mod, "local_changes", racing)
+    monkeypatch.setattr(branch, "crash_point", racing)
     res = open_land(b)
     assert not res.landed
     assert head_of(b.path) == other
@@ -174,6 +178,8 @@ def test_land_cas_race_checked_out_restores_files(tmp_path: Path,
     assert not (b.path / "new").exists()
     assert git(b.path, "diff", "--cached", "--name-only", b.base) == ""
     assert git(b.path, "diff", "--name-only") == ""
+    assert not (b.path / ".git/index.lock").exists()
+    assert open_intent(b.repo, b.run) is None
     fsck_clean(b.path)
 
 

@@ -53,8 +53,9 @@ def test_rollback_by_reset_updates_clean_checkout(tmp_path: Path) -> None:
     for ws, patch in b.patches.items():
         assert git(b.path, "rev-parse", f"refs/uet/patches/{b.run}/{ws}/1") == patch
     subjects = git(b.path, "log", "--format=%s", f"refs/uet/ledger/{b.run}").splitlines()
-    assert subjects[:4] == ["ws-b: committed -> rolled-back", "ws-a: committed -> rolled-back",
-                            "run: rollback", "run: land"]
+    assert subjects[:6] == ["ws-b: committed -> rolled-back", "ws-a: committed -> rolled-back",
+                            "run: rollback", "run: rollback-intent", "run: land",
+                            "run: land-intent"]
     assert "ws-a: verified -> committed" in subjects
     fsck_clean(b.path)
 

@@ -7,8 +7,9 @@ import sys
 
 import click
 
+from uet_git.cli.render import Reporter
+from uet_git.commands.resume import resume_run
 from uet_git.engine.options import RunOptions
-from uet_git.engine.resume import resume_run
 from uet_git.gitrepo import Repo
 
 
@@ -26,5 +27,5 @@ def cmd(run: str | None, jobs: int | None, land: str | None, keep_worktrees: boo
     repo = Repo.open(".")
     options = RunOptions(jobs=jobs, land=land, keep_worktrees=keep_worktrees,
                          output="json" if as_json else "auto")
-    result = resume_run(repo, run, options)
+    result = resume_run(repo, run, options, Reporter(options.output))
     sys.exit(result.exit_code)

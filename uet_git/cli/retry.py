@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from uet_git.cli.render import Reporter
 from uet_git.commands.actions import retry_ws
 from uet_git.engine.options import RunOptions
 from uet_git.gitrepo import Repo
@@ -27,7 +28,9 @@ def cmd(ws: str, run: str | None, reapply: bool, jobs: int | None) -> None:
     a blocked one whose dependencies are committed, can be retried."""
     repo = Repo.open(".")
     run_id = query.resolve_run(repo, run)
-    result = retry_ws(repo, run_id, ws, reapply=reapply, options=RunOptions(jobs=jobs))
+    options = RunOptions(jobs=jobs)
+    result = retry_ws(repo, run_id, ws, reapply=reapply, options=options,
+                      observer=Reporter(options.output))
     if result.message:
         click.echo(result.message)
     sys.exit(result.exit_code)

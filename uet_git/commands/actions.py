@@ -17,15 +17,15 @@ as well, and the message lists them. Nothing is deleted from the ledger.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from uet_git.commands.resume import resume_run
+from uet_git.engine.events import NullObserver, Observer
+from uet_git.engine.options import RunOptions, RunResult
 from uet_git.errors import UetError
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.query import plan_deps
 from uet_git.ledger.writer import Ledger
-
-if TYPE_CHECKING:
-    from uet_git.engine.options import RunOptions, RunResult
 
 RETRYABLE = ("quarantined", "blocked")
 # Reasons whose patch never passed validation: re-applying it would skip the checks.
@@ -72,8 +72,8 @@ def _lookup(ledger: Ledger, ws: str) -> tuple[dict[str, Any], dict[str, list[str
     return states, deps, rec
 
 
-def retry_ws(repo: Repo, run_id: str, ws: str, *, reapply: bool,
-             options: RunOptions) -> RunResult:
+def retry_ws(repo: Repo, run_id: str, ws: str, *, reapply: bool, options: RunOptions,
+             observer: Observer | None = None) -> RunResult:
     """Retry ``ws`` (see the module doc) and resume the run on it and the dependents it
     unblocks; returns the engine's result."""
     with Ledger.open(repo, run_id) as ledger:
@@ -100,9 +100,7 @@ def retry_ws(repo: Repo, run_id: str, ws: str, *, reapply: bool,
                                   "--reapply`")
         only = {ws, *unblocked_by(deps, states, ws)}
     # The writer lock is released here: resume takes it itself.
-    from uet_git.engine.resume import resume_run
-
-    return resume_run(repo, run_id, options, only=only)
+    return resume_run(repo, run_id, options, observer or NullObserver(), only=only)
 
 
 def unblocked_by(deps: Mapping[str, list[str]], states: Mapping[str, Any], ws: str) -> list[str]:

@@ -1,8 +1,10 @@
 """``uet rollback``: undo what a run landed on its target, keeping every record.
 
 What a run landed is read from its ``run: land`` ledger events (``Uet-Previous`` ->
-``Uet-Landed``, see land.py). Two ways back, both through ``land.move_branch`` (a CAS on the
-target; a checkout of it is updated only when clean, never forced):
+``Uet-Landed``, see land.py), never from a ref. Two ways back, both journaled like a landing
+(``run: rollback-intent`` before any checkout is touched, see journal.py), with a
+compare-and-swap on the target and each checkout of it updated only where the user has no
+change of their own on the paths that move:
 
 - reset: the target still points at the last landing and the landings are contiguous (each one
   started where the previous one ended): the target moves back to where the first landing found
@@ -19,9 +21,9 @@ Then a ``run: rollback`` ledger event, and every ``committed`` workstream of the
 ``uet land`` refuses a rolled-back run). Nothing is deleted from the ledger.
 
 Outcomes: rolled back -> exit 0; nothing to do (the run landed nothing, or it is already rolled
-back) -> exit 1 with one line; refused (conflict, dirty checkout, lost race) -> exit 1 with one
-line that says what to do. Re-running after a crash between moving the target and recording is
-safe: a target already back at the base, or already carrying the reverts, is recognised.
+back) -> exit 1 with one line; refused (conflict, local changes in the way, lost race) -> exit 1
+with one line that says what to do. An interrupted landing or rollback of the run is finished
+or undone first; re-running after a crash between moving the target and recording is safe.
 """
 
 from __future__ import annotations
@@ -29,19 +31,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from uet_git.commands.land import (
-    ROLLBACK_EVENT,
-    LandEvent,
-    branch_name,
-    branch_ref,
-    land_events,
-    move_branch,
-    short,
+from uet_git.commands.journal import (
+    journaled_move,
+    record_rollback,
+    recover_landing,
 )
-from uet_git.gitrepo.merge import is_ancestor, merge_trees
-from uet_git.gitrepo.objects import commit_tree, make_commit
+from uet_git.commands.land import LandEvent, branch_name, branch_ref, land_events, short
+from uet_git.gitrepo.merge import is_ancestor, merge_trees, rev_list
+from uet_git.gitrepo.objects import make_commit
+from uet_git.gitrepo.odb import get_commit, tree_of
 from uet_git.gitrepo.repo import Repo
-from uet_git.ledger.query import parse_trailers
+from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger.writer import Ledger
 
 
@@ -70,8 +70,7 @@ def _landed_commits(repo: Repo, events: list[LandEvent]) -> list[str]:
     seen: set[str] = set()
     out: list[str] = []
     for e in reversed(events):
-        revs = repo.git_out("rev-list", "--topo-order", e.landed, f"^{e.previous}").split()
-        for c in revs:
+        for c in rev_list(repo, "--topo-order", e.landed, f"^{e.previous}"):
             if c not in seen:
                 seen.add(c)
                 out.append(c)
@@ -79,12 +78,26 @@ def _landed_commits(repo: Repo, events: list[LandEvent]) -> list[str]:
 
 
 def _already_reverted(repo: Repo, tip: str, since: str) -> set[str]:
-    out = repo.git_out("log", "--format=%(trailers:key=Uet-Reverts,valueonly)", tip,
-                       f"^{since}")
-    return {line.strip() for line in out.splitlines() if line.strip()}
+    """The commits a revert between ``since`` and ``tip`` names in ``Uet-Reverts``."""
+    out: set[str] = set()
+    for c in rev_list(repo, tip, f"^{since}"):
+        reverts = parse_trailers(get_commit(repo, c).message).get("Uet-Reverts")
+        if reverts:
+            out.add(reverts.strip())
+    return out
 
 
 def rollback(repo: Repo, ledger: Ledger) -> RollbackResult:
+    """Undo what ``ledger``'s run landed (see the module doc); an interrupted landing or
+    rollback of the run is finished or undone first."""
+    recovered = recover_landing(repo, ledger)
+    result = _rollback(repo, ledger)
+    if recovered:
+        result.message = f"{recovered}; {result.message}"
+    return result
+
+
+def _rollback(repo: Repo, ledger: Ledger) -> RollbackResult:
     run = ledger.run
     target = ledger.target
     states = ledger.states()
@@ -113,7 +126,7 @@ def rollback(repo: Repo, ledger: Ledger) -> RollbackResult:
     def ws_of(commit: str) -> str:
         ws = by_oid.get(commit)
         if ws is None:
-            ws = parse_trailers(repo.pg[commit].message).get("Uet-Workstream")
+            ws = parse_trailers(get_commit(repo, commit).message).get("Uet-Workstream")
         return ws or f"commit {short(commit)}"
 
     contiguous = all(b.previous == a.landed for a, b in pairwise(events))
@@ -132,24 +145,21 @@ def rollback(repo: Repo, ledger: Ledger) -> RollbackResult:
         method = "revert"
         commits = [c for c in _landed_commits(repo, events) if is_ancestor(repo, c, cur)]
         done = _already_reverted(repo, cur, first_prev)
-        todo = [c for c in commits if c not in done]
-        for c in todo:
-            commit = repo.pg[c]
-            parent = str(commit.parent_ids[0]) if commit.parent_ids else None
-            if parent is None:
+        for c in (c for c in commits if c not in done):
+            commit = get_commit(repo, c)
+            if commit.parent is None:
                 return RollbackResult(False, f"cannot revert {ws_of(c)} ({short(c)}): it is a "
                                              "root commit; nothing rolled back", target_oid=cur)
-            merged = merge_trees(repo, c, new, parent)
+            merged = merge_trees(repo, c, new, commit.parent)
             if merged.conflicts or merged.tree is None:
                 paths = ", ".join(merged.conflicts[:5]) or "unknown paths"
                 return RollbackResult(
                     False, f"reverting {ws_of(c)} ({short(c)}) conflicts with {name} at "
                            f"{paths}; nothing rolled back: revert by hand "
                            f"(`git revert {short(c)}`) or resolve and retry", target_oid=cur)
-            if str(merged.tree) == commit_tree(repo, new):
+            if str(merged.tree) == tree_of(repo, new):
                 continue  # already undone on the target by someone: no empty revert commit
-            subject = commit.message.split("\n", 1)[0].strip()
-            msg = (f'Revert "{subject}"\n\nThis reverts commit {c}, which uet run {run} '
+            msg = (f'Revert "{commit.subject}"\n\nThis reverts commit {c}, which uet run {run} '
                    f"landed for workstream {ws_of(c)}.\n\nUet-Reverts: {c}\n")
             new = make_commit(repo, str(merged.tree), [new], msg)
             reverts.append(new)
@@ -159,31 +169,25 @@ def rollback(repo: Repo, ledger: Ledger) -> RollbackResult:
         else:
             detail = f"{name} ({short(cur)}) no longer holds what run {run} landed"
 
+    intent: str | None = None
     if new != cur:
-        outcome = move_branch(repo, ref, cur, new)
-        if outcome.kind == "dirty":
-            return RollbackResult(False, f"{outcome.problem}; nothing rolled back: commit or "
-                                         f"stash your changes, then run `uet rollback {run}`",
-                                  target_oid=cur)
-        if outcome.kind != "ok":
-            return RollbackResult(False, f"{outcome.problem}; nothing rolled back: run "
-                                         f"`uet rollback {run}` again",
-                                  target_oid=repo.read_ref(ref))
-        if outcome.updated:
-            detail += f", checkout at {', '.join(map(str, outcome.updated))} updated"
+        move = journaled_move(repo, ledger, "rollback", ref, cur, new, body=detail,
+                              trailers={"Uet-Rollback": method})
+        if not move.moved:
+            now = repo.read_ref(ref)
+            if move.blocked:
+                return RollbackResult(False, f"{move.problem}; nothing rolled back: then run "
+                                             f"`uet rollback {run}`", target_oid=now)
+            return RollbackResult(False, f"{move.problem}; nothing rolled back: run "
+                                         f"`uet rollback {run}` again", target_oid=now)
+        intent = move.intent
+        if move.updated:
+            detail += f", checkout at {', '.join(map(str, move.updated))} updated"
+        if move.note:
+            detail += f" ({move.note})"
 
-    ledger.event(ROLLBACK_EVENT, detail, trailers={
-        "Uet-Branch": name,
-        "Uet-Rollback": method,
-        "Uet-Previous": cur,
-        "Uet-Restored": new,
-    })
-    rolled: list[str] = []
-    for ws in sorted(committed):
-        rec = committed[ws]
-        ledger.record(ws, "rolled-back", attempt=rec.attempt or 1, patch=rec.patch,
-                      candidate=rec.candidate, summary=f"run {run} rolled back: {detail}")
-        rolled.append(ws)
+    rolled = record_rollback(ledger, target=target, method=method, previous=cur, restored=new,
+                             detail=detail, intent=intent)
     return RollbackResult(True, f"rolled back run {run}: {detail}; "
                                 f"{len(rolled)} workstream{'s' * (len(rolled) != 1)} rolled-back",
                           method=method, target_oid=new, workstreams=rolled, reverts=reverts)
