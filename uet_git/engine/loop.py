@@ -22,6 +22,7 @@ from uet_git.engine.context import RunContext
 from uet_git.engine.integrator import IntegrationOutcome, integrate
 from uet_git.engine.pipeline import WorkerOutcome, recheck_patch, run_workstream
 from uet_git.engine.scheduler import Scheduler
+from uet_git.engine.seed import seed
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.query import WsRecord
 from uet_git.spec.models import Config
@@ -304,50 +305,14 @@ def engine_for(ctx: RunContext, include: set[str], jobs: int, *, deterministic: 
     """An Engine over ``include`` seeded from what the ledger recorded (``records``; empty
     for a new run). ``retry``: quarantined or blocked workstreams that get a new attempt."""
     plan = ctx.plan
-    committed, failed, queued, rechecks = [], [], [], {}
-    attempts: dict[str, int] = {}
-    tip_after: dict[str, str] = {}
-    hard_failed = {ws for ws, r in records.items()
-                   if r.state in ("quarantined", "dropped", "rolled-back") and ws not in retry}
-    for ws_id in plan.ids:
-        rec = records.get(ws_id)
-        if rec is None:
-            continue
-        st, att = rec.state, rec.attempt or 1
-        if st == "committed":
-            # Also outside ``include``: a retried workstream's other dependencies count.
-            committed.append(ws_id)
-            if rec.candidate:
-                tip_after[ws_id] = rec.candidate
-            continue
-        if ws_id not in include:
-            continue
-        elif st in ("quarantined", "dropped", "rolled-back"):
-            if ws_id in retry and st == "quarantined":
-                attempts[ws_id] = att + 1
-            else:
-                failed.append(ws_id)
-        elif st == "blocked":
-            if ws_id in retry or not (plan.ancestors(ws_id) & hard_failed):
-                attempts[ws_id] = att
-            else:
-                failed.append(ws_id)
-        elif st in ("queued", "applied", "verified"):
-            queued.append(ws_id)
-            attempts[ws_id] = att
-        elif st in ("created", "validated"):
-            assert rec.patch is not None
-            rechecks[ws_id] = (rec.patch, st)
-            attempts[ws_id] = att
+    start = seed(plan, include, records, retry)
     sched = Scheduler(plan, plan.weights(weights), deterministic=deterministic,
-                      committed=committed, failed=failed, queued=queued, ready=rechecks,
-                      include=include)
-    engine = Engine(ctx, sched, jobs, after_commit, attempts=attempts, rechecks=rechecks,
-                    tip_after=tip_after)
-    # Dependents of what failed before (a crash between a quarantine and its blocking).
-    for ws_id in failed:
-        if records[ws_id].state != "blocked":
-            engine._block_dependents(ws_id)
+                      committed=start.committed, failed=start.failed, queued=start.queued,
+                      ready=start.rechecks, include=include)
+    engine = Engine(ctx, sched, jobs, after_commit, attempts=start.attempts,
+                    rechecks=start.rechecks, tip_after=start.tip_after)
+    for ws_id in start.block_dependents_of:
+        engine._block_dependents(ws_id)
     return engine
 
 

@@ -1,7 +1,7 @@
 """The scheduling core: which workstream runs next and which patch integrates next.
 
 Pure bookkeeping over a Plan, no threads and no git, so it is tested on its own. The run loop
-(``engine/run.py``) owns one Scheduler and is the only thread that touches it.
+(``engine/loop.py``) owns one Scheduler and is the only thread that touches it.
 
 Life of a workstream here: ``waiting`` (a dependency is not committed yet) -> ``ready`` ->
 ``running`` (a worker has it) -> ``queued`` (its patch waits for the integrator) ->
