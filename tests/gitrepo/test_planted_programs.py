@@ -175,3 +175,108 @@ def test_hooks_dir_hooks_do_not_run_without_hooks_path(trap) -> None:
     remove_worktree(repo, wt)
     assert _marks(marks) == []
     assert os.environ.get("GIT_DIR") is None
+
+
+# ---------------------------------------------------------------- filter drivers
+
+def _evil_filter(cwd: Path, marks: Path, tmp: Path, *scope: str) -> None:
+    prog = _script(tmp / "evil-filter", marks, "filter:evil")
+    for var in ("clean", "smudge"):
+        git(cwd, "config", *scope, f"filter.evil.{var}", f"{prog} {var}; cat")
+    git(cwd, "config", *scope, "filter.evil.required", "true")
+
+
+@pytest.fixture
+def filtered(tmp_path: Path) -> tuple[Repo, Path, Path, str]:
+    """A repository whose committed .gitattributes routes every file through driver ``evil``,
+    which is not configured when uet opens it."""
+    path = make_repo(tmp_path / "repo", {"a.txt": "a\n", ".gitattributes": "* filter=evil\n"})
+    repo = Repo.open(path)
+    head = repo.rev_parse("HEAD")
+    assert head is not None
+    return repo, tmp_path / "marks", tmp_path, head
+
+
+def test_a_filter_planted_after_open_never_runs(filtered) -> None:
+    repo, marks, tmp, base = filtered
+    wt = repo.uet_dir / "worktrees" / "0"
+    add_worktree(repo, wt, base)
+    _evil_filter(repo.workdir, marks, tmp)
+    # Plain git would run it now.
+    subprocess.run(["git", "-C", str(wt), "status"], check=False, capture_output=True)
+    (wt / "a.txt").write_text("tool wrote this\n")
+    subprocess.run(["git", "-C", str(wt), "add", "-A", "--dry-run"], check=False,
+                   capture_output=True)
+    subprocess.run(["git", "-C", str(wt), "diff", "--stat"], check=False, capture_output=True)
+    assert any(m.startswith("filter:evil") for m in _marks(marks))
+    marks.unlink()
+    assert dirty_paths(repo, wt) == ["a.txt"]
+    tree = snapshot_tree(repo, wt)
+    assert objects.read_blob(repo, tree, "a.txt") == b"tool wrote this\n"
+    patch = objects.make_commit(repo, tree, [base], "patch")
+    reset_index(repo, wt, patch)
+    reset_worktree(repo, wt, base)
+    assert (wt / "a.txt").read_text() == "a\n"
+    assert apply_patch(repo, wt, diff_bytes(repo, base, patch)) is None
+    wt2 = repo.uet_dir / "worktrees" / "1"
+    add_worktree(repo, wt2, patch)
+    assert (wt2 / "a.txt").read_text() == "tool wrote this\n"
+    remove_worktree(repo, wt2)
+    assert _marks(marks) == []
+
+
+def test_a_filter_configured_before_open_keeps_working(filtered) -> None:
+    repo, marks, tmp, base = filtered
+    git(repo.workdir, "config", "filter.evil.clean", "tr a-z A-Z")
+    git(repo.workdir, "config", "filter.evil.smudge", "cat")
+    repo = Repo.open(repo.workdir)  # the user's driver (think git-lfs), there before uet ran
+    wt = repo.uet_dir / "worktrees" / "0"
+    add_worktree(repo, wt, base)
+    (wt / "a.txt").write_text("hello\n")
+    assert objects.read_blob(repo, snapshot_tree(repo, wt), "a.txt") == b"HELLO\n"
+    # A tool repoints the trusted driver at its own program: uet keeps the original.
+    _evil_filter(repo.workdir, marks, tmp)
+    (wt / "a.txt").write_text("again\n")
+    assert objects.read_blob(repo, snapshot_tree(repo, wt), "a.txt") == b"AGAIN\n"
+    reset_worktree(repo, wt, base)
+    assert _marks(marks) == []
+
+
+def test_a_filter_planted_in_a_worktree_config(filtered) -> None:
+    repo, marks, tmp, base = filtered
+    git(repo.workdir, "config", "extensions.worktreeConfig", "true")
+    repo = Repo.open(repo.workdir)
+    wt = repo.uet_dir / "worktrees" / "0"
+    add_worktree(repo, wt, base)
+    (wt / "a.txt").write_text("tool\n")
+    assert objects.read_blob(repo, snapshot_tree(repo, wt), "a.txt") == b"tool\n"
+    # What `git config --worktree` writes from inside the tool's worktree.
+    _evil_filter(wt, marks, tmp, "--worktree")
+    subprocess.run(["git", "-C", str(wt), "status"], check=False, capture_output=True)
+    assert _marks(marks) != []  # plain git runs it from there
+    marks.unlink()
+    (wt / "a.txt").write_text("tool 1\n")
+    assert objects.read_blob(repo, snapshot_tree(repo, wt), "a.txt") == b"tool 1\n"
+    assert dirty_paths(repo, wt) == ["a.txt"]
+    reset_worktree(repo, wt, base)
+    assert _marks(marks) == []
+
+
+def test_a_filter_planted_through_an_included_file(filtered) -> None:
+    repo, marks, tmp, base = filtered
+    inc = tmp / "included"
+    inc.write_text("")
+    git(repo.workdir, "config", "include.path", str(inc))
+    repo = Repo.open(repo.workdir)
+    wt = repo.uet_dir / "worktrees" / "0"
+    add_worktree(repo, wt, base)
+    (wt / "a.txt").write_text("tool\n")
+    assert dirty_paths(repo, wt) == ["a.txt"]
+    # The included file changes; the config files' stat data does not.
+    _evil_filter(repo.workdir, marks, tmp, "--file", str(inc))
+    marks.unlink(missing_ok=True)
+    (wt / "a.txt").write_text("tool 2\n")
+    assert dirty_paths(repo, wt) == ["a.txt"]
+    assert objects.read_blob(repo, snapshot_tree(repo, wt), "a.txt") == b"tool 2\n"
+    reset_worktree(repo, wt, base)
+    assert _marks(marks) == []

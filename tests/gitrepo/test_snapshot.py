@@ -195,6 +195,8 @@ def test_snapshot_runs_clean_filters_like_git(wt) -> None:
     repo, w, _ = wt
     git(repo.workdir, "config", "filter.upper.clean", "tr a-z A-Z")
     git(repo.workdir, "config", "filter.upper.smudge", "cat")
+    # The user's drivers are those configured when uet opens the repository (filters.py).
+    repo = Repo.open(repo.workdir)
     (w / ".gitattributes").write_text("*.up filter=upper\n")
     (w / "x.up").write_text("hello\n")
     entries = _ls(repo, snapshot_tree(repo, w))

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pygit2
 
+from uet_git.gitrepo import filters
 from uet_git.gitrepo.gitcmd import MIN_GIT, GitError, git_version, require_git, run_git
 from uet_git.gitrepo.refs import RefTransaction, RefUpdater, for_each_ref
 
@@ -65,9 +66,46 @@ class Repo:
             common = (p / common).resolve()
         # The main worktree is the parent of the common dir (for a linked worktree, too).
         workdir = common.parent if common.name == ".git" else Path(lines[3])
-        return cls(
+        repo = cls(
             workdir=workdir.resolve(), git_dir=git_dir.resolve(), common_dir=common.resolve()
         )
+        repo.trusted_filters()  # pinned now, before any tool can have planted one
+        return repo
+
+    def trusted_filters(self) -> filters.FilterConfig:
+        """The filter drivers uet runs: those configured when the repository was opened."""
+        trusted = self._cache.get("filters-trusted")
+        if not isinstance(trusted, filters.FilterConfig):
+            trusted = self._filters_now(self.workdir, ())
+            self._cache["filters-trusted"] = trusted
+        return trusted
+
+    def _filters_now(self, cwd: str | os.PathLike[str], lead: tuple[str, ...]
+                     ) -> filters.FilterConfig:
+        where = (str(cwd), lead)
+        key = filters.stat_key(self.common_dir, cwd, lead)
+        views = self._cache.setdefault("filters-now", {})
+        assert isinstance(views, dict)
+        hit = views.get(where)
+        if hit is not None and hit[0] == key and not hit[1].has_includes:
+            return hit[1]
+        view = filters.read_filters(cwd, lead)
+        if not view.ok and (cwd, lead) != (self.workdir, ()):
+            # git cannot read the config there (a broken worktree): take the main view, so a
+            # driver is never left unpinned for want of an answer.
+            view = self._filters_now(self.workdir, ())
+        views[where] = (key, view)
+        return view
+
+    def _filter_env(self, args: tuple[str, ...], cwd: str | os.PathLike[str],
+                    env: Mapping[str, str] | None) -> Mapping[str, str] | None:
+        """``env`` plus the config pinning filter drivers to the trusted ones (filters.py)."""
+        trusted = self.trusted_filters()
+        now = self._filters_now(cwd, _git_dir_option(args))
+        pins = filters.overrides(trusted, now)
+        if not pins:
+            return env
+        return {**(env or {}), **filters.config_env(pins, {**os.environ, **(env or {})})}
 
     @property
     def pg(self) -> pygit2.Repository:
@@ -93,8 +131,11 @@ class Repo:
         env: Mapping[str, str] | None = None,
         check: bool = True,
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run git in this repository (in ``cwd`` if given, else the main worktree)."""
-        return run_git(args, cwd=cwd or self.workdir, input=input, env=env, check=check)
+        """Run git in this repository (in ``cwd`` if given, else the main worktree), with
+        filter drivers pinned to the trusted ones."""
+        where = cwd or self.workdir
+        return run_git(args, cwd=where, input=input, env=self._filter_env(args, where, env),
+                       check=check)
 
     def git_out(self, *args: str, cwd: str | os.PathLike[str] | None = None) -> str:
         return self.git(*args, cwd=cwd).stdout.decode().strip()
@@ -122,3 +163,18 @@ class Repo:
         """The branch checked out in the main worktree (short name), or None if detached."""
         proc = self.git("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+
+def _git_dir_option(args: Sequence[str]) -> tuple[str, ...]:
+    """The ``--git-dir X`` among git's leading options (it selects the worktree config)."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        if args[i] in ("--git-dir", "--work-tree", "-c", "-C"):
+            if args[i] == "--git-dir" and i + 1 < len(args):
+                return ("--git-dir", args[i + 1])
+            i += 2
+        elif args[i].startswith("--git-dir="):
+            return ("--git-dir", args[i].partition("=")[2])
+        else:
+            i += 1
+    return ()

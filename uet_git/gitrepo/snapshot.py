@@ -8,7 +8,8 @@ How: the worktree's own index is read in memory with pygit2, so its stat cache l
 (median of 5): 72 ms; the git CLI on a copy of the index 65 ms; a fresh index that re-hashes
 everything 950 ms (13x). pygit2 is kept as the main path (no subprocess, its C call releases
 the GIL); the CLI is the fallback, and the path taken when a filter driver (git-lfs) is
-configured, since libgit2 does not run external clean filters. The index is NOT
+configured, since libgit2 does not run external clean filters (git then runs only the drivers
+configured when uet opened the repository, never one a tool added: ``filters.py``). The index is NOT
 written back: the worktree stays exactly as the tool left it (``git status`` in it still shows
 the tool's changes, and an orphaned worktree can be inspected as it was). The worktree is opened
 through its administrative directory, not by discovery, so a tool that replaced the worktree's
