@@ -1,0 +1,118 @@
+"""Running a tool inside bubblewrap: it may write its worktree and nothing of the repository
+but the objects and that worktree's own admin dir.
+
+The plan (SANDBOX-NOTES.md), in this order because a later mount hides an earlier one:
+
+- ``--ro-bind / /``: everything read-only; ``--dev /dev``, ``--proc /proc``; ``--tmpfs /tmp``
+  (a private /tmp);
+- the repository's top level (and a separate common git dir) read-only again, since the private
+  /tmp would hide a repository under /tmp; then the ``extra_readable`` paths;
+- read-write: the worktree, ``<common>/objects`` (its commits' objects), the worktree's admin
+  dir ``<common>/worktrees/<id>`` (its HEAD, index and logs), each ``[sandbox] writable`` path
+  (``~`` expanded; missing ones skipped) and ``extra_writable`` (e.g. a tool's log dir);
+- ``--unshare-pid --die-with-parent``: its own PID namespace, so everything it started dies when
+  it exits, and it dies with uet; ``--unshare-net`` when ``[sandbox] network = false``;
+- ``--chdir`` the command's working directory.
+
+So refs, config, hooks and info/ of the repository and the user's checkout stay read-only.
+The environment passes through unchanged. Paths outside the repository under /tmp are not
+visible unless named in ``extra_readable``/``extra_writable``; stdin/stdout/stderr are file
+descriptors opened outside, so the log files are written whatever the binds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.worktrees import admin_dir
+from uet_git.spec.models import SandboxConfig
+
+BWRAP = "bwrap"
+
+_lock = threading.Lock()
+_checked: list[str | None] = []  # [] = not checked yet; [reason or None] afterwards
+
+
+def available() -> str | None:
+    """None when bubblewrap can sandbox a tool here; else the one-line reason it cannot
+    (missing, or user namespaces disabled). Checked once per process by running
+    ``bwrap --ro-bind / / true``."""
+    with _lock:
+        if not _checked:
+            _checked.append(_probe())
+        return _checked[0]
+
+
+def _probe() -> str | None:
+    exe = shutil.which(BWRAP)
+    if exe is None:
+        return "bubblewrap (bwrap) is not installed"
+    try:
+        proc = subprocess.run([exe, "--ro-bind", "/", "/", "true"], stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap cannot run: {exc}"
+    if proc.returncode != 0:
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        return f"bwrap does not work here: {lines[-1] if lines else f'exit {proc.returncode}'}"
+    return None
+
+
+@dataclass(frozen=True)
+class SandboxPlan:
+    """The bubblewrap options for commands run in one worktree (``wrap`` adds the command)."""
+
+    worktree: Path
+    args: tuple[str, ...]
+    network: bool = True
+
+    def wrap(self, argv: Sequence[str], *, cwd: Path) -> list[str]:
+        """``argv`` run inside the sandbox in ``cwd``."""
+        return [BWRAP, *self.args, "--chdir", _real(cwd), "--", *argv]
+
+
+def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
+                extra_writable: Iterable[Path | str] = (),
+                extra_readable: Iterable[Path | str] = ()) -> SandboxPlan | None:
+    """The plan for tools run in ``worktree`` (a linked worktree of ``repo``), or None when
+    ``config.mode`` is ``none`` or bubblewrap is not usable here (``available()`` says why).
+    Raises GitError when ``worktree`` is not a registered worktree of ``repo``."""
+    if config.mode == "none" or available() is not None:
+        return None
+    common = _real(repo.common_dir)
+    top = _real(repo.workdir)
+    args: list[str] = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                       "--tmpfs", "/tmp"]
+    readable = [top]
+    if not _inside(common, top):
+        readable.append(common)
+    readable += [_real(p) for p in extra_readable]
+    for p in readable:
+        args += ["--ro-bind-try", p, p]
+    writable = [_real(worktree), os.path.join(common, "objects"),
+                _real(admin_dir(repo, Path(worktree)))]
+    for p in writable:
+        args += ["--bind", p, p]
+    for p in [*(os.path.expanduser(w) for w in config.writable), *map(os.fspath,
+                                                                       extra_writable)]:
+        rp = _real(p)
+        args += ["--bind-try", rp, rp]
+    args += ["--unshare-pid", "--die-with-parent"]
+    if not config.network:
+        args.append("--unshare-net")
+    return SandboxPlan(Path(_real(worktree)), tuple(args), config.network)
+
+
+def _real(p: Path | str) -> str:
+    return os.path.realpath(os.fspath(p))
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
