@@ -107,6 +107,9 @@ def test_walk_commits_newest_first_and_first_parent(tmp_path: Path) -> None:
     first = [c.oid for c in odb.walk_commits(repo, "HEAD", first_parent=True)]
     assert first == git(path, "rev-list", "--first-parent", "HEAD").split()
     assert len(first) == 3 and len(every) == 4
+    side = [c.subject for c in odb.walk_commits(repo, "HEAD", exclude=["main~1"])]
+    assert side == ["merge", "side"]
+    assert list(odb.walk_commits(repo, "HEAD~1", exclude=["HEAD"])) == []
 
 
 def test_make_commit_accepts_person(r) -> None:

@@ -7,7 +7,7 @@ for when an object is absent or of the wrong type. Everything runs in process (p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pygit2
@@ -163,13 +163,17 @@ def walk_tree(repo: Repo, commit_or_tree: str, prefix: str = "") -> Iterator[Tre
         stack.extend(_entry(obj, f"{e.path}/{obj.name}") for obj in reversed(list(sub)))
 
 
-def walk_commits(repo: Repo, tip: str, *, first_parent: bool = False) -> Iterator[CommitInfo]:
+def walk_commits(repo: Repo, tip: str, *, first_parent: bool = False,
+                 exclude: Sequence[str] = ()) -> Iterator[CommitInfo]:
     """``tip`` and its ancestors, newest first in topological order (a commit before its
-    parents); with ``first_parent``, only along first parents."""
+    parents); with ``first_parent``, only along first parents; without the commits reachable
+    from any of ``exclude`` (``git rev-list TIP ^EXCLUDE...``)."""
     start = _peel(repo, tip, pygit2.Commit, "commit")
     walker = repo.pg.walk(start.id, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
     if first_parent:
         walker.simplify_first_parent()
+    for rev in exclude:
+        walker.hide(_peel(repo, rev, pygit2.Commit, "commit").id)
     try:
         for c in walker:
             yield _commit_info(c)
