@@ -1,0 +1,90 @@
+"""A patch never changes what judges it (issue 10), through the `uet` command: the pre-merge
+hooks and uet.toml that judge a candidate are the run's base commit's. A patch that deletes the
+hook, `chmod -x`es it, rewrites it to `exit 0` or symlinks it to /bin/true is still judged by
+the base's hook; editing uet.toml's [hooks] changes nothing for its own run; a hook a patch
+plants never runs on any candidate; a patch that may change the checks is marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import git
+from tests.e2e.helpers import last_run, run_ok, setup_repo, states, trailers
+from uet_git.engine.verify import MAY_CHANGE_CHECKS
+from uet_git.gitrepo.repo import Repo
+from uet_git.ledger import query
+
+HOOK = ".uet/hooks/pre-merge.d/check"
+REJECT = "#!/bin/sh\nif grep -rq forbidden --include=*.txt .; then echo found >&2; exit 1; fi\n"
+
+
+def commit_executable(repo: Path, *paths: str) -> None:
+    for p in paths:
+        (repo / p).chmod(0o755)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "executable hooks")
+
+
+def reasons(repo: Path) -> dict[str, str | None]:
+    status = query.run_status(Repo.open(repo), last_run(repo))
+    return {r.ws: r.reason for r in status.workstreams}
+
+
+def verified_trailers(repo: Path, run_id: str, ws: str) -> dict[str, str]:
+    out = git(repo, "log", "--format=%H %s", f"refs/uet/ledger/{run_id}")
+    oids = [line.split()[0] for line in out.splitlines()
+            if line.split(" ", 1)[1].startswith(f"{ws}: ") and line.endswith("-> verified")]
+    assert len(oids) == 1, out
+    return trailers(repo, oids[0])
+
+
+def test_a_patch_cannot_switch_off_the_base_hook(tmp_path: Path) -> None:
+    write = "echo forbidden > {}.txt"
+    cheats = {
+        "delete": f"rm {HOOK}",
+        "chmod": f"chmod -x {HOOK}",
+        "rewrite": f"printf '#!/bin/sh\\nexit 0\\n' > {HOOK}",
+        "symlink": f"rm {HOOK} && ln -s /bin/true {HOOK}",
+    }
+    wss = {ws: {"command": f"{cheat} && {write.format(ws)}", "may_change_checks": True}
+           for ws, cheat in cheats.items()}
+    wss["honest"] = {"command": "echo fine > honest.txt"}
+    repo = setup_repo(tmp_path / "r", files={"README.md": "x\n", HOOK: REJECT}, workstreams=wss)
+    commit_executable(repo, HOOK)
+    run_ok(repo, "run", code=1)
+    st = states(repo)
+    assert st.pop("honest") == "committed"
+    assert st == dict.fromkeys(cheats, "quarantined")
+    assert reasons(repo) == {**dict.fromkeys(cheats, "hook-failed"), "honest": None}
+    # What landed still has the base's hook, and no forbidden content.
+    assert git(repo, "show", f"main:{HOOK}") == REJECT.strip()
+    assert "forbidden" not in git(repo, "grep", "-c", "forbidden", "main", check=False)
+
+
+def test_editing_uet_toml_hooks_does_not_change_its_own_checks(tmp_path: Path) -> None:
+    config = '[hooks]\npre-merge = ["! grep -rq forbidden --include=*.txt ."]\n'
+    repo = setup_repo(tmp_path / "r", config=config, workstreams={
+        "toml": {"command": "printf '[hooks]\\npre-merge = []\\n' > uet.toml && "
+                            "echo forbidden > toml.txt", "may_change_checks": True},
+    })
+    run_ok(repo, "run", code=1)
+    assert states(repo) == {"toml": "quarantined"}
+    assert reasons(repo) == {"toml": "hook-failed"}
+
+
+def test_a_planted_hook_never_runs_and_the_patch_is_marked(tmp_path: Path) -> None:
+    mark = tmp_path / "planted-hook-ran"
+    planted = ".uet/hooks/pre-merge.d/zz-planted"
+    repo = setup_repo(tmp_path / "r", files={"README.md": "x\n", HOOK: REJECT}, workstreams={
+        "plant": {"command": f"printf '#!/bin/sh\\ntouch {mark}\\n' > {planted} && "
+                             f"chmod +x {planted}", "may_change_checks": True},
+        "later": {"depends_on": ["plant"], "command": "echo later > later.txt"},
+        "last": {"depends_on": ["later"], "command": "echo last > last.txt"},
+    })
+    commit_executable(repo, HOOK)
+    run_ok(repo, "run")
+    assert states(repo) == dict.fromkeys(("plant", "later", "last"), "committed")
+    assert not mark.exists()
+    run_id = last_run(repo)
+    assert verified_trailers(repo, run_id, "plant").get(MAY_CHANGE_CHECKS) == "true"
+    assert MAY_CHANGE_CHECKS not in verified_trailers(repo, run_id, "later")
