@@ -23,6 +23,7 @@ from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.snapshot import apply_patch, apply_patch_ex, snapshot_tree
 from uet_git.gitrepo.worktrees import (
     add_worktree,
+    admin_dir,
     dirty_paths,
     list_worktrees,
     remove_worktree,
@@ -108,6 +109,25 @@ def test_worktree_life_cycle_runs_no_planted_program(trap) -> None:
     assert rev_list(repo, patch, f"^{base}") == [patch]
     assert count_commits(repo, base, patch) == 1
     remove_worktree(repo, wt)
+    assert _marks(marks) == []
+
+
+def test_snapshot_through_the_git_cli_runs_no_planted_program(trap) -> None:
+    """A configured filter driver sends the snapshot through ``git add -A`` (and, without an
+    index, ``read-tree``): still no hook or fsmonitor."""
+    repo, marks, _ = trap
+    git(repo.workdir, "config", "filter.noop.clean", "cat")
+    repo = Repo.open(repo.workdir)
+    _plain_git_runs_the_trap(repo, marks)
+    base = repo.rev_parse("HEAD")
+    assert base is not None
+    wt = repo.uet_dir / "worktrees" / "0"
+    add_worktree(repo, wt, base)
+    (wt / "a.txt").write_text("cli\n")
+    tree = snapshot_tree(repo, wt)
+    assert objects.read_blob(repo, tree, "a.txt") == b"cli\n"
+    (admin_dir(repo, wt) / "index").unlink()
+    assert snapshot_tree(repo, wt) == tree
     assert _marks(marks) == []
 
 
