@@ -61,3 +61,69 @@ def test_scope_wins_over_size_and_lists_are_bounded() -> None:
     assert "and 10 more" in detail and "(allow: src/)" in detail
     git_path = [Change("A", ".git/config", None, 1, 0)]
     assert validate_changes(git_path, _ws(), None)[0] == "scope-violation"
+
+
+def _patch_changes(tmp_path: Path, files: dict[bytes, bytes], **ws_kw):
+    """Changes of a real patch made by writing ``files`` (byte names) into a pool worktree."""
+    import os
+
+    from uet_git.workers.normalise import normalise
+    from uet_git.workers.pool import WorktreePool
+
+    repo = Repo.open(make_repo(tmp_path / "repo", {"src/a.txt": "a\n", "uet.toml": ""}))
+    base = git(repo.workdir, "rev-parse", "HEAD")
+    pool = WorktreePool(repo, size=1)
+    wt = pool.acquire(base)
+    for name, data in files.items():
+        full = os.path.join(os.fsencode(wt.path), name)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as f:
+            f.write(data)
+    ws = Workstream(id="ws-v", **ws_kw)
+    norm = normalise(repo, wt.path, base, ws=ws, run="r", attempt=1, tool="shell")
+    assert norm.error is None and norm.patch is not None
+    pool.release(wt)
+    pool.close(remove=True)
+    return norm.changes, ws
+
+
+def test_protected_paths_need_may_change_checks(tmp_path: Path) -> None:
+    changes, ws = _patch_changes(tmp_path, {b"uet.toml": b"[verify]\n", b".uet/hooks/x": b"x",
+                                            b".github/ci.yml": b"c", b"src/a.txt": b"b\n"})
+    cfg = VerifyConfig(protected=[".github/**"])
+    reason, detail = validate_changes(changes, ws, cfg)
+    assert reason == "protected-path"
+    listed = detail.split(": ", 1)[1].split(" (")[0].split(", ")
+    assert sorted(listed) == [".github/ci.yml", ".uet/hooks/x", "uet.toml"]
+    assert "may_change_checks" in detail and "\n" not in detail
+    # Without the extra glob the CI file is only a scope question.
+    reason, detail = validate_changes(changes, ws, VerifyConfig())
+    assert reason == "protected-path" and ".github" not in detail.split(" (")[0]
+    allowed = ws.model_copy(update={"may_change_checks": True})
+    assert validate_changes(changes, allowed, cfg)[0] is None
+    # Protection comes before scope: a scope that allows uet.toml does not let it through.
+    scoped = Workstream(id="ws-v", scope={"allow": ["uet.toml", ".uet/**", "**"]})
+    assert validate_changes(changes, scoped, cfg)[0] == "protected-path"
+
+
+def test_a_deleted_or_renamed_protected_file_is_protected(tmp_path: Path) -> None:
+    path = make_repo(tmp_path / "repo", {".uet/hooks/pre-merge.d/check": "x\n", "a": "a\n"})
+    base = git(path, "rev-parse", "HEAD")
+    git(path, "mv", ".uet/hooks/pre-merge.d/check", "moved")
+    git(path, "commit", "-qm", "move")
+    changes = changed_paths(Repo.open(path), base, git(path, "rev-parse", "HEAD"))
+    reason, detail = validate_changes(changes, _ws(), None)
+    assert reason == "protected-path" and ".uet/hooks/pre-merge.d/check" in detail
+
+
+def test_a_non_utf8_name_outside_scope_is_a_scope_violation(tmp_path: Path) -> None:
+    changes, ws = _patch_changes(tmp_path, {b"\xff.txt": b"x\n", b"src/\xfe\xfd": b"y\n",
+                                            b"src/a.txt": b"b\n"},
+                                 scope={"allow": ["src/**"]})
+    reason, detail = validate_changes(changes, ws, None)
+    assert reason == "scope-violation"
+    assert detail.startswith("1 path outside the scope of ws-v: \\xff.txt (allow: src/**)")
+    detail.encode("utf-8")  # a ledger message: must be valid UTF-8
+    # Inside the scope, such a name passes like any other.
+    everything = ws.model_copy(update={"scope": ws.scope.model_copy(update={"allow": []})})
+    assert validate_changes(changes, everything, None)[0] is None
