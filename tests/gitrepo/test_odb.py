@@ -56,6 +56,9 @@ def test_missing_and_wrong_type_objects(r) -> None:
         odb.tree_of(repo, blob)
     with pytest.raises(odb.MissingObject):
         odb.get_commit(repo, "refs/heads/nope")
+    long_name = "b" * 20 + "-" * 20  # a 40-character branch name is a name, not an id
+    git(path, "branch", long_name)
+    assert odb.get_commit(repo, long_name).oid == repo.rev_parse("HEAD")
     assert not odb.has_object(repo, ghost)
     assert not odb.has_object(repo, "not-an-oid")
     assert odb.has_object(repo, blob)

@@ -7,6 +7,7 @@ for when an object is absent or of the wrong type. Everything runs in process (p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ __all__ = [
     "list_tree", "read_blob", "tree_of", "walk_commits", "walk_tree",
 ]
 
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _KINDS = {pygit2.enums.ObjectType.BLOB: "blob", pygit2.enums.ObjectType.TREE: "tree",
           pygit2.enums.ObjectType.COMMIT: "commit"}
 
@@ -88,10 +90,11 @@ def _lookup(repo: Repo, rev: str, what: str) -> pygit2.Object:
     """The object ``rev`` names (a full or abbreviated id, a ref, any revision), unpeeled."""
     pg = repo.pg
     try:
-        if len(rev) == 40:
+        if _HEX40.match(rev):
             obj = pg.get(rev)
             if obj is not None:
                 return obj
+            raise MissingObject(what, rev)
         return pg.revparse_single(rev)
     except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError) as exc:
         raise MissingObject(what, rev) from exc
