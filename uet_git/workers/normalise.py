@@ -18,13 +18,13 @@ the engine must put it under a ref (the ledger) before the worktree is reset or 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pygit2
-
-from uet_git.gitrepo.merge import Change, changed_paths
+from uet_git.gitrepo.merge import Change, changed_paths, is_ancestor
 from uet_git.gitrepo.objects import make_commit
+from uet_git.gitrepo.odb import CommitInfo, Person, get_commit, walk_commits
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.snapshot import apply_patch_ex, snapshot_tree
 from uet_git.gitrepo.worktrees import reset_worktree, worktree_head
@@ -34,6 +34,7 @@ __all__ = ["Change", "Normalised", "changed_paths", "normalise"]
 
 MAX_LISTED_COMMITS = 100
 MAX_BODY_LINES_PER_COMMIT = 40
+MAX_TOOL_COMMITS = 10_000
 
 
 @dataclass
@@ -48,12 +49,11 @@ class Normalised:
 def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str, attempt: int,
               tool: str, output: str = "worktree", stdout: bytes = b"") -> Normalised:
     worktree = Path(worktree)
-    pg = repo.pg
-    base_commit = pg[pygit2.Oid(hex=base)].peel(pygit2.Commit)
+    base_tree = get_commit(repo, base, what="the worktree's base").tree
     notes: list[str] = []
     tool_commits: list[str] = []
     bodies: list[str] = []
-    author: pygit2.Signature | None = None
+    author: Person | None = None
 
     if output in ("diff", "mbox"):
         data, source = _patch_source(stdout, worktree)
@@ -73,14 +73,14 @@ def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str
             bodies.append(_format_commit(subject, m.message, f"{m.author} <{m.email}>"))
         first = next((m for m in res.messages if m.author or m.email), None)
         if first is not None:
-            author = _mail_signature(first.author, first.email)
+            author = _mail_author(first.author, first.email)
     elif output == "worktree":
         head = worktree_head(repo, worktree)
         if head is not None and head != base:
-            commits, descends = _tool_commits(pg, head, base)
+            commits, descends = _tool_commits(repo, head, base)
             for c in commits:
                 subject = c.message.splitlines()[0] if c.message.strip() else "(no message)"
-                tool_commits.append(f"{str(c.id)[:12]} {subject}")
+                tool_commits.append(f"{c.oid[:12]} {subject}")
                 bodies.append(_format_commit(subject, c.message,
                                              f"{c.author.name} <{c.author.email}>"))
             if not descends:
@@ -95,7 +95,7 @@ def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str
         tree = snapshot_tree(repo, worktree)
     except GitError as exc:
         return Normalised(None, [], tool_commits, f"cannot snapshot the worktree: {exc}", notes)
-    if tree == str(base_commit.tree_id):
+    if tree == base_tree:
         return Normalised(None, [], tool_commits, None, notes)
     message = _message(ws, run=run, attempt=attempt, tool=tool, bodies=bodies, notes=notes,
                        total=len(tool_commits))
@@ -103,21 +103,19 @@ def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str
     return Normalised(patch, changed_paths(repo, base, patch), tool_commits, None, notes)
 
 
-def _tool_commits(pg: pygit2.Repository, head: str, base: str
-                  ) -> tuple[list[pygit2.Commit], bool]:
-    """The commits the tool made (oldest first) and whether HEAD descends from the base."""
-    head_oid, base_oid = pygit2.Oid(hex=head), pygit2.Oid(hex=base)
+def _tool_commits(repo: Repo, head: str, base: str) -> tuple[list[CommitInfo], bool]:
+    """The commits the tool made (oldest first, at most the newest ``MAX_TOOL_COMMITS``) and
+    whether HEAD descends from the base."""
     try:
-        descends = pg.descendant_of(head_oid, base_oid)
-    except (pygit2.GitError, KeyError, ValueError):
+        descends = is_ancestor(repo, base, head)
+        commits: list[CommitInfo] = []
+        for c in walk_commits(repo, head, exclude=[base]):
+            commits.append(c)
+            if len(commits) >= MAX_TOOL_COMMITS:
+                break
+    except GitError:
         return [], False
-    walker = pg.walk(head_oid, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
-    walker.hide(base_oid)
-    commits = []
-    for c in walker:
-        commits.append(c)
-        if len(commits) > 10_000:
-            break
+    commits.reverse()
     return commits, descends
 
 
@@ -165,8 +163,11 @@ def _patch_source(stdout: bytes, worktree: Path) -> tuple[bytes, str | None]:
     return stdout, None
 
 
-def _mail_signature(name: str, email: str) -> pygit2.Signature | None:
-    try:
-        return pygit2.Signature(name or email, email or "unknown@localhost")
-    except (ValueError, TypeError):
+def _mail_author(name: str, email: str) -> Person | None:
+    """The first mail's author, dated now (as a signature made from it always was), or None
+    when git could not record it (angle brackets, line breaks, nothing but blanks)."""
+    name, email = name or email, email or "unknown@localhost"
+    if not name.strip() or any(c in name + email for c in "<>\n\0"):
         return None
+    when = int(time.time())
+    return Person(name, email, when, (time.localtime(when).tm_gmtoff or 0) // 60)

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import filelock
-import pygit2
 
 from uet_git.gitrepo.objects import make_commit
+from uet_git.gitrepo.odb import get_commit
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.snapshot import snapshot_tree
 from uet_git.gitrepo.worktrees import (
@@ -339,8 +339,7 @@ def snapshot_orphan(repo: Repo, wt: Worktree, message: str | None = None) -> str
     head = worktree_head(repo, wt.path)
     parent = wt.base or head
     tree = snapshot_tree(repo, wt.path)
-    pg = repo.pg
-    if parent is not None and str(pg[parent].peel(pygit2.Commit).tree_id) == tree:
+    if parent is not None and get_commit(repo, parent, what="orphan's base").tree == tree:
         return None
     body = [f"slot {wt.slot} at {wt.path}"]
     if wt.label:
