@@ -1,13 +1,34 @@
-"""Shared fixtures: real git repositories in tmp_path, and the uet command run for real."""
+"""Shared fixtures: real git repositories in tmp_path, and the uet command.
+
+``uet()`` runs the command in this process through click's test runner (the same ``main()``
+the installed entry point calls, so exit codes and the one-line ``uet: ...`` errors are the
+real ones); ``uet(..., subprocess=True)`` / ``uet_proc()`` runs ``python -m uet_git`` for the
+tests that need a process of their own: a crash (``os._exit``), a signal, a terminal, a tool
+that hangs, or state a process keeps once set (signal handlers, the subreaper flag)."""
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import io
+import locale
 import os
-import subprocess
+import signal
+import subprocess as sp
 import sys
+import threading
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from uet_git.cli import main
+
+# Read once when the engine module is imported, which in this process happens before any test
+# sets it: the retry backoff of every run here is the short one the e2e helpers ask for.
+os.environ.setdefault("UET_RETRY_BACKOFF", "0.05")
 
 # Deterministic identities and no user config leaking into tests.
 GIT_ENV = {
@@ -17,6 +38,9 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "committer@example.com",
     "GIT_CONFIG_NOSYSTEM": "1",
 }
+
+# Variables that make uet leave with os._exit at a chosen point: never in this process.
+CRASH_VARS = ("UET_TEST_CRASH_AT", "UET_LEDGER_CRASH")
 
 
 @pytest.fixture(autouse=True)
@@ -30,9 +54,55 @@ def _git_identity(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
         monkeypatch.delenv(k, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_uet_thread_left() -> Iterator[None]:
+    """A run stops its worker and integrator threads before it returns; one still alive after
+    a test would keep working on that test's repository while the next one runs."""
+    before = set(threading.enumerate())
+    yield
+    left = [t for t in threading.enumerate()
+            if t not in before and t.name.startswith("uet") and t.is_alive()]
+    for t in left:
+        t.join(timeout=5)
+    alive = [t.name for t in left if t.is_alive()]
+    assert not alive, f"uet threads still running after the test: {alive}"
+    _reap_adopted_zombies()
+
+
+def _reap_adopted_zombies() -> None:
+    """Once uet has run a tool in this process, this process is a child subreaper: what a
+    ``uet`` subprocess leaves behind when it is killed (its ``git update-ref`` child, a tool in
+    its own session) is re-parented here instead of to init. Reap what init would have; every
+    child the test started itself has been waited for by now (its threads are gone)."""
+    for pid in _zombie_children():
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def _zombie_children() -> list[int]:
+    pids: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for tid in tasks:
+        try:
+            children = Path(f"/proc/self/task/{tid}/children").read_text().split()
+        except OSError:
+            continue
+        for pid in children:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state == "Z":
+                pids.append(int(pid))
+    return pids
+
+
 def git(cwd: Path | str, *args: str, check: bool = True, input: str | None = None) -> str:
     """Run the git CLI and return stripped stdout."""
-    proc = subprocess.run(
+    proc = sp.run(
         ["git", *args], cwd=cwd, capture_output=True, text=True, input=input
     )
     if check and proc.returncode != 0:
@@ -59,11 +129,79 @@ def repo(tmp_path: Path) -> Path:
 
 
 def uet(*args: str, cwd: Path | str, env: dict[str, str] | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``uet`` command as a subprocess (the real entry point)."""
+        timeout: float = 120, subprocess: bool = False) -> sp.CompletedProcess[str]:
+    """Run ``uet ARGS`` in ``cwd`` with ``env`` laid over the environment; the result reads
+    like a finished process (returncode, stdout, stderr as text).
+
+    In this process unless ``subprocess`` is true or ``env`` asks for a crash point."""
+    if subprocess or any(k in (env or {}) for k in CRASH_VARS):
+        return uet_proc(*args, cwd=cwd, env=env, timeout=timeout)
+    return _uet_in_process(list(args), cwd=Path(cwd), env=env or {}, timeout=timeout)
+
+
+def uet_proc(*args: str, cwd: Path | str, env: dict[str, str] | None = None,
+             timeout: float = 120) -> sp.CompletedProcess[str]:
+    """Run ``python -m uet_git ARGS`` as a subprocess (the real entry point)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
+    return sp.run(
         [sys.executable, "-m", "uet_git", *args],
         cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout,
-        stdin=subprocess.DEVNULL,
+        stdin=sp.DEVNULL,
     )
+
+
+@contextlib.contextmanager
+def _chdir(path: Path) -> Iterator[None]:
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _text(data: bytes) -> str:
+    """Bytes as ``subprocess.run(text=True)`` decodes them (locale encoding, universal
+    newlines), so a test reads the same text either way."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding=locale.getpreferredencoding(False)).read()
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _uet_in_process(argv: list[str], *, cwd: Path, env: dict[str, str],
+                    timeout: float) -> sp.CompletedProcess[str]:
+    handlers = {s: signal.getsignal(s) for s in _SIGNALS}
+    environ = dict(os.environ)
+    runner = CliRunner()
+    code = 0
+    # A hang must not hang the suite: dump every thread's stack and leave, as the
+    # subprocess's timeout would have failed the test.
+    faulthandler.dump_traceback_later(timeout, exit=True)
+    try:
+        with _chdir(cwd), runner.isolation(env=env) as (out, err, _):
+            try:
+                main(argv)
+            except SystemExit as exc:
+                if exc.code is None:
+                    code = 0
+                elif isinstance(exc.code, int):
+                    code = exc.code
+                else:  # what the interpreter does with sys.exit("message")
+                    print(exc.code, file=sys.stderr)
+                    code = 1
+            except BaseException:  # what the interpreter does with an uncaught exception
+                traceback.print_exc(file=sys.stderr)
+                code = 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            stdout, stderr = out.getvalue(), err.getvalue()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    # What a process would have taken with it: the test must not see it.
+    changed = [s.name for s in _SIGNALS if signal.getsignal(s) != handlers[s]]
+    for s in _SIGNALS:
+        signal.signal(s, handlers[s])
+    assert not changed, f"uet {' '.join(argv)} left signal handlers installed: {changed}"
+    assert dict(os.environ) == environ, f"uet {' '.join(argv)} changed os.environ"
+    return sp.CompletedProcess(["uet", *argv], code, _text(stdout), _text(stderr))

@@ -1,9 +1,13 @@
-"""The README is part of the product: its commands, tables and CI must agree with the code."""
+"""The README is part of the product: its commands, tables and CI must agree with the code;
+and the rules the README and docs/internals.md state about the code hold."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
+
+import pytest
 
 from uet_git.cli import COMMANDS
 from uet_git.ledger.states import transitions_markdown
@@ -32,3 +36,54 @@ def test_every_command_in_usage_exists() -> None:
     used = set(re.findall(r"^uet (\w+)", usage, re.M))
     assert used, "no commands found in the README's usage"
     assert used <= set(COMMANDS), used - set(COMMANDS)
+
+
+
+def local_uet_imports(source: str, name: str) -> list[str]:
+    """``NAME:LINE module`` for each import of a uet_git module (absolute, or relative: inside
+    the package every relative import is one) in a function body of ``source``."""
+    found: set[str] = set()
+    for fn in ast.walk(ast.parse(source, filename=name)):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        for node in ast.walk(fn):  # nested functions are seen twice; the set keeps one
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names if a.name.split(".")[0] == "uet_git"]
+            elif isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                modules = ([("." * node.level) + module]
+                           if node.level or module.split(".")[0] == "uet_git" else [])
+            else:
+                continue
+            found.update(f"{name}:{node.lineno} {m}" for m in modules)
+    return sorted(found, key=lambda line: int(line.split(":")[1].split()[0]))
+
+
+def test_local_import_finder_sees_absolute_and_relative_imports() -> None:
+    source = (
+        "import json\n"
+        "from uet_git.errors import UetError\n"
+        "def f():\n"
+        "    import os\n"
+        "    import uet_git.engine.run\n"
+        "    def g():\n"
+        "        from . import sibling\n"
+        "        from uet_git.ledger import query\n"
+        "    from click import echo\n"
+        "class C:\n"
+        "    def m(self):\n"
+        "        from ..gitrepo.refs import for_each_ref\n"
+    )
+    assert local_uet_imports(source, "m.py") == [
+        "m.py:5 uet_git.engine.run", "m.py:7 .", "m.py:8 uet_git.ledger",
+        "m.py:12 ..gitrepo.refs"]
+
+
+@pytest.mark.xfail(strict=False, reason="re-cut in progress")
+def test_no_function_local_imports_of_uet_modules() -> None:
+    # The CLI loads each command's module when it is invoked (so `uet status` does not import
+    # the run engine); anywhere else a local import hides an import circle.
+    allowed = {ROOT / "uet_git" / "cli" / "__init__.py"}
+    found = [line for path in sorted((ROOT / "uet_git").rglob("*.py")) if path not in allowed
+             for line in local_uet_imports(path.read_text(), path.relative_to(ROOT).as_posix())]
+    assert not found, "function-local imports of uet_git modules:\n" + "\n".join(found)

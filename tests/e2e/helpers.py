@@ -1,12 +1,13 @@
 """Helpers for the `uet run` end-to-end tests: a repository with workstreams and uet.toml, the
-real `uet` command, and checks through the git CLI."""
+`uet` command (in process, or as a process of its own with ``subprocess=True``), and checks
+through the git CLI."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import subprocess
+import subprocess as sp
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,18 @@ import yaml
 from tests.conftest import git, make_repo, uet
 
 TOOLS = Path(__file__).parent / "tools"
+
+
+def legacy_corpus() -> Path:
+    """The legacy workstream corpus: ``$UET_LEGACY_CORPUS``, else next to the checkout
+    (``../shared/corpus/legacy-workstreams``); the tests that read it skip when it is absent."""
+    given = os.environ.get("UET_LEGACY_CORPUS")
+    if given:
+        return Path(given)
+    return Path(__file__).resolve().parents[3] / "shared" / "corpus" / "legacy-workstreams"
+
+
+CORPUS = legacy_corpus()
 
 
 def tool(name: str) -> str:
@@ -37,12 +50,12 @@ def setup_repo(path: Path, *, files: dict[str, str] | None = None,
 
 
 def run(repo: Path, *args: str, env: dict[str, str] | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        timeout: float = 120, subprocess: bool = False) -> sp.CompletedProcess[str]:
     return uet(*args, cwd=repo, env={"UET_RETRY_BACKOFF": "0.05", **(env or {})},
-               timeout=timeout)
+               timeout=timeout, subprocess=subprocess)
 
 
-def run_ok(repo: Path, *args: str, code: int = 0, **kw: Any) -> subprocess.CompletedProcess[str]:
+def run_ok(repo: Path, *args: str, code: int = 0, **kw: Any) -> sp.CompletedProcess[str]:
     proc = run(repo, *args, **kw)
     assert proc.returncode == code, (
         f"uet {' '.join(args)} exited {proc.returncode}, wanted {code}\n"
@@ -101,7 +114,7 @@ def show(repo: Path, rev_path: str) -> str:
 
 
 def fsck_clean(repo: Path, *, uet_fsck: bool = True) -> None:
-    proc = subprocess.run(["git", "fsck", "--strict", "--no-progress"], cwd=repo,
+    proc = sp.run(["git", "fsck", "--strict", "--no-progress"], cwd=repo,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "error" not in proc.stderr.lower(), proc.stderr

@@ -1,4 +1,4 @@
-"""The real legacy corpus (../shared/corpus/legacy-workstreams): every file has an asserted
+"""The real legacy corpus (``helpers.legacy_corpus()``): every file has an asserted
 outcome, and `uet convert` + `uet plan` give a DAG with every converted bundle in it."""
 
 from __future__ import annotations
@@ -10,12 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import uet
+from tests.e2e.helpers import CORPUS
 from uet_git.spec.convert import convert_paths, unresolved
 from uet_git.spec.load import load_workstreams
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "legacy-workstreams"
-if not CORPUS.is_dir():  # the tree may be checked out elsewhere; the corpus is next to it
-    CORPUS = Path("/work/shared/corpus/legacy-workstreams")
 
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="legacy corpus not available")
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo, uet
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "legacy-workstreams"
+from tests.e2e.helpers import CORPUS
 
 
 def write(root: Path, name: str, text: str) -> None:

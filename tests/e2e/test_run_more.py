@@ -3,6 +3,7 @@ landing modes and a moved target."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.conftest import git
@@ -262,8 +263,6 @@ def test_missing_executable_is_tool_failed_and_the_rest_runs(tmp_path: Path):
 
 
 def test_weights_come_from_estimates_then_earlier_runs(tmp_path: Path):
-    import json
-
     fast = tmp_path / "fast"
     repo = setup_repo(tmp_path / "r", workstreams={
         "timed": {"command": f"[ -f {fast} ] || sleep 2.2; echo $UET_RUN > t.txt"},
