@@ -456,7 +456,7 @@ def test_a_ref_lock_held_for_a_moment_is_waited_for(env, monkeypatch) -> None:
     assert ledger.state("w1").state == "blocked"
     assert f"refs/uet/blocked/{RUN}/w1" in uet_refs(path)
     # A lock that stays is reported, and nothing is written (shorter retries here).
-    monkeypatch.setattr(writer, "LOCK_RETRY_DELAYS", (0.05, 0.05))
+    monkeypatch.setattr(writer, "LOCK_RETRY_SECONDS", 0.1)
     lock.write_text("")
     refs = uet_refs(path)
     with pytest.raises(RefConflict, match="could not lock its refs") as info:

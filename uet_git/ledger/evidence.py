@@ -1,13 +1,50 @@
-"""Evidence of a run: the blobs under ``evidence/WS/ATTEMPT/`` of the ledger tip's tree."""
+"""Evidence of a run: the blobs under ``evidence/WS/ATTEMPT/`` (and ``run/``) of the ledger
+tip's tree. Each blob is kept up to ``MAX_EVIDENCE`` bytes (1 MiB); beyond that its head and
+tail are kept around a marker line saying how much was cut."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from uet_git.errors import UetError
 from uet_git.gitrepo import Repo
 from uet_git.ledger.log import read_ledger, ws_record
+
+MAX_EVIDENCE = 1 << 20  # bytes kept per evidence blob
+
+
+def truncate(data: bytes, limit: int = MAX_EVIDENCE) -> bytes:
+    """``data`` if it fits in ``limit`` bytes, else its head and tail around a marker line
+    that says how many bytes were cut."""
+    if len(data) <= limit:
+        return data
+    reserve = 160  # room for the marker line
+    keep = max(limit - reserve, 2)
+    head, tail = keep // 2, keep - keep // 2
+    cut = len(data) - head - tail
+    marker = (f"\n[uet: {cut} bytes cut here; the original had {len(data)} bytes, "
+              f"the first {head} and last {tail} are kept]\n").encode()
+    return data[:head] + marker + data[len(data) - tail:]
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or any(p in ("", ".", "..") or "\0" in p
+                                        or p.lower() == ".git" for p in name.split("/")):
+        raise UetError(f"bad evidence name {name!r}")
+
+
+def evidence_files(prefix: str, evidence: Mapping[str, bytes] | None) -> dict[str, bytes]:
+    """``{prefix/NAME: bytes}`` for a ledger tree, each truncated to ``MAX_EVIDENCE``."""
+    files: dict[str, bytes] = {}
+    for name, data in (evidence or {}).items():
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise UetError(f"evidence {name!r} must be bytes")
+        _check_name(name)
+        files[f"{prefix}/{name}"] = truncate(bytes(data))
+    return files
 
 
 def _evidence_tree(repo: Repo, commit: str, ws: str, attempt: int) -> Any | None:

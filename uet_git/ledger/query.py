@@ -22,8 +22,16 @@ from typing import Any
 
 from uet_git.errors import UetError
 from uet_git.gitrepo import Repo
+from uet_git.gitrepo import refs as gitrefs
 from uet_git.ledger.evidence import evidence, evidence_attempts
-from uet_git.ledger.layout import ROOT, check_run_id, integration_ref, ledger_ref, state_prefixes
+from uet_git.ledger.layout import (
+    ROOT,
+    check_run_id,
+    integration_ref,
+    ledger_ref,
+    patch_prefix,
+    state_prefixes,
+)
 from uet_git.ledger.log import (
     PENDING,
     Event,
@@ -131,24 +139,21 @@ class RunInfo:
 
 
 def for_each_ref(repo: Repo, patterns: Iterable[str]) -> list[tuple[str, str]]:
-    """``[(refname, oid)]`` for refs matching any pattern (prefixes up to a slash), one git
-    process. ``%(objectname)`` does not read the object, so this stays cheap."""
+    """``[(refname, oid)]`` for refs matching any pattern (none: no refs); the listing is
+    ``gitrepo.refs.for_each_ref``'s."""
     pats = list(patterns)
-    if not pats:
-        return []
-    out = repo.git("for-each-ref", "--format=%(objectname) %(refname)", *pats).stdout
-    refs: list[tuple[str, str]] = []
-    for line in out.decode().splitlines():
-        oid, _, name = line.partition(" ")
-        if name:
-            refs.append((name, oid))
-    return refs
+    return list(gitrefs.for_each_ref(repo, *pats).items()) if pats else []
 
 
 def run_refs(repo: Repo, run: str) -> dict[str, str]:
     """Every ref of one run except its patches: ledger, integration and state refs."""
-    pats = [ledger_ref(run), integration_ref(run), *state_prefixes(run)]
-    return dict(for_each_ref(repo, pats))
+    return gitrefs.for_each_ref(repo, ledger_ref(run), integration_ref(run), *state_prefixes(run))
+
+
+def all_run_refs(repo: Repo, run: str) -> dict[str, str]:
+    """Every ref of one run, its patches included."""
+    return gitrefs.for_each_ref(repo, ledger_ref(run), integration_ref(run), patch_prefix(run),
+                             *state_prefixes(run))
 
 
 def state_refs_of(refs: Mapping[str, str], run: str) -> dict[str, list[tuple[str, str, str]]]:

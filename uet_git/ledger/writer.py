@@ -2,25 +2,43 @@
 
 A transition (``Ledger.record``) does, in this order:
 
-1. check the move against ``states.TRANSITIONS`` (an illegal one raises, nothing is written);
+1. check the move against ``states`` (the transition table and the attempt rules; an illegal
+   one raises, nothing is written);
 2. write the objects: evidence blobs, the new ledger tree (previous tree + ``evidence/WS/N/...``)
    and the ledger commit (subject ``WS: from -> to``, a short body, ``Uet-*`` trailers);
 3. move the refs in ONE ``update-ref --stdin`` transaction, each with its old value: the ledger
    ref (CAS on the old tip), the old state ref (delete, CAS), the new state ref (create: must
    not exist), the attempt's patch ref (create, or verify when it exists), and the integration
-   ref (CAS) when it moves.
+   ref (CAS) when it moves;
+4. check that what the refs now name exists (see "Concurrent git housekeeping").
 
 A crash before step 3 leaves unreferenced objects and the old state; a crash of uet inside it
 leaves the old state (git, in its own session, rolls the transaction back when its stdin closes
 before ``commit``) or the new one (``commit`` had reached git, which finishes it). Never both,
 never neither. Only a kill of git itself in the middle of its commit phase (SIGKILL of the whole
 process group, power loss) can leave ref lock files and half-moved refs; ``Ledger.open`` then
-removes the stale locks and makes the refs agree with the ledger, and records ``run: repair``.
+removes the stale locks (``lock.py``) and makes the refs agree with the ledger
+(``repair.py``), recording ``run: repair``.
 
-One writer per run: a non-blocking ``filelock`` on ``<common git dir>/uet/locks/RUN.lock``
-(a second writer gets ``LedgerBusy`` at once), with the CAS old values as the second line of
-defence. Readers (``query.py``) never lock. Within a process the writer is thread-safe: one
-mutex serialises transitions, and each thread writes objects through its own pygit2 handle.
+One writer per run (``lock.RunLock``), with the CAS old values as the second line of defence.
+Readers (``query.py``) never lock. Within a process the writer is thread-safe: one mutex
+serialises transitions, and each thread writes objects through its own handle.
+
+Concurrent git housekeeping (a user's ``git gc``/``pack-refs`` in the same repository):
+- a held ref lock (``packed-refs.lock`` while ``pack-refs`` runs) is waited for, for up to
+  ``LOCK_RETRY_SECONDS``; a lost compare-and-swap is never retried: this writer holds the
+  run's lock, so it means the refs were moved behind its back;
+- ``git gc --prune=now`` can delete objects written but not yet referenced, so the ledger
+  commit a ref now names may be gone: after every transaction the writer checks that the
+  ledger commit, the trees on its evidence path and the evidence blobs exist, and writes them
+  again from memory when not (the same bytes give the same ids, so the refs become valid
+  again without moving); a patch or candidate commit gone the same way is written again from
+  the commit read before the transaction when its tree is still there. What it cannot put
+  back (a pruned patch tree) is a one-line error naming the ref;
+- a tool that deletes the run's refs (``git update-ref -d`` of ``refs/uet/*``) makes the next
+  transaction lose its compare-and-swap: the writer then finds its own refs gone, creates them
+  again from what it holds in memory (ledger tip, state refs, patches, integration), commits
+  the transaction, and records a ``run: repair`` event saying so.
 
 Cost per transition does not grow with the number of refs or runs: no ref is listed, the
 transaction touches at most five loose refs, and the long-lived ``update-ref`` process
@@ -34,9 +52,8 @@ Durability (measured on this machine's ext4, 2 cores, medians): ref updates are 
 load, against ~0.1 ms without — kept, a transition costs ~2-4 ms either way. Objects are
 written by libgit2, which does not fsync; fsyncing a transition's ~6 objects ourselves
 measured ~9 ms (three times a whole transition), so it is not done. Objects are always written
-before the refs that name them, so a killed process never leaves a ref to a missing object;
-after a power loss the filesystem decides, and ``uet fsck`` / ``git fsck`` report a ref to a
-lost object.
+before the refs that name them; after a power loss the filesystem decides, and ``uet fsck`` /
+``git fsck`` report a ref to a lost object.
 
 Fault injection for the crash tests: ``UET_LEDGER_CRASH=POINT[:WS]`` makes the process
 ``os._exit(99)`` at POINT (``after-objects``, ``after-prepare``, ``after-commit``) of a
@@ -47,33 +64,43 @@ The integration ref only fast-forwards, with one exception: ``rebase_integration
 --rebase``) moves it onto a chain re-integrated on the target's new tip. That is the same kind
 of transaction: objects first, then the ledger ref and the integration ref together, each with
 its old value, and a ``run: rebase`` ledger commit whose ``Uet-Onto`` tells ``uet fsck`` where
-the run's own commits now start and whose ``Uet-Integration`` lets a repair on open agree.
+the run's own commits now start and whose ``Uet-Integration`` records the new tip.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import threading
 import time
 import weakref
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
-
-import filelock
-import pygit2
 
 from uet_git.errors import UetError
 from uet_git.gitrepo import objects
+from uet_git.gitrepo.merge import is_ancestor
+from uet_git.gitrepo.odb import (
+    CommitInfo,
+    MissingObject,
+    Person,
+    get_commit,
+    has_object,
+    list_tree,
+    tree_of,
+)
 from uet_git.gitrepo.refs import RefConflict, RefTransaction, RefUpdater
 from uet_git.gitrepo.repo import GitError, Repo
+from uet_git.gitrepo.trailers import format_message, one_line
 from uet_git.ledger import layout
+from uet_git.ledger.evidence import MAX_EVIDENCE, evidence_files, truncate
 from uet_git.ledger.expected import disagreements, recorded_integration
+from uet_git.ledger.lock import LedgerBusy, RunLock, clear_stale_ref_locks
 from uet_git.ledger.log import PLAN_PATH, LedgerLog, WsRecord, plan_deps, read_ledger, ws_record
-from uet_git.ledger.query import state_refs_of
+from uet_git.ledger.query import all_run_refs, state_refs_of
+from uet_git.ledger.repair import REPAIR_EVENT, repair_refs
 from uet_git.ledger.states import (
     CANDIDATE_STATES,
     KEEPS_CANDIDATE,
@@ -83,9 +110,9 @@ from uet_git.ledger.states import (
     check_transition,
 )
 
-MAX_EVIDENCE = 1 << 20  # bytes kept per evidence blob
-LOCK_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)  # seconds between retries of a held ref lock
-STALE_LOCK_AGE = 1.0  # seconds: a ref lock this old under a held run lock is a dead writer's
+__all__ = ["MAX_EVIDENCE", "Ledger", "LedgerBusy", "truncate"]
+
+LOCK_RETRY_SECONDS = 5.0  # how long a transaction waits for a ref lock another git holds
 CONFIG_PATH = "config.json"
 RESERVED_TRAILERS = frozenset({
     "Uet-Run", "Uet-Workstream", "Uet-Attempt", "Uet-From", "Uet-To", "Uet-Patch",
@@ -99,43 +126,8 @@ REBASE_CRASH_KEY = "run:rebase"
 _TRAILER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 
-class LedgerBusy(UetError):
-    """Another process (or Ledger object) holds this run's writer lock."""
-
-
 class _RunExists(UetError):
     """``Ledger.create`` with a run id that is taken (a fresh id is tried when none was given)."""
-
-
-def truncate(data: bytes, limit: int = MAX_EVIDENCE) -> bytes:
-    """``data`` if it fits in ``limit`` bytes, else its head and tail around a marker line
-    that says how many bytes were cut."""
-    if len(data) <= limit:
-        return data
-    reserve = 160  # room for the marker line
-    keep = max(limit - reserve, 2)
-    head, tail = keep // 2, keep - keep // 2
-    cut = len(data) - head - tail
-    marker = (f"\n[uet: {cut} bytes cut here; the original had {len(data)} bytes, "
-              f"the first {head} and last {tail} are kept]\n").encode()
-    return data[:head] + marker + data[len(data) - tail:]
-
-
-def _one_line(value: object) -> str:
-    return " ".join(str(value).split())
-
-
-def _message(subject: str, body: str, trailers: list[tuple[str, str]]) -> str:
-    # git stops reading a message at a "---" line (a patch follows), which would hide the
-    # trailers from `git interpret-trailers`: indent such body lines.
-    body = "\n".join(f" {ln}" if ln.startswith("---") else ln
-                     for ln in body.strip().splitlines()).strip()
-    lines = [f"{k}: {_one_line(v)}" for k, v in trailers]
-    parts = [subject.strip()]
-    if body:
-        parts.append(body)
-    parts.append("\n".join(lines))
-    return "\n\n".join(parts) + "\n"
 
 
 def _extra_trailers(trailers: Mapping[str, str] | None) -> list[tuple[str, str]]:
@@ -145,22 +137,8 @@ def _extra_trailers(trailers: Mapping[str, str] | None) -> list[tuple[str, str]]
             raise UetError(f"bad trailer key {k!r}: expected letters, digits and '-'")
         if k in RESERVED_TRAILERS:
             raise UetError(f"trailer {k} is written by the ledger itself")
-        out.append((k, _one_line(v)))
+        out.append((k, one_line(v)))
     return out
-
-
-def _age(p: Path) -> float:
-    try:
-        return time.time() - p.stat().st_mtime
-    except OSError:
-        return STALE_LOCK_AGE
-
-
-def _by_ws(log: Any) -> dict[str, list[Any]]:
-    by_ws: dict[str, list[Any]] = {}
-    for e in log.transitions():
-        by_ws.setdefault(e.ws, []).append(e)
-    return by_ws
 
 
 def _crash_point(point: str, ws: str | None) -> None:
@@ -172,14 +150,67 @@ def _crash_point(point: str, ws: str | None) -> None:
         os._exit(99)
 
 
+def _fresh(repo: Repo) -> Repo:
+    # A handle with empty caches: libgit2 answers "exists" from its object cache for what
+    # this process wrote or read, even after another process pruned it from disk.
+    return Repo(workdir=repo.workdir, git_dir=repo.git_dir, common_dir=repo.common_dir)
+
+
+@dataclass
+class _Written:
+    """A ledger commit as the writer made it: enough to write it again, byte for byte."""
+
+    base_tree: str
+    files: dict[str, bytes]
+    parent: str | None
+    message: str
+    author: Person
+    committer: Person
+    tree: str = ""
+    commit: str = ""
+    named: dict[str, CommitInfo] = field(default_factory=dict)  # patch/candidate read before
+
+    def write(self, repo: Repo) -> str:
+        tree = objects.build_tree(repo, self.base_tree, self.files) if self.files \
+            else self.base_tree
+        commit = objects.make_commit(repo, tree, [self.parent] if self.parent else [],
+                                     self.message, author=self.author, committer=self.committer)
+        if self.commit and (tree, commit) != (self.tree, self.commit):
+            raise UetError(f"ledger commit {self.commit[:12]} written again came out as "
+                           f"{commit[:12]}")  # pragma: no cover - same bytes, same id
+        self.tree, self.commit = tree, commit
+        return commit
+
+    def missing(self, repo: Repo) -> list[str]:
+        """The objects of this commit (and the patch/candidate it names) not on disk."""
+        fresh = _fresh(repo)
+        gone = [oid for oid in (self.commit, self.tree) if not has_object(fresh, oid)]
+        if gone:
+            return gone
+        for d in sorted({p.rpartition("/")[0] for p in self.files}):
+            # Listing the directory reads every tree on its path from disk (a fresh handle).
+            try:
+                entries = {e.name: e.oid for e in list_tree(fresh, self.tree, d)}
+            except (MissingObject, GitError, KeyError):
+                entries = {}
+            for path in self.files:
+                head, _, name = path.rpartition("/")
+                if head != d:
+                    continue
+                oid = entries.get(name)
+                if oid is None or not has_object(fresh, oid):
+                    gone.append(oid or f"{self.tree}:{path}")
+        gone.extend(oid for oid in self.named if not has_object(fresh, oid))
+        return gone
+
+
 class Ledger:
     """The writer of one run. Get one with ``Ledger.create`` or ``Ledger.open``."""
 
-    def __init__(self, repo: Repo, run: str, lock: filelock.BaseFileLock, owner: Path) -> None:
+    def __init__(self, repo: Repo, run: str, lock: RunLock) -> None:
         self.repo = repo
         self.run = run
         self._lock = lock
-        self._owner = owner
         self._mutex = threading.RLock()
         self._updater = RefUpdater(repo)
         # A Ledger dropped without close() must not leave its git process behind.
@@ -196,26 +227,6 @@ class Ledger:
         self._patches: dict[tuple[str, int], str] = {}
 
     # ------------------------------------------------------------------ opening
-
-    @staticmethod
-    def _acquire(repo: Repo, run: str) -> tuple[filelock.BaseFileLock, Path]:
-        locks = repo.uet_dir / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        path = locks / f"{run}.lock"
-        owner = locks / f"{run}.owner"
-        lock = filelock.FileLock(str(path), thread_local=False)
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            try:
-                pid = owner.read_text().split()[0]
-            except (OSError, IndexError):
-                pid = "unknown"
-            raise LedgerBusy(
-                f"run {run} is being written by another uet process (pid {pid})"
-            ) from None
-        owner.write_text(f"{os.getpid()}\n")
-        return lock, owner
 
     @classmethod
     def create(
@@ -252,36 +263,38 @@ class Ledger:
         if repo.read_ref(layout.ledger_ref(run)) is not None:
             raise _RunExists(f"run {run} already exists")
         try:
-            lock, owner = cls._acquire(repo, run)
+            lock = RunLock.acquire(repo, run)
         except LedgerBusy:
             raise _RunExists(f"run {run} already exists (and is being written)") from None
-        self = cls(repo, run, lock, owner)
+        self = cls(repo, run, lock)
         try:
-            files: dict[str, bytes | None] = {
-                PLAN_PATH: (json.dumps(plan, indent=2, sort_keys=True, default=str) + "\n")
-                .encode()
-            }
+            files = {PLAN_PATH: (json.dumps(plan, indent=2, sort_keys=True, default=str)
+                                 + "\n").encode()}
             if config is not None:
                 files[CONFIG_PATH] = (
                     json.dumps(config, indent=2, sort_keys=True, default=str) + "\n"
                 ).encode()
-            tree = objects.build_tree(repo, None, files)
             trailers = [("Uet-Run", run), ("Uet-Base", base_oid)]
             if target is not None:
                 trailers.append(("Uet-Target", target))
             n = len(plan_deps(plan))
             body = f"uet run {run} from {base_oid[:12]}" + (f" onto {target}" if target else "")
             body += f"; {n} workstreams planned" if n else ""
-            commit = objects.make_commit(repo, tree, [], _message("run: start", body, trailers))
+            written = _Written(objects.empty_tree(repo), files, None,
+                               format_message("run: start", body, trailers),
+                               objects.identity(repo, "author"),
+                               objects.identity(repo, "committer"))
+            commit = written.write(repo)
             tx = repo.transaction(self._updater)
             tx.create(layout.ledger_ref(run), commit)
             tx.create(layout.integration_ref(run), base_oid)
             try:
-                tx.commit()
+                self._commit(tx)
             except RefConflict as exc:
                 raise _RunExists(f"run {run} already exists ({exc})") from None
+            self._ensure_written(written)
             self.base, self.target, self.plan = base_oid, target, dict(plan)
-            self._tip, self._tree, self._integration = commit, tree, base_oid
+            self._tip, self._tree, self._integration = commit, written.tree, base_oid
         except BaseException:
             self.close()
             raise
@@ -293,14 +306,14 @@ class Ledger:
 
         A writer killed in the middle of git's commit phase (SIGKILL of its process group,
         power loss) can leave ref lock files and a half-moved transaction. Holding the run's
-        lock, ``open`` removes such stale locks (older than ``STALE_LOCK_AGE``) and makes the
-        refs agree with the ledger again, recording a ``run: repair`` event. Without stale
-        locks, refs that disagree with the ledger raise a UetError (``uet fsck`` shows them)
-        unless ``repair=True``.
+        lock, ``open`` removes such stale locks and makes the refs agree with the ledger
+        again, recording a ``run: repair`` event. Without stale locks, refs that disagree with
+        the ledger (the integration ref included) raise a one-line UetError pointing to
+        ``uet fsck --repair`` unless ``repair=True``.
         """
         layout.check_run_id(run)
-        lock, owner = cls._acquire(repo, run)
-        self = cls(repo, run, lock, owner)
+        lock = RunLock.acquire(repo, run)
+        self = cls(repo, run, lock)
         try:
             self._load(repair)
         except BaseException:
@@ -308,76 +321,48 @@ class Ledger:
             raise
         return self
 
-    def _ref_locks(self) -> list[Path]:
-        d = self.repo.common_dir / "refs" / "uet"
-        run = self.run
-        pats = [f"*/{run}.lock", f"*/{run}/*.lock", f"patches/{run}/*/*.lock"]
-        return sorted({p for pat in pats for p in d.glob(pat)})
-
-    def _clear_stale_locks(self) -> list[str]:
-        """Remove ref lock files of this run left by a dead writer; returns their ref names.
-        A live git holds a ref lock for milliseconds, so a lock is stale once it is older than
-        ``STALE_LOCK_AGE`` (wait for that, at most once)."""
-        locks = self._ref_locks()
-        if not locks:
-            return []
-        deadline = time.time() + STALE_LOCK_AGE
-        while True:
-            young = [p for p in locks if p.exists() and _age(p) < STALE_LOCK_AGE]
-            if not young or time.time() > deadline:
-                break
-            time.sleep(0.05)
-        removed = []
-        for p in locks:
-            if p.exists() and _age(p) >= STALE_LOCK_AGE:
-                p.unlink(missing_ok=True)
-                rel = p.relative_to(self.repo.common_dir).as_posix()
-                removed.append(rel.removesuffix(".lock"))
-        return removed
-
-    def _read_refs(self) -> dict[str, str]:
-        run = self.run
-        pats = [layout.ledger_ref(run), layout.integration_ref(run), layout.patch_prefix(run),
-                *layout.state_prefixes(run)]
-        out = self.repo.git("for-each-ref", "--format=%(objectname) %(refname)", *pats).stdout
-        return dict(
-            (name, oid) for oid, _, name in (ln.partition(" ") for ln in out.decode().splitlines())
-        )
-
     def _load(self, repair: bool) -> None:
         run = self.run
-        stale = self._clear_stale_locks()
-        refs = self._read_refs()
+        stale = clear_stale_ref_locks(self.repo, run)
+        if stale or repair:
+            notes = ["removed stale ref locks of a killed writer: " + ", ".join(stale)] \
+                if stale else []
+            repair_refs(self.repo, run, updater=self._updater, notes=notes)
+        refs = all_run_refs(self.repo, run)
         tip = refs.get(layout.ledger_ref(run))
         if tip is None:
             raise UetError(f"no run {run} in this repository (no {layout.ledger_ref(run)})")
         log = read_ledger(self.repo, run, tip=tip)
         if log.base is None:
             raise UetError(f"run {run}: the ledger has no `run: start` commit with Uet-Base")
-        fixes = self._expected_fixes(log, refs)
+        fixes = disagreements(log, refs)
         if fixes:
-            if not (stale or repair):
-                shown = "; ".join(why for _, _, _, why in fixes[:3])
-                raise UetError(f"run {run}: refs disagree with the ledger ({shown}); "
-                               f"run `uet fsck {run}`")
-            self._apply_fixes(tip, fixes, stale)
-            refs = self._read_refs()
-            tip = refs[layout.ledger_ref(run)]
-            log = read_ledger(self.repo, run, tip=tip)
-        # The ledger, not the ref, says where integration is; the ref agrees (checked above)
-        # or `uet gc` removed it (recreated on the next move).
-        integ = recorded_integration(log) or log.base
-        self._integration_ref = layout.integration_ref(run) in refs
+            shown = "; ".join(why for *_, why in fixes[:3])
+            raise UetError(f"run {run}: refs disagree with the ledger ({shown}); "
+                           f"run `uet fsck --repair {run}`")
         self.base, self.target = log.base, log.target
-        self._tip, self._integration = tip, integ
-        self._tree = objects.commit_tree(self.repo, tip)
-        raw = objects.read_blob(self.repo, tip, PLAN_PATH)
+        # The ledger, not the ref, says where integration is: the ref agrees (checked above)
+        # or `uet gc` removed it (created again on the next move).
+        self._tip, self._integration = tip, recorded_integration(log) or log.base
+        self._integration_ref = layout.integration_ref(run) in refs
+        try:
+            self._tree = tree_of(self.repo, tip)
+            raw = objects.read_blob(self.repo, tip, PLAN_PATH)
+        except MissingObject as exc:
+            raise UetError(f"run {run}: {layout.ledger_ref(run)}: {exc}; run "
+                           f"`uet fsck --repair {run}`", exit_code=1) from None
         try:
             self.plan = json.loads(raw) if raw else {}
         except ValueError:
             self.plan = {}
-        state_refs = state_refs_of(refs, run)
-        for ws, events in _by_ws(log).items():
+        self._load_states(log, refs)
+
+    def _load_states(self, log: LedgerLog, refs: Mapping[str, str]) -> None:
+        by_ws: dict[str, list[Any]] = {}
+        for e in log.transitions():
+            by_ws.setdefault(e.ws, []).append(e)  # type: ignore[arg-type]
+        state_refs = state_refs_of(refs, self.run)
+        for ws, events in by_ws.items():
             rec = ws_record(ws, events)
             found = state_refs.get(ws, [])
             if found:
@@ -389,31 +374,6 @@ class Ledger:
             p = layout.parse_ref(name)
             if p is not None and p.kind == "patch" and p.ws and p.attempt:
                 self._patches[(p.ws, p.attempt)] = oid
-
-    def _expected_fixes(self, log: LedgerLog, refs: Mapping[str, str]
-                        ) -> list[tuple[str, str | None, str | None, str]]:
-        """``(ref, old, new, why)`` that make the refs agree with the ledger (new None =
-        delete, old None = create)."""
-        return disagreements(log, refs)
-
-    def _apply_fixes(self, tip: str, fixes: list[tuple[str, str | None, str | None, str]],
-                     stale: list[str]) -> None:
-        tx = self.repo.transaction(self._updater)
-        tx.verify(layout.ledger_ref(self.run), tip)
-        for name, old, new, _ in fixes:
-            if new is None:
-                assert old is not None
-                tx.delete(name, old)
-            else:
-                tx.update(name, new, old)
-        tx.commit()
-        lines = [why for _, _, _, why in fixes]
-        if stale:
-            lines.insert(0, "removed stale ref locks of a killed writer: " + ", ".join(stale))
-        self._tip = tip
-        self._tree = objects.commit_tree(self.repo, tip)
-        self.event("run: repair", "refs made to agree with the ledger:\n" + "\n".join(
-            f"- {line}" for line in lines), trailers={"Uet-Repaired": str(len(fixes))})
 
     # ------------------------------------------------------------------ reading
     # Readers take no lock: the mutex is held across a transition's fsynced ref transaction,
@@ -431,6 +391,7 @@ class Ledger:
         return {ws: WsRecord(**vars(r)) for ws, r in list(self._states.items())}
 
     def integration_tip(self) -> str:
+        """The integration tip the ledger recorded (never read from the ref)."""
         return self._integration
 
     @property
@@ -444,30 +405,22 @@ class Ledger:
         if self._closed:
             raise UetError(f"the ledger of run {self.run} is closed")
 
-    def _commit_oid(self, value: str, what: str) -> str:
+    def _commit_info(self, value: str, what: str) -> CommitInfo:
         try:
-            obj = self.repo.pg.revparse_single(str(value))
-        except (KeyError, ValueError, pygit2.GitError):
-            raise UetError(f"{what} {value} is not an object in this repository") from None
-        if not isinstance(obj, pygit2.Commit):
-            raise UetError(f"{what} {value} is not a commit")
-        return str(obj.id)
+            return get_commit(self.repo, str(value), what=what)
+        except MissingObject:
+            kind = "is not a commit" if has_object(self.repo, str(value)) else \
+                "is not an object in this repository"
+            raise UetError(f"{what} {value} {kind}") from None
 
-    def _evidence_files(self, prefix: str, evidence: Mapping[str, bytes] | None
-                        ) -> dict[str, bytes | None]:
-        files: dict[str, bytes | None] = {}
-        for name, data in (evidence or {}).items():
-            if isinstance(data, str):
-                data = data.encode("utf-8", "surrogateescape")
-            if not isinstance(data, bytes | bytearray | memoryview):
-                raise UetError(f"evidence {name!r} must be bytes")
-            path = f"{prefix}/{name}"
-            try:
-                objects._split(path)
-            except GitError:
-                raise UetError(f"bad evidence name {name!r}") from None
-            files[path] = truncate(bytes(data))
-        return files
+    def _new_commit(self, subject: str, body: str, trailers: list[tuple[str, str]],
+                    files: Mapping[str, bytes]) -> _Written:
+        written = _Written(self._tree, dict(files), self._tip,
+                           format_message(subject, body, trailers),
+                           objects.identity(self.repo, "author"),
+                           objects.identity(self.repo, "committer"))
+        written.write(self.repo)
+        return written
 
     def record(
         self,
@@ -496,8 +449,14 @@ class Ledger:
             cur_attempt = cur.attempt if cur is not None and cur.attempt else 0
             check_attempt(ws, frm, to, attempt, cur_attempt)
             same_attempt = cur is not None and attempt == cur_attempt
-            patch_oid = self._commit_oid(patch, "patch") if patch else None
-            cand_oid = self._commit_oid(candidate, "candidate") if candidate else None
+            named: dict[str, CommitInfo] = {}
+            patch_oid = cand_oid = integ_oid = None
+            if patch:
+                info = self._commit_info(patch, "patch")
+                patch_oid, named[info.oid] = info.oid, info
+            if candidate:
+                info = self._commit_info(candidate, "candidate")
+                cand_oid, named[info.oid] = info.oid, info
             if patch_oid is None and same_attempt and cur is not None:
                 patch_oid = cur.patch
             if cand_oid is None and same_attempt and cur is not None \
@@ -511,17 +470,18 @@ class Ledger:
             if patch_oid and old_patch and old_patch != patch_oid:
                 raise UetError(f"{ws}: attempt {attempt} already has patch {old_patch[:12]}; "
                                "patch refs never move (use a new attempt)")
-            integ_oid = self._commit_oid(integration, "integration") if integration else None
+            if integration:
+                info = self._commit_info(integration, "integration")
+                integ_oid, named[info.oid] = info.oid, info
             if integ_oid and integ_oid != self._integration and \
-                    not self.repo.pg.descendant_of(objects.to_oid(integ_oid),
-                                                   objects.to_oid(self._integration)):
+                    not is_ancestor(self.repo, self._integration, integ_oid):
                 raise UetError(f"integration ref of run {self.run} only fast-forwards: "
                                f"{integ_oid[:12]} does not contain {self._integration[:12]}")
+            moves_integration = bool(integ_oid and integ_oid != self._integration)
             extra = _extra_trailers(trailers)
 
             # -- objects
-            files = self._evidence_files(f"evidence/{ws}/{attempt}", evidence)
-            tree = objects.build_tree(self.repo, self._tree, files) if files else self._tree
+            files = evidence_files(f"evidence/{ws}/{attempt}", evidence)
             tr: list[tuple[str, str]] = [
                 ("Uet-Run", self.run), ("Uet-Workstream", ws), ("Uet-Attempt", str(attempt)),
                 ("Uet-From", frm or "none"), ("Uet-To", to),
@@ -532,79 +492,163 @@ class Ledger:
                 tr.append(("Uet-Candidate", cand_oid))
             if reason:
                 tr.append(("Uet-Reason", reason))
-            if integ_oid and integ_oid != self._integration:
+            if moves_integration:
+                assert integ_oid is not None
                 tr.append(("Uet-Integration", integ_oid))
             tr.extend(extra)
             body = summary.strip() or self._default_summary(ws, frm, to, attempt, reason)
-            commit = objects.make_commit(self.repo, tree, [self._tip],
-                                         _message(f"{ws}: {frm or 'none'} -> {to}", body, tr))
+            written = self._new_commit(f"{ws}: {frm or 'none'} -> {to}", body, tr, files)
+            written.named = named
+            commit = written.commit
             _crash_point("after-objects", ws)
 
             # -- refs, one transaction
             target = cand_oid if to in CANDIDATE_STATES else patch_oid or commit
             assert target is not None
             new_ref = layout.state_ref(to, self.run, ws)
-            tx = self.repo.transaction(self._updater)
-            tx.update(layout.ledger_ref(self.run), commit, self._tip)
-            if cur is not None and cur.ref is not None and cur.target is not None:
-                if cur.ref == new_ref:
-                    tx.update(new_ref, target, cur.target)
+
+            def build() -> RefTransaction:
+                tx = self.repo.transaction(self._updater)
+                tx.update(layout.ledger_ref(self.run), commit, self._tip)
+                if cur is not None and cur.ref is not None and cur.target is not None:
+                    if cur.ref == new_ref:
+                        tx.update(new_ref, target, cur.target)
+                    else:
+                        tx.delete(cur.ref, cur.target)
+                        tx.create(new_ref, target)
                 else:
-                    tx.delete(cur.ref, cur.target)
                     tx.create(new_ref, target)
-            else:
-                tx.create(new_ref, target)
-            if patch_oid and old_patch is None:
-                tx.create(layout.patch_ref(self.run, ws, attempt), patch_oid)
-            elif patch is not None and old_patch == patch_oid:
-                # Given again explicitly: make sure nobody moved it.
-                tx.verify(layout.patch_ref(self.run, ws, attempt), patch_oid)
-            if integ_oid and integ_oid != self._integration:
-                tx.update(layout.integration_ref(self.run), integ_oid,
-                          self._integration if self._integration_ref else None)
-            if os.environ.get("UET_LEDGER_CRASH"):
-                self._updater.before_commit = lambda: _crash_point("after-prepare", ws)
-            try:
-                self._commit(tx)
-            except RefConflict as exc:
-                what = ("could not lock its refs" if exc.lock_held else "lost a race")
-                raise RefConflict(
-                    f"run {self.run}: {ws} {frm or 'none'} -> {to} {what} and was not "
-                    f"recorded: {exc}", lock_held=exc.lock_held) from None
-            except BaseException:
-                # Interrupted (Ctrl-C, a broken pipe) after "commit" may have reached git: the
-                # ledger ref says whether it happened; keep the cache true to it either way.
-                if self.repo.read_ref(layout.ledger_ref(self.run)) == commit:
-                    self._remember(ws, to, attempt, reason, patch_oid, cand_oid, cur,
-                                   same_attempt, new_ref, target, commit, tree, integ_oid)
-                raise
+                if patch_oid and old_patch is None:
+                    tx.create(layout.patch_ref(self.run, ws, attempt), patch_oid)
+                elif patch is not None and old_patch == patch_oid:
+                    # Given again explicitly: make sure nobody moved it.
+                    tx.verify(layout.patch_ref(self.run, ws, attempt), patch_oid)
+                if moves_integration:
+                    assert integ_oid is not None
+                    tx.update(layout.integration_ref(self.run), integ_oid,
+                              self._integration if self._integration_ref else None)
+                return tx
+
+            def remember() -> None:
+                self._remember(ws, to, attempt, reason, patch_oid, cand_oid, cur,
+                               same_attempt, new_ref, target, written, integ_oid)
+
+            self._transact(build, written, remember, ws,
+                           f"{ws} {frm or 'none'} -> {to}")
             _crash_point("after-commit", ws)
-            self._remember(ws, to, attempt, reason, patch_oid, cand_oid, cur, same_attempt,
-                           new_ref, target, commit, tree, integ_oid)
             return commit
 
-    @staticmethod
-    def _commit(tx: RefTransaction) -> None:
-        """Commit ``tx``, retrying for ~1.5 s while another git holds one of its ref locks
-        (a user's ``git pack-refs``/``gc`` in the same repository). A lost compare-and-swap
-        is never retried: this writer holds the run's lock, so it means the refs were moved
-        behind its back."""
-        for delay in LOCK_RETRY_DELAYS:
+    def _transact(self, build: Callable[[], RefTransaction], written: _Written,
+                  remember: Callable[[], None], crash_key: str | None, what: str) -> None:
+        """Commit the transaction ``build()`` makes, then keep the cache and the objects true
+        (see the module doc): retry a held ref lock, put back refs a tool deleted, write
+        again what a concurrent prune removed, and record a ``run: repair`` for a restore."""
+        hooked = crash_key is not None and bool(os.environ.get("UET_LEDGER_CRASH"))
+        if hooked:
+            self._updater.before_commit = lambda: _crash_point("after-prepare", crash_key)
+        restored: list[str] = []
+        try:
+            while True:
+                try:
+                    self._commit(build())
+                    break
+                except RefConflict as exc:
+                    if not exc.lock_held and not restored:
+                        restored = self._restore_deleted_refs()
+                        if restored:
+                            continue
+                    why = "could not lock its refs" if exc.lock_held else "lost a race"
+                    raise RefConflict(f"run {self.run}: {what} {why} and was not recorded: "
+                                      f"{exc}", lock_held=exc.lock_held) from None
+                except BaseException:
+                    # Interrupted (Ctrl-C, a broken pipe) after "commit" may have reached git:
+                    # the ledger ref says whether it happened; keep the cache true to it.
+                    if self.repo.read_ref(layout.ledger_ref(self.run)) == written.commit:
+                        remember()
+                    raise
+        finally:
+            if hooked:
+                self._updater.before_commit = None
+        remember()
+        self._ensure_written(written)
+        if restored:
+            self.event(REPAIR_EVENT, "refs of this run were deleted behind the writer's back; "
+                       "restored from the writer's memory:\n"
+                       + "\n".join(f"- {name}" for name in restored),
+                       trailers={"Uet-Repaired": str(len(restored))})
+
+    def _commit(self, tx: RefTransaction) -> None:
+        """Commit ``tx``, retrying with a short backoff for up to ``LOCK_RETRY_SECONDS`` while
+        another git holds one of its ref locks (a user's ``git pack-refs``/``gc``). A lost
+        compare-and-swap is never retried here."""
+        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        delay = 0.02
+        while True:
             try:
                 tx.commit()
                 return
             except RefConflict as exc:
-                if not exc.lock_held:
+                if not exc.lock_held or time.monotonic() + delay > deadline:
                     raise
             time.sleep(delay)
-        tx.commit()
+            delay = min(delay * 2, 0.5)
+
+    def _ensure_written(self, written: _Written) -> None:
+        """After the refs moved: write again whatever a concurrent prune removed of what they
+        name; a one-line error for what cannot be written again."""
+        for _ in range(3):
+            gone = written.missing(self.repo)
+            if not gone:
+                return
+            written.write(self.repo)
+            for oid in gone:
+                info = written.named.get(oid)
+                if info is not None and has_object(_fresh(self.repo), info.tree):
+                    objects.make_commit(self.repo, info.tree, list(info.parents), info.message,
+                                        author=info.author, committer=info.committer)
+        gone = written.missing(self.repo)
+        if gone:
+            raise UetError(f"run {self.run}: {layout.ledger_ref(self.run)} names objects a "
+                           f"concurrent `git gc --prune=now` removed ({gone[0][:12]}) and "
+                           f"they cannot be written again; run `uet fsck {self.run}`",
+                           exit_code=1)
+
+    def _own_refs(self) -> dict[str, str]:
+        """What this writer knows its refs must be (from memory, no reads)."""
+        run = self.run
+        want = {layout.ledger_ref(run): self._tip}
+        if self._integration_ref:
+            want[layout.integration_ref(run)] = self._integration
+        for rec in list(self._states.values()):
+            if rec.ref and rec.target:
+                want[rec.ref] = rec.target
+        for (ws, n), oid in list(self._patches.items()):
+            want[layout.patch_ref(run, ws, n)] = oid
+        return want
+
+    def _restore_deleted_refs(self) -> list[str]:
+        """After a lost compare-and-swap: when refs of this run are gone (a tool deleted them)
+        and none has another value, create them again from memory; returns their names
+        (``[]``: not that case, nothing done)."""
+        want = self._own_refs()
+        have = all_run_refs(self.repo, self.run)
+        if any(have.get(name) not in (None, oid) for name, oid in want.items()):
+            return []
+        missing = sorted(name for name in want if name not in have)
+        if not missing:
+            return []
+        tx = self.repo.transaction(self._updater)
+        for name in missing:
+            tx.create(name, want[name])
+        self._commit(tx)
+        return missing
 
     def _remember(self, ws: str, to: str, attempt: int, reason: str | None,
                   patch_oid: str | None, cand_oid: str | None, cur: WsRecord | None,
-                  same_attempt: bool, new_ref: str, target: str, commit: str, tree: str,
+                  same_attempt: bool, new_ref: str, target: str, written: _Written,
                   integ_oid: str | None) -> None:
         """Update the in-memory state after a transaction that committed."""
-        when = int(self.repo.pg[objects.to_oid(commit)].commit_time)
+        when = written.committer.time
         new = WsRecord(ws=ws, state=to, attempt=attempt, reason=reason,
                        patch=patch_oid, candidate=cand_oid if cand_oid else
                        (cur.candidate if same_attempt and cur is not None else None),
@@ -613,7 +657,7 @@ class Ledger:
         if new.started is not None:
             new.duration = when - new.started
         self._states[ws] = new
-        self._tip, self._tree = commit, tree
+        self._tip, self._tree = written.commit, written.tree
         if patch_oid:
             self._patches[(ws, attempt)] = patch_oid
         if integ_oid:
@@ -636,25 +680,25 @@ class Ledger:
     ) -> str:
         """A run-level ledger commit (``run: land``, ``run: finish``...); no state ref moves.
         Evidence goes to ``run/NAME`` in the ledger tree."""
-        subject = _one_line(subject)
+        subject = one_line(subject)
         if not subject.startswith("run:"):
             subject = f"run: {subject}"
         extra = _extra_trailers(trailers)
         with self._mutex:
             self._check_open()
-            files = self._evidence_files("run", evidence)
-            tree = objects.build_tree(self.repo, self._tree, files) if files else self._tree
-            msg = _message(subject, body, [("Uet-Run", self.run), *extra])
-            commit = objects.make_commit(self.repo, tree, [self._tip], msg)
-            tx = self.repo.transaction(self._updater)
-            tx.update(layout.ledger_ref(self.run), commit, self._tip)
-            try:
-                self._commit(tx)
-            except RefConflict as exc:
-                raise RefConflict(f"run {self.run}: event {subject!r} not recorded: {exc}") \
-                    from None
-            self._tip, self._tree = commit, tree
-            return commit
+            files = evidence_files("run", evidence)
+            written = self._new_commit(subject, body, [("Uet-Run", self.run), *extra], files)
+
+            def build() -> RefTransaction:
+                tx = self.repo.transaction(self._updater)
+                tx.update(layout.ledger_ref(self.run), written.commit, self._tip)
+                return tx
+
+            def remember() -> None:
+                self._tip, self._tree = written.commit, written.tree
+
+            self._transact(build, written, remember, None, f"event {subject!r}")
+            return written.commit
 
     def rebase_integration(
         self,
@@ -679,64 +723,50 @@ class Ledger:
         extra = _extra_trailers(trailers)
         with self._mutex:
             self._check_open()
-            onto_oid = self._commit_oid(onto, "rebase onto")
-            new_oid = self._commit_oid(new_tip, "rebased integration tip")
-            if new_oid != onto_oid and not self.repo.pg.descendant_of(
-                    objects.to_oid(new_oid), objects.to_oid(onto_oid)):
+            onto_oid = self._commit_info(onto, "rebase onto").oid
+            new_info = self._commit_info(new_tip, "rebased integration tip")
+            new_oid = new_info.oid
+            if not is_ancestor(self.repo, onto_oid, new_oid):
                 raise UetError(f"run {self.run}: rebased integration tip {new_oid[:12]} does "
                                f"not descend from {onto_oid[:12]}, the commit it was rebased "
                                "onto; nothing recorded")
             prev = self._integration
-            if old is not None and self._commit_oid(old, "previous integration tip") != prev:
+            if old is not None and self._commit_info(old, "previous integration tip").oid \
+                    != prev:
                 raise UetError(f"run {self.run}: the integration ref is at {prev[:12]}, not "
                                f"{str(old)[:12]} (it moved during the rebase); nothing recorded")
 
             # -- objects
-            files = self._evidence_files("run", evidence)
-            tree = objects.build_tree(self.repo, self._tree, files) if files else self._tree
+            files = evidence_files("run", evidence)
             body = summary.strip() or (f"integration re-integrated onto {onto_oid[:12]}: "
                                        f"{prev[:12]} -> {new_oid[:12]}")
             tr = [("Uet-Run", self.run), ("Uet-Onto", onto_oid),
                   ("Uet-Previous-Integration", prev), ("Uet-Integration", new_oid), *extra]
-            commit = objects.make_commit(self.repo, tree, [self._tip],
-                                         _message(REBASE_EVENT, body, tr))
+            written = self._new_commit(REBASE_EVENT, body, tr, files)
+            written.named = {new_oid: new_info}
             _crash_point("after-objects", REBASE_CRASH_KEY)
 
             # -- refs, one transaction
             iref = layout.integration_ref(self.run)
-            tx = self.repo.transaction(self._updater)
-            tx.update(layout.ledger_ref(self.run), commit, self._tip)
-            if not self._integration_ref:
-                tx.create(iref, new_oid)
-            elif new_oid != prev:
-                tx.update(iref, new_oid, prev)
-            else:
-                tx.verify(iref, prev)
-            crash_hook = bool(os.environ.get("UET_LEDGER_CRASH"))
-            if crash_hook:
-                self._updater.before_commit = \
-                    lambda: _crash_point("after-prepare", REBASE_CRASH_KEY)
-            try:
-                self._commit(tx)
-            except RefConflict as exc:
-                what = "could not lock its refs" if exc.lock_held else "lost a race"
-                raise RefConflict(f"run {self.run}: {REBASE_EVENT} {what} and was not "
-                                  f"recorded: {exc}", lock_held=exc.lock_held) from None
-            except BaseException:
-                # As in record(): the ledger ref says whether an interrupted commit happened.
-                if self.repo.read_ref(layout.ledger_ref(self.run)) == commit:
-                    self._moved_integration(commit, tree, new_oid)
-                raise
-            finally:
-                if crash_hook:
-                    self._updater.before_commit = None
-            _crash_point("after-commit", REBASE_CRASH_KEY)
-            self._moved_integration(commit, tree, new_oid)
-            return commit
 
-    def _moved_integration(self, commit: str, tree: str, integration: str) -> None:
-        self._tip, self._tree = commit, tree
-        self._integration, self._integration_ref = integration, True
+            def build() -> RefTransaction:
+                tx = self.repo.transaction(self._updater)
+                tx.update(layout.ledger_ref(self.run), written.commit, self._tip)
+                if not self._integration_ref:
+                    tx.create(iref, new_oid)
+                elif new_oid != prev:
+                    tx.update(iref, new_oid, prev)
+                else:
+                    tx.verify(iref, prev)
+                return tx
+
+            def remember() -> None:
+                self._tip, self._tree = written.commit, written.tree
+                self._integration, self._integration_ref = new_oid, True
+
+            self._transact(build, written, remember, REBASE_CRASH_KEY, REBASE_EVENT)
+            _crash_point("after-commit", REBASE_CRASH_KEY)
+            return written.commit
 
     # ------------------------------------------------------------------ closing
 
@@ -747,9 +777,7 @@ class Ledger:
                 return
             self._closed = True
             self._updater.close()
-            with contextlib.suppress(OSError):
-                self._owner.unlink(missing_ok=True)
-            self._lock.release(force=True)
+            self._lock.release()
 
     def __enter__(self) -> Ledger:
         return self
