@@ -16,7 +16,7 @@ from enum import StrEnum
 from uet_git.gitrepo.odb import read_blob
 from uet_git.gitrepo.repo import Repo
 from uet_git.hooks.premerge import config_at
-from uet_git.ledger.query import WsRecord
+from uet_git.ledger.query import PENDING, WsRecord
 from uet_git.ledger.states import State
 from uet_git.ledger.writer import CONFIG_PATH, Ledger
 from uet_git.plan.dag import Plan
@@ -77,7 +77,10 @@ class Seed:
 
 
 def action_for(state: State | str | None, *, retried: bool) -> Action:
-    return (ON_RETRY if retried else ON_RESUME)[State(state) if state is not None else None]
+    """What a resume does with a workstream recorded in ``state`` (None or ``pending``: never
+    started); ``retried``: it is one a ``uet retry`` names."""
+    key = None if state is None or state == PENDING else State(state)
+    return (ON_RETRY if retried else ON_RESUME)[key]
 
 
 def seed(plan: Plan, include: set[str], records: Mapping[str, WsRecord],
@@ -88,7 +91,7 @@ def seed(plan: Plan, include: set[str], records: Mapping[str, WsRecord],
     out = Seed()
     for ws_id in plan.ids:
         rec = records.get(ws_id)
-        if rec is None:
+        if rec is None or rec.state == PENDING:
             continue  # never started: the scheduler runs it when its dependencies are done
         if ws_id not in include and rec.state != State.COMMITTED:
             continue
