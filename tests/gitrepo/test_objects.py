@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -149,3 +150,29 @@ def test_commit_identity_from_config_then_default(r, monkeypatch: pytest.MonkeyP
     git(path, "config", "committer.name", "Cfg Committer")
     c = objects.make_commit(Repo.open(path), tree, [], "root")
     assert git(path, "log", "-1", "--format=%cn", c) == "Cfg Committer"
+
+
+def test_build_tree_takes_names_that_are_not_utf8(tmp_path: Path) -> None:
+    path = make_repo(tmp_path / "repo", {"a.txt": "a\n", "d/z.txt": "z\n"})
+    repo = Repo.open(path)
+    head = repo.rev_parse("HEAD")
+    assert head is not None
+    name = os.fsdecode(b"caf\xe9.txt")  # as os.listdir and pygit2 give it
+    tree = objects.build_tree(repo, head, {name: b"latin-1\n", f"d/{name}": b"deep\n",
+                                           f"new-{name}/x": b"dir\n", "b.txt": b"b\n"})
+    git(path, "fsck", "--strict", "--no-dangling")
+    listing = subprocess.run(["git", "ls-tree", "-r", "-z", "--name-only", tree], cwd=path,
+                             capture_output=True, check=True).stdout.split(b"\0")
+    assert sorted(filter(None, listing)) == sorted(
+        [b"a.txt", b"b.txt", b"caf\xe9.txt", b"d/caf\xe9.txt", b"d/z.txt", b"new-caf\xe9.txt/x"])
+    assert objects.read_blob(repo, tree, name) == b"latin-1\n"
+    # Changed again and deleted through the same names.
+    again = objects.build_tree(repo, tree, {name: b"second\n", f"d/{name}": None})
+    assert objects.read_blob(repo, again, name) == b"second\n"
+    assert objects.read_blob(repo, again, f"d/{name}") is None
+    git(path, "fsck", "--strict", "--no-dangling")
+    mktree = subprocess.run(["git", "ls-tree", "-z", again], cwd=path, capture_output=True,
+                            check=True).stdout
+    # git writes the same tree for the same entries (the order is git's).
+    assert subprocess.run(["git", "mktree", "-z"], cwd=path, input=mktree, capture_output=True,
+                          check=True).stdout.decode().strip() == again

@@ -129,6 +129,18 @@ def _write_level(
     pg: pygit2.Repository, tree: pygit2.Tree | None, changes: dict[str, object]
 ) -> pygit2.Oid | None:
     tb = pg.TreeBuilder(tree) if tree is not None else pg.TreeBuilder()
+    # Names that are not UTF-8 (a tool's file name, surrogate-escaped): TreeBuilder.insert
+    # cannot take them, so they are added to the written tree as raw bytes.
+    raw: dict[bytes, tuple[int, pygit2.Oid]] = {}
+
+    def insert(name: str, oid: pygit2.Oid, mode: int) -> None:
+        if _is_utf8(name):
+            tb.insert(name, oid, mode)
+        else:
+            if tree is not None and name in tree:
+                tb.remove(name)
+            raw[os.fsencode(name)] = (mode, oid)
+
     for name, change in changes.items():
         existing = tree[name] if tree is not None and name in tree else None
         if isinstance(change, dict):
@@ -138,17 +150,45 @@ def _write_level(
                 if existing is not None:
                     tb.remove(name)
             else:
-                tb.insert(name, oid, FILEMODE_TREE)
+                insert(name, oid, FILEMODE_TREE)
         elif change is None:
             if existing is not None:
                 tb.remove(name)
         elif isinstance(change, Entry):
-            tb.insert(name, to_oid(change.oid), change.mode)
+            insert(name, to_oid(change.oid), change.mode)
         else:
-            tb.insert(name, pg.create_blob(bytes(change)), FILEMODE_BLOB)  # type: ignore[arg-type]
+            insert(name, pg.create_blob(bytes(change)), FILEMODE_BLOB)  # type: ignore[arg-type]
+    if raw:
+        return _add_raw_entries(pg, tb.write() if len(tb) else None, raw)
     if len(tb) == 0:
         return None
     return tb.write()
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _add_raw_entries(pg: pygit2.Repository, tree_id: pygit2.Oid | None,
+                     extra: dict[bytes, tuple[int, pygit2.Oid]]) -> pygit2.Oid:
+    """``tree_id`` (None = empty) plus ``extra`` entries, written as a raw tree object in
+    git's entry order (names as bytes, a tree's name compared as if it ended in "/")."""
+    entries: dict[bytes, tuple[int, pygit2.Oid]] = {}
+    if tree_id is not None:
+        for obj in pg[tree_id]:  # type: ignore[attr-defined]
+            entries[obj.raw_name] = (int(obj.filemode), obj.id)
+    entries.update(extra)
+
+    def order(name: bytes) -> bytes:
+        return name + b"/" if entries[name][0] == FILEMODE_TREE else name
+
+    data = b"".join(b"%o %s\0" % (entries[n][0], n) + entries[n][1].raw
+                    for n in sorted(entries, key=order))
+    return pg.write(pygit2.enums.ObjectType.TREE, data)
 
 
 def read_blob(repo: Repo, commit_or_tree: OidLike, path: str) -> bytes | None:
