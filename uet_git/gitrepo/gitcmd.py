@@ -59,13 +59,21 @@ def git_version() -> tuple[int, int, int]:
     return int(m[1]), int(m[2]), int(m[3] or 0)
 
 
+_checked_paths: set[str | None] = set()
+
+
 def require_git() -> None:
+    """Raise GitError unless the ``git`` on PATH is new enough (asked once per PATH)."""
+    path = os.environ.get("PATH")
+    if path in _checked_paths:
+        return
     v = git_version()
     if v[:2] < MIN_GIT:
         raise GitError(
             f"git {'.'.join(map(str, v))} is too old: uet needs git >= "
             f"{'.'.join(map(str, MIN_GIT))}"
         )
+    _checked_paths.add(path)
 
 
 def run_git(
