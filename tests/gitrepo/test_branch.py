@@ -17,6 +17,7 @@ from uet_git.gitrepo.branch import (
     checkouts_of,
     fast_forward,
     ff_blockers,
+    git_dir_of,
     in_progress,
     recover,
 )
@@ -363,3 +364,47 @@ def test_dirty_submodule_not_touched_by_the_landing_kept(tmp_path: Path) -> None
     assert (path / "a.txt").read_text() == "landed\n"
     assert (path / "sub" / "s.txt").read_text() == "dirty inside the submodule\n"
     assert _status(path) == "M sub"
+
+
+def _crash(path: Path, old: str, new: str, point: str) -> None:
+    proc = sp.run([sys.executable, "-c", _CHILD, str(path), old, new],
+                  env={**os.environ, CRASH_ENV: point}, capture_output=True, text=True,
+                  timeout=120)
+    assert proc.returncode == 137, proc.stdout + proc.stderr
+
+
+def test_recover_keeps_what_the_user_wrote_after_the_crash(setup) -> None:
+    repo, old, new = setup
+    _crash(repo.workdir, old, new, "before-ref")
+    # Files are at new, the ref at old; the user edits a file only the landing had written.
+    (repo.workdir / "src" / "c.txt").write_text("the user's own now\n")
+    what = recover(repo, REF, old, new, lock_owner_dead=True)
+    assert "undid" in what and "kept local edits in src/c.txt" in what
+    assert (repo.workdir / "src" / "c.txt").read_text() == "the user's own now\n"
+    assert (repo.workdir / "a.txt").read_text() == "a\n"
+    assert (repo.workdir / "src" / "b.txt").read_text() == "b\n"
+    assert _status(repo.workdir) == "?? src/c.txt"
+
+
+def test_recover_finishes_every_checkout_of_the_branch(setup) -> None:
+    repo, old, new = setup
+    wt = repo.workdir.parent / "second"
+    git(repo.workdir, "worktree", "add", "-q", "--force", str(wt), "main")
+    _crash(repo.workdir, old, new, "mid-index-commit")
+    assert repo.read_ref(REF) == new
+    what = recover(repo, REF, old, new, lock_owner_dead=True)
+    assert what.count("finished the landing") == 2, what
+    for co in (repo.workdir, wt):
+        assert _status(co) == ""
+        assert (co / "src" / "c.txt").read_text() == "c\n"
+        assert not (git_dir_of(co) / "index.lock").exists()
+
+
+def test_recover_leaves_a_checkout_the_user_started_a_rebase_in(setup) -> None:
+    repo, old, new = setup
+    _crash(repo.workdir, old, new, "after-index-lock")
+    (repo.git_dir / "index.lock").unlink()  # the user removed it and began a rebase
+    (repo.git_dir / "rebase-merge").mkdir()
+    (repo.git_dir / "rebase-merge" / "head-name").write_text(REF + "\n")
+    what = recover(repo, REF, old, new, lock_owner_dead=True)
+    assert "a rebase is in progress; checkout left as it is" in what

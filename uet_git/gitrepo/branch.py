@@ -279,14 +279,16 @@ def _ignored(checkout: Path, paths: list[str]) -> set[str]:
 def ff_blockers(repo: Repo, checkout: Path, old: str, new: str) -> list[str]:
     """What keeps a fast-forward ``old -> new`` from updating ``checkout``, one line each
     (empty: it may land). Local changes to other paths never block."""
-    checkout = Path(checkout)
-    gd = git_dir_of(checkout)
+    return _blockers(repo, Path(checkout), old, new, lock_held=False)
+
+
+def _blockers(repo: Repo, checkout: Path, old: str, new: str, *, lock_held: bool) -> list[str]:
     out: list[str] = []
     op = in_progress(checkout)
     if op is not None:
         out.append(f"{checkout}: a {op} is in progress; finish or abort it first")
-    lock = gd / "index.lock"
-    if lock.exists():
+    lock = git_dir_of(checkout) / "index.lock"
+    if not lock_held and lock.exists():
         out.append(f"{lock} exists: another git command is running in {checkout}, or one was "
                    "killed (remove the file once none runs)")
     head = run_git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=checkout, check=False)
@@ -413,6 +415,12 @@ def fast_forward(repo: Repo, ref: str, old: str, new: str) -> FFResult:
                                            f"in {co}; nothing landed")
             held.append(h)
             crash_point("after-index-lock")
+            # Again under the lock: a file the user created (or an operation started) since the
+            # first look must not be overwritten either; no git writes this index from now on.
+            late = _blockers(repo, co, old, new, lock_held=True)
+            if late:
+                _undo(repo, held[:-1], old, new)  # this checkout's files are not touched yet
+                return FFResult(False, [], "; ".join(late))
             err = _update(repo, h, old, new)
             if err is not None:
                 _undo(repo, held, old, new)
@@ -573,6 +581,12 @@ def recover(repo: Repo, ref: str, old: str, new: str, *, lock_owner_dead: bool) 
         gd = git_dir_of(co)
         h = _Held(co, gd)
         note = ""
+        op = in_progress(co)
+        if op is not None:
+            # Started by the user after the crash (a landing refuses to start during one): its
+            # index and files are the operation's now.
+            lines.append(f"{co}: a {op} is in progress; checkout left as it is")
+            continue
         if h.lock.exists():
             if not lock_owner_dead:
                 lines.append(f"{co}: {h.lock} is held and its owner is not known to be gone; "
