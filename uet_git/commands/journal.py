@@ -197,9 +197,8 @@ def journaled_move(repo: Repo, ledger: Ledger, kind: str, ref: str, old: str, ne
     except UetError as exc:
         # The move failed half-way: put everything on one side now rather than at the next
         # command, and say what was done.
-        found = open_intent(repo, ledger.run)
-        done = recover_intent(repo, ledger, found) if found is not None else None
-        return Move(False, f"{exc}" + (f"; {done}" if done else ""), intent=intent)
+        done = recover(repo, ledger)
+        return Move(False, f"{exc}" + (f"; {done.message}" if done else ""), intent=intent)
     if not ff.moved:
         ledger.event(ABORTED[kind], ff.problem or "the target did not move",
                      trailers={"Uet-Branch": branch_name(ref), "Uet-Intent": intent})
@@ -255,8 +254,18 @@ def record_rollback(ledger: Ledger, *, target: str, method: str, previous: str, 
     return rolled
 
 
-def recover_intent(repo: Repo, ledger: Ledger, intent: Intent) -> str:
-    """Finish or undo the interrupted move ``intent`` and record which; one line."""
+@dataclass(frozen=True)
+class Recovered:
+    """What ``recover`` did with an interrupted move: ``finished`` (the target holds the new
+    value, the closing event is recorded) or undone; ``message`` says it in one line."""
+
+    intent: Intent
+    finished: bool
+    message: str
+
+
+def recover_intent(repo: Repo, ledger: Ledger, intent: Intent) -> Recovered:
+    """Finish or undo the interrupted move ``intent`` and record which."""
     what = "landing" if intent.kind == "land" else "rollback"
     did = branch.recover(repo, intent.ref, intent.previous, intent.new,
                          lock_owner_dead=owner_gone(intent.trailers))
@@ -271,21 +280,26 @@ def recover_intent(repo: Repo, ledger: Ledger, intent: Intent) -> str:
                             method=intent.trailers.get("Uet-Rollback", "reset"),
                             previous=intent.previous, restored=intent.new, detail=body,
                             intent=intent.oid)
-        return body
+        return Recovered(intent, True, body)
     body = f"undid an interrupted {what} ({move}): {did}"
     ledger.event(ABORTED[intent.kind], body,
                  trailers={"Uet-Branch": intent.branch, "Uet-Intent": intent.oid})
-    return body
+    return Recovered(intent, False, body)
+
+
+def recover(repo: Repo, ledger: Ledger) -> Recovered | None:
+    """Finish or undo the run's interrupted landing or rollback, if there is one: the target
+    and every checkout of it end as git leaves them after a completed or a never-started
+    ``merge --ff-only``."""
+    intent = open_intent(repo, ledger.run)
+    return None if intent is None else recover_intent(repo, ledger, intent)
 
 
 def recover_landing(repo: Repo, ledger: Ledger) -> str | None:
-    """Finish or undo the run's interrupted landing or rollback, if there is one: the target
-    and every checkout of it end as git leaves them after a completed or a never-started
-    ``merge --ff-only``. Returns what was done (one line), or None when nothing was pending."""
-    intent = open_intent(repo, ledger.run)
-    if intent is None:
-        return None
-    return recover_intent(repo, ledger, intent)
+    """``recover`` for callers that only report: what was done (one line), or None when no
+    move was pending. ``uet land``, ``uet rollback`` and ``uet resume`` call it first."""
+    done = recover(repo, ledger)
+    return None if done is None else done.message
 
 
 def landing_blockers(repo: Repo, target: str) -> list[str]:

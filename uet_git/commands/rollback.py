@@ -31,11 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from uet_git.commands.journal import (
-    journaled_move,
-    record_rollback,
-    recover_landing,
-)
+from uet_git.commands.journal import journaled_move, record_rollback, recover
 from uet_git.commands.land import LandEvent, branch_name, branch_ref, land_events, short
 from uet_git.gitrepo.merge import is_ancestor, merge_trees, rev_list
 from uet_git.gitrepo.objects import make_commit
@@ -90,10 +86,16 @@ def _already_reverted(repo: Repo, tip: str, since: str) -> set[str]:
 def rollback(repo: Repo, ledger: Ledger) -> RollbackResult:
     """Undo what ``ledger``'s run landed (see the module doc); an interrupted landing or
     rollback of the run is finished or undone first."""
-    recovered = recover_landing(repo, ledger)
+    done = recover(repo, ledger)
+    if done is not None and done.intent.kind == "rollback" and done.finished:
+        # The interrupted rollback is complete now: that was this command's work.
+        rolled = sorted(ws for ws, rec in ledger.states().items() if rec.state == "rolled-back")
+        return RollbackResult(True, f"rolled back run {ledger.run}: {done.message}",
+                              method=done.intent.trailers.get("Uet-Rollback"),
+                              target_oid=done.intent.new, workstreams=rolled)
     result = _rollback(repo, ledger)
-    if recovered:
-        result.message = f"{recovered}; {result.message}"
+    if done is not None:
+        result.message = f"{done.message}; {result.message}"
     return result
 
 

@@ -13,7 +13,7 @@ import contextlib
 import shutil
 from collections.abc import Iterable, Mapping
 
-from uet_git.commands.land import land
+from uet_git.commands.land import land, landing_blockers
 from uet_git.engine.context import Breaker, RunContext, crash_point
 from uet_git.engine.dryrun import dry_run_view
 from uet_git.engine.events import Observer
@@ -42,6 +42,7 @@ from uet_git.ledger.writer import Ledger
 from uet_git.plan.dag import Plan, build_plan
 from uet_git.plan.overlap import predict_conflicts
 from uet_git.spec.models import Config
+from uet_git.workers.sandbox import available as sandbox_unavailable
 from uet_git.workers.tools import PRESETS, prepare_repo_for_tools
 
 
@@ -99,7 +100,11 @@ def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: se
     observer.seed({ws: r.state for ws, r in records.items() if ws in include})
     for w in warnings:
         observer.message(f"warning: {w}")
-    after_commit = (lambda: _land_quietly(repo, ledger)) if land_mode == "continuous" else None
+    _say_what_stands_in_the_way(ctx, land_mode)
+    after_commit = None
+    if land_mode == "continuous":
+        def after_commit() -> None:
+            ctx.guard.excused(lambda: _land_quietly(repo, ledger))
     try:
         record_orphans(ctx)
         engine = engine_for(ctx, include, jobs, deterministic=deterministic, weights=weights,
@@ -113,6 +118,19 @@ def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: se
         pool.close(remove=False)
         if not keep_worktrees:
             shutil.rmtree(log_root, ignore_errors=True)
+
+
+def _say_what_stands_in_the_way(ctx: RunContext, land_mode: str) -> None:
+    """One line each, at run start: tools run unsandboxed although the sandbox was asked for;
+    the target's checkout is in a state that will refuse the landing."""
+    if ctx.config.sandbox.mode == "bwrap" and not ctx.sandboxed:
+        ctx.observer.message(f"sandbox: bwrap unavailable ({sandbox_unavailable()}); tools run "
+                             "unsandboxed, tampering is detected after each tool")
+    if land_mode != "never" and ctx.target:
+        blockers = landing_blockers(ctx.repo, ctx.target)
+        if blockers:
+            ctx.observer.message(f"warning: landing on {ctx.target} will be refused unless "
+                                 f"this changes before the run ends: {'; '.join(blockers)}")
 
 
 def _land_quietly(repo: Repo, ledger: Ledger) -> None:

@@ -1,0 +1,182 @@
+"""Kill -9 in the middle of `uet land` / `uet rollback`, at every step of the journaled move,
+then the same command again: it finishes or undoes the interrupted move and completes. Checked
+with the git CLI: the target at the expected commit, `git status` showing only the user's own
+changes, no `index.lock` left, `git fsck --strict` clean, one recorded landing/rollback.
+
+The crash points: ``UET_BRANCH_CRASH`` names one inside ``gitrepo.branch.fast_forward``;
+``UET_TEST_CRASH_AT`` one of the journal's (``land:intent``: the intent is recorded, nothing
+touched yet; ``land:moved``: moved, the closing event not yet recorded; ``rollback:ref-moved``:
+a rollback by reset moved the ref, no checkout brought back yet)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.commands.landkit import Built, fsck_clean, head_of, scripted_run
+from tests.conftest import git, uet
+from uet_git.commands.journal import open_intent
+from uet_git.commands.land import land_events
+from uet_git.gitrepo.branch import CRASH_POINTS
+from uet_git.ledger import query
+
+N_FILES = 300  # enough that a kill in the middle of the checkout leaves a real half
+MINE = b"the user's own edit \x00 kept\r\n"
+CRASHED = 137
+
+BRANCH_POINTS = [("UET_BRANCH_CRASH", p) for p in CRASH_POINTS]
+JOURNAL_LAND = [("UET_TEST_CRASH_AT", p) for p in ("land:intent", "land:moved")]
+
+
+def big_run(tmp_path: Path) -> Built:
+    changes: dict[str, bytes | None] = {f"gen/f{i:04d}.txt": f"file {i}\n".encode()
+                                        for i in range(N_FILES)}
+    changes["a.txt"] = b"alpha changed\n"
+    changes["b.txt"] = None
+    b = scripted_run(tmp_path / "repo", [("ws-big", "committed", changes)])
+    return b
+
+
+def with_user_work(b: Built) -> None:
+    (b.path / "src/c.txt").write_bytes(MINE)  # a tracked file the landing does not change
+    (b.path / "mine.txt").write_text("untracked, mine\n")
+
+
+def user_only_status(path: Path) -> None:
+    assert git(path, "diff", "--cached", "--name-only") == ""
+    assert git(path, "diff", "--name-only") == "src/c.txt"
+    assert git(path, "ls-files", "--others", "--exclude-standard") == "mine.txt"
+    assert (path / "src/c.txt").read_bytes() == MINE
+    assert not (path / ".git/index.lock").exists()
+    assert not list((path / ".git").glob("uet-ff-index*"))
+
+
+def assert_landed(b: Built) -> None:
+    assert head_of(b.path) == b.tip
+    assert git(b.path, "rev-parse", "HEAD") == b.tip
+    assert (b.path / "a.txt").read_text() == "alpha changed\n"
+    assert not (b.path / "b.txt").exists()
+    assert len(list((b.path / "gen").iterdir())) == N_FILES
+    user_only_status(b.path)
+
+
+@pytest.mark.parametrize(("var", "point"), [*BRANCH_POINTS, *JOURNAL_LAND])
+def test_land_killed_then_land_again(tmp_path: Path, var: str, point: str) -> None:
+    b = big_run(tmp_path)
+    with_user_work(b)
+    crashed = uet("land", b.run, cwd=b.path, env={var: point}, subprocess=True)
+    assert crashed.returncode == CRASHED, crashed.stderr
+    assert open_intent(b.repo, b.run) is not None
+    again = uet("land", b.run, cwd=b.path)
+    assert again.returncode == 0, again.stderr
+    assert "interrupted landing" in again.stdout
+    assert_landed(b)
+    assert [(e.previous, e.landed) for e in land_events(b.repo, b.run)] == [(b.base, b.tip)]
+    assert open_intent(b.repo, b.run) is None
+    assert query.run_status(b.repo, b.run).landed
+    fsck_clean(b.path)
+    assert uet("fsck", b.run, cwd=b.path).returncode == 0
+    # Nothing left to recover: the next land only says it is there.
+    third = uet("land", b.run, cwd=b.path)
+    assert third.returncode == 0 and "interrupted" not in third.stdout
+
+
+def test_land_killed_after_the_ref_moved_then_rollback(tmp_path: Path) -> None:
+    """The ref had moved: rollback first finishes the landing, then rolls it back."""
+    b = big_run(tmp_path)
+    with_user_work(b)
+    crashed = uet("land", b.run, cwd=b.path, env={"UET_BRANCH_CRASH": "after-ref"},
+                  subprocess=True)
+    assert crashed.returncode == CRASHED
+    proc = uet("rollback", b.run, cwd=b.path)
+    assert proc.returncode == 0, proc.stderr
+    assert "finished an interrupted landing" in proc.stdout
+    assert [(e.previous, e.landed) for e in land_events(b.repo, b.run)] == [(b.base, b.tip)]
+    assert head_of(b.path) == b.base
+    assert (b.path / "a.txt").read_text() == "alpha\n" and (b.path / "b.txt").exists()
+    assert not (b.path / "gen").exists()
+    user_only_status(b.path)
+    fsck_clean(b.path)
+
+
+def test_land_killed_mid_checkout_then_rollback_has_nothing_to_undo(tmp_path: Path) -> None:
+    """The ref had not moved: the half-written checkout is undone; nothing was landed."""
+    b = big_run(tmp_path)
+    with_user_work(b)
+    crashed = uet("land", b.run, cwd=b.path, env={"UET_BRANCH_CRASH": "mid-checkout"},
+                  subprocess=True)
+    assert crashed.returncode == CRASHED
+    proc = uet("rollback", b.run, cwd=b.path)
+    assert proc.returncode == 1
+    assert "undid an interrupted landing" in proc.stderr and "landed nothing" in proc.stderr
+    assert land_events(b.repo, b.run) == []
+    assert head_of(b.path) == b.base
+    assert (b.path / "a.txt").read_text() == "alpha\n" and not (b.path / "gen").exists()
+    user_only_status(b.path)
+    fsck_clean(b.path)
+    assert head_of(b.path) == b.base
+    assert (b.path / "a.txt").read_text() == "alpha\n" and (b.path / "b.txt").exists()
+    assert not (b.path / "gen").exists()
+    user_only_status(b.path)
+    fsck_clean(b.path)
+
+
+def landed(tmp_path: Path) -> Built:
+    b = big_run(tmp_path)
+    with_user_work(b)
+    proc = uet("land", b.run, cwd=b.path)
+    assert proc.returncode == 0, proc.stderr
+    return b
+
+
+def rollback_events(b: Built) -> list[str]:
+    return [e.oid for e in query.read_ledger(b.repo, b.run).run_events("run: rollback")
+            if e.subject == "run: rollback"]
+
+
+def assert_rolled_back(b: Built) -> None:
+    assert (b.path / "a.txt").read_text() == "alpha\n"
+    assert (b.path / "b.txt").read_text() == "beta\n"
+    assert not (b.path / "gen").exists()
+    user_only_status(b.path)
+    states = {w.ws: w.state for w in query.run_status(b.repo, b.run).workstreams}
+    assert states == {"ws-big": "rolled-back"}
+    assert len(rollback_events(b)) == 1
+    assert open_intent(b.repo, b.run) is None
+    fsck_clean(b.path)
+    assert uet("fsck", b.run, cwd=b.path).returncode == 0
+
+
+@pytest.mark.parametrize("point", ["rollback:intent", "rollback:ref-moved", "rollback:moved"])
+def test_rollback_by_reset_killed_then_rollback_again(tmp_path: Path, point: str) -> None:
+    b = landed(tmp_path)
+    crashed = uet("rollback", b.run, cwd=b.path, env={"UET_TEST_CRASH_AT": point},
+                  subprocess=True)
+    assert crashed.returncode == CRASHED, crashed.stderr
+    again = uet("rollback", b.run, cwd=b.path)
+    assert again.returncode == 0, again.stderr
+    assert "interrupted rollback" in again.stdout
+    assert head_of(b.path) == b.base
+    assert git(b.path, "rev-parse", "HEAD") == b.base
+    assert_rolled_back(b)
+
+
+@pytest.mark.parametrize(("var", "point"),
+                         [*BRANCH_POINTS, ("UET_TEST_CRASH_AT", "rollback:intent"),
+                          ("UET_TEST_CRASH_AT", "rollback:moved")])
+def test_rollback_by_revert_killed_then_rollback_again(tmp_path: Path, var: str,
+                                                       point: str) -> None:
+    b = landed(tmp_path)
+    (b.path / "later.txt").write_text("a later commit of the user\n")
+    git(b.path, "add", "later.txt")
+    git(b.path, "commit", "-q", "-m", "user commit after the landing")
+    user = head_of(b.path)
+    crashed = uet("rollback", b.run, cwd=b.path, env={var: point}, subprocess=True)
+    assert crashed.returncode == CRASHED, crashed.stderr
+    again = uet("rollback", b.run, cwd=b.path)
+    assert again.returncode == 0, again.stderr
+    assert git(b.path, "rev-parse", "main~1") == user
+    assert git(b.path, "rev-parse", "HEAD") == head_of(b.path)
+    assert (b.path / "later.txt").read_text() == "a later commit of the user\n"
+    assert_rolled_back(b)
