@@ -127,3 +127,17 @@ def test_make_commit_accepts_person(r) -> None:
     # A CommitInfo's author goes back in as is (what rebase does to keep it).
     again = objects.make_commit(repo, info.tree, [c], "again", author=info.author)
     assert odb.get_commit(repo, again).author == who
+
+
+def test_missing_in_tree_names_the_paths_whose_objects_are_gone(r) -> None:
+    path, repo = r
+    assert odb.missing_in_tree(repo, "HEAD") == []
+    blob = git(path, "rev-parse", "HEAD:a.txt")
+    sub = git(path, "rev-parse", "HEAD:d/e")
+    for oid in (blob, sub):  # loose objects (make_repo never packs)
+        (path / ".git" / "objects" / oid[:2] / oid[2:]).unlink()
+    fresh = Repo.open(path)  # a new handle: no cached objects
+    assert odb.missing_in_tree(fresh, "HEAD") == ["a.txt", "d/e"]
+    with pytest.raises(odb.MissingObject, match=f"tree d/e: object {sub[:12]}"):
+        list(odb.walk_tree(fresh, "HEAD"))
+    assert odb.missing_in_tree(fresh, "1" * 40) == ["(tree)"]

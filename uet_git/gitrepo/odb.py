@@ -20,7 +20,7 @@ from uet_git.gitrepo.repo import Repo
 
 __all__ = [
     "CommitInfo", "MissingObject", "Person", "TreeEntry", "get_commit", "has_object",
-    "list_tree", "read_blob", "tree_of", "walk_commits", "walk_tree",
+    "list_tree", "missing_in_tree", "read_blob", "tree_of", "walk_commits", "walk_tree",
 ]
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -162,8 +162,35 @@ def walk_tree(repo: Repo, commit_or_tree: str, prefix: str = "") -> Iterator[Tre
         if e.mode != FILEMODE_TREE:
             yield e
             continue
-        sub = pg[pygit2.Oid(hex=e.oid)]
+        sub = pg.get(e.oid)
+        if not isinstance(sub, pygit2.Tree):
+            raise MissingObject(f"tree {e.path}", e.oid)
         stack.extend(_entry(obj, f"{e.path}/{obj.name}") for obj in reversed(list(sub)))
+
+
+def missing_in_tree(repo: Repo, commit_or_tree: str) -> list[str]:
+    """The paths below a commit's or tree's tree whose objects (blobs, subtrees) are absent
+    from the object database (submodule commits excepted: they live elsewhere), sorted;
+    ``["(tree)"]`` when the root tree itself is missing."""
+    try:
+        root = _tree(repo, commit_or_tree, "tree")
+    except MissingObject:
+        return ["(tree)"]
+    pg = repo.pg
+    missing: list[str] = []
+    stack: list[tuple[str, pygit2.Tree]] = [("", root)]
+    while stack:
+        prefix, tree = stack.pop()
+        for obj in tree:
+            path = f"{prefix}{obj.name}"
+            if obj.type == pygit2.enums.ObjectType.COMMIT:
+                continue
+            sub = pg.get(obj.id)
+            if sub is None:
+                missing.append(path)
+            elif isinstance(sub, pygit2.Tree):
+                stack.append((f"{path}/", sub))
+    return sorted(missing)
 
 
 def walk_commits(repo: Repo, tip: str, *, first_parent: bool = False,
