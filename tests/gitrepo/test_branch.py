@@ -31,10 +31,12 @@ def commit_on(path: Path, parent: str, files: dict[str, str | None], msg: str = 
     worktree so the user's checkout is not touched."""
     stage = path.parent / f"stage-{os.getpid()}-{len(list(path.parent.iterdir()))}"
     git(path, "worktree", "add", "-q", "--detach", str(stage), parent)
-    for name, content in files.items():
+    for name, content in sorted(files.items(), key=lambda kv: kv[1] is not None):
         f = stage / name
         if content is None:
             f.unlink()
+            if not any(f.parent.iterdir()):
+                f.parent.rmdir()
         else:
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(content)
@@ -408,3 +410,48 @@ def test_recover_leaves_a_checkout_the_user_started_a_rebase_in(setup) -> None:
     (repo.git_dir / "rebase-merge" / "head-name").write_text(REF + "\n")
     what = recover(repo, REF, old, new, lock_owner_dead=True)
     assert "a rebase is in progress; checkout left as it is" in what
+
+
+def test_branch_not_checked_out_just_moves(setup) -> None:
+    repo, old, new = setup
+    git(repo.workdir, "branch", "other", old)
+    (repo.workdir / "a.txt").write_text("an edit on main's checkout\n")
+    res = fast_forward(repo, "refs/heads/other", old, new)
+    assert res.moved and res.updated_checkouts == []
+    assert repo.read_ref("refs/heads/other") == new
+    assert (repo.workdir / "a.txt").read_text() == "an edit on main's checkout\n"
+
+
+def test_untracked_file_in_a_directory_the_landing_turns_into_a_file(setup) -> None:
+    repo, old, _ = setup
+    mid = commit_on(repo.workdir, old, {"x/a.txt": "a\n"})
+    git(repo.workdir, "merge", "-q", "--ff-only", mid)
+    new = commit_on(repo.workdir, mid, {"x/a.txt": None, "x": "now a file\n"})
+    (repo.workdir / "x" / "notes.txt").write_text("mine\n")
+    res = fast_forward(repo, REF, mid, new)
+    assert not res.moved and "untracked x/notes.txt" in (res.problem or "")
+    assert (repo.workdir / "x" / "notes.txt").read_text() == "mine\n"
+
+
+def test_symlink_where_the_landing_makes_a_directory_refused(setup, tmp_path: Path) -> None:
+    repo, old, _ = setup
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    new = commit_on(repo.workdir, old, {"d/x.txt": "x\n"})
+    (repo.workdir / "d").symlink_to(outside)
+    res = fast_forward(repo, REF, old, new)
+    assert not res.moved and "untracked d " in (res.problem or "")
+    assert list(outside.iterdir()) == []
+
+
+def test_ignored_directory_where_the_landing_puts_a_file_refused(setup) -> None:
+    repo, old, _ = setup
+    (repo.workdir / ".gitignore").write_text("secrets.env\ncache/\n")
+    git(repo.workdir, "commit", "-qam", "ignore cache")
+    old = git(repo.workdir, "rev-parse", "HEAD")
+    new = commit_on(repo.workdir, old, {"cache": "a file now\n"})
+    (repo.workdir / "cache").mkdir()
+    (repo.workdir / "cache" / "big.bin").write_bytes(b"\0" * 100)
+    res = fast_forward(repo, REF, old, new)
+    assert not res.moved and "ignored cache" in (res.problem or "")
+    assert (repo.workdir / "cache" / "big.bin").read_bytes() == b"\0" * 100
