@@ -67,3 +67,6 @@ def test_read_and_list_refs(tmp_path: Path) -> None:
     assert repo.read_ref("refs/uet/b") == head
     with pytest.raises(GitError, match="git rev-parse"):
         repo.git("rev-parse", "--verify", "nope")
+    # A name that looks like an option is a name, never an option.
+    assert repo.read_ref("--git-dir") is None
+    assert repo.rev_parse("--git-dir") is None

@@ -148,7 +148,8 @@ class Repo:
 
     def read_ref(self, name: str) -> str | None:
         """The object id a full ref name points to, or None (trusts git, not a cache)."""
-        proc = self.git("rev-parse", "--verify", "--quiet", name, check=False)
+        proc = self.git("rev-parse", "--verify", "--quiet", "--end-of-options", name,
+                        check=False)
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
     def list_refs(self, prefix: str) -> dict[str, str]:
