@@ -4,12 +4,12 @@ tail are kept around a marker line saying how much was cut."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from uet_git.errors import UetError
 from uet_git.gitrepo import Repo
-from uet_git.ledger.log import read_ledger, ws_record
+from uet_git.gitrepo.odb import MissingObject, list_tree, read_blob, walk_tree
+from uet_git.ledger.log import missing_object, read_ledger, ws_record
 
 MAX_EVIDENCE = 1 << 20  # bytes kept per evidence blob
 
@@ -47,35 +47,28 @@ def evidence_files(prefix: str, evidence: Mapping[str, bytes] | None) -> dict[st
     return files
 
 
-def _evidence_tree(repo: Repo, commit: str, ws: str, attempt: int) -> Any | None:
-    import pygit2
-
-    try:
-        tree = repo.pg[commit].peel(pygit2.Tree)
-        entry = tree[f"evidence/{ws}/{attempt}"]
-    except (KeyError, ValueError):
-        return None
-    obj = repo.pg[entry.id]
-    return obj if isinstance(obj, pygit2.Tree) else None
+def _evidence_dir(repo: Repo, commit: str, ws: str, attempt: int) -> str | None:
+    """The tree id of ``evidence/WS/ATTEMPT`` in ``commit``'s tree (None if absent)."""
+    entry = next((e for e in list_tree(repo, commit, f"evidence/{ws}")
+                  if e.name == str(attempt)), None)
+    return entry.oid if entry is not None and entry.kind == "tree" else None
 
 
 def evidence_attempts(repo: Repo, run: str, ws: str) -> list[int]:
-    import pygit2
-
     log = read_ledger(repo, run)
     try:
-        tree = repo.pg[log.tip].peel(pygit2.Tree)
-        sub = repo.pg[tree[f"evidence/{ws}"].id]
-    except (KeyError, ValueError):
-        return []
-    return sorted(int(e.name) for e in sub if e.name.isdigit())  # type: ignore[union-attr]
+        entries = list_tree(repo, log.tip, f"evidence/{ws}")
+    except MissingObject as exc:
+        raise missing_object(run, exc) from None
+    return sorted(int(e.name) for e in entries if e.name.isdigit() and e.kind == "tree")
 
 
 def evidence(
     repo: Repo, run: str, ws: str, attempt: int | None = None, name: str | None = None,
 ) -> list[str] | bytes:
     """Without ``name``: the evidence names of an attempt (default: the latest attempt of
-    ``ws``), sorted. With ``name``: that blob's bytes. UetError when missing."""
+    ``ws``), sorted. With ``name``: that blob's bytes. UetError when missing (exit 1 with
+    the run and ref named when a concurrent prune removed an object)."""
     log = read_ledger(repo, run)
     if attempt is None:
         rec = ws_record(ws, log.transitions(ws))
@@ -86,34 +79,21 @@ def evidence(
             attempt = attempts[-1]
         else:
             attempt = rec.attempt
-    tree = _evidence_tree(repo, log.tip, ws, attempt)
-    if tree is None:
-        # Tolerate a ledger whose tips do not accumulate evidence: look in older commits.
-        for e in reversed(log.events):
-            tree = _evidence_tree(repo, e.oid, ws, attempt)
-            if tree is not None:
-                break
-    if name is None:
+    try:
+        tree = _evidence_dir(repo, log.tip, ws, attempt)
         if tree is None:
-            return []
-        return sorted(_blob_paths(repo, tree, ""))
-    if tree is not None:
-        try:
-            obj = repo.pg[tree[name].id]
-        except (KeyError, ValueError):
-            obj = None
-        data = getattr(obj, "data", None)
-        if isinstance(data, bytes):
-            return data
+            # Tolerate a ledger whose tips do not accumulate evidence: look in older commits.
+            for e in reversed(log.events):
+                tree = _evidence_dir(repo, e.oid, ws, attempt)
+                if tree is not None:
+                    break
+        if name is None:
+            if tree is None:
+                return []
+            return sorted(e.path for e in walk_tree(repo, tree))
+        data = read_blob(repo, tree, name) if tree is not None else None
+    except MissingObject as exc:
+        raise missing_object(run, exc) from None
+    if data is not None:
+        return data
     raise UetError(f"no evidence {name!r} for {ws} attempt {attempt} in run {run}")
-
-
-def _blob_paths(repo: Repo, tree: Any, prefix: str) -> Iterable[str]:
-    import pygit2
-
-    for entry in tree:
-        obj = repo.pg[entry.id]
-        if isinstance(obj, pygit2.Tree):
-            yield from _blob_paths(repo, obj, f"{prefix}{entry.name}/")
-        else:
-            yield f"{prefix}{entry.name}"

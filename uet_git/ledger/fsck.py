@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from uet_git.gitrepo import Repo
+from uet_git.gitrepo.odb import MissingObject, get_commit, has_object, list_tree, tree_of
+from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger import query
 from uet_git.ledger.expected import GC_EVENT, expected_refs, state_target
 from uet_git.ledger.layout import ROOT, parse_ref, state_ref
@@ -75,8 +76,7 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
         for name in sorted(refs):
             say(f"{run}: {name}: ref without a ledger (no {query.ledger_ref(run)})")
         return out
-    pg = repo.pg
-    if tip not in pg:
+    if not has_object(repo, tip):
         say(f"{run}: ledger tip {tip} is missing")
         return out
     log = query.read_ledger(repo, run, tip=tip)
@@ -116,10 +116,10 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
             continue
         for key in _KEPT_TRAILERS:
             value = e.trailers.get(key, "")
-            if _OID_RE.match(value) and value not in pg:
+            if _OID_RE.match(value) and not has_object(repo, value):
                 missing.setdefault(value, []).append(f"{key} of ledger commit {e.oid[:12]}")
     for name, oid in sorted(refs.items()):
-        if oid not in pg:
+        if not has_object(repo, oid):
             missing.setdefault(oid, []).insert(0, name)
     for oid, namers in missing.items():
         more = f" and {len(namers) - 2} more" if len(namers) > 2 else ""
@@ -179,15 +179,17 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
             say(f"{run}: {name} points to {oid[:12]}, the ledger recorded "
                 f"{', '.join(sorted(x[:12] for x in recorded[(ws, n)]))}")
             continue  # one violation, one line
-        if oid in pg:
-            commit = pg[oid]
-            parents = getattr(commit, "parent_ids", None)
-            if parents is None:
+        if has_object(repo, oid):
+            try:
+                commit = get_commit(repo, oid)
+            except MissingObject:
                 say(f"{run}: {name} is not a commit")
-            elif len(parents) != 1:
-                say(f"{run}: {name}: a patch has one parent, this one has {len(parents)}")
+                continue
+            if len(commit.parents) != 1:
+                say(f"{run}: {name}: a patch has one parent, this one has "
+                    f"{len(commit.parents)}")
             else:
-                ws_trailer = query.parse_trailers(commit.message).get("Uet-Workstream")
+                ws_trailer = parse_trailers(commit.message).get("Uet-Workstream")
                 if ws_trailer is not None and ws_trailer != ws:
                     say(f"{run}: {name}: the patch commit says Uet-Workstream {ws_trailer}")
     for ws, n in sorted(recorded):
@@ -198,33 +200,30 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
     # -- the integration ref
     chain = _fsck_integration(repo, run, log, refs, records, transitions)
     out.extend(chain)
-    iref, recorded = query.integration_ref(run), want.get(query.integration_ref(run))
-    if not chain and recorded and refs.get(iref) not in (None, recorded):
+    iref, recorded_tip = query.integration_ref(run), want.get(query.integration_ref(run))
+    if not chain and recorded_tip and refs.get(iref) not in (None, recorded_tip):
         # A well-formed chain that is still not what the ledger recorded (a forged commit
         # carrying a committed workstream's trailers): land must never take it.
-        say(f"{run}: {iref} points to {refs[iref][:12]}, the ledger recorded {recorded[:12]} "
+        say(f"{run}: {iref} points to {refs[iref][:12]}, the ledger recorded {recorded_tip[:12]} "
             f"(`uet fsck --repair {run}` resets it)")
     return out
 
 
 def _missing_tree_objects(repo: Repo, commit: str) -> list[str]:
-    import pygit2
-
-    pg = repo.pg
-    missing: list[str] = []
     try:
-        root = pg[commit].peel(pygit2.Tree)
-    except (KeyError, ValueError):
+        root = tree_of(repo, commit)
+    except MissingObject:
         return ["(tree)"]
-    stack: list[tuple[str, Any]] = [("", root)]
+    missing: list[str] = []
+    stack = [("", root)]
     while stack:
         prefix, tree = stack.pop()
-        for entry in tree:
+        for entry in list_tree(repo, tree):
             path = f"{prefix}{entry.name}"
-            if entry.id not in pg:
+            if not has_object(repo, entry.oid):
                 missing.append(path)
-            elif entry.type_str == "tree":
-                stack.append((f"{path}/", pg[entry.id]))
+            elif entry.kind == "tree":
+                stack.append((f"{path}/", entry.oid))
     return missing
 
 
@@ -241,7 +240,6 @@ def _fsck_integration(
             out.append(f"{run}: {iref} is missing but {len(committed)} workstreams are committed")
         return out
     base = log.base
-    pg = repo.pg
     if base is None:
         out.append(f"{run}: the ledger records no base (Uet-Base trailer of `run: start`)")
         return out
@@ -255,7 +253,7 @@ def _fsck_integration(
                        f"Uet-Onto ({onto or 'none'})")
             return out
         start, since = onto, f"{onto[:12]}, where the rebase {last.oid[:12]} put it"
-    if tip not in pg or start not in pg:
+    if not has_object(repo, tip) or not has_object(repo, start):
         return out  # already reported as a missing object
     by_oid: dict[str, str] = {}
     for ws, evs in transitions.items():
@@ -266,19 +264,25 @@ def _fsck_integration(
     chain: list[str] = []
     cur = tip
     limit = 100_000
+    messages: dict[str, str] = {}
     while cur != start:
-        commit = pg[cur]
-        if not commit.parent_ids or len(chain) > limit:
+        try:
+            commit = get_commit(repo, cur)
+        except MissingObject:
+            out.append(f"{run}: {iref}: commit {cur[:12]} on its chain is missing")
+            return out
+        if commit.parent is None or len(chain) > limit:
             out.append(f"{run}: {iref} ({tip[:12]}) does not descend first-parent from "
                        f"{since}")
             return out
         chain.append(cur)
-        cur = str(commit.parent_ids[0])
+        messages[cur] = commit.message
+        cur = commit.parent
     chain.reverse()
     deps = query.plan_deps(query.read_plan(repo, log))
     position: dict[str, int] = {}
     for i, oid in enumerate(chain):
-        ws = by_oid.get(oid) or query.parse_trailers(pg[oid].message).get("Uet-Workstream")
+        ws = by_oid.get(oid) or parse_trailers(messages[oid]).get("Uet-Workstream")
         if ws is None:
             out.append(f"{run}: {iref}: commit {oid[:12]} is not a patch of this run")
             continue

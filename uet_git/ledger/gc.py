@@ -25,15 +25,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 from uet_git.errors import UetError
-from uet_git.gitrepo import Repo
+from uet_git.gitrepo import GitError, RefConflict, RefTransaction, Repo
+from uet_git.gitrepo.merge import is_ancestor
 from uet_git.ledger import query
+from uet_git.ledger.expected import GC_EVENT
 from uet_git.ledger.layout import ROOT, parse_ref
+from uet_git.ledger.lock import lock_held
 from uet_git.ledger.states import TERMINAL
+from uet_git.ledger.writer import Ledger, LedgerBusy
 
-GC_EVENT = "run: gc"
 WAITING = frozenset({"quarantined", "blocked"})
 
 
@@ -56,27 +58,6 @@ class GcResult:
     @property
     def removed(self) -> list[str]:
         return [ref for r in self.runs for ref in r.refs]
-
-
-def lock_path(repo: Repo, run: str) -> Path:
-    """The writer's lock file (ledger/writer.py: ``<common>/uet/locks/RUN.lock``)."""
-    return repo.uet_dir / "locks" / f"{run}.lock"
-
-
-def lock_held(repo: Repo, run: str) -> bool:
-    """True when a writer holds ``run``'s lock (tested by trying it, never waiting)."""
-    import filelock
-
-    path = lock_path(repo, run)
-    if not path.exists():
-        return False
-    lock = filelock.FileLock(str(path), thread_local=False)
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        return True
-    lock.release(force=True)
-    return False
 
 
 def parse_age(text: str) -> timedelta:
@@ -104,8 +85,10 @@ def _target_contains(repo: Repo, target: str | None, oid: str) -> bool:
     tip = repo.read_ref(ref)
     if tip is None:
         return False
-    return tip == oid or repo.git("merge-base", "--is-ancestor", oid, tip,
-                                  check=False).returncode == 0
+    try:
+        return is_ancestor(repo, oid, tip)
+    except GitError:
+        return False
 
 
 def plan_run(repo: Repo, run: str, refs: dict[str, str], log: query.LedgerLog,
@@ -198,9 +181,6 @@ def gc(
 
 def _apply(repo: Repo, run: str, plan: RunGc, result: GcResult) -> bool:
     """Record the ``run: gc`` event and delete the refs, holding the run's writer lock."""
-    from uet_git.gitrepo.refs import RefConflict, RefTransaction
-    from uet_git.ledger.writer import Ledger, LedgerBusy
-
     try:
         ledger = Ledger.open(repo, run)
     except LedgerBusy:

@@ -17,13 +17,14 @@ from typing import Any
 
 from uet_git.errors import UetError
 from uet_git.gitrepo import Repo
+from uet_git.gitrepo.odb import MissingObject, read_blob, walk_commits
+from uet_git.gitrepo.trailers import split_message
 from uet_git.ledger.layout import check_run_id, ledger_ref
 from uet_git.ledger.states import STATES
 
 # Not a ledger state: a workstream of the plan that has no ledger transition yet.
 PENDING = "pending"
 PLAN_PATH = "plan.json"
-_TRAILER_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)\s*:\s?(.*)$")
 _NONE_VALUES = {"", "none", "-", "null", "(none)", "new"}
 
 
@@ -164,47 +165,11 @@ def _state_or_none(v: str | None) -> str | None:
     return None if v.lower() in _NONE_VALUES else v
 
 
-_PARA_RE = re.compile(r"\n[ \t]*\n")
-
-
-def _trailer_block(block: str) -> dict[str, str]:
-    """``{key: value}`` if every line of ``block`` is a trailer (or a continuation), else {}."""
-    out: dict[str, str] = {}
-    for line in block.splitlines():
-        m = _TRAILER_RE.match(line)
-        if m is None:
-            if line[:1].isspace() and out:  # a continuation line
-                key = next(reversed(out))
-                out[key] = f"{out[key]} {line.strip()}"
-                continue
-            return {}  # not a trailer block
-        out[m[1]] = m[2].strip()
-    return out
-
-
-def _parse_message(message: str) -> tuple[str, str, dict[str, str]]:
-    """(subject, human body without the trailer block, trailers)."""
-    subject, _, rest = message.strip().partition("\n")
-    paragraphs = [p.strip() for p in _PARA_RE.split(rest.strip())] if rest.strip() else []
-    paragraphs = [p for p in paragraphs if p]
-    trailers = _trailer_block(paragraphs[-1]) if paragraphs else {}
-    if trailers:
-        paragraphs.pop()
-    return subject.strip(), "\n\n".join(paragraphs), trailers
-
-
-def parse_trailers(message: str) -> dict[str, str]:
-    """The trailers of a commit message: ``Key: value`` lines of its last paragraph after the
-    subject (the block ``git interpret-trailers --parse`` reads for messages uet writes). A key
-    given twice keeps the last value."""
-    return _parse_message(message)[2]
-
-
 _SUBJECT_RE = re.compile(r"^(?P<ws>\S+): (?P<frm>\S+) -> (?P<to>\S+)")
 
 
 def event_from_commit(oid: str, commit_time: int, message: str) -> Event:
-    subject, summary, trailers = _parse_message(message)
+    subject, summary, trailers = split_message(message)
     ws = trailers.get("Uet-Workstream")
     frm = _state_or_none(trailers.get("Uet-From"))
     to = _state_or_none(trailers.get("Uet-To"))
@@ -230,21 +195,25 @@ def event_from_commit(oid: str, commit_time: int, message: str) -> Event:
     )
 
 
+def missing_object(run: str, exc: MissingObject) -> UetError:
+    """The one-line error of a reader that met an object a concurrent prune removed."""
+    return UetError(f"run {run}: {ledger_ref(run)}: {exc}; run `uet fsck --repair {run}`",
+                    exit_code=1)
+
+
 def read_ledger(repo: Repo, run: str, tip: str | None = None) -> LedgerLog:
-    """Walk ``refs/uet/ledger/RUN`` first-parent from its tip; raise UetError if no such run."""
+    """Walk ``refs/uet/ledger/RUN`` first-parent from its tip; raise UetError if no such run,
+    or if a ledger commit is missing from the repository (exit 1)."""
     check_run_id(run)
     if tip is None:
         tip = repo.read_ref(ledger_ref(run))
         if tip is None:
             raise UetError(f"no run {run!r} in this repository (no {ledger_ref(run)})")
-    import pygit2  # local: keeps the import light for callers that never walk
-
-    pg = repo.pg
-    walker = pg.walk(pygit2.Oid(hex=tip), pygit2.enums.SortMode.TOPOLOGICAL)
-    walker.simplify_first_parent()
-    events: list[Event] = []
-    for commit in walker:
-        events.append(event_from_commit(str(commit.id), commit.commit_time, commit.message))
+    try:
+        events = [event_from_commit(c.oid, c.commit_time, c.message)
+                  for c in walk_commits(repo, tip, first_parent=True)]
+    except MissingObject as exc:
+        raise missing_object(run, exc) from None
     events.reverse()
     base = target = None
     for e in events:
@@ -256,22 +225,9 @@ def read_ledger(repo: Repo, run: str, tip: str | None = None) -> LedgerLog:
 
 
 def read_tip_blob(repo: Repo, tip: str, path: str) -> bytes | None:
-    """A blob at ``path`` in the tree of commit ``tip`` (None if absent)."""
-    pg = repo.pg
-    try:
-        tree = pg[tip].peel(_tree_type())
-        obj = tree[path]
-    except (KeyError, ValueError):
-        return None
-    blob = pg[obj.id]
-    data = getattr(blob, "data", None)
-    return data if isinstance(data, bytes) else None
-
-
-def _tree_type() -> Any:
-    import pygit2
-
-    return pygit2.Tree
+    """A blob at ``path`` in the tree of commit ``tip`` (None if absent); ``MissingObject``
+    when the commit or a tree on the path is gone."""
+    return read_blob(repo, tip, path)
 
 
 def read_plan(repo: Repo, log: LedgerLog) -> dict[str, Any] | None:
@@ -279,7 +235,10 @@ def read_plan(repo: Repo, log: LedgerLog) -> dict[str, Any] | None:
     for oid in (log.tip, log.events[0].oid if log.events else None):
         if oid is None:
             continue
-        data = read_tip_blob(repo, oid, "plan.json")
+        try:
+            data = read_tip_blob(repo, oid, PLAN_PATH)
+        except MissingObject as exc:
+            raise missing_object(log.run, exc) from None
         if data is not None:
             try:
                 plan = json.loads(data)

@@ -5,7 +5,7 @@ Where things come from (DESIGN.md, "The ledger in git"):
   (``refs/uet/<state>/RUN/WS``), read with ONE ``git for-each-ref`` whose patterns name only this
   run's directories, so the cost does not grow with the patches of other runs;
 - reasons, attempts, patch/candidate oids and timings come from the trailers of the run's ledger
-  commits (``refs/uet/ledger/RUN``), walked first-parent with pygit2 from the tip;
+  commits (``refs/uet/ledger/RUN``), walked first-parent from the tip;
 - the plan (``plan.json``) and evidence (``evidence/WS/ATTEMPT/NAME``) are blobs in the tree of
   the ledger tip (each ledger commit's tree carries everything before it).
 
@@ -23,6 +23,7 @@ from typing import Any
 from uet_git.errors import UetError
 from uet_git.gitrepo import Repo
 from uet_git.gitrepo import refs as gitrefs
+from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger.evidence import evidence, evidence_attempts
 from uet_git.ledger.layout import (
     ROOT,
@@ -40,7 +41,6 @@ from uet_git.ledger.log import (
     advance,
     event_from_commit,
     iso,
-    parse_trailers,
     plan_deps,
     read_ledger,
     read_plan,
