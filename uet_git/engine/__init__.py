@@ -5,12 +5,13 @@
   deterministic integration order).
 - ``pipeline``: one workstream through a worker (setup, tool with retries and the circuit
   breaker, normalise, validate, acceptance), recording each step in the ledger.
-- ``integrator``: one patch at a time onto the integration tip (merge, re-verification,
-  pre-merge hooks, commit).
-- ``premerge``: which pre-merge hooks a candidate gets.
+- ``verify``: THE integrate-and-verify path (``make_candidate``, ``verify_candidate`` ->
+  ``Verdict``), with the checks of the run's base commit.
+- ``integrator``: the state walk queued -> applied -> verified -> committed over ``verify``.
+- ``rebase``: ``reintegrate`` (``uet land --rebase``) over ``verify``, skipping what the new
+  tip already holds.
+- ``seed``: seeding a resumed run from its ledger, a table from recorded state to action.
 - ``run``: ``execute_run`` (``uet run``) and the run loop shared with resume.
-- ``resume``: ``resume_run`` (``uet resume``, ``uet retry``) and ``rebase_run``
-  (``uet land --rebase``).
 - ``report``: live view, lines, JSON lines; the final status table.
 - ``land``, ``rollback``, ``actions``, ``demo``: landing, undoing, retry/drop, the sample.
 

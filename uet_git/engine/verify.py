@@ -31,6 +31,7 @@ from uet_git.spec.models import Config, Workstream
 from uet_git.spec.scope import matches
 from uet_git.workers.pool import WorktreePool
 from uet_git.workers.process import ProcResult, read_tail, run_process
+from uet_git.workers.sandbox import SandboxPlan, sandbox_for
 from uet_git.workers.tools import tool_env, worker_port
 
 LOG_LIMIT = 64 * 1024  # bytes of each log kept as evidence
@@ -170,10 +171,14 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
         env = candidate_env(config, ws, run=bench.run, attempt=cand.attempt, worktree=wt.path,
                             slot=bench.pool.size - 1, target=bench.target,
                             candidate=cand.candidate, patch=cand.patch, tip=cand.tip)
+        # The candidate's code runs (its tests): confined like a tool. The log dir (where the
+        # base's hooks are written) is readable, not writable.
+        sandbox = sandbox_for(repo, wt.path, config.sandbox, extra_readable=[log_dir])
         if rerun:
             bench.observer.worker(INTEGRATOR, ws.id, "acceptance")
             acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=ws.timeout,
-                               log_dir=log_dir, name="acceptance", cancel=bench.cancel)
+                               log_dir=log_dir, name="acceptance", cancel=bench.cancel,
+                               sandbox=sandbox)
             evidence["candidate-acceptance.log"] = acc.log
             if acc.cancelled:
                 return Verdict(Outcome.CANCELLED, evidence=evidence)
@@ -185,7 +190,7 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
                          f"in {acc.duration:.1f} s")
         if checks.hooks:
             failed = _run_hooks(repo, cand, checks, bench, env=env, cwd=wt.path,
-                                log_dir=log_dir, evidence=evidence)
+                                log_dir=log_dir, evidence=evidence, sandbox=sandbox)
             if failed is not None:
                 return failed
             notes.append(f"pre-merge hooks: {len(checks.hooks)} passed")
@@ -197,8 +202,8 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
 
 
 def _run_hooks(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, *,
-               env: dict[str, str], cwd: Path, log_dir: Path,
-               evidence: dict[str, bytes]) -> Verdict | None:
+               env: dict[str, str], cwd: Path, log_dir: Path, evidence: dict[str, bytes],
+               sandbox: SandboxPlan | None) -> Verdict | None:
     """The hooks one after the other, from the base's copy; the first failure's Verdict, or
     None when all passed."""
     # Written anew for each candidate: a tool that ran since cannot have edited them.
@@ -209,7 +214,7 @@ def _run_hooks(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, *,
         out, err = log_dir / f"hook-{i}.out", log_dir / f"hook-{i}.err"
         res = run_process(hook_command(hook, hook_dir), cwd=cwd, env=env,
                           timeout=cand.ws.timeout, stdout_path=out, stderr_path=err,
-                          cancel=bench.cancel)
+                          cancel=bench.cancel, sandbox=sandbox)
         log += f"$ {hook.name}\n[{_status(res)}]\n".encode()
         log += _section("stdout", read_tail(out, LOG_LIMIT // 2))
         log += _section("stderr", read_tail(err, LOG_LIMIT // 2))
