@@ -171,3 +171,17 @@ def test_worktree_config_and_deleted_ref_restored(setup) -> None:
     assert repo.read_ref("refs/heads/keepme") == other
     assert git(wt, "config", "--get", "core.fsmonitor", check=False) == ""
     assert changes(before, snapshot(repo)) == []
+
+
+def test_refs_the_caller_moved_itself_are_ignored(setup) -> None:
+    repo, _, other = setup
+    before = snapshot(repo)
+    git(repo.workdir, "update-ref", "refs/heads/main", other)  # e.g. uet's own landing
+    git(repo.workdir, "update-ref", "refs/heads/evil", other)
+    after = snapshot(repo)
+    ignore = {"refs/heads/main"}
+    assert changes(before, after, ignore_refs=ignore) == [
+        f"ref refs/heads/evil created at {other[:12]}"]
+    assert restore(repo, before, after, ignore_refs=ignore) == [
+        "ref refs/heads/evil (created by the tool) deleted"]
+    assert repo.read_ref("refs/heads/main") == other

@@ -22,6 +22,11 @@ What a snapshot holds (all in the common git dir):
 ``restore`` is a compare-and-swap everywhere: a ref or file is put back only while it still
 holds what the tool left (the ``after`` snapshot), so something the user (or another run)
 changed since is never clobbered; it is reported instead.
+
+A snapshot cannot tell who made a change: a commit the user makes on their branch while a tool
+runs, or uet's own landing (``--land continuous``) in that window, looks like the tool's. The
+caller passes the refs it moved itself (or knows the user may move) as ``ignore_refs``, so they
+are neither reported nor put back.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,9 +205,11 @@ def _file_change(path: str, b: FileState | None, a: FileState | None) -> str:
     return f"{what} changed"
 
 
-def changes(before: Snapshot, after: Snapshot) -> list[str]:
+def changes(before: Snapshot, after: Snapshot, *, ignore_refs: Collection[str] = ()
+            ) -> list[str]:
     """One line per thing that differs: a config setting, a file in ``info/`` or ``hooks/``,
-    a ref (created, deleted or moved). Empty when nothing changed."""
+    a ref (created, deleted or moved; not those in ``ignore_refs``). Empty when nothing
+    changed."""
     out: list[str] = []
     for path in sorted(before.files.keys() | after.files.keys()):
         b, a = before.files.get(path), after.files.get(path)
@@ -218,7 +225,7 @@ def changes(before: Snapshot, after: Snapshot) -> list[str]:
             out.append(_file_change(path, b, a))
     for ref in sorted(before.refs.keys() | after.refs.keys()):
         x, y = before.refs.get(ref), after.refs.get(ref)
-        if x == y:
+        if x == y or ref in ignore_refs:
             continue
         if x is None:
             out.append(f"ref {ref} created at {_short(y)}")
@@ -308,10 +315,11 @@ def _restore_ref(repo: Repo, ref: str, b: str | None, a: str | None) -> str:
     return done
 
 
-def restore(repo: Repo, before: Snapshot, after: Snapshot) -> list[str]:
-    """Put back every config file, ``info/``/``hooks/`` file and ref that differs between
-    ``before`` and ``after``, each only while it still holds its ``after`` value. One line per
-    thing: what was restored, or why not."""
+def restore(repo: Repo, before: Snapshot, after: Snapshot, *,
+            ignore_refs: Collection[str] = ()) -> list[str]:
+    """Put back every config file, ``info/``/``hooks/`` file and ref (but those in
+    ``ignore_refs``) that differs between ``before`` and ``after``, each only while it still
+    holds its ``after`` value. One line per thing: what was restored, or why not."""
     common = repo.common_dir
     out: list[str] = []
     changed = [p for p in sorted(before.files.keys() | after.files.keys())
@@ -322,7 +330,7 @@ def restore(repo: Repo, before: Snapshot, after: Snapshot) -> list[str]:
     for rel in changed:
         out.append(_restore_file(common, rel, before.files.get(rel), after.files.get(rel)))
     refs = [r for r in before.refs.keys() | after.refs.keys()
-            if before.refs.get(r) != after.refs.get(r)]
+            if before.refs.get(r) != after.refs.get(r) and r not in ignore_refs]
     # Deletions first, then moves, then re-creations: refs/heads/x and refs/heads/x/y cannot
     # both exist, so a tool's new ref may stand where a deleted one must come back.
     refs.sort(key=lambda r: (0 if r not in before.refs else 2 if r not in after.refs else 1, r))
