@@ -7,12 +7,16 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import git
 from tests.engine.verifykit import kit
 from uet_git.engine.integrator import integrate
 from uet_git.gitrepo import odb
 from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger import query
+from uet_git.spec.models import Config
+from uet_git.workers.sandbox import available
 
 HOOK = ".uet/hooks/pre-merge.d/no-forbidden"
 REJECT = "#!/bin/sh\nif grep -rq forbidden --include=*.txt .; then echo found >&2; exit 1; fi\n"
@@ -118,3 +122,23 @@ def test_resumed_applied_candidate_on_a_moved_tip_is_re_applied(tmp_path: Path) 
         assert odb.get_commit(k.repo, out.tip).parent == k.patches["a"]
         moves = [e.to for e in query.history(k.repo, k.ledger.run, "b")]
         assert moves[-4:] == ["queued", "applied", "verified", "committed"]
+
+
+@pytest.mark.parametrize("mode", ["none", "bwrap"])
+def test_candidate_commands_cannot_move_refs_outside_uet(tmp_path: Path, mode: str) -> None:
+    if mode == "bwrap" and available() is not None:
+        pytest.skip(f"no sandbox here: {available()}")
+    evil = "git update-ref refs/heads/evil HEAD; true"
+    config = Config.model_validate({"sandbox": {"mode": mode}})
+    with kit(tmp_path, {"a": {}, "b": {"acceptance": [evil]}}, config=config) as k:
+        k.queue("a", {"a.txt": "a\n"})
+        k.queue("b", {"b.txt": "b\n"})
+        integrate(k.ctx, "a")
+        out = integrate(k.ctx, "b")  # its acceptance runs again: the candidate's tree is new
+        if mode == "none":  # it ran: seen, put back, quarantined
+            assert (out.state, out.reason) == ("quarantined", "tampered")
+            ev = query.evidence(k.repo, k.ledger.run, "b", 1, "tampering.txt")
+            assert ev is not None and b"refs/heads/evil" in ev
+        else:  # refs are read-only in the sandbox: the update failed, nothing to see
+            assert out.state == "committed"
+        assert git(k.path, "for-each-ref", "refs/heads/evil") == ""

@@ -6,7 +6,8 @@
   with the paths). A change the tip already holds gives an empty candidate.
 - ``applied``: the candidate is judged (``verify.verify_candidate``: acceptance when its tree is
   not the verified one, the base's pre-merge hooks always) -> ``verified`` or ``quarantined``
-  (``verify-failed``/``hook-failed``); cancelled -> nothing recorded.
+  (``verify-failed``/``hook-failed``, or ``tampered`` when they changed the repository outside
+  the worktree); cancelled -> nothing recorded.
 - ``verified`` -> ``committed``, with the integration ref fast-forwarded in the same ledger
   transaction.
 A candidate recorded ``applied``/``verified`` whose parent is no longer the tip goes back to
@@ -81,7 +82,7 @@ def integrate(ctx: RunContext, ws_id: str) -> IntegrationOutcome:
 
     assert candidate is not None
     if state == "applied":
-        bench = Bench(ctx.run_id, ctx.target, ctx.pool, ctx.observer, ctx.cancel)
+        bench = Bench(ctx.run_id, ctx.target, ctx.pool, ctx.observer, ctx.cancel, ctx.guard)
         cand = Candidate(ctx.ws(ws_id), attempt, patch, candidate, tip, verified=patch)
         checks = checks_at(ctx.repo, ctx.ledger.base, ctx.config)
         verdict = verify_candidate(ctx.repo, cand, checks, bench,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from uet_git.engine.events import Observer
+from uet_git.engine.guard import TamperGuard
 from uet_git.engine.inputs import workstreams_from_record
 from uet_git.engine.loop import make_pool
 from uet_git.engine.options import RunOptions
@@ -35,6 +36,7 @@ from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.states import State
 from uet_git.ledger.writer import Ledger
+from uet_git.workers.sandbox import available
 
 ALREADY_APPLIED = "Uet-Already-Applied"
 
@@ -70,7 +72,9 @@ def reintegrate(repo: Repo, ledger: Ledger, onto: str, options: RunOptions,
     old_tip = ledger.integration_tip()
     where = f"re-integrating run {ledger.run} onto {onto_oid[:12]}"
     pool = make_pool(repo, config, 1)
-    bench = Bench(ledger.run, ledger.target, pool, observer)
+    sandboxed = config.sandbox.mode == "bwrap" and available() is None
+    bench = Bench(ledger.run, ledger.target, pool, observer,
+                  guard=TamperGuard(repo, sandboxed=sandboxed))
     log_root = repo.uet_dir / "logs" / ledger.run / "rebase"
     tip = onto_oid
     result = RebaseResult(tip)

@@ -21,6 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from uet_git.engine.events import Observer
+from uet_git.engine.guard import TamperGuard
 from uet_git.engine.pipeline import run_commands
 from uet_git.gitrepo import merge, odb
 from uet_git.gitrepo.merge import RebaseResult
@@ -103,13 +104,15 @@ class Candidate:
 
 @dataclass
 class Bench:
-    """Where candidates are judged: the run, its worktree pool, who watches, what cancels."""
+    """Where candidates are judged: the run, its worktree pool, who watches, what cancels, and
+    the run's check for commands that change the repository outside their worktree."""
 
     run: str
     target: str | None
     pool: WorktreePool
     observer: Observer
     cancel: threading.Event | None = None
+    guard: TamperGuard | None = None
 
 
 def candidate_env(config: Config, ws: Workstream, *, run: str, attempt: int, worktree: Path,
@@ -167,38 +170,57 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
 
     evidence: dict[str, bytes] = {}
     wt = bench.pool.acquire(cand.candidate, label)
+    if bench.guard is not None:
+        bench.guard.enter(ws.id, wt.path)
     try:
-        env = candidate_env(config, ws, run=bench.run, attempt=cand.attempt, worktree=wt.path,
-                            slot=bench.pool.size - 1, target=bench.target,
-                            candidate=cand.candidate, patch=cand.patch, tip=cand.tip)
-        # The candidate's code runs (its tests): confined like a tool. The log dir (where the
-        # base's hooks are written) is readable, not writable.
-        sandbox = sandbox_for(repo, wt.path, config.sandbox, extra_readable=[log_dir])
-        if rerun:
-            bench.observer.worker(INTEGRATOR, ws.id, "acceptance")
-            acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=ws.timeout,
-                               log_dir=log_dir, name="acceptance", cancel=bench.cancel,
-                               sandbox=sandbox)
-            evidence["candidate-acceptance.log"] = acc.log
-            if acc.cancelled:
-                return Verdict(Outcome.CANCELLED, evidence=evidence)
-            if not acc.ok:
-                return Verdict(Outcome.FAILED, "verify-failed",
-                               f"acceptance failed on the candidate {cand.candidate[:12]}: "
-                               f"{acc.failed}", evidence)
-            notes.append(f"acceptance: {len(ws.acceptance)} commands passed on the candidate "
-                         f"in {acc.duration:.1f} s")
-        if checks.hooks:
-            failed = _run_hooks(repo, cand, checks, bench, env=env, cwd=wt.path,
-                                log_dir=log_dir, evidence=evidence, sandbox=sandbox)
-            if failed is not None:
-                return failed
-            notes.append(f"pre-merge hooks: {len(checks.hooks)} passed")
+        verdict = _run_checks(repo, cand, checks, bench, wt.path, log_dir=log_dir, rerun=rerun,
+                              evidence=evidence, notes=notes)
     finally:
+        tampering = bench.guard.leave(ws.id) if bench.guard is not None else None
         bench.pool.release(wt)
+    if tampering is not None and verdict.outcome is not Outcome.CANCELLED:
+        evidence["tampering.txt"] = tampering.evidence()
+        return Verdict(Outcome.FAILED, "tampered", f"on the candidate {cand.candidate[:12]}: "
+                       f"{tampering.detail()}", evidence)
+    if verdict.outcome is not Outcome.OK:
+        return verdict
     # Something ran on the candidate: say what it contained.
     evidence["candidate.diffstat"] = merge.diff_stat(repo, cand.tip, cand.candidate).encode()
     return Verdict(Outcome.OK, detail="; ".join(notes), evidence=evidence, trailers=trailers)
+
+
+def _run_checks(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, worktree: Path, *,
+                log_dir: Path, rerun: bool, evidence: dict[str, bytes],
+                notes: list[str]) -> Verdict:
+    """Acceptance (when ``rerun``), then the hooks, in ``worktree`` (holding the candidate)."""
+    ws, config = cand.ws, checks.config
+    env = candidate_env(config, ws, run=bench.run, attempt=cand.attempt, worktree=worktree,
+                        slot=bench.pool.size - 1, target=bench.target,
+                        candidate=cand.candidate, patch=cand.patch, tip=cand.tip)
+    # The candidate's code runs (its tests): confined like a tool. The log dir (where the
+    # base's hooks are written) is readable, not writable.
+    sandbox = sandbox_for(repo, worktree, config.sandbox, extra_readable=[log_dir])
+    if rerun:
+        bench.observer.worker(INTEGRATOR, ws.id, "acceptance")
+        acc = run_commands(ws.acceptance, cwd=worktree, env=env, timeout=ws.timeout,
+                           log_dir=log_dir, name="acceptance", cancel=bench.cancel,
+                           sandbox=sandbox)
+        evidence["candidate-acceptance.log"] = acc.log
+        if acc.cancelled:
+            return Verdict(Outcome.CANCELLED, evidence=evidence)
+        if not acc.ok:
+            return Verdict(Outcome.FAILED, "verify-failed",
+                           f"acceptance failed on the candidate {cand.candidate[:12]}: "
+                           f"{acc.failed}", evidence)
+        notes.append(f"acceptance: {len(ws.acceptance)} commands passed on the candidate "
+                     f"in {acc.duration:.1f} s")
+    if checks.hooks:
+        failed = _run_hooks(repo, cand, checks, bench, env=env, cwd=worktree, log_dir=log_dir,
+                            evidence=evidence, sandbox=sandbox)
+        if failed is not None:
+            return failed
+        notes.append(f"pre-merge hooks: {len(checks.hooks)} passed")
+    return Verdict(Outcome.OK, evidence=evidence)
 
 
 def _run_hooks(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, *,
