@@ -46,7 +46,6 @@ from uet_git.gitrepo.merge import count_commits, is_ancestor
 from uet_git.gitrepo.odb import has_object
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
-from uet_git.ledger.expected import recorded_integration
 from uet_git.ledger.layout import integration_ref
 from uet_git.ledger.writer import Ledger
 
@@ -89,15 +88,13 @@ def rolled_back(ledger: Ledger) -> list[str]:
     return sorted(ws for ws, rec in ledger.states().items() if rec.state == "rolled-back")
 
 
-def recorded_tip(repo: Repo, run: str) -> tuple[str | None, str | None]:
+def recorded_tip(repo: Repo, run: str) -> tuple[str, str | None]:
     """``(tip, problem)``: the integration tip the ledger recorded, and the one-line refusal
     when ``refs/uet/integration/RUN`` disagrees with it (None when it agrees or was removed by
     ``uet gc``)."""
-    tip = recorded_integration(query.read_ledger(repo, run))
+    tip = query.recorded_integration_tip(repo, run)
     iref = integration_ref(run)
     have = repo.read_ref(iref)
-    if tip is None:
-        return None, f"run {run}: the ledger records no integration tip; run `uet fsck {run}`"
     if have is not None and have != tip:
         return tip, (f"{iref} is at {short(have)} but the ledger recorded {short(tip)}; "
                      f"nothing landed: run `uet fsck --repair {run}` to reset it from the "
@@ -152,8 +149,8 @@ def _land(repo: Repo, ledger: Ledger, *, rebase: bool, options: RunOptions | Non
                                  "with `uet run` to land its work again)", repo.read_ref(ref))
     tip, problem = recorded_tip(repo, run)
     old = repo.read_ref(ref)
-    if problem is not None or tip is None:
-        return LandResult(False, problem or f"run {run}: no integration tip", old)
+    if problem is not None:
+        return LandResult(False, problem, old)
     if old is None:
         return LandResult(False, f"target branch {name} does not exist; nothing landed, "
                                  f"{iref} is kept: create it, then run `uet land {run}`", None)
