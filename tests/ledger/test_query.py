@@ -168,8 +168,12 @@ def test_run_events_mark_landed_and_finished(repo: Path) -> None:
     (info,) = query.list_runs(s.repo)
     assert not info.finished and not info.landed
     with Ledger.open(s.repo, s.run) as led:
-        led.event("run: land", "main moved", trailers={"Uet-Branch": "main"})
+        led.event("run: land", "main moved", trailers={"Uet-Branch": "main",
+                                                        "Uet-Landed": s.integration})
         led.event("run: finish", "2 committed")
+    (info,) = query.list_runs(s.repo)
+    assert info.finished and not info.landed  # recorded, but main does not hold it
+    git(repo, "update-ref", "refs/heads/main", s.integration)
     (info,) = query.list_runs(s.repo)
     assert info.finished and info.landed
     st = query.run_status(s.repo, s.run)
@@ -180,3 +184,35 @@ def test_run_events_mark_landed_and_finished(repo: Path) -> None:
     # run-level events do not disturb the workstreams' records
     assert {w.ws: w.state for w in st.workstreams} == EXPECTED_STATES
     assert st.base == s.base and st.target == "main"
+
+
+def test_landed_means_the_target_holds_the_landed_tip(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    with Ledger.open(s.repo, s.run) as led:
+        led.event("run: land-intent", "about to land", trailers={
+            "Uet-Branch": "main", "Uet-Previous": s.base, "Uet-Landed": s.integration})
+    assert not query.run_status(s.repo, s.run).landed  # an intent is not a landing
+    git(repo, "update-ref", "refs/heads/main", s.integration)
+    with Ledger.open(s.repo, s.run) as led:
+        led.event("run: land", "main moved", trailers={"Uet-Branch": "main",
+                                                        "Uet-Landed": s.integration})
+    assert query.run_status(s.repo, s.run).landed
+    later = uet_commit(s.repo, s.integration, {"z.txt": "z"}, "someone", s.run)
+    git(repo, "update-ref", "refs/heads/main", later)
+    assert query.run_status(s.repo, s.run).landed  # contains it: still landed
+    git(repo, "update-ref", "refs/heads/main", s.base)  # reset by hand
+    st = query.run_status(s.repo, s.run)
+    assert not st.landed and not query.list_runs(s.repo)[0].landed
+    assert query.landed_tip(query.read_ledger(s.repo, s.run)) == ("refs/heads/main",
+                                                                  s.integration)
+
+
+def test_recorded_integration_tip_ignores_the_ref(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    assert query.recorded_integration_tip(s.repo, s.run) == s.integration
+    git(repo, "update-ref", f"refs/uet/integration/{s.run}", s.base)
+    assert query.recorded_integration_tip(s.repo, s.run) == s.integration
+    r = Repo.open(repo)
+    with Ledger.create(r, base=s.base, target="main", plan={}) as led:
+        run = led.run
+    assert query.recorded_integration_tip(r, run) == s.base

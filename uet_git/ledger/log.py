@@ -140,10 +140,6 @@ class LedgerLog:
     def finished(self) -> bool:
         return bool(self.run_events("run: finish"))
 
-    @property
-    def landed(self) -> bool:
-        return bool(self.run_events("run: land"))
-
 
 def iso(t: int | None) -> str | None:
     if t is None:

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from uet_git.errors import UetError
-from uet_git.gitrepo import Repo
+from uet_git.gitrepo import GitError, Repo
 from uet_git.gitrepo import refs as gitrefs
+from uet_git.gitrepo.merge import is_ancestor
 from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger.evidence import evidence, evidence_attempts
+from uet_git.ledger.expected import recorded_integration
 from uet_git.ledger.layout import (
     ROOT,
     check_run_id,
@@ -82,6 +84,7 @@ __all__ = [
     "ws_status",
 ]
 PREFIX = ROOT
+LAND_EVENT = "run: land"
 
 
 @dataclass
@@ -169,6 +172,49 @@ def state_refs_of(refs: Mapping[str, str], run: str) -> dict[str, list[tuple[str
 # --------------------------------------------------------------------------- runs
 
 
+def recorded_integration_tip(repo: Repo, run: str) -> str:
+    """The integration tip the ledger recorded last: the ``Uet-Integration`` of the newest
+    transition or event that moved it (``committed``, ``run: rebase``), else the run's base.
+    What may land comes from here, never from the ref (a tool can move the ref)."""
+    log = read_ledger(repo, run)
+    tip = recorded_integration(log)
+    if tip is None:
+        raise UetError(f"run {run}: the ledger has no `run: start` commit with Uet-Base")
+    return tip
+
+
+def landed_tip(log: LedgerLog) -> tuple[str, str] | None:
+    """``(branch ref, tip)`` of the newest ``run: land`` event (``Uet-Branch``,
+    ``Uet-Landed``; the run's target and recorded integration tip for a landing recorded
+    without them), or None when the run never landed."""
+    lands = [e for e in log.run_events(LAND_EVENT) if e.subject == LAND_EVENT]
+    if not lands:
+        return None
+    t = lands[-1].trailers
+    branch = t.get("Uet-Branch") or log.target
+    tip = t.get("Uet-Landed") or recorded_integration(log)
+    if not branch or not tip:
+        return None
+    return (branch if branch.startswith("refs/") else f"refs/heads/{branch}"), tip
+
+
+def is_landed(repo: Repo, log: LedgerLog) -> bool:
+    """True when the run's target branch holds (contains) what the run last landed: a
+    landing recorded in the ledger that the branch no longer holds (reset, rolled back by
+    hand) is not landed."""
+    landed = landed_tip(log)
+    if landed is None:
+        return False
+    branch, tip = landed
+    now = repo.read_ref(branch)
+    if now is None:
+        return False
+    try:
+        return is_ancestor(repo, tip, now)
+    except GitError:
+        return False  # the landed commit is not in this repository
+
+
 def run_ids(repo: Repo) -> list[str]:
     """Run ids with a ledger branch, oldest first (run ids sort by their start time)."""
     prefix = f"{PREFIX}ledger/"
@@ -223,7 +269,8 @@ def list_runs(repo: Repo) -> list[RunInfo]:
                 c[e.to] = c.get(e.to, 0) + 1
         out.append(RunInfo(
             run=run, base=log.base, target=log.target, started=log.started,
-            updated=log.updated, ledger=log.tip, finished=log.finished, landed=log.landed,
+            updated=log.updated, ledger=log.tip, finished=log.finished,
+            landed=is_landed(repo, log),
             counts={s: c[s] for s in STATES if c.get(s)},
         ))
     return out
@@ -266,7 +313,8 @@ def run_status(repo: Repo, run: str) -> RunStatus:
     ordered_counts = {s: counts[s] for s in (*STATES, PENDING) if counts.get(s)}
     return RunStatus(
         run=run, base=log.base, target=log.target, started=log.started, updated=log.updated,
-        integration=refs.get(integration_ref(run)), finished=log.finished, landed=log.landed,
+        integration=refs.get(integration_ref(run)), finished=log.finished,
+        landed=is_landed(repo, log),
         workstreams=records, counts=ordered_counts,
     )
 
