@@ -156,7 +156,8 @@ def test_target_moved_by_a_tampering_tool_is_named_not_rebased(tmp_path: Path) -
     git(b.path, "update-ref", "refs/heads/main", planted)
     with Ledger.open(b.repo, b.run) as ledger:
         ledger.record("ws-t", "quarantined", attempt=1, reason="tampered",
-                      summary=f"the tool changed refs/heads/main: {b.base} -> {planted}")
+                      summary="the repository was changed outside the worktree while it "
+                              f"ran (1 change)\nref refs/heads/main moved {b.base} -> {planted}")
         for rebase in (False, True):
             res = land(b.repo, ledger, rebase=rebase)
             assert not res.landed
@@ -175,7 +176,7 @@ def test_target_moved_by_someone_else_still_suggests_rebase(tmp_path: Path) -> N
     git(b.path, "commit", "-q", "--allow-empty", "-m", "the user's own commit")
     with Ledger.open(b.repo, b.run) as ledger:
         ledger.record("ws-t", "quarantined", attempt=1, reason="tampered",
-                      summary="the tool changed refs/heads/other: "
-                              f"{b.base} -> {b.tip}")
+                      summary=f"changed\nref refs/heads/other moved {b.base} -> {b.tip}\n"
+                              f"ref refs/heads/main moved {b.tip} -> {b.base}")
         res = land(b.repo, ledger)
     assert not res.landed and f"uet land {b.run} --rebase" in res.message

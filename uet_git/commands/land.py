@@ -105,7 +105,8 @@ def recorded_tip(repo: Repo, run: str) -> tuple[str, str | None]:
 def target_tampering(repo: Repo, ledger: Ledger, ref: str, now: str) -> str | None:
     """The workstream whose tool moved ``ref`` during the run, when the target still holds
     (or builds on) the commit the tool put there; None otherwise. Read from the ledger: a
-    ``tampered`` quarantine's summary names the refs it changed and their values."""
+    ``tampered`` quarantine's summary has a line ``ref REF moved OLD -> NEW`` (or ``ref REF
+    created at NEW``) per ref the tool changed, with full oids."""
     for ws, rec in sorted(ledger.states().items()):
         if rec.reason != "tampered":
             continue
@@ -113,13 +114,12 @@ def target_tampering(repo: Repo, ledger: Ledger, ref: str, now: str) -> str | No
             if e.reason != "tampered":
                 continue
             for line in e.summary.splitlines():
-                if ref not in line:
+                if not line.startswith(f"ref {ref} ") or \
+                        not (" moved " in line or " created at " in line):
                     continue
                 oids = _OID.findall(line)
-                if not oids:
-                    return ws
-                put = oids[-1]  # "REF: OLD -> NEW": the tool's value is the last one
-                if has_object(repo, put) and is_ancestor(repo, put, now):
+                put = oids[-1] if oids else None  # the value the tool left
+                if put and has_object(repo, put) and is_ancestor(repo, put, now):
                     return ws
             break
     return None
