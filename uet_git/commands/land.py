@@ -103,8 +103,8 @@ def recorded_tip(repo: Repo, run: str) -> tuple[str, str | None]:
 
 
 def target_tampering(repo: Repo, ledger: Ledger, ref: str, now: str) -> str | None:
-    """The workstream whose tool moved ``ref`` during the run, when the target still holds
-    (or builds on) the commit the tool put there; None otherwise. Read from the ledger: a
+    """The workstream whose tool moved ``ref`` during the run, when the target still is (or
+    builds on) the commit the tool put there; None otherwise. Read from the ledger: a
     ``tampered`` quarantine's summary has a line ``ref REF moved OLD -> NEW`` (or ``ref REF
     created at NEW``) per ref the tool changed, with full oids."""
     for ws, rec in sorted(ledger.states().items()):
@@ -119,7 +119,12 @@ def target_tampering(repo: Repo, ledger: Ledger, ref: str, now: str) -> str | No
                     continue
                 oids = _OID.findall(line)
                 put = oids[-1] if oids else None  # the value the tool left
-                if put and has_object(repo, put) and is_ancestor(repo, put, now):
+                if put is None or not has_object(repo, put):
+                    continue
+                # The target is the tool's value, or builds on a commit the tool brought in
+                # (one the run's base does not have: building on an old commit is normal).
+                if put == now or (is_ancestor(repo, put, now)
+                                  and not is_ancestor(repo, put, ledger.base)):
                     return ws
             break
     return None
