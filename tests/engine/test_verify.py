@@ -6,6 +6,7 @@ plants never runs on any candidate; a patch that may change the checks is marked
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.conftest import git
@@ -73,10 +74,12 @@ def test_editing_uet_toml_hooks_does_not_change_its_own_checks(tmp_path: Path) -
 
 
 def test_a_planted_hook_never_runs_and_the_patch_is_marked(tmp_path: Path) -> None:
-    mark = tmp_path / "planted-hook-ran"
+    # The planted hook rejects everything: had it run on any candidate (its own or a later
+    # one), that workstream would be quarantined hook-failed. (A mark file would not do: in
+    # the sandbox a hook's /tmp is its own.)
     planted = ".uet/hooks/pre-merge.d/zz-planted"
     repo = setup_repo(tmp_path / "r", files={"README.md": "x\n", HOOK: REJECT}, workstreams={
-        "plant": {"command": f"printf '#!/bin/sh\\ntouch {mark}\\n' > {planted} && "
+        "plant": {"command": f"printf '#!/bin/sh\\necho planted >&2; exit 1\\n' > {planted} && "
                              f"chmod +x {planted}", "may_change_checks": True},
         "later": {"depends_on": ["plant"], "command": "echo later > later.txt"},
         "last": {"depends_on": ["later"], "command": "echo last > last.txt"},
@@ -84,7 +87,7 @@ def test_a_planted_hook_never_runs_and_the_patch_is_marked(tmp_path: Path) -> No
     commit_executable(repo, HOOK)
     run_ok(repo, "run")
     assert states(repo) == dict.fromkeys(("plant", "later", "last"), "committed")
-    assert not mark.exists()
+    assert os.access(repo / planted, os.X_OK)  # landed: it judges the runs based on it
     run_id = last_run(repo)
     assert verified_trailers(repo, run_id, "plant").get(MAY_CHANGE_CHECKS) == "true"
     assert MAY_CHANGE_CHECKS not in verified_trailers(repo, run_id, "later")
