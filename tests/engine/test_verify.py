@@ -91,3 +91,21 @@ def test_a_planted_hook_never_runs_and_the_patch_is_marked(tmp_path: Path) -> No
     run_id = last_run(repo)
     assert verified_trailers(repo, run_id, "plant").get(MAY_CHANGE_CHECKS) == "true"
     assert MAY_CHANGE_CHECKS not in verified_trailers(repo, run_id, "later")
+
+
+def test_touching_the_checks_without_may_change_checks_is_protected_path(tmp_path: Path) -> None:
+    config = ('[hooks]\npre-merge = ["true"]\n'
+              '[verify]\nprotected = ["ci/**"]\n')
+    repo = setup_repo(tmp_path / "r", config=config, files={"README.md": "x\n", HOOK: REJECT,
+                                                           "ci/run": "make\n"}, workstreams={
+        "toml": {"command": "printf '[hooks]\\npre-merge = []\\n' > uet.toml"},
+        "hook": {"command": f"rm {HOOK}"},
+        "ci": {"command": "echo 'exit 0' > ci/run"},
+        "fine": {"command": "echo fine > fine.txt"},
+    })
+    commit_executable(repo, HOOK)
+    run_ok(repo, "run", code=1)
+    assert states(repo) == {"toml": "quarantined", "hook": "quarantined", "ci": "quarantined",
+                            "fine": "committed"}
+    assert reasons(repo) == {"toml": "protected-path", "hook": "protected-path",
+                             "ci": "protected-path", "fine": None}
