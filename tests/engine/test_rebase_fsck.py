@@ -44,8 +44,10 @@ def fsck_lines(repo: Path) -> tuple[int, list[str]]:
 
 
 def test_land_rebase_rollback_retry_drop_stay_fsck_clean(tmp_path: Path) -> None:
-    mark = tmp_path / "flaky-mark"
-    repo = setup_repo(tmp_path / "r", workstreams={
+    marks = tmp_path / "marks"  # outside the worktree: writable for the sandboxed tool
+    marks.mkdir()
+    mark = marks / "flaky-mark"
+    repo = setup_repo(tmp_path / "r", config=f'[sandbox]\nwritable = ["{marks}"]\n', workstreams={
         "a": {"command": "echo a > a.txt"},
         "e": {"depends_on": ["a"], "command": "echo e > e.txt"},
         "b": {"command": f"test -f {mark} || {{ touch {mark}; exit 3; }}; echo b > b.txt"},

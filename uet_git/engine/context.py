@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from uet_git.engine.events import Observer
+from uet_git.engine.guard import TamperGuard
 from uet_git.gitrepo.odb import get_commit
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.trailers import parse_trailers
@@ -19,6 +20,7 @@ from uet_git.ledger.writer import Ledger
 from uet_git.plan.dag import Plan
 from uet_git.spec.models import Config, Workstream
 from uet_git.workers.pool import WorktreePool
+from uet_git.workers.sandbox import SandboxPlan, available, sandbox_for
 from uet_git.workers.tools import tool_env, worker_port
 
 
@@ -69,6 +71,26 @@ class RunContext:
     # Patches queued again by `uet retry --reapply`: their acceptance never passed, so it runs
     # on the candidate whatever its tree.
     reverify: set[str] = field(default_factory=set)
+    # Whether commands run in bubblewrap ([sandbox] mode = "bwrap" and bwrap works here), and
+    # the check for tools that changed the repository outside their worktree.
+    sandboxed: bool = field(init=False)
+    guard: TamperGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sandboxed = self.config.sandbox.mode == "bwrap" and available() is None
+        # A [sandbox] writable path holding the git dir opens it to the tools again: then
+        # the guard checks everything, as for unsandboxed tools.
+        common = os.path.realpath(self.repo.common_dir)
+        opened = any(_holds(os.path.realpath(os.path.expanduser(w)), common)
+                     for w in self.config.sandbox.writable)
+        self.guard = TamperGuard(self.repo, sandboxed=self.sandboxed and not opened)
+
+    def sandbox(self, worktree: Path, *writable: Path) -> SandboxPlan | None:
+        """The sandbox for commands run in ``worktree`` (also writing ``writable``, e.g. their
+        log dir), or None when they run unsandboxed."""
+        if not self.sandboxed:
+            return None
+        return sandbox_for(self.repo, worktree, self.config.sandbox, extra_writable=writable)
 
     @property
     def reporter(self) -> Observer:
@@ -118,6 +140,10 @@ class RunContext:
                                  reason=reason or shown_reason, detail=first_line(detail))
         crash_point(f"{ws_id}:{to}")
         return oid
+
+
+def _holds(directory: str, path: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 def recorded_from(repo: Repo, ledger_commit: str) -> str | None:

@@ -27,6 +27,7 @@ from uet_git.spec.models import Workstream
 from uet_git.workers.normalise import normalise
 from uet_git.workers.pool import Worktree
 from uet_git.workers.process import ProcResult, read_tail, run_process
+from uet_git.workers.sandbox import SandboxPlan
 from uet_git.workers.tools import build_invocation
 from uet_git.workers.validate import validate_changes
 
@@ -45,15 +46,16 @@ class CommandsResult:
 
 
 def run_commands(commands: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
-                 log_dir: Path, name: str, cancel: threading.Event | None) -> CommandsResult:
-    """Run shell commands one after the other, stopping at the first failure; a combined log
-    (command, exit status, stdout, stderr) for the evidence."""
+                 log_dir: Path, name: str, cancel: threading.Event | None,
+                 sandbox: SandboxPlan | None = None) -> CommandsResult:
+    """Run shell commands one after the other (in ``sandbox`` when given), stopping at the
+    first failure; a combined log (command, exit status, stdout, stderr) for the evidence."""
     log = bytearray()
     start = time.monotonic()
     for i, cmd in enumerate(commands):
         out, err = log_dir / f"{name}-{i}.out", log_dir / f"{name}-{i}.err"
         res = run_process(cmd, cwd=cwd, env=env, timeout=timeout, stdout_path=out,
-                          stderr_path=err, cancel=cancel)
+                          stderr_path=err, cancel=cancel, sandbox=sandbox)
         status = _status(res)
         log += f"$ {cmd}\n[{status}]\n".encode()
         log += _section("stdout", read_tail(out, LOG_LIMIT // 2))
@@ -99,7 +101,23 @@ class _Try:
 
 def _run_tool_once(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, attempt: int,
                    n: int) -> _Try:
+    """Setup and tool, sandboxed when the run is, checked for changes to the repository
+    outside the worktree (``tampered``: restored, the changes as evidence)."""
     logs = ctx.log_dir(ws.id, attempt, f"try-{n}")
+    sandbox = ctx.sandbox(wt.path, logs)
+    ctx.guard.enter(ws.id, wt.path)
+    try:
+        tried = _setup_and_tool(ctx, ws, wt, worker, attempt, logs, sandbox)
+    finally:
+        tampering = ctx.guard.leave(ws.id)
+    if tampering is None or tried.reason == "cancelled":
+        return tried
+    tried.evidence["tampering.txt"] = tampering.evidence()
+    return _Try(tried.proc, "tampered", tampering.detail(), tried.evidence)
+
+
+def _setup_and_tool(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, attempt: int,
+                    logs: Path, sandbox: SandboxPlan | None) -> _Try:
     prompt_file = logs / "prompt.md"
     prompt_file.write_text(ws.prompt or "")
     env = ctx.env_for(ws, worker, wt.path, attempt=attempt, prompt_file=prompt_file)
@@ -107,7 +125,7 @@ def _run_tool_once(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, a
     if ws.setup:
         ctx.observer.worker(worker, ws.id, "setup")
         setup = run_commands(ws.setup, cwd=wt.path, env=env, timeout=ws.timeout, log_dir=logs,
-                             name="setup", cancel=ctx.cancel)
+                             name="setup", cancel=ctx.cancel, sandbox=sandbox)
         evidence["setup.log"] = setup.log
         if setup.cancelled:
             return _Try(None, "cancelled", "cancelled", evidence)
@@ -122,7 +140,8 @@ def _run_tool_once(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, a
     out, err = logs / "tool.stdout", logs / "tool.stderr"
     ctx.observer.worker(worker, ws.id, "tool")
     res = run_process(inv.cmd, cwd=wt.path, env=env, timeout=ws.timeout, stdout_path=out,
-                      stderr_path=err, stdin_path=inv.stdin_path, cancel=ctx.cancel)
+                      stderr_path=err, stdin_path=inv.stdin_path, cancel=ctx.cancel,
+                      sandbox=sandbox)
     evidence["tool.stdout"] = read_tail(out, LOG_LIMIT)
     evidence["tool.stderr"] = read_tail(err, LOG_LIMIT)
     cmd_text = inv.cmd if isinstance(inv.cmd, str) else " ".join(map(str, inv.cmd))
@@ -175,8 +194,8 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
             if last.reason == "cancelled":
                 keep = True
                 return WorkerOutcome(ws_id, None, duration=time.monotonic() - start)
-            tries.append(f"try {n + 1}: {last.detail}")
-            if last.reason is None:
+            tries.append(f"try {n + 1}: {last.detail.splitlines()[0]}")
+            if last.reason in (None, "tampered"):  # tampering is not retried
                 break
             if ctx.breaker.is_open(ws.tool) and n < ws.retries:
                 tries.append(f"circuit breaker open for tool {ws.tool}: no more tries")
@@ -185,17 +204,19 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
         # The breaker counts workstreams, not tries: retries are the workstream's own business.
         if last.reason is None:
             ctx.breaker.success(ws.tool)
-        else:
+        elif last.reason != "tampered":
             ctx.breaker.failure(ws.tool)
         crash_point(f"{ws_id}:tool-done")
         evidence = dict(last.evidence)
         if len(tries) > 1:
             evidence["tries.txt"] = ("\n".join(tries) + "\n").encode()
         if last.reason is not None:
-            detail = last.detail + (f" ({len(tries)} tries)" if ws.retries else "")
+            tool_failed = last.reason != "tampered"
+            detail = last.detail + (f" ({len(tries)} tries)" if ws.retries and tool_failed
+                                    else "")
             ctx.record(ws_id, "quarantined", attempt=attempt, reason=last.reason, detail=detail,
                        evidence=evidence)
-            return WorkerOutcome(ws_id, "quarantined", last.reason, True,
+            return WorkerOutcome(ws_id, "quarantined", last.reason, tool_failed,
                                  time.monotonic() - start)
 
         ctx.observer.worker(worker, ws_id, "normalise")
@@ -274,11 +295,23 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
             # .venv built by setup) stay.
             reset_index(ctx.repo, wt.path, patch)
         env = ctx.env_for(ws, worker, wt.path, {"UET_PATCH": patch}, attempt=attempt)
-        acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=ws.timeout,
-                           log_dir=ctx.log_dir(ws_id, attempt, "acceptance"), name="acceptance",
-                           cancel=ctx.cancel)
+        logs = ctx.log_dir(ws_id, attempt, "acceptance")
+        ctx.guard.enter(ws_id, wt.path)
+        try:
+            acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=ws.timeout,
+                               log_dir=logs, name="acceptance", cancel=ctx.cancel,
+                               sandbox=ctx.sandbox(wt.path, logs))
+        finally:
+            tampering = ctx.guard.leave(ws_id)
         if acc.cancelled:
             return WorkerOutcome(ws_id, None, duration=time.monotonic() - start)
+        if tampering is not None:
+            ctx.record(ws_id, "quarantined", attempt=attempt, reason="tampered",
+                       detail=f"acceptance: {tampering.detail()}",
+                       evidence={"acceptance.log": acc.log,
+                                 "tampering.txt": tampering.evidence()})
+            return WorkerOutcome(ws_id, "quarantined", "tampered", False,
+                                 time.monotonic() - start)
         if not acc.ok:
             ctx.record(ws_id, "quarantined", attempt=attempt, reason="verify-failed",
                        detail=f"acceptance failed on the patch: {acc.failed}",

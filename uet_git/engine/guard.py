@@ -1,0 +1,161 @@
+"""Tools that change the repository outside their worktree: ``TamperGuard`` compares the
+repository's config files, ``info/``, hooks and refs outside ``refs/uet/``
+(``gitrepo.tamper``) before and after each command a workstream runs (setup, tool,
+acceptance), quarantines the workstream ``tampered`` with the changes as evidence and puts back
+what it changed.
+
+Unsandboxed, tools share the repository, so a change cannot be traced to one process: the
+guard keeps ONE baseline per interval in which tools run. The interval opens when the first
+command starts (baseline snapshot) and is checked each time one ends; a change seen then is
+attributed to EVERY workstream whose command ran in the interval (the one ending and the ones
+still running: each is flagged and learns it when its own command ends), the change is
+restored, and a new interval starts for the commands still running. When a check finds
+nothing the interval restarts at that moment, so a workstream that already ended is never
+blamed for what happens later. uet itself never writes outside ``refs/uet/`` while tools
+run, except a ``--land continuous`` landing, which runs through ``excused``: the tools'
+changes so far are checked first, then the baseline is taken again after uet's own move.
+
+Sandboxed (bubblewrap), a tool can write nothing the snapshot holds but its own worktree's
+admin dir (``worktrees/<id>/config.worktree``), so only changes there count for it, exactly
+attributed; what others (the user, another run) change meanwhile is not the tool's.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+
+from uet_git.gitrepo import tamper
+from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.worktrees import admin_dir
+
+T = TypeVar("T")
+
+
+@dataclass
+class Tampering:
+    """What was changed while a workstream's command ran, and what was put back."""
+
+    changes: list[str]
+    restored: list[str] = field(default_factory=list)
+    # The workstream itself first, then every other one whose command ran in the interval.
+    suspects: list[str] = field(default_factory=list)
+
+    def detail(self) -> str:
+        """The quarantine's summary: a first line, then one line per change (refs with their
+        full oids: ``uet land`` reads the target's line to name the tool that moved it)."""
+        others = self.suspects[1:]
+        shared = f"; it ran together with {', '.join(others)}" if others else ""
+        head = (f"the repository was changed outside the worktree while it ran "
+                f"({len(self.changes)} change{'s' * (len(self.changes) != 1)}{shared}); "
+                "restored where nothing changed it since")
+        return "\n".join([head, *self.changes, *self.restored])
+
+    def evidence(self) -> bytes:
+        lines = ["changed while it ran:", *self.changes, "", "put back:", *self.restored]
+        if len(self.suspects) > 1:
+            lines += ["", "workstreams running in that interval: " + ", ".join(self.suspects)]
+        return ("\n".join(lines) + "\n").encode()
+
+
+def describe(before: tamper.Snapshot, after: tamper.Snapshot) -> list[str]:
+    """``tamper.changes`` with each ref's full old and new oid."""
+    out = [c for c in tamper.changes(before, after) if not c.startswith("ref ")]
+    for ref in sorted(before.refs.keys() | after.refs.keys()):
+        old, new = before.refs.get(ref), after.refs.get(ref)
+        if old == new:
+            continue
+        if old is None:
+            out.append(f"ref {ref} created at {new}")
+        elif new is None:
+            out.append(f"ref {ref} deleted (was {old})")
+        else:
+            out.append(f"ref {ref} moved {old} -> {new}")
+    return out
+
+
+def _only_under(snap: tamper.Snapshot, prefix: str) -> tamper.Snapshot:
+    return replace(snap, files={p: s for p, s in snap.files.items() if p.startswith(prefix)},
+                   settings={p: s for p, s in snap.settings.items() if p.startswith(prefix)},
+                   refs={})
+
+
+class TamperGuard:
+    """Thread-safe; one per run. ``enter(ws, worktree)`` before a workstream's command,
+    ``leave(ws)`` after it: the Tampering seen (and already restored), or None."""
+
+    def __init__(self, repo: Repo, *, sandboxed: bool) -> None:
+        self.repo = repo
+        self.sandboxed = sandboxed
+        self._lock = threading.Lock()
+        self._baseline: tamper.Snapshot | None = None
+        self._active: set[str] = set()
+        self._touched: list[str] = []  # in the interval, in the order they started
+        self._flagged: dict[str, Tampering] = {}
+        self._own: dict[str, tuple[str, tamper.Snapshot]] = {}  # sandboxed: ws -> (dir, snap)
+
+    def enter(self, ws_id: str, worktree: Path) -> None:
+        if self.sandboxed:
+            rel = admin_dir(self.repo, worktree).relative_to(self.repo.common_dir).as_posix()
+            self._own[ws_id] = (rel + "/", tamper.snapshot(self.repo))
+            return
+        with self._lock:
+            if not self._active:
+                self._baseline = tamper.snapshot(self.repo)
+                self._touched = []
+            self._active.add(ws_id)
+            if ws_id not in self._touched:
+                self._touched.append(ws_id)
+
+    def leave(self, ws_id: str) -> Tampering | None:
+        if self.sandboxed:
+            prefix, before = self._own.pop(ws_id)
+            after = tamper.snapshot(self.repo)
+            b, a = _only_under(before, prefix), _only_under(after, prefix)
+            found = describe(b, a)
+            if not found:
+                return None
+            return Tampering(found, tamper.restore(self.repo, b, a), [ws_id])
+        with self._lock:
+            self._active.discard(ws_id)
+            self._check()
+            if not self._active:
+                self._baseline, self._touched = None, []
+            return self._flagged.pop(ws_id, None)
+
+    def excused(self, action: Callable[[], T]) -> T:
+        """Run uet's own change of refs outside ``refs/uet/`` (a continuous landing) while
+        tools may run, without taking it for theirs."""
+        if self.sandboxed:
+            return action()
+        with self._lock:
+            if self._active:
+                self._check()
+            try:
+                return action()
+            finally:
+                if self._active:
+                    self._baseline = tamper.snapshot(self.repo)
+                    self._touched = sorted(self._active)
+
+    def _check(self) -> None:
+        """Compare the interval's baseline with now (the lock is held)."""
+        assert self._baseline is not None
+        now = tamper.snapshot(self.repo)
+        found = describe(self._baseline, now)
+        if found:
+            restored = tamper.restore(self.repo, self._baseline, now)
+            for ws in self._touched:
+                seen = self._flagged.get(ws)
+                if seen is None:
+                    suspects = [ws, *(w for w in self._touched if w != ws)]
+                    self._flagged[ws] = Tampering(list(found), list(restored), suspects)
+                else:
+                    seen.changes += found
+                    seen.restored += restored
+            now = tamper.snapshot(self.repo)
+        self._baseline = now
+        self._touched = [w for w in self._touched if w in self._active]
