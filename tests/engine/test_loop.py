@@ -124,3 +124,17 @@ def test_a_dry_run_returns_what_it_would_do_and_writes_nothing(tmp_path: Path) -
     assert result.dry_run.lines[0].startswith("dry run: 2 workstreams, 3 workers, target main")
     assert result.dry_run.record["event"] == "dry-run"
     assert git(path, "for-each-ref", "refs/uet/") == ""
+
+
+def test_a_checkout_that_will_refuse_the_landing_is_said_at_run_start(tmp_path: Path) -> None:
+    path = make_repo(tmp_path / "repo", {
+        "workstreams/a.yaml": "id: a\ntool: shell\ncommand: echo a > a.txt\n"})
+    (path / ".git" / "MERGE_HEAD").write_text(git(path, "rev-parse", "HEAD") + "\n")
+    seen = Recorder()
+    result = execute_run(Repo.open(path), RunOptions(jobs=1), seen)
+    warned = [m for m in seen.messages if m.startswith("warning: landing on main")]
+    assert len(warned) == 1 and "merge" in warned[0], seen.messages
+    assert not result.landed
+    seen = Recorder()
+    execute_run(Repo.open(path), RunOptions(jobs=1, land="never"), seen)
+    assert not [m for m in seen.messages if m.startswith("warning: landing")]
