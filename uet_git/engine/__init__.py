@@ -11,10 +11,16 @@
 - ``rebase``: ``reintegrate`` (``uet land --rebase``) over ``verify``, skipping what the new
   tip already holds.
 - ``seed``: seeding a resumed run from its ledger, a table from recorded state to action.
-- ``run``: ``execute_run`` (``uet run``) and the run loop shared with resume.
-- ``report``: live view, lines, JSON lines; the final status table.
-- ``land``, ``rollback``, ``actions``, ``demo``: landing, undoing, retry/drop, the sample.
+- ``inputs``: what a run starts from (workstream files, uet.toml, --only, tools, target,
+  earlier durations, the plan the ledger records); ``dryrun``: what a dry run shows, as data.
+- ``loop``: ``Engine``, the run loop (worker threads, the integrator thread, one event queue);
+  ``interrupt``: SIGINT/SIGTERM set the cancel event.
+- ``context``: ``RunContext`` (what the worker path and the integrator share), the breaker,
+  crash points; ``guard``: tools that change refs or config outside their worktree
+  (``tampered``); ``orphans``: worktrees holding work the ledger does not know.
+- ``events``: the ``Observer`` protocol everything here reports through (never printing).
 
-Modules here import from every layer below (spec, plan, gitrepo, ledger, workers, hooks) and
-never from ``uet_git.cli``.
+``execute_run`` (``uet run``), the finishing/landing step and resume are user commands, in
+``uet_git.commands``. Modules here import from the layers below (spec, plan, gitrepo, ledger,
+workers, hooks), never from ``uet_git.commands`` or ``uet_git.cli``.
 """
