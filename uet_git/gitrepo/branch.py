@@ -39,6 +39,7 @@ names one, the process ends with ``os._exit(137)`` there (as a ``kill -9`` would
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -336,7 +337,8 @@ class _Held:
         self.held = True
         _drop_tmp(self.gitdir)
         if self.index.exists():
-            shutil.copyfile(self.index, self.tmp)
+            # copy2: the index's mtime is what git's racy-entry check compares file times to.
+            shutil.copy2(self.index, self.tmp)
 
     @property
     def env(self) -> dict[str, str]:
@@ -404,6 +406,7 @@ def fast_forward(repo: Repo, ref: str, old: str, new: str) -> FFResult:
     if problems:
         return FFResult(False, [], "; ".join(problems))
     held: list[_Held] = []
+    moved = False
     try:
         for co in checkouts:
             h = _Held(co, git_dir_of(co))
@@ -434,27 +437,40 @@ def fast_forward(repo: Repo, ref: str, old: str, new: str) -> FFResult:
             now = repo.read_ref(ref)
             msg = f"{ref} moved to {_short(now)} while landing (expected {_short(old)})"
             return FFResult(False, [], f"{msg}; {problem}" if problem else msg)
+        moved = True
         crash_point("after-ref")
         for h in held:
             h.commit()
         return FFResult(True, [h.checkout for h in held], None)
+    except BaseException:
+        # Interrupted (Ctrl-C also kills a git child half-way) or failed: leave each checkout
+        # on the ref's side, as ``recover`` would.
+        if not moved:
+            with contextlib.suppress(Exception):
+                _undo(repo, held, old, new)
+        else:
+            for h in held:
+                if h.held and h.tmp.exists():
+                    with contextlib.suppress(OSError):
+                        h.commit()
+        raise
     finally:
         for h in held:
             h.release()
 
 
 def _undo(repo: Repo, held: list[_Held], old: str, new: str) -> str | None:
-    """Put the files of checkouts updated on their index copy back at ``old``; the real index
-    was never replaced. Returns what could not be put back, or None."""
+    """Put the files of checkouts updated (wholly or in part) back at ``old``. The real index
+    was never replaced before the ref moved, so it is the truth: start again from a copy of it
+    and go path by path (a ``read-tree`` killed half-way leaves files at ``new`` that its
+    index copy does not know about). Returns what could not be put back, or None."""
     problems = []
     for h in held:
-        if h.tmp.exists() and _read_tree(h, new, old) is None:
-            continue
-        # The copy is unusable (read-tree died half-way): go path by path from the real index.
         _drop_tmp(h.gitdir)
         if h.index.exists():
-            shutil.copyfile(h.index, h.tmp)
+            shutil.copy2(h.index, h.tmp)
         _, left = _converge(repo, h, old, new)
+        h.commit()
         if left:
             problems.append(f"{h.checkout}: {_names(left)} hold neither side's content; left")
     return "; ".join(problems) or None
