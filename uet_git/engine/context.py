@@ -93,12 +93,6 @@ class RunContext:
         return sandbox_for(self.repo, worktree, self.config.sandbox, extra_writable=writable)
 
     @property
-    def reporter(self) -> Observer:
-        """The observer under its old name, read by the integrator until it moves to
-        ``engine/verify.py``."""
-        return self.observer
-
-    @property
     def run_id(self) -> str:
         return self.ledger.run
 
