@@ -180,3 +180,22 @@ def test_rollback_by_revert_killed_then_rollback_again(tmp_path: Path, var: str,
     assert git(b.path, "rev-parse", "HEAD") == head_of(b.path)
     assert (b.path / "later.txt").read_text() == "a later commit of the user\n"
     assert_rolled_back(b)
+
+
+def test_another_runs_interrupted_landing_is_named(tmp_path: Path) -> None:
+    b = big_run(tmp_path)
+    other = scripted_run(b.path, [("ws-o", "committed", {"o.txt": b"other run\n"})])
+    assert other.base == b.base
+    crashed = uet("land", b.run, cwd=b.path, env={"UET_BRANCH_CRASH": "mid-checkout"},
+                  subprocess=True)
+    assert crashed.returncode == CRASHED
+    proc = uet("land", other.run, cwd=b.path)
+    assert proc.returncode == 1
+    assert f"run {b.run} was interrupted while moving main: `uet land {b.run}`" in proc.stderr
+    assert head_of(b.path) == b.base
+    proc = uet("land", b.run, cwd=b.path)
+    assert proc.returncode == 0, proc.stderr
+    assert "undid an interrupted landing" in proc.stdout
+    assert head_of(b.path) == b.tip
+    assert not (b.path / ".git/index.lock").exists()
+    fsck_clean(b.path)

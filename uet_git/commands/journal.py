@@ -172,13 +172,31 @@ def blockers_line(lines: list[str], limit: int = 3) -> str:
     return shown + (f"; and {len(lines) - limit} more" if len(lines) > limit else "")
 
 
+def interrupted_elsewhere(repo: Repo, ref: str, run: str) -> str | None:
+    """The newest other run with an interrupted move of ``ref`` (its checkout may hold that
+    half-done landing: ``uet land OTHER`` finishes or undoes it), or None. Read only when a
+    move is refused, so the cost of reading every ledger is paid on the failure path."""
+    for info in reversed(query.list_runs(repo)):
+        if info.run == run:
+            continue
+        intent = open_intent(repo, info.run)
+        if intent is not None and intent.ref == ref:
+            return info.run
+    return None
+
+
 def journaled_move(repo: Repo, ledger: Ledger, kind: str, ref: str, old: str, new: str, *,
                    body: str, trailers: Mapping[str, str] | None = None) -> Move:
     """Move ``ref`` from ``old`` to ``new`` and every checkout of it, journaled (module doc).
     The caller records the closing ``DONE[kind]`` event (with ``Uet-Intent``) when moved."""
     checkouts, lines = _blockers(repo, ref, old, new)
     if lines:
-        return Move(False, blockers_line(lines), blocked=True)
+        problem = blockers_line(lines)
+        other = interrupted_elsewhere(repo, ref, ledger.run)
+        if other is not None:
+            problem += (f"; run {other} was interrupted while moving {branch_name(ref)}: "
+                        f"`uet land {other}` finishes or undoes that first")
+        return Move(False, problem, blocked=True)
     intent = ledger.event(INTENT[kind], body, trailers={
         "Uet-Branch": branch_name(ref),
         "Uet-Previous": old,
