@@ -1,8 +1,11 @@
 """`uet rollback [RUN]`: undo what a run landed; its committed workstreams become rolled-back.
 
 Exit 0 when rolled back; 1 with one line when there is nothing to roll back (the run landed
-nothing or is already rolled back) or when it was refused (a revert conflicts, a checkout of the
-target has local changes, the target moved meanwhile). Nothing is deleted from the ledger.
+nothing or is already rolled back) or when it was refused (a revert conflicts, a local change
+of the user's is on a path the rollback changes, an operation is in progress in a checkout, the
+target moved meanwhile). Nothing is deleted from the ledger. Like a landing, a rollback is
+journaled: one cut short (kill -9) is finished or undone by the next `uet rollback` or
+`uet land`.
 """
 
 from __future__ import annotations
