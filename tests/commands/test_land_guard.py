@@ -17,7 +17,7 @@ from tests.commands.landkit import (
     snapshot_files,
     two_committed,
 )
-from tests.conftest import git
+from tests.conftest import git, make_repo
 from uet_git.commands.journal import open_intent
 from uet_git.commands.land import land, land_events, landing_blockers, recorded_tip
 from uet_git.gitrepo.objects import build_tree, make_commit
@@ -180,3 +180,21 @@ def test_target_moved_by_someone_else_still_suggests_rebase(tmp_path: Path) -> N
                               f"ref refs/heads/main moved {b.tip} -> {b.base}")
         res = land(b.repo, ledger)
     assert not res.landed and f"uet land {b.run} --rebase" in res.message
+
+
+def test_a_dirty_submodule_does_not_stop_an_unrelated_landing(tmp_path: Path) -> None:
+    sub = make_repo(tmp_path / "sub", {"lib.txt": "lib\n"})
+    path = make_repo(tmp_path / "repo", {"a.txt": "alpha\n"})
+    git(path, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "sub")
+    git(path, "commit", "-q", "-m", "a submodule")
+    b = scripted_run(path, [("ws-a", "committed", {"a.txt": b"alpha changed\n"})])
+    (path / "sub/lib.txt").write_text("the user's work inside the submodule\n")
+    (path / "sub/new.txt").write_text("untracked in the submodule\n")
+    res = open_land(b)
+    assert res.landed, res.message
+    assert head_of(path) == b.tip
+    assert (path / "a.txt").read_text() == "alpha changed\n"
+    assert (path / "sub/lib.txt").read_text() == "the user's work inside the submodule\n"
+    assert (path / "sub/new.txt").exists()
+    assert git(path, "status", "--porcelain", "--ignore-submodules=none") == "M sub"
+    fsck_clean(path)
