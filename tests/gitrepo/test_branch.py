@@ -475,3 +475,23 @@ def test_same_size_edit_made_in_the_same_second_stays_a_local_change(tmp_path: P
         lock.unlink(missing_ok=True)
         assert res.moved is not lose_race
         assert _status(path) == "M keep.txt"
+
+
+@pytest.mark.parametrize("point, lands", [("before-ref", False), ("after-ref", True),
+                                          ("mid-checkout", False)])
+def test_recover_a_landing_that_swaps_files_and_directories(tmp_path: Path, point: str,
+                                                            lands: bool) -> None:
+    path = make_repo(tmp_path / "repo", {"x/a.txt": "a\n", "x/b.txt": "b\n", "y": "file y\n",
+                                         "run.sh": "#!/bin/sh\n", "keep.txt": "keep\n"})
+    old = git(path, "rev-parse", "HEAD")
+    new = commit_on(path, old, {"x/a.txt": None, "x/b.txt": None, "x": "now a file\n",
+                                "y": None, "y/inner.txt": "now a dir\n"})
+    (path / "keep.txt").write_text("mine\n")
+    _crash(path, old, new, point)
+    repo = Repo.open(path)
+    recover(repo, REF, old, new, lock_owner_dead=True)
+    assert git(path, "rev-parse", "HEAD") == (new if lands else old)
+    assert _status(path) == "M keep.txt"
+    assert (path / "x").is_file() is lands and (path / "y").is_dir() is lands
+    fsck = sp.run(["git", "fsck", "--strict"], cwd=path, capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr

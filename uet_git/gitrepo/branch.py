@@ -48,7 +48,7 @@ from pathlib import Path
 import pygit2
 
 from uet_git.gitrepo.merge import is_ancestor
-from uet_git.gitrepo.objects import Entry, build_tree, peel_tree
+from uet_git.gitrepo.objects import peel_tree
 from uet_git.gitrepo.refs import ZERO_OID, RefConflict
 from uet_git.gitrepo.repo import GitError, Repo, run_git
 from uet_git.gitrepo.worktrees import admin_dir, list_worktrees
@@ -375,13 +375,35 @@ def _read_tree(h: _Held, a: str, b: str) -> str | None:
     return lines[0].removeprefix("error: ").removeprefix("fatal: ") if lines else "read-tree failed"
 
 
+def _halfway_tree(h: _Held, old: str, changes: dict[str, tuple[_Ent | None, _Ent | None]]
+                  ) -> str:
+    """``old`` with the first half of ``changes`` applied, whole top-level groups at a time (a
+    file/directory swap is never split), written through a scratch index."""
+    scratch = {"GIT_INDEX_FILE": str(h.gitdir / (TMP_INDEX + "-half"))}
+    items = sorted(changes.items())
+    lines = b""
+    taken = 0
+    last_top = None
+    for path, (_o, n) in items:
+        top = path.split("/")[0]
+        if taken >= len(items) // 2 and top != last_top:
+            break
+        ent = f"0 {ZERO_OID}\t" if n is None else f"{n[1]:06o} {n[0]}\t"
+        lines += ent.encode() + os.fsencode(path) + b"\0"
+        taken, last_top = taken + 1, top
+    try:
+        _git(h.checkout, "read-tree", old, env=scratch)
+        _git(h.checkout, "update-index", "-z", "--add", "--remove", "--replace", "--index-info",
+             env=scratch, input=lines)
+        return _git(h.checkout, "write-tree", env=scratch).decode().strip()
+    finally:
+        Path(scratch["GIT_INDEX_FILE"]).unlink(missing_ok=True)
+
+
 def _update(repo: Repo, h: _Held, old: str, new: str) -> str | None:
     """Index copy and files of one checkout from ``old`` to ``new``; None or git's reason."""
     if os.environ.get(CRASH_ENV) == "mid-checkout":
-        changes = sorted(_tree_changes(repo, old, new).items())
-        half = dict(changes[: len(changes) // 2])
-        files = {p: None if n is None else Entry(*n) for p, (_o, n) in half.items()}
-        mid = build_tree(repo, old, files)
+        mid = _halfway_tree(h, old, _tree_changes(repo, old, new))
         err = _read_tree(h, old, mid)
         if err is None:
             crash_point("mid-checkout")
@@ -512,6 +534,10 @@ def _ls_index(h: _Held) -> dict[str, _Ent]:
     return entries
 
 
+def _through_link(checkout: Path, path: str) -> bool:
+    return any((checkout / d).is_symlink() for d in _prefixes(path))
+
+
 def _prune_dirs(checkout: Path, path: str) -> None:
     for d in reversed(_prefixes(path)):
         try:
@@ -538,6 +564,9 @@ def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[
             if cur != t:
                 set_index[path] = t  # a submodule's own checkout is never touched
             continue
+        if _through_link(h.checkout, path):
+            left.append(path)  # never read or write through a symbolic link
+            continue
         exists = full.is_symlink() or full.exists()
         if t is None:
             if exists and _matches(full, o):
@@ -545,7 +574,8 @@ def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[
             elif exists:
                 left.append(path)
         elif not _matches(full, t):
-            if not exists or _matches(full, o):
+            # A directory here may be the other side's, emptied below: decided after removals.
+            if not exists or full.is_dir() or _matches(full, o):
                 write.append(path)
             else:
                 left.append(path)
