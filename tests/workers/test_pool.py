@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -237,7 +238,6 @@ def test_a_worktree_is_reset_only_once_nothing_runs_in_it(repo: Repo, tmp_path: 
     holder = subprocess.Popen(["sh", "-c", f"cd /; exec 3>>{w.path}/held.log; exec sleep 30"],
                               start_new_session=True)
     try:
-        import time
         end = time.monotonic() + 5
         while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < end:
             time.sleep(0.01)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -62,8 +63,6 @@ def test_daemon_that_left_the_directory_is_found_once_seen(tmp_path: Path) -> No
 def test_another_tools_orphan_survives_a_tool_that_ends(tmp_path: Path) -> None:
     """Tool B is still running; its double-forked daemon lives elsewhere; tool A's end must not
     take it."""
-    import threading
-
     a, b, logs = tmp_path / "a", tmp_path / "b", tmp_path / "logs"
     a.mkdir()
     b.mkdir()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.conftest import git, make_repo
 from uet_git.gitrepo.merge import Change, changed_paths
 from uet_git.gitrepo.repo import Repo
 from uet_git.spec.models import VerifyConfig, Workstream
+from uet_git.workers.normalise import normalise
+from uet_git.workers.pool import WorktreePool
 from uet_git.workers.validate import validate_changes
 
 
@@ -65,11 +68,6 @@ def test_scope_wins_over_size_and_lists_are_bounded() -> None:
 
 def _patch_changes(tmp_path: Path, files: dict[bytes, bytes], **ws_kw):
     """Changes of a real patch made by writing ``files`` (byte names) into a pool worktree."""
-    import os
-
-    from uet_git.workers.normalise import normalise
-    from uet_git.workers.pool import WorktreePool
-
     repo = Repo.open(make_repo(tmp_path / "repo", {"src/a.txt": "a\n", "uet.toml": ""}))
     base = git(repo.workdir, "rev-parse", "HEAD")
     pool = WorktreePool(repo, size=1)
