@@ -34,12 +34,11 @@ from uet_git.workers.pool import WorktreePool
 from uet_git.workers.process import ProcResult, read_tail, run_process
 from uet_git.workers.sandbox import SandboxPlan, sandbox_for
 from uet_git.workers.tools import tool_env, worker_port
+from uet_git.workers.validate import CHECKS_PATHS
 
 LOG_LIMIT = 64 * 1024  # bytes of each log kept as evidence
 INTEGRATOR = -1  # the integrator's number for the observer
 MAY_CHANGE_CHECKS = "Uet-May-Change-Checks"
-# What a patch may not touch without ``may_change_checks`` (plus ``[verify] protected``).
-CHECK_PATHS = ("uet.toml", ".uet/**")
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class Outcome(StrEnum):
 @dataclass
 class Verdict:
     outcome: Outcome
-    reason: str | None = None  # verify-failed | hook-failed when FAILED
+    reason: str | None = None  # verify-failed | hook-failed | tampered when FAILED
     detail: str = ""  # one line: what passed, or what failed and how
     evidence: dict[str, bytes] = field(default_factory=dict)
     trailers: dict[str, str] = field(default_factory=dict)  # for the `verified` transition
@@ -130,9 +129,9 @@ def candidate_env(config: Config, ws: Workstream, *, run: str, attempt: int, wor
 
 
 def changes_checks(repo: Repo, config: Config, old: str, new: str) -> list[str]:
-    """The paths between ``old`` and ``new`` that are checks (``uet.toml``, ``.uet/**``, the
-    ``[verify] protected`` globs)."""
-    patterns = [*CHECK_PATHS, *config.verify.protected]
+    """The paths between ``old`` and ``new`` that judge patches (``uet.toml``, ``.uet/**``, the
+    ``[verify] protected`` globs: what validation quarantines without ``may_change_checks``)."""
+    patterns = [*CHECKS_PATHS, *config.verify.protected]
     out: list[str] = []
     for c in merge.changed_paths(repo, old, new):
         for p in (c.old_path, c.path):
