@@ -162,8 +162,8 @@ def open_intent(repo: Repo, run: str) -> Intent | None:
 
 def _blockers(repo: Repo, ref: str, old: str, new: str) -> tuple[list[Path], list[str]]:
     checkouts = branch.checkouts_of(repo, ref)
-    lines = [f"{branch_name(ref)} is checked out at {co}: {line}"
-             for co in checkouts for line in branch.ff_blockers(repo, co, old, new)]
+    # Each line names its checkout already.
+    lines = [line for co in checkouts for line in branch.ff_blockers(repo, co, old, new)]
     return checkouts, lines
 
 
