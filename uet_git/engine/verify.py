@@ -22,7 +22,7 @@ from pathlib import Path
 
 from uet_git.engine.events import Observer
 from uet_git.engine.guard import TamperGuard
-from uet_git.engine.pipeline import run_commands
+from uet_git.engine.pipeline import LOG_LIMIT, run_commands
 from uet_git.gitrepo import merge, odb
 from uet_git.gitrepo.merge import RebaseResult
 from uet_git.gitrepo.objects import make_commit
@@ -36,7 +36,6 @@ from uet_git.workers.sandbox import SandboxPlan, sandbox_for
 from uet_git.workers.tools import tool_env, worker_port
 from uet_git.workers.validate import CHECKS_PATHS
 
-LOG_LIMIT = 64 * 1024  # bytes of each log kept as evidence
 INTEGRATOR = -1  # the integrator's number for the observer
 MAY_CHANGE_CHECKS = "Uet-May-Change-Checks"
 
@@ -82,10 +81,6 @@ class Verdict:
     detail: str = ""  # one line: what passed, or what failed and how
     evidence: dict[str, bytes] = field(default_factory=dict)
     trailers: dict[str, str] = field(default_factory=dict)  # for the `verified` transition
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome is Outcome.OK
 
 
 @dataclass(frozen=True)
@@ -249,6 +244,7 @@ def _run_hooks(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, *,
     return None
 
 
+# The hook log reads like run_commands' log (a hook is named, not its written-out path).
 def _status(res: ProcResult) -> str:
     return res.error or f"exit {res.returncode} in {res.duration:.1f} s"
 
