@@ -12,7 +12,7 @@ below us. A ``ToolWatch`` finds, for one tool:
 2. every process once seen in that set, wherever it is now (a ``setsid env -i`` daemon: it
    left the session, dropped the token, and was re-parented to us when its parent exited);
 3. every process below us outside our own session whose cwd or root is under the tool's
-   working directory, or that holds a file open there (an escapee that was never seen).
+   working directory (an escapee that was never seen).
 
 uet's own children are never taken: they are in our session, or (ref transactions, in their own
 session so a Ctrl-C cannot cut one) work elsewhere. What this cannot find: a daemon that
@@ -173,10 +173,15 @@ def _under(target: str | None, root: str) -> bool:
     return target is not None and (target == root or target.startswith(root.rstrip("/") + "/"))
 
 
+def _lives_under(pid: int, root: str) -> bool:
+    """Process ``pid`` has its cwd or root under ``root``."""
+    return (_under(_readlink(f"/proc/{pid}/cwd"), root)
+            or _under(_readlink(f"/proc/{pid}/root"), root))
+
+
 def _works_under(pid: int, root: str) -> bool:
     """Process ``pid`` has its cwd or root under ``root``, or a file open there."""
-    if _under(_readlink(f"/proc/{pid}/cwd"), root) or _under(_readlink(f"/proc/{pid}/root"),
-                                                            root):
+    if _lives_under(pid, root):
         return True
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
@@ -267,7 +272,9 @@ class ToolWatch:
                 found.add(p.pid)
             elif not escapees or p.sid == my_sid or p.state == "Z":
                 continue  # ours (git), or a zombie we cannot judge
-            elif self.workdir is not None and _works_under(p.pid, self.workdir):
+            elif self.workdir is not None and _lives_under(p.pid, self.workdir):
+                # Not open files: a child another thread is starting holds copies of our own
+                # descriptors (the tool's logs) until it execs.
                 found.add(p.pid)
         # Descendants of anything found (a child that cleared its environment and left the
         # session), except what another live tool has seen as its own.
