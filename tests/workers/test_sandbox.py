@@ -90,11 +90,15 @@ def test_the_log_files_get_the_output_and_private_tmp(env, tmp_path: Path) -> No
     repo, wt, logs = env
     (tmp_path / "host-file").write_text("host")
     r = _run(repo, wt, logs, f"echo out; echo err >&2; touch /tmp/t; "
-                             f"test -e {tmp_path}/host-file || echo hidden")
+                             f"test -e {tmp_path}/host-file || echo hidden; echo $TMPDIR; "
+                             'test -d "$HOME" && ! touch "$HOME/x" 2>/dev/null && echo ro-home',
+             env={"TMPDIR": str(tmp_path)})
     assert r.returncode == 0
-    # /tmp is private: the host's tmp_path (outside the repository) is not there.
-    assert (logs / "out").read_text() == "out\nhidden\n"
+    # /tmp is private: the host's tmp_path (outside the repository) is not there; $HOME (here
+    # under /tmp) is visible, read-only.
+    assert (logs / "out").read_text() == "out\nhidden\n/tmp\nro-home\n"
     assert (logs / "err").read_text() == "err\n"
+    assert not (Path(os.environ["HOME"]) / "x").exists()
     assert not Path("/tmp/t").exists()
 
 

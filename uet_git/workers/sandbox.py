@@ -5,8 +5,8 @@ The plan (SANDBOX-NOTES.md), in this order because a later mount hides an earlie
 
 - ``--ro-bind / /``: everything read-only; ``--dev /dev``, ``--proc /proc``; ``--tmpfs /tmp``
   (a private /tmp);
-- the repository's top level (and a separate common git dir) read-only again, since the private
-  /tmp would hide a repository under /tmp; then the ``extra_readable`` paths;
+- the repository's top level (and a separate common git dir) and ``$HOME`` read-only again,
+  since the private /tmp would hide them when they are under /tmp; then ``extra_readable``;
 - read-write: the worktree, ``<common>/objects`` (its commits' objects), the worktree's admin
   dir ``<common>/worktrees/<id>`` (its HEAD, index and logs), each ``[sandbox] writable`` path
   (``~`` expanded; missing ones skipped) and ``extra_writable`` (e.g. a tool's log dir);
@@ -15,9 +15,10 @@ The plan (SANDBOX-NOTES.md), in this order because a later mount hides an earlie
 - ``--chdir`` the command's working directory.
 
 So refs, config, hooks and info/ of the repository and the user's checkout stay read-only.
-The environment passes through unchanged. Paths outside the repository under /tmp are not
-visible unless named in ``extra_readable``/``extra_writable``; stdin/stdout/stderr are file
-descriptors opened outside, so the log files are written whatever the binds.
+The environment passes through, but ``TMPDIR=/tmp`` (the private, writable one). Paths under
+/tmp outside the repository are not visible unless named in ``extra_readable`` or
+``extra_writable``; stdin/stdout/stderr are file descriptors opened outside, so the log files
+are written whatever the binds.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
     readable = [top]
     if not _inside(common, top):
         readable.append(common)
+    home = os.environ.get("HOME")
+    if home and os.path.isabs(home):
+        readable.append(_real(home))
     readable += [_real(p) for p in extra_readable]
     for p in readable:
         args += ["--ro-bind-try", p, p]
@@ -104,7 +108,7 @@ def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
                                                                        extra_writable)]:
         rp = _real(p)
         args += ["--bind-try", rp, rp]
-    args += ["--unshare-pid", "--die-with-parent"]
+    args += ["--setenv", "TMPDIR", "/tmp", "--unshare-pid", "--die-with-parent"]
     if not config.network:
         args.append("--unshare-net")
     return SandboxPlan(Path(_real(worktree)), tuple(args), config.network)
