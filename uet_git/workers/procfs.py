@@ -267,12 +267,15 @@ class ToolWatch:
         for p in procs.values():
             if p.pid == me or p.pid in leaders:
                 continue
-            if (p.sid == self.leader or p.pgid == self.leader or p.key in self.seen
-                    or _has_token_or_zombie(p, marker)):
+            if p.sid == self.leader or p.pgid == self.leader or p.key in self.seen:
                 found.add(p.pid)
-            elif not escapees or p.sid == my_sid or p.state == "Z":
-                continue  # ours (git), or a zombie we cannot judge
-            elif self.workdir is not None and _lives_under(p.pid, self.workdir):
+            elif p.sid == my_sid or p.sid in leaders or p.pgid in leaders or p.state == "Z":
+                # Ours (git), another tool's (no process can join a session it was not born
+                # in), or a zombie we cannot judge.
+                continue
+            elif has_token(p.pid, marker):
+                found.add(p.pid)
+            elif escapees and self.workdir is not None and _lives_under(p.pid, self.workdir):
                 # Not open files: a child another thread is starting holds copies of our own
                 # descriptors (the tool's logs) until it execs.
                 found.add(p.pid)
@@ -290,10 +293,6 @@ class ToolWatch:
                     found.add(c)
                     stack.append(c)
         return [procs[pid] for pid in sorted(found)]
-
-
-def _has_token_or_zombie(p: Proc, marker: bytes) -> bool:
-    return p.state != "Z" and has_token(p.pid, marker)
 
 
 def tool_processes(leader: int, token: str) -> list[int]:
