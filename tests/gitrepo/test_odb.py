@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,25 @@ def test_missing_in_tree_names_the_paths_whose_objects_are_gone(r) -> None:
     with pytest.raises(odb.MissingObject, match=f"tree d/e: object {sub[:12]}"):
         list(odb.walk_tree(fresh, "HEAD"))
     assert odb.missing_in_tree(fresh, "1" * 40) == ["(tree)"]
+
+
+def test_resolve_and_read_raw(r) -> None:
+    path, repo = r
+    tree = git(path, "rev-parse", "HEAD^{tree}")
+    assert odb.resolve(repo, "HEAD") == git(path, "rev-parse", "HEAD")
+    assert odb.resolve(repo, "HEAD^{tree}") == tree
+    with pytest.raises(odb.MissingObject, match="base: object nope"):
+        odb.resolve(repo, "nope", what="base")
+    kind, data = odb.read_raw(repo, tree) or ("", b"")
+    assert kind == "tree"
+    assert data == subprocess.run(["git", "cat-file", "tree", tree], cwd=path,
+                                  capture_output=True, check=True).stdout
+    assert odb.read_raw(repo, odb.resolve(repo, "HEAD"))[0] == "commit"  # type: ignore[index]
+    assert odb.read_raw(repo, "1" * 40) is None
+    assert odb.read_raw(repo, "HEAD") is None
+    # A tree git itself refuses (a duplicate entry) is still readable as it is.
+    blob = git(path, "rev-parse", "HEAD:a.txt")
+    bad = b"".join(b"100644 same\0" + bytes.fromhex(blob) for _ in range(2))
+    oid = subprocess.run(["git", "hash-object", "-t", "tree", "-w", "--literally", "--stdin"],
+                         cwd=path, input=bad, capture_output=True, check=True).stdout.decode()
+    assert odb.read_raw(repo, oid.strip()) == ("tree", bad)

@@ -20,10 +20,12 @@ from uet_git.gitrepo.repo import Repo
 
 __all__ = [
     "CommitInfo", "MissingObject", "Person", "TreeEntry", "get_commit", "has_object",
-    "list_tree", "missing_in_tree", "read_blob", "tree_of", "walk_commits", "walk_tree",
+    "list_tree", "missing_in_tree", "read_blob", "read_raw", "resolve", "tree_of",
+    "walk_commits", "walk_tree",
 ]
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_RAW_KINDS = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
 _KINDS = {pygit2.enums.ObjectType.BLOB: "blob", pygit2.enums.ObjectType.TREE: "tree",
           pygit2.enums.ObjectType.COMMIT: "commit"}
 
@@ -106,6 +108,24 @@ def _peel(repo: Repo, rev: str, kind: type[pygit2.Object], what: str) -> pygit2.
         return obj.peel(kind)
     except (pygit2.InvalidSpecError, pygit2.GitError, ValueError, KeyError) as exc:
         raise MissingObject(what, str(obj.id)) from exc
+
+
+def resolve(repo: Repo, rev: str, *, what: str = "object") -> str:
+    """The full id of the object ``rev`` names (any type, not peeled); MissingObject if none."""
+    return str(_lookup(repo, rev, what).id)
+
+
+def read_raw(repo: Repo, oid: str) -> tuple[str, bytes] | None:
+    """``(kind, content)`` of an object exactly as stored ("blob", "tree", "commit", "tag"),
+    or None when it is absent. Unparsed: a hostile tree libgit2 refuses to load (bad modes,
+    unsorted or duplicate names) can still be looked at."""
+    if not _HEX40.match(oid):
+        return None
+    try:
+        kind, data = repo.pg.odb.read(oid)
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
+    return _RAW_KINDS.get(int(kind), str(kind)), bytes(data)
 
 
 def get_commit(repo: Repo, rev_or_oid: str, *, what: str = "commit") -> CommitInfo:
