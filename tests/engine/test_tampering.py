@@ -112,3 +112,17 @@ def test_bwrap_missing_is_said_once_at_run_start(tmp_path: Path,
     said = [m for m in seen.messages if m.startswith("sandbox:")]
     assert said == ["sandbox: bwrap unavailable (bwrap is not installed); tools run "
                     "unsandboxed, tampering is detected after each tool"]
+
+
+@pytest.mark.skipif(available() is not None, reason=f"bwrap unusable: {available()}")
+def test_a_writable_path_holding_the_repository_gets_the_full_check(tmp_path: Path) -> None:
+    opened = Config.model_validate({"sandbox": {"writable": [str(tmp_path)]}})
+    with engine_over(tmp_path, [shell("evil", f"{FORGE_MAIN} && echo x > x.txt")],
+                     config=opened, jobs=1) as (engine, ledger):
+        assert engine.ctx.sandboxed and not engine.ctx.guard.sandboxed
+        path = engine.ctx.repo.workdir
+        main = git(path, "rev-parse", "main")
+        engine.run()
+        rec = ledger.states()["evil"]
+        assert (rec.state, rec.reason) == ("quarantined", "tampered")
+        assert git(path, "rev-parse", "main") == main

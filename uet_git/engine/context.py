@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from uet_git.engine.events import Observer
-from uet_git.engine.guard import TamperGuard
+from uet_git.engine.guard import TamperGuard, guard_for
 from uet_git.gitrepo.odb import get_commit
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.trailers import parse_trailers
@@ -78,12 +78,7 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.sandboxed = self.config.sandbox.mode == "bwrap" and available() is None
-        # A [sandbox] writable path holding the git dir opens it to the tools again: then
-        # the guard checks everything, as for unsandboxed tools.
-        common = os.path.realpath(self.repo.common_dir)
-        opened = any(_holds(os.path.realpath(os.path.expanduser(w)), common)
-                     for w in self.config.sandbox.writable)
-        self.guard = TamperGuard(self.repo, sandboxed=self.sandboxed and not opened)
+        self.guard = guard_for(self.repo, self.config.sandbox, sandboxed=self.sandboxed)
 
     def sandbox(self, worktree: Path, *writable: Path) -> SandboxPlan | None:
         """The sandbox for commands run in ``worktree`` (also writing ``writable``, e.g. their
@@ -134,10 +129,6 @@ class RunContext:
                                  reason=reason or shown_reason, detail=first_line(detail))
         crash_point(f"{ws_id}:{to}")
         return oid
-
-
-def _holds(directory: str, path: str) -> bool:
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 def recorded_from(repo: Repo, ledger_commit: str) -> str | None:

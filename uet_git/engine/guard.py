@@ -22,6 +22,7 @@ attributed; what others (the user, another run) change meanwhile is not the tool
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from typing import TypeVar
 from uet_git.gitrepo import tamper
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.worktrees import admin_dir
+from uet_git.spec.models import SandboxConfig
 
 T = TypeVar("T")
 
@@ -159,3 +161,17 @@ class TamperGuard:
             now = tamper.snapshot(self.repo)
         self._baseline = now
         self._touched = [w for w in self._touched if w in self._active]
+
+
+def guard_for(repo: Repo, config: SandboxConfig, *, sandboxed: bool) -> TamperGuard:
+    """The guard of a run whose commands run sandboxed or not. A ``[sandbox] writable`` path
+    holding the git dir opens it to the tools again: then everything is checked, as for
+    unsandboxed tools."""
+    common = os.path.realpath(repo.common_dir)
+    opened = any(_holds(os.path.realpath(os.path.expanduser(w)), common)
+                 for w in config.writable)
+    return TamperGuard(repo, sandboxed=sandboxed and not opened)
+
+
+def _holds(directory: str, path: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
