@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -138,3 +140,17 @@ def test_a_checkout_that_will_refuse_the_landing_is_said_at_run_start(tmp_path: 
     seen = Recorder()
     execute_run(Repo.open(path), RunOptions(jobs=1, land="never"), seen)
     assert not [m for m in seen.messages if m.startswith("warning: landing")]
+
+
+def test_cancel_stops_the_running_tool_and_records_nothing_for_it(tmp_path: Path) -> None:
+    wss = [shell("done", "echo d > d.txt"), shell("long", "sleep 30; echo l > l.txt"),
+           shell("later", "echo x > x.txt", deps=["long"])]
+    with engine_over(tmp_path, wss, jobs=2) as (engine, ledger):
+        started = time.monotonic()
+        threading.Timer(1.5, engine.ctx.cancel.set).start()
+        engine.run()
+        assert time.monotonic() - started < 20
+        assert engine.interrupted
+        states = {ws: r.state for ws, r in ledger.states().items()}
+        assert states == {"done": "committed"}  # long: nothing recorded, resume redoes it
+        assert engine.scheduler.state["long"] == "ready"
