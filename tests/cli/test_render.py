@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from uet_git.cli.render import Reporter
+from uet_git.cli.render import Reporter, show_dry_run
+from uet_git.engine.dryrun import DryRunView
 
 
 def test_lines_mode_one_line_per_transition_then_table():
@@ -64,3 +65,14 @@ def test_a_closed_output_does_not_stop_the_run():
     r.start("20261125-101502-3f2a", ["a"], jobs=1, target=None, base="0" * 40)
     r.transition("a", None, "created")
     r.finish({"run": "20261125-101502-3f2a", "counts": {}}, [])
+
+
+def test_dry_run_view_as_text_or_one_json_line():
+    view = DryRunView(["a", "b"], ["dry run: 2 workstreams", "wave 0: a, b"],
+                      {"event": "dry-run", "order": ["a", "b"]})
+    out = io.StringIO()
+    show_dry_run(Reporter("lines", out), view)
+    assert out.getvalue() == "dry run: 2 workstreams\nwave 0: a, b\n"
+    out = io.StringIO()
+    show_dry_run(Reporter("json", out), view)
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == [view.record]
