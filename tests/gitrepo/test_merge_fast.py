@@ -49,16 +49,16 @@ def repo(tmp_path: Path) -> Repo:
 
 def test_fast_path_equals_full_merge_on_random_edits(repo: Repo) -> None:
     rng = random.Random(1234)
-    base = str(repo.pg.head.peel().tree.id)
+    base = str(repo._pg.head.peel().tree.id)
     fast_answers = fallbacks = 0
     for _ in range(300):
         ours = _random_side(repo, base, rng)
         theirs = _random_side(repo, base, rng)
         for a, b in ((ours, theirs), (theirs, ours)):
             fast = _disjoint_merge(repo, _tree(repo, base), _tree(repo, a), _tree(repo, b))
-            index = repo.pg.merge_trees(_tree(repo, base), _tree(repo, a), _tree(repo, b))
+            index = repo._pg.merge_trees(_tree(repo, base), _tree(repo, a), _tree(repo, b))
             full = None if index.conflicts is not None and any(True for _ in index.conflicts) \
-                else str(index.write_tree(repo.pg))
+                else str(index.write_tree(repo._pg))
             if fast is None:
                 fallbacks += 1
                 continue
@@ -69,12 +69,12 @@ def test_fast_path_equals_full_merge_on_random_edits(repo: Repo) -> None:
 
 
 def test_merge_trees_still_reports_conflicts(repo: Repo) -> None:
-    base = str(repo.pg.head.peel().tree.id)
+    base = str(repo._pg.head.peel().tree.id)
     ours = build_tree(repo, base, {"a.txt": b"ours\n"})
     theirs = build_tree(repo, base, {"a.txt": b"theirs\n", "b.txt": b"theirs too\n"})
     result = merge_trees(repo, base, ours, theirs)
     assert result.tree is None and result.conflicts == ["a.txt"]
     clean = merge_trees(repo, base, ours, build_tree(repo, base, {"b.txt": b"b2\n"}))
     assert clean.tree is not None
-    assert repo.pg[clean.tree]["a.txt"].data == b"ours\n"
-    assert repo.pg[clean.tree]["b.txt"].data == b"b2\n"
+    assert repo._pg[clean.tree]["a.txt"].data == b"ours\n"
+    assert repo._pg[clean.tree]["b.txt"].data == b"b2\n"

@@ -33,7 +33,7 @@ def test_open_from_a_linked_worktree(tmp_path: Path) -> None:
     head = git(path, "rev-parse", "HEAD")
     repo.transaction().create("refs/uet/x", head).commit()
     assert git(path, "rev-parse", "refs/uet/x") == head  # refs are shared
-    assert str(repo.pg.head.target) == head
+    assert str(repo._pg.head.target) == head
 
 
 def test_bare_and_outside_are_one_line_errors(tmp_path: Path) -> None:

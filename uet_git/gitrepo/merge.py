@@ -66,7 +66,7 @@ class Change:
 
 def _tree(repo: Repo, oid: OidLike | None) -> pygit2.Tree:
     if oid is None:
-        return repo.pg[to_oid(empty_tree(repo))]
+        return repo._pg[to_oid(empty_tree(repo))]
     return peel_tree(repo, oid)
 
 
@@ -79,7 +79,7 @@ def merge_trees(
     fast = _disjoint_merge(repo, _tree(repo, base), _tree(repo, ours), _tree(repo, theirs))
     if fast is not None:
         return MergeResult(fast, [])
-    pg = repo.pg
+    pg = repo._pg
     try:
         index = pg.merge_trees(_tree(repo, base), _tree(repo, ours), _tree(repo, theirs))
     except pygit2.GitError as exc:
@@ -198,7 +198,7 @@ def diff_stat(repo: Repo, old: OidLike | None, new: OidLike) -> str:
 
 def is_ancestor(repo: Repo, a: OidLike, b: OidLike) -> bool:
     """True if commit ``a`` is ``b`` or an ancestor of ``b`` (``git merge-base --is-ancestor``)."""
-    pg = repo.pg
+    pg = repo._pg
     oa, ob = to_oid(a), to_oid(b)
     for o in (oa, ob):
         if o not in pg:

@@ -60,12 +60,12 @@ def to_oid(value: OidLike) -> pygit2.Oid:
 
 
 def write_blob(repo: Repo, data: bytes) -> str:
-    return str(repo.pg.create_blob(bytes(data)))
+    return str(repo._pg.create_blob(bytes(data)))
 
 
 def _object(repo: Repo, oid: OidLike) -> pygit2.Object:
     try:
-        return repo.pg[to_oid(oid)]
+        return repo._pg[to_oid(oid)]
     except (KeyError, ValueError) as exc:
         raise GitError(f"object {oid} does not exist") from exc
 
@@ -87,7 +87,7 @@ def commit_tree(repo: Repo, oid: OidLike) -> str:
 
 def empty_tree(repo: Repo) -> str:
     """Write (if needed) and return the empty tree."""
-    return str(repo.pg.TreeBuilder().write())
+    return str(repo._pg.TreeBuilder().write())
 
 
 def _split(path: str) -> list[str]:
@@ -119,7 +119,7 @@ def build_tree(
         if isinstance(node.get(parts[-1]), dict):
             raise GitError(f"build_tree: {path!r} is both a file and a directory")
         node[parts[-1]] = value
-    pg = repo.pg
+    pg = repo._pg
     base = peel_tree(repo, base_tree) if base_tree is not None else None
     oid = _write_level(pg, base, nested)
     return str(oid) if oid is not None else empty_tree(repo)
@@ -311,7 +311,7 @@ def make_commit(
     default to the identity git itself would use (``signature``)."""
     if not message.endswith("\n"):
         message += "\n"
-    oid = repo.pg.create_commit(
+    oid = repo._pg.create_commit(
         None, _sig(author, repo, "author"), _sig(committer, repo, "committer"), message,
         to_oid(tree), [to_oid(p) for p in parents]
     )

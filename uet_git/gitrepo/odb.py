@@ -90,7 +90,7 @@ def _commit_info(c: pygit2.Commit) -> CommitInfo:
 
 def _lookup(repo: Repo, rev: str, what: str) -> pygit2.Object:
     """The object ``rev`` names (a full or abbreviated id, a ref, any revision), unpeeled."""
-    pg = repo.pg
+    pg = repo._pg
     try:
         if _HEX40.match(rev):
             obj = pg.get(rev)
@@ -122,7 +122,7 @@ def read_raw(repo: Repo, oid: str) -> tuple[str, bytes] | None:
     if not _HEX40.match(oid):
         return None
     try:
-        kind, data = repo.pg.odb.read(oid)
+        kind, data = repo._pg.odb.read(oid)
     except (KeyError, ValueError, pygit2.GitError):
         return None
     return _RAW_KINDS.get(int(kind), str(kind)), bytes(data)
@@ -136,7 +136,7 @@ def get_commit(repo: Repo, rev_or_oid: str, *, what: str = "commit") -> CommitIn
 def has_object(repo: Repo, oid: str) -> bool:
     """Whether an object with this full id is in the object database (any type)."""
     try:
-        return pygit2.Oid(hex=oid) in repo.pg
+        return pygit2.Oid(hex=oid) in repo._pg
     except (ValueError, TypeError):
         return False
 
@@ -176,7 +176,7 @@ def walk_tree(repo: Repo, commit_or_tree: str, prefix: str = "") -> Iterator[Tre
     """Every non-tree entry (files, symlinks, submodules) below directory ``prefix`` ("" = the
     whole tree), depth first in git's order, with paths from the root."""
     stack = [e for e in reversed(list_tree(repo, commit_or_tree, prefix))]
-    pg = repo.pg
+    pg = repo._pg
     while stack:
         e = stack.pop()
         if e.mode != FILEMODE_TREE:
@@ -196,7 +196,7 @@ def missing_in_tree(repo: Repo, commit_or_tree: str) -> list[str]:
         root = _tree(repo, commit_or_tree, "tree")
     except MissingObject:
         return ["(tree)"]
-    pg = repo.pg
+    pg = repo._pg
     missing: list[str] = []
     stack: list[tuple[str, pygit2.Tree]] = [("", root)]
     while stack:
@@ -219,7 +219,7 @@ def walk_commits(repo: Repo, tip: str, *, first_parent: bool = False,
     parents); with ``first_parent``, only along first parents; without the commits reachable
     from any of ``exclude`` (``git rev-list TIP ^EXCLUDE...``)."""
     start = _peel(repo, tip, pygit2.Commit, "commit")
-    walker = repo.pg.walk(start.id, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+    walker = repo._pg.walk(start.id, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
     if first_parent:
         walker.simplify_first_parent()
     for rev in exclude:

@@ -1,6 +1,6 @@
 """The one boundary to git: a repository handle that runs the git CLI and hands out pygit2.
 
-pygit2 objects must not be shared between threads, so ``Repo.pg`` is one
+pygit2 objects must not be shared between threads, so ``Repo._pg`` is one
 ``pygit2.Repository`` per thread. Every git subprocess runs with automatic gc/maintenance
 off, so background packing never fires under running workers, and with hooks, fsmonitor and
 the pager off (``gitcmd.py``: a tool may have planted them in the config).
@@ -108,13 +108,19 @@ class Repo:
         return {**(env or {}), **filters.config_env(pins, {**os.environ, **(env or {})})}
 
     @property
-    def pg(self) -> pygit2.Repository:
-        """This thread's pygit2 handle."""
+    def _pg(self) -> pygit2.Repository:
+        """This thread's pygit2 handle, for gitrepo's own modules only: everyone else reads
+        objects through ``odb`` (plain data, safe across threads)."""
         repo = getattr(self._local, "repo", None)
         if repo is None:
             repo = pygit2.Repository(str(self.common_dir))
             self._local.repo = repo
         return repo
+
+    @property
+    def pg(self) -> pygit2.Repository:
+        """The old public name of ``_pg``, kept only until no caller outside gitrepo is left."""
+        return self._pg
 
     @property
     def uet_dir(self) -> Path:
