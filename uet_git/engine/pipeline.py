@@ -2,6 +2,10 @@
 circuit breaker) -> normalise -> ``created`` -> validation -> ``validated`` -> acceptance on the
 patch -> ``queued``; any failure -> ``quarantined`` with its reason and evidence.
 
+Setup, tool and acceptance run in the run's sandbox (``RunContext.sandbox``), each watched by
+the run's ``TamperGuard``: a change to the repository's refs or config outside the worktree
+quarantines the workstream ``tampered`` (not retried, not counted by the breaker).
+
 Runs in a worker thread. Every outcome is written to the ledger before the worktree is given
 back, so a worktree never holds the only copy of a result. A cancelled attempt (Ctrl-C) records
 nothing and keeps its worktree: the next ``uet resume`` snapshots it and runs the attempt again.
@@ -15,7 +19,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from uet_git.engine.context import RunContext, crash_point
 from uet_git.engine.orphans import preserve_worktree
@@ -28,7 +31,7 @@ from uet_git.workers.normalise import normalise
 from uet_git.workers.pool import Worktree
 from uet_git.workers.process import ProcResult, read_tail, run_process
 from uet_git.workers.sandbox import SandboxPlan
-from uet_git.workers.tools import build_invocation
+from uet_git.workers.tools import ResultCheck, build_invocation
 from uet_git.workers.validate import validate_changes
 
 LOG_LIMIT = 64 * 1024  # bytes of each log kept as evidence
@@ -160,7 +163,7 @@ def _setup_and_tool(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, 
     return _Try(res, None, f"{ws.tool}: {_status(res)}", evidence, inv.output, stdout)
 
 
-def _call_check(check: Any, out: Path) -> str | None:
+def _call_check(check: ResultCheck, out: Path) -> str | None:
     """The tool adapter's own check of its stdout (e.g. claude's ``is_error``)."""
     try:
         result = check(out.read_bytes())
