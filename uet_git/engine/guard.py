@@ -51,10 +51,12 @@ class Tampering:
         full oids: ``uet land`` reads the target's line to name the tool that moved it)."""
         others = self.suspects[1:]
         shared = f"; it ran together with {', '.join(others)}" if others else ""
+        put_back = sum(1 for r in self.restored if " not restored" not in r)
         head = (f"the repository was changed outside the worktree while it ran "
                 f"({len(self.changes)} change{'s' * (len(self.changes) != 1)}{shared}); "
-                "restored where nothing changed it since")
-        return "\n".join([head, *self.changes, *self.restored])
+                f"{put_back} put back (tampering.txt says which)")
+        # Only the changes: a line naming a ref is read as "the tool moved it" by `uet land`.
+        return "\n".join([head, *self.changes])
 
     def evidence(self) -> bytes:
         lines = ["changed while it ran:", *self.changes, "", "put back:", *self.restored]
