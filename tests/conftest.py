@@ -169,39 +169,82 @@ def _text(data: bytes) -> str:
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class _Watchdog:
+    """What ``subprocess.run(timeout=...)`` does, for a command run in this process: after
+    ``timeout`` s, note every thread's stack and interrupt the main thread with SIGINT (uet
+    winds down as after a Ctrl-C and exits 130); if even that does not end it, leave the
+    process with the stacks on stderr rather than hang the suite."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.stacks = ""
+        self._lock = threading.Lock()
+        self._done = False
+        self._main = threading.main_thread().ident or 0
+        self._timer = threading.Timer(timeout, self._fire)
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+        faulthandler.dump_traceback_later(self.timeout + 60, exit=True,
+                                          file=sys.__stderr__ or sys.stderr)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            frames = sys._current_frames()
+            self.stacks = "".join(
+                f"--- thread {t.name}\n" + "".join(traceback.format_stack(frames[t.ident]))
+                for t in threading.enumerate() if t.ident in frames)
+            signal.pthread_kill(self._main, signal.SIGINT)
+
+    def stop(self) -> None:
+        # Under the lock: once it is ours no SIGINT can be sent any more, and one sent before
+        # is handled in here, inside the caller's try.
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+        faulthandler.cancel_dump_traceback_later()
+
+
 def _uet_in_process(argv: list[str], *, cwd: Path, env: dict[str, str],
                     timeout: float) -> sp.CompletedProcess[str]:
     handlers = {s: signal.getsignal(s) for s in _SIGNALS}
     environ = dict(os.environ)
     runner = CliRunner()
+    watchdog = _Watchdog(timeout)
     code = 0
-    # A hang must not hang the suite: dump every thread's stack and leave, as the
-    # subprocess's timeout would have failed the test.
-    faulthandler.dump_traceback_later(timeout, exit=True)
-    try:
-        with _chdir(cwd), runner.isolation(env=env) as (out, err, _):
+    with _chdir(cwd), runner.isolation(env=env) as (out, err, _):
+        try:
+            watchdog.start()
             try:
                 main(argv)
-            except SystemExit as exc:
-                if exc.code is None:
-                    code = 0
-                elif isinstance(exc.code, int):
-                    code = exc.code
-                else:  # what the interpreter does with sys.exit("message")
-                    print(exc.code, file=sys.stderr)
-                    code = 1
-            except BaseException:  # what the interpreter does with an uncaught exception
-                traceback.print_exc(file=sys.stderr)
+            finally:
+                watchdog.stop()
+        except SystemExit as exc:
+            if exc.code is None:
+                code = 0
+            elif isinstance(exc.code, int):
+                code = exc.code
+            else:  # what the interpreter does with sys.exit("message")
+                print(exc.code, file=sys.stderr)
                 code = 1
-            sys.stdout.flush()
-            sys.stderr.flush()
-            stdout, stderr = out.getvalue(), err.getvalue()
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+        except BaseException:  # what the interpreter does with an uncaught exception
+            traceback.print_exc(file=sys.stderr)
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        stdout, stderr = _text(out.getvalue()), _text(err.getvalue())
     # What a process would have taken with it: the test must not see it.
     changed = [s.name for s in _SIGNALS if signal.getsignal(s) != handlers[s]]
     for s in _SIGNALS:
         signal.signal(s, handlers[s])
+    if watchdog.stacks:
+        raise AssertionError(
+            f"uet {' '.join(argv)} did not finish in {timeout:g} s (exit {code} after SIGINT)\n"
+            f"--- stdout\n{stdout}--- stderr\n{stderr}--- stacks at the timeout\n"
+            f"{watchdog.stacks}")
     assert not changed, f"uet {' '.join(argv)} left signal handlers installed: {changed}"
     assert dict(os.environ) == environ, f"uet {' '.join(argv)} changed os.environ"
-    return sp.CompletedProcess(["uet", *argv], code, _text(stdout), _text(stderr))
+    return sp.CompletedProcess(["uet", *argv], code, stdout, stderr)
