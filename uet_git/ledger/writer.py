@@ -28,13 +28,16 @@ Concurrent git housekeeping (a user's ``git gc``/``pack-refs`` in the same repos
 - a held ref lock (``packed-refs.lock`` while ``pack-refs`` runs) is waited for, for up to
   ``LOCK_RETRY_SECONDS``; a lost compare-and-swap is never retried: this writer holds the
   run's lock, so it means the refs were moved behind its back;
-- ``git gc --prune=now`` can delete objects written but not yet referenced, so the ledger
-  commit a ref now names may be gone: after every transaction the writer checks that the
-  ledger commit, the trees on its evidence path and the evidence blobs exist, and writes them
-  again from memory when not (the same bytes give the same ids, so the refs become valid
-  again without moving); a patch or candidate commit gone the same way is written again from
-  the commit read before the transaction when its tree is still there. What it cannot put
-  back (a pruned patch tree) is a one-line error naming the ref;
+- ``git gc --prune=now`` deletes what was unreachable when its walk began, so it can take
+  objects written before the refs moved even after they moved: before writing and after
+  every transaction the writer checks that the ledger commits of the last ``RECENT_SECONDS``
+  (their trees on the evidence path and the evidence blobs, through a handle without
+  libgit2's object cache) exist, and writes them again from memory when not (the same bytes
+  give the same ids, so the refs become valid again without moving); git refusing a ref to a
+  just-pruned object is answered the same way. A patch or candidate commit gone the same
+  way is written again from the commit read before the transaction when its tree is still
+  there. What it cannot put back (a pruned patch tree, a prune that finishes after the
+  writer closed) is a one-line error naming the ref, and ``uet fsck`` reports it;
 - a tool that deletes the run's refs (``git update-ref -d`` of ``refs/uet/*``) makes the next
   transaction lose its compare-and-swap: the writer then finds its own refs gone, creates them
   again from what it holds in memory (ledger tip, state refs, patches, integration), commits
@@ -69,12 +72,14 @@ the run's own commits now start and whose ``Uet-Integration`` records the new ti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +118,10 @@ from uet_git.ledger.states import (
 __all__ = ["MAX_EVIDENCE", "Ledger", "LedgerBusy", "truncate"]
 
 LOCK_RETRY_SECONDS = 5.0  # how long a transaction waits for a ref lock another git holds
+# Ledger commits checked (and written again if a concurrent prune took them) at every
+# transaction: those of the last RECENT_SECONDS, at most RECENT_MAX.
+RECENT_SECONDS = 5.0
+RECENT_MAX = 16
 CONFIG_PATH = "config.json"
 RESERVED_TRAILERS = frozenset({
     "Uet-Run", "Uet-Workstream", "Uet-Attempt", "Uet-From", "Uet-To", "Uet-Patch",
@@ -169,16 +178,27 @@ class _Written:
     tree: str = ""
     commit: str = ""
     named: dict[str, CommitInfo] = field(default_factory=dict)  # patch/candidate read before
+    at: float = 0.0  # when it was (last) written, monotonic
 
     def write(self, repo: Repo) -> str:
-        tree = objects.build_tree(repo, self.base_tree, self.files) if self.files \
-            else self.base_tree
-        commit = objects.make_commit(repo, tree, [self.parent] if self.parent else [],
-                                     self.message, author=self.author, committer=self.committer)
+        handle = repo
+        for tries in range(3):
+            try:
+                tree = objects.build_tree(handle, self.base_tree, self.files) if self.files \
+                    else self.base_tree
+                commit = objects.make_commit(handle, tree, [self.parent] if self.parent else [],
+                                             self.message, author=self.author,
+                                             committer=self.committer)
+                break
+            except Exception:  # a concurrent prune took a tree from under us; write it again
+                if tries == 2:
+                    raise
+                handle = _fresh(repo)  # one that does not take the cache for the disk
         if self.commit and (tree, commit) != (self.tree, self.commit):
             raise UetError(f"ledger commit {self.commit[:12]} written again came out as "
                            f"{commit[:12]}")  # pragma: no cover - same bytes, same id
         self.tree, self.commit = tree, commit
+        self.at = time.monotonic()
         return commit
 
     def missing(self, repo: Repo) -> list[str]:
@@ -191,7 +211,7 @@ class _Written:
             # Listing the directory reads every tree on its path from disk (a fresh handle).
             try:
                 entries = {e.name: e.oid for e in list_tree(fresh, self.tree, d)}
-            except (MissingObject, GitError, KeyError):
+            except Exception:  # a tree on the path is gone, however gitrepo reports it
                 entries = {}
             for path in self.files:
                 head, _, name = path.rpartition("/")
@@ -225,6 +245,7 @@ class Ledger:
         self._integration_ref = True  # False after `uet gc` removed it (recreated on a move)
         self._states: dict[str, WsRecord] = {}
         self._patches: dict[tuple[str, int], str] = {}
+        self._recent: deque[_Written] = deque(maxlen=RECENT_MAX)
 
     # ------------------------------------------------------------------ opening
 
@@ -292,7 +313,8 @@ class Ledger:
                 self._commit(tx)
             except RefConflict as exc:
                 raise _RunExists(f"run {run} already exists ({exc})") from None
-            self._ensure_written(written)
+            self._recent.append(written)
+            self._ensure_recent()
             self.base, self.target, self.plan = base_oid, target, dict(plan)
             self._tip, self._tree, self._integration = commit, written.tree, base_oid
         except BaseException:
@@ -419,8 +441,15 @@ class Ledger:
                            format_message(subject, body, trailers),
                            objects.identity(self.repo, "author"),
                            objects.identity(self.repo, "committer"))
-        written.write(self.repo)
-        return written
+        for tries in range(5):
+            self._ensure_recent()  # the commit and tree this one builds on must be there
+            try:
+                written.write(self.repo)
+                return written
+            except Exception:  # they went between the check and the write: again
+                if tries == 4:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def record(
         self,
@@ -547,6 +576,7 @@ class Ledger:
         if hooked:
             self._updater.before_commit = lambda: _crash_point("after-prepare", crash_key)
         restored: list[str] = []
+        rewrites = 0
         try:
             while True:
                 try:
@@ -560,6 +590,13 @@ class Ledger:
                     why = "could not lock its refs" if exc.lock_held else "lost a race"
                     raise RefConflict(f"run {self.run}: {what} {why} and was not recorded: "
                                       f"{exc}", lock_held=exc.lock_held) from None
+                except GitError as exc:
+                    # git refuses a ref to an object a concurrent prune removed between our
+                    # write and the transaction: write it again (same bytes, same id).
+                    if "nonexistent object" not in str(exc) or rewrites >= 5:
+                        raise
+                    rewrites += 1
+                    self._rewrite(written)
                 except BaseException:
                     # Interrupted (Ctrl-C, a broken pipe) after "commit" may have reached git:
                     # the ledger ref says whether it happened; keep the cache true to it.
@@ -570,7 +607,8 @@ class Ledger:
             if hooked:
                 self._updater.before_commit = None
         remember()
-        self._ensure_written(written)
+        self._recent.append(written)
+        self._ensure_recent()
         if restored:
             self.event(REPAIR_EVENT, "refs of this run were deleted behind the writer's back; "
                        "restored from the writer's memory:\n"
@@ -593,25 +631,34 @@ class Ledger:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    def _ensure_written(self, written: _Written) -> None:
-        """After the refs moved: write again whatever a concurrent prune removed of what they
-        name; a one-line error for what cannot be written again."""
-        for _ in range(3):
-            gone = written.missing(self.repo)
-            if not gone:
-                return
-            written.write(self.repo)
-            for oid in gone:
-                info = written.named.get(oid)
-                if info is not None and has_object(_fresh(self.repo), info.tree):
-                    objects.make_commit(self.repo, info.tree, list(info.parents), info.message,
-                                        author=info.author, committer=info.committer)
-        gone = written.missing(self.repo)
-        if gone:
-            raise UetError(f"run {self.run}: {layout.ledger_ref(self.run)} names objects a "
-                           f"concurrent `git gc --prune=now` removed ({gone[0][:12]}) and "
-                           f"they cannot be written again; run `uet fsck {self.run}`",
-                           exit_code=1)
+    def _rewrite(self, written: _Written) -> None:
+        """Write ``written`` again, and the patch/candidate commits it names that are gone
+        while their trees are not."""
+        written.write(self.repo)
+        fresh = _fresh(self.repo)
+        for oid, info in written.named.items():
+            if not has_object(fresh, oid) and has_object(fresh, info.tree):
+                objects.make_commit(self.repo, info.tree, list(info.parents), info.message,
+                                    author=info.author, committer=info.committer)
+
+    def _ensure_recent(self) -> None:
+        """Write again whatever a concurrent prune removed of the ledger commits of the last
+        ``RECENT_SECONDS`` (oldest first: each builds on the one before). A prune removes
+        what was unreachable when its walk began, so it can take a transaction's objects
+        shortly after the refs moved; a one-line error for what cannot be written again."""
+        now = time.monotonic()
+        for written in [w for w in self._recent if now - w.at < RECENT_SECONDS]:
+            for _ in range(3):
+                if not written.missing(self.repo):
+                    break
+                self._rewrite(written)
+            else:
+                gone = written.missing(self.repo)
+                if gone:
+                    raise UetError(
+                        f"run {self.run}: {layout.ledger_ref(self.run)} names objects a "
+                        f"concurrent `git gc --prune=now` removed ({gone[0][:12]}) that cannot "
+                        f"be written again; run `uet fsck {self.run}`", exit_code=1)
 
     def _own_refs(self) -> dict[str, str]:
         """What this writer knows its refs must be (from memory, no reads)."""
@@ -776,6 +823,8 @@ class Ledger:
             if self._closed:
                 return
             self._closed = True
+            with contextlib.suppress(UetError):
+                self._ensure_recent()  # a last look for a prune that ran at the end
             self._updater.close()
             self._lock.release()
 

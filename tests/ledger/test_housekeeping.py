@@ -1,0 +1,188 @@
+"""The writer under git's own housekeeping running at the same time, for real: a `git gc
+--prune=now` loop, a `git pack-refs --all` loop, a tool deleting every ref under refs/uet/."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_repo
+from uet_git.errors import UetError
+from uet_git.gitrepo import objects
+from uet_git.gitrepo.repo import Repo
+from uet_git.ledger import query
+from uet_git.ledger.fsck import fsck
+from uet_git.ledger.writer import Ledger
+
+RECORDS = 200  # transitions recorded while the housekeeping loop runs
+
+
+@contextmanager
+def looping(path: Path, command: str) -> Iterator[Path]:
+    """``command`` run over and over in the background (its own process group) until the
+    block ends; yields a file that counts the rounds."""
+    count = path.parent / "rounds"
+    count.write_text("")
+    proc = subprocess.Popen(
+        ["bash", "-c", f"while true; do {command} >/dev/null 2>&1; echo >> {count}; done"],
+        cwd=path, start_new_session=True)
+    try:
+        yield count
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def rounds(count: Path) -> int:
+    return len(count.read_text().splitlines())
+
+
+def fsck_strict(path: Path) -> None:
+    proc = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def patches(repo: Repo, base: str, n: int) -> list[str]:
+    """``n`` patch commits, kept alive by refs outside refs/uet/ (in a real run the worktree's
+    HEAD holds them): what the writer must protect is its own objects."""
+    out = []
+    for i in range(n):
+        tree = objects.build_tree(repo, base, {f"w{i}.txt": f"{i}\n".encode()})
+        msg = f"w{i}: change\n\nUet-Workstream: w{i}\n"
+        out.append(objects.make_commit(repo, tree, [base], msg))
+    git(repo.workdir, "update-ref", "--stdin",
+        input="".join(f"create refs/keep/w{i} {p}\n" for i, p in enumerate(out)))
+    return out
+
+
+def record_many(led: Ledger, ps: list[str], base: str) -> None:
+    """``RECORDS`` transitions: each workstream created -> validated -> queued -> quarantined,
+    each move with fresh evidence (new blobs and trees every time)."""
+    moves = [("created", None), ("validated", None), ("queued", None),
+             ("quarantined", "verify-failed")]
+    done = 0
+    i = 0
+    while done < RECORDS:
+        ws = f"w{i}"
+        for to, reason in moves:
+            log = f"{ws} {to} {os.urandom(8).hex()}\n".encode()
+            led.record(ws, to, attempt=1, patch=ps[i] if to == "created" else None,
+                       reason=reason, evidence={"log": log})
+            done += 1
+        i += 1
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> tuple[Path, Repo, str, list[str]]:
+    path = make_repo(tmp_path / "repo", {"README.md": "hello\n"})
+    repo = Repo.open(path)
+    base = repo.rev_parse("HEAD")
+    assert base
+    return path, repo, base, patches(repo, base, RECORDS // 4 + 1)
+
+
+def every_ledger_commit_readable(path: Path, run: str) -> None:
+    oids = git(path, "rev-list", f"refs/uet/ledger/{run}").split()
+    assert len(oids) > RECORDS
+    # Each commit's tree and blobs are there: `git ls-tree -r` reads every tree and
+    # `cat-file --batch-check` every blob.
+    tip_blobs = git(path, "ls-tree", "-r", "--format=%(objectname)", f"refs/uet/ledger/{run}")
+    out = git(path, "cat-file", "--batch-check", input=tip_blobs + "\n")
+    assert "missing" not in out
+
+
+def test_records_survive_a_gc_prune_now_loop(started) -> None:
+    path, repo, base, ps = started
+    led = Ledger.create(repo, base=base, target="main", plan={})
+    run = led.run
+    try:
+        with looping(path, "git gc --prune=now --quiet") as count:
+            record_many(led, ps, base)
+            assert rounds(count) >= 1
+        # The prune that was running when the loop stopped may have taken the last
+        # transactions' objects: the next transaction puts them back.
+        led.event("run: finish", "done")
+    finally:
+        led.close()
+    fsck_strict(path)
+    every_ledger_commit_readable(path, run)
+    fresh = Repo.open(path)
+    assert fsck(fresh, run) == []
+    st = query.run_status(fresh, run)
+    assert st.finished and st.counts == {"quarantined": RECORDS // 4}
+    assert query.evidence(fresh, run, "w0", 1, "log").startswith(b"w0 quarantined")
+
+
+def test_records_survive_a_pack_refs_loop(started) -> None:
+    path, repo, base, ps = started
+    led = Ledger.create(repo, base=base, target="main", plan={})
+    run = led.run
+    with looping(path, "git pack-refs --all") as count:
+        try:
+            record_many(led, ps, base)
+            led.event("run: finish", "done")
+        finally:
+            led.close()
+        assert rounds(count) >= 1
+    assert query.read_ledger(repo, run).finished
+    assert fsck(Repo.open(path), run) == []
+    fsck_strict(path)
+
+
+def test_a_tool_deleting_every_uet_ref_is_undone_by_the_writer(started) -> None:
+    path, repo, base, ps = started
+    with Ledger.create(repo, base=base, target="main", plan={}) as led:
+        run = led.run
+        led.record("w0", "created", attempt=1, patch=ps[0])
+        led.record("w1", "created", attempt=1, patch=ps[1])
+        led.record("w1", "validated", attempt=1)
+        before = git(path, "for-each-ref", "--format=%(refname) %(objectname)", "refs/uet/")
+        names = git(path, "for-each-ref", "--format=%(refname)", "refs/uet/").split()
+        git(path, "update-ref", "--stdin", input="".join(f"delete {n}\n" for n in names))
+        assert git(path, "for-each-ref", "refs/uet/") == ""
+        led.record("w0", "validated", attempt=1)  # notices, restores, records
+        subjects = git(path, "log", "--format=%s", f"refs/uet/ledger/{run}").splitlines()
+        assert subjects[:2] == ["run: repair", "w0: created -> validated"]
+        body = git(path, "log", "-1", "--format=%b", f"refs/uet/ledger/{run}")
+        assert "deleted behind the writer's back" in body and f"refs/uet/created/{run}/w1" \
+            not in body and f"refs/uet/validated/{run}/w1" in body
+        led.event("run: finish", "done")
+    after = git(path, "for-each-ref", "--format=%(refname) %(objectname)", "refs/uet/")
+    kept = {ln.split()[0] for ln in before.splitlines()} - {f"refs/uet/ledger/{run}",
+                                                            f"refs/uet/created/{run}/w0"}
+    assert kept <= {ln.split()[0] for ln in after.splitlines()}
+    assert fsck(Repo.open(path), run) == []
+    fsck_strict(path)
+
+
+def test_a_lost_race_that_is_not_a_deletion_is_still_an_error(started) -> None:
+    path, repo, base, ps = started
+    with Ledger.create(repo, base=base, target="main", plan={}) as led:
+        led.record("w0", "created", attempt=1, patch=ps[0])
+        git(path, "update-ref", f"refs/uet/created/{led.run}/w0", ps[1])
+        with pytest.raises(UetError, match="lost a race and was not recorded"):
+            led.record("w0", "validated", attempt=1)
+        assert led.state("w0").state == "created"
+
+
+def test_a_reader_meeting_a_pruned_ledger_commit_says_which_run_and_ref(started) -> None:
+    path, repo, base, ps = started
+    with Ledger.create(repo, base=base, target="main", plan={}) as led:
+        run = led.run
+        led.record("w0", "created", attempt=1, patch=ps[0])
+        tip = led.tip
+    obj = path / ".git" / "objects" / tip[:2] / tip[2:]
+    obj.unlink()
+    with pytest.raises(UetError) as info:
+        query.run_status(Repo.open(path), run)
+    msg = str(info.value)
+    assert info.value.exit_code == 1 and "\n" not in msg
+    assert msg.startswith(f"run {run}: refs/uet/ledger/{run}:") and "missing" in msg
+    assert f"uet fsck --repair {run}" in msg
