@@ -495,3 +495,32 @@ def test_recover_a_landing_that_swaps_files_and_directories(tmp_path: Path, poin
     assert (path / "x").is_file() is lands and (path / "y").is_dir() is lands
     fsck = sp.run(["git", "fsck", "--strict"], cwd=path, capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stderr
+
+
+def test_recover_recognises_files_git_wrote_through_autocrlf(tmp_path: Path) -> None:
+    path = make_repo(tmp_path / "repo", {"a.txt": "a\n", "keep.txt": "keep\n"})
+    git(path, "config", "core.autocrlf", "true")
+    old = git(path, "rev-parse", "HEAD")
+    new = commit_on(path, old, {"a.txt": "a\nlanded\n", "new.txt": "one\ntwo\n"})
+    _crash(path, old, new, "before-ref")
+    assert (path / "new.txt").read_bytes() == b"one\r\ntwo\r\n"  # converted on the way out
+    recover(Repo.open(path), REF, old, new, lock_owner_dead=True)
+    assert not (path / "new.txt").exists()
+    assert _status(path) == ""
+
+
+def test_recover_a_symlink_that_becomes_a_directory(tmp_path: Path) -> None:
+    path = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    (path / "d").symlink_to("a.txt")
+    git(path, "add", "d")
+    git(path, "commit", "-qm", "link")
+    old = git(path, "rev-parse", "HEAD")
+    new = commit_on(path, old, {"d": None, "d/x.txt": "x\n"})
+    for point, lands in (("before-ref", False), ("after-ref", True)):
+        _crash(path, old, new, point)
+        repo = Repo.open(path)
+        recover(repo, REF, old, new, lock_owner_dead=True)
+        assert (path / "d").is_symlink() is not lands
+        assert _status(path) == ""
+        if lands:
+            assert (path / "d" / "x.txt").read_text() == "x\n"

@@ -501,24 +501,42 @@ def _undo(repo: Repo, held: list[_Held], old: str, new: str) -> str | None:
 # --------------------------------------------------------------------------- recover
 
 
-def _matches(path: Path, ent: _Ent | None) -> bool:
-    """True when the file at ``path`` holds exactly ``ent`` (content, symlink, executable bit)."""
-    if ent is None:
-        return False
-    oid, mode = ent
-    try:
-        st = path.lstat()
-    except OSError:
-        return False
-    if mode == _LINK:
-        if not path.is_symlink():
-            return False
-        return str(pygit2.hash(os.fsencode(os.readlink(path)))) == oid
-    if path.is_symlink() or not path.is_file():
-        return False
-    if bool(st.st_mode & 0o100) != (mode == 0o100755):
-        return False
-    return str(pygit2.hashfile(str(path))) == oid
+def _on_disk(checkout: Path, paths: list[str], expected: dict[str, set[str]]
+             ) -> dict[str, _Ent | None]:
+    """``{path: (oid, mode)}`` of what the files hold (None: missing, or a directory). The
+    content is hashed raw first; a regular file that matches neither expected blob is hashed
+    again the way ``git add`` would (autocrlf, clean filters such as LFS), so a file git wrote
+    through a filter is still recognised as git's."""
+    out: dict[str, _Ent | None] = {}
+    again: list[str] = []
+    for path in paths:
+        full = checkout / path
+        try:
+            st = full.lstat()
+        except OSError:
+            out[path] = None
+            continue
+        if full.is_symlink():
+            out[path] = (str(pygit2.hash(os.fsencode(os.readlink(full)))), _LINK)
+        elif full.is_file():
+            mode = 0o100755 if st.st_mode & 0o100 else 0o100644
+            oid = str(pygit2.hashfile(str(full)))
+            out[path] = (oid, mode)
+            if oid not in expected.get(path, set()):
+                again.append(path)
+        else:
+            out[path] = None
+    if again:
+        data = b"".join(os.fsencode(p) + b"\n" for p in again)
+        proc = run_git([*_SAFE, "hash-object", "--stdin-paths"], cwd=checkout, input=data,
+                       check=False)
+        oids = proc.stdout.decode().split()
+        if proc.returncode == 0 and len(oids) == len(again):
+            for path, oid in zip(again, oids, strict=True):
+                ent = out[path]
+                assert ent is not None
+                out[path] = (oid, ent[1])
+    return out
 
 
 def _ls_index(h: _Held) -> dict[str, _Ent]:
@@ -553,6 +571,11 @@ def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[
     and is returned. Returns (paths changed, paths left)."""
     changes = _tree_changes(repo, other, target)
     index = _ls_index(h)
+    plain = [p for p, (o, t) in changes.items()
+             if not any(e is not None and e[1] == _GITLINK for e in (o, t))
+             and not _through_link(h.checkout, p)]
+    disk = _on_disk(h.checkout, plain,
+                    {p: {e[0] for e in changes[p] if e is not None} for p in plain})
     remove: list[str] = []
     write: list[str] = []
     set_index: dict[str, _Ent | None] = {}
@@ -565,17 +588,26 @@ def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[
                 set_index[path] = t  # a submodule's own checkout is never touched
             continue
         if _through_link(h.checkout, path):
-            left.append(path)  # never read or write through a symbolic link
+            # Never read or write through a symbolic link, unless it is the other side's and
+            # goes (sorted order: it was classified already); written after the removals.
+            links = [d for d in _prefixes(path) if (h.checkout / d).is_symlink()]
+            if t is not None and all(d in remove for d in links):
+                write.append(path)
+                if cur != t:
+                    set_index[path] = t
+            else:
+                left.append(path)
             continue
         exists = full.is_symlink() or full.exists()
+        now = disk[path]
         if t is None:
-            if exists and _matches(full, o):
+            if exists and now is not None and now == o:
                 remove.append(path)
             elif exists:
                 left.append(path)
-        elif not _matches(full, t):
+        elif now != t:
             # A directory here may be the other side's, emptied below: decided after removals.
-            if not exists or full.is_dir() or _matches(full, o):
+            if not exists or full.is_dir() or now == o:
                 write.append(path)
             else:
                 left.append(path)
@@ -605,7 +637,9 @@ def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[
             writable.append(path)
     if writable:
         data = b"".join(os.fsencode(p) + b"\0" for p in writable)
-        _git(h.checkout, "checkout-index", "-f", "-z", "--stdin", env=h.env, input=data)
+        # -u records the written files' stat data: a refresh cannot, once autocrlf or a filter
+        # changed a file's size (git then reads it as modified without looking).
+        _git(h.checkout, "checkout-index", "-u", "-f", "-z", "--stdin", env=h.env, input=data)
     _git(h.checkout, "update-index", "-q", "--refresh", env=h.env, check=False)
     return len(remove) + len(writable) + len(set_index), sorted(left)
 
