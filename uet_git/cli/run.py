@@ -37,9 +37,13 @@ from uet_git.gitrepo.repo import GitError
 @click.option("--keep-worktrees", is_flag=True, help="Keep the worktrees and logs afterwards.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per transition per line, then a summary object.")
+@click.option("--checks-from-checkout", is_flag=True,
+              help="Take [tools], [hooks], [verify], [breaker] and [sandbox] from the "
+                   "checkout's uet.toml, uncommitted changes included (default: from the "
+                   "base commit).")
 def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tuple[str, ...],
         dry_run: bool, deterministic: bool, land: str | None, keep_worktrees: bool,
-        as_json: bool) -> None:
+        as_json: bool, checks_from_checkout: bool) -> None:
     """Run the workstreams found in PATH (files or directories; default: [run] workstreams of
     uet.toml, else workstreams/) in parallel worktrees, in dependency order; verify and
     integrate each patch, then land the result on the target branch.
@@ -51,6 +55,7 @@ def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tup
         jobs=jobs, target=target, only=list(only) or None, dry_run=dry_run,
         deterministic=deterministic, land=land, keep_worktrees=keep_worktrees,
         output="json" if as_json else "auto", paths=[p.resolve() for p in paths] or None,
+        checks_from_checkout=checks_from_checkout,
     )
     reporter = Reporter(options.output)
     result = execute_run(repo, options, reporter)

@@ -19,6 +19,7 @@ from uet_git.engine.dryrun import dry_run_view
 from uet_git.engine.events import Observer
 from uet_git.engine.inputs import (
     check_tools,
+    checks_config,
     history_weights,
     load_inputs,
     plan_record,
@@ -52,13 +53,15 @@ def execute_run(repo: Repo, options: RunOptions, observer: Observer) -> RunResul
     config, workstreams, spec_warnings = load_inputs(repo, options)
     plan = build_plan(workstreams)
     include = select_only(plan, options.only)
-    tool_warnings = check_tools(plan, include, config)
     jobs = resolve_jobs(options.jobs, config)
     land_mode = resolve_land(options.land, config)
     deterministic = options.deterministic or config.run.deterministic
     target, base = resolve_target(repo, options, config)
+    config, checks_warning = checks_config(repo, config, base,
+                                           from_checkout=options.checks_from_checkout)
+    tool_warnings = check_tools(plan, include, config)
     weights = history_weights(repo, plan, include)
-    warnings = spec_warnings + tool_warnings + list(
+    warnings = ([checks_warning] if checks_warning else []) + spec_warnings + tool_warnings + list(
         predict_conflicts(plan, list(plan.workstreams.values())))
     if options.only:
         named = {i.strip() for item in options.only for i in str(item).split(",")}

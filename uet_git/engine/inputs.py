@@ -14,6 +14,7 @@ from uet_git.engine.options import RunOptions
 from uet_git.engine.pipeline import WORKER_SECONDS
 from uet_git.errors import UetError
 from uet_git.gitrepo.repo import Repo
+from uet_git.hooks.premerge import config_at
 from uet_git.ledger import query
 from uet_git.plan.dag import Plan
 from uet_git.spec.load import default_paths, load_config, load_workstreams
@@ -40,6 +41,30 @@ def load_inputs(repo: Repo, options: RunOptions) -> tuple[Config, list[Workstrea
     if not loaded.workstreams:
         raise UetError(f"no workstreams found in {', '.join(map(str, paths))}")
     return config, loaded.workstreams, [str(w) for w in loaded.warnings]
+
+
+# The sections of uet.toml that judge a patch or confine a tool. A run takes them from its base
+# commit: an uncommitted edit in the checkout (a tool's, or a slip) must not switch a check off.
+CHECK_SECTIONS = ("tools", "hooks", "verify", "breaker", "sandbox")
+
+
+def checks_config(repo: Repo, checkout: Config, base: str, *,
+                  from_checkout: bool) -> tuple[Config, str | None]:
+    """The run's configuration: ``[run]`` and ``[worktree]`` from the checkout's uet.toml, the
+    check sections from the one committed at ``base`` (all from the checkout when the user asks
+    with ``from_checkout``). The second value is a one-line warning when the checkout's check
+    sections differ from the base's and are therefore not used."""
+    if from_checkout:
+        return checkout, None
+    committed = config_at(repo, base)
+    update = {name: getattr(committed, name) for name in CHECK_SECTIONS}
+    differ = [name for name in CHECK_SECTIONS if getattr(checkout, name) != update[name]]
+    warning = None
+    if differ:
+        warning = (f"uet.toml: the checkout's {', '.join(f'[{d}]' for d in differ)} differ from "
+                   f"the base commit {base[:12]}'s and are not used (the checks come from the "
+                   "base; commit them, or pass --checks-from-checkout)")
+    return checkout.model_copy(update=update), warning
 
 
 def select_only(plan: Plan, only: Iterable[str] | None) -> set[str]:

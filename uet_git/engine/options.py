@@ -31,6 +31,7 @@ class RunOptions:
     keep_worktrees: bool = False
     output: str = "auto"
     paths: list[Path] | None = None
+    checks_from_checkout: bool = False  # the user's uncommitted uet.toml checks, on request
 
 
 @dataclass
