@@ -28,7 +28,7 @@ def test_expected_refs_are_the_refs_the_writer_made(repo: Path) -> None:
 
 def test_expected_refs_follow_a_gc_event(repo: Path) -> None:
     s, _ = scripted_run(repo)
-    gc(s.repo, timedelta(days=30), now=time.time() + 40 * 86400)
+    gc(s.repo, timedelta(days=30), now=time.time() + 40 * 86400, prune_dropped=True)
     log = read_ledger(s.repo, s.run)
     assert log.events[-1].subject == "run: gc"
     assert expected_refs(log) == run_refs(repo, s.run)

@@ -478,7 +478,7 @@ def test_a_run_collected_by_gc_can_still_be_written(env) -> None:
     drive(ledger, repo, base, "w2", "dropped")
     cand = ledger.state("w1").candidate
     ledger.close()
-    result = gc(repo, older_than=timedelta(0))
+    result = gc(repo, older_than=timedelta(0), prune_dropped=True)
     assert f"refs/uet/committed/{RUN}/w1" in result.removed
     assert f"refs/uet/dropped/{RUN}/w2" in result.removed
     with Ledger.open(repo, RUN) as again:
@@ -492,7 +492,7 @@ def test_a_run_collected_by_gc_can_still_be_written(env) -> None:
     run2 = "20261125-101503-0b0b"
     with Ledger.create(repo, base=base, target="main", plan={}, run_id=run2) as l2:
         drive(l2, repo, base, "w3", "dropped")
-    gc(repo, older_than=timedelta(0))
+    gc(repo, older_than=timedelta(0), prune_dropped=True)
     assert f"refs/uet/integration/{run2}" not in uet_refs(path)
     with Ledger.open(repo, run2) as l2:
         assert l2.integration_tip() == base

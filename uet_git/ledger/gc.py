@@ -3,19 +3,23 @@
 What "removing a run's refs" means (the command's help says the same):
 - a run is old when its last ledger commit (not counting earlier ``run: gc`` records) is older
   than ``older_than``; a run whose writer lock is held (a live run) is never touched;
-- for every workstream in a final state (committed, dropped, rolled-back) its state ref and
-  all its patch refs (``refs/uet/patches/RUN/WS/*``) go; quarantined and blocked workstreams,
-  which wait for a user's retry or drop, keep theirs unless ``include_quarantined``; a run
-  interrupted mid-way (created..verified) keeps those refs, it can still be resumed;
+- for every committed workstream its state ref and all its patch refs
+  (``refs/uet/patches/RUN/WS/*``) go: its change lives on in the integration chain. Dropped
+  and rolled-back workstreams keep theirs (their patch would become unreachable and a later
+  ``git gc`` would delete it: no uet command loses a patch unless asked) unless
+  ``prune_dropped`` (``uet gc --prune-dropped``), which lists what goes in
+  ``GcResult.pruned``; quarantined and blocked workstreams, which wait for a user's retry or
+  drop, keep theirs unless ``include_quarantined``; a run interrupted mid-way
+  (created..verified) keeps those refs, it can still be resumed;
 - the integration ref goes once no state ref is left and nothing would be lost: it equals the
   base, the target branch contains it (landed), or no workstream is committed any more;
 - the ledger branch ``refs/uet/ledger/RUN`` is KEPT: it is the audit trail (every transition,
   reason and piece of evidence, a few KiB), and ``uet check`` uses it to recognise landed
   patches. ``uet status`` still shows a collected workstream's last state. Delete a whole run
   by hand with ``git update-ref -d refs/uet/ledger/RUN``.
-Before deleting, gc appends a ``run: gc`` ledger commit naming what it removes (fsck reads it:
-a missing ref after it is expected), then deletes everything of that run in one ref transaction
-with old values. Finally ``git pack-refs --all`` (skipped while any run is live: packed refs
+The ``run: gc`` ledger commit naming what goes (fsck and ``expected_refs`` read it: a missing
+ref after it is expected) and the deletions are one ref transaction, with old values
+(``Ledger.collect``). Finally ``git pack-refs --all`` (skipped while any run is live: packed refs
 would slow its transitions, GIT-NOTES.md). Objects only reachable from removed refs become
 garbage for a later ``git gc``.
 """
@@ -27,16 +31,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from uet_git.errors import UetError
-from uet_git.gitrepo import GitError, RefConflict, RefTransaction, Repo
+from uet_git.gitrepo import GitError, RefConflict, Repo
 from uet_git.gitrepo.merge import is_ancestor
 from uet_git.ledger import query
 from uet_git.ledger.expected import GC_EVENT
 from uet_git.ledger.layout import ROOT, parse_ref
 from uet_git.ledger.lock import lock_held
-from uet_git.ledger.states import TERMINAL
 from uet_git.ledger.writer import Ledger, LedgerBusy
 
 WAITING = frozenset({"quarantined", "blocked"})
+DROPPED = frozenset({"dropped", "rolled-back"})  # collected only with prune_dropped
 
 
 @dataclass
@@ -45,6 +49,7 @@ class RunGc:
     refs: dict[str, str] = field(default_factory=dict)  # ref -> old oid, to delete
     workstreams: list[str] = field(default_factory=list)
     note: str | None = None  # why nothing (more) was done
+    pruned: list[str] = field(default_factory=list)  # "WS (state): ref ..." of dropped ones
 
 
 @dataclass
@@ -58,6 +63,11 @@ class GcResult:
     @property
     def removed(self) -> list[str]:
         return [ref for r in self.runs for ref in r.refs]
+
+    @property
+    def pruned(self) -> list[str]:
+        """One line per dropped or rolled-back workstream whose patches go (prune_dropped)."""
+        return [f"{r.run}: {line}" for r in self.runs for line in r.pruned]
 
 
 def parse_age(text: str) -> timedelta:
@@ -92,10 +102,11 @@ def _target_contains(repo: Repo, target: str | None, oid: str) -> bool:
 
 
 def plan_run(repo: Repo, run: str, refs: dict[str, str], log: query.LedgerLog,
-             include_quarantined: bool) -> RunGc:
+             include_quarantined: bool, prune_dropped: bool = False) -> RunGc:
     """What gc would delete in ``run`` (``refs``: this run's refs)."""
     out = RunGc(run)
-    removable = set(TERMINAL) | (WAITING if include_quarantined else set())
+    removable = {"committed"} | (WAITING if include_quarantined else set()) \
+        | (DROPPED if prune_dropped else set())
     last = log.last_transitions()
     state_of: dict[str, str] = {ws: e.to for ws, e in last.items() if e.to}
     kept_states = 0
@@ -118,6 +129,11 @@ def plan_run(repo: Repo, run: str, refs: dict[str, str], log: query.LedgerLog,
         p = parse_ref(name)
         if p is not None and p.kind == "patch" and p.ws in gone:
             out.refs[name] = oid
+    for ws in sorted(gone):
+        if state_of.get(ws) in DROPPED:
+            names = sorted(n for n in out.refs if (p := parse_ref(n)) is not None and p.ws == ws)
+            out.pruned.append(f"{ws} ({state_of[ws]}): " + ", ".join(
+                f"{n} ({out.refs[n][:12]})" for n in names))
     iref = query.integration_ref(run)
     itip = refs.get(iref)
     if itip is not None and kept_states == 0:
@@ -137,8 +153,10 @@ def gc(
     include_quarantined: bool = False,
     dry_run: bool = False,
     now: float | None = None,
+    prune_dropped: bool = False,
 ) -> GcResult:
-    """Remove refs of finished workstreams of runs idle for longer than ``older_than``."""
+    """Remove refs of finished workstreams of runs idle for longer than ``older_than``
+    (dropped and rolled-back ones only with ``prune_dropped``: ``GcResult.pruned``)."""
     result = GcResult(dry_run=dry_run)
     cutoff = (time.time() if now is None else now) - older_than.total_seconds()
     by_run: dict[str, dict[str, str]] = {}
@@ -161,7 +179,7 @@ def gc(
         log = query.read_ledger(repo, run, tip=tip)
         if _last_activity(log) > cutoff:
             continue
-        plan = plan_run(repo, run, refs, log, include_quarantined)
+        plan = plan_run(repo, run, refs, log, include_quarantined, prune_dropped)
         if not plan.refs:
             continue
         if dry_run:
@@ -190,16 +208,10 @@ def _apply(repo: Repo, run: str, plan: RunGc, result: GcResult) -> bool:
         result.skipped.append(f"{run}: not touched: {exc}")
         return False
     with ledger:
-        names = sorted(plan.refs)
-        body = (f"uet gc removed {len(names)} refs of {len(plan.workstreams)} finished "
-                f"workstreams; the ledger keeps their history and evidence.\n\n"
-                + "\n".join(names))
-        ledger.event(GC_EVENT, body, trailers={"Uet-Gc-Refs": str(len(names))})
-        tx = RefTransaction(repo)
-        for name in names:
-            tx.delete(name, plan.refs[name])
+        body = (f"uet gc removed {len(plan.refs)} refs of {len(plan.workstreams)} finished "
+                f"workstreams; the ledger keeps their history and evidence.")
         try:
-            tx.commit()
+            ledger.collect(plan.refs, body, trailers={"Uet-Gc-Refs": str(len(plan.refs))})
         except RefConflict as exc:
             result.skipped.append(f"{run}: refs moved while collecting, nothing removed: {exc}")
             return False

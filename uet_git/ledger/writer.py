@@ -101,7 +101,7 @@ from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.trailers import format_message, one_line
 from uet_git.ledger import layout
 from uet_git.ledger.evidence import MAX_EVIDENCE, evidence_files, truncate
-from uet_git.ledger.expected import disagreements, recorded_integration
+from uet_git.ledger.expected import GC_EVENT, disagreements, recorded_integration
 from uet_git.ledger.lock import LedgerBusy, RunLock, clear_stale_ref_locks
 from uet_git.ledger.log import PLAN_PATH, LedgerLog, WsRecord, plan_deps, read_ledger, ws_record
 from uet_git.ledger.query import all_run_refs, state_refs_of
@@ -745,6 +745,45 @@ class Ledger:
                 self._tip, self._tree = written.commit, written.tree
 
             self._transact(build, written, remember, None, f"event {subject!r}")
+            return written.commit
+
+    def collect(self, refs: Mapping[str, str], body: str,
+                trailers: Mapping[str, str] | None = None) -> str:
+        """``uet gc``: delete ``refs`` (ref -> its current oid; refs of this run) and record
+        the ``run: gc`` commit listing them, in ONE transaction; returns the ledger commit.
+        The writer's memory follows: collected workstreams keep their last state."""
+        names = sorted(refs)
+        for name in names:
+            p = layout.parse_ref(name)
+            if p is None or p.run != self.run or p.kind == "ledger":
+                raise UetError(f"run {self.run}: gc cannot remove {name}")
+        extra = _extra_trailers(trailers)
+        with self._mutex:
+            self._check_open()
+            text = body.strip() + "\n\n" + "\n".join(names)
+            written = self._new_commit(GC_EVENT, text, [("Uet-Run", self.run), *extra], {})
+
+            def build() -> RefTransaction:
+                tx = self.repo.transaction(self._updater)
+                tx.update(layout.ledger_ref(self.run), written.commit, self._tip)
+                for name in names:
+                    tx.delete(name, refs[name])
+                return tx
+
+            def remember() -> None:
+                self._tip, self._tree = written.commit, written.tree
+                gone = set(names)
+                for ws, rec in list(self._states.items()):
+                    if rec.ref in gone:
+                        self._states[ws] = WsRecord(**{**vars(rec), "ref": None,
+                                                       "target": None, "collected": True})
+                for key in [k for k in self._patches
+                            if layout.patch_ref(self.run, *k) in gone]:
+                    del self._patches[key]
+                if layout.integration_ref(self.run) in gone:
+                    self._integration_ref = False
+
+            self._transact(build, written, remember, None, GC_EVENT)
             return written.commit
 
     def rebase_integration(
