@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.conftest import git, uet
 from tests.hooks.ledgerkit import scripted_run, uet_commit
-from uet_git.gitrepo import Repo
+from uet_git.gitrepo import Repo, objects
 from uet_git.ledger.fsck import fsck
 from uet_git.ledger.writer import Ledger
 
@@ -202,8 +202,6 @@ def test_fsck_of_a_live_run_reports_nothing_transient(repo: Path) -> None:
 def test_history_itself_is_checked(repo: Path) -> None:
     """A ledger commit appended by hand with a wrong from-state, an illegal move and an
     attempt going backwards: each reported."""
-    from uet_git.gitrepo import objects
-
     s, _ = scripted_run(repo)
     tip = git(repo, "rev-parse", f"refs/uet/ledger/{s.run}")
     tree = objects.commit_tree(s.repo, tip)
@@ -240,8 +238,6 @@ def _rebase(s, led: Ledger, onto: str, wss: list[str], tag: str) -> dict[str, st
 
 
 def _target_moves(s, parent: str, name: str) -> str:
-    from uet_git.gitrepo import objects
-
     tree = objects.build_tree(s.repo, objects.commit_tree(s.repo, parent),
                               {f"{name}.txt": name.encode()})
     return objects.make_commit(s.repo, tree, [parent], f"someone else: {name}")
@@ -276,8 +272,6 @@ def test_rebase_moves_the_start_of_the_chain_to_the_newest_onto(repo: Path) -> N
 
 
 def test_rebase_event_without_a_valid_onto(repo: Path) -> None:
-    from uet_git.gitrepo import objects
-
     s, _ = scripted_run(repo)
     tip = git(repo, "rev-parse", f"refs/uet/ledger/{s.run}")
     msg = f"run: rebase\n\nby hand\n\nUet-Run: {s.run}\nUet-Onto: nowhere\n"

@@ -16,6 +16,8 @@ from uet_git.gitrepo import objects
 from uet_git.gitrepo.refs import RefConflict
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import layout, writer
+from uet_git.ledger.evidence import evidence as read_evidence
+from uet_git.ledger.gc import gc
 from uet_git.ledger.states import STATES, TRANSITIONS, IllegalTransition
 from uet_git.ledger.writer import MAX_EVIDENCE, Ledger, LedgerBusy, truncate
 
@@ -340,6 +342,31 @@ def test_large_evidence_is_truncated_with_a_marker(env) -> None:
     assert t.startswith(b"a") and t.endswith(b"b") and len(t) <= 400
 
 
+def test_evidence_up_to_one_mib_is_kept_byte_for_byte(env) -> None:
+    """The README's promise: each evidence file is kept whole up to 1 MiB."""
+    path, repo, base, ledger = env
+    assert MAX_EVIDENCE == 1 << 20
+    data = os.urandom(MAX_EVIDENCE // 2).hex().encode()  # exactly 1 MiB
+    assert len(data) == MAX_EVIDENCE
+    drive(ledger, repo, base, "w1", "created")
+    ledger.record("w1", "validated", attempt=1, evidence={"acceptance.log": data})
+    raw = subprocess.run(["git", "cat-file", "blob",
+                          f"refs/uet/ledger/{RUN}:evidence/w1/1/acceptance.log"],
+                         cwd=path, capture_output=True, check=True).stdout
+    assert raw == data
+    assert query_evidence(repo, "w1", "acceptance.log") == data
+    bigger = data + b"!"
+    ledger.record("w1", "queued", attempt=1, evidence={"acceptance.log": bigger})
+    kept = query_evidence(repo, "w1", "acceptance.log")
+    assert len(kept) <= MAX_EVIDENCE and b"[uet: " in kept and kept.endswith(b"!")
+
+
+def query_evidence(repo: Repo, ws: str, name: str) -> bytes:
+    data = read_evidence(repo, RUN, ws, 1, name)
+    assert isinstance(data, bytes)
+    return data
+
+
 def test_lock_makes_a_second_writer_fail_at_once(env) -> None:
     _path, repo, _base, ledger = env
     import os
@@ -471,8 +498,6 @@ def test_a_ref_lock_held_for_a_moment_is_waited_for(env, monkeypatch) -> None:
 def test_a_run_collected_by_gc_can_still_be_written(env) -> None:
     from datetime import timedelta
 
-    from uet_git.ledger.gc import gc
-
     path, repo, base, ledger = env
     drive(ledger, repo, base, "w1", "committed")
     drive(ledger, repo, base, "w2", "dropped")
@@ -589,8 +614,6 @@ def test_rebase_integration_refuses_and_writes_nothing(env) -> None:
 
 def test_rebase_integration_of_a_run_collected_by_gc_recreates_the_ref(env) -> None:
     from datetime import timedelta
-
-    from uet_git.ledger.gc import gc
 
     path, repo, base, ledger = env
     drive(ledger, repo, base, "w1", "committed")
