@@ -524,3 +524,16 @@ def test_recover_a_symlink_that_becomes_a_directory(tmp_path: Path) -> None:
         assert _status(path) == ""
         if lands:
             assert (path / "d" / "x.txt").read_text() == "x\n"
+
+
+def test_a_filter_planted_after_open_does_not_run_while_landing(setup, tmp_path: Path) -> None:
+    repo, old, _ = setup  # opened (filters pinned) before the tool below ran
+    marker = tmp_path / "planted-ran"
+    for kind in ("smudge", "clean"):
+        git(repo.workdir, "config", f"filter.evil.{kind}", f"touch {marker}; cat")
+    new = commit_on(repo.workdir, old, {".gitattributes": "* filter=evil\n", "a.txt": "a2\n"})
+    marker.unlink(missing_ok=True)  # commit_on's own git ran it; uet's must not
+    res = fast_forward(repo, REF, old, new)
+    assert res.moved, res.problem
+    assert not marker.exists()
+    assert (repo.workdir / "a.txt").read_text() == "a2\n"

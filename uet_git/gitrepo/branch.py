@@ -87,16 +87,17 @@ def _names(paths: list[str], limit: int = 5) -> str:
     return f"{shown} and {len(paths) - limit} more" if len(paths) > limit else shown
 
 
-def _git(checkout: Path, *args: str, env: dict[str, str] | None = None, input: bytes | None = None,
-         check: bool = True) -> bytes:
-    proc = run_git([*_SAFE, *args], cwd=checkout, env=env, input=input, check=check)
-    return proc.stdout
+def _git(repo: Repo, checkout: Path, *args: str, env: dict[str, str] | None = None,
+         input: bytes | None = None, check: bool = True) -> bytes:
+    """git in a checkout through ``Repo.git``: filter drivers stay pinned to the trusted ones
+    (status, read-tree -u, checkout-index and hash-object run filters)."""
+    return repo.git(*_SAFE, *args, cwd=checkout, env=env, input=input, check=check).stdout
 
 
 def git_dir_of(checkout: Path) -> Path:
     """The (per-worktree) git directory of a checkout: where its index, HEAD and the state of
     a rebase or merge live."""
-    out = _git(Path(checkout), "rev-parse", "--absolute-git-dir")
+    out = run_git([*_SAFE, "rev-parse", "--absolute-git-dir"], cwd=checkout).stdout
     return Path(out.decode(errors="surrogateescape").strip())
 
 
@@ -205,12 +206,12 @@ def _prefixes(path: str) -> list[str]:
 # --------------------------------------------------------------------------- blockers
 
 
-def _local_changes(checkout: Path) -> set[str]:
+def _local_changes(repo: Repo, checkout: Path) -> set[str]:
     """Paths with tracked changes, staged or not (submodules included), without taking the
     index lock (``--no-optional-locks``: nothing is written)."""
-    out = run_git(["--no-optional-locks", *_SAFE, "status", "--porcelain=v1", "-z",
-                   "--untracked-files=no", "--ignore-submodules=none", "--no-renames"],
-                  cwd=checkout).stdout
+    out = repo.git("--no-optional-locks", *_SAFE, "status", "--porcelain=v1", "-z",
+                   "--untracked-files=no", "--ignore-submodules=none", "--no-renames",
+                   cwd=checkout).stdout
     return {os.fsdecode(item[3:]) for item in out.split(b"\0") if len(item) > 3}
 
 
@@ -299,7 +300,7 @@ def _blockers(repo: Repo, checkout: Path, old: str, new: str, *, lock_held: bool
     changes = _tree_changes(repo, old, new)
     if not changes:
         return out
-    local = _local_changes(checkout)
+    local = _local_changes(repo, checkout)
     landed = set(changes)
     for p in list(landed):
         landed.update(_prefixes(p))
@@ -323,7 +324,8 @@ def _blockers(repo: Repo, checkout: Path, old: str, new: str, *, lock_held: bool
 class _Held:
     """``<gitdir>/index.lock`` held by us, with the copy of the index we work on."""
 
-    def __init__(self, checkout: Path, gitdir: Path) -> None:
+    def __init__(self, repo: Repo, checkout: Path, gitdir: Path) -> None:
+        self.repo = repo
         self.checkout = checkout
         self.gitdir = gitdir
         self.lock = gitdir / "index.lock"
@@ -366,9 +368,9 @@ def _drop_tmp(gitdir: Path) -> None:
 def _read_tree(h: _Held, a: str, b: str) -> str | None:
     # read-tree trusts the index's stat data: refresh the copy first, or a file merely touched
     # (or a checkout copied elsewhere) reads as "not uptodate".
-    _git(h.checkout, "update-index", "-q", "--refresh", env=h.env, check=False)
-    proc = run_git([*_SAFE, "read-tree", "-m", "-u", a, b], cwd=h.checkout, env=h.env,
-                   check=False)
+    _git(h.repo, h.checkout, "update-index", "-q", "--refresh", env=h.env, check=False)
+    proc = h.repo.git(*_SAFE, "read-tree", "-m", "-u", a, b, cwd=h.checkout, env=h.env,
+                      check=False)
     if proc.returncode == 0:
         return None
     lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
@@ -392,10 +394,10 @@ def _halfway_tree(h: _Held, old: str, changes: dict[str, tuple[_Ent | None, _Ent
         lines += ent.encode() + os.fsencode(path) + b"\0"
         taken, last_top = taken + 1, top
     try:
-        _git(h.checkout, "read-tree", old, env=scratch)
-        _git(h.checkout, "update-index", "-z", "--add", "--remove", "--replace", "--index-info",
-             env=scratch, input=lines)
-        return _git(h.checkout, "write-tree", env=scratch).decode().strip()
+        _git(h.repo, h.checkout, "read-tree", old, env=scratch)
+        _git(h.repo, h.checkout, "update-index", "-z", "--add", "--remove", "--replace",
+             "--index-info", env=scratch, input=lines)
+        return _git(h.repo, h.checkout, "write-tree", env=scratch).decode().strip()
     finally:
         Path(scratch["GIT_INDEX_FILE"]).unlink(missing_ok=True)
 
@@ -431,7 +433,7 @@ def fast_forward(repo: Repo, ref: str, old: str, new: str) -> FFResult:
     moved = False
     try:
         for co in checkouts:
-            h = _Held(co, git_dir_of(co))
+            h = _Held(repo, co, git_dir_of(co))
             try:
                 h.acquire()
             except FileExistsError:
@@ -501,7 +503,7 @@ def _undo(repo: Repo, held: list[_Held], old: str, new: str) -> str | None:
 # --------------------------------------------------------------------------- recover
 
 
-def _on_disk(checkout: Path, paths: list[str], expected: dict[str, set[str]]
+def _on_disk(repo: Repo, checkout: Path, paths: list[str], expected: dict[str, set[str]]
              ) -> dict[str, _Ent | None]:
     """``{path: (oid, mode)}`` of what the files hold (None: missing, or a directory). The
     content is hashed raw first; a regular file that matches neither expected blob is hashed
@@ -528,8 +530,8 @@ def _on_disk(checkout: Path, paths: list[str], expected: dict[str, set[str]]
             out[path] = None
     if again:
         data = b"".join(os.fsencode(p) + b"\n" for p in again)
-        proc = run_git([*_SAFE, "hash-object", "--stdin-paths"], cwd=checkout, input=data,
-                       check=False)
+        proc = repo.git(*_SAFE, "hash-object", "--stdin-paths", cwd=checkout, input=data,
+                        check=False)
         oids = proc.stdout.decode().split()
         if proc.returncode == 0 and len(oids) == len(again):
             for path, oid in zip(again, oids, strict=True):
@@ -574,7 +576,7 @@ def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[
     plain = [p for p, (o, t) in changes.items()
              if not any(e is not None and e[1] == _GITLINK for e in (o, t))
              and not _through_link(h.checkout, p)]
-    disk = _on_disk(h.checkout, plain,
+    disk = _on_disk(repo, h.checkout, plain,
                     {p: {e[0] for e in changes[p] if e is not None} for p in plain})
     remove: list[str] = []
     write: list[str] = []
@@ -623,7 +625,8 @@ def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[
             (f"0 {ZERO_OID}\t".encode() if ent is None else f"{ent[1]:06o} {ent[0]}\t".encode())
             + os.fsencode(path) + b"\0"
             for path, ent in sorted(set_index.items()))
-        _git(h.checkout, "update-index", "-z", "--add", "--remove", "--replace", "--index-info",
+        _git(repo, h.checkout, "update-index", "-z", "--add", "--remove", "--replace",
+             "--index-info",
              env=h.env, input=lines)
     writable = []
     for path in write:
@@ -639,8 +642,9 @@ def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[
         data = b"".join(os.fsencode(p) + b"\0" for p in writable)
         # -u records the written files' stat data: a refresh cannot, once autocrlf or a filter
         # changed a file's size (git then reads it as modified without looking).
-        _git(h.checkout, "checkout-index", "-u", "-f", "-z", "--stdin", env=h.env, input=data)
-    _git(h.checkout, "update-index", "-q", "--refresh", env=h.env, check=False)
+        _git(repo, h.checkout, "checkout-index", "-u", "-f", "-z", "--stdin", env=h.env,
+             input=data)
+    _git(repo, h.checkout, "update-index", "-q", "--refresh", env=h.env, check=False)
     return len(remove) + len(writable) + len(set_index), sorted(left)
 
 
@@ -659,7 +663,7 @@ def recover(repo: Repo, ref: str, old: str, new: str, *, lock_owner_dead: bool) 
     lines: list[str] = []
     for co in checkouts_of(repo, ref):
         gd = git_dir_of(co)
-        h = _Held(co, gd)
+        h = _Held(repo, co, gd)
         note = ""
         op = in_progress(co)
         if op is not None:

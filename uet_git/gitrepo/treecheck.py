@@ -233,7 +233,7 @@ def _sort_key(mode: bytes, name: bytes) -> bytes:
 def tree_problems(repo: Repo, base: str, new: str) -> list[str]:
     """One line per entry that ``new`` (a commit or tree) adds or changes relative to
     ``base`` and that ``git fsck --strict`` would reject; empty when there is none."""
-    odb = repo.pg.odb
+    odb = repo._pg.odb
     base_tree = _tree_of(odb, _resolve(repo, base)) if base else None
     new_tree = _tree_of(odb, _resolve(repo, new))
     if new_tree is None:
@@ -248,7 +248,7 @@ def _resolve(repo: Repo, rev: str) -> str:
     if len(rev) in (40, 64) and all(c in "0123456789abcdef" for c in rev):
         return rev
     try:
-        return str(repo.pg.revparse_single(rev).id)
+        return str(repo._pg.revparse_single(rev).id)
     except (KeyError, ValueError, pygit2.GitError) as exc:
         raise GitError(f"{rev}: no such commit or tree") from exc
 
