@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("show", "Show a workstream's record and evidence."),
     "check": ("check", "Check that uet patches in a revision range were committed by the ledger."),
     "hooks": ("hooks", "Install or uninstall git hooks that consult the ledger."),
-    "fsck": ("fsck", "Check the ledger's consistency."),
+    "fsck": ("fsck", "Check the ledger's consistency; --repair resets refs from the ledger."),
     "gc": ("gc", "Remove refs of old finished runs and pack refs."),
 }
 
