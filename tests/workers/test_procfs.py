@@ -54,7 +54,7 @@ def test_daemon_that_left_the_directory_is_found_once_seen(tmp_path: Path) -> No
     outside.mkdir()
     pidfile = tmp_path / "daemon.pid"
     script = (f"setsid env -i sh -c 'cd {outside}; echo $$ > {pidfile}; sleep 30' & "
-              f"while [ ! -s {pidfile} ]; do sleep 0.01; done; sleep 0.4")
+              f"while [ ! -s {pidfile} ]; do sleep 0.01; done; sleep 0.8")
     r = _run(wt, script, logs)
     assert r.returncode == 0
     assert not _alive(int(pidfile.read_text()))

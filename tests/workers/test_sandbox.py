@@ -57,7 +57,8 @@ def test_refs_config_and_the_users_checkout_are_read_only(env) -> None:
                 "git config core.hooksPath /tmp/evil",
                 "git config --worktree core.fsmonitor /tmp/evil",
                 f"echo lost > {repo.workdir}/README",
-                "echo lost > ../../../../README",
+                "echo lost > ../../../../README",  # the worktree is <top>/.git/uet/worktrees/0
+                "echo lost > ../../../README",
                 f"mkdir {repo.common_dir}/hooks/x",
                 f"echo x > {repo.common_dir}/info/exclude"):
         r = _run(repo, wt, logs, cmd)
