@@ -185,3 +185,18 @@ def test_refs_the_caller_moved_itself_are_ignored(setup) -> None:
     assert restore(repo, before, after, ignore_refs=ignore) == [
         "ref refs/heads/evil (created by the tool) deleted"]
     assert repo.read_ref("refs/heads/main") == other
+
+
+def test_a_removed_worktree_is_not_a_change(setup) -> None:
+    repo, main, _ = setup
+    wt = repo.workdir.parent / "wt"
+    git(repo.workdir, "config", "extensions.worktreeConfig", "true")
+    git(repo.workdir, "worktree", "add", "-q", "--detach", str(wt), main)
+    git(wt, "config", "--worktree", "user.name", "pool")
+    before = snapshot(repo)
+    git(repo.workdir, "worktree", "remove", "--force", str(wt))
+    after = snapshot(repo)
+    assert changes(before, after) == []
+    assert restore(repo, before, after) == []
+    assert not (repo.common_dir / "worktrees").exists() or not any(
+        (repo.common_dir / "worktrees").iterdir())

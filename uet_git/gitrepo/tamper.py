@@ -64,6 +64,8 @@ class Snapshot:
     settings: Mapping[str, tuple[tuple[str, str | None], ...] | None] = field(
         default_factory=dict)  # config file -> its (key, value) list; None: unparseable
     refs: Mapping[str, str] = field(default_factory=dict)
+    # Ids of the worktree admin dirs (``worktrees/<id>``); None when not known.
+    worktrees: frozenset[str] | None = None
 
 
 def _read(path: Path) -> FileState | None:
@@ -142,7 +144,9 @@ def snapshot(repo: Repo) -> Snapshot:
     _walk(common, "info", files)
     _walk(common, "hooks", files)
     refs = {r: o for r, o in for_each_ref(repo).items() if not r.startswith(_OWN_REFS)}
-    return Snapshot(common, files, settings, refs)
+    wts = common / "worktrees"
+    ids = frozenset(d.name for d in wts.iterdir() if d.is_dir()) if wts.is_dir() else frozenset()
+    return Snapshot(common, files, settings, refs, ids)
 
 
 # --------------------------------------------------------------------------- changes
@@ -205,16 +209,29 @@ def _file_change(path: str, b: FileState | None, a: FileState | None) -> str:
     return f"{what} changed"
 
 
+def _changed_files(before: Snapshot, after: Snapshot) -> list[str]:
+    """Paths whose state differs, but the config of a worktree that was removed meanwhile
+    (its whole admin dir went: ``git worktree remove``, uet's own pool included)."""
+    out = []
+    for path in sorted(before.files.keys() | after.files.keys()):
+        b, a = before.files.get(path), after.files.get(path)
+        if b == a:
+            continue
+        if (a is None and path.startswith("worktrees/") and after.worktrees is not None
+                and path.split("/")[1] not in after.worktrees):
+            continue
+        out.append(path)
+    return out
+
+
 def changes(before: Snapshot, after: Snapshot, *, ignore_refs: Collection[str] = ()
             ) -> list[str]:
     """One line per thing that differs: a config setting, a file in ``info/`` or ``hooks/``,
     a ref (created, deleted or moved; not those in ``ignore_refs``). Empty when nothing
     changed."""
     out: list[str] = []
-    for path in sorted(before.files.keys() | after.files.keys()):
+    for path in _changed_files(before, after):
         b, a = before.files.get(path), after.files.get(path)
-        if b == a:
-            continue
         if _is_config(path) and b is not None and a is not None and not (b.link or a.link):
             out += _config_changes(path, before, after)
         elif _is_config(path) and b is None and a is not None and not a.link:
@@ -322,8 +339,7 @@ def restore(repo: Repo, before: Snapshot, after: Snapshot, *,
     holds its ``after`` value. One line per thing: what was restored, or why not."""
     common = repo.common_dir
     out: list[str] = []
-    changed = [p for p in sorted(before.files.keys() | after.files.keys())
-               if before.files.get(p) != after.files.get(p)]
+    changed = _changed_files(before, after)
     # What the tool added goes first: a link it put where a directory was must be gone before
     # the directory's files come back.
     changed.sort(key=lambda p: (before.files.get(p) is not None, p))
