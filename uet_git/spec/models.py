@@ -204,6 +204,7 @@ class RunConfig(_Strict):
     deterministic: bool = False
     port_base: int = Field(default=20000, ge=1024, le=65000)
     port_block: int = Field(default=100, ge=1, le=10000)
+    predicted_conflicts: Literal["serialise", "ignore"] = "serialise"
 
 
 class WorktreeConfig(_Strict):
@@ -220,6 +221,9 @@ class VerifyConfig(_Strict):
     max_files: int = Field(default=0, ge=0, description="0 = no limit")
     max_lines: int = Field(default=0, ge=0, description="0 = no limit")
     rerun_on_candidate: bool = True
+    window: int = Field(default=4, ge=1, le=256, description="candidates verified at once")
+    jobs: int = Field(default=1, ge=0, le=256, description="verify slots beyond idle workers")
+    batch: int = Field(default=0, ge=0, le=256, description="tip + K patches at once; 0 = off")
     protected: list[str] = Field(
         default_factory=list,
         description="Globs (scope syntax) a patch may touch only with may_change_checks.",
