@@ -31,12 +31,12 @@ line, on stderr).
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
 
 import click
 
 from uet_git.cli._common import echo_json, project_root
+from uet_git.cli.render import wave_lines, wrap
 from uet_git.engine.options import resolve_jobs
 from uet_git.errors import EXIT_INVALID, UetError
 from uet_git.plan.dag import PlanError, build_plan
@@ -45,6 +45,8 @@ from uet_git.spec.load import load_config, load_workstreams
 from uet_git.spec.models import Config
 
 MAX_TEXT_WARNINGS = 100  # the text view stays readable; --json has every warning
+
+
 def _default_path(root: Path, in_git: bool, config: Config) -> Path:
     rel = config.run.workstreams
     path = root / rel
@@ -77,12 +79,6 @@ def _unit(has_estimates: int, count: int) -> str:
     if has_estimates == count:
         return "seconds, from estimates"
     return f"seconds from estimates of {has_estimates} of {count}; 1 for each without one"
-
-
-def _wrap(prefix: str, text: str) -> str:
-    return textwrap.fill(text, width=100, initial_indent=prefix,
-                         subsequent_indent=" " * len(prefix), break_on_hyphens=False,
-                         break_long_words=False)
 
 
 @click.command("plan")
@@ -135,10 +131,10 @@ def cmd(path: Path | None, jobs: int | None, as_json: bool) -> None:
     click.echo(f"{n} workstream{'s' if n != 1 else ''}, {n_edges} "
                f"dependenc{'ies' if n_edges != 1 else 'y'}, {len(waves)} "
                f"wave{'s' if len(waves) != 1 else ''} ({path})")
-    for k, wave in enumerate(waves, 1):
-        click.echo(_wrap(f"  wave {k}: ", " ".join(wave)))
+    for line in wave_lines(waves):
+        click.echo(line)
     click.echo(f"critical path: {_num(length)} ({_unit(n_est, n)})")
-    click.echo(_wrap("  ", " -> ".join(cpath)))
+    click.echo(wrap("  ", " -> ".join(cpath)))
     click.echo(f"total work: {_num(total)}")
     click.echo(f"lower bound with {n_jobs} worker{'s' if n_jobs != 1 else ''}: "
                f"{_num(max(length, total / n_jobs))} = max(critical path {_num(length)}, "

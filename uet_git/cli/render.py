@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -30,6 +31,19 @@ def text_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cols
     )
+
+
+def wrap(prefix: str, text: str, width: int = 100) -> str:
+    """``text`` after ``prefix``, wrapped at spaces with continuation lines indented under it
+    (ids and paths are never broken)."""
+    return textwrap.fill(text, width=width, initial_indent=prefix,
+                         subsequent_indent=" " * len(prefix), break_on_hyphens=False,
+                         break_long_words=False)
+
+
+def wave_lines(waves: Sequence[Sequence[str]]) -> list[str]:
+    """The plan's waves as ``uet plan`` and ``uet run --dry-run`` show them: ``wave 1: a b``."""
+    return [wrap(f"  wave {k}: ", " ".join(wave)) for k, wave in enumerate(waves, 1)]
 
 
 def inspect_commands(run_id: str) -> list[str]:
