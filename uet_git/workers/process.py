@@ -40,7 +40,10 @@ _REPO_LOCAL_VARS = frozenset({
 })
 _POLL = 0.05
 # How often the tool's process tree is sampled while it runs (a daemon seen once is found
-# after it escapes); a pidfd wakes the wait at the tool's exit, so this costs no latency.
+# after it escapes): every 10 ms at first, where tools start their background processes, then
+# less often, up to every 100 ms. A pidfd wakes the wait at the tool's exit, so this costs no
+# latency; a sample costs ~0.1-0.3 ms of CPU.
+_SAMPLE_FIRST = 0.01
 _SAMPLE = 0.1
 
 
@@ -129,10 +132,12 @@ def run_process(
     exited = _ExitWaiter(proc)
     watch = ToolWatch(proc.pid, token, workdir=cwd)
     watch.register()
+    sample = _SAMPLE_FIRST
     try:
         try:
             while True:
-                wait_for = _POLL if cancel is not None else _SAMPLE
+                wait_for = min(sample, _POLL) if cancel is not None else sample
+                sample = min(sample * 1.5, _SAMPLE)
                 if deadline is not None:
                     wait_for = max(0.0, min(wait_for, deadline - time.monotonic()))
                 if exited(wait_for):
@@ -143,7 +148,8 @@ def run_process(
                 if deadline is not None and time.monotonic() >= deadline:
                     timed_out = True
                     break
-                watch.sample()
+                if sandbox is None:  # in a sandbox, its PID namespace holds everything
+                    watch.sample()
         except BaseException:
             # KeyboardInterrupt in the waiting thread: still leave nothing behind.
             kill_tool(watch, grace=min(grace, 1.0), poll=proc.poll)
