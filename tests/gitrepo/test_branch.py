@@ -205,7 +205,8 @@ def test_operation_in_progress_refused(tmp_path: Path, op: str, start) -> None:
     assert checkouts_of(repo, REF) == [path.resolve()]
     res = fast_forward(repo, REF, old, new)
     assert not res.moved
-    assert res.problem is not None and f"a {op} is in progress" in res.problem
+    article = "an" if op == "am" else "a"
+    assert res.problem is not None and f"{article} {op} is in progress" in res.problem
     assert repo.read_ref(REF) == old
     assert (path / "a.txt").read_text() == "a\n"
 

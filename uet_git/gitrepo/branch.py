@@ -82,6 +82,10 @@ def _short(oid: str | None) -> str:
     return (oid or "-")[:12]
 
 
+def _a(op: str) -> str:
+    return f"{'an' if op[0] in 'aeiou' else 'a'} {op}"
+
+
 def _names(paths: list[str], limit: int = 5) -> str:
     shown = ", ".join(paths[:limit])
     return f"{shown} and {len(paths) - limit} more" if len(paths) > limit else shown
@@ -288,7 +292,7 @@ def _blockers(repo: Repo, checkout: Path, old: str, new: str, *, lock_held: bool
     out: list[str] = []
     op = in_progress(checkout)
     if op is not None:
-        out.append(f"{checkout}: a {op} is in progress; finish or abort it first")
+        out.append(f"{checkout}: {_a(op)} is in progress; finish or abort it first")
     lock = git_dir_of(checkout) / "index.lock"
     if not lock_held and lock.exists():
         out.append(f"{lock} exists: another git command is running in {checkout}, or one was "
@@ -669,7 +673,7 @@ def recover(repo: Repo, ref: str, old: str, new: str, *, lock_owner_dead: bool) 
         if op is not None:
             # Started by the user after the crash (a landing refuses to start during one): its
             # index and files are the operation's now.
-            lines.append(f"{co}: a {op} is in progress; checkout left as it is")
+            lines.append(f"{co}: {_a(op)} is in progress; checkout left as it is")
             continue
         if h.lock.exists():
             if not lock_owner_dead:
