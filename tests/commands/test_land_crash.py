@@ -13,9 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.commands.landkit import Built, fsck_clean, head_of, scripted_run
-from tests.conftest import git, uet
+from tests.conftest import git, make_repo, uet
 from uet_git.commands.journal import open_intent
 from uet_git.commands.land import land_events
 from uet_git.gitrepo.branch import CRASH_POINTS
@@ -199,3 +200,28 @@ def test_another_runs_interrupted_landing_is_named(tmp_path: Path) -> None:
     assert head_of(b.path) == b.tip
     assert not (b.path / ".git/index.lock").exists()
     fsck_clean(b.path)
+
+
+def test_land_killed_then_resume_finishes_it(tmp_path: Path) -> None:
+    path = make_repo(tmp_path / "proj", {"a.txt": "alpha\n", "c.txt": "gamma\n"})
+    (path / "workstreams").mkdir()
+    for i in range(3):
+        (path / "workstreams" / f"w{i}.yaml").write_text(yaml.safe_dump(
+            {"id": f"w{i}", "command": f"printf '{i}\\n' > f{i}.txt"}))
+    git(path, "add", "workstreams")
+    git(path, "commit", "-q", "-m", "workstreams")
+    assert uet("run", "--land", "never", cwd=path).returncode == 0
+    run = git(path, "for-each-ref", "--format=%(refname:lstrip=3)", "refs/uet/ledger/")
+    tip = git(path, "rev-parse", f"refs/uet/integration/{run}")
+    (path / "c.txt").write_bytes(MINE)
+    crashed = uet("land", run, cwd=path, env={"UET_BRANCH_CRASH": "mid-index-commit"},
+                  subprocess=True)
+    assert crashed.returncode == CRASHED
+    proc = uet("resume", run, "--land", "end", cwd=path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert head_of(path) == tip
+    assert git(path, "diff", "--cached", "--name-only") == ""
+    assert git(path, "diff", "--name-only") == "c.txt"
+    assert (path / "c.txt").read_bytes() == MINE
+    assert not (path / ".git/index.lock").exists()
+    fsck_clean(path)
