@@ -12,18 +12,26 @@ bisect or ``git am`` in progress, a held ``index.lock``.
 Order, chosen so a crash at any point is recoverable and a lost race changes nothing:
 
 1. per checkout, take ``<gitdir>/index.lock`` (git's own lock: no other git writes the index
-   while we work, and a user's ``git commit`` in the window fails instead of committing a mix);
-2. copy the index to ``<gitdir>/uet-ff-index`` and run ``read-tree -m -u old new`` on that copy
+   while we work, and a user's ``git commit`` in the window fails instead of committing a mix),
+   then look at the blockers again (a file created since the first look is not overwritten);
+2. copy the index (mtime kept: git's racy-entry check compares against it) to
+   ``<gitdir>/uet-ff-index`` and run ``read-tree -m -u old new`` on that copy
    (``GIT_INDEX_FILE``): git checks every entry and writes the files; the real index is still
    the one at ``old``;
-3. CAS ``ref: old -> new``; on failure undo step 2 with ``read-tree -m -u new old`` on the copy
-   and drop it (the real index was never touched);
+3. CAS ``ref: old -> new``; on failure (or an exception, Ctrl-C included) every checkout goes
+   back to ``old`` path by path from the real index, which was never replaced;
 4. per checkout, rename the copy onto ``index.lock`` and ``index.lock`` onto ``index`` (git's
    commit of a lock), which also releases the lock.
 
-A kill leaves: the lock (steps 1-4), files half at ``new`` (step 2), a ref at ``new`` with an
-index at ``old`` (between 3 and 4). ``recover`` makes every checkout agree with wherever the
-ref is, without touching a file that holds neither side's version (the user's).
+Files before the ref: a lost race then never leaves a branch whose checkout shows the inverse
+of the landing as local changes. A kill leaves: the lock (steps 1-4), files half at ``new``
+(step 2), a ref at ``new`` with an index at ``old`` (between 3 and 4). ``recover`` makes every
+checkout agree with wherever the ref is, path by path, by content (hashed raw, then as
+``git add`` would through autocrlf or a filter), never touching a file that holds neither
+side's version (the user's) and never going through a symbolic link.
+
+Every git started in a user's checkout goes through ``Repo.git`` (filter drivers pinned to the
+trusted ones), with hooks and fsmonitor off.
 
 Crash points for the fault-injection tests: when the environment variable ``UET_BRANCH_CRASH``
 names one, the process ends with ``os._exit(137)`` there (as a ``kill -9`` would):
