@@ -239,5 +239,5 @@ def test_descendant_walk_finds_what_the_full_proc_scan_finds(tmp_path: Path) -> 
         assert {p.pid for p in walked} == {p.pid for p in scanned}
         assert len(walked) >= 5  # sh, sleep, setsid'd sh, its sleep (+ the waiting shell)
     finally:
-        P.kill_tree(proc.pid, token, grace=0.5, poll=proc.poll)
+        P.kill_tool(P.ToolWatch(proc.pid, token), grace=0.5, poll=proc.poll)
         proc.wait()

@@ -16,7 +16,7 @@ below us. A ``ToolWatch`` finds, for one tool:
 
 uet's own children are never taken: they are in our session, or (ref transactions, in their own
 session so a Ctrl-C cannot cut one) work elsewhere. What this cannot find: a daemon that
-escaped between two samples (``_SAMPLE`` in process.py) AND left the tool's directory: /proc
+escaped between two samples (every 10 to 100 ms, process.py) AND left the tool's directory: /proc
 does not say which of our children were re-parented to us, and taking every child we did not
 start with ``run_process`` would take other threads' subprocesses (and their exit status). The
 pool still refuses to reset a worktree anything works in (``processes_under``), and the sandbox
@@ -295,11 +295,6 @@ class ToolWatch:
         return [procs[pid] for pid in sorted(found)]
 
 
-def tool_processes(leader: int, token: str) -> list[int]:
-    """Live (non-zombie) pids belonging to the tool started as ``leader`` with ``token``."""
-    return [p.pid for p in ToolWatch(leader, token).find() if p.state != "Z"]
-
-
 # Processes identified as a tool's descendants (pid -> start time). Only these are ever reaped
 # here: a zombie re-parented to us (the subreaper) that we never identified is left alone, so
 # another thread's subprocess never loses its exit status to us.
@@ -370,12 +365,6 @@ def kill_tool(watch: ToolWatch, *, grace: float = 5.0,
             reap_orphans()
             pids = _scan(watch)
     reap_orphans()
-
-
-def kill_tree(leader: int, token: str, *, grace: float = 5.0,
-              poll: Callable[[], object] | None = None) -> None:
-    """``kill_tool`` for a tool known only by its leader and token."""
-    kill_tool(ToolWatch(leader, token), grace=grace, poll=poll)
 
 
 def kill_pids(find: Callable[[], list[int]], *, grace: float = 2.0) -> list[int]:
