@@ -129,3 +129,4 @@ def test_missing_executable_and_mode_none(env) -> None:
     assert r.returncode is None and r.error == "executable not found: no-such-tool-uet"
     assert sandbox.sandbox_for(repo, wt, SandboxConfig(mode="none")) is None
     assert sandbox.available() is None
+

@@ -47,11 +47,12 @@ def available() -> str | None:
     ``bwrap --ro-bind / / true``."""
     with _lock:
         if not _checked:
-            _checked.append(_probe())
+            _checked.append(probe())
         return _checked[0]
 
 
-def _probe() -> str | None:
+def probe() -> str | None:
+    """``available()`` without the cache: one run of ``bwrap --ro-bind / / true``."""
     exe = shutil.which(BWRAP)
     if exe is None:
         return "bubblewrap (bwrap) is not installed"
