@@ -17,6 +17,9 @@ What is checked, per run (all runs by default):
   newest such X instead: the commits between the base and X are the target's own. Commits of
   rolled-back workstreams may stay on the chain (``uet rollback`` moves the target, not the
   integration ref); dropped, quarantined or unknown ones may not.
+- speculative candidates (``candidates/RUN/N``, ``engine/queue.py``): none is left once the run
+  finished, and each one's first-parent chain starts on the integration history (the recorded
+  tip or a commit before it): a candidate is only ever built on the integration tip.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ import re
 from collections.abc import Mapping
 
 from uet_git.gitrepo import Repo
-from uet_git.gitrepo.odb import MissingObject, get_commit, has_object, list_tree, tree_of
+from uet_git.gitrepo.odb import (
+    MissingObject,
+    get_commit,
+    has_object,
+    list_tree,
+    tree_of,
+    walk_commits,
+)
 from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger import query
 from uet_git.ledger.expected import GC_EVENT, expected_refs, state_target
@@ -197,6 +207,9 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
         if pref not in refs and pref in want:
             say(f"{run}: {ws}: attempt {n} has no patch ref {pref}")
 
+    out.extend(_fsck_candidates(repo, run, log, refs,
+                                want.get(query.integration_ref(run)) or log.base))
+
     # -- the integration ref
     chain = _fsck_integration(repo, run, log, refs, records, transitions)
     out.extend(chain)
@@ -206,6 +219,39 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
         # carrying a committed workstream's trailers): land must never take it.
         say(f"{run}: {iref} points to {refs[iref][:12]}, the ledger recorded {recorded_tip[:12]} "
             f"(`uet fsck --repair {run}` resets it)")
+    return out
+
+
+CANDIDATE_DEPTH = 10_000  # a window is small: a longer chain is not a candidate's
+
+
+def _fsck_candidates(repo: Repo, run: str, log: query.LedgerLog, refs: Mapping[str, str],
+                     tip: str | None) -> list[str]:
+    cands = {n: o for n, o in refs.items() if (p := parse_ref(n)) is not None
+             and p.kind == "candidate"}
+    if not cands:
+        return []
+    if log.finished:
+        return [f"{run}: {name}: speculative candidate left after the run finished"
+                for name in sorted(cands)]
+    out: list[str] = []
+    history: set[str] = set()
+    if tip and has_object(repo, tip):
+        for c in walk_commits(repo, tip, first_parent=True):
+            history.add(c.oid)
+            if c.oid == log.base:
+                break
+    for name, oid in sorted(cands.items()):
+        if not has_object(repo, oid):
+            continue  # said above (missing object)
+        node: str | None = oid
+        for _ in range(CANDIDATE_DEPTH):
+            if node is None or node in history:
+                break
+            node = get_commit(repo, node).parent
+        if node is None or node not in history:
+            out.append(f"{run}: {name}: candidate {oid[:12]} is not built on the integration "
+                       f"history (tip {str(tip)[:12]})")
     return out
 
 

@@ -7,6 +7,8 @@ Every kind of ref has a fixed depth below ``refs/uet/``, so no ref is ever a pre
     refs/uet/integration/RUN         base + committed patches (fast-forward only)
     refs/uet/patches/RUN/WS/N        attempt N's patch commit (never moves)
     refs/uet/<state>/RUN/WS          exactly one per workstream: its current state
+    refs/uet/candidates/RUN/N        a speculative candidate in flight (engine/queue.py);
+                                     deleted when it is committed or discarded
 
 ``<state>`` is one of ``states.STATES``; none of them is ``ledger``, ``integration`` or
 ``patches``.
@@ -23,7 +25,7 @@ from uet_git.errors import UetError
 from uet_git.ledger.states import STATES
 
 ROOT = "refs/uet/"
-KINDS = ("ledger", "integration", "patches")
+KINDS = ("ledger", "integration", "patches", "candidates")
 RUN_RE = re.compile(r"^(\d{8})-(\d{6})-([0-9a-f]{4})$")
 WS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 WS_MAX = 100
@@ -87,6 +89,14 @@ def patch_ref(run: str, ws: str, n: int) -> str:
     return f"{ROOT}patches/{run}/{ws}/{n}"
 
 
+def candidate_ref(run: str, n: int) -> str:
+    return f"{ROOT}candidates/{run}/{n}"
+
+
+def candidate_prefix(run: str) -> str:
+    return f"{ROOT}candidates/{run}/"
+
+
 def state_ref(state: str, run: str, ws: str) -> str:
     if state not in STATES:
         raise UetError(f"unknown state {state!r}")
@@ -104,7 +114,7 @@ def patch_prefix(run: str) -> str:
 
 @dataclass(frozen=True)
 class ParsedRef:
-    kind: str  # 'ledger' | 'integration' | 'patch' | 'state'
+    kind: str  # 'ledger' | 'integration' | 'patch' | 'state' | 'candidate'
     run: str
     ws: str | None = None
     attempt: int | None = None
@@ -124,6 +134,10 @@ def parse_ref(name: str) -> ParsedRef | None:
     if head == "patches":
         if len(parts) == 4 and WS_RE.match(parts[2]) and parts[3].isdigit():
             return ParsedRef("patch", run, ws=parts[2], attempt=int(parts[3]))
+        return None
+    if head == "candidates":
+        if len(parts) == 3 and parts[2].isdigit():
+            return ParsedRef("candidate", run, attempt=int(parts[2]))
         return None
     if head in STATES and len(parts) == 3 and WS_RE.match(parts[2]):
         return ParsedRef("state", run, ws=parts[2], state=head)
