@@ -118,11 +118,6 @@ class Repo:
         return repo
 
     @property
-    def pg(self) -> pygit2.Repository:
-        """The old public name of ``_pg``, kept only until no caller outside gitrepo is left."""
-        return self._pg
-
-    @property
     def uet_dir(self) -> Path:
         """``<common git dir>/uet``: uet's private files (locks, worktrees, caches)."""
         d = self.common_dir / "uet"
