@@ -97,7 +97,9 @@ def integrate_loop(repo_path: Path, base: str, patches: list[str], merge: str) -
                 raise RuntimeError(f"unexpected conflict: {res.conflicts}")
             return str(res.tree)
     else:
-        pg = repo.pg
+        import pygit2  # the raw libgit2 merge, for context (Repo keeps its handle private)
+
+        pg = pygit2.Repository(str(repo.common_dir))
 
         def fn(tip: str, patch: str) -> str:
             idx = pg.merge_trees(pg[base].tree, pg[tip].tree, pg[patch].tree)
