@@ -1,0 +1,528 @@
+"""Hostile tools and hostile circumstances (issue 10, "Seen"): one test per attack that broke a
+promise of uet, each driving the real ``uet`` command on a real repository and checking the
+outcome with the git CLI. The tools are the small scripts tests/e2e/tools/adv-*.
+
+Where the sandbox (bubblewrap) makes an attack impossible, the test runs in both modes: the
+default (``bwrap``; skipped when bwrap is unusable here) and ``[sandbox] mode = "none"``, where
+uet's checks after each tool are what stops it."""
+
+from __future__ import annotations
+
+import os
+import subprocess as sp
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tests.e2e.helpers import (
+    fsck_clean,
+    landed_workstreams,
+    last_run,
+    ledger_subjects,
+    run,
+    run_ok,
+    runs,
+    setup_repo,
+    states,
+    tool,
+)
+from uet_git.workers.sandbox import available
+
+NO_SANDBOX = '[sandbox]\nmode = "none"\n'
+BWRAP = pytest.param("bwrap", marks=pytest.mark.skipif(
+    available() is not None, reason=f"bwrap unusable: {available()}"))
+MODES = [BWRAP, "none"]
+HOOK = "#!/bin/sh\n# The base's check: no file outside .uet/ may say FORBIDDEN.\n" \
+       "! grep -rq FORBIDDEN --exclude-dir=.git --exclude-dir=.uet .\n"
+
+
+def config_for(mode: str, extra: str = "") -> str | None:
+    text = (NO_SANDBOX if mode == "none" else "") + extra
+    return text or None
+
+
+def reason(repo: Path, ws: str, run_id: str | None = None) -> str:
+    """The Uet-Reason of the workstream's last transition, read from the ledger with git."""
+    run_id = run_id or last_run(repo)
+    out = git(repo, "log", "-1", "--format=%(trailers:key=Uet-Reason,valueonly)",
+              f"--grep=^{ws}: ", f"refs/uet/ledger/{run_id}")
+    return out.strip()
+
+
+def ledger_text(repo: Path, run_id: str | None = None) -> str:
+    return git(repo, "log", "--format=%B", f"refs/uet/ledger/{run_id or last_run(repo)}")
+
+
+def recorded_tip(repo: Path, run_id: str) -> str:
+    """The integration tip the ledger recorded last (newest Uet-Integration trailer)."""
+    out = git(repo, "log", "--format=%(trailers:key=Uet-Integration,valueonly)",
+              f"refs/uet/ledger/{run_id}")
+    return next(line.strip() for line in out.splitlines() if line.strip())
+
+
+def worktrees(repo: Path) -> list[str]:
+    return git(repo, "worktree", "list", "--porcelain").split("\n\n")
+
+
+def one_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got:\n{text}"
+    return lines[0]
+
+
+# --- The target moves only to what the ledger recorded ---------------------------------------
+
+@pytest.mark.parametrize("forger", ["git-cli-after-run", "unsandboxed-tool"])
+def test_forged_integration_ref_is_refused_repaired_then_the_recorded_tip_lands(
+        tmp_path: Path, forger: str) -> None:
+    by_tool = forger == "unsandboxed-tool"
+    repo = setup_repo(tmp_path / "r", config=NO_SANDBOX if by_tool else None, workstreams={
+        "good": {"command": "echo good > good.txt"},
+        **({"forger": {"depends_on": ["good"], "command": tool("adv-forge-integration")}}
+           if by_tool else {}),
+    })
+    base = git(repo, "rev-parse", "main")
+    run(repo, "run", "--jobs", "1", "--land", "never")
+    run_id = last_run(repo)
+    ref = f"refs/uet/integration/{run_id}"
+    if not by_tool:
+        forged = git(repo, "commit-tree", "-p", git(repo, "rev-parse", ref), "-m", "forged",
+                     f"{base}^{{tree}}")
+        git(repo, "update-ref", ref, forged)
+    forged = git(repo, "rev-parse", ref)
+    tip = recorded_tip(repo, run_id)
+    assert forged != tip, "the forgery did not happen"
+    proc = run(repo, "land", run_id)
+    assert proc.returncode != 0
+    line = one_line(proc.stderr)
+    assert ref in line and tip[:12] in line, line
+    assert git(repo, "rev-parse", "main") == base
+    assert run(repo, "fsck", run_id).returncode == 1
+    run_ok(repo, "fsck", "--repair", run_id)
+    assert git(repo, "rev-parse", ref) == tip
+    run_ok(repo, "fsck", run_id)
+    run_ok(repo, "land", run_id)
+    assert git(repo, "rev-parse", "main") == tip
+    assert git(repo, "merge-base", "--is-ancestor", forged, "main", check=False) == ""
+    assert sp.run(["git", "merge-base", "--is-ancestor", forged, "main"], cwd=repo).returncode
+    assert "good" in landed_workstreams(repo)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tool_moving_the_users_branch_is_tampering_and_is_put_back(
+        tmp_path: Path, mode: str) -> None:
+    repo = setup_repo(tmp_path / "r", config=config_for(mode), workstreams={
+        "evil": {"command": tool("adv-move-main")},
+        "good": {"depends_on": ["evil"], "command": "echo good > good.txt"},
+        "other": {"command": "echo other > other.txt"},
+    })
+    base = git(repo, "rev-parse", "main")
+    proc = run(repo, "run", "--jobs", "1")
+    out = proc.stdout + proc.stderr
+    st = states(repo)
+    assert "--rebase" not in out, out
+    assert git(repo, "rev-list", f"{base}..main", "--format=%s", "--no-commit-header") \
+        .count("tool commit") == 0
+    assert landed_workstreams(repo).count("other") == 1
+    if mode == "none":
+        assert (st["evil"], reason(repo, "evil")) == ("quarantined", "tampered")
+        assert st["good"] == "blocked"
+        evidence = ledger_text(repo)
+        assert "refs/heads/main" in evidence and base[:12] in evidence
+        assert git(repo, "rev-parse", "main^") == base  # only `other` on top of the base
+    else:  # the sandbox kept refs read-only: the tool's update-ref failed, its work is fine
+        assert st == {"evil": "committed", "good": "committed", "other": "committed"}
+    fsck_clean(repo)
+
+
+# --- A patch never changes what judges it ----------------------------------------------------
+
+@pytest.mark.parametrize("declared", [False, True], ids=["undeclared", "may_change_checks"])
+@pytest.mark.parametrize("attack", ["delete", "chmod", "rewrite", "symlink"])
+def test_patch_disabling_the_base_hook_is_still_judged_by_it(
+        tmp_path: Path, attack: str, declared: bool) -> None:
+    repo = setup_repo(tmp_path / "r", files={"README.md": "hello\n",
+                                             ".uet/hooks/pre-merge.d/check": HOOK},
+                      workstreams={"evil": {"command": [tool("adv-attack-hook"), attack],
+                                            **({"may_change_checks": True} if declared else {})},
+                                   "good": {"command": "echo good > good.txt"}})
+    git(repo, "update-index", "--chmod=+x", ".uet/hooks/pre-merge.d/check")
+    git(repo, "commit", "-q", "-m", "hook executable")
+    hook_blob = git(repo, "rev-parse", "main:.uet/hooks/pre-merge.d/check")
+    run_ok(repo, "run", "--jobs", "1", code=1)
+    assert states(repo) == {"evil": "quarantined", "good": "committed"}
+    assert reason(repo, "evil") == ("hook-failed" if declared else "protected-path")
+    assert git(repo, "ls-tree", "main", "bad.txt") == ""
+    assert git(repo, "rev-parse", "main:.uet/hooks/pre-merge.d/check") == hook_blob
+    assert git(repo, "ls-tree", "main", ".uet/hooks/pre-merge.d/check").startswith("100755")
+    fsck_clean(repo)
+
+
+def test_patch_editing_the_hooks_in_uet_toml_is_protected_path(tmp_path: Path) -> None:
+    toml = '[hooks]\npre-merge = ["! grep -rq FORBIDDE[N] --exclude-dir=.git ."]\n'
+    repo = setup_repo(tmp_path / "r", config=toml, workstreams={
+        "evil": {"command": "printf '[hooks]\\npre-merge = []\\n' > uet.toml"},
+        "good": {"command": "echo good > good.txt"}})
+    run_ok(repo, "run", "--jobs", "1", code=1)
+    assert states(repo) == {"evil": "quarantined", "good": "committed"}
+    assert reason(repo, "evil") == "protected-path"
+    assert git(repo, "show", "main:uet.toml") == toml.strip()
+    # The next run is judged by the hooks still: FORBIDDEN does not land.
+    (repo / "workstreams" / "later.yaml").write_text(
+        "id: later\ncommand: echo FORBIDDEN > later.txt\n")
+    git(repo, "add", "workstreams/later.yaml")
+    git(repo, "commit", "-q", "-m", "later")
+    run_ok(repo, "run", "--only", "later", code=1)
+    assert reason(repo, "later") == "hook-failed"
+    fsck_clean(repo)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_hook_planted_by_a_patch_never_runs_on_later_candidates(
+        tmp_path: Path, mode: str) -> None:
+    marker = tmp_path / "planted-hook-ran"
+    repo = setup_repo(tmp_path / "r", config=config_for(mode), workstreams={
+        "plant": {"command": [tool("adv-plant-hook"), str(marker)], "may_change_checks": True},
+        "later": {"depends_on": ["plant"], "command": "echo later > later.txt"},
+        "after": {"depends_on": ["later"], "command": "echo after > after.txt"},
+    })
+    run_ok(repo, "run", "--jobs", "1")
+    assert states(repo) == {"plant": "committed", "later": "committed", "after": "committed"}
+    assert not marker.exists(), "the planted hook ran"
+    assert landed_workstreams(repo) == ["plant", "later", "after"]
+    fsck_clean(repo)
+
+
+@pytest.mark.xfail(strict=True, reason="gitrepo/treecheck.tree_problems is never called: the "
+                   "worker path (engine/pipeline, workers/validate) does not quarantine bad-tree")
+def test_gitmodules_with_an_option_url_is_bad_tree_before_queueing(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "evil": {"command": tool("adv-gitmodules")},
+        "good": {"command": "echo good > good.txt"}})
+    run_ok(repo, "run", "--jobs", "1", code=1)
+    assert states(repo) == {"evil": "quarantined", "good": "committed"}
+    assert reason(repo, "evil") == "bad-tree"
+    subjects = ledger_subjects(repo)
+    assert not any(s.startswith("evil:") and s.endswith("queued") for s in subjects), subjects
+    assert git(repo, "ls-tree", "main", ".gitmodules") == ""
+    # main as a fresh clone sees it, every object checked on the way.
+    clone = tmp_path / "clone"
+    git(tmp_path, "-c", "transfer.fsckObjects=true", "clone", "-q", "--no-local",
+        "--single-branch", "-b", "main", str(repo), str(clone))
+    fsck_clean(clone, uet_fsck=False)
+
+
+# --- Tools run in a sandbox ------------------------------------------------------------------
+
+def test_sandboxed_tool_cannot_write_the_users_checkout(tmp_path: Path) -> None:
+    """Only with bwrap: unsandboxed (``mode = "none"``) a tool runs as the user and can write
+    any file the user can; nothing after the fact restores it (docs/reliability.md)."""
+    if available() is not None:
+        pytest.skip(f"bwrap unusable: {available()}")
+    repo = setup_repo(tmp_path / "r", files={"README.md": "the user's README\n"},
+                      workstreams={"evil": {"command": tool("adv-escape")}})
+    (repo / "README.md").write_bytes(b"the user's README, edited, not committed\n")
+    run(repo, "run", "--jobs", "1")
+    assert (repo / "README.md").read_bytes() == b"the user's README, edited, not committed\n"
+    assert git(repo, "show", "main:README.md") == "the user's README"
+    assert "pwned" not in git(repo, "grep", "-I", "-e", "pwned", "main", "--", ".", check=False)
+
+
+@pytest.mark.parametrize("setting", ["core.hooksPath", "core.fsmonitor"])
+@pytest.mark.parametrize("mode", MODES)
+def test_planted_git_config_never_runs_and_does_not_stay(
+        tmp_path: Path, mode: str, setting: str) -> None:
+    marker = tmp_path / "planted-program-ran"
+    progdir = tmp_path / "planted"
+    repo = setup_repo(tmp_path / "r", config=config_for(mode), workstreams={
+        "evil": {"command": [tool("adv-plant-config"), setting, str(progdir), str(marker)]},
+        "good": {"depends_on": ["evil"], "command": "echo good > good.txt"},
+        "other": {"command": "echo other > other.txt"},
+    })
+    before = git(repo, "config", "--list", "--local")
+    run(repo, "run", "--jobs", "1")
+    assert not marker.exists(), "a program planted in git config ran"
+    assert git(repo, "config", "--get", setting, check=False) == ""
+    assert git(repo, "config", "--list", "--local") == before
+    assert "other" in landed_workstreams(repo)  # uet's git ran in the user's checkout too
+    if mode == "none":
+        assert (states(repo)["evil"], reason(repo, "evil")) == ("quarantined", "tampered")
+    # The user's own git afterwards does not run it either.
+    git(repo, "status")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "user commit")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_setsid_daemon_never_lands_in_another_workstreams_patch(
+        tmp_path: Path, mode: str) -> None:
+    repo = setup_repo(tmp_path / "r", config=config_for(mode), workstreams={
+        "evil": {"command": tool("adv-daemon")},
+        "next1": {"depends_on": ["evil"], "command": "sleep 0.5; echo n1 > n1.txt"},
+        "next2": {"depends_on": ["next1"], "command": "sleep 0.5; echo n2 > n2.txt"},
+    })
+    run(repo, "run", "--jobs", "1", subprocess=True)
+    time.sleep(0.8)  # longer than the daemon would live
+    for ref in git(repo, "for-each-ref", "--format=%(refname)", "refs/uet/patches/").split():
+        names = git(repo, "ls-tree", "-r", "--name-only", ref).split()
+        assert "daemon.txt" not in names and "daemon2.txt" not in names, ref
+    names = git(repo, "ls-tree", "-r", "--name-only", "main").split()
+    assert "daemon.txt" not in names and "daemon2.txt" not in names
+    assert {"n1.txt", "n2.txt"} <= set(names)
+
+
+@pytest.mark.parametrize("var", ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "UET_RUN"])
+def test_workstream_env_redirecting_git_or_uet_is_a_spec_error(tmp_path: Path, var: str) -> None:
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "sneaky": {"command": "echo x > x.txt", "env": {var: "/tmp/elsewhere"}}})
+    proc = run(repo, "run")
+    assert proc.returncode == 2
+    line = one_line(proc.stderr)
+    assert var in line and "sneaky" in line, line
+    assert git(repo, "for-each-ref", "refs/uet/") == ""
+
+
+# --- Landing like `git merge --ff-only`, and crash-safe ----------------------------------------
+
+def _submodule(tmp_path: Path, repo: Path) -> None:
+    sub = tmp_path / "sub"
+    git(tmp_path, "init", "-q", "-b", "main", str(sub))
+    (sub / "s.txt").write_text("sub\n")
+    git(sub, "add", "s.txt")
+    git(sub, "commit", "-q", "-m", "sub")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "sub")
+    git(repo, "commit", "-q", "-m", "add submodule")
+
+
+@pytest.mark.parametrize("local", ["modified", "staged", "dirty-submodule"])
+def test_unrelated_local_changes_do_not_stop_landing_and_are_kept(
+        tmp_path: Path, local: str) -> None:
+    repo = setup_repo(tmp_path / "r", files={"README.md": "hello\n", "notes.txt": "mine\n"},
+                      workstreams={"a": {"command": "echo a > a.txt"}})
+    if local == "dirty-submodule":
+        _submodule(tmp_path, repo)
+        (repo / "sub" / "s.txt").write_bytes(b"my submodule work\n")
+        kept = repo / "sub" / "s.txt"
+    else:
+        (repo / "notes.txt").write_bytes(b"my edit\x00\xff\n")
+        kept = repo / "notes.txt"
+        if local == "staged":
+            git(repo, "add", "notes.txt")
+    before = kept.read_bytes()
+    staged = git(repo, "diff", "--cached", "--name-only")
+    run_ok(repo, "run")
+    assert landed_workstreams(repo) == ["a"]
+    assert git(repo, "rev-parse", "HEAD") == git(repo, "rev-parse", "main")
+    assert (repo / "a.txt").read_text() == "a\n"
+    assert kept.read_bytes() == before
+    assert git(repo, "diff", "--cached", "--name-only") == staged
+    fsck_clean(repo)
+
+
+def test_ignored_file_in_the_way_refuses_landing_and_stays(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", files={"README.md": "hello\n", ".gitignore": "*.env\n"},
+                      workstreams={"a": {
+                          "command": "echo PUBLIC=1 > secrets.env && git add -f secrets.env"}})
+    secret = b"API_KEY=do-not-lose\n"
+    (repo / "secrets.env").write_bytes(secret)
+    base = git(repo, "rev-parse", "main")
+    run(repo, "run", "--land", "never")
+    run_id = last_run(repo)
+    assert states(repo) == {"a": "committed"}
+    assert git(repo, "show", f"refs/uet/integration/{run_id}:secrets.env") == "PUBLIC=1"
+    proc = run(repo, "land", run_id)
+    assert proc.returncode == 1
+    assert "secrets.env" in one_line(proc.stderr)
+    assert (repo / "secrets.env").read_bytes() == secret
+    assert git(repo, "rev-parse", "main") == base
+
+
+def test_landing_during_the_users_rebase_is_refused_and_the_rebase_survives(
+        tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", workstreams={"a": {"command": "echo a > a.txt"}})
+    (repo / "mine.txt").write_text("one\n")
+    git(repo, "add", "mine.txt")
+    git(repo, "commit", "-q", "-m", "mine one")
+    (repo / "mine.txt").write_text("two\n")
+    git(repo, "commit", "-q", "-am", "mine two")
+    run_ok(repo, "run", "--land", "never")
+    run_id = last_run(repo)
+    main = git(repo, "rev-parse", "main")
+    env = {**os.environ, "GIT_SEQUENCE_EDITOR": "sed -i 1s/^pick/edit/"}
+    sp.run(["git", "rebase", "-q", "-i", "HEAD~2"], cwd=repo, env=env, check=True,
+           capture_output=True)
+    assert (repo / ".git" / "rebase-merge").is_dir()
+    stopped_at = git(repo, "rev-parse", "HEAD")
+    proc = run(repo, "land", run_id)
+    assert proc.returncode == 1
+    assert "rebase" in one_line(proc.stderr)
+    assert git(repo, "rev-parse", "main") == main
+    assert git(repo, "rev-parse", "HEAD") == stopped_at
+    assert (repo / ".git" / "rebase-merge").is_dir()
+    git(repo, "rebase", "--continue")
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+    run_ok(repo, "land", run_id, "--rebase")
+    assert landed_workstreams(repo) == ["a"]
+
+
+def _two_runs_landed_with_rebase(tmp_path: Path) -> tuple[Path, str, str]:
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "a": {"command": "echo a > a.txt"},
+        "b": {"depends_on": ["a"], "command": "echo b > b.txt"},
+        "c": {"command": "echo c > c.txt"}})
+    run_ok(repo, "run", "--land", "never", "--only", "a,b")
+    run_ok(repo, "run", "--land", "never")
+    r1, r2 = runs(repo)
+    run_ok(repo, "land", r1)
+    moved = run(repo, "land", r2)
+    assert moved.returncode == 1 and "--rebase" in moved.stderr
+    proc = run_ok(repo, "land", r2, "--rebase")
+    return repo, r2, proc.stdout + proc.stderr
+
+
+def test_two_runs_then_land_rebase_lands_each_change_once(tmp_path: Path) -> None:
+    repo, _, out = _two_runs_landed_with_rebase(tmp_path)
+    assert sorted(landed_workstreams(repo)) == ["a", "b", "c"]
+    assert "skipped" in out, out  # it says what it skipped
+    for line in git(repo, "log", "--format=%H%x00%T%x00%P", "main").splitlines():
+        _, tree, parents = line.split("\x00")
+        for p in parents.split():
+            assert git(repo, "rev-parse", f"{p}^{{tree}}") != tree, f"empty commit {line}"
+    fsck_clean(repo, uet_fsck=False)
+
+
+@pytest.mark.xfail(strict=True, reason="ledger/fsck.py ignores the `run: rebase` commit's "
+                   "already-applied trailer: the skipped workstreams are reported as committed "
+                   "but not on the integration ref")
+def test_uet_fsck_is_clean_after_a_rebase_that_skipped_patches(tmp_path: Path) -> None:
+    repo, r2, _ = _two_runs_landed_with_rebase(tmp_path)
+    run_ok(repo, "fsck", r2)
+
+
+# --- Nothing is lost, even under git's own housekeeping -------------------------------------
+
+def test_uet_gc_keeps_dropped_patches_through_git_gc(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "bad": {"command": "echo unique-$$-content > bad.txt", "acceptance": ["false"]},
+        "good": {"command": "echo good > good.txt"}})
+    run_ok(repo, "run", code=1)
+    run_id = last_run(repo)
+    patch = git(repo, "rev-parse", f"refs/uet/patches/{run_id}/bad/1")
+    run_ok(repo, "drop", "bad", "--run", run_id)
+    run_ok(repo, "gc", "--older-than", "0s")
+    git(repo, "-c", "gc.reflogExpire=now", "-c", "gc.reflogExpireUnreachable=now",
+        "gc", "-q", "--prune=now")
+    assert sp.run(["git", "cat-file", "-e", patch], cwd=repo).returncode == 0
+    assert sp.run(["git", "cat-file", "-e", f"{patch}:bad.txt"], cwd=repo).returncode == 0
+
+
+@contextmanager
+def git_loop(repo: Path, *args: str, limit: int = 200) -> Iterator[list[int]]:
+    """Run ``git ARGS`` over and over in a thread (at most ``limit`` times) while the body
+    runs; yields the list of exit codes so far."""
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def loop() -> None:
+        while not stop.is_set() and len(codes) < limit:
+            codes.append(sp.run(["git", *args], cwd=repo, capture_output=True).returncode)
+
+    t = threading.Thread(target=loop, name="git-loop")
+    t.start()
+    try:
+        yield codes
+    finally:
+        stop.set()
+        t.join(timeout=60)
+
+
+def _busy_repo(path: Path) -> Path:
+    return setup_repo(path, workstreams={
+        f"w{i}": {"command": f"sleep 0.1; echo {i} > f{i}.txt",
+                  **({"depends_on": [f"w{i - 1}"]} if i % 2 else {})} for i in range(6)})
+
+
+@pytest.mark.xfail(strict=True, reason="ledger/writer.py Ledger._start commits the `run: start` "
+                   "transaction without _transact's rewrite of objects a concurrent prune "
+                   "removed: `uet run` exits 2 'trying to write ref ... with nonexistent object'")
+def test_git_gc_prune_now_looping_during_a_run(tmp_path: Path) -> None:
+    repo = _busy_repo(tmp_path / "r")
+    with git_loop(repo, "gc", "-q", "--prune=now", limit=40) as codes:
+        proc = run(repo, "run", "--jobs", "2", subprocess=True)
+    assert codes, "the gc loop never ran"
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    status = run(repo, "status")
+    assert status.returncode in (0, 1), status.stderr
+    resumed = run(repo, "resume")
+    assert resumed.returncode in (0, 1), resumed.stderr
+    fsck = run(repo, "fsck")
+    if fsck.returncode:
+        run_ok(repo, "fsck", "--repair")
+    assert sorted(landed_workstreams(repo)) == [f"w{i}" for i in range(6)], (
+        proc.stdout + proc.stderr + status.stdout + resumed.stdout + resumed.stderr)
+    fsck_clean(repo)
+
+
+def test_git_pack_refs_looping_during_a_run_still_records_finish(tmp_path: Path) -> None:
+    repo = _busy_repo(tmp_path / "r")
+    with git_loop(repo, "pack-refs", "--all") as codes:
+        proc = run(repo, "run", "--jobs", "2", subprocess=True)
+    assert codes
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ledger_subjects(repo)[-1] == "run: finish"
+    assert sorted(landed_workstreams(repo)) == [f"w{i}" for i in range(6)]
+    fsck_clean(repo)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tool_deleting_every_uet_ref_gets_a_truthful_outcome_and_a_clean_state(
+        tmp_path: Path, mode: str) -> None:
+    repo = setup_repo(tmp_path / "r", config=config_for(mode), workstreams={
+        "first": {"command": "echo f > f.txt"},
+        "evil": {"depends_on": ["first"], "command": tool("adv-delete-uet-refs")},
+        "last": {"depends_on": ["evil"], "command": "echo l > l.txt"}})
+    proc = run(repo, "run", "--jobs", "1", subprocess=True)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert "interrupted" not in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    if proc.stderr.strip():
+        one_line(proc.stderr)
+    assert len(worktrees(repo)) == 1, worktrees(repo)
+    run_id = last_run(repo)
+    if run(repo, "fsck", run_id).returncode:
+        run_ok(repo, "fsck", "--repair", run_id)
+    run_ok(repo, "fsck")
+    assert "first" in landed_workstreams(repo)
+    assert landed_workstreams(repo).count("first") == 1
+    fsck_clean(repo)
+
+
+def test_non_utf8_file_name_outside_scope_is_a_scope_violation(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", files={"src/keep.txt": "1\n"}, workstreams={
+        "evil": {"command": tool("adv-nonutf8"), "scope": {"allow": ["src/**"]}}})
+    run_ok(repo, "run", code=1)
+    assert states(repo) == {"evil": "quarantined"}
+    assert reason(repo, "evil") == "scope-violation"
+
+
+def test_uet_debug_keeps_the_internal_error_exit_code(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", workstreams={"a": {"command": "echo a > a.txt"}})
+    run_ok(repo, "run")
+    # A loose object that does not inflate (disk corruption): uet fsck fails inside.
+    oid = git(repo, "rev-parse", f"refs/uet/ledger/{last_run(repo)}")
+    loose = repo / ".git" / "objects" / oid[:2] / oid[2:]
+    if not loose.exists():
+        pytest.fail("the ledger tip is packed; this test needs it loose")
+    loose.chmod(0o644)
+    loose.write_bytes(b"not zlib at all")
+    plain = run(repo, "fsck", subprocess=True)
+    debug = run(repo, "fsck", env={"UET_DEBUG": "1"}, subprocess=True)
+    assert plain.returncode == 3, plain.stdout + plain.stderr
+    assert "internal error" in one_line(plain.stderr)
+    assert debug.returncode == 3, debug.stdout + debug.stderr
+    assert "Traceback" in debug.stderr
