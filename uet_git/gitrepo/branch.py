@@ -553,6 +553,24 @@ def _on_disk(repo: Repo, checkout: Path, paths: list[str], expected: dict[str, s
     return out
 
 
+def _partial(repo: Repo, full: Path, *ents: _Ent | None) -> bool:
+    """True when the regular file at ``full`` holds a proper prefix (empty included) of one of
+    the blobs: what a checkout killed while writing the file leaves (git unlinks the old file,
+    creates the new one and writes it in order). A user's own file is never such a prefix."""
+    try:
+        size = full.lstat().st_size
+        if full.is_symlink() or not full.is_file():
+            return False
+        blobs = [repo._pg[e[0]].data for e in ents if e is not None and e[1] != _LINK]
+        candidates = [b for b in blobs if size < len(b)]
+        if not candidates:
+            return False
+        head = full.read_bytes()[: max(len(b) for b in candidates)]
+    except (OSError, KeyError, ValueError):
+        return False
+    return any(b.startswith(head) and len(head) < len(b) for b in candidates)
+
+
 def _ls_index(h: _Held) -> dict[str, _Ent]:
     out = run_git([*_SAFE, "ls-files", "-s", "-z"], cwd=h.checkout, env=h.env).stdout
     entries: dict[str, _Ent] = {}
@@ -614,6 +632,8 @@ def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[
             continue
         exists = full.is_symlink() or full.exists()
         now = disk[path]
+        if now is not None and now not in (o, t) and _partial(repo, full, o, t):
+            now = o  # git was killed while writing it: ours, not the user's
         if t is None:
             if exists and now is not None and now == o:
                 remove.append(path)
