@@ -11,7 +11,7 @@ from uet_git.gitrepo.repo import Repo
 from uet_git.spec.models import VerifyConfig, Workstream
 from uet_git.workers.normalise import normalise
 from uet_git.workers.pool import WorktreePool
-from uet_git.workers.validate import validate_changes
+from uet_git.workers.validate import validate_changes, validate_tree
 
 
 def _ws(allow=(), deny=()) -> Workstream:
@@ -125,3 +125,21 @@ def test_a_non_utf8_name_outside_scope_is_a_scope_violation(tmp_path: Path) -> N
     # Inside the scope, such a name passes like any other.
     everything = ws.model_copy(update={"scope": ws.scope.model_copy(update={"allow": []})})
     assert validate_changes(changes, everything, None)[0] is None
+
+
+def test_a_tree_git_fsck_rejects_is_bad_tree(tmp_path: Path) -> None:
+    path = make_repo(tmp_path / "repo", {"a": "a\n"})
+    base = git(path, "rev-parse", "HEAD")
+    (path / ".gitmodules").write_text(
+        '[submodule "x"]\n\tpath = x\n\turl = --upload-pack=touch /tmp/pwned\n')
+    git(path, "add", ".gitmodules")
+    git(path, "commit", "-qm", "evil")
+    evil = git(path, "rev-parse", "HEAD")
+    repo = Repo.open(path)
+    reason, detail = validate_tree(repo, base, evil)
+    assert reason == "bad-tree" and ".gitmodules" in detail and "\n" not in detail
+    assert validate_tree(repo, base, base) == (None, "")
+    (path / "b").write_text("fine\n")
+    git(path, "add", "b")
+    git(path, "commit", "-qm", "fine")
+    assert validate_tree(repo, evil, git(path, "rev-parse", "HEAD")) == (None, "")

@@ -7,6 +7,8 @@
   everything) and outside ``scope.deny`` (``scope-violation``, listing the paths).
 - ``[verify] max_files`` and ``max_lines`` (0 = unlimited) bound the number of changed paths
   and of added + removed lines (``too-large``, with the numbers).
+- ``validate_tree``: a patch tree that ``git fsck --strict`` would reject in what it adds or
+  changes (``.gitmodules`` option URLs, ``.git`` look-alikes, bad modes) is ``bad-tree``.
 
 Paths that are not UTF-8 arrive surrogate-escaped (``os.fsdecode``); in a detail they are
 shown with ``\\xNN`` escapes, so the detail is always one line of valid UTF-8.
@@ -17,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from uet_git.gitrepo.merge import Change
+from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.treecheck import tree_problems
 from uet_git.spec.models import VerifyConfig, Workstream
 from uet_git.spec.scope import in_scope, matches
 
@@ -67,6 +71,18 @@ def validate_changes(changes: Sequence[Change], ws: Workstream,
         return "too-large", "; ".join(over)
     return None, (f"{files} changed path{'s' if files != 1 else ''} (+{added} -{removed} lines) "
                   f"within scope and limits")
+
+
+def validate_tree(repo: Repo, base: str, patch: str) -> tuple[str | None, str]:
+    """``("bad-tree", detail)`` when ``patch`` adds or changes an entry relative to ``base`` that
+    ``git fsck --strict`` would reject (the detail lists the problems), else ``(None, "")``."""
+    problems = tree_problems(repo, base, patch)
+    if not problems:
+        return None, ""
+    shown = "; ".join(problems[:MAX_LISTED])
+    more = f" and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    return ("bad-tree", f"{len(problems)} entr{'ies' if len(problems) != 1 else 'y'} git fsck "
+                        f"--strict would reject: {shown}{more}")
 
 
 def show_path(path: str) -> str:
