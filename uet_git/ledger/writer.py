@@ -29,15 +29,17 @@ Concurrent git housekeeping (a user's ``git gc``/``pack-refs`` in the same repos
   ``LOCK_RETRY_SECONDS``; a lost compare-and-swap is never retried: this writer holds the
   run's lock, so it means the refs were moved behind its back;
 - ``git gc --prune=now`` deletes what was unreachable when its walk began, so it can take
-  objects written before the refs moved even after they moved: before writing and after
-  every transaction the writer checks that the ledger commits of the last ``RECENT_SECONDS``
-  (their trees on the evidence path and the evidence blobs, through a handle without
-  libgit2's object cache) exist, and writes them again from memory when not (the same bytes
-  give the same ids, so the refs become valid again without moving); git refusing a ref to a
-  just-pruned object is answered the same way. A patch or candidate commit gone the same
-  way is written again from the commit read before the transaction when its tree is still
-  there. What it cannot put back (a pruned patch tree, a prune that finishes after the
-  writer closed) is a one-line error naming the ref, and ``uet fsck`` reports it;
+  objects written before the refs moved even after they moved: after every transaction
+  the writer checks that its ledger commits not yet settled (their trees on the evidence
+  path and the evidence blobs, through a handle without libgit2's object cache) exist, and
+  writes them again from memory when not (the same bytes give the same ids, so the refs
+  become valid again without moving); a commit is settled once found complete while no
+  ``git gc`` runs (``gc.pid``) and older than ``RECENT_SECONDS``. git refusing a ref to a
+  just-pruned object, or a write failing on a pruned parent, is answered the same way. A
+  patch or candidate commit gone the same way is written again from the commit read before
+  the transaction when its tree is still there. What it cannot put back (a pruned patch
+  tree, a prune still running after the writer closed) is a one-line error naming the ref,
+  and ``uet fsck`` reports it;
 - a tool that deletes the run's refs (``git update-ref -d`` of ``refs/uet/*``) makes the next
   transaction lose its compare-and-swap: the writer then finds its own refs gone, creates them
   again from what it holds in memory (ledger tip, state refs, patches, integration), commits
@@ -118,10 +120,12 @@ from uet_git.ledger.states import (
 __all__ = ["MAX_EVIDENCE", "Ledger", "LedgerBusy", "truncate"]
 
 LOCK_RETRY_SECONDS = 5.0  # how long a transaction waits for a ref lock another git holds
-# Ledger commits checked (and written again if a concurrent prune took them) at every
-# transaction: those of the last RECENT_SECONDS, at most RECENT_MAX.
-RECENT_SECONDS = 5.0
-RECENT_MAX = 16
+# Ledger commits are checked (and written again if a concurrent prune took them) at every
+# transaction until settled: see Ledger._ensure_recent.
+RECENT_SECONDS = 2.0
+RECHECK_SECONDS = 0.25
+RECENT_MAX = 512
+GC_PID_STALE = 3600.0  # seconds: a gc.pid this old is a dead gc's (git itself says 12 h)
 CONFIG_PATH = "config.json"
 RESERVED_TRAILERS = frozenset({
     "Uet-Run", "Uet-Workstream", "Uet-Attempt", "Uet-From", "Uet-To", "Uet-Patch",
@@ -159,6 +163,14 @@ def _crash_point(point: str, ws: str | None) -> None:
         os._exit(99)
 
 
+def _gc_running(repo: Repo) -> bool:
+    """Whether a ``git gc`` (which may prune) runs in ``repo`` now: git holds ``gc.pid``."""
+    try:
+        return time.time() - (repo.common_dir / "gc.pid").stat().st_mtime < GC_PID_STALE
+    except OSError:
+        return False
+
+
 def _fresh(repo: Repo) -> Repo:
     # A handle with empty caches: libgit2 answers "exists" from its object cache for what
     # this process wrote or read, even after another process pruned it from disk.
@@ -179,6 +191,7 @@ class _Written:
     commit: str = ""
     named: dict[str, CommitInfo] = field(default_factory=dict)  # patch/candidate read before
     at: float = 0.0  # when it was (last) written, monotonic
+    checked: float = 0.0  # when it was last found complete on disk
 
     def write(self, repo: Repo) -> str:
         handle = repo
@@ -201,9 +214,10 @@ class _Written:
         self.at = time.monotonic()
         return commit
 
-    def missing(self, repo: Repo) -> list[str]:
-        """The objects of this commit (and the patch/candidate it names) not on disk."""
-        fresh = _fresh(repo)
+    def missing(self, repo: Repo, fresh: Repo | None = None) -> list[str]:
+        """The objects of this commit (and the patch/candidate it names) not on disk
+        (``fresh``: a handle without libgit2's object cache)."""
+        fresh = fresh or _fresh(repo)
         gone = [oid for oid in (self.commit, self.tree) if not has_object(fresh, oid)]
         if gone:
             return gone
@@ -245,7 +259,7 @@ class Ledger:
         self._integration_ref = True  # False after `uet gc` removed it (recreated on a move)
         self._states: dict[str, WsRecord] = {}
         self._patches: dict[tuple[str, int], str] = {}
-        self._recent: deque[_Written] = deque(maxlen=RECENT_MAX)
+        self._recent: deque[_Written] = deque()
 
     # ------------------------------------------------------------------ opening
 
@@ -442,13 +456,13 @@ class Ledger:
                            objects.identity(self.repo, "author"),
                            objects.identity(self.repo, "committer"))
         for tries in range(5):
-            self._ensure_recent()  # the commit and tree this one builds on must be there
             try:
                 written.write(self.repo)
                 return written
-            except Exception:  # they went between the check and the write: again
+            except Exception:  # a prune took what it builds on: put that back, again
                 if tries == 4:
                     raise
+                self._ensure_recent(force=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def record(
@@ -641,24 +655,44 @@ class Ledger:
                 objects.make_commit(self.repo, info.tree, list(info.parents), info.message,
                                     author=info.author, committer=info.committer)
 
-    def _ensure_recent(self) -> None:
-        """Write again whatever a concurrent prune removed of the ledger commits of the last
-        ``RECENT_SECONDS`` (oldest first: each builds on the one before). A prune removes
-        what was unreachable when its walk began, so it can take a transaction's objects
-        shortly after the refs moved; a one-line error for what cannot be written again."""
+    def _ensure_recent(self, *, force: bool = False) -> None:
+        """Write again whatever a concurrent prune removed of the ledger commits not yet
+        settled (oldest first: each builds on the one before). A prune removes what was
+        unreachable when its walk began, so it can take a transaction's objects for as long
+        as it runs after the refs moved. A commit is settled once it is found complete at a
+        moment no ``git gc`` runs (git holds ``gc.pid`` throughout) and it is older than
+        ``RECENT_SECONDS`` (for a bare ``git prune``). The newest is always looked at, the
+        others every ``RECHECK_SECONDS`` (``force``: all now); a one-line error for what
+        cannot be written again."""
+        if not self._recent:
+            return
         now = time.monotonic()
-        for written in [w for w in self._recent if now - w.at < RECENT_SECONDS]:
+        running = _gc_running(self.repo)  # looked at before the objects
+        fresh = _fresh(self.repo)
+        newest = self._recent[-1]
+        settled: list[_Written] = []
+        for written in list(self._recent):
+            if not (force or written is newest or now - written.checked >= RECHECK_SECONDS):
+                continue
             for _ in range(3):
-                if not written.missing(self.repo):
+                if not written.missing(self.repo, fresh):
                     break
                 self._rewrite(written)
+                fresh = _fresh(self.repo)
             else:
-                gone = written.missing(self.repo)
+                gone = written.missing(self.repo, _fresh(self.repo))
                 if gone:
                     raise UetError(
                         f"run {self.run}: {layout.ledger_ref(self.run)} names objects a "
                         f"concurrent `git gc --prune=now` removed ({gone[0][:12]}) that cannot "
                         f"be written again; run `uet fsck {self.run}`", exit_code=1)
+            written.checked = now
+            if not running and now - written.at >= RECENT_SECONDS:
+                settled.append(written)
+        for written in settled:
+            self._recent.remove(written)
+        while len(self._recent) > RECENT_MAX:  # a gc.pid that never goes: bound the work
+            self._recent.popleft()
 
     def _own_refs(self) -> dict[str, str]:
         """What this writer knows its refs must be (from memory, no reads)."""
@@ -863,7 +897,7 @@ class Ledger:
                 return
             self._closed = True
             with contextlib.suppress(UetError):
-                self._ensure_recent()  # a last look for a prune that ran at the end
+                self._ensure_recent(force=True)  # a last look for a prune at the end
             self._updater.close()
             self._lock.release()
 
