@@ -279,3 +279,13 @@ def test_rebase_event_without_a_valid_onto(repo: Path) -> None:
     git(repo, "update-ref", f"refs/uet/ledger/{s.run}", forged)
     assert fsck(s.repo) == [f"{s.run}: ledger commit {forged[:12]} (run: rebase) has no valid "
                             "Uet-Onto (nowhere)"]
+
+
+def test_a_missing_ledger_commit_below_the_tip_is_one_line(repo: Path) -> None:
+    s, _ = scripted_run(repo)
+    first = git(repo, "rev-list", "--reverse", f"refs/uet/ledger/{s.run}").split()[1]
+    (repo / ".git" / "objects" / first[:2] / first[2:]).unlink()
+    problems = fsck(Repo.open(repo), s.run)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"run {s.run}: refs/uet/ledger/{s.run}:")
+    assert "missing" in problems[0] and "uet fsck --repair" in problems[0]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from uet_git.errors import UetError
 from uet_git.gitrepo import Repo
 from uet_git.gitrepo.odb import (
     MissingObject,
@@ -89,7 +90,11 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
     if not has_object(repo, tip):
         say(f"{run}: ledger tip {tip} is missing")
         return out
-    log = query.read_ledger(repo, run, tip=tip)
+    try:
+        log = query.read_ledger(repo, run, tip=tip)
+    except UetError as exc:  # a ledger commit below the tip is gone
+        say(str(exc))
+        return out
 
     # -- the history itself
     transitions: dict[str, list[query.Event]] = {}
