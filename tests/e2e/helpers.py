@@ -35,6 +35,25 @@ def tool(name: str) -> str:
     return str(TOOLS / name)
 
 
+def shared_dir(tmp_path: Path) -> Path:
+    """A directory outside the repository that a test and its tools both use (a counter, a
+    marker, a fake CLI). Tools run sandboxed with a private /tmp, so a repository using it
+    names it in its uet.toml: ``config=sandbox_writable(shared)``."""
+    d = tmp_path / "shared"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def sandbox_writable(*paths: Path) -> str:
+    """uet.toml lines that let the sandboxed tools see and write ``paths``."""
+    return f"[sandbox]\nwritable = {json.dumps([str(p) for p in paths])}\n"
+
+
+# For the tests of what happens to a tool's processes outside a sandbox (the process sweep):
+# the sandbox's own PID namespace would end them before uet looks.
+NO_SANDBOX = '[sandbox]\nmode = "none"\n'
+
+
 def setup_repo(path: Path, *, files: dict[str, str] | None = None,
                workstreams: dict[str, dict[str, Any]] | None = None,
                config: str | None = None, branch: str = "main") -> Path:

@@ -1,12 +1,15 @@
-"""`uet land`, `uet rollback`, `uet drop`, `uet retry` as a user runs them (the real entry point
-in a subprocess), on ledgers scripted with the real writer; checked with the git CLI."""
+"""`uet land`, `uet rollback`, `uet drop`, `uet retry` as a user runs them (the CLI's own
+``main()``), on ledgers scripted with the real writer; checked with the git CLI."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from tests.commands.landkit import fsck_clean, head_of, snapshot_files, two_committed
 from tests.conftest import git, make_repo, uet
+from tests.e2e.helpers import sandbox_writable, shared_dir
 from tests.engine.test_actions import quarantined_chain, state_refs
 from uet_git.ledger.writer import Ledger
 
@@ -104,12 +107,14 @@ def test_no_runs(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- through `uet run`
 
 
-def project(tmp_path: Path, workstreams: list[dict[str, object]]) -> Path:
-    """A repository with files and committed workstream files (shell tools)."""
-    import yaml
-
-    path = make_repo(tmp_path / "proj", {"a.txt": "alpha\n", "b.txt": "beta\n",
-                                         "c.txt": "gamma\n"})
+def project(tmp_path: Path, workstreams: list[dict[str, object]],
+            config: str | None = None) -> Path:
+    """A repository with files (and ``config`` as uet.toml) and committed workstream files
+    (shell tools)."""
+    files = {"a.txt": "alpha\n", "b.txt": "beta\n", "c.txt": "gamma\n"}
+    if config is not None:
+        files["uet.toml"] = config
+    path = make_repo(tmp_path / "proj", files)
     d = path / "workstreams"
     d.mkdir()
     for ws in workstreams:
@@ -142,7 +147,8 @@ CHAIN = [
 def test_run_dirty_checkout_then_land_then_rollback(tmp_path: Path) -> None:
     path = project(tmp_path, CHAIN)
     base = head_of(path)
-    (path / "c.txt").write_bytes(b"my uncommitted edit\n")
+    # An edit to a file the landing changes (ws-a writes a.txt): git would not fast-forward.
+    (path / "a.txt").write_bytes(b"my uncommitted edit\n")
     before = snapshot_files(path)
     proc = uet("run", "--jobs", "2", cwd=path)
     run = latest(path)
@@ -151,7 +157,7 @@ def test_run_dirty_checkout_then_land_then_rollback(tmp_path: Path) -> None:
     assert snapshot_files(path) == before
     assert head_of(path) == base
     assert states_of(path, run) == {"ws-a": "committed", "ws-b": "committed"}
-    (path / "c.txt").write_text("gamma\n")  # the user puts their edit away
+    (path / "a.txt").write_text("alpha\n")  # the user puts their edit away
     proc = uet("land", cwd=path)
     assert proc.returncode == 0, proc.stderr
     assert (path / "a.txt").read_text() == "A\n" and (path / "b.txt").read_text() == "B\n"
@@ -192,8 +198,8 @@ def test_run_target_moved_land_rebase(tmp_path: Path) -> None:
 
 
 def test_retry_new_attempt_runs_blocked_dependents(tmp_path: Path) -> None:
-    mark = tmp_path / "flaky-mark"
-    path = project(tmp_path, [
+    mark = shared_dir(tmp_path) / "flaky-mark"
+    path = project(tmp_path, config=sandbox_writable(mark.parent), workstreams=[
         {"id": "ws-a", "command": f"test -f {mark} || {{ touch {mark}; exit 3; }}; "
                                   "printf 'A\\n' > a.txt"},
         {"id": "ws-b", "depends_on": ["ws-a"], "command": "printf 'B\\n' > b.txt"},
@@ -215,8 +221,8 @@ def test_retry_new_attempt_runs_blocked_dependents(tmp_path: Path) -> None:
 
 
 def test_retry_reapply_same_patch(tmp_path: Path) -> None:
-    mark = tmp_path / "flaky-acceptance"
-    path = project(tmp_path, [
+    mark = shared_dir(tmp_path) / "flaky-acceptance"
+    path = project(tmp_path, config=sandbox_writable(mark.parent), workstreams=[
         {"id": "ws-v", "command": "printf 'V\\n' > a.txt",
          "acceptance": [f"test -f {mark} || {{ touch {mark}; exit 1; }}"]},
     ])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.conftest import git
 from tests.e2e.helpers import (
+    NO_SANDBOX,
     fsck_clean,
     landed_workstreams,
     last_run,
@@ -135,7 +136,7 @@ def test_scope_violation_lists_the_paths(tmp_path: Path):
 
 def test_timeout_kills_the_tool_and_its_child(tmp_path: Path):
     pidfile = tmp_path / "child.pid"
-    repo = setup_repo(tmp_path / "r", workstreams={
+    repo = setup_repo(tmp_path / "r", config=NO_SANDBOX, workstreams={
         "slow": {"command": [tool("sleep_child.sh"), str(pidfile), "30"], "timeout": 1},
     })
     # A process of its own: the killed child must be gone with it, not left as a zombie of

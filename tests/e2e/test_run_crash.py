@@ -14,13 +14,16 @@ import pytest
 
 from tests.conftest import git
 from tests.e2e.helpers import (
+    NO_SANDBOX,
     fsck_clean,
     landed_workstreams,
     last_run,
     ledger_subjects,
     run,
     run_ok,
+    sandbox_writable,
     setup_repo,
+    shared_dir,
     states,
     tool,
 )
@@ -77,7 +80,7 @@ def test_crash_at_a_transition_then_resume(tmp_path: Path, var: str, point: str)
 def test_real_sigkill_while_a_tool_sleeps_then_resume(tmp_path: Path):
     marker = tmp_path / "started"
     slow = f"echo partial > partial.txt; touch {marker}; sleep 3; echo slow > slow.txt"
-    repo = setup_repo(tmp_path / "r", workstreams={
+    repo = setup_repo(tmp_path / "r", config=NO_SANDBOX, workstreams={
         "fast": {"command": "echo f > f.txt"},
         "slow": {"command": slow},
         "after": {"depends_on": ["slow"], "command": "echo a > after.txt"},
@@ -119,9 +122,9 @@ def test_real_sigkill_while_a_tool_sleeps_then_resume(tmp_path: Path):
 
 
 def test_sigint_leaves_a_resumable_run_and_exits_130(tmp_path: Path):
-    marker = tmp_path / "started"
-    fast = tmp_path / "fast"
-    repo = setup_repo(tmp_path / "r", workstreams={
+    marker = shared_dir(tmp_path) / "started"
+    fast = marker.parent / "fast"
+    repo = setup_repo(tmp_path / "r", config=sandbox_writable(marker.parent), workstreams={
         "slow": {"command": f"[ -f {fast} ] || {{ touch {marker}; sleep 30; }}; echo s > s.txt"},
         "later": {"depends_on": ["slow"], "command": "echo l > l.txt"},
     })

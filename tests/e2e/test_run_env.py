@@ -8,7 +8,15 @@ import shutil
 from pathlib import Path
 
 from tests.conftest import git
-from tests.e2e.helpers import TOOLS, last_run, run_ok, setup_repo, states
+from tests.e2e.helpers import (
+    TOOLS,
+    last_run,
+    run_ok,
+    sandbox_writable,
+    setup_repo,
+    shared_dir,
+    states,
+)
 
 
 def test_worker_environment(tmp_path: Path):
@@ -63,13 +71,14 @@ def test_keep_worktrees(tmp_path: Path):
 
 
 def test_claude_preset_with_a_fake_cli(tmp_path: Path):
-    fakebin = tmp_path / "bin"
+    shared = shared_dir(tmp_path)
+    fakebin = shared / "bin"
     fakebin.mkdir()
     shutil.copy(TOOLS / "fake_claude", fakebin / "claude")
-    argv_file = tmp_path / "argv"
+    argv_file = shared / "argv"
     env = {"PATH": f"{fakebin}{os.pathsep}{os.environ['PATH']}",
            "FAKE_CLAUDE_ARGV": str(argv_file)}
-    repo = setup_repo(tmp_path / "r", workstreams={
+    repo = setup_repo(tmp_path / "r", config=sandbox_writable(shared), workstreams={
         "ai": {"tool": "claude", "prompt": "Write a greeting",
                "acceptance": ["test -s claude.txt"]},
     })
@@ -78,7 +87,7 @@ def test_claude_preset_with_a_fake_cli(tmp_path: Path):
     argv = argv_file.read_text().splitlines()
     assert argv[:4] == ["-p", "--output-format", "json", "--permission-mode"]
     assert "Bash(test -s claude.txt *)" in argv
-    repo2 = setup_repo(tmp_path / "r2", workstreams={
+    repo2 = setup_repo(tmp_path / "r2", config=sandbox_writable(shared), workstreams={
         "ai": {"tool": "claude", "prompt": "Write a greeting"}})
     run_ok(repo2, "run", env={**env, "FAKE_CLAUDE_ERROR": "1"}, code=1)
     assert states(repo2) == {"ai": "quarantined"}

@@ -4,7 +4,11 @@ landing modes and a moved target."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import git
 from tests.e2e.helpers import (
@@ -15,10 +19,13 @@ from tests.e2e.helpers import (
     last_run,
     run,
     run_ok,
+    sandbox_writable,
     setup_repo,
+    shared_dir,
     states,
     tool,
 )
+from uet_git.workers import sandbox
 
 
 def test_dirty_user_checkout_untouched_byte_for_byte(tmp_path: Path):
@@ -73,10 +80,11 @@ def test_json_lines_parse_and_end_with_a_summary(tmp_path: Path):
 
 
 def test_retries_then_success(tmp_path: Path):
-    counter = tmp_path / "count"
+    counter = shared_dir(tmp_path) / "count"
     # The breaker counts workstreams, not tries: two failed tries of one workstream do not
     # open a breaker whose threshold is 2.
-    repo = setup_repo(tmp_path / "r", config="[breaker]\nthreshold = 2\n", workstreams={
+    config = "[breaker]\nthreshold = 2\n" + sandbox_writable(counter.parent)
+    repo = setup_repo(tmp_path / "r", config=config, workstreams={
         "flaky": {"command": [tool("flaky.sh"), str(counter), "2"], "retries": 2}})
     run_ok(repo, "run")
     assert counter.read_text().strip() == "3"
@@ -86,8 +94,8 @@ def test_retries_then_success(tmp_path: Path):
 
 
 def test_retries_exhausted_is_tool_failed(tmp_path: Path):
-    counter = tmp_path / "count"
-    repo = setup_repo(tmp_path / "r", workstreams={
+    counter = shared_dir(tmp_path) / "count"
+    repo = setup_repo(tmp_path / "r", config=sandbox_writable(counter.parent), workstreams={
         "flaky": {"command": [tool("flaky.sh"), str(counter), "5"], "retries": 1}})
     run_ok(repo, "run", code=1)
     assert counter.read_text().strip() == "2"
@@ -175,13 +183,39 @@ def test_land_continuous_and_never(tmp_path: Path):
     fsck_clean(repo2)
 
 
+@pytest.mark.skipif(sandbox.available() is not None,
+                    reason="unsandboxed, a ref moved while a tool runs is the tool's doing")
 def test_target_moved_during_the_run_is_not_forced(tmp_path: Path):
-    moved = tmp_path / "moved"
-    mover = (f"git commit-tree -p feature -m 'someone else' feature^{{tree}} > {moved} && "
-             f"git update-ref refs/heads/feature $(cat {moved}) && echo w > w.txt")
-    repo = setup_repo(tmp_path / "r", workstreams={"w": {"command": mover}})
+    # Someone else (not the tool: that would be tampering) moves the target while it runs.
+    shared = shared_dir(tmp_path)
+    started, go = shared / "started", shared / "go"
+    waits = (f"touch {started}; i=0; while [ ! -f {go} ] && [ $i -lt 600 ]; do sleep 0.05; "
+             "i=$((i + 1)); done; echo w > w.txt")
+    repo = setup_repo(tmp_path / "r", config=sandbox_writable(shared),
+                      workstreams={"w": {"command": waits}})
     git(repo, "branch", "feature")
-    proc = run_ok(repo, "run", "--target", "feature", code=1)
+    errors: list[BaseException] = []
+
+    def someone_else_moves_feature() -> None:
+        try:
+            deadline = time.monotonic() + 60
+            while not started.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            moved = git(repo, "commit-tree", "-p", "feature", "-m", "someone else",
+                        "feature^{tree}")
+            git(repo, "update-ref", "refs/heads/feature", moved)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            go.touch()
+
+    mover = threading.Thread(target=someone_else_moves_feature)
+    mover.start()
+    try:
+        proc = run_ok(repo, "run", "--target", "feature", code=1)
+    finally:
+        mover.join()
+    assert not errors, errors
     run_id = last_run(repo)
     assert states(repo) == {"w": "committed"}
     feature = git(repo, "rev-parse", "feature")
@@ -263,8 +297,8 @@ def test_missing_executable_is_tool_failed_and_the_rest_runs(tmp_path: Path):
 
 
 def test_weights_come_from_estimates_then_earlier_runs(tmp_path: Path):
-    fast = tmp_path / "fast"
-    repo = setup_repo(tmp_path / "r", workstreams={
+    fast = shared_dir(tmp_path) / "fast"
+    repo = setup_repo(tmp_path / "r", config=sandbox_writable(fast.parent), workstreams={
         "timed": {"command": f"[ -f {fast} ] || sleep 2.2; echo $UET_RUN > t.txt"},
         "estimated": {"command": "echo $UET_RUN > e.txt", "estimate": 7},
     })

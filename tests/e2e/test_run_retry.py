@@ -11,15 +11,17 @@ from tests.e2e.helpers import (
     landed_workstreams,
     last_run,
     run_ok,
+    sandbox_writable,
     setup_repo,
+    shared_dir,
     states,
     trailers,
 )
 
 
 def test_retry_new_attempt_then_dependents_run(tmp_path: Path):
-    flag = tmp_path / "flag"
-    repo = setup_repo(tmp_path / "r", workstreams={
+    flag = shared_dir(tmp_path) / "flag"
+    repo = setup_repo(tmp_path / "r", config=sandbox_writable(flag.parent), workstreams={
         "a": {"command": "echo a > a.txt", "acceptance": [f"test -f {flag}"]},
         "b": {"depends_on": ["a", "c"], "command": "echo b > b.txt"},
         "c": {"command": "echo c > c.txt"},
@@ -38,8 +40,8 @@ def test_retry_new_attempt_then_dependents_run(tmp_path: Path):
 
 
 def test_reapply_reverifies_the_same_patch(tmp_path: Path):
-    flag = tmp_path / "flag"
-    repo = setup_repo(tmp_path / "r", workstreams={
+    flag = shared_dir(tmp_path) / "flag"
+    repo = setup_repo(tmp_path / "r", config=sandbox_writable(flag.parent), workstreams={
         "a": {"command": "echo a > a.txt", "acceptance": [f"test -f {flag}"]},
     })
     run_ok(repo, "run", code=1)
