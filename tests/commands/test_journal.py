@@ -51,6 +51,7 @@ def test_an_intent_left_open_is_undone_then_land_lands(tmp_path: Path) -> None:
     (b.path / "src/c.txt").write_text("the user's edit\n")
     with Ledger.open(b.repo, b.run) as ledger:
         assert recover_landing(b.repo, ledger) is None
+    with Ledger.open(b.repo, b.run) as ledger:
         # What a process killed right after recording the intent leaves: the intent alone.
         ledger.event(INTENT["land"], "main: about to land", trailers={
             "Uet-Branch": "main", "Uet-Previous": b.base, "Uet-Landed": b.tip,

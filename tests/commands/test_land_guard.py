@@ -21,6 +21,7 @@ from tests.conftest import git, make_repo
 from uet_git.commands.journal import open_intent
 from uet_git.commands.land import land, land_events, landing_blockers, recorded_tip
 from uet_git.gitrepo.objects import build_tree, make_commit
+from uet_git.ledger import query
 from uet_git.ledger.writer import Ledger
 
 
@@ -39,8 +40,8 @@ def test_forged_integration_ref_is_refused(tmp_path: Path) -> None:
     b = two_committed(tmp_path)
     with Ledger.open(b.repo, b.run) as ledger:
         forged = forge(b.path, b.run, b.base)
-        tip, problem = recorded_tip(b.repo, b.run)
-        assert tip == b.tip
+        tip, problem = recorded_tip(b.repo, ledger)
+        assert tip == b.tip == query.recorded_integration_tip(b.repo, b.run)
         res = land(b.repo, ledger)
     assert not res.landed
     assert res.message == problem

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,11 @@ DONE = {"land": LAND_EVENT, "rollback": ROLLBACK_EVENT}
 ABORTED = {"land": "run: land-aborted", "rollback": "run: rollback-aborted"}
 # The trailer that names the value the target moves to, per kind of move.
 NEW_KEY = {"land": "Uet-Landed", "rollback": "Uet-Restored"}
+
+# Ledger sessions (writers holding the run's lock) known to have no open intent: every move
+# after the first check is this process's own and is closed before the lock is released, so
+# ``--land continuous`` does not read the whole ledger again after each commit.
+_settled: weakref.WeakSet[Ledger] = weakref.WeakSet()
 
 
 def short(oid: str | None) -> str:
@@ -197,6 +203,7 @@ def journaled_move(repo: Repo, ledger: Ledger, kind: str, ref: str, old: str, ne
             problem += (f"; run {other} was interrupted while moving {branch_name(ref)}: "
                         f"`uet land {other}` finishes or undoes that first")
         return Move(False, problem, blocked=True)
+    _settled.discard(ledger)
     intent = ledger.event(INTENT[kind], body, trailers={
         "Uet-Branch": branch_name(ref),
         "Uet-Previous": old,
@@ -220,6 +227,7 @@ def journaled_move(repo: Repo, ledger: Ledger, kind: str, ref: str, old: str, ne
     if not ff.moved:
         ledger.event(ABORTED[kind], ff.problem or "the target did not move",
                      trailers={"Uet-Branch": branch_name(ref), "Uet-Intent": intent})
+        _settled.add(ledger)
         return Move(False, ff.problem or f"{ref} did not move", intent=intent)
     crash_point(f"{kind}:moved")
     return Move(True, updated=list(ff.updated_checkouts), intent=intent, note=note)
@@ -250,7 +258,10 @@ def record_landing(ledger: Ledger, target: str, previous: str, landed: str, body
                 "Uet-Previous": previous}
     if intent:
         trailers["Uet-Intent"] = intent
-    return ledger.event(LAND_EVENT, body, trailers=trailers)
+    oid = ledger.event(LAND_EVENT, body, trailers=trailers)
+    if intent:
+        _settled.add(ledger)
+    return oid
 
 
 def record_rollback(ledger: Ledger, *, target: str, method: str, previous: str, restored: str,
@@ -262,6 +273,8 @@ def record_rollback(ledger: Ledger, *, target: str, method: str, previous: str, 
     if intent:
         trailers["Uet-Intent"] = intent
     ledger.event(ROLLBACK_EVENT, detail, trailers=trailers)
+    if intent:
+        _settled.add(ledger)
     rolled: list[str] = []
     for ws, rec in sorted(ledger.states().items()):
         if rec.state != "committed":
@@ -302,6 +315,7 @@ def recover_intent(repo: Repo, ledger: Ledger, intent: Intent) -> Recovered:
     body = f"undid an interrupted {what} ({move}): {did}"
     ledger.event(ABORTED[intent.kind], body,
                  trailers={"Uet-Branch": intent.branch, "Uet-Intent": intent.oid})
+    _settled.add(ledger)
     return Recovered(intent, False, body)
 
 
@@ -309,8 +323,13 @@ def recover(repo: Repo, ledger: Ledger) -> Recovered | None:
     """Finish or undo the run's interrupted landing or rollback, if there is one: the target
     and every checkout of it end as git leaves them after a completed or a never-started
     ``merge --ff-only``."""
+    if ledger in _settled:
+        return None
     intent = open_intent(repo, ledger.run)
-    return None if intent is None else recover_intent(repo, ledger, intent)
+    if intent is None:
+        _settled.add(ledger)
+        return None
+    return recover_intent(repo, ledger, intent)
 
 
 def recover_landing(repo: Repo, ledger: Ledger) -> str | None:

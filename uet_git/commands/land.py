@@ -88,17 +88,19 @@ def rolled_back(ledger: Ledger) -> list[str]:
     return sorted(ws for ws, rec in ledger.states().items() if rec.state == "rolled-back")
 
 
-def recorded_tip(repo: Repo, run: str) -> tuple[str, str | None]:
+def recorded_tip(repo: Repo, ledger: Ledger) -> tuple[str, str | None]:
     """``(tip, problem)``: the integration tip the ledger recorded, and the one-line refusal
     when ``refs/uet/integration/RUN`` disagrees with it (None when it agrees or was removed by
-    ``uet gc``)."""
-    tip = query.recorded_integration_tip(repo, run)
-    iref = integration_ref(run)
+    ``uet gc``). The writer holding the run's lock read the tip from the ledger history
+    (``ledger.query.recorded_integration_tip``) when it opened and follows its own records
+    since, so no ref is trusted and the history is not read again on each landing."""
+    tip = ledger.integration_tip()
+    iref = integration_ref(ledger.run)
     have = repo.read_ref(iref)
     if have is not None and have != tip:
         return tip, (f"{iref} is at {short(have)} but the ledger recorded {short(tip)}; "
-                     f"nothing landed: run `uet fsck --repair {run}` to reset it from the "
-                     f"ledger, then `uet land {run}`")
+                     f"nothing landed: run `uet fsck --repair {ledger.run}` to reset it from "
+                     f"the ledger, then `uet land {ledger.run}`")
     return tip, None
 
 
@@ -152,7 +154,7 @@ def _land(repo: Repo, ledger: Ledger, *, rebase: bool, options: RunOptions | Non
     if rolled_back(ledger):
         return LandResult(False, f"run {run} was rolled back; nothing landed (start a new run "
                                  "with `uet run` to land its work again)", repo.read_ref(ref))
-    tip, problem = recorded_tip(repo, run)
+    tip, problem = recorded_tip(repo, ledger)
     old = repo.read_ref(ref)
     if problem is not None:
         return LandResult(False, problem, old)
