@@ -1,6 +1,12 @@
 """The run loop (``Engine``): N worker threads (each runs one workstream at a time through
-``pipeline``; the tools are subprocesses), ONE integrator thread, and the loop in the calling
-thread, which alone owns the Scheduler and decides what starts next. Workers and the integrator
+``pipeline``; the tools are subprocesses), ONE integrator thread (``[verify] window = 1``) or
+the verification queue (``engine/queue.py``: speculative candidates judged on verifier
+threads), and the loop in the calling thread, which alone owns the Scheduler and the queue and
+decides what starts next.
+
+Slots: ``jobs`` tools at most; a verification takes one of ``[verify] jobs`` slots or a worker
+slot no tool runs in (tools first: a ready tool is never kept waiting by a speculative
+verification). Workers and the integrator
 write their own transitions to the ledger (it is thread-safe) and report back through one event
 queue. A set cancel event (Ctrl-C, see ``interrupt``) starts nothing new; running tool groups
 are terminated and what was recorded stays recorded.
@@ -21,9 +27,13 @@ from typing import Any
 from uet_git.engine.context import RunContext
 from uet_git.engine.integrator import IntegrationOutcome, integrate
 from uet_git.engine.pipeline import WorkerOutcome, recheck_patch, run_workstream
+from uet_git.engine.queue import Job, Progress, VerifyQueue, run_job
 from uet_git.engine.scheduler import Scheduler
 from uet_git.engine.seed import seed
+from uet_git.engine.verdicts import from_ledger
+from uet_git.engine.verify import checks_at
 from uet_git.gitrepo.repo import Repo
+from uet_git.ledger.log import read_ledger
 from uet_git.ledger.query import WsRecord
 from uet_git.spec.models import Config
 from uet_git.workers.pool import WorktreePool
@@ -31,7 +41,7 @@ from uet_git.workers.pool import WorktreePool
 
 @dataclass
 class _Event:
-    kind: str  # "worker" | "integrator"
+    kind: str  # "worker" | "integrator" | "verify"
     worker: int | None
     ws: str
     outcome: Any = None
@@ -75,6 +85,7 @@ class Engine:
     interrupted: bool = False
     internal_errors: list[str] = field(default_factory=list)
     spent: dict[str, float] = field(default_factory=dict)  # seconds, worker + integrator
+    queue: VerifyQueue | None = None  # the verification queue ([verify] window > 1)
 
     def __post_init__(self) -> None:
         self.events: queue.Queue[_Event] = queue.Queue()
@@ -82,6 +93,9 @@ class Engine:
         self.free = list(range(self.jobs))
         self.integrator = _Thread("uet-integrator", self.events)
         self.integrating: str | None = None
+        self.verifiers: list[_Thread] = []
+        self.free_verifiers: list[int] = []
+        self.verify_slots = self.ctx.config.verify.jobs
 
     # -- jobs (run in worker / integrator threads) ---------------------------------------------
 
@@ -112,6 +126,19 @@ class Engine:
 
         return job
 
+    def _verify_job(self, idx: int, job: Job) -> Callable[[], _Event]:
+        assert self.queue is not None
+        checks, cache = self.queue.checks, self.queue.cache
+
+        def run() -> _Event:
+            try:
+                verdict, seconds = run_job(self.ctx, checks, cache, job, verifier=idx)
+                return _Event("verify", idx, job.ws, (job, verdict, seconds))
+            except BaseException as exc:
+                return _Event("verify", idx, job.ws, (job, None, 0.0), exc)
+
+        return run
+
     # -- the loop ------------------------------------------------------------------------------
 
     def _base_for(self, ws_id: str) -> str:
@@ -125,7 +152,7 @@ class Engine:
     def _dispatch(self) -> None:
         if self.ctx.cancel.is_set():
             return
-        while self.free and self.scheduler.has_ready():
+        while self.free and self.scheduler.has_ready() and self._tool_room():
             ws_id = self.scheduler.pop_ready()
             if ws_id is None:
                 break
@@ -135,14 +162,48 @@ class Engine:
                 continue
             idx = self.free.pop(0)
             self.workers[idx].inbox.put(self._worker_job(idx, ws_id, self._base_for(ws_id)))
-        if self.integrating is None:
+        if self.queue is not None:
+            self._pump_queue()
+        elif self.integrating is None:
             nxt = self.scheduler.next_to_integrate()
             if nxt is not None:
                 self.integrating = nxt
                 self.integrator.inbox.put(self._integrator_job(nxt))
 
+    def _tool_room(self) -> bool:
+        """A tool may start: verifications beyond ``[verify] jobs`` use idle worker slots."""
+        borrowed = max(0, self.queue.running - self.verify_slots) if self.queue else 0
+        return len(self.free) > borrowed
+
+    def _pump_queue(self) -> None:
+        q = self.queue
+        assert q is not None
+        while (nxt := self.scheduler.next_to_enqueue()) is not None:
+            q.add(nxt)
+        self._progress(q.step())
+        room = self.verify_slots + len(self.free) - q.running
+        for job in q.jobs(max(0, room)):
+            if not self.free_verifiers:
+                self.free_verifiers.append(len(self.verifiers))
+                self.verifiers.append(_Thread(f"uet-verifier-{len(self.verifiers)}",
+                                              self.events))
+            idx = self.free_verifiers.pop(0)
+            self.verifiers[idx].inbox.put(self._verify_job(idx, job))
+
+    def _progress(self, prog: Progress) -> None:
+        for ws_id in prog.committed:
+            rec = self.ctx.ledger.state(ws_id)
+            self.tip_after[ws_id] = rec.candidate if rec and rec.candidate else \
+                self.ctx.ledger.integration_tip()
+            self.scheduler.committed(ws_id)
+            if self.after_commit is not None:
+                self.after_commit()
+        for ws_id in prog.quarantined:
+            self._block_dependents(ws_id)
+
     def _busy(self) -> bool:
-        return len(self.free) < self.jobs or self.integrating is not None
+        return len(self.free) < self.jobs or self.integrating is not None or \
+            (self.queue is not None and self.queue.running > 0)
 
     def run(self) -> None:
         try:
@@ -159,10 +220,11 @@ class Engine:
                     continue
                 if ev.kind == "worker" and ev.worker is not None:
                     self.free.append(ev.worker)
+                elif ev.kind == "verify" and self.queue is not None:
+                    self.queue.running -= 1
                 else:
                     self.integrating = None
-            for t in [*self.workers, self.integrator]:
-                t.stop()
+            self._stop_threads()
             raise
 
     def _loop(self) -> None:
@@ -184,12 +246,36 @@ class Engine:
                     last_tick = time.monotonic()
                 continue
             self._handle(ev)
-        for t in [*self.workers, self.integrator]:
-            t.stop()
+        self._stop_threads()
         if self.ctx.cancel.is_set():
             self.interrupted = True
 
+    def _stop_threads(self) -> None:
+        for t in [*self.workers, self.integrator, *self.verifiers]:
+            t.stop()
+        if self.queue is not None and self.queue.running == 0:
+            self.queue.clear_refs()  # nothing in flight: no candidate ref outlives the loop
+
+    def _handle_verify(self, ev: _Event) -> None:
+        assert self.queue is not None and ev.worker is not None
+        self.free_verifiers.append(ev.worker)
+        self.free_verifiers.sort()
+        job, verdict, seconds = ev.outcome
+        if ev.error is not None or verdict is None:
+            self.queue.running -= 1
+            if self.ctx.cancel.is_set():
+                self.queue.cancelled(job)
+                return
+            self.queue.drop(ev.ws)
+            self._internal_error(ev.ws, ev.error or RuntimeError("no verdict"))
+            return
+        self.spent[ev.ws] = self.spent.get(ev.ws, 0.0) + seconds
+        self._progress(self.queue.finish(job, verdict, seconds))
+
     def _handle(self, ev: _Event) -> None:
+        if ev.kind == "verify":
+            self._handle_verify(ev)
+            return
         if ev.kind == "worker":
             assert ev.worker is not None
             self.free.append(ev.worker)
@@ -310,9 +396,22 @@ def engine_for(ctx: RunContext, include: set[str], jobs: int, *, deterministic: 
                       committed=start.committed, failed=start.failed, queued=start.queued,
                       ready=start.rechecks, include=include)
     engine = Engine(ctx, sched, jobs, after_commit, attempts=start.attempts,
-                    rechecks=start.rechecks, tip_after=start.tip_after)
+                    rechecks=start.rechecks, tip_after=start.tip_after,
+                    queue=make_queue(ctx))
     for ws_id in start.block_dependents_of:
         engine._block_dependents(ws_id)
     return engine
 
 
+
+
+def make_queue(ctx: RunContext) -> VerifyQueue | None:
+    """The verification queue of a run with ``[verify] window`` > 1 (None: the one-at-a-time
+    integrator), its verdict cache derived from what the run's ledger recorded."""
+    window = ctx.config.verify.window
+    if window <= 1:
+        return None
+    checks = checks_at(ctx.repo, ctx.ledger.base, ctx.config)
+    log = read_ledger(ctx.repo, ctx.run_id, tip=ctx.ledger.tip)
+    cache = from_ledger(ctx.repo, log.events, ctx.plan.workstreams, checks.base, checks.hooks)
+    return VerifyQueue(ctx, checks, cache, window=window)

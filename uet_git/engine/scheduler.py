@@ -135,6 +135,27 @@ class Scheduler:
         self.state[ws_id] = INTEGRATING
         return ws_id
 
+    def next_to_enqueue(self) -> str | None:
+        """For the verification queue, which holds several patches at once: the queued patch
+        to append to it now (``integrating`` from then on), or None. Deterministic mode keeps
+        plan order (the next unfinished workstream in plan order, once it is queued)."""
+        if self.deterministic:
+            for ws_id in self.plan.ids:
+                s = self.state.get(ws_id)
+                if s in (None, COMMITTED, FAILED, INTEGRATING):
+                    continue
+                if s == QUEUED:
+                    self.state[ws_id] = INTEGRATING
+                    return ws_id
+                return None
+            return None
+        queued = [ws_id for ws_id, s in self.state.items() if s == QUEUED]
+        if not queued:
+            return None
+        ws_id = min(queued, key=self._key)
+        self.state[ws_id] = INTEGRATING
+        return ws_id
+
     def committed(self, ws_id: str) -> list[str]:
         """``ws_id`` is committed; return the workstreams that became ready."""
         self.state[ws_id] = COMMITTED

@@ -23,6 +23,7 @@ from pathlib import Path
 from uet_git.engine.events import Observer
 from uet_git.engine.guard import TamperGuard
 from uet_git.engine.pipeline import LOG_LIMIT, run_commands
+from uet_git.engine.verdicts import VerdictCache, acceptance_key, hooks_key
 from uet_git.gitrepo import merge, odb
 from uet_git.gitrepo.merge import RebaseResult
 from uet_git.gitrepo.objects import make_commit
@@ -107,6 +108,13 @@ class Bench:
     observer: Observer
     cancel: threading.Event | None = None
     guard: TamperGuard | None = None
+    # The verification queue runs several benches at once: each its own worker number (for
+    # the observer: INTEGRATOR, INTEGRATOR - 1, ...) and port block (``slot``; None = the
+    # integrator's, the pool's last).
+    shown: int = INTEGRATOR
+    slot: int | None = None
+    # Passes of this run (the queue's; None: no cache, every candidate judged as it comes).
+    cache: VerdictCache | None = None
 
 
 def candidate_env(config: Config, ws: Workstream, *, run: str, attempt: int, worktree: Path,
@@ -138,13 +146,25 @@ def changes_checks(repo: Repo, config: Config, old: str, new: str) -> list[str]:
 def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, *,
                      log_dir: Path, label: str, force: bool = False) -> Verdict:
     """Acceptance (when the candidate's tree is not the verified one, or ``force``) and the
-    base's pre-merge hooks on ``cand`` in a worktree from the pool."""
+    base's pre-merge hooks on ``cand`` in a worktree from the pool. With ``bench.cache``, a
+    part that already passed on this tree in this run does not run again (unless ``force``
+    for acceptance), and what passes is added."""
     ws, config = cand.ws, checks.config
-    same_tree = odb.tree_of(repo, cand.candidate) == odb.tree_of(repo, cand.verified)
+    tree = odb.tree_of(repo, cand.candidate)
+    same_tree = tree == odb.tree_of(repo, cand.verified)
     rerun = bool(ws.acceptance) and (force or (not same_tree
                                                and config.verify.rerun_on_candidate))
     trailers: dict[str, str] = {}
     notes: list[str] = []
+    cache = bench.cache
+    acc_key, hk = acceptance_key(ws), hooks_key(checks.base, checks.hooks)
+    if cache is not None and rerun and not force and cache.passed("acceptance", tree, acc_key):
+        rerun = False
+        notes.append(f"acceptance already passed on tree {tree[:12]} in this run")
+    hooks_due = bool(checks.hooks)
+    if cache is not None and hooks_due and cache.passed("hooks", tree, hk):
+        hooks_due = False
+        notes.append(f"pre-merge hooks already passed on tree {tree[:12]} in this run")
     if ws.may_change_checks:
         touched = changes_checks(repo, config, cand.tip, cand.candidate)
         if touched:
@@ -152,8 +172,12 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
             notes.append(f"changes checks ({', '.join(touched[:5])}"
                          f"{' ...' if len(touched) > 5 else ''}; may_change_checks), judged by "
                          f"the base's")
-    if not (rerun or checks.hooks):
-        if same_tree:
+    if not (rerun or hooks_due):
+        if cache is not None and same_tree and ws.acceptance:
+            cache.add("acceptance", tree, acc_key)
+        if cache is not None and not same_tree and notes:
+            pass  # the cache answered, said above
+        elif same_tree:
             notes.append("the candidate's tree is the verified patch tree; no pre-merge hooks")
         elif not ws.acceptance:
             notes.append("no acceptance commands and no pre-merge hooks to run on the candidate")
@@ -168,7 +192,7 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
         bench.guard.enter(ws.id, wt.path)
     try:
         verdict = _run_checks(repo, cand, checks, bench, wt.path, log_dir=log_dir, rerun=rerun,
-                              evidence=evidence, notes=notes)
+                              hooks=hooks_due, evidence=evidence, notes=notes)
     finally:
         tampering = bench.guard.leave(ws.id) if bench.guard is not None else None
         bench.pool.release(wt)
@@ -178,24 +202,30 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
                        f"{tampering.detail()}", evidence)
     if verdict.outcome is not Outcome.OK:
         return verdict
+    if cache is not None:
+        if rerun or same_tree:
+            cache.add("acceptance", tree, acc_key)
+        if hooks_due:
+            cache.add("hooks", tree, hk)
     # Something ran on the candidate: say what it contained.
     evidence["candidate.diffstat"] = merge.diff_stat(repo, cand.tip, cand.candidate).encode()
     return Verdict(Outcome.OK, detail="; ".join(notes), evidence=evidence, trailers=trailers)
 
 
 def _run_checks(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, worktree: Path, *,
-                log_dir: Path, rerun: bool, evidence: dict[str, bytes],
+                log_dir: Path, rerun: bool, hooks: bool, evidence: dict[str, bytes],
                 notes: list[str]) -> Verdict:
     """Acceptance (when ``rerun``), then the hooks, in ``worktree`` (holding the candidate)."""
     ws, config = cand.ws, checks.config
     env = candidate_env(config, ws, run=bench.run, attempt=cand.attempt, worktree=worktree,
-                        slot=bench.pool.size - 1, target=bench.target,
+                        slot=bench.pool.size - 1 if bench.slot is None else bench.slot,
+                        target=bench.target,
                         candidate=cand.candidate, patch=cand.patch, tip=cand.tip)
     # The candidate's code runs (its tests): confined like a tool. The log dir (where the
     # base's hooks are written) is readable, not writable.
     sandbox = sandbox_for(repo, worktree, config.sandbox, extra_readable=[log_dir])
     if rerun:
-        bench.observer.worker(INTEGRATOR, ws.id, "acceptance")
+        bench.observer.worker(bench.shown, ws.id, "acceptance")
         acc = run_commands(ws.acceptance, cwd=worktree, env=env, timeout=ws.timeout,
                            log_dir=log_dir, name="acceptance", cancel=bench.cancel,
                            sandbox=sandbox)
@@ -208,7 +238,7 @@ def _run_checks(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, workt
                            f"{acc.failed}", evidence)
         notes.append(f"acceptance: {len(ws.acceptance)} commands passed on the candidate "
                      f"in {acc.duration:.1f} s")
-    if checks.hooks:
+    if hooks:
         failed = _run_hooks(repo, cand, checks, bench, env=env, cwd=worktree, log_dir=log_dir,
                             evidence=evidence, sandbox=sandbox)
         if failed is not None:
@@ -226,7 +256,7 @@ def _run_hooks(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, *,
     hook_dir = write_hooks(repo, checks.base, log_dir / "base-hooks")
     log = bytearray()
     for i, hook in enumerate(checks.hooks):
-        bench.observer.worker(INTEGRATOR, cand.ws.id, "hooks")
+        bench.observer.worker(bench.shown, cand.ws.id, "hooks")
         out, err = log_dir / f"hook-{i}.out", log_dir / f"hook-{i}.err"
         res = run_process(hook_command(hook, hook_dir), cwd=cwd, env=env,
                           timeout=cand.ws.timeout, stdout_path=out, stderr_path=err,

@@ -1,0 +1,136 @@
+"""The verification queue through `uet run`: speculative candidates judged in parallel
+(``[verify] window``), a failing patch quarantined after its flake check, a flaky one committed
+after it, and a resume after kill -9 in the middle of a window."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import git
+from tests.e2e.helpers import (
+    NO_SANDBOX,
+    fsck_clean,
+    landed_workstreams,
+    last_run,
+    run_ok,
+    setup_repo,
+    states,
+    trailers,
+)
+
+N = 8
+
+
+def _repo(path: Path, *, window: int, acceptance: str = "sleep 0.5",
+          extra: dict[str, dict[str, object]] | None = None, n: int = N) -> Path:
+    wss: dict[str, dict[str, object]] = {
+        f"w{i}": {"command": f"echo {i} > f{i}.txt", "acceptance": [acceptance]}
+        for i in range(n)
+    }
+    wss.update(extra or {})
+    return setup_repo(path, workstreams=wss,
+                      config=f"[run]\njobs = 4\n[verify]\nwindow = {window}\n" + NO_SANDBOX)
+
+
+def _verify_intervals(repo: Path) -> list[tuple[float, float]]:
+    """(start, end) of each judging on the queue, from the `verified` transitions' trailers."""
+    run_id = last_run(repo)
+    out = []
+    for oid in git(repo, "rev-list", f"refs/uet/ledger/{run_id}").split():
+        t = trailers(repo, oid)
+        if t.get("Uet-To") == "verified" and "Uet-Verify-Start" in t:
+            start = float(t["Uet-Verify-Start"])
+            out.append((start, start + float(t["Uet-Verify-Seconds"])))
+    return out
+
+
+def _overlaps(intervals: list[tuple[float, float]]) -> int:
+    """How many pairs of intervals overlap in time (by more than 50 ms)."""
+    n = 0
+    for i, (a0, a1) in enumerate(intervals):
+        for b0, b1 in intervals[i + 1:]:
+            if min(a1, b1) - max(a0, b0) > 0.05:
+                n += 1
+    return n
+
+
+def test_window_4_judges_candidates_in_parallel_window_1_one_at_a_time(tmp_path: Path) -> None:
+    times = {}
+    for window in (1, 4):
+        repo = _repo(tmp_path / f"w{window}", window=window)
+        t0 = time.monotonic()
+        run_ok(repo, "run")
+        times[window] = time.monotonic() - t0
+        assert sorted(landed_workstreams(repo)) == sorted(f"w{i}" for i in range(N))
+        assert set(states(repo).values()) == {"committed"}
+        if window == 4:
+            assert _overlaps(_verify_intervals(repo)) >= 2
+            assert not git(repo, "for-each-ref", "refs/uet/candidates/")
+            fsck_clean(repo)
+    print(f"\nwall time window 1 / window 4: {times[1]:.2f} s / {times[4]:.2f} s = "
+          f"{times[1] / times[4]:.2f}x")
+
+
+def test_failing_patches_quarantined_after_their_flake_check_others_committed(
+        tmp_path: Path) -> None:
+    # 1 in 4 fails on every candidate (UET_CANDIDATE is set there), passes on its patch alone
+    # in the worker; its tool is slower, so its candidate is built on others' patches and
+    # acceptance runs on it.
+    bad = {f"w{i}": {"command": f"sleep 0.4; echo {i} > f{i}.txt",
+                     "acceptance": ['test -z "$UET_CANDIDATE"']} for i in (2, 6)}
+    repo = _repo(tmp_path / "r", window=4, acceptance="sleep 0.2", extra=bad)
+    run_ok(repo, "run", code=1)
+    st = states(repo)
+    assert (st.pop("w2"), st.pop("w6")) == ("quarantined", "quarantined")
+    assert set(st.values()) == {"committed"}
+    run_id = last_run(repo)
+    for ws in ("w2", "w6"):
+        reason = git(repo, "log", "-1", "--format=%(trailers:key=Uet-Reason,valueonly)",
+                     f"--grep=^{ws}: applied -> quarantined", f"refs/uet/ledger/{run_id}")
+        assert reason.strip() == "verify-failed"
+    landed = landed_workstreams(repo)
+    assert sorted(landed) == sorted(f"w{i}" for i in range(N) if i not in (2, 6))
+    fsck_clean(repo)
+
+
+def test_flaky_patch_committed_after_the_flake_check(tmp_path: Path) -> None:
+    marker = tmp_path / "failed-once"
+    flaky = {"w1": {"command": "sleep 0.5; echo 1 > f1.txt", "acceptance": [
+        f'test -z "$UET_CANDIDATE" || test -e {marker} || {{ touch {marker}; exit 1; }}']}}
+    repo = _repo(tmp_path / "r", window=4, acceptance="sleep 0.1", extra=flaky, n=4)
+    run_ok(repo, "run")
+    assert marker.exists()
+    assert set(states(repo).values()) == {"committed"}
+    assert sorted(landed_workstreams(repo)) == [f"w{i}" for i in range(4)]
+    fsck_clean(repo)
+
+
+def test_resume_after_kill_9_in_a_speculative_window_lands_each_patch_once(
+        tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "r", window=4, acceptance="sleep 0.3")
+    env = {**os.environ, "UET_RETRY_BACKOFF": "0.05"}
+    proc = subprocess.Popen([sys.executable, "-m", "uet_git", "run", "--land", "never"],
+                            cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # kill once candidates are in flight
+            if git(repo, "for-each-ref", "refs/uet/candidates/").count("\n") >= 2:
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("no speculative window seen")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    run_ok(repo, "resume")
+    assert not git(repo, "for-each-ref", "refs/uet/candidates/")
+    assert set(states(repo).values()) == {"committed"}
+    landed = landed_workstreams(repo, f"refs/uet/integration/{last_run(repo)}")
+    assert sorted(landed) == sorted(f"w{i}" for i in range(N))  # each once
+    fsck_clean(repo)

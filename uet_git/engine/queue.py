@@ -1,0 +1,467 @@
+"""The verification queue (``[verify] window`` > 1): the integration queue verified as a
+speculative pipeline, as merge queues do (Zuul's "nearest non-failing item").
+
+The chain: patches in the order they reached the queue (topological: a workstream only runs
+once its dependencies are committed, so the patches in the queue are independent of each
+other). Candidate ``c1 = tip + p1``, ``c2 = c1 + p2``, ... each made in memory
+(``verify.make_candidate``) by the loop thread; the first ``window`` of them are judged in
+parallel (``verify.verify_candidate``) on verifier threads.
+
+- The head passes (its parent is the integration tip): ``queued -> applied -> verified ->
+  committed``, the integration ref fast-forwarding to it in the last transaction (the ledger's
+  CAS, as the one-at-a-time integrator does); the window grows by one (up to ``[verify]
+  window``). A candidate behind the head that passed waits for the ones before it.
+- A candidate fails (``verify-failed``/``hook-failed``): its patch alone is checked once more
+  on the integration tip (``tip + patch``: the flake check, which ignores the verdict cache).
+  Fails again: ``applied`` (that candidate) ``-> quarantined`` with both logs as evidence, the
+  candidates behind it are rebuilt without it onto the nearest candidate before it, and the
+  window halves (at least 1). Passes, on the same parent: the failure was a flake and the
+  candidate counts as passed; on another parent (candidates before it were not committed yet):
+  the candidate is judged once more in place, and a second failure there quarantines it.
+- ``tampered`` quarantines at once (no flake check). A conflict with the integration tip
+  quarantines at once and takes no slot (``queued -> quarantined``, the paths as evidence). A
+  conflict with a speculative candidate (patches not committed yet) defers the patch: it
+  leaves the chain (those behind it are built without it) and is tried again on the tip once
+  every candidate before it is resolved; applying there, it joins the chain at its end,
+  conflicting there, it is quarantined. So a conflict never depends on a patch that fails.
+- The integration ref only fast-forwards to a candidate that passed and whose parent is the
+  current tip (checked before each ``committed``). A verdict on a candidate that was discarded
+  (rebuilt) is evidence, never a state: a ``run: verdict`` ledger event (``engine/verdicts``),
+  which is also how a pass on a speculative candidate survives a crash: the verdict cache of a
+  resumed run is derived from the ledger, so the same tree is not judged twice.
+
+Representation of candidates in flight: ``refs/uet/candidates/RUN/N`` (N counts up within a
+process) points to each candidate made and not yet committed or discarded; it keeps the
+candidate's objects alive while it waits (a worktree HEAD only does while it is checked out)
+and shows the speculative window with ``git for-each-ref refs/uet/candidates/``. The refs are
+deleted when their candidate is committed or discarded, and all of them when the run stops or
+starts again (a resume after kill -9). ``uet fsck`` checks that a finished run has none and that
+each one is built on the integration history. The ledger states stay what they are with one
+integrator: a workstream is ``queued`` until its candidate reaches the head.
+
+The queue is owned by the loop thread (no locks): it makes candidates and records transitions;
+the verifier threads only run ``verify_candidate`` on a ``Job`` and hand back the ``Verdict``.
+``window = 1`` never uses this module: the one-at-a-time integrator runs as before.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from uet_git.engine.context import RunContext
+from uet_git.engine.verdicts import (
+    VERDICT_EVENT,
+    VerdictCache,
+    acceptance_key,
+    hooks_key,
+    verdict_trailers,
+)
+from uet_git.engine.verify import (
+    INTEGRATOR,
+    Bench,
+    Candidate,
+    Checks,
+    Outcome,
+    Verdict,
+    empty_candidate,
+    make_candidate,
+    verify_candidate,
+)
+from uet_git.gitrepo import odb
+from uet_git.gitrepo.refs import for_each_ref
+from uet_git.ledger.layout import candidate_prefix, candidate_ref
+
+NEW = "new"  # no candidate yet
+BUILT = "built"  # candidate made, not judged
+RUNNING = "running"  # being judged
+PASSED = "passed"
+CHECKING = "checking"  # failed on the chain: its flake check waits or runs
+DEFERRED = "deferred"  # conflicts with a speculative candidate: out of the chain for now
+
+VERIFY_START = "Uet-Verify-Start"  # trailers of `verified`: when the judging started (epoch s)
+VERIFY_SECONDS = "Uet-Verify-Seconds"
+
+
+@dataclass
+class Item:
+    ws: str
+    attempt: int
+    patch: str
+    candidate: str | None = None
+    parent: str | None = None
+    ref: str | None = None
+    status: str = NEW
+    gen: int = 0  # bumped on every rebuild: a verdict of an older generation is stale
+    verdict: Verdict | None = None
+    failures: list[Verdict] = field(default_factory=list)
+    flaked: bool = False  # passed the flake check once: the next failure quarantines
+    started: float = 0.0
+    seconds: float = 0.0
+    recorded: str | None = None  # candidate the ledger holds (applied/verified) at seeding
+
+
+@dataclass(frozen=True)
+class Job:
+    """One judging to run on a verifier thread."""
+
+    ws: str
+    gen: int
+    kind: str  # "chain" | "flake"
+    attempt: int
+    patch: str
+    candidate: str
+    parent: str
+
+
+@dataclass
+class Progress:
+    committed: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
+
+
+class VerifyQueue:
+    def __init__(self, ctx: RunContext, checks: Checks, cache: VerdictCache, *,
+                 window: int) -> None:
+        self.ctx = ctx
+        self.checks = checks
+        self.cache = cache
+        self.max_window = max(1, window)
+        self.window = self.max_window
+        self.items: list[Item] = []
+        self.flake: list[str] = []  # ws ids whose flake check is due, in order
+        self.running = 0  # jobs out (stale ones included: they hold a slot)
+        self._n = 0
+        self.clear_refs()
+
+    # -- refs ------------------------------------------------------------------------------
+
+    def clear_refs(self) -> None:
+        """Delete every candidate ref of the run (those a crashed process left, or ours)."""
+        left = for_each_ref(self.ctx.repo, candidate_prefix(self.ctx.run_id))
+        if left:
+            tx = self.ctx.repo.transaction()
+            for name, oid in left.items():
+                tx.delete(name, oid)
+            tx.commit()
+            nums = [int(n.rsplit("/", 1)[1]) for n in left]
+            self._n = max(self._n, *nums)
+
+    def _set_ref(self, item: Item, candidate: str | None) -> None:
+        tx = self.ctx.repo.transaction()
+        if item.ref is not None and item.candidate is not None:
+            tx.delete(item.ref, item.candidate)
+        item.ref = None
+        if candidate is not None:
+            self._n += 1
+            item.ref = candidate_ref(self.ctx.run_id, self._n)
+            tx.create(item.ref, candidate)
+        tx.commit()
+
+    # -- feeding ---------------------------------------------------------------------------
+
+    def add(self, ws_id: str) -> None:
+        rec = self.ctx.ledger.state(ws_id)
+        assert rec is not None and rec.patch is not None and rec.attempt is not None
+        item = Item(ws_id, rec.attempt, rec.patch)
+        if rec.state in ("applied", "verified") and rec.candidate:
+            item.recorded = rec.candidate
+        self.items.append(item)
+
+    def __contains__(self, ws_id: str) -> bool:
+        return any(i.ws == ws_id for i in self.items)
+
+    def busy(self) -> bool:
+        return bool(self.items) or self.running > 0
+
+    # -- the loop thread's step ------------------------------------------------------------
+
+    def step(self) -> Progress:
+        """Commit passed heads, make the candidates the window holds (conflicts quarantined)."""
+        progress = Progress()
+        if self.ctx.cancel.is_set():
+            return progress
+        while (head := self.head()) is not None and head.status == PASSED:
+            tip = self.ctx.ledger.integration_tip()
+            if head.parent != tip:  # cannot happen: the head is built on the tip
+                self._rebuild(self.items.index(head))
+                break
+            self._commit(head)
+            self.items.remove(head)
+            self.window = min(self.max_window, self.window + 1)
+            progress.committed.append(head.ws)
+        self._build(progress)
+        return progress
+
+    def head(self) -> Item | None:
+        """The first candidate of the chain (deferred patches are not in it)."""
+        return next((i for i in self.items if i.status != DEFERRED), None)
+
+    def chain(self) -> list[Item]:
+        """The candidates the window holds, in order."""
+        return [i for i in self.items if i.status != DEFERRED][:self.window]
+
+    def _build(self, progress: Progress) -> None:
+        tip = self.ctx.ledger.integration_tip()
+        base, built, k = tip, 0, 0
+        while k < len(self.items) and built < self.window:
+            item = self.items[k]
+            if item.status == DEFERRED:
+                if base != tip:
+                    k += 1  # waits until every candidate before it is resolved
+                    continue
+                made = make_candidate(self.ctx.repo, item.patch, tip)
+                if made.conflicts:
+                    self._conflict(item, tip, sorted(made.conflicts))
+                    self.items.pop(k)
+                    progress.quarantined.append(item.ws)
+                    continue
+                item.status = NEW  # applies on the tip: joins the chain at its end
+                self.items.append(self.items.pop(k))
+                continue
+            if item.status == NEW:
+                if item.recorded and \
+                        odb.get_commit(self.ctx.repo, item.recorded).parent == base:
+                    cand = item.recorded  # what the ledger holds (a resumed run)
+                else:
+                    made = make_candidate(self.ctx.repo, item.patch, base)
+                    if made.conflicts and base == tip:
+                        self._conflict(item, base, sorted(made.conflicts))
+                        self.items.pop(k)
+                        progress.quarantined.append(item.ws)
+                        continue
+                    if made.conflicts:
+                        item.status = DEFERRED
+                        k += 1
+                        continue
+                    cand = made.commit or empty_candidate(self.ctx.repo, item.patch, base)
+                self._set_ref(item, cand)
+                item.candidate, item.parent, item.status = cand, base, BUILT
+            assert item.candidate is not None
+            base = item.candidate
+            built += 1
+            k += 1
+
+    def jobs(self, limit: int) -> list[Job]:
+        """Up to ``limit`` judgings to start now: due flake checks first, then the built
+        candidates of the window in order."""
+        out: list[Job] = []
+        if self.ctx.cancel.is_set():
+            return out
+        tip = self.ctx.ledger.integration_tip()
+        for ws_id in list(self.flake):
+            if len(out) >= limit:
+                return out
+            item = self._item(ws_id)
+            self.flake.remove(ws_id)
+            if item is None:
+                continue
+            made = make_candidate(self.ctx.repo, item.patch, tip)
+            if made.conflicts:  # the tip moved under it: the chain's candidate decides
+                item.status = BUILT
+                continue
+            cand = made.commit or empty_candidate(self.ctx.repo, item.patch, tip)
+            out.append(Job(item.ws, item.gen, "flake", item.attempt, item.patch, cand, tip))
+        for item in self.chain():
+            if len(out) >= limit:
+                break
+            if item.status == BUILT:
+                assert item.candidate is not None and item.parent is not None
+                item.status = RUNNING
+                item.started = time.time()
+                out.append(Job(item.ws, item.gen, "chain", item.attempt, item.patch,
+                               item.candidate, item.parent))
+        self.running += len(out)
+        return out
+
+    def _item(self, ws_id: str) -> Item | None:
+        return next((i for i in self.items if i.ws == ws_id), None)
+
+    # -- verdicts --------------------------------------------------------------------------
+
+    def finish(self, job: Job, verdict: Verdict, seconds: float) -> Progress:
+        """A judging came back (loop thread)."""
+        self.running -= 1
+        progress = Progress()
+        item = self._item(job.ws)
+        if verdict.outcome is Outcome.CANCELLED:
+            if item is not None and item.gen == job.gen and job.kind == "chain":
+                item.status = BUILT
+            return progress
+        stale = item is None or item.gen != job.gen
+        if stale:
+            self._evidence(job, verdict, "discarded: rebuilt after the candidate was made")
+            return progress
+        assert item is not None
+        if job.kind == "flake":
+            self._flake_done(item, job, verdict, progress)
+            return progress
+        item.seconds = seconds
+        if verdict.outcome is Outcome.OK:
+            item.status, item.verdict = PASSED, verdict
+            if self.head() is not item:
+                # Waits for the candidates before it: the pass is evidence until then, and
+                # what a resumed run's cache is derived from.
+                self._evidence(job, verdict, "passed; waits for the candidates before it")
+            return progress
+        if verdict.reason == "tampered" or item.flaked:
+            self._quarantine(item, job, verdict, progress)
+            return progress
+        item.failures.append(verdict)
+        item.status = CHECKING
+        self.flake.append(item.ws)
+        return progress
+
+    def cancelled(self, job: Job) -> None:
+        """A judging stopped by Ctrl-C: the candidate is judged again when the run resumes."""
+        item = self._item(job.ws)
+        if item is not None and item.gen == job.gen and item.status == RUNNING:
+            item.status = BUILT
+
+    def drop(self, ws_id: str) -> None:
+        """uet failed on ``ws_id`` (recorded by the loop): out of the chain, those behind it
+        are rebuilt."""
+        item = self._item(ws_id)
+        if item is None:
+            return
+        k = self.items.index(item)
+        if item.candidate is not None:
+            self._set_ref(item, None)
+        self.items.pop(k)
+        if ws_id in self.flake:
+            self.flake.remove(ws_id)
+        self._rebuild(k)
+
+    def _flake_done(self, item: Item, job: Job, verdict: Verdict, progress: Progress) -> None:
+        if verdict.outcome is not Outcome.OK:
+            self._quarantine(item, job, verdict, progress)
+            return
+        item.flaked = True
+        if job.parent == item.parent and item.candidate is not None and \
+                odb.tree_of(self.ctx.repo, job.candidate) == \
+                odb.tree_of(self.ctx.repo, item.candidate):
+            item.status, item.verdict = PASSED, verdict
+            note = "failed once on the candidate, passed on the flake check"
+            verdict.detail = f"{note}; {verdict.detail}" if verdict.detail else note
+            return
+        item.status = BUILT  # judged once more where it stands in the chain
+
+    def _quarantine(self, item: Item, job: Job, verdict: Verdict, progress: Progress) -> None:
+        ctx = self.ctx
+        k = self.items.index(item)
+        evidence = dict(verdict.evidence)
+        for n, old in enumerate(item.failures, 1):
+            for name, data in old.evidence.items():
+                evidence[f"chain-{n}-{name}"] = data
+        self._to_applied(item, job.candidate, job.parent)
+        detail = verdict.detail
+        if item.failures and job.kind == "flake":
+            detail = f"{detail} (also on the queue's candidate {str(item.candidate)[:12]})"
+        ctx.record(item.ws, "quarantined", attempt=item.attempt, reason=verdict.reason,
+                   detail=detail, evidence=evidence)
+        self._set_ref(item, None)
+        self.items.pop(k)
+        self._rebuild(k)
+        self.window = max(1, self.window // 2)
+        progress.quarantined.append(item.ws)
+
+    def _rebuild(self, k: int) -> None:
+        """Discard the candidates from position ``k`` on: made again on the one before."""
+        for item in self.items[k:]:
+            if item.candidate is not None:
+                self._set_ref(item, None)
+            item.candidate = item.parent = None
+            item.gen += 1
+            item.flaked = False
+            if item.ws in self.flake:
+                self.flake.remove(item.ws)
+            item.status, item.verdict = NEW, None
+
+    def _evidence(self, job: Job, verdict: Verdict, what: str) -> None:
+        ok = verdict.outcome is Outcome.OK
+        tree = odb.tree_of(self.ctx.repo, job.candidate)
+        ws = self.ctx.ws(job.ws)
+        self.ctx.ledger.event(
+            f"{VERDICT_EVENT} {job.ws} {'passed' if ok else 'failed'}",
+            f"{job.kind} candidate {job.candidate[:12]} = {job.parent[:12]} + patch "
+            f"{job.patch[:12]}: {what}\n{verdict.detail}",
+            trailers=verdict_trailers(job.ws, tree, passed=ok,
+                                      acceptance=acceptance_key(ws) if ws.acceptance else None,
+                                      hooks=hooks_key(self.checks.base, self.checks.hooks)
+                                      if self.checks.hooks else None,
+                                      candidate=job.candidate))
+
+    # -- ledger ----------------------------------------------------------------------------
+
+    def _to_applied(self, item: Item, candidate: str, parent: str) -> None:
+        """Record ``applied`` with ``candidate`` (from queued; a stale recorded candidate goes
+        back to queued first, as the integrator does)."""
+        ctx = self.ctx
+        rec = ctx.ledger.state(item.ws)
+        assert rec is not None
+        if rec.state in ("applied", "verified") and rec.candidate == candidate:
+            return
+        if rec.state in ("applied", "verified"):
+            ctx.record(item.ws, "queued", attempt=item.attempt,
+                       detail=f"the queue made a new candidate on {parent[:12]}: re-apply")
+        ctx.record(item.ws, "applied", attempt=item.attempt, candidate=candidate,
+                   detail=f"candidate {candidate[:12]} = {parent[:12]} + patch "
+                          f"{item.patch[:12]}")
+        item.recorded = candidate
+
+    def _commit(self, item: Item) -> None:
+        ctx = self.ctx
+        assert item.candidate is not None and item.parent is not None
+        verdict = item.verdict or Verdict(Outcome.OK)
+        self._to_applied(item, item.candidate, item.parent)
+        rec = ctx.ledger.state(item.ws)
+        assert rec is not None
+        if rec.state == "applied":
+            trailers = dict(verdict.trailers)
+            if item.started:
+                trailers[VERIFY_START] = f"{item.started:.3f}"
+                trailers[VERIFY_SECONDS] = f"{item.seconds:.3f}"
+            ctx.record(item.ws, "verified", attempt=item.attempt, detail=verdict.detail,
+                       evidence=verdict.evidence, trailers=trailers or None)
+        # The gate: only a candidate that passed and whose parent is the current tip.
+        if item.parent != ctx.ledger.integration_tip():
+            raise AssertionError(f"{item.ws}: candidate {item.candidate[:12]} is not on the "
+                                 "integration tip")
+        ctx.record(item.ws, "committed", attempt=item.attempt, integration=item.candidate,
+                   detail=f"integration/{ctx.run_id} fast-forwarded to {item.candidate[:12]}")
+        self._set_ref(item, None)
+
+    def _conflict(self, item: Item, base: str, conflicts: list[str]) -> None:
+        ctx = self.ctx
+        shown = ", ".join(conflicts[:20]) + (" ..." if len(conflicts) > 20 else "")
+        rec = ctx.ledger.state(item.ws)
+        if rec is not None and rec.state in ("applied", "verified"):
+            ctx.record(item.ws, "queued", attempt=item.attempt,
+                       detail=f"the queue re-applies it on {base[:12]}")
+        ctx.record(item.ws, "quarantined", attempt=item.attempt, reason="conflict",
+                   detail=f"conflicts with the integration tip {base[:12]} in: {shown}",
+                   evidence={"conflicts.txt": ("\n".join(conflicts) + "\n").encode()})
+
+
+def run_job(ctx: RunContext, checks: Checks, cache: VerdictCache, job: Job, *,
+            verifier: int) -> tuple[Verdict, float]:
+    """Judge one candidate (a verifier thread). ``verifier``: 0, 1, ... (observer number
+    INTEGRATOR - verifier, port block of slot ``jobs + verifier``)."""
+    start = time.monotonic()
+    bench = Bench(ctx.run_id, ctx.target, ctx.pool, ctx.observer, ctx.cancel, ctx.guard,
+                  shown=INTEGRATOR - verifier, slot=ctx.pool.size - 1 + verifier,
+                  cache=None if job.kind == "flake" else cache)
+    cand = Candidate(ctx.ws(job.ws), job.attempt, job.patch, job.candidate, job.parent,
+                     verified=job.patch)
+    what = "flake" if job.kind == "flake" else "candidate"
+    try:
+        verdict = verify_candidate(ctx.repo, cand, checks, bench,
+                                   log_dir=ctx.log_dir(job.ws, job.attempt,
+                                                       f"{what}-{job.candidate[:12]}"),
+                                   label=f"{ctx.run_id}/{job.ws}/{job.attempt}/{what}",
+                                   force=job.kind == "flake" or job.ws in ctx.reverify)
+    finally:
+        ctx.observer.worker(INTEGRATOR - verifier, None)
+    if job.kind == "flake" and verdict.outcome is Outcome.OK:
+        cache.add("acceptance", odb.tree_of(ctx.repo, job.candidate), acceptance_key(cand.ws))
+    return verdict, time.monotonic() - start

@@ -1,0 +1,112 @@
+"""The verdict cache of a run: the same tree is never judged twice by the same checks.
+
+Two kinds of pass are kept, each keyed by the tree oid and by what judged it:
+
+- acceptance: ``(tree, acceptance_key(ws))`` where the key hashes the workstream's acceptance
+  commands, its ``env`` and its timeout (the environment uet adds, ``UET_*``, names the
+  candidate and never changes what a tree is);
+- hooks: ``(tree, hooks_key(checks))`` where the key hashes the run's base commit (the hooks
+  are always the base's) and the hooks it holds.
+
+Only passes are cached: a failure is re-checked once on its own (the flake check of
+``engine/queue.py``), and a cached failure would answer that check without running it.
+
+Persistence (resume and retry included): nothing of its own. ``from_ledger`` derives the cache
+from the run's ledger: a ``queued`` transition after acceptance passed on the patch (its tree,
+acceptance only), a ``verified`` transition (the candidate's tree, acceptance and hooks), and
+the ``run: verdict`` events the queue writes for passes on speculative candidates that did not
+(yet) become a state: those carry ``Uet-Verdict-Of`` (the workstream), ``Uet-Verdict-Tree``,
+``Uet-Verdict-Acceptance`` and ``Uet-Verdict-Hooks`` (the two keys; ``-`` when that part did
+not run) and ``Uet-Verdict`` (``passed`` or ``failed``; a failure is evidence only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterable, Mapping
+
+from uet_git.gitrepo import odb
+from uet_git.gitrepo.repo import Repo
+from uet_git.hooks.premerge import Hook
+from uet_git.ledger.log import Event
+from uet_git.spec.models import Workstream
+
+VERDICT_EVENT = "run: verdict"
+NONE = "-"
+
+
+def _digest(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def acceptance_key(ws: Workstream) -> str:
+    """What the workstream's acceptance depends on besides the tree."""
+    return _digest({"acceptance": list(ws.acceptance), "env": dict(ws.env or {}),
+                    "timeout": ws.timeout})
+
+
+def hooks_key(base: str, hooks: Iterable[Hook]) -> str:
+    """What the pre-merge hooks depend on besides the tree: the base they come from."""
+    return _digest({"base": base, "hooks": [[h.name, h.command, h.path] for h in hooks]})
+
+
+class VerdictCache:
+    """Thread-safe set of passes; verifier threads add, everyone reads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._passed: set[tuple[str, str, str]] = set()  # (kind, tree, key)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._passed)
+
+    def add(self, kind: str, tree: str, key: str) -> None:
+        with self._lock:
+            self._passed.add((kind, tree, key))
+
+    def passed(self, kind: str, tree: str, key: str) -> bool:
+        with self._lock:
+            return (kind, tree, key) in self._passed
+
+
+def verdict_trailers(ws: str, tree: str, *, passed: bool, acceptance: str | None,
+                     hooks: str | None, candidate: str) -> dict[str, str]:
+    """The trailers of a ``run: verdict`` event (see the module doc)."""
+    return {"Uet-Verdict-Of": ws, "Uet-Verdict-Tree": tree,
+            "Uet-Verdict-Acceptance": acceptance or NONE, "Uet-Verdict-Hooks": hooks or NONE,
+            "Uet-Verdict": "passed" if passed else "failed",
+            "Uet-Speculative-Candidate": candidate}
+
+
+def from_ledger(repo: Repo, events: Iterable[Event], workstreams: Mapping[str, Workstream],
+                base: str, hooks: Iterable[Hook]) -> VerdictCache:
+    """The passes a run's ledger records (see the module doc); ``base`` and ``hooks``: the
+    run's checks."""
+    cache = VerdictCache()
+    hk = hooks_key(base, hooks)
+    for e in events:
+        if e.ws is None:
+            t = e.trailers
+            if e.subject.startswith(VERDICT_EVENT) and t.get("Uet-Verdict") == "passed":
+                tree = t.get("Uet-Verdict-Tree", "")
+                if t.get("Uet-Verdict-Acceptance", NONE) != NONE:
+                    cache.add("acceptance", tree, t["Uet-Verdict-Acceptance"])
+                if t.get("Uet-Verdict-Hooks", NONE) != NONE:
+                    cache.add("hooks", tree, t["Uet-Verdict-Hooks"])
+            continue
+        ws = workstreams.get(e.ws)
+        if ws is None:
+            continue
+        oid = e.patch if e.to == "queued" else e.candidate if e.to == "verified" else None
+        if oid is None or not odb.has_object(repo, oid):
+            continue
+        tree = odb.tree_of(repo, oid)
+        if e.to == "queued" and ws.acceptance and e.from_ == "validated":
+            cache.add("acceptance", tree, acceptance_key(ws))
+        elif e.to == "verified":
+            cache.add("acceptance", tree, acceptance_key(ws))
+            cache.add("hooks", tree, hk)
+    return cache
