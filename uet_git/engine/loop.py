@@ -35,6 +35,7 @@ from uet_git.engine.verify import checks_at
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.log import read_ledger
 from uet_git.ledger.query import WsRecord
+from uet_git.plan.overlap import implicit_edges
 from uet_git.spec.models import Config
 from uet_git.workers.pool import WorktreePool
 
@@ -86,6 +87,7 @@ class Engine:
     internal_errors: list[str] = field(default_factory=list)
     spent: dict[str, float] = field(default_factory=dict)  # seconds, worker + integrator
     queue: VerifyQueue | None = None  # the verification queue ([verify] window > 1)
+    took: tuple[float, int] = (0.0, 0)  # seconds and count of integrations so far
 
     def __post_init__(self) -> None:
         self.events: queue.Queue[_Event] = queue.Queue()
@@ -153,7 +155,7 @@ class Engine:
         if self.ctx.cancel.is_set():
             return
         while self.free and self.scheduler.has_ready() and self._tool_room():
-            ws_id = self.scheduler.pop_ready()
+            ws_id = self.scheduler.pop_ready(free=len(self.free))
             if ws_id is None:
                 break
             tool = self.ctx.ws(ws_id).tool
@@ -270,7 +272,14 @@ class Engine:
             self._internal_error(ev.ws, ev.error or RuntimeError("no verdict"))
             return
         self.spent[ev.ws] = self.spent.get(ev.ws, 0.0) + seconds
+        self._integration_took(seconds)
         self._progress(self.queue.finish(job, verdict, seconds))
+
+    def _integration_took(self, seconds: float) -> None:
+        """What the scheduler expects a commit in flight to take: the mean so far."""
+        total, n = self.took
+        self.took = (total + seconds, n + 1)
+        self.scheduler.unlock_estimate = (total + seconds) / (n + 1)
 
     def _handle(self, ev: _Event) -> None:
         if ev.kind == "verify":
@@ -308,6 +317,7 @@ class Engine:
                 return
             res: IntegrationOutcome = ev.outcome
             self.spent[ev.ws] = self.spent.get(ev.ws, 0.0) + res.duration
+            self._integration_took(res.duration)
             if res.state == "committed":
                 self.tip_after[ev.ws] = res.tip
                 self.scheduler.committed(ev.ws)
@@ -375,6 +385,11 @@ class Engine:
             self._block_dependents(ws_id)
 
 
+# Holding a worker for a commit in flight looks at every waiting workstream at each pick: past
+# this many workstreams the scheduler stays greedy (wide runs are work-bound anyway).
+HOLD_LIMIT = 1000
+
+
 def make_pool(repo: Repo, config: Config, jobs: int) -> WorktreePool:
     root = None
     if config.worktree.root:
@@ -392,9 +407,12 @@ def engine_for(ctx: RunContext, include: set[str], jobs: int, *, deterministic: 
     for a new run). ``retry``: quarantined or blocked workstreams that get a new attempt."""
     plan = ctx.plan
     start = seed(plan, include, records, retry)
+    soft = [(a, b) for a, b, _ in implicit_edges(plan, list(plan.workstreams.values()))] \
+        if ctx.config.run.predicted_conflicts == "serialise" else []
     sched = Scheduler(plan, plan.weights(weights), deterministic=deterministic,
                       committed=start.committed, failed=start.failed, queued=start.queued,
-                      ready=start.rechecks, include=include)
+                      ready=start.rechecks, include=include, soft=soft,
+                      jobs=jobs if len(plan) <= HOLD_LIMIT else None)
     engine = Engine(ctx, sched, jobs, after_commit, attempts=start.attempts,
                     rechecks=start.rechecks, tip_after=start.tip_after,
                     queue=make_queue(ctx))

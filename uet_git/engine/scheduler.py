@@ -8,6 +8,18 @@ Life of a workstream here: ``waiting`` (a dependency is not committed yet) -> ``
 ``integrating`` -> ``committed``; or ``failed`` (quarantined, blocked, dropped) at any point.
 There are no waves: the moment a worker is free it takes the ready workstream with the longest
 remaining critical path (ties: plan order).
+
+Implicit edges (``soft``: ``plan/overlap.implicit_edges`` under ``[run] predicted_conflicts =
+"serialise"``): a workstream predicted to conflict with an earlier one (plan order) is ready
+only once that one is committed or failed, so it starts from the merged result instead of
+running beside it and losing at integration. Unlike a dependency, a failure does not block.
+
+Holding a worker (``jobs`` given): a freed worker does not take the ready workstream when a
+waiting one whose dependencies are all committed or in the integration queue has a longer
+remaining path, the run is path-bound (that path is longer than the unstarted work spread over
+the workers) and the ready one would still run when the commit in flight lands (its weight is
+more than ``unlock_estimate``, the seconds an integration takes in this run). Greedy is right
+when the work is wide, holding is right when one chain decides the end.
 """
 
 from __future__ import annotations
@@ -38,13 +50,24 @@ class Scheduler:
         queued: Iterable[str] = (),
         ready: Iterable[str] = (),
         include: Iterable[str] | None = None,
+        soft: Iterable[tuple[str, str]] = (),
+        jobs: int | None = None,
     ) -> None:
         """``committed``/``failed``/``queued`` seed a resumed run; ``ready`` forces workstreams
         ready whatever their dependencies (a recorded patch to re-check). ``include`` limits the
         run to those ids (everything else counts as neither done nor failed: out of the run)."""
         self.plan = plan
         self.deterministic = deterministic
+        self.weight = plan.weights(weights)
         self.remaining = plan.remaining(weights)
+        self.soft: dict[str, list[str]] = {}
+        self.soft_dependents: dict[str, list[str]] = {}
+        for earlier, later in soft:
+            if earlier in plan.index and later in plan.index and earlier != later:
+                self.soft.setdefault(later, []).append(earlier)
+                self.soft_dependents.setdefault(earlier, []).append(later)
+        self.jobs = jobs
+        self.unlock_estimate = 0.0
         self.included = set(plan.ids if include is None else include)
         self.state: dict[str, str] = {}
         self._ready: list[tuple[float, int, str]] = []
@@ -65,7 +88,8 @@ class Scheduler:
     # -- queries ---------------------------------------------------------------------------
 
     def _deps_done(self, ws_id: str) -> bool:
-        return all(self.state.get(d) == COMMITTED for d in self.plan.deps[ws_id])
+        return all(self.state.get(d) == COMMITTED for d in self.plan.deps[ws_id]) and all(
+            self.state.get(d) in (None, COMMITTED, FAILED) for d in self.soft.get(ws_id, ()))
 
     def _key(self, ws_id: str) -> tuple[float, int, str]:
         return (-self.remaining[ws_id], self.plan.index[ws_id], ws_id)
@@ -91,14 +115,47 @@ class Scheduler:
         self.state[ws_id] = READY
         heapq.heappush(self._ready, self._key(ws_id))
 
-    def pop_ready(self) -> str | None:
-        """The ready workstream with the longest remaining critical path, now ``running``."""
-        while self._ready:
-            _, _, ws_id = heapq.heappop(self._ready)
-            if self.state.get(ws_id) == READY:
-                self.state[ws_id] = RUNNING
-                return ws_id
-        return None
+    def pop_ready(self, *, free: int = 1) -> str | None:
+        """The ready workstream with the longest remaining critical path, now ``running``; None
+        when a worker should rather wait for a commit in flight (see the module doc; ``free``:
+        the workers free now)."""
+        while self._ready and self.state.get(self._ready[0][2]) != READY:
+            heapq.heappop(self._ready)
+        if not self._ready or self.hold(self._ready[0][2], free):
+            return None
+        _, _, ws_id = heapq.heappop(self._ready)
+        self.state[ws_id] = RUNNING
+        return ws_id
+
+    def imminent(self) -> list[str]:
+        """Waiting workstreams whose dependencies are all committed or in the integration
+        queue (a commit in flight unlocks them), longest remaining path first."""
+        out = []
+        for ws_id, s in self.state.items():
+            if s != WAITING:
+                continue
+            deps = [*self.plan.deps[ws_id], *self.soft.get(ws_id, ())]
+            if deps and all(self.state.get(d) in (COMMITTED, QUEUED, INTEGRATING, FAILED, None)
+                            for d in deps) and any(self.state.get(d) in (QUEUED, INTEGRATING)
+                                                   for d in deps) and \
+                    all(self.state.get(d) != FAILED for d in self.plan.deps[ws_id]):
+                out.append(ws_id)
+        return sorted(out, key=self._key)
+
+    def hold(self, ready: str, free: int = 1) -> bool:
+        """Whether a freed worker should leave ``ready`` for now (see the module doc)."""
+        if self.jobs is None:
+            return False
+        soon = self.imminent()
+        if not soon or len(soon) < free:
+            return False  # a worker stays free for each chain about to be unlocked
+        top = soon[0]
+        if self.remaining[top] <= self.remaining[ready]:
+            return False
+        if self.weight[ready] <= self.unlock_estimate:
+            return False  # done before the commit lands
+        unstarted = sum(self.weight[w] for w, s in self.state.items() if s in (WAITING, READY))
+        return self.remaining[top] * self.jobs >= unstarted
 
     def worker_done(self, ws_id: str, *, queued: bool) -> None:
         """The worker finished: its patch waits for the integrator, or it failed."""
@@ -159,8 +216,11 @@ class Scheduler:
     def committed(self, ws_id: str) -> list[str]:
         """``ws_id`` is committed; return the workstreams that became ready."""
         self.state[ws_id] = COMMITTED
+        return self._wake(ws_id)
+
+    def _wake(self, ws_id: str) -> list[str]:
         woke = []
-        for dep in self.plan.dependents[ws_id]:
+        for dep in [*self.plan.dependents[ws_id], *self.soft_dependents.get(ws_id, ())]:
             if self.state.get(dep) == WAITING and self._deps_done(dep):
                 self._make_ready(dep)
                 woke.append(dep)
@@ -175,6 +235,7 @@ class Scheduler:
             if self.state.get(dep) in (WAITING, READY):
                 self.state[dep] = FAILED
                 blocked.append(dep)
+        self._wake(ws_id)  # those that only waited for it (implicit edges) go ahead
         return blocked
 
     def take_unstarted(self, ids: Iterable[str]) -> list[str]:
@@ -193,7 +254,8 @@ class Scheduler:
         """In deterministic mode a workstream starts from the integration tip right after its
         last dependency (in plan order) was committed, not from whatever the tip is when a
         worker frees up; None = the run's base."""
-        deps = self.plan.deps[ws_id]
+        deps = [*self.plan.deps[ws_id],
+                *(d for d in self.soft.get(ws_id, ()) if self.state.get(d) == COMMITTED)]
         if not deps:
             return None
         return max(deps, key=self.plan.index.__getitem__)

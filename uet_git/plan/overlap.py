@@ -20,7 +20,7 @@ Rules and limits (documented for users in docs/plan.md):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
@@ -165,6 +165,22 @@ def predict_conflicts(plan: Plan, workstreams: Sequence[Workstream]) -> list[str
                 f"add scope.allow or depends_on"
             )))
 
+    best = _scoped_pairs(plan, wss, ordered)
+    for (i, j), (_, _, hit) in best.items():
+        a, b = plan.ids[i], plan.ids[j]
+        warnings.append((i, j, (
+            f"{a} and {b} may conflict: both may change {hit} (add depends_on: [{a}] to {b})"
+        )))
+    warnings.sort(key=lambda t: (t[0], t[1]))
+    return [w for _, _, w in warnings]
+
+
+def _scoped_pairs(plan: Plan, wss: Sequence[Workstream],
+                  ordered: Callable[[int, int], bool]) -> dict[tuple[int, int],
+                                                               tuple[str, str, str]]:
+    """``{(i, j): (pattern of i, pattern of j, example path)}``, i < j positions in
+    ``plan.ids``, for each unordered pair whose non-empty ``scope.allow`` lists overlap."""
+    index = plan.index
     # Work on distinct pattern texts first (workstreams often share patterns), indexed by their
     # literal leading components: two patterns can only match a common path if one's key is a
     # prefix of (or equal to) the other's.
@@ -207,13 +223,26 @@ def predict_conflicts(plan: Plan, workstreams: Sequence[Workstream]) -> list[str
                             if old is None or cand < old:
                                 best[pair] = cand
 
-    for (i, j), (_, _, hit) in best.items():
-        a, b = plan.ids[i], plan.ids[j]
-        warnings.append((i, j, (
-            f"{a} and {b} may conflict: both may change {hit} (add depends_on: [{a}] to {b})"
-        )))
-    warnings.sort(key=lambda t: (t[0], t[1]))
-    return [w for _, _, w in warnings]
+    return best
+
+
+def implicit_edges(plan: Plan, workstreams: Sequence[Workstream]) -> list[tuple[str, str, str]]:
+    """``(earlier, later, example path)`` for each pair of workstreams the plan does not order
+    whose ``scope.allow`` patterns can match a common path, ``earlier`` first in plan order;
+    sorted by plan position. With ``[run] predicted_conflicts = "serialise"`` the later one
+    waits for the earlier's commit (or failure) so it starts from the merged result.
+
+    A workstream with an empty ``scope.allow`` (any path) makes no implicit edge: it would
+    serialise it with everything; it keeps its warning."""
+    index = plan.index
+    wss = sorted((ws for ws in workstreams if ws.id in index), key=lambda w: index[w.id])
+    anc = ancestor_bits(plan)
+
+    def ordered(i: int, j: int) -> bool:
+        return bool((anc[j] >> i) & 1 or (anc[i] >> j) & 1)
+
+    best = _scoped_pairs(plan, wss, ordered)
+    return [(plan.ids[i], plan.ids[j], hit) for (i, j), (_, _, hit) in sorted(best.items())]
 
 
 def _descendant_bits(plan: Plan, anc: list[int]) -> list[int]:
