@@ -29,17 +29,9 @@ Concurrent git housekeeping (a user's ``git gc``/``pack-refs`` in the same repos
   ``LOCK_RETRY_SECONDS``; a lost compare-and-swap is never retried: this writer holds the
   run's lock, so it means the refs were moved behind its back;
 - ``git gc --prune=now`` deletes what was unreachable when its walk began, so it can take
-  objects written before the refs moved even after they moved: after every transaction
-  the writer checks that its ledger commits not yet settled (their trees on the evidence
-  path and the evidence blobs, through a handle without libgit2's object cache) exist, and
-  writes them again from memory when not (the same bytes give the same ids, so the refs
-  become valid again without moving); a commit is settled once found complete while no
-  ``git gc`` runs (``gc.pid``) and older than ``RECENT_SECONDS``. git refusing a ref to a
-  just-pruned object, or a write failing on a pruned parent, is answered the same way. A
-  patch or candidate commit gone the same way is written again from the commit read before
-  the transaction when its tree is still there. What it cannot put back (a pruned patch
-  tree, a prune still running after the writer closed) is a one-line error naming the ref,
-  and ``uet fsck`` reports it;
+  objects written before the refs moved even after they moved: ``keepalive.Keepalive``
+  looks after each ledger commit until it is safe and writes it again from memory when a
+  prune took it (see there);
 - a tool that deletes the run's refs (``git update-ref -d`` of ``refs/uet/*``) makes the next
   transaction lose its compare-and-swap: the writer then finds its own refs gone, creates them
   again from what it holds in memory (ledger tip, state refs, patches, integration), commits
@@ -81,9 +73,7 @@ import re
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from uet_git.errors import UetError
@@ -92,10 +82,8 @@ from uet_git.gitrepo.merge import is_ancestor
 from uet_git.gitrepo.odb import (
     CommitInfo,
     MissingObject,
-    Person,
     get_commit,
     has_object,
-    list_tree,
     tree_of,
 )
 from uet_git.gitrepo.refs import RefConflict, RefTransaction, RefUpdater
@@ -104,6 +92,7 @@ from uet_git.gitrepo.trailers import format_message, one_line
 from uet_git.ledger import layout
 from uet_git.ledger.evidence import MAX_EVIDENCE, evidence_files, truncate
 from uet_git.ledger.expected import GC_EVENT, disagreements, recorded_integration
+from uet_git.ledger.keepalive import Keepalive, Written
 from uet_git.ledger.lock import LedgerBusy, RunLock, clear_stale_ref_locks
 from uet_git.ledger.log import PLAN_PATH, LedgerLog, WsRecord, plan_deps, read_ledger, ws_record
 from uet_git.ledger.query import all_run_refs, state_refs_of
@@ -120,12 +109,6 @@ from uet_git.ledger.states import (
 __all__ = ["MAX_EVIDENCE", "Ledger", "LedgerBusy", "truncate"]
 
 LOCK_RETRY_SECONDS = 5.0  # how long a transaction waits for a ref lock another git holds
-# Ledger commits are checked (and written again if a concurrent prune took them) at every
-# transaction until settled: see Ledger._ensure_recent.
-RECENT_SECONDS = 2.0
-RECHECK_SECONDS = 0.25
-RECENT_MAX = 512
-GC_PID_STALE = 3600.0  # seconds: a gc.pid this old is a dead gc's (git itself says 12 h)
 CONFIG_PATH = "config.json"
 RESERVED_TRAILERS = frozenset({
     "Uet-Run", "Uet-Workstream", "Uet-Attempt", "Uet-From", "Uet-To", "Uet-Patch",
@@ -163,81 +146,6 @@ def _crash_point(point: str, ws: str | None) -> None:
         os._exit(99)
 
 
-def _gc_running(repo: Repo) -> bool:
-    """Whether a ``git gc`` (which may prune) runs in ``repo`` now: git holds ``gc.pid``."""
-    try:
-        return time.time() - (repo.common_dir / "gc.pid").stat().st_mtime < GC_PID_STALE
-    except OSError:
-        return False
-
-
-def _fresh(repo: Repo) -> Repo:
-    # A handle with empty caches: libgit2 answers "exists" from its object cache for what
-    # this process wrote or read, even after another process pruned it from disk.
-    return Repo(workdir=repo.workdir, git_dir=repo.git_dir, common_dir=repo.common_dir)
-
-
-@dataclass
-class _Written:
-    """A ledger commit as the writer made it: enough to write it again, byte for byte."""
-
-    base_tree: str
-    files: dict[str, bytes]
-    parent: str | None
-    message: str
-    author: Person
-    committer: Person
-    tree: str = ""
-    commit: str = ""
-    named: dict[str, CommitInfo] = field(default_factory=dict)  # patch/candidate read before
-    at: float = 0.0  # when it was (last) written, monotonic
-    checked: float = 0.0  # when it was last found complete on disk
-
-    def write(self, repo: Repo) -> str:
-        handle = repo
-        for tries in range(3):
-            try:
-                tree = objects.build_tree(handle, self.base_tree, self.files) if self.files \
-                    else self.base_tree
-                commit = objects.make_commit(handle, tree, [self.parent] if self.parent else [],
-                                             self.message, author=self.author,
-                                             committer=self.committer)
-                break
-            except Exception:  # a concurrent prune took a tree from under us; write it again
-                if tries == 2:
-                    raise
-                handle = _fresh(repo)  # one that does not take the cache for the disk
-        if self.commit and (tree, commit) != (self.tree, self.commit):
-            raise UetError(f"ledger commit {self.commit[:12]} written again came out as "
-                           f"{commit[:12]}")  # pragma: no cover - same bytes, same id
-        self.tree, self.commit = tree, commit
-        self.at = time.monotonic()
-        return commit
-
-    def missing(self, repo: Repo, fresh: Repo | None = None) -> list[str]:
-        """The objects of this commit (and the patch/candidate it names) not on disk
-        (``fresh``: a handle without libgit2's object cache)."""
-        fresh = fresh or _fresh(repo)
-        gone = [oid for oid in (self.commit, self.tree) if not has_object(fresh, oid)]
-        if gone:
-            return gone
-        for d in sorted({p.rpartition("/")[0] for p in self.files}):
-            # Listing the directory reads every tree on its path from disk (a fresh handle).
-            try:
-                entries = {e.name: e.oid for e in list_tree(fresh, self.tree, d)}
-            except Exception:  # a tree on the path is gone, however gitrepo reports it
-                entries = {}
-            for path in self.files:
-                head, _, name = path.rpartition("/")
-                if head != d:
-                    continue
-                oid = entries.get(name)
-                if oid is None or not has_object(fresh, oid):
-                    gone.append(oid or f"{self.tree}:{path}")
-        gone.extend(oid for oid in self.named if not has_object(fresh, oid))
-        return gone
-
-
 class Ledger:
     """The writer of one run. Get one with ``Ledger.create`` or ``Ledger.open``."""
 
@@ -259,7 +167,7 @@ class Ledger:
         self._integration_ref = True  # False after `uet gc` removed it (recreated on a move)
         self._states: dict[str, WsRecord] = {}
         self._patches: dict[tuple[str, int], str] = {}
-        self._recent: deque[_Written] = deque()
+        self._keep = Keepalive(repo, run)
 
     # ------------------------------------------------------------------ opening
 
@@ -315,7 +223,7 @@ class Ledger:
             n = len(plan_deps(plan))
             body = f"uet run {run} from {base_oid[:12]}" + (f" onto {target}" if target else "")
             body += f"; {n} workstreams planned" if n else ""
-            written = _Written(objects.empty_tree(repo), files, None,
+            written = Written(objects.empty_tree(repo), files, None,
                                format_message("run: start", body, trailers),
                                objects.identity(repo, "author"),
                                objects.identity(repo, "committer"))
@@ -327,8 +235,7 @@ class Ledger:
                 self._commit(tx)
             except RefConflict as exc:
                 raise _RunExists(f"run {run} already exists ({exc})") from None
-            self._recent.append(written)
-            self._ensure_recent()
+            self._keep.add(written)
             self.base, self.target, self.plan = base_oid, target, dict(plan)
             self._tip, self._tree, self._integration = commit, written.tree, base_oid
         except BaseException:
@@ -450,8 +357,8 @@ class Ledger:
             raise UetError(f"{what} {value} {kind}") from None
 
     def _new_commit(self, subject: str, body: str, trailers: list[tuple[str, str]],
-                    files: Mapping[str, bytes]) -> _Written:
-        written = _Written(self._tree, dict(files), self._tip,
+                    files: Mapping[str, bytes]) -> Written:
+        written = Written(self._tree, dict(files), self._tip,
                            format_message(subject, body, trailers),
                            objects.identity(self.repo, "author"),
                            objects.identity(self.repo, "committer"))
@@ -462,7 +369,7 @@ class Ledger:
             except Exception:  # a prune took what it builds on: put that back, again
                 if tries == 4:
                     raise
-                self._ensure_recent(force=True)
+                self._keep.ensure(force=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def record(
@@ -581,7 +488,7 @@ class Ledger:
             _crash_point("after-commit", ws)
             return commit
 
-    def _transact(self, build: Callable[[], RefTransaction], written: _Written,
+    def _transact(self, build: Callable[[], RefTransaction], written: Written,
                   remember: Callable[[], None], crash_key: str | None, what: str) -> None:
         """Commit the transaction ``build()`` makes, then keep the cache and the objects true
         (see the module doc): retry a held ref lock, put back refs a tool deleted, write
@@ -610,7 +517,7 @@ class Ledger:
                     if "nonexistent object" not in str(exc) or rewrites >= 5:
                         raise
                     rewrites += 1
-                    self._rewrite(written)
+                    self._keep.rewrite(written)
                 except BaseException:
                     # Interrupted (Ctrl-C, a broken pipe) after "commit" may have reached git:
                     # the ledger ref says whether it happened; keep the cache true to it.
@@ -621,8 +528,7 @@ class Ledger:
             if hooked:
                 self._updater.before_commit = None
         remember()
-        self._recent.append(written)
-        self._ensure_recent()
+        self._keep.add(written)
         if restored:
             self.event(REPAIR_EVENT, "refs of this run were deleted behind the writer's back; "
                        "restored from the writer's memory:\n"
@@ -644,55 +550,6 @@ class Ledger:
                     raise
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
-
-    def _rewrite(self, written: _Written) -> None:
-        """Write ``written`` again, and the patch/candidate commits it names that are gone
-        while their trees are not."""
-        written.write(self.repo)
-        fresh = _fresh(self.repo)
-        for oid, info in written.named.items():
-            if not has_object(fresh, oid) and has_object(fresh, info.tree):
-                objects.make_commit(self.repo, info.tree, list(info.parents), info.message,
-                                    author=info.author, committer=info.committer)
-
-    def _ensure_recent(self, *, force: bool = False) -> None:
-        """Write again whatever a concurrent prune removed of the ledger commits not yet
-        settled (oldest first: each builds on the one before). A prune removes what was
-        unreachable when its walk began, so it can take a transaction's objects for as long
-        as it runs after the refs moved. A commit is settled once it is found complete at a
-        moment no ``git gc`` runs (git holds ``gc.pid`` throughout) and it is older than
-        ``RECENT_SECONDS`` (for a bare ``git prune``). The newest is always looked at, the
-        others every ``RECHECK_SECONDS`` (``force``: all now); a one-line error for what
-        cannot be written again."""
-        if not self._recent:
-            return
-        now = time.monotonic()
-        running = _gc_running(self.repo)  # looked at before the objects
-        fresh = _fresh(self.repo)
-        newest = self._recent[-1]
-        settled: list[_Written] = []
-        for written in list(self._recent):
-            if not (force or written is newest or now - written.checked >= RECHECK_SECONDS):
-                continue
-            for _ in range(3):
-                if not written.missing(self.repo, fresh):
-                    break
-                self._rewrite(written)
-                fresh = _fresh(self.repo)
-            else:
-                gone = written.missing(self.repo, _fresh(self.repo))
-                if gone:
-                    raise UetError(
-                        f"run {self.run}: {layout.ledger_ref(self.run)} names objects a "
-                        f"concurrent `git gc --prune=now` removed ({gone[0][:12]}) that cannot "
-                        f"be written again; run `uet fsck {self.run}`", exit_code=1)
-            written.checked = now
-            if not running and now - written.at >= RECENT_SECONDS:
-                settled.append(written)
-        for written in settled:
-            self._recent.remove(written)
-        while len(self._recent) > RECENT_MAX:  # a gc.pid that never goes: bound the work
-            self._recent.popleft()
 
     def _own_refs(self) -> dict[str, str]:
         """What this writer knows its refs must be (from memory, no reads)."""
@@ -726,7 +583,7 @@ class Ledger:
 
     def _remember(self, ws: str, to: str, attempt: int, reason: str | None,
                   patch_oid: str | None, cand_oid: str | None, cur: WsRecord | None,
-                  same_attempt: bool, new_ref: str, target: str, written: _Written,
+                  same_attempt: bool, new_ref: str, target: str, written: Written,
                   integ_oid: str | None) -> None:
         """Update the in-memory state after a transaction that committed."""
         when = written.committer.time
@@ -897,7 +754,7 @@ class Ledger:
                 return
             self._closed = True
             with contextlib.suppress(UetError):
-                self._ensure_recent(force=True)  # a last look for a prune at the end
+                self._keep.ensure(force=True)  # a last look for a prune at the end
             self._updater.close()
             self._lock.release()
 
