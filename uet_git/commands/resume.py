@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from uet_git.commands.journal import recover_landing
 from uet_git.commands.run import drive
 from uet_git.engine.events import Observer
 from uet_git.engine.inputs import load_inputs, workstreams_from_record
@@ -37,6 +38,11 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, observer: Ob
     workstreams alone, giving the quarantined or blocked ones among them a new attempt."""
     run = query.resolve_run(repo, run_id)
     with Ledger.open(repo, run) as ledger:
+        # A landing or rollback of this run cut short by a kill is finished or undone before
+        # anything else, whatever the resumed run then lands (--land never, nothing new).
+        recovered = recover_landing(repo, ledger)
+        if recovered:
+            observer.message(recovered)
         record = ledger.plan or {}
         workstreams = workstreams_from_record(record)
         if workstreams:
