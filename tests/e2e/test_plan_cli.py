@@ -62,7 +62,8 @@ def test_json_output_is_the_documented_object(tmp_path: Path):
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert set(data) == {"version", "nodes", "edges", "waves", "critical_path", "jobs",
-                         "lower_bound", "total_work", "warnings", "order"}
+                         "lower_bound", "total_work", "warnings", "order", "implicit_edges",
+                         "predicted_conflicts", "queue_bound"}
     assert data["version"] == 1
     assert data["order"] == ["ws-a", "ws-b", "ws-c", "ws-d", "ws-e"]
     assert [n["id"] for n in data["nodes"]] == data["order"]

@@ -21,6 +21,15 @@ N workers, and warnings (loader warnings, predicted scope conflicts; the first 1
 - ``total_work`` (number): sum of all weights.
 - ``warnings`` (list of strings): loader warnings, then predicted conflicts.
 - ``order`` (list of ids): the topological order (ties broken by id).
+- ``implicit_edges`` (list of ``[from, to, path]``): pairs predicted to conflict (both
+  ``scope.allow`` lists can match ``path``) that the plan does not order; with ``[run]
+  predicted_conflicts = "serialise"`` (the default) ``to`` waits for ``from``'s commit.
+- ``predicted_conflicts`` (string): ``serialise`` or ``ignore``, from uet.toml.
+- ``queue_bound``: the bound the verification queue aims at, ``value = max(critical_path,
+  tool_work / jobs, (tool_work + verify_work) / (jobs + verify_jobs))`` where each workstream
+  counts one verification of ``verify_seconds`` (``--verify-seconds``) after its tool, the
+  implicit edges order like dependencies when serialised, and ``verify_jobs`` is ``[verify]
+  jobs``.
 
 Weights are seconds where workstreams give ``estimate``; a workstream without one counts 1.
 
@@ -40,7 +49,7 @@ from uet_git.cli.render import wave_lines, wrap
 from uet_git.engine.options import resolve_jobs
 from uet_git.errors import EXIT_INVALID, UetError
 from uet_git.plan.dag import PlanError, build_plan
-from uet_git.plan.overlap import predict_conflicts
+from uet_git.plan.overlap import implicit_edges, predict_conflicts
 from uet_git.spec.load import load_config, load_workstreams
 from uet_git.spec.models import Config
 
@@ -87,7 +96,10 @@ def _unit(has_estimates: int, count: int) -> str:
               help="Workers for the lower bound (default: UET_JOBS, else PIPELINE_MAX_WORKERS, "
                    "else uet.toml [run] jobs, else 4).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
-def cmd(path: Path | None, jobs: int | None, as_json: bool) -> None:
+@click.option("--verify-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds one verification (acceptance + hooks on a candidate) takes, for "
+                   "the bound of the verification queue.")
+def cmd(path: Path | None, jobs: int | None, as_json: bool, verify_seconds: float) -> None:
     """Show the dependency plan of PATH (a workstream file or directory; default: the
     workstreams/ directory, or uet.toml [run] workstreams, at the repository root): waves,
     critical path, counts, the lower bound of the wall time for N workers, and predicted
@@ -111,9 +123,17 @@ def cmd(path: Path | None, jobs: int | None, as_json: bool) -> None:
 
     warnings = [str(w) for w in loaded.warnings]
     warnings += predict_conflicts(plan, loaded.workstreams)
+    implicit = implicit_edges(plan, loaded.workstreams)
+    serialise = config.run.predicted_conflicts == "serialise"
+    bound = plan.queue_bound(n_jobs, verify=verify_seconds, verify_jobs=config.verify.jobs,
+                             extra_edges=[(a, b) for a, b, _ in implicit] if serialise else [])
 
     if as_json:
-        echo_json(plan.to_json(n_jobs, warnings=warnings))
+        data = plan.to_json(n_jobs, warnings=warnings)
+        data["implicit_edges"] = [list(e) for e in implicit]
+        data["predicted_conflicts"] = config.run.predicted_conflicts
+        data["queue_bound"] = bound.to_json()
+        echo_json(data)
         return
 
     n = len(plan.ids)
@@ -139,6 +159,18 @@ def cmd(path: Path | None, jobs: int | None, as_json: bool) -> None:
     click.echo(f"lower bound with {n_jobs} worker{'s' if n_jobs != 1 else ''}: "
                f"{_num(max(length, total / n_jobs))} = max(critical path {_num(length)}, "
                f"total {_num(total)} / {n_jobs})")
+    if implicit:
+        how = "serialised" if serialise else "not used: [run] predicted_conflicts = \"ignore\""
+        click.echo(f"implicit edges (predicted conflicts, {how}): {len(implicit)}")
+        for a, b, hit in implicit[:MAX_TEXT_WARNINGS]:
+            click.echo(f"  {a} -> {b} (both may change {hit})")
+        if len(implicit) > MAX_TEXT_WARNINGS:
+            click.echo(f"  ... {len(implicit) - MAX_TEXT_WARNINGS} more (uet plan --json)")
+    vj = bound.verify_jobs
+    click.echo(f"bound of the verification queue ({_num(verify_seconds)} s per verification, "
+               f"--verify-seconds): {_num(bound.value)} = max(critical path "
+               f"{_num(bound.critical)}, tools {_num(bound.tool_work)} / {n_jobs}, (tools + "
+               f"verifications {_num(bound.verify_work)}) / ({n_jobs} + {vj} verify jobs))")
     if warnings:
         click.echo(f"warnings ({len(warnings)}):")
         for w in warnings[:MAX_TEXT_WARNINGS]:

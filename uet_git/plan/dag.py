@@ -163,6 +163,32 @@ class Plan:
         length, _ = self.critical_path(weights)
         return max(length, self.total_work(weights) / jobs)
 
+    def queue_bound(self, jobs: int, weights: Mapping[str, float] | None = None, *,
+                    verify: float = 0.0, verify_jobs: int = 0,
+                    extra_edges: Sequence[tuple[str, str]] = ()) -> QueueBound:
+        """The bound the verification queue aims at: ``max(critical path, total work /
+        jobs)`` with each verification the gate needs counted: one per workstream (``verify``
+        seconds, on its candidate; the worker's run on the tail of the queue is that one when
+        nothing ahead changes), after its tool and before its dependents start. Tools use
+        ``jobs`` slots, verifications also ``verify_jobs`` more; ``extra_edges`` (implicit
+        edges of predicted conflicts) order workstreams like dependencies."""
+        if jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {jobs}")
+        w = self.weights(weights)
+        after: dict[str, list[str]] = {k: list(v) for k, v in self.dependents.items()}
+        for a, b in extra_edges:
+            if a in after and b in after:
+                after[a].append(b)
+        rem: dict[str, float] = {}
+        # Extra edges go forward in plan order like the real ones: reversed order still works.
+        for ws_id in reversed(self.ids):
+            rem[ws_id] = w[ws_id] + verify + max((rem[d] for d in after[ws_id]), default=0.0)
+        critical = max(rem.values(), default=0.0)
+        tools = sum(w.values())
+        checks = verify * len(self.ids)
+        value = max(critical, tools / jobs, (tools + checks) / (jobs + verify_jobs))
+        return QueueBound(critical, tools, checks, jobs, verify_jobs, verify, value)
+
     # -- export --------------------------------------------------------------------------
 
     def to_json(
@@ -208,6 +234,26 @@ class Plan:
             "warnings": list(warnings),
             "order": list(self.ids),
         }
+
+
+@dataclass(frozen=True)
+class QueueBound:
+    """``Plan.queue_bound``: ``value = max(critical, tool_work / jobs, (tool_work +
+    verify_work) / (jobs + verify_jobs))``."""
+
+    critical: float  # the longest chain, a verification after each workstream
+    tool_work: float
+    verify_work: float
+    jobs: int
+    verify_jobs: int
+    verify: float  # seconds per verification
+    value: float
+
+    def to_json(self) -> dict[str, float | int]:
+        return {"value": self.value, "critical_path": self.critical,
+                "tool_work": self.tool_work, "verify_work": self.verify_work,
+                "jobs": self.jobs, "verify_jobs": self.verify_jobs,
+                "verify_seconds": self.verify}
 
 
 def build_plan(workstreams: Sequence[Workstream]) -> Plan:
