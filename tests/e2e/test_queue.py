@@ -134,3 +134,26 @@ def test_resume_after_kill_9_in_a_speculative_window_lands_each_patch_once(
     landed = landed_workstreams(repo, f"refs/uet/integration/{last_run(repo)}")
     assert sorted(landed) == sorted(f"w{i}" for i in range(N))  # each once
     fsck_clean(repo)
+
+
+def test_predicted_conflict_serialised_both_commit_ignored_one_conflicts(
+        tmp_path: Path) -> None:
+    wss: dict[str, dict[str, object]] = {
+        side: {"command": f"printf '{side.upper()}\\nline two\\n' > shared.txt",
+               "scope": {"allow": ["shared.txt"]}}
+        for side in ("left", "right")
+    }
+    for mode, codes in (("serialise", 0), ("ignore", 1)):
+        repo = setup_repo(tmp_path / mode, files={"shared.txt": "line one\nline two\n"},
+                          workstreams=wss,
+                          config=f'[run]\njobs = 2\npredicted_conflicts = "{mode}"\n')
+        plan = run_ok(repo, "plan")
+        assert "left -> right (both may change shared.txt)" in plan.stdout
+        run_ok(repo, "run", code=codes)
+        st = states(repo)
+        if mode == "serialise":  # right started from left's commit
+            assert st == {"left": "committed", "right": "committed"}
+            assert git(repo, "show", "main:shared.txt").splitlines()[0] == "RIGHT"
+        else:
+            assert sorted(st.values()) == ["committed", "quarantined"]
+        fsck_clean(repo)
