@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import random
 import shutil
@@ -30,6 +31,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# Read when uet's engine is imported: the short retry backoff of the tests.
+os.environ.setdefault("UET_RETRY_BACKOFF", "0.05")
+
+from uet_git.cli import main as uet_main
 
 COMMANDS = ("run", "resume", "land", "rollback")
 SPECS = {
@@ -74,9 +80,34 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
 
 
 def uet(env: Env, repo: Path, *args: str, crash: str | None = None) -> sp.CompletedProcess[str]:
-    extra = {"UET_TEST_CRASH_AT": crash} if crash else {}
-    return sp.run([*uet_argv(), *args], cwd=repo, capture_output=True, text=True,
-                  env={**env.vars, **extra}, stdin=sp.DEVNULL, timeout=300)
+    """``uet ARGS``: in a process of its own when it is to crash, else in this one (the
+    recoveries and checks; the same ``main()`` the command runs, without a Python start)."""
+    if crash:
+        return sp.run([*uet_argv(), *args], cwd=repo, capture_output=True, text=True,
+                      env={**env.vars, "UET_TEST_CRASH_AT": crash}, stdin=sp.DEVNULL,
+                      timeout=300)
+    out, err = io.StringIO(), io.StringIO()
+    old = os.getcwd()
+    code = 0
+    try:
+        os.chdir(repo)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                uet_main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(old)
+    reap()
+    return sp.CompletedProcess(["uet", *args], code, out.getvalue(), err.getvalue())
+
+
+def reap() -> None:
+    """Once uet ran a tool in this process it is a child subreaper: collect what a killed
+    ``uet`` left behind and was re-parented here."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
 
 
 def new_repo(path: Path) -> Path:
@@ -263,7 +294,7 @@ def one(t: Templates, rng: random.Random, i: int, durations: dict[str, float]) -
     run_id = only_run(repo)
     args = {"run": ["run", "--jobs", "2"], "resume": ["resume", run_id or ""],
             "land": ["land", run_id or ""], "rollback": ["rollback", run_id or ""]}[command]
-    delay = rng.uniform(0.0, durations[command] * 1.1)
+    delay = rng.uniform(0.02, durations[command] * 0.9)
     killed = kill_after(t.env, repo, args, delay)
     run_id = only_run(repo)
     run_id, problems = recover(t.env, repo, command, run_id)
@@ -287,7 +318,8 @@ def calibrate(t: Templates) -> dict[str, float]:
             src = {"run": t.fresh, "land": t.unlanded, "rollback": t.landed}[command]()
             shutil.copytree(src.parent, repo)
         t0 = time.monotonic()
-        uet(t.env, repo / "r", *args)
+        sp.run([*uet_argv(), *args], cwd=repo / "r", capture_output=True, env=t.env.vars,
+               stdin=sp.DEVNULL, timeout=300)
         took[command] = max(time.monotonic() - t0, 0.2)
         shutil.rmtree(repo, ignore_errors=True)
     return took
@@ -303,14 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-delay", type=float, default=None,
                     help="draw every kill delay from [0, SECONDS] instead of measuring how "
                          "long each command takes uncut first")
+    ap.add_argument("--progress", action="store_true", help="one line per iteration")
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="uet-soak-", dir=args.workdir))
     (root / "home").mkdir()
     t = Templates(root, Env(root / "home"))
+    os.environ.clear()
+    os.environ.update(t.env.vars)
     rng = random.Random(args.seed)
     t0 = time.monotonic()
     durations = (calibrate(t) if args.max_delay is None
-                 else {c: args.max_delay / 1.1 for c in COMMANDS})
+                 else {c: args.max_delay / 0.9 for c in COMMANDS})
     print("uncut durations: " + ", ".join(f"{k} {v:.2f}s" for k, v in durations.items()))
     tally: dict[str, Counter[str]] = {c: Counter() for c in COMMANDS}
     violations: list[tuple[int, Outcome]] = []
@@ -322,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
         c["violations" if out.problems else "recovered ok"] += 1
         if out.problems:
             violations.append((i, out))
+        if args.progress:
+            print(f"[{i + 1}/{args.kills}] {out.command}: "
+                  f"{'killed' if out.killed else 'finished'} after {out.delay:.2f} s, "
+                  f"{'VIOLATION ' + '; '.join(out.problems) if out.problems else 'ok'}",
+                  flush=True)
     print(f"\nkill -9 soak: {args.kills} iterations, seed {args.seed}, "
           f"{time.monotonic() - t0:.0f} s\n")
     cols = ("tries", "killed", "finished first", "recovered ok", "violations")
