@@ -113,7 +113,6 @@ def test_forged_integration_ref_is_refused_repaired_then_the_recorded_tip_lands(
     run_ok(repo, "fsck", run_id)
     run_ok(repo, "land", run_id)
     assert git(repo, "rev-parse", "main") == tip
-    assert git(repo, "merge-base", "--is-ancestor", forged, "main", check=False) == ""
     assert sp.run(["git", "merge-base", "--is-ancestor", forged, "main"], cwd=repo).returncode
     assert "good" in landed_workstreams(repo)
 
