@@ -13,7 +13,9 @@ from typing import Any
 
 from uet_git.engine.events import Observer
 from uet_git.engine.guard import TamperGuard, guard_for
-from uet_git.gitrepo.odb import get_commit
+from uet_git.engine.verdicts import ACCEPTED_ON, VerdictCache, acceptance_key
+from uet_git.gitrepo.merge import rebase
+from uet_git.gitrepo.odb import get_commit, tree_of
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger.writer import Ledger
@@ -75,6 +77,12 @@ class RunContext:
     # the check for tools that changed the repository outside their worktree.
     sandboxed: bool = field(init=False)
     guard: TamperGuard = field(init=False)
+    # The verification queue's tail (the candidate its last patch makes, else the integration
+    # tip; set by the loop thread, read by workers) and its verdict cache: a worker judges a
+    # new patch on the tail, so that when nothing ahead of it changes, the queue's candidate
+    # is that tree and needs no second run. None: no queue ([verify] window = 1).
+    queue_tail: str | None = None
+    verdicts: VerdictCache | None = None
 
     def __post_init__(self) -> None:
         self.sandboxed = self.config.sandbox.mode == "bwrap" and available() is None
@@ -86,6 +94,25 @@ class RunContext:
         if not self.sandboxed:
             return None
         return sandbox_for(self.repo, worktree, self.config.sandbox, extra_writable=writable)
+
+    def tail_candidate(self, patch: str) -> str | None:
+        """The patch on the queue's tail (a commit made in memory) for its worker acceptance,
+        or None: no queue, the tail is the patch's own parent, or it does not apply there."""
+        tail = self.queue_tail
+        if tail is None or self.verdicts is None:
+            return None
+        if get_commit(self.repo, patch).parent == tail:
+            return None
+        made = rebase(self.repo, patch, tail)
+        return made.commit if made.commit and not made.conflicts else None
+
+    def accepted_on(self, ws: Workstream, commit: str) -> dict[str, str]:
+        """A worker's acceptance passed on ``commit`` (the patch or its tail candidate): into
+        the verdict cache, and the trailer that keeps it in the ledger (``verdicts``)."""
+        if self.verdicts is None:
+            return {}
+        self.verdicts.add("acceptance", tree_of(self.repo, commit), acceptance_key(ws))
+        return {ACCEPTED_ON: commit}
 
     @property
     def run_id(self) -> str:

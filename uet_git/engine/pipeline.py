@@ -292,20 +292,29 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
                    detail=detail or f"{len(changes)} changed paths within scope and limits")
     if ws.acceptance:
         ctx.observer.worker(worker, ws_id, "acceptance")
-        if wt.base != patch:
-            # The worktree holds exactly the patch's files (the snapshot took them from it);
-            # point HEAD and the index at the patch too, in one cheap step. Ignored files (a
-            # .venv built by setup) stay.
-            reset_index(ctx.repo, wt.path, patch)
-        env = ctx.env_for(ws, worker, wt.path, {"UET_PATCH": patch}, attempt=attempt)
-        logs = ctx.log_dir(ws_id, attempt, "acceptance")
-        ctx.guard.enter(ws_id, wt.path)
-        try:
-            acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=ws.timeout,
-                               log_dir=logs, name="acceptance", cancel=ctx.cancel,
-                               sandbox=ctx.sandbox(wt.path, logs))
-        finally:
-            tampering = ctx.guard.leave(ws_id)
+        # With the verification queue, first on the queue's tail + the patch (verify once: the
+        # queue's candidate is that tree when nothing ahead changes); failing there is no
+        # verdict on the patch, which is then judged alone as without the queue.
+        tail = ctx.tail_candidate(patch)
+        for target in (tail, patch) if tail else (patch,):
+            if tail:
+                reset_worktree(ctx.repo, wt.path, target, keep_ignored=True)
+            elif wt.base != patch:
+                # The worktree holds exactly the patch's files (the snapshot took them from
+                # it); point HEAD and the index at the patch too, in one cheap step. Ignored
+                # files (a .venv built by setup) stay.
+                reset_index(ctx.repo, wt.path, patch)
+            env = ctx.env_for(ws, worker, wt.path, {"UET_PATCH": patch}, attempt=attempt)
+            logs = ctx.log_dir(ws_id, attempt, "acceptance" if target == patch else "tail")
+            ctx.guard.enter(ws_id, wt.path)
+            try:
+                acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=ws.timeout,
+                                   log_dir=logs, name="acceptance", cancel=ctx.cancel,
+                                   sandbox=ctx.sandbox(wt.path, logs))
+            finally:
+                tampering = ctx.guard.leave(ws_id)
+            if acc.ok or acc.cancelled or tampering is not None:
+                break
         if acc.cancelled:
             return WorkerOutcome(ws_id, None, duration=time.monotonic() - start)
         if tampering is not None:
@@ -321,9 +330,12 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
                        evidence={"acceptance.log": acc.log})
             return WorkerOutcome(ws_id, "quarantined", "verify-failed", False,
                                  time.monotonic() - start)
+        on = "" if target == patch else f" on the queue's tail + the patch ({target[:12]})"
         ctx.record(ws_id, "queued", attempt=attempt, evidence={"acceptance.log": acc.log},
                    detail=f"acceptance: {len(ws.acceptance)} commands passed in "
-                          f"{acc.duration:.1f} s", trailers=_worker_seconds(started or start))
+                          f"{acc.duration:.1f} s{on}",
+                   trailers={**_worker_seconds(started or start),
+                             **ctx.accepted_on(ws, target)})
     else:
         ctx.record(ws_id, "queued", attempt=attempt, detail="no acceptance commands",
                    trailers=_worker_seconds(started or start))

@@ -69,6 +69,7 @@ from uet_git.engine.verify import (
     verify_candidate,
 )
 from uet_git.gitrepo import odb
+from uet_git.gitrepo.merge import rebase_conflict_text as conflict_evidence
 from uet_git.gitrepo.refs import for_each_ref
 from uet_git.ledger.layout import candidate_prefix, candidate_ref
 
@@ -133,6 +134,8 @@ class VerifyQueue:
         self.running = 0  # jobs out (stale ones included: they hold a slot)
         self._n = 0
         self.clear_refs()
+        ctx.verdicts = cache
+        self.publish_tail()
 
     # -- refs ------------------------------------------------------------------------------
 
@@ -191,7 +194,21 @@ class VerifyQueue:
             self.window = min(self.max_window, self.window + 1)
             progress.committed.append(head.ws)
         self._build(progress)
+        self.publish_tail()
         return progress
+
+    def publish_tail(self) -> None:
+        """``ctx.queue_tail``: where a patch queued now would be built (the last candidate
+        when every patch in the chain has one, else unknown: None)."""
+        tail = self.ctx.ledger.integration_tip()
+        for item in self.items:
+            if item.status == DEFERRED:
+                continue
+            if item.candidate is None:
+                self.ctx.queue_tail = None
+                return
+            tail = item.candidate
+        self.ctx.queue_tail = tail
 
     def head(self) -> Item | None:
         """The first candidate of the chain (deferred patches are not in it)."""
@@ -440,7 +457,8 @@ class VerifyQueue:
                        detail=f"the queue re-applies it on {base[:12]}")
         ctx.record(item.ws, "quarantined", attempt=item.attempt, reason="conflict",
                    detail=f"conflicts with the integration tip {base[:12]} in: {shown}",
-                   evidence={"conflicts.txt": ("\n".join(conflicts) + "\n").encode()})
+                   evidence={"conflicts.txt": ("\n".join(conflicts) + "\n").encode(),
+                             "conflicts.diff3": conflict_evidence(ctx.repo, item.patch, base)})
 
 
 def run_job(ctx: RunContext, checks: Checks, cache: VerdictCache, job: Job, *,

@@ -13,11 +13,13 @@ Only passes are cached: a failure is re-checked once on its own (the flake check
 
 Persistence (resume and retry included): nothing of its own. ``from_ledger`` derives the cache
 from the run's ledger: a ``queued`` transition after acceptance passed on the patch (its tree,
-acceptance only), a ``verified`` transition (the candidate's tree, acceptance and hooks), and
-the ``run: verdict`` events the queue writes for passes on speculative candidates that did not
-(yet) become a state: those carry ``Uet-Verdict-Of`` (the workstream), ``Uet-Verdict-Tree``,
-``Uet-Verdict-Acceptance`` and ``Uet-Verdict-Hooks`` (the two keys; ``-`` when that part did
-not run) and ``Uet-Verdict`` (``passed`` or ``failed``; a failure is evidence only).
+acceptance only; with the queue, the tree of ``Uet-Accepted-On``: the worker may have judged the
+patch on the queue's tail), a ``verified`` transition (the candidate's tree, acceptance and
+hooks), and the ``run: verdict`` events the queue writes for passes on speculative candidates
+that did not (yet) become a state: those carry ``Uet-Verdict-Of`` (the workstream),
+``Uet-Verdict-Tree``, ``Uet-Verdict-Acceptance`` and ``Uet-Verdict-Hooks`` (the two keys; ``-``
+when that part did not run) and ``Uet-Verdict`` (``passed`` or ``failed``; a failure is
+evidence only).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from uet_git.ledger.log import Event
 from uet_git.spec.models import Workstream
 
 VERDICT_EVENT = "run: verdict"
+ACCEPTED_ON = "Uet-Accepted-On"  # on `queued`: the commit whose tree the worker's acceptance passed
 NONE = "-"
 
 
@@ -101,6 +104,8 @@ def from_ledger(repo: Repo, events: Iterable[Event], workstreams: Mapping[str, W
         if ws is None:
             continue
         oid = e.patch if e.to == "queued" else e.candidate if e.to == "verified" else None
+        if e.to == "queued" and ACCEPTED_ON in e.trailers:
+            oid = e.trailers[ACCEPTED_ON]  # the worker judged the patch on the queue's tail
         if oid is None or not odb.has_object(repo, oid):
             continue
         tree = odb.tree_of(repo, oid)
