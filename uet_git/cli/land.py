@@ -27,7 +27,7 @@ from uet_git.ledger.writer import Ledger
 @click.option("--rebase", is_flag=True,
               help="If the target moved, re-integrate the run's committed patches onto its new "
                    "tip (re-verifying each) and land the result.")
-@click.option("--jobs", type=click.IntRange(1), default=None,
+@click.option("-j", "--jobs", type=click.IntRange(1), default=None,
               help="Workers for re-verification with --rebase.")
 def cmd(run: str | None, rebase: bool, jobs: int | None) -> None:
     """Fast-forward the target branch of RUN (default: the latest run) to the integration tip

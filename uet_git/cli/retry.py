@@ -1,7 +1,8 @@
-"""`uet retry WS [--run RUN] [--reapply] [--jobs N]`: a new attempt for a quarantined (or
-blocked, once its dependencies committed) workstream, or with --reapply the same patch
-re-integrated; then the run resumes on it and on the dependents it unblocks. The exit code is
-the run's (0 all committed and landed, 1 anything quarantined or blocked, 130 interrupted)."""
+"""`uet retry WS [RUN] [--reapply] [-j N]` (RUN also as --run RUN): a new attempt for a
+quarantined (or blocked, once its dependencies committed) workstream, or with --reapply the
+same patch re-integrated; then the run resumes on it and on the dependents it unblocks. The
+exit code is the run's (0 all committed and landed, 1 anything quarantined or blocked, 130
+interrupted)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import click
 
 from uet_git.cli.render import Reporter
+from uet_git.cli.runarg import RUN_HELP, pick_run
 from uet_git.commands.actions import retry_ws
 from uet_git.engine.options import RunOptions
 from uet_git.gitrepo import Repo
@@ -18,16 +20,18 @@ from uet_git.ledger import query
 
 @click.command()
 @click.argument("ws")
-@click.option("--run", "run", metavar="RUN", help="The run (default: the latest).")
+@click.argument("run_arg", metavar="[RUN]", required=False)
+@click.option("--run", "run_opt", metavar="RUN", help=RUN_HELP)
 @click.option("--reapply", is_flag=True,
               help="Re-integrate the existing patch (re-verified on the current tip) instead of "
                    "running the tool again.")
-@click.option("--jobs", type=click.IntRange(1), default=None, help="Parallel workers.")
-def cmd(ws: str, run: str | None, reapply: bool, jobs: int | None) -> None:
+@click.option("-j", "--jobs", type=click.IntRange(1), default=None, help="Parallel workers.")
+def cmd(ws: str, run_arg: str | None, run_opt: str | None, reapply: bool,
+        jobs: int | None) -> None:
     """Retry workstream WS of RUN (default: the latest run). Only a quarantined workstream, or
     a blocked one whose dependencies are committed, can be retried."""
     repo = Repo.open(".")
-    run_id = query.resolve_run(repo, run)
+    run_id = query.resolve_run(repo, pick_run(run_arg, run_opt))
     options = RunOptions(jobs=jobs)
     result = retry_ws(repo, run_id, ws, reapply=reapply, options=options,
                       observer=Reporter(options.output))

@@ -1,5 +1,6 @@
-"""`uet show WS [--run RUN] [--attempt N] [--evidence NAME]`: a workstream's record, its history
-and its evidence; with --evidence, that blob's raw bytes on stdout."""
+"""`uet show WS [RUN] [--attempt N] [--evidence NAME]`: a workstream's record, the diff stat of
+its change, its history and its evidence with the git command that reads each blob; with
+--evidence, that blob's raw bytes on stdout. RUN may also be given as --run RUN."""
 
 from __future__ import annotations
 
@@ -7,24 +8,31 @@ import sys
 
 import click
 
+from uet_git.cli.diff import change_of
 from uet_git.cli.log import format_events
+from uet_git.cli.runarg import RUN_HELP, pick_run
 from uet_git.cli.status import fmt_duration, fmt_time
 from uet_git.errors import UetError
-from uet_git.gitrepo import Repo
+from uet_git.gitrepo import Repo, odb
+from uet_git.gitrepo.merge import diff_stat
 from uet_git.ledger import query
 
 
 @click.command()
 @click.argument("ws")
-@click.option("--run", "run", metavar="RUN", help="The run (default: the latest).")
+@click.argument("run_arg", metavar="[RUN]", required=False)
+@click.option("--run", "run_opt", metavar="RUN", help=RUN_HELP)
 @click.option("--attempt", type=click.IntRange(1), help="The attempt (default: the latest).")
 @click.option("--evidence", "name", metavar="NAME",
               help="Print this evidence blob raw (e.g. tool.stdout) and nothing else.")
-def cmd(ws: str, run: str | None, attempt: int | None, name: str | None) -> None:
-    """Show workstream WS of a run: its state, attempt, reason, patch and candidate commits and
-    timings, its ledger history, and the names of its evidence blobs (stored in the ledger tree
-    under evidence/WS/ATTEMPT/NAME)."""
+def cmd(ws: str, run_arg: str | None, run_opt: str | None, attempt: int | None,
+        name: str | None) -> None:
+    """Show workstream WS of RUN (default: the latest run): its state, attempt, reason, patch
+    and candidate commits and timings, the diff stat of its change (`uet diff WS RUN` shows
+    the diff), its ledger history, and its evidence blobs (stored in the ledger tree under
+    evidence/WS/ATTEMPT/NAME), each with the git command that reads it."""
     repo = Repo.open(".")
+    run = pick_run(run_arg, run_opt)
     run_id = query.resolve_run(repo, run)
     if name is not None:
         data = query.evidence(repo, run_id, ws, attempt, name)
@@ -59,6 +67,14 @@ def cmd(ws: str, run: str | None, attempt: int | None, name: str | None) -> None
         click.echo(f"{k + ':':<11} {v}")
     if rec.state == query.PENDING:
         return
+    change = change_of(rec)
+    if change is not None and odb.has_object(repo, change[1]):
+        what, commit = change
+        parent = odb.get_commit(repo, commit).parent
+        click.echo(f"\nchange ({what} {commit[:12]} against its parent; "
+                   f"`uet diff {ws} {run_id}` shows it):")
+        for line in diff_stat(repo, parent, commit).rstrip("\n").splitlines():
+            click.echo(f"  {line.strip()}")
     click.echo("\nhistory:")
     for line in format_events(query.history(repo, run_id, ws), fmt_time):
         click.echo(f"  {line}")
@@ -67,8 +83,9 @@ def cmd(ws: str, run: str | None, attempt: int | None, name: str | None) -> None
     click.echo(f"\nevidence (attempt {shown if shown is not None else '-'}):")
     if not names:
         click.echo("  (none)")
+    width = max((len(n) for n in names), default=0)
     for n in names:
-        click.echo(f"  {n}")
+        click.echo(f"  {n:<{width}}  git show refs/uet/ledger/{run_id}:evidence/{ws}/{shown}/{n}")
     if names:
-        click.echo(f"read one with: uet show {ws} --run {run_id} --evidence NAME"
+        click.echo(f"or: uet show {ws} {run_id} --evidence NAME"
                    + (f" --attempt {shown}" if attempt is not None else ""))

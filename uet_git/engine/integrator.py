@@ -31,6 +31,7 @@ from uet_git.engine.verify import (
     verify_candidate,
 )
 from uet_git.gitrepo import odb
+from uet_git.gitrepo.merge import rebase_conflict_text as conflict_evidence
 
 
 @dataclass
@@ -72,7 +73,8 @@ def integrate(ctx: RunContext, ws_id: str) -> IntegrationOutcome:
             shown = ", ".join(conflicts[:20]) + (" ..." if len(conflicts) > 20 else "")
             ctx.record(ws_id, "quarantined", attempt=attempt, reason="conflict",
                        detail=f"conflicts with the integration tip {tip[:12]} in: {shown}",
-                       evidence={"conflicts.txt": ("\n".join(conflicts) + "\n").encode()})
+                       evidence={"conflicts.txt": ("\n".join(conflicts) + "\n").encode(),
+                                 "conflicts.diff3": conflict_evidence(ctx.repo, patch, tip)})
             ctx.observer.worker(INTEGRATOR, None)
             return done("quarantined", "conflict")
         candidate = made.commit or empty_candidate(ctx.repo, patch, tip)

@@ -14,12 +14,14 @@ Arguments are commit or tree ids (strings or ``pygit2.Oid``); results are tree i
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pygit2
 
-from uet_git.gitrepo.gitcmd import NO_EXTERNAL_DIFF
+from uet_git.gitrepo.gitcmd import NO_EXTERNAL_DIFF, run_git
 from uet_git.gitrepo.objects import (
     FILEMODE_TREE,
     Entry,
@@ -254,3 +256,84 @@ def diff_bytes(repo: Repo, a: str, b: str) -> bytes:
     ta, tb = tree_of(repo, a), tree_of(repo, b)
     return repo.git("diff-tree", "-p", "--binary", "--full-index", "--no-color",
                     *NO_EXTERNAL_DIFF, "-r", ta, tb).stdout
+
+
+# Conflict evidence is for a person to read: bounded, so a conflict in a huge generated file
+# cannot bloat the ledger.
+CONFLICT_TEXT_LIMIT = 256 * 1024
+
+
+def _is_binary(data: bytes) -> bool:
+    return b"\0" in data[:8000]
+
+
+def conflict_text(repo: Repo, base: OidLike | None, ours: OidLike, theirs: OidLike, *,
+                  labels: tuple[str, str, str] = ("ours", "base", "theirs")) -> bytes:
+    """What a person needs to resolve the 3-way merge of ``ours`` and ``theirs`` against
+    ``base`` (commits or trees; ``labels`` name them in that order: ours, base, theirs): per
+    conflicting path a header line ``=== PATH: KIND``, then for a text file both sides
+    changed, the file as ``git merge-file -p --diff3`` prints it (conflict hunks with the
+    base between ``|||||||`` and ``=======``), made by ``git merge-file`` on the three blobs
+    in a temporary directory (git 2.39 has no ``--object-id``); for a side that deleted the
+    file, the other side's content; binary files and submodules are named only. Empty when
+    the merge is clean. At most ``CONFLICT_TEXT_LIMIT`` bytes (then a last line says so)."""
+    pg = repo._pg
+    try:
+        index = pg.merge_trees(_tree(repo, base), _tree(repo, ours), _tree(repo, theirs))
+    except pygit2.GitError as exc:
+        raise GitError(f"merge of {theirs} onto {ours} failed: {exc}") from exc
+    if index.conflicts is None:
+        return b""
+    l_ours, _, l_theirs = labels
+    chunks: list[bytes] = []
+    for anc, our, their in index.conflicts:
+        path = next(e.path for e in (our, their, anc) if e is not None)
+        blobs = [None if e is None or e.mode == FILEMODE_COMMIT else pg[e.id].data
+                 for e in (our, anc, their)]
+        o_data, a_data, t_data = blobs
+        if any(e is not None and e.mode == FILEMODE_COMMIT for e in (our, anc, their)):
+            chunks.append(f"=== {path}: submodule changed on both sides\n".encode())
+            continue
+        if our is None or their is None:
+            gone, kept, data = ((l_ours, l_theirs, t_data) if our is None
+                                else (l_theirs, l_ours, o_data))
+            head = f"=== {path}: deleted in {gone}, modified in {kept}"
+            if data is None or _is_binary(data):
+                chunks.append(f"{head} (binary)\n".encode())
+            else:
+                chunks.append(f"{head}; {kept} has:\n".encode() + data
+                              + (b"" if data.endswith(b"\n") else b"\n"))
+            continue
+        kind = "added on both sides" if anc is None else "changed on both sides"
+        if any(d is not None and _is_binary(d) for d in blobs):
+            chunks.append(f"=== {path}: {kind} (binary)\n".encode())
+            continue
+        chunks.append(f"=== {path}: {kind}\n".encode() + _merge_file(
+            o_data or b"", a_data or b"", t_data or b"", labels))
+    text = b"".join(chunks)
+    if len(text) > CONFLICT_TEXT_LIMIT:
+        text = text[:CONFLICT_TEXT_LIMIT] + b"\n... (cut at %d bytes)\n" % CONFLICT_TEXT_LIMIT
+    return text
+
+
+def _merge_file(ours: bytes, base: bytes, theirs: bytes, labels: tuple[str, str, str]) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="uet-conflict-") as tmp:
+        for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
+            (Path(tmp) / name).write_bytes(data)
+        proc = run_git(["merge-file", "-p", "--diff3", "-L", labels[0], "-L", labels[1],
+                        "-L", labels[2], "ours", "base", "theirs"], cwd=tmp, check=False)
+    if proc.returncode < 0 or proc.returncode > 127:
+        raise GitError(f"git merge-file: {proc.stderr.decode(errors='replace').strip()}")
+    out = proc.stdout
+    return out if out.endswith(b"\n") or not out else out + b"\n"
+
+
+
+def rebase_conflict_text(repo: Repo, commit: str, onto: str, *, what: str = "patch") -> bytes:
+    """``conflict_text`` for ``rebase(repo, commit, onto)``: ours = ``onto``, base = the
+    commit's first parent, theirs = the commit (``what`` names it in the labels)."""
+    c = get_commit(repo, commit, what=f"commit {commit}")
+    onto_oid = get_commit(repo, onto, what=f"rebase target {onto}").oid
+    return conflict_text(repo, c.parent, onto_oid, c.oid,
+                         labels=(f"tip {onto_oid[:12]}", f"base {(c.parent or '-')[:12]}",
+                                 f"{what} {c.oid[:12]}"))

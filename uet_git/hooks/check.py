@@ -4,8 +4,13 @@ A commit is a uet patch when its message carries a ``Uet-Workstream`` trailer (p
 candidate commits do; ledger records, which also carry ``Uet-To``, are the ledger itself and are
 skipped). Its ``Uet-Run`` trailer names the run; the commit passes when its oid is the candidate
 or the patch of that workstream's transition to ``committed`` and the workstream is still
-committed (not rolled back). Anything else fails with the reason: quarantined (with the reason
-code), dropped, blocked, rolled back, an older attempt, not yet committed, or unknown.
+committed (not rolled back), or when the ledger itself put it on a branch or on the integration
+ref: every commit a recorded landing brought in (``run: land``: ``Uet-Previous..Uet-Landed``,
+so ``land``, ``land --rebase``, a partial ``land --only`` and the commits a rollback later
+reverted) and every commit of a recorded re-integration (``run: rebase``:
+``Uet-Onto..Uet-Integration``). Anything else fails with the reason: quarantined (with the
+reason code), dropped, blocked, rolled back, an older attempt, not yet committed, or unknown.
+A commit merged by hand or forged with uet trailers is in none of those ranges.
 
 The ledger (``refs/uet/ledger/RUN``) is the source of truth, not the state refs, so commits
 stay checkable after ``uet gc`` removed a finished run's state refs.
@@ -14,7 +19,7 @@ stay checkable after ``uet gc`` removed a finished run's state refs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from uet_git.errors import UetError
 from uet_git.gitrepo import GitError, Repo, merge, odb
@@ -28,6 +33,39 @@ class _RunIndex:
     committed: dict[str, str]  # oid -> ws, for workstreams whose final state is committed
     seen: dict[str, tuple[str, int | None, str, str | None]]  # oid -> (ws, attempt, state, reason)
     records: dict[str, query.WsRecord]
+    placed: set[str] = field(default_factory=set)  # commits the ledger landed or re-integrated
+
+
+# Run events whose trailers bound a range of commits the ledger itself put on a ref:
+# subject -> (trailer of the old end, trailer of the new end).
+_PLACED = {"run: land": ("Uet-Previous", "Uet-Landed"),
+           "run: rebase": ("Uet-Onto", "Uet-Integration")}
+
+
+def _placed(repo: Repo, log: query.LedgerLog) -> set[str]:
+    """The commits the ledger put on the target or the integration ref and did not take
+    back: a rollback by reset takes every earlier landing back (the commits left the
+    target); a rollback by revert keeps the landed commits (they stay in the target's
+    history, their reverts on top) but takes back a re-integration that never landed."""
+    landed: set[str] = set()
+    rebased: set[str] = set()
+    for e in log.events:
+        if e.ws is not None:
+            continue
+        if e.subject == "run: rollback":
+            rebased.clear()
+            if e.trailers.get("Uet-Rollback") == "reset":
+                landed.clear()
+            continue
+        ends = _PLACED.get(e.subject)
+        if ends is None:
+            continue
+        old, new = (e.trailers.get(k) for k in ends)
+        if not old or not new or not odb.has_object(repo, old) or not odb.has_object(repo, new):
+            continue
+        (landed if e.subject == "run: land" else rebased).update(
+            merge.rev_list(repo, new, f"^{old}"))
+    return landed | rebased
 
 
 def _index_run(repo: Repo, run: str) -> _RunIndex:
@@ -59,7 +97,7 @@ def _index_run(repo: Repo, run: str) -> _RunIndex:
             for oid in (rec.patch, rec.candidate):
                 if oid:
                     committed[oid] = ws
-    return _RunIndex(True, committed, seen, records)
+    return _RunIndex(True, committed, seen, records, _placed(repo, log))
 
 
 def _verdict(oid: str, run: str | None, ws: str, idx: _RunIndex | None) -> str | None:
@@ -68,7 +106,7 @@ def _verdict(oid: str, run: str | None, ws: str, idx: _RunIndex | None) -> str |
         return f"{ws}: no Uet-Run trailer, cannot find its ledger"
     if idx is None or not idx.known:
         return f"{ws}: run {run} is unknown here (no refs/uet/ledger/{run}; fetch refs/uet/*)"
-    if oid in idx.committed:
+    if oid in idx.committed or oid in idx.placed:
         return None
     if oid in idx.seen:
         sws, attempt, state, reason = idx.seen[oid]
