@@ -4,7 +4,18 @@ read the ledger; and the plain text tables of the read-only commands.
 
 ``Reporter`` implements the engine's ``Observer`` protocol (``engine/events.py``: start, seed,
 transition, worker, tick, message, finish): the CLI builds one and passes it as ``observer``.
-It is called from worker threads and the run loop at once, so every method takes a lock."""
+It is called from worker threads and the run loop at once, so every method takes a lock.
+
+JSON lines (``--json``), one object each with ``event`` and ``time`` (ISO 8601 UTC with
+milliseconds, like every time uet prints as JSON): ``start``/``resume`` (run, workstreams, jobs,
+target, base), ``transition`` (ws, from, to, attempt, reason, detail), ``tool-started``,
+``tool-finished``, ``acceptance-started``, ``acceptance-finished``, ``verify-started``,
+``verify-finished`` (ws, worker, attempt; ``-finished`` adds ok, seconds, detail; worker -1 is
+the integrator, -2... the verifiers), ``message``, and last ``summary`` (run, exit_code,
+counts, landed, message, wall_seconds, and from the recorded plan bound_seconds, bound: what
+no schedule on these workers beats, from the estimates, and measured_bound_seconds: the same
+from the measured durations of this run, with efficiency = measured bound / wall).
+``quiet``: nothing but the final summary."""
 
 from __future__ import annotations
 
@@ -14,7 +25,8 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -56,19 +68,31 @@ def inspect_commands(run_id: str) -> list[str]:
     ]
 
 
+def iso_now(t: float | None = None) -> str:
+    """``t`` (default: now) as ISO 8601 UTC with milliseconds: ``2026-12-01T10:47:00.123Z``."""
+    when = datetime.fromtimestamp(time.time() if t is None else t, UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
 def _fmt_elapsed(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 60}:{s % 60:02d}" if s >= 60 else f"{seconds:4.1f}s"
 
 
 class Reporter:
-    """``mode``: ``live`` (ANSI redraw of the worker table), ``lines`` or ``json``."""
-    def __init__(self, mode: str = "lines", out: TextIO | None = None) -> None:
+    """``mode``: ``live`` (ANSI redraw of the worker table), ``lines`` or ``json``;
+    ``quiet``: only the final summary. ``facts(run_id)`` adds fields to the summary (the wall
+    time and the plan's bound, read from the ledger by the caller)."""
+    def __init__(self, mode: str = "lines", out: TextIO | None = None, *, quiet: bool = False,
+                 facts: Callable[[str], Mapping[str, Any]] | None = None) -> None:
         if mode == "auto":
             stream = out or sys.stdout
             mode = "live" if _isatty(stream) else "lines"
         self.mode = mode
+        self.quiet = quiet
+        self.facts = facts
         self.out = out or sys.stdout
+        self._steps: dict[tuple[str, int, str], float] = {}  # (ws, worker, step) -> started
         self._lock = threading.Lock()
         self.run_id: str | None = None
         self.states: dict[str, str] = {}
@@ -80,6 +104,11 @@ class Reporter:
     # -- output primitives -------------------------------------------------------------------
 
     def _write(self, text: str) -> None:
+        if self.quiet:
+            return
+        self._say(text)
+
+    def _say(self, text: str) -> None:
         if self._broken:
             return
         try:
@@ -89,8 +118,9 @@ class Reporter:
             # The reader went away (`uet run | head`): the run goes on, the ledger has it all.
             self._broken = True
 
-    def _emit_json(self, obj: Mapping[str, Any]) -> None:
-        self._write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
+    def _emit_json(self, obj: Mapping[str, Any], *, final: bool = False) -> None:
+        line = json.dumps({**obj, "time": iso_now()}, separators=(",", ":"), default=str)
+        (self._say if final else self._write)(line + "\n")
 
     def _clear_live(self) -> None:
         if self.mode == "live" and self._drawn:
@@ -98,7 +128,7 @@ class Reporter:
             self._drawn = 0
 
     def _draw_live(self) -> None:
-        if self.mode != "live":
+        if self.mode != "live" or self.quiet:
             return
         now = time.monotonic()
         lines = []
@@ -148,7 +178,7 @@ class Reporter:
             if self.mode == "json":
                 self._emit_json({"event": "transition", "run": self.run_id, "ws": ws,
                                  "from": frm, "to": to, "attempt": attempt, "reason": reason,
-                                 "detail": detail, "time": round(time.time(), 3)})
+                                 "detail": detail})
                 return
             self._clear_live()
             why = f" [{reason}]" if reason else ""
@@ -170,6 +200,23 @@ class Reporter:
                 self._clear_live()
                 self._draw_live()
 
+    def step_started(self, ws: str, worker: int, step: str, *, attempt: int = 1) -> None:
+        with self._lock:
+            self._steps[(ws, worker, step)] = time.monotonic()
+            if self.mode == "json":
+                self._emit_json({"event": f"{step}-started", "run": self.run_id, "ws": ws,
+                                 "worker": worker, "attempt": attempt})
+
+    def step_finished(self, ws: str, worker: int, step: str, *, attempt: int = 1,
+                      ok: bool = True, detail: str = "") -> None:
+        with self._lock:
+            began = self._steps.pop((ws, worker, step), None)
+            if self.mode == "json":
+                took = None if began is None else round(time.monotonic() - began, 3)
+                self._emit_json({"event": f"{step}-finished", "run": self.run_id, "ws": ws,
+                                 "worker": worker, "attempt": attempt, "ok": ok,
+                                 "seconds": took, "detail": detail})
+
     def tick(self) -> None:
         """Refresh elapsed times in the live view."""
         with self._lock:
@@ -180,8 +227,8 @@ class Reporter:
     def block(self, text: str, obj: Mapping[str, Any]) -> None:
         """A whole view at once (the dry run): ``text`` as is, or ``obj`` as one JSON line."""
         with self._lock:
-            if self.mode == "json":
-                self._emit_json(obj)
+            if self.mode == "json":  # a view, not an event: no time
+                self._write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
                 return
             self._clear_live()
             self._write(text if text.endswith("\n") else text + "\n")
@@ -201,8 +248,12 @@ class Reporter:
         """The status table and how to inspect the ledger (or the JSON summary)."""
         with self._lock:
             self.workers.clear()
+            wall = time.monotonic() - self._start
+            summary = {**summary, "wall_seconds": round(wall, 3)}
+            if self.facts is not None and summary.get("run"):
+                summary.update(self.facts(str(summary["run"])))
             if self.mode == "json":
-                self._emit_json({"event": "summary", **summary})
+                self._emit_json({"event": "summary", **summary}, final=True)
                 return
             self._clear_live()
             out = ["", text_table(rows, ["workstream", "state", "attempt", "reason", "time"])]
@@ -211,12 +262,29 @@ class Reporter:
             out.append("counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
             if summary.get("message"):
                 out.append(str(summary["message"]))
+            out.append(timing_line(summary))
             run_id = summary.get("run")
             if run_id:
                 out.append("")
                 out.append("inspect the ledger:")
                 out.extend(f"  {c}" for c in inspect_commands(str(run_id)))
-            self._write("\n".join(out) + "\n")
+            self._say("\n".join(out) + "\n")
+
+
+def timing_line(summary: Mapping[str, Any]) -> str:
+    """``wall time 12.3 s; bound 10.0 s from the plan (...)`` for the final summary."""
+    line = f"wall time {summary.get('wall_seconds', 0.0):.1f} s"
+    bound = summary.get("bound_seconds")
+    if isinstance(bound, int | float):
+        how = summary.get("bound_from") or "the plan's estimates"
+        line += f"; bound {bound:.1f} s from {how}"
+    measured = summary.get("measured_bound_seconds")
+    if isinstance(measured, int | float):
+        line += f"; {measured:.1f} s from this run's measured durations"
+        eff = summary.get("efficiency")
+        if isinstance(eff, int | float):
+            line += f" (efficiency {eff:.0%})"
+    return line
 
 
 def show_dry_run(reporter: Reporter, view: DryRunView) -> None:

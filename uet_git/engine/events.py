@@ -4,6 +4,12 @@ The engine and the commands report through an Observer and never print; the CLI'
 implements it (the live view, lines, JSON). Every method may be called from worker threads and
 the run loop at once, so an implementation takes its own lock. ``NullObserver`` drops
 everything: for tests and callers that only want the ledger.
+
+Steps (``step_started`` / ``step_finished``) are the timed parts of an attempt a Gantt chart
+shows, on the worker that ran them: ``tool`` (one per try of the tool), ``acceptance`` (the
+workstream's acceptance commands on its patch, in the worker) and ``verify`` (the checks on a
+candidate, by the integrator or a verifier). Worker numbers: 0.. the workers, -1 the
+integrator, -2, -3 ... the verification queue's verifiers.
 """
 
 from __future__ import annotations
@@ -26,6 +32,13 @@ class Observer(Protocol):
 
     def worker(self, idx: int, ws: str | None, stage: str = "") -> None:
         """Worker ``idx`` (-1: the integrator) now works on ``ws`` at ``stage``; None = idle."""
+
+    def step_started(self, ws: str, worker: int, step: str, *, attempt: int = 1) -> None:
+        """Worker ``worker`` starts ``step`` (tool, acceptance, verify) of ``ws``."""
+
+    def step_finished(self, ws: str, worker: int, step: str, *, attempt: int = 1,
+                      ok: bool = True, detail: str = "") -> None:
+        """``step`` of ``ws`` ended on ``worker``: passed (``ok``) or not, with a short why."""
 
     def tick(self) -> None:
         """About a second passed with nothing to report."""
@@ -52,6 +65,13 @@ class NullObserver:
         pass
 
     def worker(self, idx: int, ws: str | None, stage: str = "") -> None:
+        pass
+
+    def step_started(self, ws: str, worker: int, step: str, *, attempt: int = 1) -> None:
+        pass
+
+    def step_finished(self, ws: str, worker: int, step: str, *, attempt: int = 1,
+                      ok: bool = True, detail: str = "") -> None:
         pass
 
     def tick(self) -> None:

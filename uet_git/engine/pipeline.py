@@ -142,9 +142,12 @@ def _setup_and_tool(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, 
     env = {**env, **(inv.env or {})}
     out, err = logs / "tool.stdout", logs / "tool.stderr"
     ctx.observer.worker(worker, ws.id, "tool")
+    ctx.observer.step_started(ws.id, worker, "tool", attempt=attempt)
     res = run_process(inv.cmd, cwd=wt.path, env=env, timeout=ws.timeout, stdout_path=out,
                       stderr_path=err, stdin_path=inv.stdin_path, cancel=ctx.cancel,
                       sandbox=sandbox)
+    ctx.observer.step_finished(ws.id, worker, "tool", attempt=attempt, ok=res.ok,
+                               detail=_status(res))
     evidence["tool.stdout"] = read_tail(out, LOG_LIMIT)
     evidence["tool.stderr"] = read_tail(err, LOG_LIMIT)
     cmd_text = inv.cmd if isinstance(inv.cmd, str) else " ".join(map(str, inv.cmd))
@@ -306,6 +309,7 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
                 reset_index(ctx.repo, wt.path, patch)
             env = ctx.env_for(ws, worker, wt.path, {"UET_PATCH": patch}, attempt=attempt)
             logs = ctx.log_dir(ws_id, attempt, "acceptance" if target == patch else "tail")
+            ctx.observer.step_started(ws_id, worker, "acceptance", attempt=attempt)
             ctx.guard.enter(ws_id, wt.path)
             try:
                 acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=ws.timeout,
@@ -313,6 +317,7 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
                                    sandbox=ctx.sandbox(wt.path, logs))
             finally:
                 tampering = ctx.guard.leave(ws_id)
+            ctx.observer.step_finished(ws_id, worker, "acceptance", attempt=attempt, ok=acc.ok)
             if acc.ok or acc.cancelled or tampering is not None:
                 break
         if acc.cancelled:

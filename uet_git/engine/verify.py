@@ -190,12 +190,15 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
     wt = bench.pool.acquire(cand.candidate, label)
     if bench.guard is not None:
         bench.guard.enter(ws.id, wt.path)
+    bench.observer.step_started(ws.id, bench.shown, "verify", attempt=cand.attempt)
     try:
         verdict = _run_checks(repo, cand, checks, bench, wt.path, log_dir=log_dir, rerun=rerun,
                               hooks=hooks_due, evidence=evidence, notes=notes)
     finally:
         tampering = bench.guard.leave(ws.id) if bench.guard is not None else None
         bench.pool.release(wt)
+    bench.observer.step_finished(ws.id, bench.shown, "verify", attempt=cand.attempt,
+                                 ok=verdict.outcome is Outcome.OK and tampering is None)
     if tampering is not None and verdict.outcome is not Outcome.CANCELLED:
         evidence["tampering.txt"] = tampering.evidence()
         return Verdict(Outcome.FAILED, "tampered", f"on the candidate {cand.candidate[:12]}: "
