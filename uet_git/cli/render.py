@@ -244,6 +244,9 @@ class Reporter:
             self._write(f"uet: {text}\n")
             self._draw_live()
 
+    def ledger_evidence(self) -> Mapping[str, bytes]:
+        return {}
+
     def finish(self, summary: Mapping[str, Any], rows: Sequence[Sequence[str]]) -> None:
         """The status table and how to inspect the ledger (or the JSON summary)."""
         with self._lock:

@@ -9,6 +9,7 @@ import click
 
 from uet_git.cli.render import Reporter
 from uet_git.commands.resume import resume_run
+from uet_git.engine.live import LiveRun
 from uet_git.engine.options import RunOptions
 from uet_git.gitrepo import Repo
 
@@ -20,12 +21,16 @@ from uet_git.gitrepo import Repo
               help="When to land (default: as the run was started).")
 @click.option("--keep-worktrees", is_flag=True, help="Keep the worktrees and logs afterwards.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, as `uet run --json`.")
+@click.option("--quiet", "-q", is_flag=True, help="Only the final summary.")
 def cmd(run: str | None, jobs: int | None, land: str | None, keep_worktrees: bool,
-        as_json: bool) -> None:
+        as_json: bool, quiet: bool) -> None:
     """Continue RUN (default: the latest run): what the ledger recorded is not redone, what it
     did not record is redone, nothing lands twice."""
     repo = Repo.open(".")
     options = RunOptions(jobs=jobs, land=land, keep_worktrees=keep_worktrees,
                          output="json" if as_json else "auto")
-    result = resume_run(repo, run, options, Reporter(options.output))
+    reporter = Reporter(options.output, quiet=quiet)
+    live = LiveRun(repo, reporter)
+    reporter.facts = live.facts
+    result = resume_run(repo, run, options, live)
     sys.exit(result.exit_code)

@@ -1,5 +1,8 @@
 """`uet run [PATH] [--jobs N] [--target BRANCH] [--only IDS] [--dry-run] [--deterministic]
-[--land end|continuous|never] [--keep-worktrees] [--json]`.
+[--land end|continuous|never] [--keep-worktrees] [--json] [--quiet]`.
+
+While it runs, ``uet status`` in another terminal shows what each worker does (the live-state
+file, ``engine/live.py``); the steps' timings go to the ledger for ``uet report``.
 
 Exit 0 when every workstream is committed and landed, 1 when anything is quarantined or blocked
 (or the target moved and nothing landed), 2 invalid input, 130 interrupted."""
@@ -13,6 +16,7 @@ import click
 
 from uet_git.cli.render import Reporter, show_dry_run
 from uet_git.commands.run import execute_run
+from uet_git.engine.live import LiveRun
 from uet_git.engine.options import RunOptions
 from uet_git.gitrepo import Repo
 from uet_git.gitrepo.repo import GitError
@@ -36,14 +40,17 @@ from uet_git.gitrepo.repo import GitError
                    "or never (`uet land` later).")
 @click.option("--keep-worktrees", is_flag=True, help="Keep the worktrees and logs afterwards.")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per transition per line, then a summary object.")
+              help="One JSON object per line: each transition and step (tool, acceptance, "
+                   "verify: started/finished), then a summary object.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No live log: only the final summary (with --json: only the summary).")
 @click.option("--checks-from-checkout", is_flag=True,
               help="Take [tools], [hooks], [verify], [breaker] and [sandbox] from the "
                    "checkout's uet.toml, uncommitted changes included (default: from the "
                    "base commit).")
 def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tuple[str, ...],
         dry_run: bool, deterministic: bool, land: str | None, keep_worktrees: bool,
-        as_json: bool, checks_from_checkout: bool) -> None:
+        as_json: bool, quiet: bool, checks_from_checkout: bool) -> None:
     """Run the workstreams found in PATH (files or directories; default: [run] workstreams of
     uet.toml, else workstreams/) in parallel worktrees, in dependency order; verify and
     integrate each patch, then land the result on the target branch.
@@ -57,8 +64,10 @@ def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tup
         output="json" if as_json else "auto", paths=[p.resolve() for p in paths] or None,
         checks_from_checkout=checks_from_checkout,
     )
-    reporter = Reporter(options.output)
-    result = execute_run(repo, options, reporter)
+    reporter = Reporter(options.output, quiet=quiet and not dry_run)
+    live = LiveRun(repo, reporter)
+    reporter.facts = live.facts
+    result = execute_run(repo, options, live)
     if result.dry_run is not None:
         show_dry_run(reporter, result.dry_run)
     sys.exit(result.exit_code)

@@ -146,7 +146,8 @@ def _land_quietly(repo: Repo, ledger: Ledger) -> None:
 def _interrupted(ctx: RunContext, engine: Engine, include: set[str]) -> RunResult:
     ledger, observer = ctx.ledger, ctx.observer
     try:
-        ledger.event("run: interrupted", "interrupted by a signal; `uet resume` continues it")
+        ledger.event("run: interrupted", "interrupted by a signal; `uet resume` continues it",
+                     evidence=observer.ledger_evidence())
     except UetError as exc:
         observer.message(f"could not record `run: interrupted`: {exc}")
     ctx.pool.close(remove=False)
@@ -223,7 +224,8 @@ def _finish(ctx: RunContext, engine: Engine, include: set[str], land_mode: str,
     try:
         ledger.event("run: finish", f"{summary_line}\n" + "\n".join(messages),
                      trailers={"Uet-Exit": str(exit_code),
-                               "Uet-Integration-Tip": ledger.integration_tip()})
+                               "Uet-Integration-Tip": ledger.integration_tip()},
+                     evidence=observer.ledger_evidence())
     except UetError as exc:  # the run's results are recorded; only the summary event is lost
         observer.message(f"could not record `run: finish`: {exc}")
     message = "; ".join(messages)

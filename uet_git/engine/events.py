@@ -46,6 +46,11 @@ class Observer(Protocol):
     def message(self, text: str, **fields: Any) -> None:
         """One line for the user (a warning, a note)."""
 
+    def ledger_evidence(self) -> Mapping[str, bytes]:
+        """Blobs to keep with the run's last ledger event (``run/NAME`` in the ledger tree):
+        ``engine/live.py``'s ``timings.json``."""
+        return {}
+
     def finish(self, summary: Mapping[str, Any], rows: Sequence[Sequence[str]]) -> None:
         """The run's outcome and its status table (workstream, state, attempt, reason, time)."""
 
@@ -79,6 +84,9 @@ class NullObserver:
 
     def message(self, text: str, **fields: Any) -> None:
         pass
+
+    def ledger_evidence(self) -> Mapping[str, bytes]:
+        return {}
 
     def finish(self, summary: Mapping[str, Any], rows: Sequence[Sequence[str]]) -> None:
         pass
