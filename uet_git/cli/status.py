@@ -1,15 +1,27 @@
-"""`uet status [RUN] [--json]`: every workstream of a run (the latest by default) and counts.
+"""`uet status [RUN] [--json] [--watch]`: every workstream of a run (the latest by default),
+counts, and whether the run is live.
 
 The ``--json`` object (stable): ``run, base, target, started, updated, integration, finished,
 landed, counts {state: n}, workstreams [{ws, state, attempt, reason, patch, candidate, started,
-updated, duration, ref, collected}]``. Times are ISO 8601 UTC; ``duration`` is seconds between a
-workstream's first and last ledger transition. ``state`` ``pending``: planned, not started.
-Kept light on purpose: only the ledger reader is imported.
+updated, duration, ref, collected, running}], live``. Times are ISO 8601 UTC; ``duration`` is
+seconds between a workstream's first and last ledger transition. ``state`` is the ledger's
+(``pending``: planned, not started). ``running`` is null or ``{worker, stage, since,
+elapsed}`` while a live process works on it; ``live`` is null (no process ever said it runs
+this run) or ``{pid, alive, live, started, elapsed, eta_seconds, jobs}`` (``alive`` false: the
+process is gone, a kill or crash; ``uet resume`` continues). In the table a workstream a
+worker has is shown ``running`` (a display state, not a ledger state) with its stage and
+worker: ``tool``, ``acceptance`` or ``verifying``. Where that comes from: the live-state file
+of the running process (``ledger/live.py``). Kept light on purpose: only ledger readers are
+imported.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -17,6 +29,8 @@ from uet_git.cli._common import echo_json
 from uet_git.cli.render import text_table
 from uet_git.gitrepo import Repo
 from uet_git.ledger import query
+from uet_git.ledger.live import Live, Running, eta_seconds, read_live, writer_pid
+from uet_git.ledger.log import read_ledger, read_plan
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -41,19 +55,184 @@ def fmt_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no workstreams"
 
 
+def who(worker: int) -> str:
+    """``worker 0``, ``integrator`` (-1), ``verifier 1`` (-2)..."""
+    if worker >= 0:
+        return f"worker {worker}"
+    return "integrator" if worker == -1 else f"verifier {-worker - 1}"
+
+
+def doing(r: Running) -> str:
+    """What a running workstream does: the worker's stage, or ``verifying`` on the
+    integrator and the verifiers."""
+    return f"verifying ({r.stage})" if r.worker < 0 and r.stage else r.stage or "running"
+
+
+@dataclass
+class Snapshot:
+    """A run's status with what its live process says, at one moment."""
+
+    st: query.RunStatus
+    live: Live | None
+    running: dict[str, Running]
+    eta: float | None
+    writer: int | None
+    now: float
+
+    @property
+    def is_live(self) -> bool:
+        return self.live is not None and self.live.live
+
+    def display(self, ws: str, state: str) -> str:
+        return "running" if ws in self.running else state
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for w in self.st.workstreams:
+            s = self.display(w.ws, w.state)
+            out[s] = out.get(s, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.st.to_dict()
+        for w in d.get("workstreams") or []:
+            r = self.running.get(w["ws"])
+            w["running"] = r.to_dict(self.now) if r is not None else None
+        lv = self.live
+        d["live"] = None if lv is None else {
+            "pid": lv.pid, "alive": lv.alive, "live": lv.live, "jobs": lv.jobs,
+            "started": _iso(lv.started), "elapsed": round(self.now - lv.started, 3),
+            "eta_seconds": None if self.eta is None else round(self.eta, 3)}
+        return d
+
+
+def snapshot(repo: Repo, run_id: str) -> Snapshot:
+    st = query.run_status(repo, run_id)
+    live = read_live(repo, run_id)
+    now = time.time()
+    running: dict[str, Running] = {}
+    eta = None
+    if live is not None and live.live:
+        for r in live.running:
+            # A workstream on a worker and on the integrator: the worker's stage is its own.
+            if r.ws not in running or running[r.ws].worker < 0:
+                running[r.ws] = r
+        states = {w.ws: w.state for w in st.workstreams}
+        elapsed = {ws: now - r.ws_since for ws, r in running.items() if r.worker >= 0}
+        try:
+            plan = read_plan(repo, read_ledger(repo, run_id))
+        except Exception:  # the ETA is a nicety: an unreadable plan only costs it
+            plan = None
+        eta = eta_seconds(plan, states, elapsed, live.jobs)
+    writer = writer_pid(repo, run_id) if live is None or not live.live else None
+    return Snapshot(st, live, running, eta, writer, now)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def liveness(snap: Snapshot) -> str:
+    """``live: pid 123, 0:42 elapsed, eta ~0:30`` / ``not running: ...`` / ``""``."""
+    lv = snap.live
+    if lv is not None and lv.live:
+        text = f"live: pid {lv.pid}, {fmt_duration(snap.now - lv.started)} elapsed"
+        if snap.eta is not None:
+            text += f", eta ~{fmt_duration(snap.eta)}"
+        return text
+    if lv is not None and not snap.st.finished:
+        return (f"not running: its process (pid {lv.pid}) is gone; "
+                f"`uet resume {snap.st.run}` continues it")
+    if snap.writer is not None:
+        return f"being written by pid {snap.writer}"
+    return ""
+
+
+def render(snap: Snapshot) -> list[str]:
+    st = snap.st
+    flags = [f for f, on in (("landed", st.landed), ("finished", st.finished)) if on]
+    lines = [f"run {st.run}  base {(st.base or '-')[:12]}  target {st.target or '-'}"
+             + (f"  ({', '.join(flags)})" if flags else "")]
+    said = liveness(snap)
+    if said:
+        lines.append(said)
+    rows = []
+    for w in st.workstreams:
+        r = snap.running.get(w.ws)
+        now = f"{doing(r)} on {who(r.worker)}, {fmt_duration(snap.now - r.since)}" if r else ""
+        rows.append([w.ws, snap.display(w.ws, w.state) + (" (gc)" if w.collected else ""),
+                     "-" if w.attempt is None else str(w.attempt), w.reason or "",
+                     fmt_duration(w.duration), now])
+    if rows:
+        headers = ["WORKSTREAM", "STATE", "ATTEMPT", "REASON", "DURATION"]
+        if snap.running:
+            headers.append("NOW")
+        else:
+            rows = [r[:5] for r in rows]
+        lines.append(text_table(rows, headers))
+    lines.append(f"{len(st.workstreams)} workstreams: {fmt_counts(snap.counts())}")
+    return lines
+
+
+def _changes(before: dict[str, str], snap: Snapshot) -> tuple[dict[str, str], list[str]]:
+    """One line per workstream whose shown state or stage changed since ``before``."""
+    now: dict[str, str] = {}
+    for w in snap.st.workstreams:
+        r = snap.running.get(w.ws)
+        now[w.ws] = f"running ({doing(r)} on {who(r.worker)})" if r else \
+            w.state + (f" [{w.reason}]" if w.reason else "")
+    stamp = time.strftime("%H:%M:%S")
+    return now, [f"{stamp} {ws}: {shown}" for ws, shown in now.items()
+                 if before.get(ws) != shown]
+
+
+def watch(repo: Repo, run_id: str, interval: float) -> None:
+    """Redraw (a terminal) or print one line per change until the run's process ends."""
+    tty = sys.stdout.isatty()
+    before: dict[str, str] = {}
+    said = None
+    while True:
+        snap = snapshot(repo, run_id)
+        if tty:
+            click.echo("\x1b[H\x1b[J" + "\n".join(render(snap)))
+        else:
+            now_said = liveness(snap)
+            if now_said.split(",")[0] != (said or "").split(",")[0] and now_said:
+                click.echo(now_said)
+            said = now_said
+            before, lines = _changes(before, snap)
+            for line in lines:
+                click.echo(line)
+        if not snap.is_live and snap.writer is None:
+            if not tty:
+                click.echo(f"{len(snap.st.workstreams)} workstreams: "
+                           f"{fmt_counts(snap.counts())}")
+            return
+        time.sleep(interval)
+
+
 @click.command()
 @click.argument("run", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the stable JSON object.")
-def cmd(run: str | None, as_json: bool) -> None:
+@click.option("--watch", "-w", "watching", is_flag=True,
+              help="Follow the run until its process ends: redraw on a terminal, else one "
+                   "line per change.")
+@click.option("--interval", type=click.FloatRange(0.05), default=1.0, show_default=True,
+              help="Seconds between looks with --watch.")
+def cmd(run: str | None, as_json: bool, watching: bool, interval: float) -> None:
     """Show the state of every workstream of RUN (default: the latest run; a unique prefix of
     a run id works): state, attempt, quarantine reason and time in the ledger, then the counts
     per state. States come from the refs refs/uet/<state>/RUN/WS, reasons and times from the
     ledger refs/uet/ledger/RUN. `pending`: planned, not started; `(gc)`: its refs were removed
-    by `uet gc`, the state is the ledger's last transition.
+    by `uet gc`, the state is the ledger's last transition. While the run's process is alive:
+    `live` with its pid, elapsed time and ETA (from estimates and earlier runs' durations),
+    and `running` for what a worker has now, with its stage (tool, acceptance, verifying) and
+    worker.
 
     --json prints one object: run, base, target, started, updated, integration, finished,
     landed, counts {state: n}, workstreams [{ws, state, attempt, reason, patch, candidate,
-    started, updated, duration, ref, collected}] (times ISO 8601 UTC, duration in seconds)."""
+    started, updated, duration, ref, collected, running}], live (times ISO 8601 UTC, duration
+    in seconds)."""
     repo = Repo.open(".")
     latest = query.latest_run(repo) if run is None else None
     if run is None and latest is None:
@@ -63,18 +242,12 @@ def cmd(run: str | None, as_json: bool) -> None:
             click.echo("No runs yet in this repository: start one with `uet run`.")
         return
     run_id = latest or query.resolve_run(repo, run)
-    st = query.run_status(repo, run_id)
-    if as_json:
-        echo_json(st.to_dict())
+    if watching and not as_json:
+        watch(repo, run_id, interval)
         return
-    flags = [f for f, on in (("landed", st.landed), ("finished", st.finished)) if on]
-    click.echo(f"run {st.run}  base {(st.base or '-')[:12]}  target {st.target or '-'}"
-               + (f"  ({', '.join(flags)})" if flags else ""))
-    rows = [
-        [w.ws, w.state + (" (gc)" if w.collected else ""),
-         "-" if w.attempt is None else str(w.attempt), w.reason or "", fmt_duration(w.duration)]
-        for w in st.workstreams
-    ]
-    if rows:
-        click.echo(text_table(rows, ["WORKSTREAM", "STATE", "ATTEMPT", "REASON", "DURATION"]))
-    click.echo(f"{len(st.workstreams)} workstreams: {fmt_counts(st.counts)}")
+    snap = snapshot(repo, run_id)
+    if as_json:
+        echo_json(snap.to_dict())
+        return
+    for line in render(snap):
+        click.echo(line)

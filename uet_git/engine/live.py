@@ -63,6 +63,7 @@ class LiveRun:
         self._written = 0.0
         self._dirty = False
         self._done = False
+        self._timer: threading.Timer | None = None
 
     # -- the live file -----------------------------------------------------------------------
 
@@ -76,7 +77,14 @@ class LiveRun:
         if self.run_id is None or self._done:
             return
         now = time.monotonic()
-        if not force and (not self._dirty or now - self._written < self.interval):
+        if not force and not self._dirty:
+            return
+        if not force and now - self._written < self.interval:
+            if self._timer is None:  # write the change when the interval is over
+                self._timer = threading.Timer(self.interval - (now - self._written),
+                                              self._later)
+                self._timer.daemon = True
+                self._timer.start()
             return
         path = live_path(self.repo, self.run_id)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -87,8 +95,16 @@ class LiveRun:
             os.replace(tmp, path)
         self._written, self._dirty = now, False
 
+    def _later(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._flush()
+
     def _remove(self) -> None:
         self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.run_id is not None:
             with contextlib.suppress(OSError):
                 live_path(self.repo, self.run_id).unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,39 @@ def writer_pid(repo: Repo, run: str) -> int | None:
         if pid_alive(pid):
             return pid
     return None
+
+
+def eta_seconds(plan: Mapping[str, Any] | None, states: Mapping[str, str],
+                running: Mapping[str, float], jobs: int) -> float | None:
+    """Seconds the workers still need, from the recorded plan's weights (estimates, else
+    earlier runs' durations): ``max(longest chain of unfinished work, unfinished work /
+    jobs)``, a running workstream counting its weight minus its ``running`` seconds. Pending
+    (``states`` says ``pending``) and running workstreams are unfinished. None when the plan
+    has no weights worth the name (no estimate, no earlier run: every weight the default)."""
+    if not plan:
+        return None
+    nodes = {n["id"]: n for n in plan.get("nodes") or [] if isinstance(n, dict) and "id" in n}
+    if not any(n.get("estimate") is not None or n.get("weight") not in (None, 1, 1.0)
+               for n in nodes.values()):
+        return None
+    selected = set(plan.get("selected") or nodes)
+    left: dict[str, float] = {}
+    for ws, node in nodes.items():
+        if ws not in selected:
+            continue
+        weight = float(node.get("weight") or 0.0)
+        if ws in running:
+            left[ws] = max(0.0, weight - running[ws])
+        elif states.get(ws, "pending") == "pending":
+            left[ws] = weight
+    if not left:
+        return 0.0
+    after: dict[str, list[str]] = {ws: [] for ws in nodes}
+    for ws, node in nodes.items():
+        for dep in node.get("depends_on") or []:
+            after.setdefault(dep, []).append(ws)
+    chain: dict[str, float] = {}
+    for ws in reversed(list(plan.get("order") or nodes)):
+        chain[ws] = left.get(ws, 0.0) + max((chain.get(d, 0.0) for d in after.get(ws, [])),
+                                            default=0.0)
+    return max(max(chain.values(), default=0.0), sum(left.values()) / max(jobs, 1))
