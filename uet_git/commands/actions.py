@@ -12,6 +12,15 @@ that can run once the workstream commits are retried with it.
 drop: a ``quarantined`` or ``blocked`` workstream becomes ``dropped``; every dependent of it
 (transitively) can then never run, so each one that is blocked (or not started yet) is dropped
 as well, and the message lists them. Nothing is deleted from the ledger.
+
+A ``committed`` workstream that has not landed can be dropped too: the integration chain after
+its candidate is made again without it (each later candidate re-verified through the one verify
+path, ``land.remake``) and the integration ref moves to that chain in one ``run: rebase``
+ledger event; the workstream becomes ``rolled-back`` (the ledger's only way out of committed),
+with a summary that says it was dropped before landing. Refused, with the list, when a
+committed workstream depends on it, and when it has landed (``uet rollback`` undoes that).
+
+``dry_run``: the refs that would move (old -> new) and the workstreams, nothing written.
 """
 
 from __future__ import annotations
@@ -19,11 +28,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from uet_git.commands.land import partially_landed, remake
 from uet_git.commands.resume import resume_run
 from uet_git.engine.events import NullObserver, Observer
 from uet_git.engine.options import RunOptions, RunResult
-from uet_git.errors import UetError
+from uet_git.errors import EXIT_WORK_FAILED, UetError
+from uet_git.gitrepo import odb
+from uet_git.gitrepo.merge import is_ancestor
 from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.trailers import parse_trailers
+from uet_git.ledger.layout import integration_ref
 from uet_git.ledger.query import plan_deps
 from uet_git.ledger.writer import Ledger
 
@@ -117,14 +131,36 @@ def unblocked_by(deps: Mapping[str, list[str]], states: Mapping[str, Any], ws: s
     return out
 
 
-def drop_ws(repo: Repo, run_id: str, ws: str) -> str:
-    """Drop ``ws`` and its dependents that can no longer run; returns the one-line summary."""
+def drop_ws(repo: Repo, run_id: str, ws: str, *, options: RunOptions | None = None,
+            observer: Observer | None = None) -> str:
+    """Drop ``ws`` and its dependents that can no longer run (or a committed, not landed
+    ``ws``: see the module doc); returns the one-line summary."""
+    return drop(repo, run_id, ws, options=options, observer=observer)[0]
+
+
+def drop(repo: Repo, run_id: str, ws: str, *, dry_run: bool = False,
+         options: RunOptions | None = None, observer: Observer | None = None
+         ) -> tuple[str, list[str]]:
+    """``drop_ws``, and with ``dry_run`` only what would move: returns the one-line summary
+    and the lines that say what would move (old -> new), empty unless ``dry_run``."""
     with Ledger.open(repo, run_id) as ledger:
         states, deps, rec = _lookup(ledger, ws)
         state = _state(states, ws)
+        if state == "committed":
+            return _drop_committed(repo, ledger, ws, deps, dry_run=dry_run,
+                                   options=options or RunOptions(),
+                                   observer=observer or NullObserver())
         if state not in RETRYABLE:
-            raise UetError(f"{ws} is {state}; only quarantined or blocked workstreams can be "
-                           "dropped")
+            raise UetError(f"{ws} is {state}; only quarantined, blocked or committed (not "
+                           "landed) workstreams can be dropped")
+        also_planned = [d for d in descendants(deps, ws)
+                        if _state(states, d) in (None, "blocked")]
+        if dry_run:
+            would = [f"would move refs/uet/{state}/{run_id}/{ws} -> "
+                     f"refs/uet/dropped/{run_id}/{ws}"]
+            would += [f"would drop {d} (depends on {ws}): refs/uet/dropped/{run_id}/{d}"
+                      for d in also_planned]
+            return f"dry run of `uet drop {ws} {run_id}`: nothing written", would
         ledger.record(ws, "dropped", attempt=rec.attempt or 1, patch=rec.patch,
                       summary="dropped by `uet drop`")
         also: list[str] = []
@@ -144,4 +180,73 @@ def drop_ws(repo: Repo, run_id: str, ws: str) -> str:
     msg = f"dropped {ws} in run {run_id}"
     if also:
         msg += f"; also dropped its dependents that can no longer run: {', '.join(also)}"
-    return msg
+    return msg, []
+
+
+def _chain_commit(repo: Repo, ledger: Ledger, ws: str
+                  ) -> tuple[str | None, list[str], str]:
+    """On the integration chain (first parents from the recorded tip back to the first commit
+    that is not a patch of the run, its start: the base, or where a re-integration put it):
+    the commit that brought ``ws`` in (None when none carries ``ws``), the workstreams of the
+    commits after it, oldest first, and the chain's start."""
+    after: list[str] = []
+    found: str | None = None
+    start = ledger.base
+    for c in odb.walk_commits(repo, ledger.integration_tip(), first_parent=True):
+        t = parse_trailers(c.message)
+        if c.oid == ledger.base or t.get("Uet-Run") != ledger.run:
+            start = c.oid
+            break
+        name = t.get("Uet-Workstream")
+        if name == ws and found is None:
+            found = c.oid
+        elif name and found is None:
+            after.append(name)
+    return found, list(reversed(after)), start
+
+
+def _drop_committed(repo: Repo, ledger: Ledger, ws: str, deps: Mapping[str, list[str]], *,
+                    dry_run: bool, options: RunOptions, observer: Observer
+                    ) -> tuple[str, list[str]]:
+    run = ledger.run
+    states = ledger.states()
+    needing = [d for d in descendants(deps, ws) if _state(states, d) == "committed"]
+    if needing:
+        raise UetError(f"{ws} cannot be dropped: committed workstreams depend on it: "
+                       f"{', '.join(needing)} (drop those first)", exit_code=EXIT_WORK_FAILED)
+    target = ledger.target
+    now = repo.read_ref(f"refs/heads/{target}" if target and not target.startswith("refs/")
+                        else target or "")
+    commit, rest, start = _chain_commit(repo, ledger, ws)
+    landed = ws in partially_landed(repo, run) or (
+        commit is not None and now is not None and is_ancestor(repo, commit, now))
+    if landed:
+        raise UetError(f"{ws} has landed on {target}; `uet rollback {run}` undoes a landing",
+                       exit_code=EXIT_WORK_FAILED)
+    if commit is None:
+        raise UetError(f"{ws} is committed but not on the integration chain of run {run} "
+                       "(its change was already there); nothing to drop",
+                       exit_code=EXIT_WORK_FAILED)
+    onto = odb.get_commit(repo, commit).parent
+    assert onto is not None
+    old = ledger.integration_tip()
+    iref = integration_ref(run)
+    if dry_run:
+        return (f"dry run of `uet drop {ws} {run}`: nothing written", [
+            f"would re-make {', '.join(rest) or 'nothing'} onto {onto[:12]} without {ws}, "
+            "re-verifying each",
+            f"would move {iref}: {old[:12]} -> the re-made chain",
+            f"would move refs/uet/committed/{run}/{ws} -> refs/uet/rolled-back/{run}/{ws}"])
+    chain = remake(repo, ledger, onto, rest, options, observer)
+    summary = (f"{ws} dropped before landing by `uet drop`: re-integrated "
+               f"{', '.join(chain.integrated) or 'nothing'} onto {onto[:12]} without it\n"
+               f"integration: {old[:12]} -> {chain.tip[:12]}")
+    # Uet-Onto is the chain's start (fsck reads the whole chain from there), not ``onto``.
+    ledger.rebase_integration(start, chain.tip, summary=summary, old=old)
+    rec = states[ws]
+    ledger.record(ws, "rolled-back", attempt=rec.attempt or 1, patch=rec.patch,
+                  candidate=rec.candidate, summary=f"dropped before landing by `uet drop` "
+                                                   f"({iref} re-made without it)")
+    return (f"dropped {ws} in run {run} before it landed: {iref} {old[:12]} -> "
+            f"{chain.tip[:12]} (re-integrated {', '.join(chain.integrated) or 'nothing'}); "
+            f"{ws} is rolled-back", [])

@@ -253,9 +253,10 @@ def _move_back(repo: Repo, kind: str, ref: str, old: str, new: str, checkouts: l
 
 
 def record_landing(ledger: Ledger, target: str, previous: str, landed: str, body: str,
-                   intent: str | None = None) -> str:
+                   intent: str | None = None, *, trailers: Mapping[str, str] | None = None
+                   ) -> str:
     trailers = {"Uet-Branch": branch_name(target), "Uet-Landed": landed,
-                "Uet-Previous": previous}
+                "Uet-Previous": previous, **(trailers or {})}
     if intent:
         trailers["Uet-Intent"] = intent
     oid = ledger.event(LAND_EVENT, body, trailers=trailers)

@@ -17,15 +17,26 @@ Rules (DESIGN.md, "Rules that are never broken"):
   landing cut short by a kill is finished or undone by the next ``uet land``, ``uet resume`` or
   ``uet rollback`` (``recover_landing``).
 - If the target moved since the run's base, nothing lands; ``--rebase`` re-integrates the
-  committed patches onto the new tip (re-verifying each) and lands that. When the ledger shows a
-  tool moved the target during the run (a workstream quarantined ``tampered``), the message says
-  so and ``--rebase`` is refused: it would build on the tool's commit.
+  committed patches onto the new tip (re-verifying each) and lands that.
+- Partial landing (``only`` / ``exclude``): a subset of the committed workstreams that is
+  closed under dependencies (refused with the missing ones otherwise) is re-made onto the
+  target's tip, each candidate re-verified through the one verify path
+  (``verify.verify_candidate``, as ``--rebase`` does), and the target fast-forwards to that
+  chain; the landing records ``Uet-Partial`` (the landed workstreams). The integration ref
+  keeps the whole run, so a later ``uet land RUN --rebase`` lands the rest (the landed ones
+  are then skipped: the target has their changes).
+- ``dry_run``: what would move (the target, old -> new, and the workstreams) is said and
+  nothing is written: no ref, no ledger event, no recovery of an interrupted landing.
+- When the ledger shows a tool moved the target during the run (a workstream quarantined
+  ``tampered``), the message says so and ``--rebase`` is refused: it would build on the
+  tool's commit.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 
 from uet_git.commands.journal import (
     LAND_EVENT,
@@ -34,26 +45,42 @@ from uet_git.commands.journal import (
     branch_ref,
     journaled_move,
     landing_blockers,
+    open_intent,
     record_landing,
     recover_landing,
     short,
 )
 from uet_git.engine.events import NullObserver, Observer
+from uet_git.engine.guard import TamperGuard
+from uet_git.engine.inputs import workstreams_from_record
+from uet_git.engine.loop import make_pool
 from uet_git.engine.options import RunOptions
-from uet_git.engine.rebase import reintegrate
-from uet_git.errors import UetError
+from uet_git.engine.rebase import committed_in_order, reintegrate
+from uet_git.engine.seed import recorded_config
+from uet_git.engine.verify import (
+    Bench,
+    Candidate,
+    Outcome,
+    checks_at,
+    make_candidate,
+    verify_candidate,
+)
+from uet_git.errors import EXIT_WORK_FAILED, UetError
 from uet_git.gitrepo.merge import count_commits, is_ancestor
 from uet_git.gitrepo.odb import has_object
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.layout import integration_ref
+from uet_git.ledger.query import plan_deps
 from uet_git.ledger.writer import Ledger
+from uet_git.workers.sandbox import available
 
 __all__ = ["LAND_EVENT", "ROLLBACK_EVENT", "LandEvent", "LandResult", "branch_name",
            "branch_ref", "land", "land_events", "landing_blockers", "recorded_tip",
            "recover_landing", "short"]
 
 _OID = re.compile(r"\b[0-9a-f]{40}\b")
+PARTIAL = "Uet-Partial"  # on a partial landing: the workstreams it landed
 
 
 @dataclass
@@ -61,6 +88,7 @@ class LandResult:
     landed: bool
     message: str
     target_oid: str | None  # the target's oid after the call (None: the branch does not exist)
+    would: list[str] = field(default_factory=list)  # dry run: one line per thing that would move
 
 
 @dataclass
@@ -85,7 +113,16 @@ def land_events(repo: Repo, run: str) -> list[LandEvent]:
 
 
 def rolled_back(ledger: Ledger) -> list[str]:
-    return sorted(ws for ws, rec in ledger.states().items() if rec.state == "rolled-back")
+    """The rolled-back workstreams when the run was rolled back (``run: rollback``), else
+    empty: a committed workstream ``uet drop`` took out before landing is rolled-back too,
+    and the rest of the run still lands."""
+    states = ledger.states()
+    rolled = sorted(ws for ws, rec in states.items() if rec.state == "rolled-back")
+    events = query.read_ledger(ledger.repo, ledger.run).run_events(ROLLBACK_EVENT) \
+        if rolled else []
+    if not any(e.subject == ROLLBACK_EVENT for e in events):
+        return []
+    return rolled
 
 
 def recorded_tip(repo: Repo, ledger: Ledger) -> tuple[str, str | None]:
@@ -133,17 +170,85 @@ def target_tampering(repo: Repo, ledger: Ledger, ref: str, now: str) -> str | No
 
 
 def land(repo: Repo, ledger: Ledger, *, rebase: bool = False,
-         options: RunOptions | None = None, observer: Observer | None = None) -> LandResult:
-    """Fast-forward the run's target branch to its recorded integration tip (module doc).
-    An interrupted landing or rollback of the run is finished or undone first."""
+         options: RunOptions | None = None, observer: Observer | None = None,
+         only: Collection[str] | None = None, exclude: Collection[str] | None = None,
+         dry_run: bool = False) -> LandResult:
+    """Fast-forward the run's target branch to its recorded integration tip (module doc),
+    or to a re-verified chain of the workstreams ``only`` names / ``exclude`` leaves out.
+    An interrupted landing or rollback of the run is finished or undone first (not on a
+    ``dry_run``, which writes nothing)."""
     if not ledger.target:
         raise UetError(f"run {ledger.run} has no target branch; nothing to land")
+    keep = select(repo, ledger, only, exclude) if (only is not None or exclude) else None
+    if dry_run:
+        return _dry_run(repo, ledger, rebase=rebase, keep=keep)
     recovered = recover_landing(repo, ledger)
-    result = _land(repo, ledger, rebase=rebase, options=options,
-                   observer=observer or NullObserver())
+    obs = observer or NullObserver()
+    if keep is not None:
+        result = _land_partial(repo, ledger, keep, options, obs)
+    else:
+        result = _land(repo, ledger, rebase=rebase, options=options, observer=obs)
     if recovered:
         result.message = f"{recovered}; {result.message}"
     return result
+
+
+def partially_landed(repo: Repo, run: str) -> list[str]:
+    """The workstreams earlier partial landings of the run brought onto the target."""
+    out: list[str] = []
+    for e in query.read_ledger(repo, run).run_events(LAND_EVENT):
+        for ws in (e.trailers.get(PARTIAL) or "").split(","):
+            if ws and ws not in out:
+                out.append(ws)
+    return out
+
+
+def _requires(deps: dict[str, list[str]], ws: str) -> list[str]:
+    """Every transitive dependency of ``ws``."""
+    seen: list[str] = []
+    stack = list(deps.get(ws, []))
+    while stack:
+        d = stack.pop()
+        if d not in seen:
+            seen.append(d)
+            stack.extend(deps.get(d, []))
+    return seen
+
+
+def select(repo: Repo, ledger: Ledger, only: Collection[str] | None,
+           exclude: Collection[str] | None) -> list[str] | None:
+    """The committed workstreams a partial landing lands, in integration order; None when
+    that is every committed workstream (a plain landing). ``exclude`` also leaves out every
+    workstream that depends on an excluded one. A name that is not committed, an
+    empty selection, or a selection that leaves out a dependency (not landed earlier) of a
+    selected one is a one-line UetError naming them."""
+    committed = committed_in_order(repo, ledger)
+    states = ledger.states()
+    for ws in [*(only or ()), *(exclude or ())]:
+        if ws not in committed:
+            state = states[ws].state if ws in states else "not a workstream of the run"
+            raise UetError(f"{ws} is not a committed workstream of run {ledger.run} ({state});"
+                           f" committed: {', '.join(committed) or 'none'}",
+                           exit_code=EXIT_WORK_FAILED)
+    done = partially_landed(repo, ledger.run)
+    deps = plan_deps(ledger.plan)
+    excluded = set(exclude or ())
+    # --exclude leaves out what needs an excluded workstream too (it could not land alone).
+    keep = [ws for ws in committed if (only is None or ws in only) and ws not in excluded
+            and not excluded.intersection(_requires(deps, ws)) and ws not in done]
+    if not keep:
+        raise UetError(f"nothing selected to land in run {ledger.run} (already landed: "
+                       f"{', '.join(done) or 'none'})", exit_code=EXIT_WORK_FAILED)
+    missing = {ws: [d for d in _requires(deps, ws) if d not in keep and d not in done]
+               for ws in keep}
+    gaps = [f"{ws} needs {', '.join(ds)}" for ws, ds in missing.items() if ds]
+    if gaps:
+        raise UetError(f"the selection of run {ledger.run} is not closed under dependencies: "
+                       f"{'; '.join(gaps)}; nothing landed (select those too, or leave the "
+                       "dependents out)", exit_code=EXIT_WORK_FAILED)
+    if not done and keep == committed:
+        return None
+    return keep
 
 
 def _land(repo: Repo, ledger: Ledger, *, rebase: bool, options: RunOptions | None,
@@ -225,3 +330,159 @@ def _rebase_and_land(repo: Repo, ledger: Ledger, old: str, options: RunOptions |
     landed = _land(repo, ledger, rebase=False, options=options, observer=observer)
     landed.message = f"{note}; {landed.message}"
     return landed
+
+
+@dataclass
+class Chain:
+    tip: str
+    integrated: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # the target already has their change
+
+
+def remake(repo: Repo, ledger: Ledger, onto: str, keep: list[str], options: RunOptions,
+           observer: Observer) -> Chain:
+    """The candidates of ``keep`` (committed workstreams, in integration order) made again one
+    after another onto ``onto`` and each judged through the one verify path (what
+    ``engine.rebase.reintegrate`` does for the whole run), without moving any ref. A conflict
+    or a failure raises UetError (exit 1): nothing lands."""
+    config = recorded_config(repo, ledger)
+    checks = checks_at(repo, ledger.base, config)
+    workstreams = {ws.id: ws for ws in workstreams_from_record(ledger.plan or {})}
+    states = ledger.states()
+    where = f"landing {', '.join(keep)} of run {ledger.run} onto {onto[:12]}"
+    pool = make_pool(repo, config, options.jobs or 1)
+    sandboxed = config.sandbox.mode == "bwrap" and available() is None
+    bench = Bench(ledger.run, ledger.target, pool, observer,
+                  guard=TamperGuard(repo, sandboxed=sandboxed))
+    log_root = repo.uet_dir / "logs" / ledger.run / "partial"
+    chain = Chain(onto)
+    try:
+        for ws_id in keep:
+            rec = states[ws_id]
+            ws = workstreams.get(ws_id)
+            if ws is None or rec.candidate is None or rec.patch is None:
+                raise UetError(f"{where}: the ledger has no workstream definition or candidate "
+                               f"for {ws_id}; nothing landed", exit_code=EXIT_WORK_FAILED)
+            made = make_candidate(repo, rec.candidate, chain.tip)
+            if made.conflicts:
+                raise UetError(f"{where}: {ws_id} conflicts in "
+                               f"{', '.join(made.conflicts[:10])}; nothing landed",
+                               exit_code=EXIT_WORK_FAILED)
+            if made.already_applied or made.commit is None:
+                observer.message(f"{ws_id}: its change is already in {onto[:12]}")
+                chain.skipped.append(ws_id)
+                continue
+            log_dir = log_root / ws_id
+            log_dir.mkdir(parents=True, exist_ok=True)
+            cand = Candidate(ws, rec.attempt or 1, rec.patch, made.commit, chain.tip,
+                             verified=rec.candidate)
+            verdict = verify_candidate(repo, cand, checks, bench, log_dir=log_dir,
+                                       label=f"{ledger.run}/{ws_id}/partial")
+            if verdict.outcome is not Outcome.OK:
+                raise UetError(f"{where}: {ws_id}: {verdict.detail or verdict.outcome}; "
+                               "nothing landed", exit_code=EXIT_WORK_FAILED)
+            observer.message(f"re-made {ws_id} onto the target as {made.commit[:12]}")
+            chain.tip = made.commit
+            chain.integrated.append(ws_id)
+    finally:
+        pool.close(remove=not options.keep_worktrees)
+    return chain
+
+
+def _refusal(repo: Repo, ledger: Ledger) -> LandResult | None:
+    """Why nothing may land at all (rolled back, no target, the integration ref disagrees
+    with the ledger), or None."""
+    run, ref, name = ledger.run, branch_ref(ledger.target or ""), branch_name(ledger.target or "")
+    if rolled_back(ledger):
+        return LandResult(False, f"run {run} was rolled back; nothing landed (start a new run "
+                                 "with `uet run` to land its work again)", repo.read_ref(ref))
+    _, problem = recorded_tip(repo, ledger)
+    old = repo.read_ref(ref)
+    if problem is not None:
+        return LandResult(False, problem, old)
+    if old is None:
+        return LandResult(False, f"target branch {name} does not exist; nothing landed: "
+                                 f"create it, then run `uet land {run}`", None)
+    return None
+
+
+def _land_partial(repo: Repo, ledger: Ledger, keep: list[str], options: RunOptions | None,
+                  observer: Observer) -> LandResult:
+    refused = _refusal(repo, ledger)
+    if refused is not None:
+        return refused
+    run, target = ledger.run, ledger.target
+    assert target is not None
+    ref, name = branch_ref(target), branch_name(target)
+    old = repo.read_ref(ref)
+    assert old is not None
+    tool = target_tampering(repo, ledger, ref, old)
+    if tool is not None:
+        return LandResult(False, f"{name} is at {short(old)}, which the tool of {tool} put "
+                                 f"there during run {run}; nothing landed: put {name} back "
+                                 f"(`git reflog {name}`), then run `uet land {run}`", old)
+    chain = remake(repo, ledger, old, keep, options or RunOptions(), observer)
+    landed = chain.integrated + chain.skipped
+    rest = [ws for ws in committed_in_order(repo, ledger)
+            if ws not in landed and ws not in partially_landed(repo, run)]
+    if chain.tip == old:
+        return LandResult(True, f"{name} ({short(old)}) already has the changes of "
+                                f"{', '.join(keep)}; nothing to land", old)
+    count = count_commits(repo, old, chain.tip)
+    what = (f"{name}: {short(old)} -> {short(chain.tip)} ({count} commit{'s' * (count != 1)}: "
+            f"{', '.join(chain.integrated)}; not landed: {', '.join(rest) or 'none'})")
+    move = journaled_move(repo, ledger, "land", ref, old, chain.tip, body=what)
+    if not move.moved:
+        return LandResult(False, f"{move.problem}; nothing landed: run `uet land {run} "
+                                 f"--only {','.join(keep)}` again", repo.read_ref(ref))
+    where = f" and updated the checkout at {', '.join(map(str, move.updated))}" \
+        if move.updated else ""
+    record_landing(ledger, target, old, chain.tip, what + where, move.intent,
+                   trailers={PARTIAL: ",".join(landed)})
+    later = f" (`uet land {run} --rebase` lands the rest)" if rest else ""
+    return LandResult(True, f"landed part of run {run} on {what}{where}{later}", chain.tip)
+
+
+def _dry_run(repo: Repo, ledger: Ledger, *, rebase: bool, keep: list[str] | None
+             ) -> LandResult:
+    """What ``land`` would move, one line each; nothing is written."""
+    run, target = ledger.run, ledger.target
+    assert target is not None
+    ref, name = branch_ref(target), branch_name(target)
+    iref = integration_ref(run)
+    refused = _refusal(repo, ledger)
+    if refused is not None:
+        refused.message = f"dry run: {refused.message}"
+        return refused
+    old = repo.read_ref(ref)
+    assert old is not None
+    tip = ledger.integration_tip()
+    done = partially_landed(repo, run)
+    committed = [ws for ws in committed_in_order(repo, ledger) if ws not in done]
+    would: list[str] = []
+    if open_intent(repo, run) is not None:
+        would.append("an interrupted landing or rollback of the run would be finished or "
+                     "undone first")
+    if keep is not None:
+        rest = [ws for ws in committed if ws not in keep]
+        would += [f"would re-make {', '.join(keep)} onto {name} ({short(old)}), re-verifying "
+                  "each",
+                  f"would move {ref}: {short(old)} -> the re-made chain",
+                  f"would not land: {', '.join(rest) or 'none'}"]
+    elif old == tip or is_ancestor(repo, tip, old):
+        return LandResult(True, f"dry run: {name} ({short(old)}) already holds {iref} "
+                                f"({short(tip)}); nothing would move", old)
+    elif is_ancestor(repo, old, tip):
+        count = count_commits(repo, old, tip)
+        would.append(f"would move {ref}: {short(old)} -> {short(tip)} ({count} commit"
+                     f"{'s' * (count != 1)}: {', '.join(committed) or 'none'})")
+    elif rebase:
+        would += [f"would re-integrate {', '.join(committed) or 'nothing'} onto {name} "
+                  f"({short(old)}), re-verifying each",
+                  f"would move {iref}: {short(tip)} -> the re-integrated chain",
+                  f"would move {ref}: {short(old)} -> the re-integrated chain"]
+    else:
+        return LandResult(False, f"dry run: {name} moved to {short(old)} since run {run} "
+                                 f"started; nothing would land (`uet land {run} --rebase`)",
+                          old)
+    return LandResult(True, f"dry run of `uet land {run}`: nothing written", old, would)

@@ -24,6 +24,11 @@ Outcomes: rolled back -> exit 0; nothing to do (the run landed nothing, or it is
 back) -> exit 1 with one line; refused (conflict, local changes in the way, lost race) -> exit 1
 with one line that says what to do. An interrupted landing or rollback of the run is finished
 or undone first; re-running after a crash between moving the target and recording is safe.
+
+``dry_run``: the same decision is taken (reset or revert, the revert commits are built as
+loose objects so a conflict is found) and said in ``would``, one line per ref that would move
+(old -> new) and the workstreams that would become rolled-back; no ref and no ledger event is
+written, and an interrupted landing is not recovered (it is named).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from uet_git.commands.journal import journaled_move, record_rollback, recover
+from uet_git.commands.journal import journaled_move, open_intent, record_rollback, recover
 from uet_git.commands.land import LandEvent, branch_name, branch_ref, land_events, short
 from uet_git.gitrepo.merge import is_ancestor, merge_trees, rev_list
 from uet_git.gitrepo.objects import make_commit
@@ -49,16 +54,18 @@ class RollbackResult:
     target_oid: str | None = None  # the target's oid after the call
     workstreams: list[str] = field(default_factory=list)  # now rolled-back
     reverts: list[str] = field(default_factory=list)  # revert commits created (oldest first)
+    would: list[str] = field(default_factory=list)  # dry run: what would move, one line each
 
     @property
     def exit_code(self) -> int:
         return 0 if self.rolled_back else 1
 
 
-def rollback_run(repo: Repo, run_id: str) -> RollbackResult:
-    """Undo what run ``run_id`` landed (takes the run's writer lock)."""
+def rollback_run(repo: Repo, run_id: str, *, dry_run: bool = False) -> RollbackResult:
+    """Undo what run ``run_id`` landed (takes the run's writer lock); with ``dry_run`` only
+    say what would move."""
     with Ledger.open(repo, run_id) as ledger:
-        return rollback(repo, ledger)
+        return rollback(repo, ledger, dry_run=dry_run)
 
 
 def _landed_commits(repo: Repo, events: list[LandEvent]) -> list[str]:
@@ -83,9 +90,15 @@ def _already_reverted(repo: Repo, tip: str, since: str) -> set[str]:
     return out
 
 
-def rollback(repo: Repo, ledger: Ledger) -> RollbackResult:
+def rollback(repo: Repo, ledger: Ledger, *, dry_run: bool = False) -> RollbackResult:
     """Undo what ``ledger``'s run landed (see the module doc); an interrupted landing or
     rollback of the run is finished or undone first."""
+    if dry_run:
+        result = _rollback(repo, ledger, dry_run=True)
+        if open_intent(repo, ledger.run) is not None:
+            result.would.insert(0, "an interrupted landing or rollback of the run would be "
+                                   "finished or undone first")
+        return result
     done = recover(repo, ledger)
     if done is not None and done.intent.kind == "rollback" and done.finished:
         # The interrupted rollback is complete now: that was this command's work.
@@ -99,7 +112,7 @@ def rollback(repo: Repo, ledger: Ledger) -> RollbackResult:
     return result
 
 
-def _rollback(repo: Repo, ledger: Ledger) -> RollbackResult:
+def _rollback(repo: Repo, ledger: Ledger, *, dry_run: bool = False) -> RollbackResult:
     run = ledger.run
     target = ledger.target
     states = ledger.states()
@@ -171,6 +184,15 @@ def _rollback(repo: Repo, ledger: Ledger) -> RollbackResult:
         else:
             detail = f"{name} ({short(cur)}) no longer holds what run {run} landed"
 
+    if dry_run:
+        would = [f"would {method}: {ref}: {short(cur)} -> {short(new)}"
+                 + (f" ({len(reverts)} revert commit{'s' * (len(reverts) != 1)})"
+                    if reverts else ""),
+                 *(f"would move refs/uet/committed/{run}/{ws} -> refs/uet/rolled-back/{run}/{ws}"
+                   for ws in sorted(committed))]
+        return RollbackResult(True, f"dry run of `uet rollback {run}`: {detail}; nothing "
+                                    "written", method=method, target_oid=cur,
+                              workstreams=sorted(committed), would=would)
     intent: str | None = None
     if new != cur:
         move = journaled_move(repo, ledger, "rollback", ref, cur, new, body=detail,

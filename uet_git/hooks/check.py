@@ -46,7 +46,9 @@ def _placed(repo: Repo, log: query.LedgerLog) -> set[str]:
     """The commits the ledger put on the target or the integration ref and did not take
     back: a rollback by reset takes every earlier landing back (the commits left the
     target); a rollback by revert keeps the landed commits (they stay in the target's
-    history, their reverts on top) but takes back a re-integration that never landed."""
+    history, their reverts on top) but takes back a re-integration that never landed; each
+    re-integration replaces the chain of the one before (``uet drop`` of a committed
+    workstream re-integrates the rest without it)."""
     landed: set[str] = set()
     rebased: set[str] = set()
     for e in log.events:
@@ -63,8 +65,11 @@ def _placed(repo: Repo, log: query.LedgerLog) -> set[str]:
         old, new = (e.trailers.get(k) for k in ends)
         if not old or not new or not odb.has_object(repo, old) or not odb.has_object(repo, new):
             continue
-        (landed if e.subject == "run: land" else rebased).update(
-            merge.rev_list(repo, new, f"^{old}"))
+        commits = set(merge.rev_list(repo, new, f"^{old}"))
+        if e.subject == "run: land":
+            landed |= commits
+        else:  # a re-integration replaces the integration chain the previous one made
+            rebased = commits
     return landed | rebased
 
 

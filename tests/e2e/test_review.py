@@ -1,0 +1,251 @@
+"""Review and steer before landing, as a user runs it (`uet diff`, `uet show`, conflict
+evidence, `uet check` after every way the ledger lands, partial landing, `--dry-run`,
+`uet retry` of an edited workstream), checked with the git CLI."""
+
+from __future__ import annotations
+
+import subprocess as sp
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import git
+from tests.e2e.helpers import last_run, run, run_ok, setup_repo, states
+
+
+def three_ws(path: Path, **kw: object) -> Path:
+    """a and c independent, b depends on a; each adds one file."""
+    return setup_repo(path, workstreams={
+        "a": {"command": "echo a > a.txt"},
+        "b": {"depends_on": ["a"], "command": "echo b > b.txt"},
+        "c": {"command": "echo c > c.txt"},
+    }, **kw)  # type: ignore[arg-type]
+
+
+def refs(repo: Path) -> str:
+    return git(repo, "for-each-ref", "--format=%(objectname) %(refname)")
+
+
+def check_ok(repo: Path, rng: str) -> None:
+    proc = run(repo, "check", rng)
+    assert proc.returncode == 0, proc.stderr
+    assert "all committed by the ledger" in proc.stdout
+
+
+def test_diff_and_show(tmp_path: Path) -> None:
+    repo = three_ws(tmp_path / "r")
+    run_ok(repo, "run", "--land", "never")
+    rid = last_run(repo)
+    cand = git(repo, "rev-parse", f"refs/uet/committed/{rid}/a")
+    out = run_ok(repo, "diff", "a").stdout
+    assert out == git(repo, "show", "--patch-with-stat", cand) + "\n"
+    assert "+a" in out and "a.txt" in out
+    assert run_ok(repo, "diff", "a", rid).stdout == out
+    assert run_ok(repo, "diff", "a", "--run", rid).stdout == out
+    stat = run_ok(repo, "diff", "a", rid, "--stat").stdout
+    assert "a.txt | 1 +" in stat and "+a" not in stat
+    both = run(repo, "diff", "a", rid, "--run", "nope")
+    assert both.returncode != 0 and "two runs given" in both.stderr
+    shown = run_ok(repo, "show", "a", rid).stdout
+    assert "a.txt | 1 +" in shown
+    assert f"`uet diff a {rid}`" in shown
+    lines = [ln.split(None, 1) for ln in shown.splitlines()
+             if f"git show refs/uet/ledger/{rid}:evidence/a/1/" in ln]
+    assert lines, shown
+    for name, command in lines:
+        raw = sp.run(command.split(), cwd=repo, capture_output=True, check=True).stdout
+        assert raw == run_ok(repo, "show", "a", "--evidence", name).stdout.encode()
+    assert run_ok(repo, "show", "a", "--run", rid).stdout == shown
+
+
+def test_conflict_evidence_holds_the_hunks_with_the_base(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", files={"f.txt": "one\ntwo\nthree\n"}, workstreams={
+        "x": {"command": "printf 'one\\nXX\\nthree\\n' > f.txt"},
+        "y": {"depends_on": [], "command": "sleep 0.3; printf 'one\\nYY\\nthree\\n' > f.txt"},
+    })
+    run_ok(repo, "run", code=1)
+    rid = last_run(repo)
+    st = states(repo, rid)
+    loser = next(ws for ws, s in st.items() if s == "quarantined")
+    text = git(repo, "show", f"refs/uet/ledger/{rid}:evidence/{loser}/1/conflicts.diff3")
+    assert text.startswith("=== f.txt: changed on both sides"), text
+    assert "<<<<<<< tip " in text and "||||||| base " in text and ">>>>>>> patch " in text
+    ours, _, rest = text.partition("||||||| base ")
+    base, _, theirs = rest.partition("=======")
+    assert "two" in base
+    assert {"XX", "YY"} == {w for w in ("XX", "YY") if w in ours + theirs}
+    assert git(repo, "show", f"refs/uet/ledger/{rid}:evidence/{loser}/1/conflicts.txt") \
+        == "f.txt"
+
+
+def test_check_accepts_land_rebase_and_revert_refuses_the_rest(tmp_path: Path) -> None:
+    repo = three_ws(tmp_path / "r")
+    base = git(repo, "rev-parse", "main")
+    run_ok(repo, "run", "--land", "never")
+    rid = last_run(repo)
+    git(repo, "commit", "-q", "--allow-empty", "-m", "someone else")
+    run_ok(repo, "land", rid, code=1)
+    run_ok(repo, "land", rid, "--rebase")
+    check_ok(repo, f"{base}..main")
+    # Rollback by revert: the landed commits stay in main's history, their reverts on top.
+    git(repo, "commit", "-q", "--allow-empty", "-m", "later work")
+    run_ok(repo, "rollback", rid, "--yes")
+    assert git(repo, "log", "-1", "--format=%s", "main").startswith("Revert")
+    check_ok(repo, f"{base}..main")
+    # A forged commit carrying the trailers is refused.
+    msg = f"forged\n\nUet-Workstream: a\nUet-Run: {rid}\n"
+    git(repo, "commit", "-q", "--allow-empty", "-m", msg)
+    proc = run(repo, "check", f"{base}..main")
+    assert proc.returncode == 1
+    assert "not a patch the ledger recorded for a" in proc.stderr
+
+
+def test_check_refuses_a_quarantined_patch_merged_by_hand(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "a": {"command": "echo a > a.txt", "acceptance": ["false"]},
+        "c": {"command": "echo c > c.txt"},
+    })
+    base = git(repo, "rev-parse", "main")
+    run_ok(repo, "run", code=1)
+    rid = last_run(repo)
+    check_ok(repo, f"{base}..main")
+    git(repo, "merge", "-q", "--no-edit", f"refs/uet/patches/{rid}/a/1")
+    proc = run(repo, "check", f"{base}..main")
+    assert proc.returncode == 1 and "a: quarantined" in proc.stderr
+
+
+def test_check_accepts_land_after_reset_rollback_refuses_a_re_merge(tmp_path: Path) -> None:
+    repo = three_ws(tmp_path / "r")
+    base = git(repo, "rev-parse", "main")
+    run_ok(repo, "run")
+    rid = last_run(repo)
+    check_ok(repo, f"{base}..main")
+    landed = git(repo, "rev-parse", "main")
+    run_ok(repo, "rollback", rid, "--yes")
+    assert git(repo, "rev-parse", "main") == base
+    git(repo, "merge", "-q", "--ff-only", landed)
+    proc = run(repo, "check", f"{base}..main")
+    assert proc.returncode == 1 and "rolled back" in proc.stderr
+    assert yaml is not None
+
+
+def test_partial_land_only_then_rest_with_rebase(tmp_path: Path) -> None:
+    repo = three_ws(tmp_path / "r")
+    base = git(repo, "rev-parse", "main")
+    run_ok(repo, "run", "--land", "never")
+    rid = last_run(repo)
+    before = refs(repo)
+    proc = run(repo, "land", rid, "--only", "b")
+    assert proc.returncode == 1 and "not closed under dependencies: b needs a" in proc.stderr
+    proc = run(repo, "land", rid, "--only", "a,nope")
+    assert proc.returncode == 1 and "nope is not a committed workstream" in proc.stderr
+    dry = run_ok(repo, "land", rid, "--only", "a,b", "--dry-run").stdout
+    assert "would re-make a, b onto main" in dry and "would not land: c" in dry
+    assert refs(repo) == before
+    out = run_ok(repo, "land", rid, "--only", "a,b").stdout
+    assert "landed part of run" in out and "not landed: c" in out
+    files = git(repo, "ls-tree", "--name-only", "main").split()
+    assert "a.txt" in files and "b.txt" in files and "c.txt" not in files
+    assert git(repo, "rev-list", "--count", f"{base}..main") == "2"
+    land_ev = git(repo, "log", "-1", "--format=%(trailers:key=Uet-Partial,valueonly)",
+                  f"refs/uet/ledger/{rid}")
+    assert land_ev == "a,b"
+    check_ok(repo, f"{base}..main")
+    assert states(repo, rid) == {"a": "committed", "b": "committed", "c": "committed"}
+    # The rest lands later: re-integrated onto the new main, a and b skipped.
+    out = run_ok(repo, "land", rid, "--rebase").stdout
+    assert "a, b skipped" in out
+    assert "c.txt" in git(repo, "ls-tree", "--name-only", "main").split()
+    check_ok(repo, f"{base}..main")
+
+
+def test_partial_land_exclude(tmp_path: Path) -> None:
+    repo = three_ws(tmp_path / "r")
+    run_ok(repo, "run", "--land", "never")
+    rid = last_run(repo)
+    run_ok(repo, "land", rid, "--exclude", "a")  # b needs a: only c lands
+    files = git(repo, "ls-tree", "--name-only", "main").split()
+    assert "c.txt" in files and "a.txt" not in files and "b.txt" not in files
+
+
+def test_dry_runs_write_nothing(tmp_path: Path) -> None:
+    repo = three_ws(tmp_path / "r")
+    run_ok(repo, "run", "--land", "never")
+    rid = last_run(repo)
+    before = refs(repo)
+    main = git(repo, "rev-parse", "main")
+    tip = git(repo, "rev-parse", f"refs/uet/integration/{rid}")
+    out = run_ok(repo, "land", rid, "--dry-run").stdout
+    assert f"would move refs/heads/main: {main[:12]} -> {tip[:12]} (3 commits" in out
+    assert refs(repo) == before
+    out = run_ok(repo, "drop", "c", rid, "--dry-run").stdout
+    assert "would move refs/uet/integration/" in out and "nothing written" in out
+    assert refs(repo) == before
+    run_ok(repo, "land", rid)
+    before = refs(repo)
+    out = run_ok(repo, "rollback", rid, "--dry-run").stdout
+    assert f"would reset: refs/heads/main: {tip[:12]} -> {main[:12]}" in out
+    assert f"would move refs/uet/committed/{rid}/a -> refs/uet/rolled-back/{rid}/a" in out
+    assert refs(repo) == before
+    # Not a terminal: no question, it proceeds as before.
+    out = run_ok(repo, "rollback", rid).stdout
+    assert "rolled back run" in out
+    assert git(repo, "rev-parse", "main") == main
+
+
+def test_rollback_asks_on_a_terminal(tmp_path: Path) -> None:
+    repo = three_ws(tmp_path / "r")
+    run_ok(repo, "run")
+    rid = last_run(repo)
+    landed = git(repo, "rev-parse", "main")
+    script = tmp_path / "drive_terminal.py"
+    script.write_text(
+        "import os, pty, sys\n"
+        "pid, fd = pty.fork()\n"
+        "if pid == 0:\n"
+        "    os.execvp(sys.executable, [sys.executable, '-m', 'uet_git', *sys.argv[1:]])\n"
+        "out = b''\n"
+        "while b'roll back run' not in out:\n"
+        "    out += os.read(fd, 1024)\n"
+        "os.write(fd, b'n\\n')\n"
+        "while True:\n"
+        "    try:\n"
+        "        chunk = os.read(fd, 1024)\n"
+        "    except OSError:\n"
+        "        break\n"
+        "    if not chunk:\n"
+        "        break\n"
+        "    out += chunk\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "sys.stdout.write(out.decode())\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n")
+    proc = sp.run([sys.executable, str(script), "rollback", rid], cwd=repo,
+                  capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "would reset: refs/heads/main" in proc.stdout
+    assert "declined" in proc.stdout
+    assert git(repo, "rev-parse", "main") == landed
+    run_ok(repo, "rollback", rid, "--yes")
+    assert git(repo, "rev-parse", "main") != landed
+
+
+def test_drop_committed_not_landed(tmp_path: Path) -> None:
+    repo = three_ws(tmp_path / "r")
+    base = git(repo, "rev-parse", "main")
+    run_ok(repo, "run", "--land", "never")
+    rid = last_run(repo)
+    proc = run(repo, "drop", "a", rid)
+    assert proc.returncode == 1 and "committed workstreams depend on it: b" in proc.stderr
+    out = run_ok(repo, "drop", "b", rid).stdout
+    assert "dropped b in run" in out
+    assert states(repo, rid)["b"] == "rolled-back"
+    tip = git(repo, "rev-parse", f"refs/uet/integration/{rid}")
+    assert "b.txt" not in git(repo, "ls-tree", "--name-only", tip).split()
+    run_ok(repo, "land", rid)
+    files = git(repo, "ls-tree", "--name-only", "main").split()
+    assert "a.txt" in files and "c.txt" in files and "b.txt" not in files
+    check_ok(repo, f"{base}..main")
+    proc = run(repo, "drop", "a", rid)
+    assert proc.returncode == 1 and "has landed" in proc.stderr
+    run_ok(repo, "fsck", rid)
