@@ -276,6 +276,7 @@ def build_demo_repo(path: Path, python: str | None = None) -> Path:
         [run]
         jobs = 4
         workstreams = "workstreams"
+        predicted_conflicts = "ignore"  # the demo shows a conflict: run both bumps at once
         """)
     for ws in WORKSTREAMS:
         files[f"workstreams/{ws['id']}.yaml"] = _workstream_yaml(ws, python, accept)
