@@ -1,5 +1,7 @@
-"""The integrator: one patch at a time onto the integration tip, as a walk through the states
-``queued -> applied -> verified -> committed`` (any of them can be where a resumed run stands).
+"""The integrator of ``[verify] window = 1`` (the verification queue, ``engine/queue.py``,
+takes its place otherwise): one patch at a time onto the integration tip, as a walk through the
+states ``queued -> applied -> verified -> committed`` (any of them can be where a resumed run
+stands).
 
 - ``queued``: the candidate is made (``verify.make_candidate``: the patch's change onto the tip,
   in memory, message and author kept) -> ``applied``; a conflict -> ``quarantined`` (``conflict``,

@@ -1,6 +1,9 @@
 """THE integrate-and-verify path: a patch onto a tip (``make_candidate``), then the checks on
-the candidate (``verify_candidate``). The integrator, re-integration (``uet land --rebase``) and
-``uet retry --reapply`` (through the integrator) all judge candidates here and nowhere else.
+the candidate (``verify_candidate``). The integrator, the verification queue
+(``engine/queue.py``), re-integration (``uet land --rebase``) and ``uet retry --reapply``
+(through the integrator or the queue) all judge candidates here and nowhere else. With a
+verdict cache (``Bench.cache``, the queue's) a part of the checks that already passed on the
+candidate's tree in this run is not run again.
 
 The checks never come from the patch: ``Checks`` holds the run's configuration (what its base
 commit holds, see ``hooks.premerge.config_at``) and the base's pre-merge hooks, which are
