@@ -249,3 +249,30 @@ def test_drop_committed_not_landed(tmp_path: Path) -> None:
     proc = run(repo, "drop", "a", rid)
     assert proc.returncode == 1 and "has landed" in proc.stderr
     run_ok(repo, "fsck", rid)
+
+
+def test_retry_rereads_an_edited_workstream(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "a": {"command": "echo a > a.txt", "acceptance": ["test -f missing.txt"]},
+    })
+    run_ok(repo, "run", code=1)
+    rid = last_run(repo)
+    spec = repo / "workstreams" / "a.yaml"
+    data = yaml.safe_load(spec.read_text())
+    data["acceptance"] = ["test -f a.txt"]
+    spec.write_text(yaml.safe_dump(data))
+    # --frozen keeps the recorded definition: the old acceptance fails again.
+    out = run_ok(repo, "retry", "a", rid, "--frozen", code=1)
+    assert "changed since" not in out.stdout + out.stderr
+    assert states(repo, rid) == {"a": "quarantined"}
+    out = run_ok(repo, "retry", "a", rid)
+    said = out.stdout + out.stderr
+    assert "workstreams/a.yaml changed since run" in said
+    assert 'acceptance: ["test -f missing.txt"] -> ["test -f a.txt"]' in said
+    assert states(repo, rid) == {"a": "committed"}
+    subjects = git(repo, "log", "--format=%s", f"refs/uet/ledger/{rid}").splitlines()
+    assert "run: respec" in subjects
+    recorded = git(repo, "show", f"refs/uet/ledger/{rid}:run/respec/a.json")
+    assert '"test -f a.txt"' in recorded
+    # Unchanged since: nothing more is recorded on the next retry-free resume.
+    assert subjects.count("run: respec") == 1

@@ -25,8 +25,12 @@ from uet_git.ledger import query
 @click.option("--reapply", is_flag=True,
               help="Re-integrate the existing patch (re-verified on the current tip) instead of "
                    "running the tool again.")
+@click.option("--frozen", is_flag=True,
+              help="Keep the workstream's definition recorded when the run started, even if "
+                   "its file changed since (by default the file is read again and the fields "
+                   "that differ are printed).")
 @click.option("-j", "--jobs", type=click.IntRange(1), default=None, help="Parallel workers.")
-def cmd(ws: str, run_arg: str | None, run_opt: str | None, reapply: bool,
+def cmd(ws: str, run_arg: str | None, run_opt: str | None, reapply: bool, frozen: bool,
         jobs: int | None) -> None:
     """Retry workstream WS of RUN (default: the latest run). Only a quarantined workstream, or
     a blocked one whose dependencies are committed, can be retried."""
@@ -34,7 +38,7 @@ def cmd(ws: str, run_arg: str | None, run_opt: str | None, reapply: bool,
     run_id = query.resolve_run(repo, pick_run(run_arg, run_opt))
     options = RunOptions(jobs=jobs)
     result = retry_ws(repo, run_id, ws, reapply=reapply, options=options,
-                      observer=Reporter(options.output))
+                      observer=Reporter(options.output), frozen=frozen)
     if result.message:
         click.echo(result.message)
     sys.exit(result.exit_code)

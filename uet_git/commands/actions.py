@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from uet_git.commands.land import partially_landed, remake
+from uet_git.commands.respec import record_respec, reread
 from uet_git.commands.resume import resume_run
 from uet_git.engine.events import NullObserver, Observer
 from uet_git.engine.options import RunOptions, RunResult
@@ -87,9 +88,13 @@ def _lookup(ledger: Ledger, ws: str) -> tuple[dict[str, Any], dict[str, list[str
 
 
 def retry_ws(repo: Repo, run_id: str, ws: str, *, reapply: bool, options: RunOptions,
-             observer: Observer | None = None) -> RunResult:
+             observer: Observer | None = None, frozen: bool = False) -> RunResult:
     """Retry ``ws`` (see the module doc) and resume the run on it and the dependents it
-    unblocks; returns the engine's result."""
+    unblocks; returns the engine's result. Unless ``frozen``, the workstream's file is read
+    again: when it defines ``ws`` differently now, the new definition is recorded for the
+    new attempt (``respec.record_respec``) and the fields that differ are told to the
+    observer."""
+    observer = observer or NullObserver()
     with Ledger.open(repo, run_id) as ledger:
         states, deps, rec = _lookup(ledger, ws)
         state = _state(states, ws)
@@ -101,7 +106,7 @@ def retry_ws(repo: Repo, run_id: str, ws: str, *, reapply: bool, options: RunOpt
             d = unmet[0]
             raise UetError(f"{ws} depends on {d}, which is {_state(states, d) or 'not started'}; "
                            f"retry {d} first (`uet retry {d} --run {run_id}`)")
-        if reapply:
+        if reapply and (state == "blocked" or not rec.patch or rec.reason in NO_REAPPLY):
             if state == "blocked" or not rec.patch:
                 raise UetError(f"{ws} has no patch to re-apply ({state}"
                                + (f", {rec.reason}" if rec.reason else "")
@@ -109,12 +114,22 @@ def retry_ws(repo: Repo, run_id: str, ws: str, *, reapply: bool, options: RunOpt
             if rec.reason in NO_REAPPLY:
                 raise UetError(f"{ws} was quarantined for {rec.reason}; its patch cannot be "
                                "re-applied: retry it without --reapply for a new attempt")
+        changed = None if frozen else reread(repo, ledger, ws)
+        if changed is not None:
+            lines = record_respec(ledger, *changed)
+            observer.message(f"{ws}: {changed[1].source} changed since run {run_id} started; "
+                             f"the next attempt uses it ({len(lines)} field"
+                             f"{'s' * (len(lines) != 1)} differ, --frozen keeps the recorded "
+                             "definition):")
+            for line in lines:
+                observer.message(f"  {line}")
+        if reapply:
             ledger.record(ws, "queued", attempt=rec.attempt, patch=rec.patch,
                           summary="re-apply of the same patch requested by `uet retry "
                                   "--reapply`")
         only = {ws, *unblocked_by(deps, states, ws)}
     # The writer lock is released here: resume takes it itself.
-    return resume_run(repo, run_id, options, observer or NullObserver(), only=only)
+    return resume_run(repo, run_id, options, observer, only=only)
 
 
 def unblocked_by(deps: Mapping[str, list[str]], states: Mapping[str, Any], ws: str) -> list[str]:

@@ -50,9 +50,9 @@ from uet_git.commands.journal import (
     recover_landing,
     short,
 )
+from uet_git.commands.respec import recorded_workstreams
 from uet_git.engine.events import NullObserver, Observer
 from uet_git.engine.guard import TamperGuard
-from uet_git.engine.inputs import workstreams_from_record
 from uet_git.engine.loop import make_pool
 from uet_git.engine.options import RunOptions
 from uet_git.engine.rebase import committed_in_order, reintegrate
@@ -347,7 +347,7 @@ def remake(repo: Repo, ledger: Ledger, onto: str, keep: list[str], options: RunO
     or a failure raises UetError (exit 1): nothing lands."""
     config = recorded_config(repo, ledger)
     checks = checks_at(repo, ledger.base, config)
-    workstreams = {ws.id: ws for ws in workstreams_from_record(ledger.plan or {})}
+    workstreams = {ws.id: ws for ws in recorded_workstreams(repo, ledger)}
     states = ledger.states()
     where = f"landing {', '.join(keep)} of run {ledger.run} onto {onto[:12]}"
     pool = make_pool(repo, config, options.jobs or 1)

@@ -16,9 +16,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from uet_git.commands.journal import recover_landing
+from uet_git.commands.respec import recorded_workstreams
 from uet_git.commands.run import drive
 from uet_git.engine.events import Observer
-from uet_git.engine.inputs import load_inputs, workstreams_from_record
+from uet_git.engine.inputs import load_inputs
 from uet_git.engine.options import RunOptions, RunResult, resolve_jobs, resolve_land
 from uet_git.engine.seed import recorded_config, retry_sets
 from uet_git.errors import UetError
@@ -44,7 +45,7 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, observer: Ob
         if recovered:
             observer.message(recovered)
         record = ledger.plan or {}
-        workstreams = workstreams_from_record(record)
+        workstreams = recorded_workstreams(repo, ledger)  # plan.json + `uet retry` respecs
         if workstreams:
             config = recorded_config(repo, ledger)
         else:  # a run recorded by an older uet: read the files again
