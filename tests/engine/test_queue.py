@@ -15,6 +15,7 @@ from uet_git.engine.queue import Job, VerifyQueue, run_job
 from uet_git.engine.verdicts import VerdictCache, acceptance_key, from_ledger
 from uet_git.engine.verify import Verdict, checks_at
 from uet_git.gitrepo import odb
+from uet_git.ledger.fsck import fsck
 from uet_git.ledger.log import read_ledger
 from uet_git.spec.models import Config
 
@@ -156,3 +157,20 @@ def test_the_cache_answers_for_a_tree_judged_before_and_survives_in_the_ledger(
         # Not for other acceptance commands.
         other = ws.model_copy(update={"acceptance": ["true"]})
         assert not again.passed("acceptance", tree, acceptance_key(other))
+
+
+def test_fsck_checks_candidate_refs(tmp_path: Path) -> None:
+    with kit(tmp_path, {"a": {}}) as k:
+        run = k.ledger.run
+        patch = k.queue("a", {"a.txt": "a"})
+        git(k.path, "update-ref", f"refs/uet/candidates/{run}/1", patch)
+        assert fsck(k.repo, run) == []  # built on the integration tip (the base)
+        stray = git(k.path, "commit-tree", "-m", "stray", f"{patch}^{{tree}}")
+        git(k.path, "update-ref", f"refs/uet/candidates/{run}/2", stray)
+        assert any("candidates/" in p and "not built on the integration history" in p
+                   for p in fsck(k.repo, run))
+        git(k.path, "update-ref", "-d", f"refs/uet/candidates/{run}/2")
+        k.ledger.event("run: finish", "done")
+        assert fsck(k.repo, run) == [
+            f"{run}: refs/uet/candidates/{run}/1: speculative candidate left after the run "
+            "finished"]

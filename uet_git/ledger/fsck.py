@@ -40,7 +40,7 @@ from uet_git.gitrepo.odb import (
 from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger import query
 from uet_git.ledger.expected import GC_EVENT, expected_refs, state_target
-from uet_git.ledger.layout import ROOT, parse_ref, state_ref
+from uet_git.ledger.layout import ROOT, candidate_prefix, parse_ref, state_ref
 from uet_git.ledger.states import TRANSITIONS
 
 _OID_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -70,7 +70,8 @@ def fsck(repo: Repo, run: str | None = None) -> list[str]:
             if not found:
                 break
             fresh = query.run_refs(repo, r)
-            fresh.update(query.for_each_ref(repo, [f"{ROOT}patches/{r}/"]))
+            fresh.update(query.for_each_ref(repo, [f"{ROOT}patches/{r}/",
+                                                   candidate_prefix(r)]))
             if fresh == by_run.get(r, {}):
                 break
             by_run[r] = fresh
