@@ -8,6 +8,7 @@ land in ``<body data-errors>`` (window.onerror), so a headless browser's DOM dum
 from __future__ import annotations
 
 import html
+import itertools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def dag(rep: Report) -> str:
     width = int(max(x for x, _ in pos.values()) + nw + 20)
     height = int(max(y for _, y in pos.values()) + nh + 20)
     crit = set(rep.critical_path)
-    crit_edges = set(zip(rep.critical_path, rep.critical_path[1:], strict=False))
+    crit_edges = set(itertools.pairwise(rep.critical_path))
     out = [f'<svg id="dag" xmlns="http://www.w3.org/2000/svg" width="{width}" '
            f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
            'aria-label="dependency graph">',

@@ -45,7 +45,7 @@ from pathlib import Path
 import click
 
 from uet_git.cli._common import echo_json, project_root
-from uet_git.cli.render import wave_lines, wrap
+from uet_git.cli.render import dag_dot, dag_mermaid, wave_lines, wrap
 from uet_git.engine.options import resolve_jobs
 from uet_git.errors import EXIT_INVALID, UetError
 from uet_git.plan.dag import PlanError, build_plan
@@ -99,7 +99,10 @@ def _unit(has_estimates: int, count: int) -> str:
 @click.option("--verify-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Seconds one verification (acceptance + hooks on a candidate) takes, for "
                    "the bound of the verification queue.")
-def cmd(path: Path | None, jobs: int | None, as_json: bool, verify_seconds: float) -> None:
+@click.option("--dot", is_flag=True, help="Print the DAG for Graphviz (`| dot -Tsvg`) only.")
+@click.option("--mermaid", is_flag=True, help="Print the DAG as a Mermaid flowchart only.")
+def cmd(path: Path | None, jobs: int | None, as_json: bool, verify_seconds: float, dot: bool,
+        mermaid: bool) -> None:
     """Show the dependency plan of PATH (a workstream file or directory; default: the
     workstreams/ directory, or uet.toml [run] workstreams, at the repository root): waves,
     critical path, counts, the lower bound of the wall time for N workers, and predicted
@@ -128,6 +131,10 @@ def cmd(path: Path | None, jobs: int | None, as_json: bool, verify_seconds: floa
     bound = plan.queue_bound(n_jobs, verify=verify_seconds, verify_jobs=config.verify.jobs,
                              extra_edges=[(a, b) for a, b, _ in implicit] if serialise else [])
 
+    if dot or mermaid:  # the DAG alone, critical path marked, serialised conflicts dashed
+        soft = [(a, b) for a, b, _ in implicit] if serialise else []
+        click.echo((dag_dot if dot else dag_mermaid)(plan, soft))
+        return
     if as_json:
         data = plan.to_json(n_jobs, warnings=warnings)
         data["implicit_edges"] = [list(e) for e in implicit]

@@ -19,6 +19,7 @@ from the measured durations of this run, with efficiency = measured bound / wall
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import textwrap
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from uet_git.engine.dryrun import DryRunView
+    from uet_git.plan.dag import Plan
 
 # What the counts line shows, in this order.
 COUNT_ORDER = ("pending", "running", "created", "validated", "queued", "applied", "verified",
@@ -300,3 +302,54 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _dot_id(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dag_dot(plan: Plan, implicit: Sequence[tuple[str, str]] = ()) -> str:
+    """The plan's DAG for Graphviz (``uet plan --dot | dot -Tsvg``): an edge from each
+    dependency to its dependent, the critical path in red, implicit edges (predicted
+    conflicts, serialised) dashed."""
+    _, path = plan.critical_path()
+    hot, hot_edges = set(path), set(itertools.pairwise(path))
+    lines = ["digraph uet {", "  rankdir=LR;",
+             '  node [shape=box, style="rounded,filled", fillcolor="#eef2f7", '
+             'fontname="Helvetica"];']
+    for ws_id in plan.ids:
+        title = plan.workstreams[ws_id].title
+        label = ws_id + (f"\\n{title}" if title else "")
+        extra = ', color="#cf222e", penwidth=2' if ws_id in hot else ""
+        lines.append(f"  {_dot_id(ws_id)} [label={_dot_id(label)}{extra}];")
+    for a, b in plan.edges():
+        extra = ' [color="#cf222e", penwidth=2]' if (a, b) in hot_edges else ""
+        lines.append(f"  {_dot_id(a)} -> {_dot_id(b)}{extra};")
+    for a, b in implicit:
+        lines.append(f'  {_dot_id(a)} -> {_dot_id(b)} [style=dashed, color="#8c959f"];')
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _mermaid_id(ws_id: str, index: Mapping[str, int]) -> str:
+    return f"n{index[ws_id]}"  # ids may hold '.', '-': mermaid node ids may not
+
+
+def dag_mermaid(plan: Plan, implicit: Sequence[tuple[str, str]] = ()) -> str:
+    """The plan's DAG as a Mermaid flowchart (``uet plan --mermaid``; GitHub renders it in a
+    ```mermaid block): the critical path's nodes in the ``critical`` class, implicit edges
+    dotted."""
+    _, path = plan.critical_path()
+    index = plan.index
+    lines = ["flowchart LR"]
+    for ws_id in plan.ids:
+        label = ws_id.replace('"', "'")
+        lines.append(f'  {_mermaid_id(ws_id, index)}["{label}"]')
+    for a, b in plan.edges():
+        lines.append(f"  {_mermaid_id(a, index)} --> {_mermaid_id(b, index)}")
+    for a, b in implicit:
+        lines.append(f"  {_mermaid_id(a, index)} -.-> {_mermaid_id(b, index)}")
+    if path:
+        lines.append("  classDef critical stroke:#cf222e,stroke-width:3px")
+        lines.append("  class " + ",".join(_mermaid_id(i, index) for i in path) + " critical")
+    return "\n".join(lines)
