@@ -282,6 +282,11 @@ def _land(repo: Repo, ledger: Ledger, *, rebase: bool, options: RunOptions | Non
                                      f"(`git reflog {name}`), then run `uet land {run}`", old)
         if rebase:
             return _rebase_and_land(repo, ledger, old, options, observer)
+        part = partially_landed(repo, run)
+        if part:
+            return LandResult(False, f"{name} holds a partial landing of run {run} "
+                                     f"({', '.join(part)}); nothing landed: run `uet land "
+                                     f"{run} --rebase` to land the rest", old)
         return LandResult(False, f"{name} moved to {short(old)} since run {run} started; "
                                  f"nothing landed, {iref} is kept: run `uet land {run} --rebase` "
                                  "to re-integrate onto the new tip and re-verify", old)
