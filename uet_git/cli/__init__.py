@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status", "Show the state of every workstream of a run."),
     "log": ("log", "Show the ledger history of a run or a workstream."),
     "show": ("show", "Show a workstream's record and evidence."),
+    "report": ("report", "Write a self-contained HTML report of a run (Gantt, DAG, evidence)."),
     "diff": ("diff", "Show a workstream's change with git show (your pager and colours)."),
     "check": ("check", "Check that uet patches in a revision range were committed by the ledger."),
     "hooks": ("hooks", "Install or uninstall git hooks that consult the ledger."),
