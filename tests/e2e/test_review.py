@@ -276,3 +276,30 @@ def test_retry_rereads_an_edited_workstream(tmp_path: Path) -> None:
     assert '"test -f a.txt"' in recorded
     # Unchanged since: nothing more is recorded on the next retry-free resume.
     assert subjects.count("run: respec") == 1
+
+
+def test_pre_push_accepts_a_rebased_and_a_partial_landing(tmp_path: Path) -> None:
+    repo = three_ws(tmp_path / "r")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    git(repo, "push", "-q", "origin", "main")
+    run_ok(repo, "hooks", "install")
+    run_ok(repo, "run", "--land", "never")
+    rid = last_run(repo)
+    git(repo, "commit", "-q", "--allow-empty", "-m", "someone else")
+    run_ok(repo, "land", rid, "--only", "c")
+    push = sp.run(["git", "push", "-q", "origin", "main"], cwd=repo, capture_output=True,
+                  text=True)
+    assert push.returncode == 0, push.stderr
+    run_ok(repo, "land", rid, "--rebase")
+    push = sp.run(["git", "push", "-q", "origin", "main"], cwd=repo, capture_output=True,
+                  text=True)
+    assert push.returncode == 0, push.stderr
+    assert set(git(remote, "ls-tree", "--name-only", "main").split()) >= {"a.txt", "b.txt",
+                                                                         "c.txt"}
+    # A forged commit with uet trailers is still refused by the hook.
+    forged = f"forged\n\nUet-Workstream: c\nUet-Run: {rid}\n"
+    git(repo, "commit", "-q", "--allow-empty", "-m", forged)
+    push = sp.run(["git", "push", "origin", "main"], cwd=repo, capture_output=True, text=True)
+    assert push.returncode != 0 and "not a patch the ledger recorded for c" in push.stderr
