@@ -53,6 +53,8 @@ def test_status_shows_a_live_run_and_watch_follows_it_to_the_end(tmp_path: Path)
         slow = next(w for w in data["workstreams"] if w["ws"] == "slow")
         assert slow["state"] == "pending" and slow["running"]["worker"] == 0
         assert slow["running"]["stage"] in ("tool", "normalise", "acceptance")
+        assert run(repo, "runs").stdout.splitlines()[1].split()[-2] == "live"
+        assert json.loads(run(repo, "runs", "--json").stdout)[0]["live"] is True
         watched = run(repo, "status", "--watch", "--interval", "0.1")
         assert watched.returncode == 0
         lines = watched.stdout.splitlines()
@@ -92,3 +94,5 @@ def test_a_killed_run_is_not_live(tmp_path: Path):
     watched = run(repo, "status", "--watch", "--interval", "0.1")
     assert watched.returncode == 0 and time.monotonic() - started < 5
     assert "slow: pending" in watched.stdout
+    looks = run(repo, "status", "--watch", "--json", "--interval", "0.1").stdout.splitlines()
+    assert len(looks) == 1 and json.loads(looks[0])["live"]["alive"] is False

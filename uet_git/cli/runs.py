@@ -1,4 +1,5 @@
-"""`uet runs [--json]`: the runs recorded under refs/uet/ledger/, oldest first."""
+"""`uet runs [--json]`: the runs recorded under refs/uet/ledger/, oldest first; ``live``: a
+process runs it now (its live-state file, ``ledger/live.py``)."""
 
 from __future__ import annotations
 
@@ -9,24 +10,28 @@ from uet_git.cli.render import text_table
 from uet_git.cli.status import fmt_counts, fmt_time
 from uet_git.gitrepo import Repo
 from uet_git.ledger import query
+from uet_git.ledger.live import read_live
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def cmd(as_json: bool) -> None:
     """List the runs recorded in the ledger (oldest first): id, base commit, target branch,
-    start time, workstream counts per state, and whether the run finished and landed."""
+    start time, workstream counts per state, and whether the run finished (`live`: a process
+    runs it now) and landed."""
     repo = Repo.open(".")
     runs = query.list_runs(repo)
+    live = {r.run for r in runs if (lv := read_live(repo, r.run)) is not None and lv.live}
     if as_json:
-        echo_json([r.to_dict() for r in runs])
+        echo_json([{**r.to_dict(), "live": r.run in live} for r in runs])
         return
     if not runs:
         click.echo("No runs yet in this repository: start one with `uet run`.")
         return
     rows = [
         [r.run, (r.base or "-")[:12], r.target or "-", fmt_time(r.started), fmt_counts(r.counts),
-         "yes" if r.finished else "no", "yes" if r.landed else "no"]
+         "live" if r.run in live else "yes" if r.finished else "no",
+         "yes" if r.landed else "no"]
         for r in runs
     ]
     headers = ["RUN", "BASE", "TARGET", "STARTED", "COUNTS", "FINISHED", "LANDED"]

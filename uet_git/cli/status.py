@@ -17,6 +17,7 @@ imported.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -186,14 +187,22 @@ def _changes(before: dict[str, str], snap: Snapshot) -> tuple[dict[str, str], li
                  if before.get(ws) != shown]
 
 
-def watch(repo: Repo, run_id: str, interval: float) -> None:
-    """Redraw (a terminal) or print one line per change until the run's process ends."""
-    tty = sys.stdout.isatty()
+def watch(repo: Repo, run_id: str, interval: float, *, as_json: bool = False) -> None:
+    """Redraw (a terminal) or print one line per change until the run's process ends; with
+    ``as_json`` the --json object, on one line, each time something but the clock changed."""
+    tty = sys.stdout.isatty() and not as_json
     before: dict[str, str] = {}
     said = None
+    last_json: tuple[object, ...] | None = None
     while True:
         snap = snapshot(repo, run_id)
-        if tty:
+        if as_json:
+            shown, _ = _changes({}, snap)
+            key = (tuple(sorted(shown.items())), snap.is_live)
+            if key != last_json:
+                click.echo(json.dumps(snap.to_dict(), separators=(",", ":"), default=str))
+            last_json = key
+        elif tty:
             click.echo("\x1b[H\x1b[J" + "\n".join(render(snap)))
         else:
             now_said = liveness(snap)
@@ -204,7 +213,7 @@ def watch(repo: Repo, run_id: str, interval: float) -> None:
             for line in lines:
                 click.echo(line)
         if not snap.is_live and snap.writer is None:
-            if not tty:
+            if not tty and not as_json:
                 click.echo(f"{len(snap.st.workstreams)} workstreams: "
                            f"{fmt_counts(snap.counts())}")
             return
@@ -216,7 +225,7 @@ def watch(repo: Repo, run_id: str, interval: float) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the stable JSON object.")
 @click.option("--watch", "-w", "watching", is_flag=True,
               help="Follow the run until its process ends: redraw on a terminal, else one "
-                   "line per change.")
+                   "line per change (with --json: the object on one line per change).")
 @click.option("--interval", type=click.FloatRange(0.05), default=1.0, show_default=True,
               help="Seconds between looks with --watch.")
 def cmd(run: str | None, as_json: bool, watching: bool, interval: float) -> None:
@@ -233,7 +242,7 @@ def cmd(run: str | None, as_json: bool, watching: bool, interval: float) -> None
     landed, counts {state: n}, workstreams [{ws, state, attempt, reason, patch, candidate,
     started, updated, duration, ref, collected, running}], live (times ISO 8601 UTC, duration
     in seconds)."""
-    repo = Repo.open(".")
+    repo = Repo.open(".", bare_ok=True)
     latest = query.latest_run(repo) if run is None else None
     if run is None and latest is None:
         if as_json:
@@ -242,8 +251,8 @@ def cmd(run: str | None, as_json: bool, watching: bool, interval: float) -> None
             click.echo("No runs yet in this repository: start one with `uet run`.")
         return
     run_id = latest or query.resolve_run(repo, run)
-    if watching and not as_json:
-        watch(repo, run_id, interval)
+    if watching:
+        watch(repo, run_id, interval, as_json=as_json)
         return
     snap = snapshot(repo, run_id)
     if as_json:
