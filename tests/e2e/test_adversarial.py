@@ -202,8 +202,6 @@ def test_a_hook_planted_by_a_patch_never_runs_on_later_candidates(
     fsck_clean(repo)
 
 
-@pytest.mark.xfail(strict=True, reason="gitrepo/treecheck.tree_problems is never called: the "
-                   "worker path (engine/pipeline, workers/validate) does not quarantine bad-tree")
 def test_gitmodules_with_an_option_url_is_bad_tree_before_queueing(tmp_path: Path) -> None:
     repo = setup_repo(tmp_path / "r", workstreams={
         "evil": {"command": tool("adv-gitmodules")},

@@ -32,7 +32,7 @@ from uet_git.workers.pool import Worktree
 from uet_git.workers.process import ProcResult, read_tail, run_process
 from uet_git.workers.sandbox import SandboxPlan
 from uet_git.workers.tools import ResultCheck, build_invocation
-from uet_git.workers.validate import validate_changes
+from uet_git.workers.validate import validate_changes, validate_tree
 
 LOG_LIMIT = 64 * 1024  # bytes of each log kept as evidence
 BACKOFF_BASE = float(os.environ.get("UET_RETRY_BACKOFF", "0.5"))
@@ -288,6 +288,12 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
         if changes is None:
             changes = changed_paths(ctx.repo, get_commit(ctx.repo, patch).parent, patch)
         reason, detail = validate_changes(changes, ws, ctx.config.verify)
+        if reason is None:
+            # Before anything runs on it: a tree git fsck --strict rejects never reaches a
+            # candidate, let alone the target (a .gitmodules URL that is an option, .git names).
+            base = get_commit(ctx.repo, patch).parent
+            if base is not None:
+                reason, detail = validate_tree(ctx.repo, base, patch)
         if reason:
             ctx.record(ws_id, "quarantined", attempt=attempt, reason=reason, detail=detail)
             return WorkerOutcome(ws_id, "quarantined", reason, False, time.monotonic() - start)
