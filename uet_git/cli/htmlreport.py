@@ -88,11 +88,18 @@ def gantt(rep: Report) -> str:
     out = [f'<svg id="gantt" xmlns="http://www.w3.org/2000/svg" width="{width}" '
            f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
            f'aria-label="worker Gantt chart">']
+    busy: dict[int, float] = {}
+    for s in steps:
+        end = float(s["end"]) if s.get("end") is not None else t1
+        busy[int(s["worker"])] = busy.get(int(s["worker"]), 0.0) + end - float(s["start"])
     for w, i in row.items():
         y = i * rh
         out.append(f'<rect x="0" y="{y}" width="{width}" height="{rh}" '
                    f'fill="{"#f6f8fa" if i % 2 else "#fff"}"/>')
-        out.append(f'<text x="6" y="{y + 17}">{e(_who(w))}</text>')
+        out.append(f'<text x="6" y="{y + 17}">{e(_who(w))}<title>busy '
+                   f'{busy.get(w, 0.0):.1f} s of {span:.1f} s</title></text>')
+        out.append(f'<text class="util" x="{left - 6}" y="{y + 17}" text-anchor="end" '
+                   f'style="fill:#57606a">{busy.get(w, 0.0) / span:.0%}</text>')
     ticks = 8
     for k in range(ticks + 1):
         x = left + (width - left - 30) * k / ticks

@@ -32,5 +32,8 @@ def cmd(run: str | None, jobs: int | None, land: str | None, keep_worktrees: boo
     reporter = Reporter(options.output, quiet=quiet)
     live = LiveRun(repo, reporter)
     reporter.facts = live.facts
-    result = resume_run(repo, run, options, live)
+    try:
+        result = resume_run(repo, run, options, live)
+    finally:
+        live.close()
     sys.exit(result.exit_code)

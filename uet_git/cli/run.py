@@ -67,7 +67,10 @@ def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tup
     reporter = Reporter(options.output, quiet=quiet and not dry_run)
     live = LiveRun(repo, reporter)
     reporter.facts = live.facts
-    result = execute_run(repo, options, live)
+    try:
+        result = execute_run(repo, options, live)
+    finally:
+        live.close()
     if result.dry_run is not None:
         show_dry_run(reporter, result.dry_run)
     sys.exit(result.exit_code)

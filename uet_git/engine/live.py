@@ -100,6 +100,11 @@ class LiveRun:
             self._timer = None
             self._flush()
 
+    def close(self) -> None:
+        """The run is over however it ended (an error too): no live file stays behind."""
+        with self._lock:
+            self._remove()
+
     def _remove(self) -> None:
         self._done = True
         if self._timer is not None:
