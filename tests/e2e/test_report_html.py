@@ -74,7 +74,11 @@ def test_report_renders_in_a_browser_with_one_bar_per_tool_run(tmp_path: Path):
     for ws, state in (("core", "committed"), ("api", "committed"), ("flaky", "committed"),
                       ("broken", "quarantined")):
         assert re.search(rf'class="node state-{state}[^"]*" data-ws="{ws}"', dom), ws
-    assert 'class="node state-committed critical" data-ws="core"' in dom
+    # The critical path (from the measured durations) is named and marked in the graph.
+    path = re.search(r'<b id="critical-path">([^<]*)</b>', dom)
+    assert path is not None and path.group(1) != "-"
+    for ws in path.group(1).split(" → "):
+        assert re.search(rf'class="node state-[a-z-]+ critical" data-ws="{ws}"', dom), ws
     # One click away: the failing acceptance's log, the tool's output and the diff.
     broken = dom[dom.index('id="ws-broken"'):]
     assert "acceptance.log" in broken and "exit 3" in broken and "verify-failed" in broken
