@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("check", "Check that uet patches in a revision range were committed by the ledger."),
     "hooks": ("hooks", "Install or uninstall git hooks that consult the ledger."),
     "fsck": ("fsck", "Check the ledger's consistency; --repair resets refs from the ledger."),
+    "push": ("push", "Push runs to a remote: one atomic push, the ledger kept consistent."),
+    "fetch": ("fetch", "Fetch runs from a remote: state refs replaced, ledgers fast-forwarded."),
     "gc": ("gc", "Remove refs of old finished runs and pack refs."),
 }
 

@@ -28,7 +28,7 @@ def cmd(run: str | None, do_repair: bool) -> None:
 
     --repair first resets the refs from the ledger (the ledger is the truth, refs are its
     index), one line per fix; what it cannot fix is then reported as above."""
-    repo = Repo.open(".")
+    repo = Repo.open(".", bare_ok=True)
     if do_repair:
         run = _repair(repo, run)
     problems = fsck(repo, run)

@@ -21,7 +21,7 @@ from uet_git.ledger import query
 def cmd(run: str | None, ws: str | None, as_json: bool) -> None:
     """Show the ledger history of RUN (default: the latest run), oldest first: one line per
     ledger commit (the same as `git log --reverse refs/uet/ledger/RUN`)."""
-    repo = Repo.open(".")
+    repo = Repo.open(".", bare_ok=True)
     run_id = query.resolve_run(repo, run)
     events = query.history(repo, run_id, ws)
     if as_json:

@@ -31,7 +31,7 @@ def cmd(ws: str, run_arg: str | None, run_opt: str | None, attempt: int | None,
     and candidate commits and timings, the diff stat of its change (`uet diff WS RUN` shows
     the diff), its ledger history, and its evidence blobs (stored in the ledger tree under
     evidence/WS/ATTEMPT/NAME), each with the git command that reads it."""
-    repo = Repo.open(".")
+    repo = Repo.open(".", bare_ok=True)
     run = pick_run(run_arg, run_opt)
     run_id = query.resolve_run(repo, run)
     if name is not None:

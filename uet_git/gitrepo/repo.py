@@ -35,12 +35,16 @@ class Repo:
     workdir: Path
     git_dir: Path
     common_dir: Path
+    bare: bool = False
     _local: threading.local = field(default_factory=threading.local, repr=False)
     # Small per-repository caches other gitrepo modules keep (e.g. the commit identity).
     _cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] = ".") -> Repo:
+    def open(cls, path: str | os.PathLike[str] = ".", *, bare_ok: bool = False) -> Repo:
+        """The repository at ``path``. ``bare_ok``: a bare repository (a CI server's mirror)
+        is accepted for commands that only read or move refs; its ``workdir`` is then the git
+        dir itself (git runs there) and ``bare`` is True."""
         require_git()
         p = Path(path)
         if not p.exists():
@@ -53,6 +57,11 @@ class Repo:
         )
         lines = proc.stdout.decode().splitlines()
         # A bare repository answers the first questions, then fails on --show-toplevel.
+        if bare_ok and lines and lines[0] == "true" and len(lines) >= 3:
+            git_dir = Path(lines[1]).resolve()
+            repo = cls(workdir=git_dir, git_dir=git_dir, common_dir=git_dir, bare=True)
+            repo.trusted_filters()
+            return repo
         if (lines and lines[0] == "true") or (proc.returncode == 0 and len(lines) < 4):
             raise GitError(f"{p.resolve()}: a bare repository has no worktree; uet needs one")
         if proc.returncode != 0 and len(lines) >= 2:
