@@ -107,3 +107,13 @@ def test_read_commands_in_a_bare_mirror(tmp_path: Path):
     assert "a: none -> " in run_ok(b, "log", run_id).stdout
     assert run_ok(b, "show", "a").returncode == 0
     _uet_fsck(b)
+
+
+def test_status_remote_reads_ref_names_without_a_clone(tmp_path: Path):
+    a, b, _flag, run_id = _quarantined_run(tmp_path)
+    run_ok(a, "push")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = run_ok(elsewhere, "status", "--remote", b.as_uri(), run_id[:12]).stdout
+    assert out.splitlines() == [f"run {run_id} in {b.as_uri()}", "a  quarantined",
+                                "c  committed"]

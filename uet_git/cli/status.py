@@ -28,6 +28,7 @@ import click
 
 from uet_git.cli._common import echo_json
 from uet_git.cli.render import text_table
+from uet_git.commands.sync import remote_states
 from uet_git.gitrepo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.live import Live, Running, eta_seconds, read_live, writer_pid
@@ -228,7 +229,10 @@ def watch(repo: Repo, run_id: str, interval: float, *, as_json: bool = False) ->
                    "line per change (with --json: the object on one line per change).")
 @click.option("--interval", type=click.FloatRange(0.05), default=1.0, show_default=True,
               help="Seconds between looks with --watch.")
-def cmd(run: str | None, as_json: bool, watching: bool, interval: float) -> None:
+@click.option("--remote", "remote", metavar="URL",
+              help="Read the states from URL's ref names (git ls-remote), without cloning.")
+def cmd(run: str | None, as_json: bool, watching: bool, interval: float,
+        remote: str | None) -> None:
     """Show the state of every workstream of RUN (default: the latest run; a unique prefix of
     a run id works): state, attempt, quarantine reason and time in the ledger, then the counts
     per state. States come from the refs refs/uet/<state>/RUN/WS, reasons and times from the
@@ -242,6 +246,9 @@ def cmd(run: str | None, as_json: bool, watching: bool, interval: float) -> None
     landed, counts {state: n}, workstreams [{ws, state, attempt, reason, patch, candidate,
     started, updated, duration, ref, collected, running}], live (times ISO 8601 UTC, duration
     in seconds)."""
+    if remote is not None:
+        _remote_status(remote, run, as_json)
+        return
     repo = Repo.open(".", bare_ok=True)
     latest = query.latest_run(repo) if run is None else None
     if run is None and latest is None:
@@ -260,3 +267,16 @@ def cmd(run: str | None, as_json: bool, watching: bool, interval: float) -> None
         return
     for line in render(snap):
         click.echo(line)
+
+
+def _remote_status(url: str, run: str | None, as_json: bool) -> None:
+    run_id, states = remote_states(url, run)
+    if as_json:
+        echo_json(None if run_id is None else {"run": run_id, "workstreams": states})
+        return
+    if run_id is None:
+        click.echo(f"No runs in {url}.")
+        return
+    click.echo(f"run {run_id} in {url}")
+    for ws, state in states.items():
+        click.echo(f"{ws}  {state}")

@@ -205,3 +205,18 @@ def push(repo: Repo, remote: str, runs: Sequence[str] = ()) -> SyncResult:
             updates += [PushUpdate(ref, new, old) for ref, new, old in plan.updates]
         push_atomic(repo, remote, updates)
     return SyncResult(plans)
+
+
+def remote_states(url: str, run: str | None) -> tuple[str | None, dict[str, str]]:
+    """``(run, {ws: state})`` read from the remote's ref names alone (no clone, no objects):
+    ``run`` (a unique prefix works; default the latest run there), None when it has no run."""
+    runs = by_run(ls_remote(url, f"{ROOT}*"))
+    if not runs:
+        return None, {}
+    chosen = select_runs(list(runs), [run] if run else [], url)[-1]
+    out: dict[str, str] = {}
+    for ref in runs[chosen]:
+        p = parse_ref(ref)
+        if p is not None and p.kind == "state" and p.ws is not None and p.state is not None:
+            out[p.ws] = p.state
+    return chosen, dict(sorted(out.items()))
