@@ -148,16 +148,20 @@ def test_partial_land_only_then_rest_with_rebase(tmp_path: Path) -> None:
     files = git(repo, "ls-tree", "--name-only", "main").split()
     assert "a.txt" in files and "b.txt" in files and "c.txt" not in files
     assert git(repo, "rev-list", "--count", f"{base}..main") == "2"
-    land_ev = git(repo, "log", "-1", "--format=%(trailers:key=Uet-Partial,valueonly)",
-                  f"refs/uet/ledger/{rid}")
-    assert land_ev == "a,b"
+    partial = git(repo, "log", "--format=%(trailers:key=Uet-Partial,valueonly)",
+                  f"refs/uet/ledger/{rid}").split()
+    assert partial == ["a,b"]
     check_ok(repo, f"{base}..main")
     assert states(repo, rid) == {"a": "committed", "b": "committed", "c": "committed"}
-    # The rest lands later: re-integrated onto the new main, a and b skipped.
-    out = run_ok(repo, "land", rid, "--rebase").stdout
-    assert "a, b skipped" in out
+    # The rest was re-integrated on top of what landed: a plain `uet land` lands it.
+    assert "the rest (c) re-integrated on top" in out
+    assert git(repo, "merge-base", "--is-ancestor", "main", f"refs/uet/integration/{rid}",
+               check=False) == ""
+    out = run_ok(repo, "land", rid).stdout
     assert "c.txt" in git(repo, "ls-tree", "--name-only", "main").split()
+    assert git(repo, "rev-list", "--count", f"{base}..main") == "3"
     check_ok(repo, f"{base}..main")
+    run_ok(repo, "fsck", rid)
 
 
 def test_partial_land_exclude(tmp_path: Path) -> None:

@@ -22,9 +22,10 @@ Rules (DESIGN.md, "Rules that are never broken"):
   closed under dependencies (refused with the missing ones otherwise) is re-made onto the
   target's tip, each candidate re-verified through the one verify path
   (``verify.verify_candidate``, as ``--rebase`` does), and the target fast-forwards to that
-  chain; the landing records ``Uet-Partial`` (the landed workstreams). The integration ref
-  keeps the whole run, so a later ``uet land RUN --rebase`` lands the rest (the landed ones
-  are then skipped: the target has their changes).
+  chain; the landing records ``Uet-Partial`` (the landed workstreams). The rest are then
+  re-made on top of it (re-verified) and the integration ref moves there (``run: rebase``),
+  so a later ``uet land RUN`` lands them with a fast-forward; if they do not re-make, the
+  integration ref is kept and ``uet land RUN --rebase`` lands them later.
 - ``dry_run``: what would move (the target, old -> new, and the workstreams) is said and
   nothing is written: no ref, no ledger event, no recovery of an interrupted landing.
 - When the ledger shows a tool moved the target during the run (a workstream quarantined
@@ -55,7 +56,7 @@ from uet_git.engine.events import NullObserver, Observer
 from uet_git.engine.guard import TamperGuard
 from uet_git.engine.loop import make_pool
 from uet_git.engine.options import RunOptions
-from uet_git.engine.rebase import committed_in_order, reintegrate
+from uet_git.engine.rebase import ALREADY_APPLIED, committed_in_order, reintegrate
 from uet_git.engine.seed import recorded_config
 from uet_git.engine.verify import (
     Bench,
@@ -68,6 +69,7 @@ from uet_git.engine.verify import (
 from uet_git.errors import EXIT_WORK_FAILED, UetError
 from uet_git.gitrepo.merge import count_commits, is_ancestor
 from uet_git.gitrepo.odb import has_object
+from uet_git.gitrepo.refs import RefConflict
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.layout import integration_ref
@@ -444,8 +446,40 @@ def _land_partial(repo: Repo, ledger: Ledger, keep: list[str], options: RunOptio
         if move.updated else ""
     record_landing(ledger, target, old, chain.tip, what + where, move.intent,
                    trailers={PARTIAL: ",".join(landed)})
-    later = f" (`uet land {run} --rebase` lands the rest)" if rest else ""
-    return LandResult(True, f"landed part of run {run} on {what}{where}{later}", chain.tip)
+    later = _reintegrate_rest(repo, ledger, old, chain, rest, options or RunOptions(),
+                              observer)
+    return LandResult(True, f"landed part of run {run} on {what}{where}; {later}", chain.tip)
+
+
+def _reintegrate_rest(repo: Repo, ledger: Ledger, old: str, chain: Chain, rest: list[str],
+                      options: RunOptions, observer: Observer) -> str:
+    """After a partial landing: the workstreams left out re-made on top of what landed (each
+    re-verified) and the integration ref moved to that chain (``run: rebase`` onto the
+    target's value before the landing), so ``uet land RUN`` later lands them with a plain
+    fast-forward. When they do not re-make (a conflict, a failure), the integration ref is
+    left as it was: ``uet land RUN --rebase`` tries again later. Returns what happened, for
+    the message."""
+    run = ledger.run
+    if not rest:
+        return "nothing left to land"
+    try:
+        full = remake(repo, ledger, chain.tip, rest, options, observer)
+    except UetError as exc:
+        return (f"the rest ({', '.join(rest)}) was not re-integrated on top ({exc}); "
+                f"`uet land {run} --rebase` lands it later")
+    prev = ledger.integration_tip()
+    skipped = chain.skipped + full.skipped
+    body = (f"partial landing of {', '.join(chain.integrated)}: the rest re-integrated on top "
+            f"of it: {', '.join(full.integrated) or 'none'}\n"
+            f"integration: {prev[:12]} -> {full.tip[:12]}")
+    try:
+        ledger.rebase_integration(old, full.tip, summary=body, old=prev,
+                                  trailers={ALREADY_APPLIED: ",".join(skipped)}
+                                  if skipped else None)
+    except RefConflict as exc:
+        return f"the rest was not recorded ({exc}); `uet land {run} --rebase` lands it later"
+    return (f"the rest ({', '.join(rest)}) re-integrated on top as {integration_ref(run)} "
+            f"{full.tip[:12]}: `uet land {run}` lands it")
 
 
 def _dry_run(repo: Repo, ledger: Ledger, *, rebase: bool, keep: list[str] | None
@@ -474,6 +508,9 @@ def _dry_run(repo: Repo, ledger: Ledger, *, rebase: bool, keep: list[str] | None
                   "each",
                   f"would move {ref}: {short(old)} -> the re-made chain",
                   f"would not land: {', '.join(rest) or 'none'}"]
+        if rest:
+            would.append(f"would re-make {', '.join(rest)} on top (re-verifying each) and "
+                         f"move {iref}: {short(tip)} -> that chain")
     elif old == tip or is_ancestor(repo, tip, old):
         return LandResult(True, f"dry run: {name} ({short(old)}) already holds {iref} "
                                 f"({short(tip)}); nothing would move", old)
