@@ -24,7 +24,8 @@ def _pair(tmp_path: Path) -> tuple[Repo, Path, str, str]:
 
 def test_ls_remote_lists_a_prefix_without_a_local_repository(tmp_path: Path):
     repo, bare, first, second = _pair(tmp_path)
-    git(repo.workdir, "push", "-q", bare.as_uri(), f"{first}:refs/uet/x/1", f"{second}:refs/heads/y")
+    git(repo.workdir, "push", "-q", bare.as_uri(), f"{first}:refs/uet/x/1",
+        f"{second}:refs/heads/y")
     assert ls_remote(bare.as_uri(), "refs/uet/*") == {"refs/uet/x/1": first}
     with pytest.raises(GitError, match="ls-remote"):
         ls_remote((tmp_path / "nowhere").as_uri())
