@@ -15,8 +15,10 @@ from uet_git.hooks.check import check_revs
 def cmd(revs: tuple[str, ...], quiet: bool) -> None:
     """Check every commit in REV... (git rev-list arguments: `main..feature`, or
     `-- NEW --not --remotes`) that carries a Uet-Workstream trailer: it must be the candidate or
-    patch of a workstream the ledger committed (read from refs/uet/ledger/RUN of its Uet-Run).
-    Quarantined, dropped, blocked, rolled-back, superseded or unknown patches fail, one line
+    patch of a workstream the ledger committed (read from refs/uet/ledger/RUN of its Uet-Run),
+    or a commit the ledger itself landed or re-integrated (`uet land`, `land --rebase`,
+    `land --only`, and the landed commits a rollback reverted). Quarantined, dropped, blocked,
+    rolled-back, superseded, forged or unknown patches fail, one line
     each with the reason. Exit 0 when all pass, 1 otherwise. Commits without uet trailers are
     ignored. The git hooks installed by `uet hooks install` run this."""
     repo = Repo.open(".")

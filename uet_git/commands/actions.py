@@ -105,7 +105,7 @@ def retry_ws(repo: Repo, run_id: str, ws: str, *, reapply: bool, options: RunOpt
         if unmet:
             d = unmet[0]
             raise UetError(f"{ws} depends on {d}, which is {_state(states, d) or 'not started'}; "
-                           f"retry {d} first (`uet retry {d} --run {run_id}`)")
+                           f"retry {d} first (`uet retry {d} {run_id}`)")
         if reapply and (state == "blocked" or not rec.patch or rec.reason in NO_REAPPLY):
             if state == "blocked" or not rec.patch:
                 raise UetError(f"{ws} has no patch to re-apply ({state}"

@@ -279,7 +279,7 @@ def _land(repo: Repo, ledger: Ledger, *, rebase: bool, options: RunOptions | Non
         if tool is not None:
             return LandResult(False, f"{name} is at {short(old)}, which the tool of {tool} put "
                                      f"there during run {run} (quarantined: tampered, see "
-                                     f"`uet show {tool} --run {run}`); nothing landed, and "
+                                     f"`uet show {tool} {run}`); nothing landed, and "
                                      f"--rebase would build on that commit: put {name} back "
                                      f"(`git reflog {name}`), then run `uet land {run}`", old)
         if rebase:
