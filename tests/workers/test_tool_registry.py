@@ -29,7 +29,7 @@ def test_each_kind_provides_the_protocol(name: str) -> None:
 
 
 def test_presets_are_the_registry_minus_shell() -> None:
-    assert tools.PRESETS == ("aider", "claude", "codex")
+    assert tools.PRESETS == ("aider", "claude", "codex", "gemini", "opencode")
     assert tools.BUILTIN[1:] == tools.PRESETS and tools.BUILTIN[0] == "shell"
 
 

@@ -212,7 +212,7 @@ def test_check_tool(tmp_path: Path, fake_bin: Path, monkeypatch: pytest.MonkeyPa
                         "ok": ToolDef(command=["{workdir}/run.sh"])})
     assert check_tool(_ws(command="echo hi"), cfg) is None
     assert check_tool(_ws(tool="nope"), cfg) == (
-        "unknown tool 'nope' (known: shell, aider, claude, codex, mine, ok)")
+        "unknown tool 'nope' (known: shell, aider, claude, codex, gemini, opencode, mine, ok)")
     assert check_tool(_ws(), cfg) == "tool shell needs a command"
     assert check_tool(_ws(command="  "), cfg) == "tool shell needs a command"
     assert check_tool(_ws(command=[]), cfg) == "tool shell needs a command"

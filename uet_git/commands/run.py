@@ -10,6 +10,7 @@ what was recorded stays recorded, and the run is left for ``uet resume`` (exit 1
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterable, Mapping
 
@@ -42,9 +43,10 @@ from uet_git.ledger.query import WsRecord
 from uet_git.ledger.writer import Ledger
 from uet_git.plan.dag import Plan, build_plan
 from uet_git.plan.overlap import predict_conflicts
+from uet_git.spec.load import seed_env_notices
 from uet_git.spec.models import Config
 from uet_git.workers.sandbox import available as sandbox_unavailable
-from uet_git.workers.tools import PRESETS, prepare_repo_for_tools
+from uet_git.workers.tools import PRESETS, config_dir_notices, prepare_repo_for_tools
 
 
 def execute_run(repo: Repo, options: RunOptions, observer: Observer) -> RunResult:
@@ -126,6 +128,9 @@ def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: se
 def _say_what_stands_in_the_way(ctx: RunContext, land_mode: str) -> None:
     """One line each, at run start: tools run unsandboxed although the sandbox was asked for;
     the target's checkout is in a state that will refuse the landing."""
+    for notice in [*seed_env_notices(os.environ),
+                   *config_dir_notices(list(ctx.plan.workstreams.values()), ctx.config)]:
+        ctx.observer.message(notice)
     if ctx.config.sandbox.mode == "bwrap" and not ctx.sandboxed:
         ctx.observer.message(f"sandbox: bwrap unavailable ({sandbox_unavailable()}); tools run "
                              "unsandboxed, tampering is detected after each tool")

@@ -10,7 +10,7 @@ from typing import Any
 
 from uet_git.plan.dag import Plan
 from uet_git.spec.models import Config
-from uet_git.workers.tools import resolve_tool
+from uet_git.workers.tools import describe_invocation, resolve_tool
 
 
 @dataclass
@@ -47,8 +47,16 @@ def dry_run_view(plan: Plan, include: set[str], jobs: int, target: str, base: st
         cmd = ws.command if isinstance(ws.command, str) else " ".join(ws.command or [])
         deps = ", ".join(plan.deps[ws_id]) or "-"
         lines.append(f"  {ws_id}: tool {tool}{': ' + cmd if cmd else ''}; after {deps}")
+        try:
+            cmdline, prompt_via = describe_invocation(ws, config)
+        except Exception:  # an unknown tool check_tools let through: nothing to show
+            cmdline, prompt_via = "", ""
+        if cmdline and ws.tool != "shell":
+            lines.append(f"    runs: {cmdline}")
+            lines.append(f"    prompt: {prompt_via}")
         items.append({"id": ws_id, "tool": tool, "command": ws.command,
-                      "depends_on": plan.deps[ws_id]})
+                      "depends_on": plan.deps[ws_id], "command_line": cmdline,
+                      "prompt_via": prompt_via})
     lines.extend(f"warning: {w}" for w in warnings)
     record = {"event": "dry-run", "order": order, "workstreams": items, "critical_path": path,
               "jobs": jobs, "target": target, "base": base, "warnings": warnings}

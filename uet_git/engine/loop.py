@@ -397,7 +397,8 @@ def make_pool(repo: Repo, config: Config, jobs: int) -> WorktreePool:
         if not root.is_absolute():
             root = repo.common_dir / root
     return WorktreePool(repo, root=root, size=jobs + 1, keep_ignored=config.worktree.keep_ignored,
-                        include=list(config.worktree.include))
+                        include=list(config.worktree.include),
+                        setup=list(config.worktree.setup))
 
 
 def engine_for(ctx: RunContext, include: set[str], jobs: int, *, deterministic: bool,

@@ -110,7 +110,7 @@ def _run_tool_once(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, a
     sandbox = ctx.sandbox(wt.path, logs)
     ctx.guard.enter(ws.id, wt.path)
     try:
-        tried = _setup_and_tool(ctx, ws, wt, worker, attempt, logs, sandbox)
+        tried = _setup_and_tool(ctx, ws, wt, worker, attempt, logs, sandbox, n)
     finally:
         tampering = ctx.guard.leave(ws.id)
     if tampering is None or tried.reason == "cancelled":
@@ -120,10 +120,13 @@ def _run_tool_once(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, a
 
 
 def _setup_and_tool(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, attempt: int,
-                    logs: Path, sandbox: SandboxPlan | None) -> _Try:
+                    logs: Path, sandbox: SandboxPlan | None, n: int = 1) -> _Try:
     prompt_file = logs / "prompt.md"
     prompt_file.write_text(ws.prompt or "")
-    env = ctx.env_for(ws, worker, wt.path, attempt=attempt, prompt_file=prompt_file)
+    # UET_ATTEMPT counts the tries of this attempt (retries included); the ledger's attempt
+    # number is UET_LEDGER_ATTEMPT
+    env = ctx.env_for(ws, worker, wt.path, {"UET_LEDGER_ATTEMPT": str(attempt)}, attempt=n,
+                      prompt_file=prompt_file)
     evidence: dict[str, bytes] = {}
     if ws.setup:
         ctx.observer.worker(worker, ws.id, "setup")
@@ -152,6 +155,7 @@ def _setup_and_tool(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, 
     evidence["tool.stderr"] = read_tail(err, LOG_LIMIT)
     cmd_text = inv.cmd if isinstance(inv.cmd, str) else " ".join(map(str, inv.cmd))
     evidence["tool.command"] = f"{cmd_text}\n[{_status(res)}]\n".encode()
+    evidence.update({k: read_tail(p, LOG_LIMIT) for k, p in inv.evidence.items() if p.is_file()})
     if res.cancelled or ctx.cancel.is_set():
         return _Try(res, "cancelled", "cancelled", evidence)
     if res.timed_out:

@@ -24,7 +24,7 @@ import difflib
 import json
 import re
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -569,3 +569,21 @@ def default_paths(repo_root: Path, config: Config) -> list[Path]:
 def samples_dir() -> Path:
     """The sample workstream set bundled with the package (for ``uet plan`` on a sample)."""
     return Path(__file__).parent / "samples"
+
+
+# -- the seed's environment variables --------------------------------------------------------
+
+# Variables the seed's pipeline read that uet does not honour, and what replaces each.
+SEED_ENV = {
+    "PIPELINE_ENGINE": "uet has one engine; nothing to choose (remove it)",
+    "PIPELINE_DB_PATH": "a run's state is its ledger branch and refs/uet/ in the repository "
+                        "(read with `uet status`, `uet log`)",
+    "UET_PATCH_LEDGER_DIR": "patches are commits under refs/uet/ in the repository "
+                            "(`uet fsck`, `uet gc` look after them)",
+}
+
+
+def seed_env_notices(environ: Mapping[str, str]) -> list[str]:
+    """One line per seed variable set in ``environ`` that uet ignores, saying what replaces it."""
+    return [f"{name} is set but uet ignores it: {instead}"
+            for name, instead in SEED_ENV.items() if environ.get(name)]

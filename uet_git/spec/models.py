@@ -9,7 +9,7 @@ import re
 import unicodedata
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from uet_git.spec.scope import validate_pattern
 
@@ -17,7 +17,7 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 ID_MAX = 100
 _ID_RE = re.compile(ID_PATTERN)
 
-BUILTIN_TOOLS = ("shell", "aider", "claude", "codex")
+BUILTIN_TOOLS = ("shell", "aider", "claude", "codex", "gemini", "opencode")
 
 # Environment variables a workstream may not set for its tool. ``UET_*`` are uet's own (the run,
 # the worktree, the process token its kill sweep relies on). The ``GIT_*`` ones would let the
@@ -185,6 +185,33 @@ class Workstream(_Strict):
         return self._source
 
 
+class SuccessCheck(_Strict):
+    """How a ``[tools.NAME]`` tool's success is read even on exit 0 (many AI tools exit 0 on a
+    refusal): ``json`` (a file path, ``{log_dir}`` expanded, or ``stdout``) whose ``field``
+    (dotted) must equal ``equals``; or ``regex`` searched in ``stream`` (stdout|stderr) that must
+    (``match = true``) or must not (``match = false``) be found."""
+
+    json_: str | None = Field(default=None, alias="json")
+    field: str | None = None
+    equals: Any = None
+    regex: str | None = None
+    stream: Literal["stdout", "stderr"] = "stdout"
+    match: bool = True
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SuccessCheck:
+        if (self.json_ is None) == (self.regex is None):
+            raise ValueError("give either json (with field and equals) or regex")
+        if self.json_ is not None and not self.field:
+            raise ValueError("json needs a field")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex: {exc}") from None
+        return self
+
+
 class ToolDef(_Strict):
     """A tool defined in ``[tools.NAME]``: a command template with ``{prompt_file}``,
     ``{files}``, ``{workdir}`` (and ``{log_dir}``, ``{model}``) placeholders."""
@@ -194,6 +221,19 @@ class ToolDef(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     model: str | None = None
     stdin: Literal["prompt", "null"] = "null"
+    success: SuccessCheck | None = None
+
+
+class PresetConfig(_Strict):
+    """``[presets.NAME]``: settings of a built-in preset (claude, codex, aider, gemini,
+    opencode). ``model`` is the default when a workstream has no ``metadata.model``;
+    ``max_budget_usd`` and ``extra_allowed_tools`` are claude's (``--max-budget-usd``, more
+    ``--allowedTools`` rules); ``max_turns`` claude's default turn limit."""
+
+    model: str | None = None
+    max_budget_usd: float | None = Field(default=None, gt=0)
+    extra_allowed_tools: list[str] = Field(default_factory=list)
+    max_turns: int | None = Field(default=None, ge=1)
 
 
 class RunConfig(_Strict):
@@ -211,6 +251,8 @@ class WorktreeConfig(_Strict):
     root: str | None = None  # default: <git common dir>/uet/worktrees
     keep_ignored: bool = False
     include: list[str] = Field(default_factory=list)
+    # shell commands run once in each new worktree (cwd = the worktree), before any workstream
+    setup: list[str] = Field(default_factory=list)
 
 
 class HooksConfig(_Strict):
@@ -269,7 +311,17 @@ class Config(_Strict):
     run: RunConfig = Field(default_factory=RunConfig)
     worktree: WorktreeConfig = Field(default_factory=WorktreeConfig)
     tools: dict[str, ToolDef] = Field(default_factory=dict)
+    presets: dict[str, PresetConfig] = Field(default_factory=dict)
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+
+    @field_validator("presets")
+    @classmethod
+    def _known_presets(cls, v: dict[str, PresetConfig]) -> dict[str, PresetConfig]:
+        known = [t for t in BUILTIN_TOOLS if t != "shell"]
+        for name in v:
+            if name not in known:
+                raise ValueError(f"{name!r} is not a preset (presets: {', '.join(known)})")
+        return v

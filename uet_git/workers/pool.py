@@ -10,6 +10,12 @@ whole life: neither the user's ``git worktree prune``/``remove`` nor ``git gc`` 
 objects only its HEAD/index reference) while uet uses it. ``close(remove=True)`` unlocks and
 removes them.
 
+``[worktree] setup`` commands run (``sh -c``, cwd = the worktree) each time a slot gets a fresh
+checkout: when it is created, and when it is reset without ``keep_ignored`` (the reset removes
+the ignored files a setup makes, e.g. ``node_modules``); a reused slot that kept them is not set
+up again. Their output is ``<slot>.setup-N.out``/``.err`` beside the slot; a failing one is a
+one-line error (the repository-wide setup would fail for every workstream).
+
 A slot is reset (or removed) only once nothing works in it: processes whose cwd or root is in
 it, or that hold a file open there (a tool's daemon that escaped the sweep, or one left by a
 crashed run), are killed first; a slot where something survives that (an ancestor of uet, a
@@ -34,6 +40,7 @@ from pathlib import Path
 
 import filelock
 
+from uet_git.errors import UetError
 from uet_git.gitrepo.objects import make_commit
 from uet_git.gitrepo.odb import get_commit
 from uet_git.gitrepo.repo import GitError, Repo
@@ -47,6 +54,7 @@ from uet_git.gitrepo.worktrees import (
     reset_worktree,
     worktree_head,
 )
+from uet_git.workers.process import run_process
 from uet_git.workers.procfs import ancestors, kill_pids, processes_under
 
 LOCK_REASON = "uet worker pool"
@@ -65,13 +73,16 @@ class WorktreePool:
     ``acquire`` never blocks: past ``size`` it creates another slot."""
 
     def __init__(self, repo: Repo, *, root: Path | None = None, size: int = 4,
-                 keep_ignored: bool = False, include: list[str] | None = None) -> None:
+                 keep_ignored: bool = False, include: list[str] | None = None,
+                 setup: list[str] | None = None, setup_timeout: float = 900.0) -> None:
         self.repo = repo
         self.root = Path(root) if root is not None else repo.uet_dir / "worktrees"
         self.root.mkdir(parents=True, exist_ok=True)
         self.size = size
         self.keep_ignored = keep_ignored
         self.include = list(include or [])
+        self.setup = list(setup or [])
+        self.setup_timeout = setup_timeout
         self._mutex = threading.Lock()
         self._locks: dict[int, filelock.BaseFileLock] = {}
         self._free: list[Worktree] = []  # clean slots we own, ready for reset
@@ -153,6 +164,7 @@ class WorktreePool:
 
     def _prepare(self, wt: Worktree, base: str) -> None:
         registered = self._registered(wt.path)
+        fresh = not self.keep_ignored
         if registered and wt.path.is_dir():
             try:
                 reset_worktree(self.repo, wt.path, base, keep_ignored=self.keep_ignored)
@@ -160,11 +172,28 @@ class WorktreePool:
                 # A broken slot (its content is known to the ledger: it was released): rebuild.
                 remove_worktree(self.repo, wt.path)
                 add_worktree(self.repo, wt.path, base, lock_reason=LOCK_REASON)
+                fresh = True
         else:
             if wt.path.exists():
                 _set_aside(wt.path)
             add_worktree(self.repo, wt.path, base, lock_reason=LOCK_REASON)
+            fresh = True
         copy_includes(self.repo, wt.path, self.include)
+        if fresh:
+            self._run_setup(wt)
+
+    def _run_setup(self, wt: Worktree) -> None:
+        env = {"UET_WORKTREE": str(wt.path)}
+        for i, cmd in enumerate(self.setup, 1):
+            out = self.root / f"{wt.slot}.setup-{i}.out"
+            err = self.root / f"{wt.slot}.setup-{i}.err"
+            res = run_process(cmd, cwd=wt.path, env=env, timeout=self.setup_timeout,
+                              stdout_path=out, stderr_path=err)
+            if not res.ok:
+                status = ("timed out" if res.timed_out else res.error
+                          or f"exit {res.returncode}")
+                raise UetError(f"[worktree] setup command {cmd!r} failed in {wt.path} "
+                               f"({status}; output in {err})")
 
     def _registered(self, path: Path) -> bool:
         try:

@@ -2,10 +2,11 @@
 
 One module per tool kind, each satisfying ``base.Tool``: ``shell`` (``command`` as ``sh -c``
 string or argv), ``template`` (``[tools.NAME]`` in uet.toml, winning over a preset of that
-name), and the presets ``aider``, ``claude``, ``codex`` (the non-interactive templates of
-AI-TOOLS.md; the model from ``metadata.model``). ``registry`` lists them and answers
-``resolve_tool`` / ``check_tool`` / ``build_invocation``; ``environment`` holds what every tool
-gets (``tool_env``, ``worker_port``, ``prepare_repo_for_tools``).
+name), and the presets ``aider``, ``claude``, ``codex``, ``gemini``, ``opencode`` (the
+non-interactive templates of AI-TOOLS.md, each module's docstring giving its exact command
+line; the model from ``metadata.model``, else ``[presets.NAME] model``). ``registry`` lists
+them and answers ``resolve_tool`` / ``check_tool`` / ``build_invocation``; ``environment``
+holds what every tool gets (``tool_env``, ``worker_port``, ``prepare_repo_for_tools``).
 
 ``{files}`` (and aider's file arguments) are the scope ``allow`` entries that are literal paths.
 Exit 0 proves nothing for AI tools (AI-TOOLS.md rule 3): ``Invocation.result_check(stdout)``
@@ -31,6 +32,9 @@ from uet_git.workers.tools.registry import (
     TOOLS,
     build_invocation,
     check_tool,
+    config_dir_notices,
+    describe_invocation,
+    glob_files,
     resolve_tool,
 )
 from uet_git.workers.tools.template import expand_template
@@ -38,6 +42,7 @@ from uet_git.workers.tools.template import expand_template
 __all__ = [
     "BUILTIN", "CLAUDE_MAX_TURNS", "PRESETS", "PROMPT_ENV_LIMIT", "TOOLS", "TOOL_EXCLUDES",
     "Invocation", "ResultCheck", "Tool", "ToolSpec", "build_invocation", "check_claude_output",
-    "check_codex_output", "check_tool", "expand_template", "prepare_repo_for_tools",
+    "check_codex_output", "check_tool", "config_dir_notices", "describe_invocation",
+    "expand_template", "glob_files", "prepare_repo_for_tools",
     "resolve_tool", "scope_files", "tool_env", "worker_port",
 ]

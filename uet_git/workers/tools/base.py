@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from uet_git.spec.models import ToolDef, Workstream
+from uet_git.spec.models import PresetConfig, ToolDef, Workstream
 
 ResultCheck = Callable[[bytes], str | None]
 
-_GLOB_CHARS = re.compile(r"[*?\[\]]")
+GLOB_CHARS = re.compile(r"[*?\[\]]")
 # Shell builtins and keywords: a command starting with one is not checked on PATH.
 _SHELL_WORDS_TEXT = """
     ! { } ( ) [ [[ . : alias bg break builtin cd command continue declare echo eval exec exit
@@ -53,18 +53,27 @@ class Invocation:
     stdin_path: Path | None = None
     output: str = "worktree"
     result_check: ResultCheck | None = None
+    # files the tool writes outside the worktree that are kept as the attempt's evidence
+    # (transcripts, JSON results), by evidence name; a missing file is skipped
+    evidence: dict[str, Path] = field(default_factory=dict)
+    # how the prompt reaches the tool, for ``uet run --dry-run``
+    prompt_via: str = ""
 
 
 @dataclass(frozen=True)
 class Call:
     """Where one invocation runs: the worktree (cwd), the prompt file and the log dir (both
-    outside the worktree), the model (``metadata.model``) and the scope's literal files."""
+    outside the worktree), the model (``metadata.model``, else the ``[presets.NAME]`` one), the
+    scope's literal files, the files its globs match at the base (``glob_files``), and the
+    ``[presets.NAME]`` settings."""
 
     worktree: Path
     prompt_file: Path
     log_dir: Path
     model: str | None
     files: list[str]
+    glob_files: list[str] = field(default_factory=list)
+    preset: PresetConfig = field(default_factory=PresetConfig)
 
 
 class Tool(Protocol):
@@ -94,7 +103,7 @@ class Tool(Protocol):
 
 def scope_files(ws: Workstream) -> list[str]:
     """Scope ``allow`` entries that are literal file paths (no glob, not ``dir/``)."""
-    return [p for p in ws.scope.allow if not _GLOB_CHARS.search(p) and not p.endswith("/")]
+    return [p for p in ws.scope.allow if not GLOB_CHARS.search(p) and not p.endswith("/")]
 
 
 def first_word(cmd: str | list[str]) -> str | None:
@@ -107,6 +116,8 @@ def first_word(cmd: str | list[str]) -> str | None:
         return None
     for w in words:
         if re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w):
+            if any(c in w for c in "$`("):
+                return None  # VAR=$(cmd ...): shlex splits the substitution; cannot tell
             continue  # VAR=value prefix
         if w in _SHELL_WORDS or any(c in w for c in "$`(){};|&<>*?~"):
             return None
@@ -161,6 +172,14 @@ def last_json_object(data: bytes) -> dict | None:
     if isinstance(obj, list):  # stream-json style: take the final "result" event
         obj = next((o for o in reversed(obj) if isinstance(o, dict)), None)
     return obj if isinstance(obj, dict) else None
+
+
+def output_problem(text: str, markers: tuple[str, ...], tool: str) -> str | None:
+    """The first output line holding one of ``markers`` (a tool that exits 0 on failure)."""
+    for line in text.splitlines():
+        if any(m in line for m in markers):
+            return f"{tool} reported an error: {one_line(line)}"
+    return None
 
 
 def one_line(text: str, limit: int = 300) -> str:

@@ -1,6 +1,12 @@
 """``tool: codex`` (AI-TOOLS.md): ``codex exec`` in the worktree with its own workspace-write
 sandbox, prompt on stdin (``-``), JSONL events on stdout. ``exec`` never asks for approval.
-A ``turn.failed`` or ``error`` event is a failure even with exit 0.
+A ``turn.failed`` or ``error`` event is a failure even with exit 0. The command line::
+
+    codex exec --cd WORKTREE --sandbox workspace-write --ephemeral --color never --json
+        --output-last-message LOG/codex-last.md [--model M] - < prompt.md
+
+Its last message (``codex-last.md``) and JSON events (``codex.jsonl``, its stdout) are kept as
+evidence. The model is ``metadata.model``, else ``[presets.codex] model``.
 
 With an API key (``CODEX_API_KEY``) and no ``CODEX_HOME`` set, each run gets its own home
 under the log dir (parallel OAuth refreshes race; with an OAuth login the user's is kept)."""
@@ -39,7 +45,9 @@ def invocation(ws: Workstream, spec: ToolSpec, call: Call) -> Invocation:
     env: dict[str, str] = {}
     if has_var("CODEX_API_KEY", ws) and not has_var("CODEX_HOME", ws):
         env["CODEX_HOME"] = str(mkdir(call.log_dir / "codex-home"))
-    return Invocation(cmd, env, call.prompt_file, "worktree", check_result)
+    return Invocation(cmd, env, call.prompt_file, "worktree", check_result,
+                      {"codex-last.md": call.log_dir / "codex-last.md",
+                       "codex.jsonl": call.log_dir / "tool.stdout"}, "stdin (the prompt file)")
 
 
 def check_result(stdout: bytes) -> str | None:
