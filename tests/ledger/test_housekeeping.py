@@ -18,6 +18,7 @@ from uet_git.gitrepo import objects
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.fsck import fsck
+from uet_git.ledger.repair import repair
 from uet_git.ledger.writer import Ledger
 
 RECORDS = 200  # transitions recorded while the housekeeping loop runs
@@ -186,3 +187,49 @@ def test_a_reader_meeting_a_pruned_ledger_commit_says_which_run_and_ref(started)
     assert info.value.exit_code == 1 and "\n" not in msg
     assert msg.startswith(f"run {run}: refs/uet/ledger/{run}:") and "missing" in msg
     assert f"uet fsck --repair {run}" in msg
+
+
+def prune_once_after_writing(monkeypatch: pytest.MonkeyPatch, path: Path,
+                             subject: str) -> list[str]:
+    """Fault injection: the first commit written with ``subject`` loses its object file right
+    after it is written, as a concurrent ``git gc --prune=now`` that began its walk before
+    the ref existed would do it. Returns the commits taken that way."""
+    taken: list[str] = []
+    make_commit = objects.make_commit
+
+    def make_then_prune(*args: object, **kwargs: object) -> str:
+        oid = make_commit(*args, **kwargs)  # type: ignore[arg-type]
+        if not taken and str(args[3]).startswith(subject):
+            taken.append(oid)
+            (path / ".git" / "objects" / oid[:2] / oid[2:]).unlink()
+        return oid
+
+    monkeypatch.setattr(objects, "make_commit", make_then_prune)
+    return taken
+
+
+def test_run_start_survives_a_prune_of_its_root_commit(started, monkeypatch) -> None:
+    path, repo, base, ps = started
+    taken = prune_once_after_writing(monkeypatch, path, "run: start")
+    with Ledger.create(repo, base=base, target="main", plan={}) as led:
+        run = led.run
+        led.record("w0", "created", attempt=1, patch=ps[0])
+    assert taken and git(path, "rev-list", "--max-parents=0", f"refs/uet/ledger/{run}") \
+        == taken[0]
+    assert fsck(Repo.open(path), run) == []
+    fsck_strict(path)
+
+
+def test_repair_survives_a_prune_of_its_commit(started, monkeypatch) -> None:
+    path, repo, base, ps = started
+    with Ledger.create(repo, base=base, target="main", plan={}) as led:
+        run = led.run
+        led.record("w0", "created", attempt=1, patch=ps[0])
+    git(path, "update-ref", f"refs/uet/integration/{run}", ps[1])  # forged
+    taken = prune_once_after_writing(monkeypatch, path, "run: repair")
+    fixes = repair(Repo.open(path), run)
+    assert fixes and taken
+    assert git(path, "rev-parse", f"refs/uet/ledger/{run}") == taken[0]
+    assert git(path, "rev-parse", f"refs/uet/integration/{run}") == base
+    assert fsck(Repo.open(path), run) == []
+    fsck_strict(path)

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from uet_git.errors import UetError
-from uet_git.gitrepo import objects
+from uet_git.gitrepo import GitError, RefTransaction, objects
 from uet_git.gitrepo.odb import CommitInfo, Person, has_object, list_tree
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import layout
@@ -30,6 +31,13 @@ RECENT_SECONDS = 2.0  # a commit younger than this is not settled (for a bare `g
 RECHECK_SECONDS = 0.25  # an unsettled commit other than the newest is looked at this often
 RECENT_MAX = 512  # unsettled commits kept at most (a gc.pid that never goes)
 GC_PID_STALE = 3600.0  # seconds: a gc.pid this old is a dead gc's (git itself says 12 h)
+PRUNED_RETRIES = 5  # a transaction refused for a just-pruned object is tried this often again
+
+
+def pruned_object(exc: BaseException) -> bool:
+    """Whether git refused a ref transaction because an object it names is gone (a
+    concurrent prune removed it between our write and the transaction)."""
+    return isinstance(exc, GitError) and "nonexistent object" in str(exc)
 
 
 def _gc_running(repo: Repo) -> bool:
@@ -174,3 +182,20 @@ class Keepalive:
             self._pending.remove(written)
         while len(self._pending) > RECENT_MAX:  # a gc.pid that never goes: bound the work
             self._pending.popleft()
+
+
+def commit_keeping(keep: Keepalive, build: Callable[[], RefTransaction], written: Written,
+                   commit: Callable[[RefTransaction], None]) -> None:
+    """``commit(build())``; when git refuses it for an object of ``written`` (or one it names)
+    a concurrent prune removed, write that again from memory (same bytes, same id) and retry,
+    then look after ``written`` (``keep.add``). Every ledger transaction outside
+    ``Ledger._transact`` (which does the same inside its own retries) goes through here."""
+    for tries in range(PRUNED_RETRIES + 1):
+        try:
+            commit(build())
+            break
+        except GitError as exc:
+            if not pruned_object(exc) or tries == PRUNED_RETRIES:
+                raise
+            keep.rewrite(written)
+    keep.add(written)

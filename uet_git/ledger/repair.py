@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from uet_git.errors import UetError
-from uet_git.gitrepo import RefUpdater, Repo, objects
+from uet_git.gitrepo import RefTransaction, RefUpdater, Repo, objects
 from uet_git.gitrepo.odb import MissingObject, has_object, tree_of
 from uet_git.gitrepo.trailers import format_message
 from uet_git.ledger import layout
 from uet_git.ledger.expected import disagreements
+from uet_git.ledger.keepalive import Keepalive, Written, commit_keeping
 from uet_git.ledger.lock import RunLock, clear_stale_ref_locks
 from uet_git.ledger.log import read_ledger
 from uet_git.ledger.query import all_run_refs
@@ -26,10 +27,11 @@ REPAIR_EVENT = "run: repair"
 
 
 def repair_refs(repo: Repo, run: str, *, updater: RefUpdater | None = None,
-                notes: Sequence[str] = ()) -> list[str]:
+                notes: Sequence[str] = (), keep: Keepalive | None = None) -> list[str]:
     """Holding ``run``'s lock: reset every ref that disagrees with the ledger and record a
     ``run: repair`` commit, in one transaction. Returns one line per fix (``notes`` first,
-    e.g. the stale ref locks removed), or ``[]`` when the refs already agree."""
+    e.g. the stale ref locks removed), or ``[]`` when the refs already agree. ``keep``: the
+    writer's keepalive, which looks after the repair commit from then on."""
     refs = all_run_refs(repo, run)
     tip = refs.get(layout.ledger_ref(run))
     if tip is None:
@@ -53,16 +55,27 @@ def repair_refs(repo: Repo, run: str, *, updater: RefUpdater | None = None,
                        f"{tip[:12]}; the ledger cannot be repaired from itself") from None
     msg = format_message(REPAIR_EVENT, body, [("Uet-Run", run),
                                               ("Uet-Repaired", str(len(fixes)))])
-    commit = objects.make_commit(repo, tree, [tip], msg)
-    tx = repo.transaction(updater)
-    tx.update(layout.ledger_ref(run), commit, tip)
-    for name, old, new, _ in fixes:
-        if new is None:
-            assert old is not None
-            tx.delete(name, old)
-        else:
-            tx.update(name, new, old)
-    tx.commit()
+    written = Written(tree, {}, tip, msg, objects.identity(repo, "author"),
+                      objects.identity(repo, "committer"))
+    commit = written.write(repo)
+
+    def build() -> RefTransaction:
+        tx = repo.transaction(updater)
+        tx.update(layout.ledger_ref(run), commit, tip)
+        for name, old, new, _ in fixes:
+            if new is None:
+                assert old is not None
+                tx.delete(name, old)
+            else:
+                tx.update(name, new, old)
+        return tx
+
+    # A concurrent prune can take the repair commit before the ledger ref names it.
+    own = keep is None
+    keep = keep or Keepalive(repo, run)
+    commit_keeping(keep, build, written, RefTransaction.commit)
+    if own:
+        keep.ensure(force=True)
     return lines
 
 

@@ -92,7 +92,13 @@ from uet_git.gitrepo.trailers import format_message, one_line
 from uet_git.ledger import layout
 from uet_git.ledger.evidence import MAX_EVIDENCE, evidence_files, truncate
 from uet_git.ledger.expected import GC_EVENT, disagreements, recorded_integration
-from uet_git.ledger.keepalive import Keepalive, Written
+from uet_git.ledger.keepalive import (
+    PRUNED_RETRIES,
+    Keepalive,
+    Written,
+    commit_keeping,
+    pruned_object,
+)
 from uet_git.ledger.lock import LedgerBusy, RunLock, clear_stale_ref_locks
 from uet_git.ledger.log import PLAN_PATH, LedgerLog, WsRecord, plan_deps, read_ledger, ws_record
 from uet_git.ledger.query import all_run_refs, state_refs_of
@@ -228,14 +234,18 @@ class Ledger:
                                objects.identity(repo, "author"),
                                objects.identity(repo, "committer"))
             commit = written.write(repo)
-            tx = repo.transaction(self._updater)
-            tx.create(layout.ledger_ref(run), commit)
-            tx.create(layout.integration_ref(run), base_oid)
+
+            def build() -> RefTransaction:
+                tx = repo.transaction(self._updater)
+                tx.create(layout.ledger_ref(run), commit)
+                tx.create(layout.integration_ref(run), base_oid)
+                return tx
+
             try:
-                self._commit(tx)
+                # A concurrent prune can take the new root commit before its ref exists.
+                commit_keeping(self._keep, build, written, self._commit)
             except RefConflict as exc:
                 raise _RunExists(f"run {run} already exists ({exc})") from None
-            self._keep.add(written)
             self.base, self.target, self.plan = base_oid, target, dict(plan)
             self._tip, self._tree, self._integration = commit, written.tree, base_oid
         except BaseException:
@@ -270,7 +280,7 @@ class Ledger:
         if stale or repair:
             notes = ["removed stale ref locks of a killed writer: " + ", ".join(stale)] \
                 if stale else []
-            repair_refs(self.repo, run, updater=self._updater, notes=notes)
+            repair_refs(self.repo, run, updater=self._updater, notes=notes, keep=self._keep)
         refs = all_run_refs(self.repo, run)
         tip = refs.get(layout.ledger_ref(run))
         if tip is None:
@@ -514,7 +524,7 @@ class Ledger:
                 except GitError as exc:
                     # git refuses a ref to an object a concurrent prune removed between our
                     # write and the transaction: write it again (same bytes, same id).
-                    if "nonexistent object" not in str(exc) or rewrites >= 5:
+                    if not pruned_object(exc) or rewrites >= PRUNED_RETRIES:
                         raise
                     rewrites += 1
                     self._keep.rewrite(written)
