@@ -3,10 +3,9 @@ and the read commands in a bare repository (a CI server's mirror)."""
 
 from __future__ import annotations
 
-import subprocess as sp
 from pathlib import Path
 
-from tests.conftest import git
+from tests.conftest import git, make_repo
 from tests.e2e.helpers import (
     fsck_clean,
     last_run,
@@ -16,6 +15,7 @@ from tests.e2e.helpers import (
     shared_dir,
     states,
 )
+from tests.hooks.ledgerkit import scripted_run
 
 
 def _quarantined_run(tmp_path: Path) -> tuple[Path, Path, Path, str]:
@@ -33,25 +33,43 @@ def _quarantined_run(tmp_path: Path) -> tuple[Path, Path, Path, str]:
     return a, b, flag, last_run(a)
 
 
-def _uet_fsck(repo: Path) -> sp.CompletedProcess[str]:
-    return run_ok(repo, "fsck", code=0)
+def _scripted(tmp_path: Path) -> tuple[Path, Path, str]:
+    """A with a recorded run (no tool runs: fast; `d` is quarantined, `b` too) and B, its
+    bare origin, holding nothing of uet's yet."""
+    a = make_repo(tmp_path / "A")
+    s, _ = scripted_run(a)
+    b = tmp_path / "B.git"
+    git(tmp_path, "init", "-q", "--bare", "--initial-branch=main", str(b))
+    git(a, "remote", "add", "origin", b.as_uri())
+    git(a, "push", "-q", "origin", "main")
+    return a, b, s.run
+
+
+def _clone(tmp_path: Path, b: Path) -> Path:
+    c = tmp_path / "C"
+    git(tmp_path, "clone", "-q", b.as_uri(), str(c))
+    return c
 
 
 def test_plain_refspec_breaks_the_ledger(tmp_path: Path):
     """What the README used to advise: a state change made elsewhere leaves the old state ref
-    next to the new one (fsck fails), and a replaced state ref is refused as non-fast-forward."""
-    a, b, flag, run_id = _quarantined_run(tmp_path)
+    next to the new one (fsck fails); `uet fetch` instead leaves exactly one."""
+    a, b, run_id = _scripted(tmp_path)
     git(a, "push", "-q", "origin", "refs/uet/*:refs/uet/*")
-    c = tmp_path / "C"
-    git(tmp_path, "clone", "-q", b.as_uri(), str(c))
+    c = _clone(tmp_path, b)
     git(c, "fetch", "-q", "origin", "refs/uet/*:refs/uet/*")
-    flag.touch()
-    run_ok(c, "retry", "a")
+    run_ok(c, "drop", "d")
     git(c, "push", "-q", "origin", "refs/uet/*:refs/uet/*")
     git(a, "fetch", "-q", "origin", "refs/uet/*:refs/uet/*")
-    refs = git(a, "for-each-ref", "--format=%(refname)", f"refs/uet/*/{run_id}/a").split()
-    assert len(refs) == 2, refs  # quarantined AND committed
+    refs = git(a, "for-each-ref", "--format=%(refname)", f"refs/uet/*/{run_id}/d").split()
+    assert len(refs) == 2, refs  # quarantined AND dropped
     run_ok(a, "fsck", code=1)
+    run_ok(c, "push")  # B's state refs of the run made equal to C's: the stale one pruned
+    run_ok(a, "fetch")  # and A's to B's
+    assert git(a, "for-each-ref", "--format=%(refname)", f"refs/uet/*/{run_id}/d") == (
+        f"refs/uet/dropped/{run_id}/d")
+    for repo in (a, b, c):
+        fsck_clean(repo)
 
 
 def test_push_fetch_retry_elsewhere_keeps_every_side_clean(tmp_path: Path):
@@ -79,41 +97,43 @@ def test_push_fetch_retry_elsewhere_keeps_every_side_clean(tmp_path: Path):
 
 
 def test_diverged_ledger_is_refused_and_nothing_moves(tmp_path: Path):
-    a, b, flag, run_id = _quarantined_run(tmp_path)
+    a, b, run_id = _scripted(tmp_path)
     run_ok(a, "push")
-    c = tmp_path / "C"
-    git(tmp_path, "clone", "-q", b.as_uri(), str(c))
+    c = _clone(tmp_path, b)
     run_ok(c, "fetch")
-    run_ok(c, "drop", "a")  # C records one transition ...
-    flag.touch()
-    run_ok(a, "retry", "a")  # ... A another, and pushes it first
+    run_ok(c, "drop", "d")  # C records one transition ...
+    run_ok(a, "drop", "b")  # ... A another, and pushes it first
     run_ok(a, "push")
     before = git(b, "for-each-ref", "refs/uet/")
     proc = run_ok(c, "push", code=2)
     assert proc.stderr.strip().count("\n") == 0
     assert f"run {run_id}" in proc.stderr and "diverged" in proc.stderr
     assert git(b, "for-each-ref", "refs/uet/") == before
-    proc = run_ok(c, "fetch", code=2)
-    assert "diverged" in proc.stderr
-    fsck_clean(b)
-    fsck_clean(c)
+    local = git(c, "for-each-ref", "refs/uet/")
+    assert "diverged" in run_ok(c, "fetch", code=2).stderr
+    assert git(c, "for-each-ref", "refs/uet/") == local
+    assert git(c, "for-each-ref", "refs/uet-incoming/") == ""
+    for repo in (b, c):
+        fsck_clean(repo)
 
 
 def test_read_commands_in_a_bare_mirror(tmp_path: Path):
-    a, b, _flag, run_id = _quarantined_run(tmp_path)
+    a, b, run_id = _scripted(tmp_path)
     run_ok(a, "push")
     status = run_ok(b, "status").stdout
     assert "quarantined" in status and run_id in status
-    assert "a: none -> " in run_ok(b, "log", run_id).stdout
-    assert run_ok(b, "show", "a").returncode == 0
-    _uet_fsck(b)
+    assert run_ok(b, "status", "--json").stdout == run_ok(a, "status", "--json").stdout
+    assert run_ok(b, "log", run_id).stdout == run_ok(a, "log", run_id).stdout
+    assert run_ok(b, "show", "b").stdout == run_ok(a, "show", "b").stdout
+    fsck_clean(b)
 
 
 def test_status_remote_reads_ref_names_without_a_clone(tmp_path: Path):
-    a, b, _flag, run_id = _quarantined_run(tmp_path)
+    a, b, run_id = _scripted(tmp_path)
     run_ok(a, "push")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     out = run_ok(elsewhere, "status", "--remote", b.as_uri(), run_id[:12]).stdout
-    assert out.splitlines() == [f"run {run_id} in {b.as_uri()}", "a  quarantined",
-                                "c  committed"]
+    assert out.splitlines() == [f"run {run_id} in {b.as_uri()}", "a  committed",
+                                "b  quarantined", "c  committed", "d  quarantined",
+                                "e  dropped"]
