@@ -289,3 +289,15 @@ def test_a_missing_ledger_commit_below_the_tip_is_one_line(repo: Path) -> None:
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"run {s.run}: refs/uet/ledger/{s.run}:")
     assert "missing" in problems[0] and "uet fsck --repair" in problems[0]
+
+
+def test_workstreams_a_rebase_skipped_as_already_applied_are_not_looked_for(repo: Path) -> None:
+    s, led = scripted_run(repo, keep_open=True)
+    assert led is not None
+    # Another run landed a's change on the target: the rebase re-integrates c alone.
+    x1 = uet_commit(s.repo, s.base, {"a.txt": "a\n"}, "a", "other-run")
+    tip = uet_commit(s.repo, x1, {"c.txt": "c\n"}, "c", s.run, subject="c: change (rebased)")
+    led.rebase_integration(x1, tip, trailers={"Uet-Already-Applied": "a"})  # as engine does
+    led.close()
+    assert fsck(s.repo, s.run) == []
+    git(repo, "fsck", "--strict", "--no-dangling")

@@ -14,7 +14,9 @@ What is checked, per run (all runs by default):
 - the integration ref descends first-parent from the run's base through exactly the committed
   workstreams, each once, each after its dependencies (``plan.json`` of the ledger). After
   ``uet land --rebase`` (a ``run: rebase`` event, ``Uet-Onto: X``) the chain starts at the
-  newest such X instead: the commits between the base and X are the target's own. Commits of
+  newest such X instead: the commits between the base and X are the target's own, and so is
+  the change of a committed workstream a rebase skipped as already in its X
+  (``Uet-Already-Applied: a,b``): it is not looked for on the chain. Commits of
   rolled-back workstreams may stay on the chain (``uet rollback`` moves the target, not the
   integration ref); dropped, quarantined or unknown ones may not.
 - speculative candidates (``candidates/RUN/N``, ``engine/queue.py``): none is left once the run
@@ -46,6 +48,7 @@ from uet_git.ledger.states import TRANSITIONS
 _OID_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _KEPT_TRAILERS = ("Uet-Patch", "Uet-Candidate", "Uet-Base", "Uet-Onto")
 REBASE_EVENT = "run: rebase"
+ALREADY_APPLIED = "Uet-Already-Applied"  # comma-separated workstreams a rebase skipped
 
 
 def fsck(repo: Repo, run: str | None = None) -> list[str]:
@@ -297,6 +300,10 @@ def _fsck_integration(
         return out
     start, since = base, f"the base {base[:12]}"
     rebases = [e for e in log.run_events(REBASE_EVENT) if e.subject == REBASE_EVENT]
+    # Workstreams a rebase skipped because their change already was in its onto: their work
+    # is below the chain's start (the target's own commits), not on the chain.
+    applied = {ws.strip() for e in rebases
+               for ws in e.trailers.get(ALREADY_APPLIED, "").split(",") if ws.strip()}
     if rebases:
         last = rebases[-1]
         onto = last.trailers.get("Uet-Onto", "")
@@ -350,12 +357,12 @@ def _fsck_integration(
                        f"{oid[:12]})")
             continue
         position[ws] = i
-    for ws in sorted(committed - set(position)):
+    for ws in sorted(committed - set(position) - applied):
         out.append(f"{run}: {ws} is committed but not on {iref}")
     for ws, i in sorted(position.items(), key=lambda kv: kv[1]):
         for d in deps.get(ws, []):
             if d in position and position[d] > i:
                 out.append(f"{run}: {iref}: {ws} comes before its dependency {d}")
-            elif d not in position and ws in committed:
+            elif d not in position and d not in applied and ws in committed:
                 out.append(f"{run}: {iref}: {ws} is committed but its dependency {d} is not")
     return out
