@@ -398,9 +398,6 @@ def test_two_runs_then_land_rebase_lands_each_change_once(tmp_path: Path) -> Non
     fsck_clean(repo, uet_fsck=False)
 
 
-@pytest.mark.xfail(strict=True, reason="ledger/fsck.py ignores the `run: rebase` commit's "
-                   "already-applied trailer: the skipped workstreams are reported as committed "
-                   "but not on the integration ref")
 def test_uet_fsck_is_clean_after_a_rebase_that_skipped_patches(tmp_path: Path) -> None:
     repo, r2, _ = _two_runs_landed_with_rebase(tmp_path)
     run_ok(repo, "fsck", r2)
