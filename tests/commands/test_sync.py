@@ -16,9 +16,10 @@ from uet_git.ledger.layout import integration_ref, ledger_ref, patch_ref, state_
 RUN = "20261201-100000-0001"
 
 
-def _commit(repo: Path, subject: str, parent: str | None) -> str:
+def _commit(repo: Path, subject: str, parent: str | None, body: str = "") -> str:
     tree = git(repo, "rev-parse", "HEAD^{tree}")
-    args = ["commit-tree", tree, "-m", subject] + (["-p", parent] if parent else [])
+    args = ["commit-tree", tree, "-m", subject, *(["-m", body] if body else []),
+            *(["-p", parent] if parent else [])]
     return git(repo, *args)
 
 
@@ -61,10 +62,14 @@ def test_integration_moves_off_its_line_only_by_a_recorded_rebase(r):
     base = _commit(path, "start", None)
     i_old, i_new = _commit(path, "i1", base), _commit(path, "i2", base)
     plain = _commit(path, "a: verified -> committed", base)
-    rebase = _commit(path, "run: rebase", base)
+    bare_word = _commit(path, "run: rebase", base)  # no Uet-Onto: not the writer's record
+    rebase = _commit(path, "run: rebase", base, f"Uet-Run: {RUN}\nUet-Onto: {base}")
     dst = {ledger_ref(RUN): base, integration_ref(RUN): i_old}
     with pytest.raises(UetError, match="no rebase is recorded"):
         plan_run(repo, RUN, {ledger_ref(RUN): plain, integration_ref(RUN): i_new}, dst, "a", "b")
+    with pytest.raises(UetError, match="no rebase is recorded"):
+        plan_run(repo, RUN, {ledger_ref(RUN): bare_word, integration_ref(RUN): i_new}, dst,
+                 "a", "b")
     plan = plan_run(repo, RUN, {ledger_ref(RUN): rebase, integration_ref(RUN): i_new}, dst,
                     "a", "b")
     assert (integration_ref(RUN), i_new, i_old) in plan.updates

@@ -30,6 +30,7 @@ from uet_git.gitrepo import odb
 from uet_git.gitrepo.merge import is_ancestor, rev_list
 from uet_git.gitrepo.remote import PushUpdate, fetch_into, ls_remote, push_atomic
 from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger.layout import ROOT, integration_ref, ledger_ref, parse_ref
 from uet_git.ledger.lock import RunLock
 from uet_git.ledger.writer import REBASE_EVENT
@@ -90,8 +91,11 @@ def select_runs(available: Sequence[str], wanted: Sequence[str], where: str) -> 
 
 def _records_rebase(repo: Repo, old_ledger: str | None, new_ledger: str) -> bool:
     span = f"{old_ledger}..{new_ledger}" if old_ledger else new_ledger
-    return any(odb.get_commit(repo, c).subject.startswith(REBASE_EVENT)
-               for c in rev_list(repo, span))
+    for oid in rev_list(repo, span):
+        info = odb.get_commit(repo, oid)
+        if info.subject.startswith(REBASE_EVENT) and "Uet-Onto" in parse_trailers(info.message):
+            return True
+    return False
 
 
 def plan_run(repo: Repo, run: str, src: Mapping[str, str], dst: Mapping[str, str],
