@@ -19,7 +19,7 @@ from uet_git.cli._common import project_root
 from uet_git.errors import EXIT_INVALID
 from uet_git.plan.dag import PlanError, build_plan
 from uet_git.plan.overlap import predict_conflicts
-from uet_git.spec.load import config_issues, default_paths, load_workstreams
+from uet_git.spec.load import config_issues, default_paths, load_workstreams, seed_env_notices
 from uet_git.workers.tools import check_tool
 
 
@@ -61,6 +61,7 @@ def cmd(paths: tuple[Path, ...]) -> None:
         if problem:
             errors.append(f"{ws.source}:{ws.id}: tool: {problem}")
 
+    warnings += seed_env_notices(os.environ)
     for e in errors:
         click.echo(e)
     for w in warnings:

@@ -199,7 +199,7 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
                 if ctx.cancel.wait(delay):
                     keep = True
                     return WorkerOutcome(ws_id, None, duration=time.monotonic() - start)
-                reset_worktree(ctx.repo, wt.path, base, keep_ignored=ctx.pool.keep_ignored)
+                ctx.pool.reset(wt, base)  # include files and [worktree] setup again
             last = _run_tool_once(ctx, ws, wt, worker, attempt, n + 1)
             if last.reason == "cancelled":
                 keep = True

@@ -133,6 +133,15 @@ class WorktreePool:
                 self._free.append(wt)
                 self._free.sort(key=lambda w: w.slot)
 
+    def reset(self, wt: Worktree, base: str) -> None:
+        """Put a busy worktree back at ``base`` (between tries of one attempt) as ``acquire``
+        would hand it out: the include files copied and, when the reset removed ignored files,
+        ``[worktree] setup`` run again."""
+        reset_worktree(self.repo, wt.path, base, keep_ignored=self.keep_ignored)
+        copy_includes(self.repo, wt.path, self.include)
+        if not self.keep_ignored:
+            self._run_setup(wt)
+
     def orphans(self) -> list[Worktree]:
         """Slots left by a crashed run that hold work the ledger may not know: uncommitted
         changes, or a HEAD that moved from the recorded base. Not reused until released."""

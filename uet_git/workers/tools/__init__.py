@@ -15,7 +15,14 @@ parses the structured output where one exists and returns a failure reason even 
 
 from __future__ import annotations
 
-from uet_git.workers.tools.base import Invocation, ResultCheck, Tool, ToolSpec, scope_files
+from uet_git.workers.tools.base import (
+    Invocation,
+    ResultCheck,
+    Tool,
+    ToolSpec,
+    result_summary,
+    scope_files,
+)
 from uet_git.workers.tools.claude import MAX_TURNS as CLAUDE_MAX_TURNS
 from uet_git.workers.tools.claude import check_result as check_claude_output
 from uet_git.workers.tools.codex import check_result as check_codex_output
@@ -44,5 +51,5 @@ __all__ = [
     "Invocation", "ResultCheck", "Tool", "ToolSpec", "build_invocation", "check_claude_output",
     "check_codex_output", "check_tool", "config_dir_notices", "describe_invocation",
     "expand_template", "glob_files", "prepare_repo_for_tools",
-    "resolve_tool", "scope_files", "tool_env", "worker_port",
+    "resolve_tool", "result_summary", "scope_files", "tool_env", "worker_port",
 ]

@@ -185,3 +185,22 @@ def output_problem(text: str, markers: tuple[str, ...], tool: str) -> str | None
 def one_line(text: str, limit: int = 300) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def result_summary(data: bytes) -> str | None:
+    """``cost $0.0123, 3 turns, session S`` from a ``result.json`` evidence (claude's JSON
+    result: ``total_cost_usd``, ``num_turns``, ``session_id``), or None when it holds none."""
+    obj = last_json_object(data)
+    if obj is None:
+        return None
+    parts = []
+    cost = obj.get("total_cost_usd", obj.get("cost_usd"))
+    if isinstance(cost, int | float):
+        parts.append(f"cost ${cost:.4f}")
+    turns = obj.get("num_turns")
+    if isinstance(turns, int):
+        parts.append(f"{turns} turn{'s' if turns != 1 else ''}")
+    session = obj.get("session_id")
+    if isinstance(session, str) and session:
+        parts.append(f"session {session}")
+    return ", ".join(parts) or None
