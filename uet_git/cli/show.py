@@ -16,6 +16,7 @@ from uet_git.errors import UetError
 from uet_git.gitrepo import Repo, odb
 from uet_git.gitrepo.merge import diff_stat
 from uet_git.ledger import query
+from uet_git.workers.tools import result_summary
 
 
 @click.command()
@@ -86,6 +87,10 @@ def cmd(ws: str, run_arg: str | None, run_opt: str | None, attempt: int | None,
     width = max((len(n) for n in names), default=0)
     for n in names:
         click.echo(f"  {n:<{width}}  git show refs/uet/ledger/{run_id}:evidence/{ws}/{shown}/{n}")
+    if "result.json" in names:  # the agent's own JSON result (claude: cost, turns, session)
+        data = query.evidence(repo, run_id, ws, shown, "result.json")
+        agent = result_summary(data) if isinstance(data, bytes) else None
+        click.echo(f"agent: {agent}" if agent else "agent: (no cost or turns in result.json)")
     if names:
         click.echo(f"or: uet show {ws} {run_id} --evidence NAME"
                    + (f" --attempt {shown}" if attempt is not None else ""))
