@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
-from uet_git.gitrepo.refs import ZERO_OID, RefConflict, RefTransaction, RefUpdater, for_each_ref
+from uet_git.gitrepo.refs import (
+    ZERO_OID,
+    RefConflict,
+    RefTransaction,
+    RefUpdater,
+    for_each_ref,
+    pack_refs,
+)
 from uet_git.gitrepo.repo import GitError, Repo
 
 
@@ -173,3 +180,17 @@ def test_for_each_ref_is_the_one_lister(r) -> None:
     assert for_each_ref(repo, "refs/nothing/") == {}
     assert "refs/heads/main" in for_each_ref(repo)
     assert repo.list_refs("refs/uet/") == for_each_ref(repo, "refs/uet/")
+
+
+def test_pack_refs_moves_every_loose_ref_into_packed_refs(r) -> None:
+    path, repo, a, b = r
+    RefTransaction(repo).create("refs/uet/x/one", a).create("refs/uet/x/two", b).commit()
+    assert (path / ".git" / "refs" / "uet" / "x" / "one").exists()
+    pack_refs(repo)
+    packed = (path / ".git" / "packed-refs").read_text()
+    assert f"{a} refs/uet/x/one" in packed and f"{b} refs/uet/x/two" in packed
+    assert not (path / ".git" / "refs" / "uet" / "x" / "one").exists()
+    assert refs(path) == {"refs/uet/x/one": a, "refs/uet/x/two": b}
+    (path / ".git" / "packed-refs.lock").write_text("")  # another git packs right now
+    with pytest.raises(GitError, match=r"packed-refs\.lock"):
+        pack_refs(repo)

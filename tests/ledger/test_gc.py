@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+import uet_git.ledger as ledger_pkg
 from tests.conftest import git, uet
 from tests.hooks.ledgerkit import scripted_run
 from uet_git.errors import UetError
@@ -160,3 +162,17 @@ def test_parse_age() -> None:
     assert parse_age("7") == timedelta(days=7)
     with pytest.raises(UetError):
         parse_age("x1")
+
+
+def test_the_ledger_starts_no_git_itself() -> None:
+    """Every git the ledger needs goes through gitrepo's typed API (pack-refs included):
+    no ``repo.git(...)`` or ``run_git(...)`` call in uet_git/ledger."""
+    calls = []
+    for path in sorted(Path(ledger_pkg.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+                if name in ("git", "run_git"):
+                    calls.append(f"{path.name}:{node.lineno}")
+    assert calls == []

@@ -264,3 +264,10 @@ class RefUpdater:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def pack_refs(repo: HasWorkdir) -> None:
+    """``git pack-refs --all``: every loose ref into ``packed-refs`` (``uet gc``'s last step),
+    so no module above gitrepo starts git for it. A ``GitError`` with git's own line when git
+    refuses (e.g. another git holds ``packed-refs.lock``)."""
+    run_git(["pack-refs", "--all"], cwd=repo.workdir)

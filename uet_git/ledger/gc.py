@@ -19,9 +19,9 @@ What "removing a run's refs" means (the command's help says the same):
   by hand with ``git update-ref -d refs/uet/ledger/RUN``.
 The ``run: gc`` ledger commit naming what goes (fsck and ``expected_refs`` read it: a missing
 ref after it is expected) and the deletions are one ref transaction, with old values
-(``Ledger.collect``). Finally ``git pack-refs --all`` (skipped while any run is live: packed refs
-would slow its transitions, GIT-NOTES.md). Objects only reachable from removed refs become
-garbage for a later ``git gc``.
+(``Ledger.collect``). Finally ``git pack-refs --all`` (``gitrepo.refs.pack_refs``; skipped
+while any run is live: packed refs would slow its transitions, GIT-NOTES.md). Objects only
+reachable from removed refs become garbage for a later ``git gc``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from datetime import timedelta
 from uet_git.errors import UetError
 from uet_git.gitrepo import GitError, RefConflict, Repo
 from uet_git.gitrepo.merge import is_ancestor
+from uet_git.gitrepo.refs import pack_refs
 from uet_git.ledger import query
 from uet_git.ledger.expected import GC_EVENT
 from uet_git.ledger.layout import ROOT, parse_ref
@@ -192,7 +193,7 @@ def gc(
         if any_live:
             result.pack_note = "refs not packed: a run is live (packing would slow it down)"
         else:
-            repo.git("pack-refs", "--all")
+            pack_refs(repo)
             result.packed = True
     return result
 
