@@ -3,6 +3,7 @@ and the read commands in a bare repository (a CI server's mirror)."""
 
 from __future__ import annotations
 
+import subprocess as sp
 from pathlib import Path
 
 from tests.conftest import git, make_repo
@@ -137,3 +138,29 @@ def test_status_remote_reads_ref_names_without_a_clone(tmp_path: Path):
     assert out.splitlines() == [f"run {run_id} in {b.as_uri()}", "a  committed",
                                 "b  quarantined", "c  committed", "d  quarantined",
                                 "e  dropped"]
+
+
+def test_a_recorded_rebase_moves_the_integration_ref_elsewhere(tmp_path: Path):
+    a = setup_repo(tmp_path / "A", workstreams={"w": {"command": "echo w > w.txt"}})
+    run_ok(a, "run", "--land", "never")
+    run_id = last_run(a)
+    b = tmp_path / "B.git"
+    git(tmp_path, "init", "-q", "--bare", "--initial-branch=main", str(b))
+    git(a, "remote", "add", "origin", b.as_uri())
+    git(a, "push", "-q", "origin", "main")
+    run_ok(a, "push")
+    c = _clone(tmp_path, b)
+    run_ok(c, "fetch")
+    old = git(c, "rev-parse", f"refs/uet/integration/{run_id}")
+    (a / "other.txt").write_text("x\n")
+    git(a, "add", "other.txt")
+    git(a, "commit", "-q", "-m", "the target moves on")
+    run_ok(a, "land", "--rebase")
+    new = git(a, "rev-parse", f"refs/uet/integration/{run_id}")
+    off_line = sp.run(["git", "merge-base", "--is-ancestor", old, new], cwd=a)
+    assert off_line.returncode == 1  # not a fast-forward: only the recorded rebase allows it
+    run_ok(a, "push")
+    run_ok(c, "fetch")
+    assert git(c, "rev-parse", f"refs/uet/integration/{run_id}") == new
+    for repo in (a, b, c):
+        fsck_clean(repo)
