@@ -26,6 +26,7 @@ from uet_git.gitrepo.merge import Change, changed_paths, diff_stat
 from uet_git.gitrepo.objects import commit_tree, make_commit
 from uet_git.gitrepo.odb import get_commit
 from uet_git.gitrepo.worktrees import reset_index, reset_worktree
+from uet_git.ledger.evidence import MAX_EVIDENCE
 from uet_git.spec.models import Workstream
 from uet_git.workers.normalise import normalise
 from uet_git.workers.pool import Worktree
@@ -34,7 +35,7 @@ from uet_git.workers.sandbox import SandboxPlan
 from uet_git.workers.tools import ResultCheck, build_invocation
 from uet_git.workers.validate import validate_changes, validate_tree
 
-LOG_LIMIT = 64 * 1024  # bytes of each log kept as evidence
+LOG_LIMIT = MAX_EVIDENCE - 1024  # bytes of each log kept, room left for read_tail's marker line
 BACKOFF_BASE = float(os.environ.get("UET_RETRY_BACKOFF", "0.5"))
 BACKOFF_MAX = 30.0
 

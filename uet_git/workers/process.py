@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from uet_git.ledger.evidence import MAX_EVIDENCE
 from uet_git.workers.procfs import TOKEN_VAR, ToolWatch, become_subreaper, kill_tool
 
 if TYPE_CHECKING:
@@ -246,8 +247,9 @@ def _devnull():
     return open(os.devnull, "rb")
 
 
-def read_tail(path: str | os.PathLike[str], limit: int = 64 * 1024) -> bytes:
-    """At most about ``limit`` bytes of a log: all of it if small, else head + marker + tail."""
+def read_tail(path: str | os.PathLike[str], limit: int = MAX_EVIDENCE) -> bytes:
+    """At most about ``limit`` bytes of a log: all of it if small, else head + marker + tail
+    (by default as much as the ledger keeps of one piece of evidence)."""
     p = Path(path)
     try:
         size = p.stat().st_size

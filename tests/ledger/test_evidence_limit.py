@@ -1,0 +1,42 @@
+"""Tool output kept as evidence up to the ledger's limit (``MAX_EVIDENCE``, 1 MiB, as the README
+promises), through the ``uet`` command: the engine and the workers cut no earlier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.e2e.helpers import last_run, run_ok, setup_repo
+from uet_git.gitrepo import Repo
+from uet_git.ledger import query
+from uet_git.ledger.evidence import MAX_EVIDENCE
+
+LINE = 8  # "%07d\n"
+
+
+def _printing(path: Path, kib: int) -> tuple[Path, bytes]:
+    lines = kib * 1024 // LINE
+    script = f"import sys; sys.stdout.write(''.join('%07d\\n' % i for i in range({lines})))"
+    repo = setup_repo(path, files={"README.md": "hello\n", "p.py": script + "\n"},
+                      workstreams={"w": {"command": "python3 p.py; echo x > x.txt"}})
+    return repo, b"".join(b"%07d\n" % i for i in range(lines))
+
+
+def _stdout_evidence(repo: Path) -> bytes:
+    run_ok(repo, "run", "--jobs", "1")
+    return query.evidence(Repo.open(repo), last_run(repo), "w", 1, "tool.stdout")
+
+
+def test_300_kib_of_tool_output_is_kept_whole(tmp_path: Path) -> None:
+    repo, printed = _printing(tmp_path / "r", 300)
+    assert _stdout_evidence(repo) == printed
+
+
+def test_2_mib_keeps_head_and_tail_around_one_marker(tmp_path: Path) -> None:
+    repo, printed = _printing(tmp_path / "r", 2048)
+    kept = _stdout_evidence(repo)
+    assert MAX_EVIDENCE - 4096 < len(kept) <= MAX_EVIDENCE
+    assert kept.count(b"bytes omitted") + kept.count(b"bytes cut here") == 1
+    head, _, rest = kept.partition(b"\n... [")
+    _, _, tail = rest.partition(b"] ...\n")
+    assert head and tail and printed.startswith(head) and printed.endswith(tail)
+    assert len(head) + len(tail) > MAX_EVIDENCE - 4096
