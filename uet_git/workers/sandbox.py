@@ -17,15 +17,20 @@ The plan (SANDBOX-NOTES.md), in this order because a later mount hides an earlie
 So refs, config, hooks and info/ of the repository and the user's checkout stay read-only.
 The environment passes through, but ``TMPDIR=/tmp`` (the private, writable one). Paths under
 /tmp outside the repository are not visible unless named in ``extra_readable`` or
-``extra_writable``; stdin/stdout/stderr are file descriptors opened outside, so the log files
+``extra_writable``, except, read-only, the Python running uet and PATH entries under /tmp and
+the directory of each program a command names by an absolute /tmp path (``wrap``);
+stdin/stdout/stderr are file descriptors opened outside, so the log files
 are written whatever the binds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -69,15 +74,60 @@ def probe() -> str | None:
 
 @dataclass(frozen=True)
 class SandboxPlan:
-    """The bubblewrap options for commands run in one worktree (``wrap`` adds the command)."""
+    """The bubblewrap options for commands run in one worktree (``wrap`` adds the command).
+    ``args`` are the read-only part, ``writable`` the binds and flags that must come after it
+    (a later mount hides an earlier one: a path made read-only again after a writable bind
+    would hide the writable one)."""
 
     worktree: Path
     args: tuple[str, ...]
     network: bool = True
+    writable: tuple[str, ...] = ()
 
     def wrap(self, argv: Sequence[str], *, cwd: Path) -> list[str]:
-        """``argv`` run inside the sandbox in ``cwd``."""
-        return [BWRAP, *self.args, "--chdir", _real(cwd), "--", *argv]
+        """``argv`` run inside the sandbox in ``cwd``. The directory of a program under /tmp
+        that the command names by its absolute path stays visible, read-only, in the private
+        /tmp: otherwise a tool kept under /tmp could not even start."""
+        named: list[str] = []
+        for p in named_tmp_paths(argv):
+            named += ["--ro-bind-try", p, p]
+        return [BWRAP, *self.args, *named, *self.writable, "--chdir", _real(cwd), "--", *argv]
+
+
+def named_tmp_paths(argv: Sequence[str]) -> list[str]:
+    """The directories under /tmp of the executable files ``argv`` names by absolute path, the
+    words of an ``sh -c`` string included (shell syntax it cannot split names nothing)."""
+    words = list(argv)
+    if len(argv) >= 3 and os.path.basename(argv[0]) in ("sh", "bash", "dash") \
+            and argv[1] == "-c":
+        with contextlib.suppress(ValueError):
+            words += shlex.split(argv[2], comments=True)
+    out: list[str] = []
+    for word in words:
+        for part in word.split("="):  # VAR=/tmp/x and --opt=/tmp/x name a path too
+            if not part.startswith("/tmp/"):
+                continue
+            real = _real(part)
+            if not (os.path.isfile(real) and os.access(real, os.X_OK)):
+                continue  # data the command names stays private; only programs are shown
+            d = os.path.dirname(real)
+            if _inside(d, "/tmp") and d != "/tmp" and d not in out:
+                out.append(d)
+    return out
+
+
+def _runtime_paths() -> list[str]:
+    """What the tools' own commands need from under /tmp whatever they name: the Python running
+    uet (a virtualenv in /tmp: acceptance commands run its ``python``) and PATH entries."""
+    candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix,
+                  *os.environ.get("PATH", "").split(os.pathsep)]
+    out: list[str] = []
+    for c in candidates:
+        if c and os.path.isabs(c):
+            real = _real(c)
+            if _inside(real, "/tmp") and real != "/tmp" and real not in out:
+                out.append(real)
+    return out
 
 
 def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
@@ -98,21 +148,23 @@ def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
     home = os.environ.get("HOME")
     if home and os.path.isabs(home):
         readable.append(_real(home))
+    readable += _runtime_paths()
     readable += [_real(p) for p in extra_readable]
     for p in readable:
         args += ["--ro-bind-try", p, p]
+    rw: list[str] = []
     writable = [_real(worktree), os.path.join(common, "objects"),
                 _real(admin_dir(repo, Path(worktree)))]
     for p in writable:
-        args += ["--bind", p, p]
+        rw += ["--bind", p, p]
     for p in [*(os.path.expanduser(w) for w in config.writable), *map(os.fspath,
                                                                        extra_writable)]:
         rp = _real(p)
-        args += ["--bind-try", rp, rp]
-    args += ["--setenv", "TMPDIR", "/tmp", "--unshare-pid", "--die-with-parent"]
+        rw += ["--bind-try", rp, rp]
+    rw += ["--setenv", "TMPDIR", "/tmp", "--unshare-pid", "--die-with-parent"]
     if not config.network:
-        args.append("--unshare-net")
-    return SandboxPlan(Path(_real(worktree)), tuple(args), config.network)
+        rw.append("--unshare-net")
+    return SandboxPlan(Path(_real(worktree)), tuple(args), config.network, tuple(rw))
 
 
 def _real(p: Path | str) -> str:
