@@ -7,8 +7,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 from uet_git.cli import COMMANDS
 from uet_git.ledger.states import transitions_markdown
 
@@ -79,7 +77,6 @@ def test_local_import_finder_sees_absolute_and_relative_imports() -> None:
         "m.py:12 ..gitrepo.refs"]
 
 
-@pytest.mark.xfail(strict=False, reason="re-cut in progress")
 def test_no_function_local_imports_of_uet_modules() -> None:
     # The CLI loads each command's module when it is invoked (so `uet status` does not import
     # the run engine); anywhere else a local import hides an import circle.

@@ -12,7 +12,7 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from uet_git.cli.report import Report
+    from uet_git.cli.reportdata import Report
 
 STATE_COLOURS = {
     "pending": "#c9ced6", "running": "#7fb3ff", "created": "#b7d7f5", "validated": "#9fc9f0",

@@ -195,14 +195,12 @@ class Plan:
         self,
         jobs: int,
         weights: Mapping[str, float] | None = None,
-        warnings: Sequence[str] | None = None,
+        *,
+        warnings: Sequence[str],
     ) -> dict[str, object]:
         """The stable JSON object of ``uet plan --json`` (fields documented in
-        ``uet_git/cli/plan.py``). ``warnings`` None means: predict scope conflicts now."""
-        if warnings is None:
-            from uet_git.plan.overlap import predict_conflicts  # overlap imports this module
-
-            warnings = predict_conflicts(self, list(self.workstreams.values()))
+        ``uet_git/cli/plan.py``). ``warnings``: the plan's warnings, predicted scope conflicts
+        included (``overlap.predict_conflicts``, which builds on this module)."""
         if jobs < 1:
             raise ValueError(f"jobs must be >= 1, got {jobs}")
         w = self.weights(weights)
