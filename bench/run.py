@@ -1,12 +1,13 @@
 """Run uet's benchmarks and print their tables.
 
-    python bench/run.py [--quick] [--only B1,B2,B3,B4,L1] [--markdown FILE]
+    python bench/run.py [--quick] [--only B1,B2,B3,B4,L1,B6] [--markdown FILE]
 
 B1 per-workstream overhead vs by hand, B2 scheduling efficiency, B3 integration cost,
-B4 memory, L1 the ledger (bench/ledger.py). ``--quick`` is the CI smoke mode: fewer runs,
-smaller sizes, well under a minute on 2 cores, no network. A missed target is printed as
-MISSED; it never makes this command fail. The exit code is non-zero only when a benchmark
-could not run at all (uet crashed, git failed), so that the benchmarks never rot silently.
+B4 memory, L1 the ledger (bench/ledger.py), B6 the sandbox's cost per command start.
+``--quick`` is the CI smoke mode: fewer runs, smaller sizes, well under a minute on 2 cores,
+no network. A missed target is printed as MISSED; it never makes this command fail. The exit
+code is non-zero only when a benchmark could not run at all (uet crashed, git failed), so that
+the benchmarks never rot silently.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "B3": ("b3_integration", "integration cost"),
     "B4": ("b4_memory", "memory"),
     "L1": ("ledger", "ledger"),
+    "B6": ("b6_sandbox", "sandbox cost per command start"),
 }
 
 
