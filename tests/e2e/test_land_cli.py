@@ -85,10 +85,11 @@ def test_commands_refuse_a_live_run(tmp_path: Path) -> None:
 
 def test_drop_command(tmp_path: Path) -> None:
     b = quarantined_chain(tmp_path)
+    assert uet("land", b.run, cwd=b.path).returncode == 0
     proc = uet("drop", "ws-x", "--run", b.run, cwd=b.path)
-    assert proc.returncode == 2
-    assert one_line_error(proc.stderr) == ("uet: ws-x is committed; only quarantined or blocked "
-                                           "workstreams can be dropped")
+    assert proc.returncode == 1
+    assert one_line_error(proc.stderr) == (f"uet: ws-x has landed on main; `uet rollback "
+                                           f"{b.run}` undoes a landing")
     proc = uet("drop", "ws-a", cwd=b.path)
     assert proc.returncode == 0, proc.stderr
     assert "ws-b, ws-c, ws-d" in proc.stdout

@@ -95,7 +95,10 @@ def test_show_record_history_evidence(repo: Path) -> None:
     assert "state:      quarantined" in out and "reason:     verify-failed" in out
     assert f"patch:      {s.patches['b']}" in out
     assert "b: queued -> quarantined" in out and "acceptance failed" in out
-    assert "  acceptance.log\n  tool.stdout\n" in out
+    evidence = out[out.index("evidence (attempt 1):"):].splitlines()[1:3]
+    assert [line.split()[0] for line in evidence] == ["acceptance.log", "tool.stdout"]
+    assert evidence[0].split(None, 1)[1] == (f"git show refs/uet/ledger/{s.run}:evidence/b/1/"
+                                             "acceptance.log")
     proc = uet("show", "b", "--run", s.run, "--evidence", "acceptance.log", cwd=repo)
     assert proc.returncode == 0 and proc.stdout == "FAILED test_b\n"
     proc = uet("show", "a", "--evidence", "tool.stdout", "--attempt", "1", cwd=repo)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.commands.landkit import Built, fsck_clean, scripted_run
-from tests.conftest import git
+from tests.conftest import git, uet
 from uet_git.commands.actions import descendants, drop_ws, retry_ws, unblocked_by
 from uet_git.engine.options import RunOptions
 from uet_git.errors import UetError
@@ -74,14 +74,15 @@ def test_drop_blocked_alone(tmp_path: Path) -> None:
     assert state_refs(b)["ws-a"] == "quarantined"
 
 
-@pytest.mark.parametrize("ws,state", [("ws-x", "committed")])
-def test_drop_refuses_illegal_states(tmp_path: Path, ws: str, state: str) -> None:
+def test_drop_refuses_a_landed_workstream(tmp_path: Path) -> None:
+    # A committed workstream can be dropped while it has not landed (it leaves the
+    # integration chain); once it is on the target only a rollback undoes it.
     b = quarantined_chain(tmp_path)
+    assert uet("land", b.run, cwd=b.path).returncode == 0
     before = git(b.path, "rev-parse", f"refs/uet/ledger/{b.run}")
     with pytest.raises(UetError) as exc:
-        drop_ws(b.repo, b.run, ws)
-    assert str(exc.value) == (f"{ws} is {state}; only quarantined or blocked workstreams can "
-                              "be dropped")
+        drop_ws(b.repo, b.run, "ws-x")
+    assert str(exc.value) == f"ws-x has landed on main; `uet rollback {b.run}` undoes a landing"
     assert git(b.path, "rev-parse", f"refs/uet/ledger/{b.run}") == before
 
 
