@@ -86,7 +86,8 @@ def test_timings_of_the_steps_go_to_the_ledger_evidence(tmp_path: Path):
     steps = data["steps"]
     assert [(s["step"], s["ok"]) for s in steps] == [("tool", False), ("tool", True),
                                                      ("verify", None)]
-    assert steps[0]["end"] - steps[0]["start"] >= 0.05 and steps[2]["end"] is None
+    # Times are kept to the millisecond: a 50 ms step may read as 49.999 ms.
+    assert steps[0]["end"] - steps[0]["start"] >= 0.049 and steps[2]["end"] is None
     assert data["sessions"][0]["pid"] == os.getpid()
     assert measured_weights(steps) == {"a": steps[0]["end"] - steps[0]["start"]
                                        + steps[1]["end"] - steps[1]["start"]}

@@ -446,9 +446,11 @@ def _busy_repo(path: Path) -> Path:
                   **({"depends_on": [f"w{i - 1}"]} if i % 2 else {})} for i in range(6)})
 
 
-@pytest.mark.xfail(strict=True, reason="ledger/writer.py Ledger._start commits the `run: start` "
-                   "transaction without _transact's rewrite of objects a concurrent prune "
-                   "removed: `uet run` exits 2 'trying to write ref ... with nonexistent object'")
+@pytest.mark.xfail(strict=False, reason="racy, so not strict: a patch commit has no ref until "
+                   "its `created` transaction (engine/pipeline.py), and a prune in that gap "
+                   "quarantines it internal-error; git's worktree prune races `git worktree add` "
+                   "(gitrepo/worktrees.py). The ledger's own transactions are safe (run: start "
+                   "included).")
 def test_git_gc_prune_now_looping_during_a_run(tmp_path: Path) -> None:
     repo = _busy_repo(tmp_path / "r")
     with git_loop(repo, "gc", "-q", "--prune=now", limit=40) as codes:
