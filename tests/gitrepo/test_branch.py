@@ -541,6 +541,21 @@ def test_a_filter_planted_after_open_does_not_run_while_landing(setup, tmp_path:
     assert (repo.workdir / "a.txt").read_text() == "a2\n"
 
 
+def _live_in_group(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` other than a zombie is left."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
+
+
 def test_sigkill_at_random_moments_then_recover(tmp_path: Path, big_template) -> None:
     """A real ``kill -9`` of the landing's process group (git children included) at seeded
     random moments of a 2,000-file landing; each time recover leaves a clean checkout."""
@@ -567,8 +582,13 @@ def test_sigkill_at_random_moments_then_recover(tmp_path: Path, big_template) ->
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
-        while sp.run(["pgrep", "-g", str(child.pid)], capture_output=True).returncode == 0:
-            time.sleep(0.05)  # the group's git children are gone too
+        # The group's git children are gone too. Zombies do not count: an orphan re-parented
+        # to this process (a child subreaper once an in-process uet ran here) stays a zombie
+        # until reaped, and a zombie holds no lock and writes nothing.
+        deadline = time.monotonic() + 30
+        while _live_in_group(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _live_in_group(child.pid), "the landing's git children outlived the kill"
         repo = Repo.open(path)
         at = repo.read_ref(REF)
         assert at in (old, new)
