@@ -267,7 +267,6 @@ class VerifyConfig(_Strict):
     # a failing candidate can be quarantined on that discarded candidate's verdict.
     window: int = Field(default=1, ge=1, le=256, description="candidates verified at once")
     jobs: int = Field(default=1, ge=0, le=256, description="verify slots beyond idle workers")
-    batch: int = Field(default=0, ge=0, le=256, description="tip + K patches at once; 0 = off")
     protected: list[str] = Field(
         default_factory=list,
         description="Globs (scope syntax) a patch may touch only with may_change_checks.",
