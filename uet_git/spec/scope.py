@@ -30,11 +30,20 @@ from __future__ import annotations
 import functools
 import re
 from collections import deque
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from uet_git.spec.models import Scope
+
+class Scope(Protocol):
+    """What matching needs of a workstream's scope (``spec.models.Scope`` has it): the models
+    import this module for pattern validation, so this module does not import them."""
+
+    @property
+    def allow(self) -> Sequence[str]: ...
+
+    @property
+    def deny(self) -> Sequence[str]: ...
+
 
 MAX_PATTERN = 4096
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
