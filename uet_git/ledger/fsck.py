@@ -22,6 +22,10 @@ What is checked, per run (all runs by default):
 - speculative candidates (``candidates/RUN/N``, ``engine/queue.py``): none is left once the run
   finished, and each one's first-parent chain starts on the integration history (the recorded
   tip or a commit before it): a candidate is only ever built on the integration tip.
+- inbox refs (``inbox/RUN/WS/N``, pushed by remote workers): one per attempt (by name), a
+  commit whose Uet-Run/Uet-Workstream/Uet-Attempt trailers name that run, workstream and
+  attempt, of a workstream the plan has; never moved: once the ledger recorded attempt N's
+  patch, the inbox ref (until it is pruned) is that patch.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from uet_git.gitrepo.odb import (
 from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger import query
 from uet_git.ledger.expected import GC_EVENT, expected_refs, state_target
-from uet_git.ledger.layout import ROOT, candidate_prefix, parse_ref, state_ref
+from uet_git.ledger.layout import ROOT, candidate_prefix, inbox_prefix, parse_ref, state_ref
 from uet_git.ledger.states import TRANSITIONS
 
 _OID_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -74,7 +78,7 @@ def fsck(repo: Repo, run: str | None = None) -> list[str]:
                 break
             fresh = query.run_refs(repo, r)
             fresh.update(query.for_each_ref(repo, [f"{ROOT}patches/{r}/",
-                                                   candidate_prefix(r)]))
+                                                   candidate_prefix(r), inbox_prefix(r)]))
             if fresh == by_run.get(r, {}):
                 break
             by_run[r] = fresh
@@ -218,6 +222,7 @@ def fsck_run(repo: Repo, run: str, refs: Mapping[str, str]) -> list[str]:
 
     out.extend(_fsck_candidates(repo, run, log, refs,
                                 want.get(query.integration_ref(run)) or log.base))
+    out.extend(_fsck_inbox(repo, run, log, refs, recorded))
 
     # -- the integration ref
     chain = _fsck_integration(repo, run, log, refs, records, transitions)
@@ -261,6 +266,41 @@ def _fsck_candidates(repo: Repo, run: str, log: query.LedgerLog, refs: Mapping[s
         if node is None or node not in history:
             out.append(f"{run}: {name}: candidate {oid[:12]} is not built on the integration "
                        f"history (tip {str(tip)[:12]})")
+    return out
+
+
+def _fsck_inbox(repo: Repo, run: str, log: query.LedgerLog, refs: Mapping[str, str],
+                recorded: Mapping[tuple[str, int], set[str]]) -> list[str]:
+    inbox = {n: (p, o) for n, o in refs.items() if (p := parse_ref(n)) is not None
+             and p.kind == "inbox"}
+    if not inbox:
+        return []
+    out: list[str] = []
+    try:
+        planned = set(query.plan_deps(query.read_plan(repo, log)))
+    except UetError:  # a missing plan blob: said above (ledger tip tree)
+        planned = set()
+    for name, (p, oid) in sorted(inbox.items()):
+        ws, n = str(p.ws), int(p.attempt or 0)
+        if planned and ws not in planned:
+            out.append(f"{run}: {name}: inbox ref of a workstream the plan does not have")
+        if not has_object(repo, oid):
+            continue  # said above (missing object)
+        try:
+            commit = get_commit(repo, oid)
+        except MissingObject:
+            out.append(f"{run}: {name} is not a commit")
+            continue
+        trailers = parse_trailers(commit.message)
+        for key, want in (("Uet-Run", run), ("Uet-Workstream", ws), ("Uet-Attempt", str(n))):
+            have = trailers.get(key)
+            if have != want:
+                out.append(f"{run}: {name}: its commit {oid[:12]} says {key} "
+                           f"{have or '(none)'}, the ref name says {want}")
+        if (ws, n) in recorded and oid not in recorded[(ws, n)]:
+            out.append(f"{run}: {name} points to {oid[:12]}, the ledger recorded attempt {n}'s "
+                       f"patch {', '.join(sorted(x[:12] for x in recorded[(ws, n)]))} "
+                       f"(an inbox ref never moves)")
     return out
 
 

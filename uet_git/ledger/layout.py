@@ -9,9 +9,12 @@ Every kind of ref has a fixed depth below ``refs/uet/``, so no ref is ever a pre
     refs/uet/<state>/RUN/WS          exactly one per workstream: its current state
     refs/uet/candidates/RUN/N        a speculative candidate in flight (engine/queue.py);
                                      deleted when it is committed or discarded
+    refs/uet/inbox/RUN/WS/N          attempt N's patch as a remote worker pushed it (the only
+                                     refs a worker may write: ``uet serve`` lets a run's token
+                                     push nothing else); one per attempt, never moved, pruned
+                                     once the coordinator recorded the attempt
 
-``<state>`` is one of ``states.STATES``; none of them is ``ledger``, ``integration`` or
-``patches``.
+``<state>`` is one of ``states.STATES``; none of them is a name in ``KINDS``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from uet_git.errors import UetError
 from uet_git.ledger.states import STATES
 
 ROOT = "refs/uet/"
-KINDS = ("ledger", "integration", "patches", "candidates")
+KINDS = ("ledger", "integration", "patches", "candidates", "inbox")
 RUN_RE = re.compile(r"^(\d{8})-(\d{6})-([0-9a-f]{4})$")
 WS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 WS_MAX = 100
@@ -97,6 +100,19 @@ def candidate_prefix(run: str) -> str:
     return f"{ROOT}candidates/{run}/"
 
 
+def inbox_ref(run: str, ws: str, attempt: int) -> str:
+    """Where a remote worker pushes attempt ``attempt`` of ``ws`` (its patch commit)."""
+    check_run_id(run)
+    check_ws_id(ws)
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+        raise UetError(f"bad attempt number {attempt!r} for {ws}: expected an integer >= 1")
+    return f"{ROOT}inbox/{run}/{ws}/{attempt}"
+
+
+def inbox_prefix(run: str) -> str:
+    return f"{ROOT}inbox/{run}/"
+
+
 def state_ref(state: str, run: str, ws: str) -> str:
     if state not in STATES:
         raise UetError(f"unknown state {state!r}")
@@ -112,9 +128,15 @@ def patch_prefix(run: str) -> str:
     return f"{ROOT}patches/{run}/"
 
 
+def _attempt_ok(text: str) -> bool:
+    # ASCII digits only (str.isdigit() accepts other scripts' digits), N >= 1, no leading 0:
+    # one attempt has exactly one spelling, so "one ref per attempt" holds by name.
+    return text.isascii() and text.isdigit() and text[0] != "0"
+
+
 @dataclass(frozen=True)
 class ParsedRef:
-    kind: str  # 'ledger' | 'integration' | 'patch' | 'state' | 'candidate'
+    kind: str  # 'ledger' | 'integration' | 'patch' | 'state' | 'candidate' | 'inbox'
     run: str
     ws: str | None = None
     attempt: int | None = None
@@ -134,6 +156,11 @@ def parse_ref(name: str) -> ParsedRef | None:
     if head == "patches":
         if len(parts) == 4 and WS_RE.match(parts[2]) and parts[3].isdigit():
             return ParsedRef("patch", run, ws=parts[2], attempt=int(parts[3]))
+        return None
+    if head == "inbox":
+        # Strict: a worker chooses this name, and ``uet serve`` admits a push by it.
+        if len(parts) == 4 and WS_RE.match(parts[2]) and _attempt_ok(parts[3]):
+            return ParsedRef("inbox", run, ws=parts[2], attempt=int(parts[3]))
         return None
     if head == "candidates":
         if len(parts) == 3 and parts[2].isdigit():
