@@ -9,6 +9,11 @@ quarantines the workstream ``tampered`` (not retried, not counted by the breaker
 Runs in a worker thread. Every outcome is written to the ledger before the worktree is given
 back, so a worktree never holds the only copy of a result. A cancelled attempt (Ctrl-C) records
 nothing and keeps its worktree: the next ``uet resume`` snapshots it and runs the attempt again.
+
+The same steps run on a remote worker (``engine/remotejob.py``): there ``ctx`` is a
+``StepContext`` whose ``record`` keeps the transitions (and pushes the patch to the run's inbox)
+for the coordinator to write to the ledger (``engine/executor.py``), which judges the patch's
+validation again itself (``validation``) before it records ``validated``.
 """
 
 from __future__ import annotations
@@ -16,24 +21,62 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
-from uet_git.engine.context import RunContext, crash_point
+from uet_git.engine.context import Breaker, RunContext, crash_point
+from uet_git.engine.events import Observer
+from uet_git.engine.guard import TamperGuard
 from uet_git.engine.orphans import preserve_worktree
 from uet_git.gitrepo.merge import Change, changed_paths, diff_stat
 from uet_git.gitrepo.objects import commit_tree, make_commit
 from uet_git.gitrepo.odb import get_commit
+from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.worktrees import reset_index, reset_worktree
 from uet_git.ledger.evidence import MAX_EVIDENCE
-from uet_git.spec.models import Workstream
+from uet_git.spec.models import Config, VerifyConfig, Workstream
 from uet_git.workers.normalise import normalise
-from uet_git.workers.pool import Worktree
+from uet_git.workers.pool import Worktree, WorktreePool
 from uet_git.workers.process import ProcResult, read_tail, run_process
 from uet_git.workers.sandbox import SandboxPlan
 from uet_git.workers.tools import ResultCheck, build_invocation
 from uet_git.workers.validate import validate_changes, validate_tree
+
+
+class StepContext(Protocol):
+    """What the worker steps use of a run: ``RunContext`` locally, ``remotejob.JobContext`` on a
+    remote worker (whose ``record`` defers the transitions to the coordinator)."""
+
+    repo: Repo
+    config: Config
+    pool: WorktreePool
+    observer: Observer
+    cancel: threading.Event
+    breaker: Breaker
+    guard: TamperGuard
+
+    @property
+    def run_id(self) -> str: ...
+
+    def ws(self, ws_id: str) -> Workstream: ...
+
+    def sandbox(self, worktree: Path, *writable: Path) -> SandboxPlan | None: ...
+
+    def tail_candidate(self, patch: str) -> str | None: ...
+
+    def accepted_on(self, ws: Workstream, commit: str) -> dict[str, str]: ...
+
+    def env_for(self, ws: Workstream, worker: int | str, worktree: Path,
+                extra: Mapping[str, str] | None = None, *, attempt: int = 1,
+                prompt_file: Path | None = None) -> dict[str, str]: ...
+
+    def log_dir(self, ws_id: str, attempt: int, what: str = "") -> Path: ...
+
+    def record(self, ws_id: str, to: str, *, attempt: int, reason: str | None = None,
+               detail: str = "", shown_reason: str | None = None, **kw: Any) -> str: ...
+
 
 LOG_LIMIT = MAX_EVIDENCE - 1024  # bytes of each log kept, room left for read_tail's marker line
 BACKOFF_BASE = float(os.environ.get("UET_RETRY_BACKOFF", "0.5"))
@@ -103,7 +146,7 @@ class _Try:
     stdout: bytes = b""
 
 
-def _run_tool_once(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, attempt: int,
+def _run_tool_once(ctx: StepContext, ws: Workstream, wt: Worktree, worker: int, attempt: int,
                    n: int) -> _Try:
     """Setup and tool, sandboxed when the run is, checked for changes to the repository
     outside the worktree (``tampered``: restored, the changes as evidence)."""
@@ -120,7 +163,7 @@ def _run_tool_once(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, a
     return _Try(tried.proc, "tampered", tampering.detail(), tried.evidence)
 
 
-def _setup_and_tool(ctx: RunContext, ws: Workstream, wt: Worktree, worker: int, attempt: int,
+def _setup_and_tool(ctx: StepContext, ws: Workstream, wt: Worktree, worker: int, attempt: int,
                     logs: Path, sandbox: SandboxPlan | None, n: int = 1) -> _Try:
     prompt_file = logs / "prompt.md"
     prompt_file.write_text(ws.prompt or "")
@@ -184,6 +227,18 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
                    attempt: int) -> WorkerOutcome:
     """A fresh attempt: tool, normalise, validate, accept. ``base`` is the integration tip the
     worktree starts from."""
+    def keep_what_the_tool_did(wt: Worktree, label: str) -> None:
+        preserve_worktree(ctx, wt, label, ctx.ledger.state(ws_id), "uet failed on it")
+
+    return run_attempt(ctx, ws_id, worker=worker, base=base, attempt=attempt,
+                       on_error=keep_what_the_tool_did)
+
+
+def run_attempt(ctx: StepContext, ws_id: str, *, worker: int, base: str, attempt: int,
+                on_error: Callable[[Worktree, str], None] | None) -> WorkerOutcome:
+    """``run_workstream``'s steps for any ``StepContext``. ``on_error(worktree, label)``: when
+    uet itself fails, keep what the tool did before the worktree goes back to the pool (None:
+    nothing to keep it for, e.g. a remote worker, whose attempt the coordinator runs again)."""
     ws = ctx.ws(ws_id)
     start = time.monotonic()
     label = f"{ctx.run_id}/{ws_id}/{attempt}"
@@ -264,7 +319,8 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
         # uet itself failed on this workstream: keep what the tool did before the worktree
         # goes back to the pool (the loop records the internal error).
         try:
-            preserve_worktree(ctx, wt, label, ctx.ledger.state(ws_id), "uet failed on it")
+            if on_error is not None:
+                on_error(wt, label)
         except Exception:
             keep = True  # cannot snapshot it: leave the worktree alone for a resume
         raise
@@ -274,14 +330,31 @@ def run_workstream(ctx: RunContext, ws_id: str, *, worker: int, base: str,
             ctx.pool.release(wt)
 
 
-def _empty_patch(ctx: RunContext, ws: Workstream, base: str, attempt: int) -> str:
+def _empty_patch(ctx: StepContext, ws: Workstream, base: str, attempt: int) -> str:
     """``allow_empty``: an empty commit carries the workstream through the ledger."""
     msg = (f"{ws.title or ws.id} (no changes)\n\nUet-Workstream: {ws.id}\nUet-Run: {ctx.run_id}\n"
            f"Uet-Tool: {ws.tool}\nUet-Attempt: {attempt}\n")
     return make_commit(ctx.repo, commit_tree(ctx.repo, base), [base], msg)
 
 
-def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch: str,
+def validation(repo: Repo, ws: Workstream, verify: VerifyConfig, patch: str,
+               changes: list[Change] | None = None) -> tuple[str | None, str]:
+    """The patch's checks before anything runs on it: protected paths, scope and size, then
+    the tree (``git fsck --strict``'s rules). ``(reason, detail)``; reason None = valid."""
+    base = get_commit(repo, patch).parent
+    if changes is None:
+        changes = changed_paths(repo, base, patch)
+    reason, detail = validate_changes(changes, ws, verify)
+    if reason is None and base is not None:
+        # Before anything runs on it: a tree git fsck --strict rejects never reaches a
+        # candidate, let alone the target (a .gitmodules URL that is an option, .git names).
+        reason, detail = validate_tree(repo, base, patch)
+    if reason is None and not detail:
+        detail = f"{len(changes)} changed paths within scope and limits"
+    return reason, detail
+
+
+def check_patch(ctx: StepContext, ws_id: str, *, worker: int, attempt: int, patch: str,
                 changes: list[Change] | None, wt: Worktree, state: str,
                 started: float | None = None) -> WorkerOutcome:
     """From ``created`` (or ``validated``): validation, then acceptance on exactly the patch's
@@ -290,20 +363,11 @@ def check_patch(ctx: RunContext, ws_id: str, *, worker: int, attempt: int, patch
     ws = ctx.ws(ws_id)
     start = time.monotonic()
     if state == "created":
-        if changes is None:
-            changes = changed_paths(ctx.repo, get_commit(ctx.repo, patch).parent, patch)
-        reason, detail = validate_changes(changes, ws, ctx.config.verify)
-        if reason is None:
-            # Before anything runs on it: a tree git fsck --strict rejects never reaches a
-            # candidate, let alone the target (a .gitmodules URL that is an option, .git names).
-            base = get_commit(ctx.repo, patch).parent
-            if base is not None:
-                reason, detail = validate_tree(ctx.repo, base, patch)
+        reason, detail = validation(ctx.repo, ws, ctx.config.verify, patch, changes)
         if reason:
             ctx.record(ws_id, "quarantined", attempt=attempt, reason=reason, detail=detail)
             return WorkerOutcome(ws_id, "quarantined", reason, False, time.monotonic() - start)
-        ctx.record(ws_id, "validated", attempt=attempt,
-                   detail=detail or f"{len(changes)} changed paths within scope and limits")
+        ctx.record(ws_id, "validated", attempt=attempt, detail=detail)
     if ws.acceptance:
         ctx.observer.worker(worker, ws_id, "acceptance")
         # With the verification queue, first on the queue's tail + the patch (verify once: the

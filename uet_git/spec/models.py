@@ -250,6 +250,9 @@ class RunConfig(_Strict):
 class WorktreeConfig(_Strict):
     root: str | None = None  # default: <git common dir>/uet/worktrees
     keep_ignored: bool = False
+    # worktrees stay for the next run (reset to its base: ~60x cheaper than a fresh checkout);
+    # `uet run --fresh-worktrees` removes them at the end, `uet gc` removes idle ones
+    keep: bool = True
     include: list[str] = Field(default_factory=list)
     # shell commands run once in each new worktree (cwd = the worktree), before any workstream
     setup: list[str] = Field(default_factory=list)
@@ -306,6 +309,44 @@ class SandboxConfig(_Strict):
         return v
 
 
+EXECUTOR_SCHEMES = ("dask://", "tcp://", "tls://")
+
+
+class ExecutorConfig(_Strict):
+    """Where workers run: ``address`` None = local threads (the default); ``dask://HOST:PORT``
+    (plain TCP) or ``tls://HOST:PORT`` = a Dask scheduler (``uet-git[distributed]``).
+    ``remote``: a git URL the workers fetch from and push their inbox refs to (default for a
+    loopback scheduler: this repository's own ``file://`` URL); ``serve``: ``HOST:PORT`` where
+    ``uet serve`` is started for them instead. ``tls_*``: PEM files of the Dask connection
+    (required off loopback unless ``insecure``). ``cache``: the workers' mirror and worktree
+    directory (default ``~/.cache/uet`` on each worker machine)."""
+
+    address: str | None = None
+    remote: str | None = None
+    serve: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure: bool = False
+    cache: str | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _valid_address(cls, v: str | None) -> str | None:
+        if v is None or v == "local":
+            return None
+        if not v.startswith(EXECUTOR_SCHEMES) or not v.split("://", 1)[1]:
+            raise ValueError(f"{_short(v)!r}: expected local, dask://HOST:PORT or "
+                             "tls://HOST:PORT")
+        return v
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> ExecutorConfig:
+        if self.remote and self.serve:
+            raise ValueError("remote and serve are exclusive: the workers use one transport")
+        return self
+
+
 class Config(_Strict):
     """``uet.toml`` at the repository root. Every section is optional."""
 
@@ -317,6 +358,7 @@ class Config(_Strict):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @field_validator("presets")
     @classmethod
