@@ -96,8 +96,8 @@ class Access:
     def check_push(self, principal: str, commands: Sequence[RefCommand]) -> None:
         self.may_push(principal)
         run = principal.removeprefix("run:")
-        if not commands:
-            raise Refused(403, "uet serve: a push with no ref update")
+        # No command at all is git's probe before a chunked push (a lone flush packet): it
+        # changes nothing and must pass, or every push over http.postBuffer fails.
         for c in commands:
             why = _refusal(run, c)
             if why:
@@ -131,7 +131,7 @@ class Server:
         shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
         self.url = f"http://{shown}:{bound_port}/"
         self._thread = threading.Thread(target=self._http.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
+                                        kwargs={"poll_interval": 0.05},
                                         name="uet-serve", daemon=True)
         self._thread.start()
 

@@ -245,6 +245,7 @@ def _feed(stdin: BinaryIO, parts: Iterator[bytes], error: list[BaseException]) -
 class _Handler(BaseHTTPRequestHandler):
     server: GitHTTPServer
     protocol_version = "HTTP/1.0"  # one request per connection: the end of a body is EOF
+    timeout = 120  # seconds of silence on the socket before the request is dropped
 
     def log_message(self, format: str, *args: object) -> None:
         self.server.log(f"{self.address_string()} {format % args}")
@@ -373,8 +374,10 @@ def _cgi_headers(stdout: BinaryIO) -> tuple[int, list[tuple[str, str]]]:
 class GitHTTPServer(ThreadingHTTPServer):
     """``ThreadingHTTPServer`` serving one repository; ``serve_forever`` in a thread."""
 
-    daemon_threads = True
-    block_on_close = False
+    # close() waits for the requests in flight (a push half applied is git's to finish); a
+    # silent client cannot hold it up longer than the handler's socket timeout.
+    daemon_threads = False
+    block_on_close = True
 
     def __init__(self, address: tuple[str, int], git_dir: Path, policy: Policy,
                  config: Sequence[str] = (), log: Callable[[str], None] | None = None,
