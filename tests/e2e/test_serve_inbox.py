@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import git, make_repo, uet
 from tests.hooks.ledgerkit import scripted_run, uet_commit
 from uet_git.errors import UetError
+from uet_git.ledger.inbox import prune_all_inbox, prune_inbox
 from uet_git.ledger.layout import KINDS, inbox_prefix, inbox_ref, parse_ref
 
 RUN = "20261125-101502-3f2a"
@@ -85,3 +86,69 @@ def test_fsck_inbox_ref_without_ledger(tmp_path: Path):
     git(a, "update-ref", inbox_ref(RUN, "a", 1), s.patches["a"])
     code, out = _fsck(a)
     assert code != 0 and f"inbox/{RUN}/a/1: ref without a ledger" in out
+
+
+def _inbox(path: Path, run: str) -> dict[str, str]:
+    out = git(path, "for-each-ref", "--format=%(refname) %(objectname)",
+              f"refs/uet/inbox/{run}/")
+    return dict(line.split(" ") for line in out.splitlines())
+
+
+def test_prune_inbox_removes_only_terminal_refs(tmp_path: Path):
+    a = make_repo(tmp_path / "A")
+    s, led = scripted_run(a, keep_open=True)
+    assert led is not None
+    try:
+        recorded = inbox_ref(s.run, "a", 1)  # attempt 1 of a: its patch ref exists
+        git(a, "update-ref", recorded, s.patches["a"])
+        later = inbox_ref(s.run, "b", 2)  # pushed, not recorded yet: in flight
+        b2 = uet_commit(s.repo, s.base, {"b.txt": "b2\n"}, "b", s.run, attempt=2)
+        git(a, "update-ref", later, b2)
+        assert prune_inbox(s.repo, s.run) == [recorded]
+        assert _inbox(a, s.run) == {later: b2}
+        assert prune_inbox(s.repo, s.run) == []
+        led.event("run: finish", "done")  # the run is over: nothing is in flight
+    finally:
+        led.close()
+    assert prune_all_inbox(s.repo) == [later]
+    assert _inbox(a, s.run) == {}
+    assert git(a, "cat-file", "-t", s.patches["a"]) == "commit"  # kept by its patch ref
+    r = uet("fsck", cwd=a)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_prune_inbox_keeps_a_patch_whose_patch_ref_is_missing(tmp_path: Path):
+    a = make_repo(tmp_path / "A")
+    s, _ = scripted_run(a)
+    ref = inbox_ref(s.run, "b", 1)
+    git(a, "update-ref", ref, s.patches["b"])
+    git(a, "update-ref", "-d", f"refs/uet/patches/{s.run}/b/1")
+    assert prune_inbox(s.repo, s.run) == []  # the inbox ref is the only one keeping it
+    assert _inbox(a, s.run) == {ref: s.patches["b"]}
+
+
+def test_prune_inbox_keeps_refs_without_a_ledger(tmp_path: Path):
+    a = make_repo(tmp_path / "A")
+    s, _ = scripted_run(a)
+    ref = inbox_ref(RUN, "a", 1)
+    git(a, "update-ref", ref, s.patches["a"])
+    assert prune_all_inbox(s.repo) == []
+    assert _inbox(a, RUN) == {ref: s.patches["a"]}
+
+
+def test_uet_push_leaves_inbox_refs_behind(tmp_path: Path):
+    """Inbox refs are transport to the coordinator, not ledger state: `uet push` and
+    `uet fetch` do not copy them (the patch refs carry what was recorded)."""
+    a = make_repo(tmp_path / "A")
+    s, _ = scripted_run(a)
+    git(a, "update-ref", inbox_ref(s.run, "a", 1), s.patches["a"])
+    b = tmp_path / "B.git"
+    git(tmp_path, "init", "-q", "--bare", str(b))
+    r = uet("push", b.as_uri(), cwd=a)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert git(b, "for-each-ref", "refs/uet/inbox/") == ""
+    assert git(b, "for-each-ref", f"refs/uet/patches/{s.run}/a/") != ""
+    git(b, "update-ref", inbox_ref(s.run, "c", 1), s.patches["c"])
+    r = uet("fetch", b.as_uri(), cwd=a)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _inbox(a, s.run) == {inbox_ref(s.run, "a", 1): s.patches["a"]}

@@ -65,11 +65,12 @@ class SyncResult:
 
 
 def by_run(refs: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """uet refs grouped by run (candidates left out: they are local scratch)."""
+    """uet refs grouped by run. Left out: candidates (local scratch) and inbox refs (how a
+    worker's patch reached the coordinator; once recorded, the patch ref carries it)."""
     out: dict[str, dict[str, str]] = {}
     for ref, oid in refs.items():
         p = parse_ref(ref)
-        if p is not None and p.kind != "candidate":
+        if p is not None and p.kind not in ("candidate", "inbox"):
             out.setdefault(p.run, {})[ref] = oid
     return out
 
