@@ -19,7 +19,7 @@ def test_lines_mode_one_line_per_transition_then_table():
               "message": "nothing landed"}, [["a", "created", "1", "", "0s"],
                                              ["b", "quarantined", "1", "conflict", "1s"]])
     text = out.getvalue()
-    assert "a: new -> created  shell produced 1 changed paths" in text
+    assert "a: none -> created  shell produced 1 changed paths" in text
     assert "b: queued -> quarantined [conflict]  x.txt" in text
     assert "git log --oneline refs/uet/ledger/20261125-101502-3f2a" in text
     assert "git for-each-ref refs/uet/quarantined/20261125-101502-3f2a/" in text

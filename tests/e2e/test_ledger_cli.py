@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests.conftest import git, make_repo, uet
 from tests.hooks.ledgerkit import EXPECTED_STATES, scripted_run
+from uet_git.ledger.states import STATES
 
 
 def test_status_table_and_json(repo: Path) -> None:
@@ -24,8 +25,10 @@ def test_status_table_and_json(repo: Path) -> None:
     proc = uet("status", s.run, "--json", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["run"] == s.run and data["counts"] == {
+    # every state is a key of counts, zeros included
+    assert data["run"] == s.run and {k: n for k, n in data["counts"].items() if n} == {
         "committed": 2, "quarantined": 2, "dropped": 1}
+    assert list(data["counts"]) == [*STATES, "pending"]
     listed = git(repo, "for-each-ref", "--format=%(refname) %(objectname)",
                  "refs/uet/committed/", "refs/uet/quarantined/", "refs/uet/dropped/")
     expected = dict(line.split() for line in listed.splitlines())

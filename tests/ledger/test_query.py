@@ -48,7 +48,7 @@ def test_status_agrees_with_for_each_ref(repo: Path) -> None:
         assert w.duration == w.updated - w.started >= 0
     d = st.to_dict()
     assert set(d) == {"run", "base", "target", "started", "updated", "integration", "finished",
-                      "landed", "counts", "workstreams"}
+                      "landed", "landed_workstreams", "counts", "workstreams"}
     assert d["workstreams"][0]["started"].endswith("Z")
 
 

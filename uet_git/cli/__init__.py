@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("push", "Push runs to a remote: one atomic push, the ledger kept consistent."),
     "fetch": ("fetch", "Fetch runs from a remote: state refs replaced, ledgers fast-forwarded."),
     "gc": ("gc", "Remove refs of old finished runs and pack refs."),
+    "completion": ("completion", "Print a shell completion script (bash, zsh, fish)."),
     "serve": ("serve", "Serve this repository to remote workers over HTTP, a token per run."),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from uet_git.cli._common import echo_json
 from uet_git.errors import EXIT_WORK_FAILED, UetError
 from uet_git.gitrepo import Repo
 from uet_git.hooks.check import check_revs
@@ -12,7 +13,9 @@ from uet_git.hooks.check import check_revs
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("revs", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the failures.")
-def cmd(revs: tuple[str, ...], quiet: bool) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (docs/json.md); the exit code is the same.")
+def cmd(revs: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     """Check every commit in REV... (git rev-list arguments: `main..feature`, or
     `-- NEW --not --remotes`) that carries a Uet-Workstream trailer: it must be the candidate or
     patch of a workstream the ledger committed (read from refs/uet/ledger/RUN of its Uet-Run),
@@ -23,6 +26,12 @@ def cmd(revs: tuple[str, ...], quiet: bool) -> None:
     ignored. The git hooks installed by `uet hooks install` run this."""
     repo = Repo.open(".")
     checked, problems = check_revs(repo, list(revs))
+    if as_json:
+        echo_json({"revs": list(revs), "checked": checked, "ok": not problems,
+                   "problems": problems})
+        if problems:
+            raise SystemExit(EXIT_WORK_FAILED)
+        return
     for line in problems:
         click.echo(f"uet check: {line}", err=True)
     if problems:

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from uet_git.cli.complete import complete_run, complete_ws
 from uet_git.cli.runarg import RUN_HELP, pick_run
 from uet_git.errors import EXIT_WORK_FAILED, UetError
 from uet_git.gitrepo import Repo
@@ -26,9 +27,9 @@ def change_of(rec: query.WsRecord) -> tuple[str, str] | None:
 
 
 @click.command()
-@click.argument("ws")
-@click.argument("run_arg", metavar="[RUN]", required=False)
-@click.option("--run", "run_opt", metavar="RUN", help=RUN_HELP)
+@click.argument("ws", shell_complete=complete_ws)
+@click.argument("run_arg", metavar="[RUN]", required=False, shell_complete=complete_run)
+@click.option("--run", "run_opt", metavar="RUN", help=RUN_HELP, shell_complete=complete_run)
 @click.option("--stat", is_flag=True, help="Only the diff stat (git show --stat).")
 @click.option("--patch", "patch_only", is_flag=True,
               help="The patch as the tool made it, even once a candidate exists.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from uet_git.cli.complete import complete_run, complete_ws
 from uet_git.cli.render import Reporter
 from uet_git.cli.runarg import RUN_HELP, pick_run
 from uet_git.commands.actions import drop
@@ -16,9 +17,9 @@ from uet_git.ledger import query
 
 
 @click.command()
-@click.argument("ws")
-@click.argument("run_arg", metavar="[RUN]", required=False)
-@click.option("--run", "run_opt", metavar="RUN", help=RUN_HELP)
+@click.argument("ws", shell_complete=complete_ws)
+@click.argument("run_arg", metavar="[RUN]", required=False, shell_complete=complete_run)
+@click.option("--run", "run_opt", metavar="RUN", help=RUN_HELP, shell_complete=complete_run)
 @click.option("--dry-run", is_flag=True, help="Print what would move; write nothing.")
 @click.option("-j", "--jobs", type=click.IntRange(1), default=None,
               help="Workers for re-verification when a committed workstream is dropped.")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from uet_git.cli._common import echo_json
 from uet_git.gitrepo import Repo
-from uet_git.ledger.gc import gc, parse_age
+from uet_git.ledger.gc import GcResult, gc, parse_age
 
 
 @click.command()
@@ -17,7 +20,10 @@ from uet_git.ledger.gc import gc, parse_age
 @click.option("--prune-dropped", is_flag=True,
               help="Also remove the refs of dropped and rolled-back workstreams, listing each: "
                    "their patches then become garbage for git's own gc.")
-def cmd(older_than: str, dry_run: bool, include_quarantined: bool, prune_dropped: bool) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (docs/json.md) instead of the lines.")
+def cmd(older_than: str, dry_run: bool, include_quarantined: bool, prune_dropped: bool,
+        as_json: bool) -> None:
     """Remove the refs of finished workstreams of old runs, then pack refs.
 
     For each run idle longer than AGE whose writer lock is free: the state ref and the patch
@@ -30,10 +36,15 @@ def cmd(older_than: str, dry_run: bool, include_quarantined: bool, prune_dropped
     kept: it is the audit trail, `uet status`/`log`/`show` keep working on it, and `uet check`
     uses it to recognise landed patches (remove a whole run by hand with
     `git update-ref -d refs/uet/ledger/RUN`). A `run: gc` ledger commit records what was
-    removed. Live runs are never touched, and refs are not packed while one runs."""
+    removed. Live runs are never touched, and refs are not packed while one runs. Stale
+    live-state files (.git/uet/live/RUN.json of a process that was killed) are removed
+    whatever their age."""
     age = parse_age(older_than)
     res = gc(Repo.open("."), age, include_quarantined=include_quarantined, dry_run=dry_run,
              prune_dropped=prune_dropped)
+    if as_json:
+        echo_json(to_dict(res, older_than))
+        return
     verb = "would remove" if dry_run else "removed"
     for r in res.runs:
         click.echo(f"{r.run}: {verb} {len(r.refs)} refs"
@@ -47,9 +58,25 @@ def cmd(older_than: str, dry_run: bool, include_quarantined: bool, prune_dropped
             click.echo(f"  {r.note}")
     for line in res.skipped:
         click.echo(line)
+    for what in res.live_removed:
+        click.echo(f"{'would remove' if dry_run else 'removed'} the stale live-state file of "
+                   f"run {what}: its process is gone")
     if not res.runs:
         click.echo(f"nothing to remove in runs idle for more than {older_than}")
     if res.packed:
         click.echo("packed refs (git pack-refs --all)")
     elif res.pack_note:
         click.echo(res.pack_note)
+
+
+def to_dict(res: GcResult, older_than: str) -> dict[str, Any]:
+    return {
+        "dry_run": res.dry_run,
+        "older_than": older_than,
+        "runs": [{"run": r.run, "refs": sorted(r.refs), "workstreams": list(r.workstreams),
+                  "pruned": list(r.pruned), "note": r.note} for r in res.runs],
+        "skipped": list(res.skipped),
+        "live_files": list(res.live_removed),
+        "packed": res.packed,
+        "pack_note": res.pack_note,
+    }

@@ -199,7 +199,7 @@ def workstream_details(rep: Report) -> str:
         out.append(f'<details class="ws" id="ws-{e(i)}"><summary>{e(i)} '
                    f'<span class="pill" style="background:{colour}">{e(w.state)}</span> '
                    f'{e(w.reason or "")}</summary>')
-        rows = "".join(f"<tr><td>{e(h['time'])}</td><td>{e(h['from'] or 'new')} → "
+        rows = "".join(f"<tr><td>{e(h['time'])}</td><td>{e(h['from'] or 'none')} → "
                        f"{e(h['to'])}</td><td>{e(h['attempt'] or '')}</td>"
                        f"<td>{e(h['reason'] or '')}</td><td>{e(h['summary'])}</td></tr>"
                        for h in w.history)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import click
 
+from uet_git.cli.complete import complete_run
 from uet_git.cli.render import Reporter
 from uet_git.commands.land import land
 from uet_git.engine.options import RunOptions
@@ -30,7 +31,7 @@ def ws_list(value: str | None) -> list[str] | None:
 
 
 @click.command()
-@click.argument("run", required=False)
+@click.argument("run", required=False, shell_complete=complete_run)
 @click.option("--rebase", is_flag=True,
               help="If the target moved, re-integrate the run's committed patches onto its new "
                    "tip (re-verifying each) and land the result.")

@@ -186,7 +186,7 @@ class Reporter:
             why = f" [{reason}]" if reason else ""
             more = f"  {detail}" if detail else ""
             stamp = time.strftime("%H:%M:%S")
-            self._write(f"{stamp} {ws}: {frm or 'new'} -> {to}{why}{more}\n")
+            self._write(f"{stamp} {ws}: {frm or 'none'} -> {to}{why}{more}\n")
             self._draw_live()
 
     def worker(self, idx: int, ws: str | None, stage: str = "") -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from uet_git.cli.complete import complete_run
 from uet_git.cli.htmlreport import render_html
 from uet_git.cli.reportdata import gather
 from uet_git.errors import UetError
@@ -24,7 +25,7 @@ from uet_git.ledger import query
 
 
 @click.command()
-@click.argument("run", required=False)
+@click.argument("run", required=False, shell_complete=complete_run)
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("report.html"), show_default=True, help="The HTML file to write.")
 def cmd(run: str | None, output: Path) -> None:

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from uet_git.cli.complete import complete_run
 from uet_git.cli.render import Reporter
 from uet_git.commands.resume import resume_run
 from uet_git.engine.live import LiveRun
@@ -15,7 +16,7 @@ from uet_git.gitrepo import Repo
 
 
 @click.command()
-@click.argument("run", required=False)
+@click.argument("run", required=False, shell_complete=complete_run)
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel workers.")
 @click.option("--land", "land", type=click.Choice(["end", "continuous", "never"]), default=None,
               help="When to land (default: as the run was started).")

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from uet_git.cli.complete import complete_run, complete_ws
 from uet_git.cli.render import Reporter
 from uet_git.cli.runarg import RUN_HELP, pick_run
 from uet_git.commands.actions import retry_ws
@@ -19,9 +20,9 @@ from uet_git.ledger import query
 
 
 @click.command()
-@click.argument("ws")
-@click.argument("run_arg", metavar="[RUN]", required=False)
-@click.option("--run", "run_opt", metavar="RUN", help=RUN_HELP)
+@click.argument("ws", shell_complete=complete_ws)
+@click.argument("run_arg", metavar="[RUN]", required=False, shell_complete=complete_run)
+@click.option("--run", "run_opt", metavar="RUN", help=RUN_HELP, shell_complete=complete_run)
 @click.option("--reapply", is_flag=True,
               help="Re-integrate the existing patch (re-verified on the current tip) instead of "
                    "running the tool again.")

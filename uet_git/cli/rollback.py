@@ -16,6 +16,7 @@ import sys
 
 import click
 
+from uet_git.cli.complete import complete_run
 from uet_git.commands.rollback import rollback_run
 from uet_git.errors import EXIT_WORK_FAILED, UetError
 from uet_git.gitrepo import Repo
@@ -30,7 +31,7 @@ def _interactive() -> bool:
 
 
 @click.command()
-@click.argument("run", required=False)
+@click.argument("run", required=False, shell_complete=complete_run)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask on a terminal.")
 @click.option("--dry-run", is_flag=True, help="Print what would move; write nothing.")
 def cmd(run: str | None, yes: bool, dry_run: bool) -> None:

@@ -7,10 +7,18 @@ import click
 
 from uet_git.cli._common import echo_json
 from uet_git.cli.render import text_table
-from uet_git.cli.status import fmt_counts, fmt_time
+from uet_git.cli.status import NO_RUNS, fmt_counts, fmt_time
 from uet_git.gitrepo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.live import read_live
+
+
+def landed_cell(r: query.RunInfo) -> str:
+    """``yes``, ``2 of 5`` (a partial landing: 2 of the 5 committed workstreams), or ``no``."""
+    if r.landed:
+        return "yes"
+    n = len(r.landed_workstreams)
+    return f"{n} of {r.counts.get('committed', 0)}" if n else "no"
 
 
 @click.command()
@@ -26,12 +34,12 @@ def cmd(as_json: bool) -> None:
         echo_json([{**r.to_dict(), "live": r.run in live} for r in runs])
         return
     if not runs:
-        click.echo("No runs yet in this repository: start one with `uet run`.")
+        click.echo(NO_RUNS)
         return
     rows = [
         [r.run, (r.base or "-")[:12], r.target or "-", fmt_time(r.started), fmt_counts(r.counts),
          "live" if r.run in live else "yes" if r.finished else "no",
-         "yes" if r.landed else "no"]
+         landed_cell(r)]
         for r in runs
     ]
     headers = ["RUN", "BASE", "TARGET", "STARTED", "COUNTS", "FINISHED", "LANDED"]

@@ -27,12 +27,15 @@ from typing import Any
 import click
 
 from uet_git.cli._common import echo_json
+from uet_git.cli.complete import complete_run
 from uet_git.cli.render import text_table
 from uet_git.commands.sync import remote_states
 from uet_git.gitrepo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.live import Live, Running, eta_seconds, read_live, writer_pid
 from uet_git.ledger.log import read_ledger, read_plan
+
+NO_RUNS = "No runs yet in this repository: start one with `uet run`."
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -54,7 +57,7 @@ def fmt_time(t: int | None) -> str:
 
 
 def fmt_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no workstreams"
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no workstreams"
 
 
 def who(worker: int) -> str:
@@ -150,30 +153,67 @@ def liveness(snap: Snapshot) -> str:
     return ""
 
 
+def landed_flag(st: query.RunStatus) -> str | None:
+    """``landed`` (every committed workstream is on the target), ``landed 2 of 5`` (a partial
+    landing: 2 of the 5 committed), or None (nothing of the run is on the target now: never
+    landed, rolled back, reset)."""
+    n = len(st.landed_workstreams)
+    if st.landed:
+        return "landed"
+    if n:
+        return f"landed {n} of {st.committed}"
+    return None
+
+
+def reason_of(w: query.WsRecord) -> str:
+    """The REASON cell: a quarantine's reason, a blocked one's with its dependency, and a
+    workstream allowed to change the checks that did (``Uet-May-Change-Checks``)."""
+    parts = []
+    if w.reason:
+        parts.append(w.reason + (f" ({w.blocked_by})" if w.blocked_by else ""))
+    if w.changes_checks:
+        parts.append("changes checks")
+    return "; ".join(parts)
+
+
 def render(snap: Snapshot) -> list[str]:
     st = snap.st
-    flags = [f for f, on in (("landed", st.landed), ("finished", st.finished)) if on]
+    flags = [f for f in (landed_flag(st), "finished" if st.finished else None) if f]
     lines = [f"run {st.run}  base {(st.base or '-')[:12]}  target {st.target or '-'}"
              + (f"  ({', '.join(flags)})" if flags else "")]
     said = liveness(snap)
     if said:
         lines.append(said)
+    show_landed = bool(st.landed_workstreams)
     rows = []
     for w in st.workstreams:
         r = snap.running.get(w.ws)
         now = f"{doing(r)} on {who(r.worker)}, {fmt_duration(snap.now - r.since)}" if r else ""
-        rows.append([w.ws, snap.display(w.ws, w.state) + (" (gc)" if w.collected else ""),
-                     "-" if w.attempt is None else str(w.attempt), w.reason or "",
-                     fmt_duration(w.duration), now])
+        row = [w.ws, snap.display(w.ws, w.state) + (" (gc)" if w.collected else ""),
+               "-" if w.attempt is None else str(w.attempt), reason_of(w),
+               fmt_duration(w.duration)]
+        if show_landed:
+            row.append("yes" if w.landed else "no" if w.state == "committed" else "")
+        rows.append([*row, now])
     if rows:
         headers = ["WORKSTREAM", "STATE", "ATTEMPT", "REASON", "DURATION"]
+        if show_landed:
+            headers.append("LANDED")
         if snap.running:
             headers.append("NOW")
         else:
-            rows = [r[:5] for r in rows]
+            rows = [r[:-1] for r in rows]
         lines.append(text_table(rows, headers))
-    lines.append(f"{len(st.workstreams)} workstreams: {fmt_counts(snap.counts())}")
+    lines.append(f"{plural(len(st.workstreams), 'workstream')}: {fmt_counts(snap.counts())}")
+    if any(w.changes_checks for w in st.workstreams):
+        lines.append("changes checks: its candidate changed uet.toml, .uet/ or a protected "
+                     "path (may_change_checks: true); it was judged by the base's checks")
     return lines
+
+
+def plural(n: int, word: str) -> str:
+    """``1 workstream``, ``2 workstreams``."""
+    return f"{n} {word}{'s' * (n != 1)}"
 
 
 def _changes(before: dict[str, str], snap: Snapshot) -> tuple[dict[str, str], list[str]]:
@@ -215,14 +255,14 @@ def watch(repo: Repo, run_id: str, interval: float, *, as_json: bool = False) ->
                 click.echo(line)
         if not snap.is_live and snap.writer is None:
             if not tty and not as_json:
-                click.echo(f"{len(snap.st.workstreams)} workstreams: "
+                click.echo(f"{plural(len(snap.st.workstreams), 'workstream')}: "
                            f"{fmt_counts(snap.counts())}")
             return
         time.sleep(interval)
 
 
 @click.command()
-@click.argument("run", required=False)
+@click.argument("run", required=False, shell_complete=complete_run)
 @click.option("--json", "as_json", is_flag=True, help="Print the stable JSON object.")
 @click.option("--watch", "-w", "watching", is_flag=True,
               help="Follow the run until its process ends: redraw on a terminal, else one "
@@ -255,7 +295,7 @@ def cmd(run: str | None, as_json: bool, watching: bool, interval: float,
         if as_json:
             echo_json(None)
         else:
-            click.echo("No runs yet in this repository: start one with `uet run`.")
+            click.echo(NO_RUNS)
         return
     run_id = latest or query.resolve_run(repo, run)
     if watching:

@@ -2,7 +2,8 @@
 once, one per line.
 
 Output (stdout): each error as ``path[:id]: field: problem``, then each warning prefixed
-``warning:``, then a summary line. Exit 2 if there is any error, else 0 (warnings never fail).
+``warning:``, then a summary line (``--json``: one object, docs/json.md). Exit 2 if there is
+any error, else 0 (warnings never fail).
 Works outside a git repository: ``uet.toml`` and the default ``workstreams/`` directory are then
 looked up in the current directory.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from uet_git.cli._common import project_root
+from uet_git.cli._common import echo_json, project_root
 from uet_git.errors import EXIT_INVALID
 from uet_git.plan.dag import PlanError, build_plan
 from uet_git.plan.overlap import predict_conflicts
@@ -33,7 +34,9 @@ def display(path: Path, cwd: Path) -> Path:
 
 @click.command("validate")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-def cmd(paths: tuple[Path, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (docs/json.md); the exit code is the same.")
+def cmd(paths: tuple[Path, ...], as_json: bool) -> None:
     """Validate workstream files (PATHS: files or directories; default: uet.toml [run]
     workstreams, i.e. workstreams/ at the repository root): schema, ids, scopes, dependencies
     (unknown, self, cycles), tools. Prints every error at once; exit 2 if any."""
@@ -62,11 +65,18 @@ def cmd(paths: tuple[Path, ...]) -> None:
             errors.append(f"{ws.source}:{ws.id}: tool: {problem}")
 
     warnings += seed_env_notices(os.environ)
+    n = len(loaded.workstreams)
+    if as_json:
+        echo_json({"ok": not errors, "workstreams": [ws.id for ws in loaded.workstreams],
+                   "waves": n_waves if not errors else None, "errors": errors,
+                   "warnings": warnings})
+        if errors:
+            sys.exit(EXIT_INVALID)
+        return
     for e in errors:
         click.echo(e)
     for w in warnings:
         click.echo(f"warning: {w}")
-    n = len(loaded.workstreams)
     summary = f"{n} workstream{'s' if n != 1 else ''}"
     if n_waves is not None and not errors:
         summary += f" in {n_waves} wave{'s' if n_waves != 1 else ''}"

@@ -82,7 +82,7 @@ __all__ = ["LAND_EVENT", "ROLLBACK_EVENT", "LandEvent", "LandResult", "branch_na
            "recover_landing", "short"]
 
 _OID = re.compile(r"\b[0-9a-f]{40}\b")
-PARTIAL = "Uet-Partial"  # on a partial landing: the workstreams it landed
+PARTIAL = query.PARTIAL_TRAILER  # on a partial landing: the workstreams it landed
 
 
 @dataclass
@@ -255,19 +255,16 @@ def select(repo: Repo, ledger: Ledger, only: Collection[str] | None,
 
 def _land(repo: Repo, ledger: Ledger, *, rebase: bool, options: RunOptions | None,
           observer: Observer) -> LandResult:
+    refused = _refusal(repo, ledger)
+    if refused is not None:
+        return refused
     run, target = ledger.run, ledger.target
+    assert target is not None
     ref, name = branch_ref(target), branch_name(target)
     iref = integration_ref(run)
-    if rolled_back(ledger):
-        return LandResult(False, f"run {run} was rolled back; nothing landed (start a new run "
-                                 "with `uet run` to land its work again)", repo.read_ref(ref))
-    tip, problem = recorded_tip(repo, ledger)
+    tip = ledger.integration_tip()
     old = repo.read_ref(ref)
-    if problem is not None:
-        return LandResult(False, problem, old)
-    if old is None:
-        return LandResult(False, f"target branch {name} does not exist; nothing landed, "
-                                 f"{iref} is kept: create it, then run `uet land {run}`", None)
+    assert old is not None
     if old == tip:
         _record_if_missing(repo, ledger, target, tip)
         return LandResult(True, f"{name} is already at {short(tip)}; nothing to land", tip)
@@ -408,8 +405,9 @@ def _refusal(repo: Repo, ledger: Ledger) -> LandResult | None:
     if problem is not None:
         return LandResult(False, problem, old)
     if old is None:
-        return LandResult(False, f"target branch {name} does not exist; nothing landed: "
-                                 f"create it, then run `uet land {run}`", None)
+        return LandResult(False, f"target branch {name} does not exist; nothing landed, "
+                                 f"{integration_ref(run)} is kept: create it, then run "
+                                 f"`uet land {run}`", None)
     return None
 
 

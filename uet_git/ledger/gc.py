@@ -22,10 +22,16 @@ ref after it is expected) and the deletions are one ref transaction, with old va
 (``Ledger.collect``). Finally ``git pack-refs --all`` (``gitrepo.refs.pack_refs``; skipped
 while any run is live: packed refs would slow its transitions, GIT-NOTES.md). Objects only
 reachable from removed refs become garbage for a later ``git gc``.
+
+Whatever their age, stale live-state files (``.git/uet/live/RUN.json`` left by a process that
+was killed: its pid is gone or reused, see ``ledger/live.py``) are removed too
+(``GcResult.live_removed``); the ledger still says the run did not finish, so `uet status`
+keeps saying `uet resume RUN` continues it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,6 +43,7 @@ from uet_git.gitrepo.refs import pack_refs
 from uet_git.ledger import query
 from uet_git.ledger.expected import GC_EVENT
 from uet_git.ledger.layout import ROOT, parse_ref
+from uet_git.ledger.live import live_path, read_live
 from uet_git.ledger.lock import lock_held
 from uet_git.ledger.writer import Ledger, LedgerBusy
 
@@ -60,6 +67,7 @@ class GcResult:
     skipped: list[str] = field(default_factory=list)  # one line per run not touched, and why
     packed: bool = False
     pack_note: str | None = None
+    live_removed: list[str] = field(default_factory=list)  # "RUN (pid N)": stale live files
 
     @property
     def removed(self) -> list[str]:
@@ -165,6 +173,7 @@ def gc(
         p = parse_ref(name)
         if p is not None:
             by_run.setdefault(p.run, {})[name] = oid
+    result.live_removed = stale_live_files(repo, remove=not dry_run)
     any_live = False
     for run in sorted(by_run):
         refs = by_run[run]
@@ -196,6 +205,30 @@ def gc(
             pack_refs(repo)
             result.packed = True
     return result
+
+
+def stale_live_files(repo: Repo, *, remove: bool) -> list[str]:
+    """``RUN (pid N)`` for each live-state file whose process is gone (or unreadable:
+    ``RUN (unreadable)``), removed when ``remove``. A file whose process lives is kept, and so
+    is one a run's writer lock is held for (its process is about to replace it)."""
+    out: list[str] = []
+    try:
+        names = sorted((repo.uet_dir / "live").glob("*.json"))
+    except OSError:
+        return out
+    for path in names:
+        run = path.stem
+        live = read_live(repo, run)
+        if live is not None and live.alive:
+            continue
+        with contextlib.suppress(UetError):  # not a run id: a stray file, stale all the same
+            if lock_held(repo, run):
+                continue
+        out.append(f"{run} (pid {live.pid})" if live is not None else f"{run} (unreadable)")
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                live_path(repo, run).unlink()
+    return out
 
 
 def _apply(repo: Repo, run: str, plan: RunGc, result: GcResult) -> bool:

@@ -25,6 +25,9 @@ from uet_git.ledger.states import STATES
 # Not a ledger state: a workstream of the plan that has no ledger transition yet.
 PENDING = "pending"
 PLAN_PATH = "plan.json"
+# On the transition whose candidate changes the checks (uet.toml, .uet/**, protected globs) of a
+# workstream that declared ``may_change_checks: true`` (written by engine/verify.py).
+MAY_CHANGE_CHECKS = "Uet-May-Change-Checks"
 _NONE_VALUES = {"", "none", "-", "null", "(none)", "new"}
 
 
@@ -88,6 +91,9 @@ class WsRecord:
     ref: str | None = None  # the state ref's full name (None when pending or collected)
     target: str | None = None  # the oid the state ref points to
     collected: bool = False  # state ref removed by `uet gc`; state read from the ledger
+    landed: bool = False  # committed and on the target (query.run_status fills it)
+    changes_checks: bool = False  # its current attempt's candidate changes the checks
+    blocked_by: str | None = None  # blocked: the quarantined dependency (Uet-Blocked-By)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +108,9 @@ class WsRecord:
             "duration": self.duration,
             "ref": self.ref,
             "collected": self.collected,
+            "landed": self.landed,
+            "changes_checks": self.changes_checks,
+            "blocked_by": self.blocked_by,
         }
 
 
@@ -269,11 +278,21 @@ def advance(rec: WsRecord, e: Event) -> None:
     if e.attempt is not None and e.attempt != rec.attempt:
         if rec.attempt is not None:
             rec.patch = rec.candidate = None
+            rec.changes_checks = False
         rec.attempt = e.attempt
+    if e.trailers.get(MAY_CHANGE_CHECKS, "").strip().lower() == "true":
+        rec.changes_checks = True
     rec.patch = e.patch or rec.patch
     rec.candidate = e.candidate or rec.candidate
     rec.state = e.to or rec.state
     rec.reason = e.reason
+    rec.blocked_by = None
+    if rec.state == "blocked":
+        # A blocked transition carries its why in its own trailers, not in Uet-Reason (it is
+        # no quarantine): shown as the reason, with the dependency that blocks it.
+        rec.reason = rec.reason or e.trailers.get("Uet-Block-Reason") or \
+            ("dependency-quarantined" if e.summary.startswith("dependency-quarantined") else None)
+        rec.blocked_by = e.trailers.get("Uet-Blocked-By")
     if rec.started is None:
         rec.started = e.time
     rec.updated = e.time

@@ -85,6 +85,7 @@ __all__ = [
 ]
 PREFIX = ROOT
 LAND_EVENT = "run: land"
+PARTIAL_TRAILER = "Uet-Partial"  # on a partial landing (`uet land --only`): what it landed
 
 
 @dataclass
@@ -98,7 +99,12 @@ class RunStatus:
     finished: bool
     landed: bool
     workstreams: list[WsRecord]
-    counts: dict[str, int]
+    counts: dict[str, int]  # only the states some workstream is in (to_dict: every state)
+    landed_workstreams: list[str] = field(default_factory=list)
+
+    @property
+    def committed(self) -> int:
+        return self.counts.get("committed", 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,7 +116,8 @@ class RunStatus:
             "integration": self.integration,
             "finished": self.finished,
             "landed": self.landed,
-            "counts": dict(self.counts),
+            "landed_workstreams": list(self.landed_workstreams),
+            "counts": all_counts(self.counts),
             "workstreams": [w.to_dict() for w in self.workstreams],
         }
 
@@ -126,6 +133,7 @@ class RunInfo:
     finished: bool
     landed: bool
     counts: dict[str, int] = field(default_factory=dict)
+    landed_workstreams: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,8 +145,15 @@ class RunInfo:
             "ledger": self.ledger,
             "finished": self.finished,
             "landed": self.landed,
-            "counts": dict(self.counts),
+            "landed_workstreams": list(self.landed_workstreams),
+            "counts": all_counts(self.counts),
         }
+
+
+def all_counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """Every ledger state and ``pending``, in the states' order, zeros included: what the JSON
+    of `uet status` and `uet runs` prints, so a reader never meets a missing key."""
+    return {s: int(counts.get(s, 0)) for s in (*STATES, PENDING)}
 
 
 def for_each_ref(repo: Repo, patterns: Iterable[str]) -> list[tuple[str, str]]:
@@ -198,14 +213,46 @@ def landed_tip(log: LedgerLog) -> tuple[str, str] | None:
     return (branch if branch.startswith("refs/") else f"refs/heads/{branch}"), tip
 
 
-def is_landed(repo: Repo, log: LedgerLog) -> bool:
-    """True when the run's target branch holds (contains) what the run last landed: a
-    landing recorded in the ledger that the branch no longer holds (reset, rolled back by
-    hand) is not landed."""
-    landed = landed_tip(log)
-    if landed is None:
-        return False
-    branch, tip = landed
+def landed_workstreams(repo: Repo, log: LedgerLog, states: Mapping[str, str]) -> list[str]:
+    """The workstreams of the run whose change is on the target now, in ledger order: each
+    recorded ``run: land`` brought either the workstreams its ``Uet-Partial`` names (a partial
+    landing) or every workstream committed at that moment; a landing counts only while its
+    branch still holds (contains) what it landed (a reset or a rollback by reset undoes it),
+    and only workstreams still ``committed`` in ``states`` (a rolled-back or dropped one has
+    not landed, whatever a landing once said)."""
+    now: dict[str, str] = {}
+    landed: list[str] = []
+    held: dict[tuple[str, str], bool] = {}
+    for e in log.events:
+        if e.is_transition:
+            now[e.ws] = e.to  # type: ignore[index,assignment]
+            continue
+        if e.ws is not None or e.subject != LAND_EVENT:
+            continue
+        where = _landing(log, e)
+        if where is None:
+            continue
+        if where not in held:
+            held[where] = _holds(repo, *where)
+        if not held[where]:
+            continue
+        partial = e.trailers.get(PARTIAL_TRAILER)
+        brought = [w for w in partial.split(",") if w] if partial is not None else \
+            [ws for ws, st in now.items() if st == "committed"]
+        landed += [ws for ws in brought if ws not in landed]
+    return [ws for ws in landed if states.get(ws) == "committed"]
+
+
+def _landing(log: LedgerLog, e: Event) -> tuple[str, str] | None:
+    """``(branch ref, tip)`` one ``run: land`` event recorded."""
+    branch = e.trailers.get("Uet-Branch") or log.target
+    tip = e.trailers.get("Uet-Landed") or recorded_integration(log)
+    if not branch or not tip:
+        return None
+    return (branch if branch.startswith("refs/") else f"refs/heads/{branch}"), tip
+
+
+def _holds(repo: Repo, branch: str, tip: str) -> bool:
     now = repo.read_ref(branch)
     if now is None:
         return False
@@ -213,6 +260,25 @@ def is_landed(repo: Repo, log: LedgerLog) -> bool:
         return is_ancestor(repo, tip, now)
     except GitError:
         return False  # the landed commit is not in this repository
+
+
+def is_landed(repo: Repo, log: LedgerLog) -> bool:
+    """True when the run's target branch holds (contains) what the run last landed: a
+    landing recorded in the ledger that the branch no longer holds (reset, rolled back by
+    hand) is not landed."""
+    landed = landed_tip(log)
+    return landed is not None and _holds(repo, *landed)
+
+
+def fully_landed(repo: Repo, log: LedgerLog, states: Mapping[str, str]
+                 ) -> tuple[bool, list[str]]:
+    """``(landed, workstreams)``: the landed workstreams (``landed_workstreams``), and whether
+    the run counts as landed: its last landing is held and every committed workstream is on
+    the target (a partial landing, or a rollback, is not "landed")."""
+    done = landed_workstreams(repo, log, states)
+    committed = [ws for ws, st in states.items() if st == "committed"]
+    whole = bool(committed) and is_landed(repo, log) and all(ws in done for ws in committed)
+    return whole, done
 
 
 def run_ids(repo: Repo) -> list[str]:
@@ -267,11 +333,16 @@ def list_runs(repo: Repo) -> list[RunInfo]:
         for ws, e in log.last_transitions().items():
             if ws not in seen.get(run, set()) and e.to:
                 c[e.to] = c.get(e.to, 0) + 1
+        states = {ws: e.to for ws, e in log.last_transitions().items() if e.to}
+        for name2, _ in for_each_ref(repo, [f"{PREFIX}committed/{run}/"]):
+            states[name2.rsplit("/", 1)[1]] = "committed"
+        landed, done = fully_landed(repo, log, states) if log.run_events(LAND_EVENT) \
+            else (False, [])
         out.append(RunInfo(
             run=run, base=log.base, target=log.target, started=log.started,
             updated=log.updated, ledger=log.tip, finished=log.finished,
-            landed=is_landed(repo, log),
-            counts={s: c[s] for s in STATES if c.get(s)},
+            landed=landed, counts={s: c[s] for s in STATES if c.get(s)},
+            landed_workstreams=done,
         ))
     return out
 
@@ -311,11 +382,14 @@ def run_status(repo: Repo, run: str) -> RunStatus:
     for rec in records:
         counts[rec.state] = counts.get(rec.state, 0) + 1
     ordered_counts = {s: counts[s] for s in (*STATES, PENDING) if counts.get(s)}
+    landed, done = fully_landed(repo, log, {r.ws: r.state for r in records}) \
+        if log.run_events(LAND_EVENT) else (False, [])
+    for rec in records:
+        rec.landed = rec.ws in done
     return RunStatus(
         run=run, base=log.base, target=log.target, started=log.started, updated=log.updated,
         integration=refs.get(integration_ref(run)), finished=log.finished,
-        landed=is_landed(repo, log),
-        workstreams=records, counts=ordered_counts,
+        landed=landed, workstreams=records, counts=ordered_counts, landed_workstreams=done,
     )
 
 
