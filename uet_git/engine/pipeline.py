@@ -305,7 +305,8 @@ def run_attempt(ctx: StepContext, ws_id: str, *, worker: int, base: str, attempt
             evidence["tool-commits.txt"] = ("\n".join(norm.tool_commits) + "\n").encode()
         evidence["diffstat"] = diff_stat(ctx.repo, base, patch).encode()
         ctx.record(ws_id, "created", attempt=attempt, patch=patch, evidence=evidence,
-                   detail=f"{ws.tool} produced {len(norm.changes)} changed paths")
+                   detail=f"{ws.tool} produced {len(norm.changes)} changed "
+                          f"path{'s' * (len(norm.changes) != 1)}")
         outcome = check_patch(ctx, ws_id, worker=worker, attempt=attempt, patch=patch,
                               changes=norm.changes, wt=wt, state="created", started=start)
         outcome.duration = time.monotonic() - start
@@ -350,7 +351,8 @@ def validation(repo: Repo, ws: Workstream, verify: VerifyConfig, patch: str,
         # candidate, let alone the target (a .gitmodules URL that is an option, .git names).
         reason, detail = validate_tree(repo, base, patch)
     if reason is None and not detail:
-        detail = f"{len(changes)} changed paths within scope and limits"
+        detail = (f"{len(changes)} changed path{'s' * (len(changes) != 1)} within scope "
+                  "and limits")
     return reason, detail
 
 
