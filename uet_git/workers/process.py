@@ -14,6 +14,7 @@ bubblewrap, in its own PID namespace: everything it started dies with it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from uet_git.gitrepo.objimport import Imported
 from uet_git.ledger.evidence import MAX_EVIDENCE
 from uet_git.workers.procfs import TOKEN_VAR, ToolWatch, become_subreaper, kill_tool
 
@@ -97,12 +99,50 @@ def run_process(
     full_env = _no_auto_gc({**inherited, **env, TOKEN_VAR: token})
     stdout_path.parent.mkdir(parents=True, exist_ok=True)
     stderr_path.parent.mkdir(parents=True, exist_ok=True)
+    how = {"cwd": cwd, "full_env": full_env, "timeout": timeout, "start": start,
+           "stdout_path": stdout_path, "stderr_path": stderr_path, "stdin_path": stdin_path,
+           "grace": grace, "cancel": cancel, "token": token}
     if sandbox is not None:
         # Inside bwrap a missing executable is bwrap's own exit 1: say it as without one.
         problem = _exec_problem(argv[0], full_env.get("PATH"), Path(cwd))
         if problem is not None:
             return ProcResult(None, False, False, time.monotonic() - start, problem)
         argv = sandbox.wrap(argv, cwd=Path(cwd))
+        try:
+            leftover = sandbox.start_objects()
+        except OSError as exc:
+            return ProcResult(None, False, False, time.monotonic() - start,
+                              f"cannot make the sandbox's object directory: {exc}")
+        try:
+            res = _start_and_wait(argv, cmd, sandboxed=True, **how)
+        finally:
+            imported = sandbox.finish_objects()  # the sandbox has exited: nothing writes now
+        return _after_import(res, [i for i in (leftover, imported) if i is not None],
+                             stderr_path)
+    return _start_and_wait(argv, cmd, sandboxed=False, **how)
+
+
+def _after_import(res: ProcResult, imports: list[Imported], stderr_path: Path) -> ProcResult:
+    """A sandboxed command's result once its objects are imported: what the import says (forged
+    objects rejected, a problem) goes to the end of its stderr log, the evidence; a problem
+    that stopped the import fails the command, since its commits may be incomplete."""
+    lines = [f"uet: {i.summary()}\n" for i in imports if i.summary()]
+    if lines:
+        with contextlib.suppress(OSError), open(stderr_path, "a") as err:
+            err.writelines(lines)
+    problem = next((i.problem for i in imports if i.problem), None)
+    if problem is not None and res.error is None:
+        res.error = f"the objects it wrote could not be imported: {problem}"
+    return res
+
+
+def _start_and_wait(argv: list[str], cmd: str | list[str], *, cwd: str | os.PathLike[str],
+                    full_env: dict[str, str], timeout: float | None, start: float,
+                    stdout_path: Path, stderr_path: Path, stdin_path: Path | None,
+                    grace: float, cancel: threading.Event | None, token: str,
+                    sandboxed: bool) -> ProcResult:
+    """Start ``argv`` (already wrapped when ``sandboxed``) and wait for it and everything it
+    started (``run_process``)."""
     try:
         with (
             open(stdout_path, "wb") as out,
@@ -149,7 +189,7 @@ def run_process(
                 if deadline is not None and time.monotonic() >= deadline:
                     timed_out = True
                     break
-                if sandbox is None:  # in a sandbox, its PID namespace holds everything
+                if not sandboxed:  # in a sandbox, its PID namespace holds everything
                     watch.sample()
         except BaseException:
             # KeyboardInterrupt in the waiting thread: still leave nothing behind.

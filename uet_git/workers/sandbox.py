@@ -1,5 +1,5 @@
-"""Running a tool inside bubblewrap: it may write its worktree and nothing of the repository
-but the objects and that worktree's own admin dir.
+"""Running a tool inside bubblewrap: it may write its worktree and that worktree's own admin
+dir, new objects into a private object directory, and nothing else of the repository.
 
 The plan (SANDBOX-NOTES.md), in this order because a later mount hides an earlier one:
 
@@ -7,14 +7,34 @@ The plan (SANDBOX-NOTES.md), in this order because a later mount hides an earlie
   (a private /tmp);
 - the repository's top level (and a separate common git dir) and ``$HOME`` read-only again,
   since the private /tmp would hide them when they are under /tmp; then ``extra_readable``;
-- read-write: the worktree, ``<common>/objects`` (its commits' objects), the worktree's admin
-  dir ``<common>/worktrees/<id>`` (its HEAD, index and logs), each ``[sandbox] writable`` path
-  (``~`` expanded; missing ones skipped) and ``extra_writable`` (e.g. a tool's log dir);
+- read-write: the worktree, the worktree's admin dir ``<common>/worktrees/<id>`` (its HEAD,
+  index and logs), each ``[sandbox] writable`` path (``~`` expanded; missing ones skipped) and
+  ``extra_writable`` (e.g. a tool's log dir);
+- the object store, last so no writable path can uncover it: ``<common>/objects`` is replaced by
+  a private, empty object directory (``<common>/uet/sandbox-objects/<id>``, outside the
+  worktree and its admin dir, so the tool cannot rename or replace it), whose
+  ``info/alternates`` names the real store, mounted read-only at ``STORE_MOUNT``. Every git the
+  command starts (whatever its environment: no ``GIT_OBJECT_DIRECTORY`` to unset) reads all
+  objects and writes new ones into the private directory; no existing object, loose or packed,
+  can be changed or deleted;
 - ``--unshare-pid --die-with-parent``: its own PID namespace, so everything it started dies when
   it exits, and it dies with uet; ``--unshare-net`` when ``[sandbox] network = false``;
+  ``--cap-drop ALL``: run as root, bwrap would otherwise keep the capabilities, and
+  ``mount -o remount,rw`` would undo every read-only bind;
 - ``--chdir`` the command's working directory.
 
-So refs, config, hooks and info/ of the repository and the user's checkout stay read-only.
+So refs, config, hooks, info/ and the objects of the repository and the user's checkout stay
+read-only. ``process.run_process`` brackets each sandboxed command with ``start_objects`` (a
+fresh private directory; a leftover one, from a uet killed while a command ran, is imported
+first) and ``finish_objects``: after the whole sandbox has exited, the new objects are imported
+into the real store by ``gitrepo.objimport`` (each re-hashed, existing ones skipped, forged ones
+rejected; never a file copied by name), then the directory is deleted. One command at a time
+per worktree (the pool's guarantee), so one private directory per worktree.
+
+Mode ``none`` (or no usable bwrap) enforces none of this: a tool's git writes the real store
+directly and could overwrite or delete existing objects; only the tamper guard's checks of refs
+and config remain (reliability.md's threat model).
+
 The environment passes through, but ``TMPDIR=/tmp`` (the private, writable one). Paths under
 /tmp outside the repository are not visible unless named in ``extra_readable`` or
 ``extra_writable``, except, read-only, the Python running uet and PATH entries under /tmp and
@@ -33,14 +53,25 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.objimport import (
+    Imported,
+    forget_missing,
+    import_objects,
+    new_store,
+    real_alternates,
+    remove_store,
+)
+from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.worktrees import admin_dir
 from uet_git.spec.models import SandboxConfig
 
 BWRAP = "bwrap"
+# Where the real object store is seen, read-only, inside the sandbox (in its private /tmp, where
+# bwrap can make the mount point; the private object directory's alternates name it).
+STORE_MOUNT = "/tmp/.uet-objects"
 
 _lock = threading.Lock()
 _checked: list[str | None] = []  # [] = not checked yet; [reason or None] afterwards
@@ -83,6 +114,13 @@ class SandboxPlan:
     args: tuple[str, ...]
     network: bool = True
     writable: tuple[str, ...] = ()
+    # The real object store (host path), the private object directory that replaces it inside
+    # the sandbox, and the store's own alternates (absolute): "" = no object binds.
+    objects: str = ""
+    private: str = ""
+    alternates: tuple[str, ...] = ()
+    index: str = ""  # the worktree's index (in its admin dir)
+    repo: Repo | None = field(default=None, compare=False, repr=False)
 
     def wrap(self, argv: Sequence[str], *, cwd: Path) -> list[str]:
         """``argv`` run inside the sandbox in ``cwd``. The directory of a program under /tmp
@@ -91,7 +129,41 @@ class SandboxPlan:
         named: list[str] = []
         for p in named_tmp_paths(argv):
             named += ["--ro-bind-try", p, p]
-        return [BWRAP, *self.args, *named, *self.writable, "--chdir", _real(cwd), "--", *argv]
+        store: list[str] = []
+        if self.private:
+            store = ["--bind", self.private, self.objects, "--ro-bind", self.objects, STORE_MOUNT]
+        return [BWRAP, *self.args, *named, *self.writable, *store, "--chdir", _real(cwd), "--",
+                *argv]
+
+    def start_objects(self) -> Imported | None:
+        """Before a command: a fresh private object directory. One left by a uet killed while a
+        command ran is imported first (its objects may be all a kept worktree's HEAD and index
+        have); returns that import, or None when there was none. Raises OSError when the
+        directory cannot be made."""
+        if not self.private or self.repo is None:
+            return None
+        private = Path(self.private)
+        leftover = import_objects(self.repo, private) if private.exists() else None
+        new_store(private, [STORE_MOUNT, *self.alternates])
+        return leftover
+
+    def finish_objects(self) -> Imported:
+        """After the command and its whole sandbox exited: import what it wrote (re-hashed,
+        ``gitrepo.objimport``), then delete the private directory. Never raises."""
+        if not self.private or self.repo is None:
+            return Imported()
+        private = Path(self.private)
+        done = import_objects(self.repo, private)
+        if done.rejected_count and self.index:
+            # The index may name a forged (so absent) blob with the file's stat: make the
+            # snapshot hash the file instead of writing a tree that names a missing object.
+            forget_missing(self.repo, Path(self.index), self.worktree)
+        if done.problem is None:  # else keep it: the next start_objects tries again
+            try:
+                remove_store(private)
+            except OSError as exc:
+                done.problem = f"cannot remove {private}: {exc}"
+        return done
 
 
 def named_tmp_paths(argv: Sequence[str]) -> list[str]:
@@ -150,21 +222,50 @@ def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
         readable.append(_real(home))
     readable += _runtime_paths()
     readable += [_real(p) for p in extra_readable]
+    objects = os.path.join(common, "objects")
+    alternates = tuple(real_alternates(Path(objects)))
+    readable += [a for a in alternates if _inside(a, "/tmp")]  # else hidden by the private /tmp
     for p in readable:
         args += ["--ro-bind-try", p, p]
     rw: list[str] = []
-    writable = [_real(worktree), os.path.join(common, "objects"),
-                _real(admin_dir(repo, Path(worktree)))]
+    admin = _real(admin_dir(repo, Path(worktree)))
+    writable = [_real(worktree), admin]
     for p in writable:
         rw += ["--bind", p, p]
     for p in [*(os.path.expanduser(w) for w in config.writable), *map(os.fspath,
                                                                        extra_writable)]:
         rp = _real(p)
         rw += ["--bind-try", rp, rp]
-    rw += ["--setenv", "TMPDIR", "/tmp", "--unshare-pid", "--die-with-parent"]
+    rw += ["--setenv", "TMPDIR", "/tmp", "--unshare-pid", "--die-with-parent",
+           "--cap-drop", "ALL"]
     if not config.network:
         rw.append("--unshare-net")
-    return SandboxPlan(Path(_real(worktree)), tuple(args), config.network, tuple(rw))
+    return SandboxPlan(Path(_real(worktree)), tuple(args), config.network, tuple(rw),
+                       objects=objects, private=str(private_objects_dir(repo, Path(admin))),
+                       alternates=alternates, index=os.path.join(admin, "index"), repo=repo)
+
+
+def private_objects_dir(repo: Repo, admin: Path) -> Path:
+    """The private object directory of the worktree whose admin dir is ``admin``: under uet's
+    own directory of the common dir, which a sandboxed command sees read-only."""
+    return Path(_real(repo.common_dir)) / "uet" / "sandbox-objects" / Path(admin).name
+
+
+def recover_objects(repo: Repo, worktree: Path) -> Imported | None:
+    """Import the objects a command in ``worktree`` wrote when uet was killed before it could
+    import them (``resume`` may call it before it snapshots a kept worktree), then delete the
+    private directory; None when there is none. Never raises for a worktree that is gone."""
+    try:
+        private = private_objects_dir(repo, admin_dir(repo, Path(worktree)))
+    except (GitError, OSError):
+        return None
+    if not private.exists():
+        return None
+    done = import_objects(repo, private)
+    if done.problem is None:
+        with contextlib.suppress(OSError):
+            remove_store(private)
+    return done
 
 
 def _real(p: Path | str) -> str:
