@@ -155,11 +155,12 @@ class Templates:
 
     def unlanded(self) -> Path:
         return self._get("unlanded", lambda p: self._expect(
-            uet(self.env, p, "run", "--jobs", "2", "--land", "never"), 1))
+            uet(self.env, p, "run", "--jobs", "2", "--land", "never", "--fresh-worktrees"), 1))
 
     def landed(self) -> Path:
         def make(p: Path) -> None:
-            self._expect(uet(self.env, p, "run", "--jobs", "2"), 1)
+            # copied: worktrees are registered under the path they were made at
+            self._expect(uet(self.env, p, "run", "--jobs", "2", "--fresh-worktrees"), 1)
         return self._get("landed", make)
 
     def crashed(self, point: str, dest: Path) -> Path:
@@ -242,7 +243,9 @@ def check(env: Env, repo: Path, run_id: str | None, *, rolled_back: bool) -> lis
         problems.append(f"git status shows more than the user's work: {status!r}")
     if (repo / ".git" / "index.lock").exists():
         problems.append(".git/index.lock left")
-    if len(git(repo, "worktree", "list").splitlines()) != 1:
+    kept = f"{repo / '.git' / 'uet' / 'worktrees'}/"  # [worktree] keep: uet's own locked slots
+    if any(not (w.startswith(kept) and w.endswith("locked"))
+           for w in git(repo, "worktree", "list").splitlines()[1:]):
         problems.append(f"worktrees left: {git(repo, 'worktree', 'list')}")
     return problems
 

@@ -115,7 +115,8 @@ def check_invariants(repo: Path, run_id: str, *, landed: list[str], at: str) -> 
     check_user_work(repo)
     assert not (repo / ".git" / "index.lock").exists()
     assert not list((repo / ".git").glob("uet-ff-index*"))
-    assert len(git(repo, "worktree", "list").splitlines()) == 1
+    kept = git(repo, "worktree", "list").splitlines()[1:]  # [worktree] keep: for the next run
+    assert all("/.git/uet/worktrees/" in w and w.endswith("locked") for w in kept), kept
 
 
 def state_of(repo: Path, run_id: str) -> dict[str, str]:

@@ -42,7 +42,8 @@ def test_independent_patches_land_on_main(tmp_path: Path):
     # The user's checkout followed the fast-forward (it was clean) and no worktree is left.
     assert (repo / "a.txt").read_text() == "a\n"
     assert git(repo, "status", "--porcelain") == ""
-    assert len(git(repo, "worktree", "list").splitlines()) == 1
+    kept = git(repo, "worktree", "list").splitlines()[1:]  # [worktree] keep: for the next run
+    assert all("/.git/uet/worktrees/" in w and w.endswith("locked") for w in kept), kept
     subjects = ledger_subjects(repo)
     assert subjects[0] == "run: start" and subjects[-1] == "run: finish"
     assert "ws-a: verified -> committed" in subjects

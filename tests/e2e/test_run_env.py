@@ -66,7 +66,7 @@ def test_keep_worktrees(tmp_path: Path):
     assert (repo / ".git" / "uet" / "logs" / last_run(repo)).is_dir()
     # The user's `git status` never shows them.
     assert git(repo, "status", "--porcelain") == ""
-    run_ok(repo, "run")  # a later run reuses or recreates them without trouble
+    run_ok(repo, "run", "--fresh-worktrees")  # reuses or recreates them, then removes them
     assert len(git(repo, "worktree", "list").splitlines()) == 1
 
 

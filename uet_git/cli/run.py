@@ -39,6 +39,9 @@ from uet_git.gitrepo.repo import GitError
               help="When to fast-forward the target: at the end (default), after each commit, "
                    "or never (`uet land` later).")
 @click.option("--keep-worktrees", is_flag=True, help="Keep the worktrees and logs afterwards.")
+@click.option("--fresh-worktrees", is_flag=True,
+              help="Remove the worktrees at the end (default: [worktree] keep = true keeps "
+                   "them for the next run; `uet gc` removes idle ones).")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per line: each transition and step (tool, acceptance, "
                    "verify: started/finished), then a summary object.")
@@ -50,7 +53,7 @@ from uet_git.gitrepo.repo import GitError
                    "base commit).")
 def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tuple[str, ...],
         dry_run: bool, deterministic: bool, land: str | None, keep_worktrees: bool,
-        as_json: bool, quiet: bool, checks_from_checkout: bool) -> None:
+        fresh_worktrees: bool, as_json: bool, quiet: bool, checks_from_checkout: bool) -> None:
     """Run the workstreams found in PATH (files or directories; default: [run] workstreams of
     uet.toml, else workstreams/) in parallel worktrees, in dependency order; verify and
     integrate each patch, then land the result on the target branch.
@@ -61,6 +64,7 @@ def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tup
     options = RunOptions(
         jobs=jobs, target=target, only=list(only) or None, dry_run=dry_run,
         deterministic=deterministic, land=land, keep_worktrees=keep_worktrees,
+        fresh_worktrees=fresh_worktrees,
         output="json" if as_json else "auto", paths=[p.resolve() for p in paths] or None,
         checks_from_checkout=checks_from_checkout,
     )

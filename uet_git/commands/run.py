@@ -61,6 +61,7 @@ def execute_run(repo: Repo, options: RunOptions, observer: Observer) -> RunResul
     target, base = resolve_target(repo, options, config)
     config, checks_warning = checks_config(repo, config, base,
                                            from_checkout=options.checks_from_checkout)
+    config.worktree.keep = config.worktree.keep and not options.fresh_worktrees
     tool_warnings = check_tools(plan, include, config)
     weights = history_weights(repo, plan, include)
     warnings = ([checks_warning] if checks_warning else []) + spec_warnings + tool_warnings + list(

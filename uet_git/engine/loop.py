@@ -21,7 +21,6 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from uet_git.engine.context import RunContext
@@ -37,7 +36,7 @@ from uet_git.ledger.log import read_ledger
 from uet_git.ledger.query import WsRecord
 from uet_git.plan.overlap import implicit_edges
 from uet_git.spec.models import Config
-from uet_git.workers.pool import WorktreePool
+from uet_git.workers.pool import WorktreePool, pool_root
 
 
 @dataclass
@@ -391,12 +390,8 @@ HOLD_LIMIT = 1000
 
 
 def make_pool(repo: Repo, config: Config, jobs: int) -> WorktreePool:
-    root = None
-    if config.worktree.root:
-        root = Path(config.worktree.root)
-        if not root.is_absolute():
-            root = repo.common_dir / root
-    return WorktreePool(repo, root=root, size=jobs + 1, keep_ignored=config.worktree.keep_ignored,
+    return WorktreePool(repo, root=pool_root(repo, config.worktree.root), size=jobs + 1,
+                        keep_ignored=config.worktree.keep_ignored,
                         include=list(config.worktree.include),
                         setup=list(config.worktree.setup))
 

@@ -29,6 +29,7 @@ class RunOptions:
     deterministic: bool = False
     land: str | None = None
     keep_worktrees: bool = False
+    fresh_worktrees: bool = False  # remove the worktrees at the end ([worktree] keep = false)
     output: str = "auto"
     paths: list[Path] | None = None
     checks_from_checkout: bool = False  # the user's uncommitted uet.toml checks, on request

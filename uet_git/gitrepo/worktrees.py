@@ -62,8 +62,10 @@ class WorktreeInfo:
     bare: bool = False
 
 
-def add_worktree(repo: Repo, path: Path, commit: str, *, lock_reason: str | None = None) -> None:
-    """Create a detached worktree at ``path`` checked out at ``commit``.
+def add_worktree(repo: Repo, path: Path, commit: str, *, lock_reason: str | None = None,
+                 checkout: bool = True) -> None:
+    """Create a detached worktree at ``path`` checked out at ``commit`` (with ``checkout=False``
+    HEAD only, no index or files: the caller checks it out outside the admin lock).
 
     A path still registered from an earlier worktree whose directory is gone is taken over
     (``--force`` twice also overrides a lock). With ``lock_reason`` the worktree is created
@@ -79,6 +81,8 @@ def add_worktree(repo: Repo, path: Path, commit: str, *, lock_reason: str | None
             args += ["--force", "--force"]
         if lock_reason:
             args += ["--lock", "--reason", lock_reason]
+        if not checkout:
+            args.append("--no-checkout")
         proc = repo.git(*args, str(path), commit, check=False)
     if proc.returncode != 0:
         raise GitError(f"git worktree add {path}: {_git_error(proc.stderr)}")

@@ -8,7 +8,14 @@ never share a slot, and a slot whose lock nobody holds was left by a crashed run
 Worktrees are created locked (``git worktree lock --reason uet``) and stay locked for their
 whole life: neither the user's ``git worktree prune``/``remove`` nor ``git gc`` drop one (and the
 objects only its HEAD/index reference) while uet uses it. ``close(remove=True)`` unlocks and
-removes them.
+removes them, unless the pool was made with ``keep`` (``[worktree] keep = true``, the default of
+``uet run``): then the slots stay for the next run, which resets them to its base (``checkout -f``
++ ``clean``, ~0.1 s at 30,000 files, against ~8 s for a fresh checkout). ``prune_idle`` (``uet
+gc``) removes kept slots nobody has used for a while.
+
+A new slot is registered with ``git worktree add --no-checkout`` under the admin lock (git is
+not safe against itself there) and checked out outside it, so concurrent workers populate their
+new slots in parallel instead of one after another behind the lock.
 
 ``[worktree] setup`` commands run (``sh -c``, cwd = the worktree) each time a slot gets a fresh
 checkout: when it is created, and when it is reset without ``keep_ignored`` (the reset removes
@@ -23,8 +30,11 @@ process we may not kill) is not reused, so nothing writes into the next workstre
 
 Crash safety: a slot left by a crashed run is reused only after checking it. If it holds
 uncommitted changes or its HEAD moved from its recorded base, it is an *orphan*: the pool never
-resets or removes it by itself. The engine lists them (``orphans()``), records them in the ledger
-(``snapshot_orphan`` makes a commit of their content), then hands them back with ``release()``.
+resets or removes it by itself. The engine lists them (``orphans()``), records them in the
+ledger (``snapshot_orphan`` makes a commit of their content), then hands them back with
+``release()``. A slot given back with ``release()`` is marked so in its ``<slot>.json`` (its
+content is in the ledger, by the caller's contract): the next run takes it without the check (a
+``git status`` of every kept slot costs ~0.2 s each at 30,000 files).
 """
 
 from __future__ import annotations
@@ -74,11 +84,13 @@ class WorktreePool:
 
     def __init__(self, repo: Repo, *, root: Path | None = None, size: int = 4,
                  keep_ignored: bool = False, include: list[str] | None = None,
-                 setup: list[str] | None = None, setup_timeout: float = 900.0) -> None:
+                 setup: list[str] | None = None, setup_timeout: float = 900.0,
+                 keep: bool = False) -> None:
         self.repo = repo
-        self.root = Path(root) if root is not None else repo.uet_dir / "worktrees"
+        self.root = Path(root) if root is not None else pool_root(repo)
         self.root.mkdir(parents=True, exist_ok=True)
         self.size = size
+        self.keep = keep
         self.keep_ignored = keep_ignored
         self.include = list(include or [])
         self.setup = list(setup or [])
@@ -128,6 +140,9 @@ class WorktreePool:
         with self._mutex:
             self._busy.pop(wt.slot, None)
             self._orphans.pop(wt.slot, None)
+            if wt.slot in self._locks:
+                # Before it can be handed out again: a later acquire's meta must win.
+                self._write_meta(wt, released=True)
             if (wt.slot in self._locks and wt.slot not in self._stuck
                     and all(f.slot != wt.slot for f in self._free)):
                 self._free.append(wt)
@@ -150,7 +165,8 @@ class WorktreePool:
 
     def close(self, remove: bool = False) -> None:
         """Release the slots' locks; with ``remove`` delete the worktrees first (never an
-        orphan that was not released, and never a busy one)."""
+        orphan that was not released, and never a busy one), unless the pool keeps them."""
+        remove = remove and not self.keep
         with self._mutex:
             slots = sorted(self._locks)
             keep = set(self._orphans) | set(self._busy) | self._stuck
@@ -180,16 +196,22 @@ class WorktreePool:
             except (GitError, OSError):
                 # A broken slot (its content is known to the ledger: it was released): rebuild.
                 remove_worktree(self.repo, wt.path)
-                add_worktree(self.repo, wt.path, base, lock_reason=LOCK_REASON)
+                self._create(wt, base)
                 fresh = True
         else:
             if wt.path.exists():
                 _set_aside(wt.path)
-            add_worktree(self.repo, wt.path, base, lock_reason=LOCK_REASON)
+            self._create(wt, base)
             fresh = True
         copy_includes(self.repo, wt.path, self.include)
         if fresh:
             self._run_setup(wt)
+
+    def _create(self, wt: Worktree, base: str) -> None:
+        """Register the slot (HEAD only, under git's admin lock), then check it out outside the
+        lock. A crash in between leaves ``preparing`` in the meta: the next run resets it."""
+        add_worktree(self.repo, wt.path, base, lock_reason=LOCK_REASON, checkout=False)
+        reset_worktree(self.repo, wt.path, base, keep_ignored=self.keep_ignored)
 
     def _run_setup(self, wt: Worktree) -> None:
         env = {"UET_WORKTREE": str(wt.path)}
@@ -244,8 +266,10 @@ class WorktreePool:
                 continue  # another live run owns it
             meta = self._read_meta(slot)
             wt = Worktree(path, slot, _opt_str(meta.get("base")), _opt_str(meta.get("label")))
-            if meta.get("preparing"):
-                self._free.append(wt)  # crashed while being reset: nothing unrecorded in it
+            if meta.get("preparing") or meta.get("released"):
+                # Crashed while being reset, or given back after its result was recorded:
+                # nothing unrecorded in it.
+                self._free.append(wt)
                 continue
             if not self._registered(path):
                 _set_aside(path)  # not a worktree any more: keep its files, reuse the slot
@@ -273,17 +297,105 @@ class WorktreePool:
         return self.root / f"{slot}.json"
 
     def _read_meta(self, slot: int) -> dict[str, object]:
-        try:
-            data = json.loads(self._meta_path(slot).read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return _read_meta_file(self._meta_path(slot))
 
-    def _write_meta(self, wt: Worktree, preparing: bool = False) -> None:
-        tmp = self._meta_path(wt.slot).with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"base": wt.base, "label": wt.label, "preparing": preparing,
-                                   "pid": os.getpid(), "time": time.time()}))
-        os.replace(tmp, self._meta_path(wt.slot))
+    def _write_meta(self, wt: Worktree, preparing: bool = False, released: bool = False
+                    ) -> None:
+        write_meta(self.root, wt, preparing=preparing, released=released)
+
+
+def write_meta(root: Path, wt: Worktree, *, preparing: bool = False, released: bool = False
+               ) -> None:
+    """``<slot>.json``: the slot's base and label, whether it is being prepared (its content is
+    a released one) or released (its content is recorded), and when it was last used."""
+    path = root / f"{wt.slot}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"base": wt.base, "label": wt.label, "preparing": preparing,
+                               "released": released, "pid": os.getpid(),
+                               "time": time.time()}))
+    os.replace(tmp, path)
+
+
+def pool_root(repo: Repo, configured: str | None = None) -> Path:
+    """Where a pool's slots live: ``[worktree] root`` (relative to the common git dir), else
+    ``<common git dir>/uet/worktrees``."""
+    if not configured:
+        return repo.uet_dir / "worktrees"
+    root = Path(configured)
+    return root if root.is_absolute() else repo.common_dir / root
+
+
+@dataclass
+class IdlePrune:
+    removed: list[Path]  # slots removed (or that would be, with dry_run)
+    kept: list[str]  # one line per idle slot not removed, and why
+
+
+def prune_idle(repo: Repo, root: Path | None = None, *, older_than: float = 0.0,
+               dry_run: bool = False, now: float | None = None) -> IdlePrune:
+    """Remove the kept worktrees nobody uses (their slot lock is free) and nobody has used for
+    more than ``older_than`` seconds (``uet gc``). A slot in use by a live run is skipped; one
+    holding work the ledger may not know (changes beside a slot not given back, a moved HEAD)
+    is kept and named, as the pool would (never the only copy of anything)."""
+    root = Path(root) if root is not None else pool_root(repo)
+    result = IdlePrune([], [])
+    if not root.is_dir():
+        return result
+    now = time.time() if now is None else now
+    slots = sorted((p for p in root.iterdir() if p.is_dir() and p.name.isdigit()),
+                   key=lambda p: int(p.name))
+    for path in slots:
+        lock = filelock.FileLock(str(root / f"{path.name}.lock"), timeout=0,
+                                 thread_local=False, is_singleton=False)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            continue  # a live run owns it
+        try:
+            meta = _read_meta_file(root / f"{path.name}.json")
+            used = meta.get("time")
+            last = float(used) if isinstance(used, int | float) else path.stat().st_mtime
+            if now - last < older_than:
+                continue
+            if not (meta.get("released") or meta.get("preparing")) and _holds_work(
+                    repo, path, _opt_str(meta.get("base"))):
+                result.kept.append(f"{path}: holds changes the ledger may not have (left by "
+                                   f"{meta.get('label') or 'an unknown run'}); kept")
+                continue
+            if not dry_run:
+                if not quiesce(path):
+                    result.kept.append(f"{path}: a process still works in it; kept")
+                    continue
+                remove_worktree(repo, path)
+                for extra in root.glob(f"{path.name}.setup-*"):
+                    extra.unlink(missing_ok=True)
+                (root / f"{path.name}.json").unlink(missing_ok=True)
+            result.removed.append(path)
+        finally:
+            lock.release(force=True)
+    return result
+
+
+def _holds_work(repo: Repo, path: Path, base: str | None) -> bool:
+    try:
+        if not path.is_dir() or not any(path.iterdir()):
+            return False
+        admin_dir(repo, path)
+    except (GitError, OSError):
+        return True  # not a worktree any more: its files may be anything
+    try:
+        return bool(dirty_paths(repo, path)) or (
+            base is not None and worktree_head(repo, path) != base)
+    except GitError:
+        return True
+
+
+def _read_meta_file(path: Path) -> dict[str, object]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def quiesce(path: Path, grace: float = 2.0) -> bool:
