@@ -47,13 +47,28 @@ from uet_git.gitrepo.repo import GitError
                    "verify: started/finished), then a summary object.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No live log: only the final summary (with --json: only the summary).")
+@click.option("--executor", metavar="ADDRESS",
+              help="Run the tools on a Dask cluster: dask://HOST:PORT (or tls://HOST:PORT); "
+                   "default: local threads ([executor] address in uet.toml). Needs "
+                   "uet-git[distributed]. Anyone who can reach the scheduler can run code "
+                   "on its workers.")
+@click.option("--remote", metavar="URL",
+              help="With --executor: a git URL the workers fetch from and push their inbox "
+                   "refs to (file://, ssh, https; default on loopback: this repository).")
+@click.option("--serve", metavar="HOST:PORT",
+              help="With --executor: serve this repository to the workers (uet serve, a "
+                   "token per run) at HOST:PORT.")
+@click.option("--insecure", is_flag=True,
+              help="With --executor: allow plain TCP to a scheduler off loopback.")
 @click.option("--checks-from-checkout", is_flag=True,
               help="Take [tools], [hooks], [verify], [breaker] and [sandbox] from the "
                    "checkout's uet.toml, uncommitted changes included (default: from the "
                    "base commit).")
 def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tuple[str, ...],
         dry_run: bool, deterministic: bool, land: str | None, keep_worktrees: bool,
-        fresh_worktrees: bool, as_json: bool, quiet: bool, checks_from_checkout: bool) -> None:
+        fresh_worktrees: bool, as_json: bool, quiet: bool, checks_from_checkout: bool,
+        executor: str | None = None, remote: str | None = None, serve: str | None = None,
+        insecure: bool = False) -> None:
     """Run the workstreams found in PATH (files or directories; default: [run] workstreams of
     uet.toml, else workstreams/) in parallel worktrees, in dependency order; verify and
     integrate each patch, then land the result on the target branch.
@@ -67,6 +82,7 @@ def cmd(paths: tuple[Path, ...], jobs: int | None, target: str | None, only: tup
         fresh_worktrees=fresh_worktrees,
         output="json" if as_json else "auto", paths=[p.resolve() for p in paths] or None,
         checks_from_checkout=checks_from_checkout,
+        executor=executor, remote=remote, serve=serve, insecure=insecure,
     )
     reporter = Reporter(options.output, quiet=quiet and not dry_run)
     live = LiveRun(repo, reporter)

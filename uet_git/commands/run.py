@@ -14,6 +14,12 @@ import os
 import shutil
 from collections.abc import Iterable, Mapping
 
+from uet_git.commands.executor import (
+    close_executor,
+    finish_executor,
+    open_executor,
+    with_executor,
+)
 from uet_git.commands.land import land, landing_blockers
 from uet_git.engine.context import Breaker, RunContext, crash_point
 from uet_git.engine.dryrun import dry_run_view
@@ -61,6 +67,7 @@ def execute_run(repo: Repo, options: RunOptions, observer: Observer) -> RunResul
     target, base = resolve_target(repo, options, config)
     config, checks_warning = checks_config(repo, config, base,
                                            from_checkout=options.checks_from_checkout)
+    config = with_executor(repo, config, options)  # recorded: a resume reconnects alike
     config.worktree.keep = config.worktree.keep and not options.fresh_worktrees
     tool_warnings = check_tools(plan, include, config)
     weights = history_weights(repo, plan, include)
@@ -112,15 +119,18 @@ def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: se
         def after_commit() -> None:
             ctx.guard.excused(lambda: _land_quietly(repo, ledger))
     try:
+        ctx.executor = open_executor(repo, ledger.run, config, observer)  # None: local threads
         record_orphans(ctx)
         engine = engine_for(ctx, include, jobs, deterministic=deterministic, weights=weights,
                             records=records, retry=retry or set(), after_commit=after_commit)
         with CancelOnSignals(ctx.cancel):
             engine.run()
+        finish_executor(ctx, engine.interrupted)
         if engine.interrupted:
             return _interrupted(ctx, engine, include)
         return _finish(ctx, engine, include, land_mode, keep_worktrees)
     finally:
+        close_executor(ctx)
         pool.close(remove=False)
         if not keep_worktrees:
             shutil.rmtree(log_root, ignore_errors=True)

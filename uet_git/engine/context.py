@@ -83,6 +83,10 @@ class RunContext:
     # is that tree and needs no second run. None: no queue ([verify] window = 1).
     queue_tail: str | None = None
     verdicts: VerdictCache | None = None
+    # Where attempts run: None = this process's worker threads; else an object with
+    # ``run(ctx, ws_id, *, worker, base, attempt, recheck) -> WorkerOutcome`` that runs them
+    # elsewhere and records them here (``engine/executor.py``: Dask workers).
+    executor: Any = None
 
     def __post_init__(self) -> None:
         self.sandboxed = self.config.sandbox.mode == "bwrap" and available() is None

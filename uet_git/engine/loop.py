@@ -107,7 +107,10 @@ class Engine:
 
         def job() -> _Event:
             try:
-                if recheck is not None:
+                if ctx.executor is not None:  # a distributed run: engine/executor.py
+                    out = ctx.executor.run(ctx, ws_id, worker=idx, base=base, attempt=attempt,
+                                           recheck=recheck)
+                elif recheck is not None:
                     out = recheck_patch(ctx, ws_id, worker=idx, attempt=attempt,
                                         patch=recheck[0], state=recheck[1])
                 else:

@@ -33,6 +33,13 @@ class RunOptions:
     output: str = "auto"
     paths: list[Path] | None = None
     checks_from_checkout: bool = False  # the user's uncommitted uet.toml checks, on request
+    # Where attempts run (over [executor]; commands/executor.py): a Dask scheduler address,
+    # how its workers reach the repository (a git URL, or `uet serve` at HOST:PORT), and
+    # plain TCP off loopback on request.
+    executor: str | None = None
+    remote: str | None = None
+    serve: str | None = None
+    insecure: bool = False
 
 
 @dataclass

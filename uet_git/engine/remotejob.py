@@ -1,0 +1,368 @@
+"""The job a Dask worker runs for one attempt of one workstream (``run_job``), and the worker
+plugin that kills the tools of a worker that died.
+
+Plain data in (``JobSpec``) and out (``JobResult``): the worker never sees the coordinator's
+repository, only a git URL. Per worker machine, under a cache directory (``[executor] cache``,
+else ``UET_WORKER_CACHE``, else ``~/.cache/uet``):
+
+- ``mirrors/KEY.git``: a bare mirror of the repository, created once and fetched into (never
+  re-cloned), under ``mirrors/KEY.lock`` while it is written, so two jobs on one machine never
+  fetch into it at once; the job fetches its exact base commit by id.
+- ``worktrees/KEY/N``: the worktree pool (``workers/pool.py``) over the mirror, shared by the
+  worker processes of the machine through its slot locks.
+
+The attempt then runs through the very steps of a local one (``pipeline.run_attempt``: setup,
+tool, sandbox, tamper guard, normalise, validation, acceptance), with a ``JobContext`` whose
+``record`` keeps each transition for the coordinator to write. When the patch exists (its
+``created`` transition) it is pushed to ``refs/uet/inbox/RUN/WS/N``, create-only: the ref of
+an attempt never moves. If that ref exists already (Dask re-ran the job after the first one
+pushed and then died, or a resumed coordinator asked again) the job takes THAT patch and only
+checks it (validation, acceptance): an attempt has one patch, whoever made it.
+
+Cancel and timeout of the coordinator reach the tool through a ``distributed.Event`` named in
+the spec, which the job polls (Dask's own cancel does not stop a running task): it sets the
+cancel event ``run_process`` watches. Every tool carries ``UET_DASK_OWNER=PID:START`` (its
+worker process); the plugin (``sweep_plugin``) kills, when a worker (re)starts, every tool
+whose owner is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from uet_git.engine.context import Breaker
+from uet_git.engine.events import NullObserver, Observer
+from uet_git.engine.guard import TamperGuard, guard_for
+from uet_git.engine.pipeline import WorkerOutcome, check_patch, run_attempt
+from uet_git.gitrepo.mirror import fetch_commits, open_mirror, push_new_ref, remote_refs
+from uet_git.gitrepo.repo import Repo
+from uet_git.ledger.layout import inbox_ref
+from uet_git.spec.models import Config, Workstream
+from uet_git.workers.pool import WorktreePool
+from uet_git.workers.procfs import all_procs, kill_pids, read_stat
+from uet_git.workers.sandbox import SandboxPlan, available, sandbox_for
+from uet_git.workers.tools import tool_env, worker_port
+
+OWNER_VAR = "UET_DASK_OWNER"
+CACHE_ENV = "UET_WORKER_CACHE"
+CANCEL_POLL = 0.2  # seconds between two looks at the job's cancel event
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One attempt, as the coordinator submits it (plain data: it crosses the network)."""
+
+    run: str
+    ws: dict[str, Any]  # Workstream.model_dump(by_alias=True)
+    config: dict[str, Any]  # Config.model_dump(by_alias=True)
+    base: str
+    attempt: int
+    url: str  # where the worker fetches the base and pushes its inbox ref
+    repo_key: str  # names the mirror on worker machines
+    cancel_event: str = ""  # a distributed.Event name; "" = not polled (a direct call)
+    token: str | None = None  # bearer token of `uet serve`
+    target: str | None = None
+    reuse: str | None = None  # the attempt's inbox patch already exists: check it only
+    cache: str | None = None
+
+
+@dataclass
+class JobResult:
+    """What the coordinator records: the transitions, in order, and where the job ran."""
+
+    records: list[dict[str, Any]]
+    state: str | None  # like WorkerOutcome.state; None = cancelled
+    reason: str | None
+    tool_failed: bool
+    duration: float
+    breaker: str | None  # "success" / "failure": what the tool's breaker saw
+    patch: str | None  # the inbox ref's commit, if one was pushed or reused
+    host: str
+    worker: str
+    reused: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class InboxTaken(Exception):
+    """The attempt's inbox ref exists (another run of this job pushed first)."""
+
+    def __init__(self, oid: str) -> None:
+        super().__init__(oid)
+        self.oid = oid
+
+
+class _SeenBreaker(Breaker):
+    """A job's own breaker: it only notes what the coordinator's breaker must count."""
+
+    def __init__(self) -> None:
+        super().__init__(threshold=1 << 30)
+        self.seen: str | None = None
+
+    def success(self, tool: str) -> None:
+        self.seen = "success"
+
+    def failure(self, tool: str) -> bool:
+        self.seen = "failure"
+        return False
+
+
+@dataclass
+class JobContext:
+    """A ``pipeline.StepContext`` on a worker machine: the mirror, the machine's pool, the
+    run's config, and a ``record`` that keeps the transitions for the coordinator."""
+
+    repo: Repo
+    config: Config
+    pool: WorktreePool
+    spec: JobSpec
+    workstream: Workstream
+    log_root: Path
+    cancel: threading.Event = field(default_factory=threading.Event)
+    observer: Observer = field(default_factory=NullObserver)
+    breaker: _SeenBreaker = field(default_factory=_SeenBreaker)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    pushed: str | None = None
+    sandboxed: bool = field(init=False)
+    guard: TamperGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sandboxed = self.config.sandbox.mode == "bwrap" and available() is None
+        self.guard = guard_for(self.repo, self.config.sandbox, sandboxed=self.sandboxed)
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run
+
+    def ws(self, ws_id: str) -> Workstream:
+        return self.workstream
+
+    def sandbox(self, worktree: Path, *writable: Path) -> SandboxPlan | None:
+        if not self.sandboxed:
+            return None
+        return sandbox_for(self.repo, worktree, self.config.sandbox, extra_writable=writable)
+
+    def tail_candidate(self, patch: str) -> str | None:
+        return None  # the verification queue's tail lives with the coordinator
+
+    def accepted_on(self, ws: Workstream, commit: str) -> dict[str, str]:
+        return {}  # the coordinator notes it in its verdict cache when it records `queued`
+
+    def env_for(self, ws: Workstream, worker: int | str, worktree: Path,
+                extra: Mapping[str, str] | None = None, *, attempt: int = 1,
+                prompt_file: Path | None = None) -> dict[str, str]:
+        # The port block is the pool slot's: jobs of one machine never share one.
+        slot = int(worktree.name) if worktree.name.isdigit() else 0
+        env = tool_env(ws, run=self.run_id, attempt=attempt, worktree=worktree, worker=slot,
+                       port=worker_port(self.config, slot), prompt_file=prompt_file)
+        env[OWNER_VAR] = owner_marker()
+        if self.spec.target:
+            env["UET_TARGET"] = self.spec.target
+        if extra:
+            env.update(extra)
+        return env
+
+    def log_dir(self, ws_id: str, attempt: int, what: str = "") -> Path:
+        d = self.log_root / ws_id / str(attempt)
+        if what:
+            d = d / what
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def record(self, ws_id: str, to: str, *, attempt: int, reason: str | None = None,
+               detail: str = "", shown_reason: str | None = None, **kw: Any) -> str:
+        if to == "created" and kw.get("patch"):
+            self._push(str(kw["patch"]), attempt)
+        self.records.append({"to": to, "attempt": attempt, "reason": reason, "detail": detail,
+                             "shown_reason": shown_reason, "kw": kw})
+        return ""
+
+    def _push(self, patch: str, attempt: int) -> None:
+        """The patch into the run's inbox before anything else is said about it."""
+        ref = inbox_ref(self.run_id, self.workstream.id, attempt)
+        if push_new_ref(self.repo, self.spec.url, patch, ref, token=self.spec.token):
+            self.pushed = patch
+            return
+        theirs = remote_refs(self.repo, self.spec.url, ref, token=self.spec.token).get(ref)
+        if theirs is None:  # deleted between the push and the look: someone pruned it
+            raise RuntimeError(f"{ref}: refused on push, then gone from {self.spec.url}")
+        raise InboxTaken(theirs)
+
+
+def owner_marker() -> str:
+    """``PID:START`` of this process: what its tools carry, so a sweep knows whose they are."""
+    me = read_stat(os.getpid())
+    return f"{os.getpid()}:{me.starttime if me else 0}"
+
+
+def cache_dir(spec_cache: str | None) -> Path:
+    raw = spec_cache or os.environ.get(CACHE_ENV) or "~/.cache/uet"
+    return Path(raw).expanduser()
+
+
+_pools: dict[tuple[str, str], WorktreePool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool_for(mirror: Repo, root: Path, config: Config) -> WorktreePool:
+    """This process's pool over the machine's worktrees of ``mirror`` (one per distinct
+    ``[worktree]`` setting). Slots a dead worker left holding unrecorded changes are handed
+    back at once: the coordinator runs that attempt again (or reuses its inbox patch)."""
+    wcfg = config.worktree
+    key = (str(root), repr((wcfg.keep_ignored, list(wcfg.setup))))
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = WorktreePool(mirror, root=root, size=1, keep_ignored=wcfg.keep_ignored,
+                                setup=list(wcfg.setup))
+            for orphan in pool.orphans():
+                pool.release(orphan)
+            _pools[key] = pool
+        return pool
+
+
+def _where() -> tuple[str, str]:
+    """(host, worker) for the ledger: the machine's name and the Dask worker's address."""
+    host = socket.gethostname()
+    try:
+        # why lazy: distributed is an optional extra; a direct call (tests, bench) has none
+        from distributed import get_worker
+        return host, str(get_worker().address)
+    except (ImportError, ValueError):
+        return host, f"pid-{os.getpid()}"
+
+
+def _watch_cancel(name: str, cancel: threading.Event, done: threading.Event) -> None:
+    """Poll the coordinator's event; set ``cancel`` (which ``run_process`` watches) on it."""
+    try:
+        from distributed import Event  # why lazy: optional extra, only inside a Dask worker
+        event = Event(name)
+        while not done.is_set():
+            if event.wait(CANCEL_POLL):
+                cancel.set()
+                return
+    except Exception:  # the scheduler went away: the tool's own timeout still holds
+        return
+
+
+def run_job(spec: JobSpec) -> JobResult:
+    """Run one attempt on this machine (see the module doc). Raises on uet's own failure;
+    the coordinator records it as ``internal-error``."""
+    started = time.monotonic()
+    host, worker = _where()
+    config = Config.model_validate(spec.config)
+    ws = Workstream.model_validate(spec.ws)
+    root = cache_dir(spec.cache)
+    key = hashlib.sha256(spec.repo_key.encode()).hexdigest()[:16]
+    mirrors = root / "mirrors"
+    mirrors.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(mirrors / f"{key}.lock"), thread_local=False,
+                             is_singleton=False)
+    with lock:
+        mirror = open_mirror(mirrors / f"{key}.git")
+        fetch_commits(mirror, spec.url, [spec.base, *([spec.reuse] if spec.reuse else [])],
+                      token=spec.token)
+    fetched = time.monotonic() - started
+    logs = root / "logs" / f"{spec.run}-{ws.id}-{spec.attempt}-{os.getpid()}"
+    ctx = JobContext(mirror, config, _pool_for(mirror, root / "worktrees" / key, config), spec,
+                     ws, logs)
+    done = threading.Event()
+    if spec.cancel_event:
+        threading.Thread(target=_watch_cancel, args=(spec.cancel_event, ctx.cancel, done),
+                         daemon=True, name="uet-cancel-watch").start()
+    reused = spec.reuse
+    try:
+        if reused is not None:
+            out = _check_inbox_patch(ctx, ws, reused, lock)
+        else:
+            try:
+                out = run_attempt(ctx, ws.id, worker=0, base=spec.base, attempt=spec.attempt,
+                                  on_error=None)
+            except InboxTaken as taken:
+                reused = taken.oid
+                ctx.records.clear()
+                out = _check_inbox_patch(ctx, ws, reused, lock)
+    finally:
+        done.set()
+        shutil.rmtree(logs, ignore_errors=True)
+    return JobResult(ctx.records, out.state, out.reason, out.tool_failed, out.duration,
+                     ctx.breaker.seen, reused or ctx.pushed, host, worker, reused is not None,
+                     {"fetch": fetched, "job": time.monotonic() - started})
+
+
+def _check_inbox_patch(ctx: JobContext, ws: Workstream, patch: str,
+                       lock: filelock.BaseFileLock) -> WorkerOutcome:
+    """The attempt's patch is in the inbox already: record it ``created`` and check it."""
+    with lock:
+        fetch_commits(ctx.repo, ctx.spec.url, [patch], token=ctx.spec.token)
+    ref = inbox_ref(ctx.run_id, ws.id, ctx.spec.attempt)
+    ctx.records.append({"to": "created", "attempt": ctx.spec.attempt, "reason": None,
+                        "detail": f"the patch of {ref} (an earlier run of this job pushed it)",
+                        "shown_reason": None, "kw": {"patch": patch}})
+    wt = ctx.pool.acquire(patch, f"{ctx.run_id}/{ws.id}/{ctx.spec.attempt}")
+    try:
+        return check_patch(ctx, ws.id, worker=0, attempt=ctx.spec.attempt, patch=patch,
+                           changes=None, wt=wt, state="created")
+    finally:
+        ctx.pool.release(wt)
+
+
+def stale_tools() -> list[int]:
+    """Tool processes (``UET_DASK_OWNER`` set) whose worker process is gone."""
+    out: list[int] = []
+    for p in all_procs().values():
+        if p.state == "Z":
+            continue
+        owner = _environ_value(p.pid, OWNER_VAR)
+        if owner is None:
+            continue
+        pid, _, start = owner.partition(":")
+        if not (pid.isdigit() and start.isdigit()):
+            continue
+        alive = read_stat(int(pid))
+        if alive is None or alive.starttime != int(start) or alive.state == "Z":
+            out.append(p.pid)
+    return sorted(out)
+
+
+def sweep_stale_tools(grace: float = 2.0) -> list[int]:
+    """Terminate, then kill, the tools of dead workers on this machine; their pids."""
+    return kill_pids(stale_tools, grace=grace)
+
+
+def _environ_value(pid: int, name: str) -> str | None:
+    try:
+        data = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    prefix = name.encode() + b"="
+    for item in data.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix):].decode(errors="replace")
+    return None
+
+
+def sweep_plugin() -> Any:
+    """A ``distributed.WorkerPlugin`` that sweeps a machine's stale tools when a worker starts
+    (a nanny restarting a killed worker starts its replacement: Dask alone leaves the dead
+    one's tools running)."""
+    # why lazy: distributed is an optional extra, imported only when --executor dask:// is used
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class UetSweep(WorkerPlugin):  # type: ignore[misc]
+        name = "uet-sweep-stale-tools"
+
+        def setup(self, worker: Any) -> None:
+            sweep_stale_tools()
+
+    return UetSweep()
