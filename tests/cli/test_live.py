@@ -140,11 +140,11 @@ def test_quiet_prints_only_the_summary():
         r.message("hello")
         r.finish({"run": RUN, "counts": {"created": 1}}, [["a", "created", "1", "", "1s"]])
         text = out.getvalue()
-        assert "hello" not in text and "new -> created" not in text and "\x1b[" not in text
+        assert "hello" not in text and "none -> created" not in text and "\x1b[" not in text
         if mode == "json":
             assert [json.loads(x)["event"] for x in text.splitlines()] == ["summary"]
         else:
-            assert "counts: created 1" in text and "wall time" in text
+            assert "1 workstream: 1 created" in text and "wall time" in text
 
 
 def test_dag_for_graphviz_and_mermaid():

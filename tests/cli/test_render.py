@@ -68,11 +68,11 @@ def test_a_closed_output_does_not_stop_the_run():
 
 
 def test_dry_run_view_as_text_or_one_json_line():
-    view = DryRunView(["a", "b"], ["dry run: 2 workstreams", "wave 0: a, b"],
+    view = DryRunView(["a", "b"], ["dry run: 2 workstreams", "wave 1: a b"],
                       {"event": "dry-run", "order": ["a", "b"]})
     out = io.StringIO()
     show_dry_run(Reporter("lines", out), view)
-    assert out.getvalue() == "dry run: 2 workstreams\nwave 0: a, b\n"
+    assert out.getvalue() == "dry run: 2 workstreams\nwave 1: a b\n"
     out = io.StringIO()
     show_dry_run(Reporter("json", out), view)
     assert [json.loads(line) for line in out.getvalue().splitlines()] == [view.record]

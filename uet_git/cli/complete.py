@@ -10,6 +10,7 @@ The run is the one already on the command line (RUN or --run), else the latest. 
 from __future__ import annotations
 
 import json
+import os
 
 import click
 from click.shell_completion import CompletionItem
@@ -53,9 +54,19 @@ def workstream_ids(repo: Repo, run: str) -> list[str]:
             plan = json.loads(data) if data else None
         except ValueError:
             plan = None
-        out = list(query.plan_deps(plan if isinstance(plan, dict) else None))
+        out = query.planned(plan if isinstance(plan, dict) else None)
     out += sorted(ws for ws in query.state_refs_of(refs, run) if ws not in out)
     return out
+
+
+def run_on_line(repo: Repo) -> str | None:
+    """A run id typed on the command line being completed. Click parses what comes before
+    the word being completed, but an option still waiting for its value (``uet log RUN --ws
+    <TAB>``) stops that parse before RUN is read, so the words are looked at too (every
+    shell's script passes them as ``COMP_WORDS``)."""
+    ids = set(query.run_ids(repo))
+    words = os.environ.get("COMP_WORDS", "").split()
+    return next((w for w in reversed(words) if w in ids), None)
 
 
 def complete_ws(ctx: click.Context, param: click.Parameter, incomplete: str
@@ -65,7 +76,7 @@ def complete_ws(ctx: click.Context, param: click.Parameter, incomplete: str
         return []
     try:
         given = next((ctx.params[p] for p in RUN_PARAMS if ctx.params.get(p)), None)
-        run = query.resolve_run(repo, given)
+        run = query.resolve_run(repo, given or run_on_line(repo))
         ids = workstream_ids(repo, run)
     except Exception:  # no runs, an unknown run: nothing to complete
         return []

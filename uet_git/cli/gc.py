@@ -9,6 +9,7 @@ import click
 from uet_git.cli._common import echo_json
 from uet_git.gitrepo import Repo
 from uet_git.ledger.gc import GcResult, gc, parse_age
+from uet_git.ledger.words import plural
 
 
 @click.command()
@@ -47,8 +48,9 @@ def cmd(older_than: str, dry_run: bool, include_quarantined: bool, prune_dropped
         return
     verb = "would remove" if dry_run else "removed"
     for r in res.runs:
-        click.echo(f"{r.run}: {verb} {len(r.refs)} refs"
-                   + (f" of {len(r.workstreams)} workstreams" if r.workstreams else ""))
+        click.echo(f"{r.run}: {verb} {plural(len(r.refs), 'ref')}"
+                   + (f" of {plural(len(r.workstreams), 'workstream')}"
+                      if r.workstreams else ""))
         for line in r.pruned:
             click.echo(f"  {'would prune' if dry_run else 'pruned'} {line}")
         if dry_run:

@@ -30,6 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from uet_git.ledger.words import all_counts, plural
+
 if TYPE_CHECKING:
     from uet_git.engine.dryrun import DryRunView
     from uet_git.plan.dag import Plan
@@ -164,7 +166,8 @@ class Reporter:
                                  "base": base})
             else:
                 verb = "resuming" if resumed else "run"
-                self._write(f"uet: {verb} {run_id}: {len(ids)} workstreams, {jobs} workers, "
+                self._write(f"uet: {verb} {run_id}: {plural(len(ids), 'workstream')}, "
+                            f"{plural(jobs, 'worker')}, "
                             f"target {target or '(none)'} at {base[:12]}\n")
                 self._draw_live()
 
@@ -257,14 +260,18 @@ class Reporter:
             summary = {**summary, "wall_seconds": round(wall, 3)}
             if self.facts is not None and summary.get("run"):
                 summary.update(self.facts(str(summary["run"])))
+            counts = summary.get("counts") or {}
             if self.mode == "json":
-                self._emit_json({"event": "summary", **summary}, final=True)
+                self._emit_json({"event": "summary", **summary, "counts": all_counts(counts)},
+                                final=True)
                 return
             self._clear_live()
-            out = ["", text_table(rows, ["workstream", "state", "attempt", "reason", "time"])]
-            counts = summary.get("counts") or {}
-            out.append("")
-            out.append("counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            # The table and the counts line as `uet status` prints them.
+            out = ["", text_table(rows, ["WORKSTREAM", "STATE", "ATTEMPT", "REASON",
+                                         "DURATION"])]
+            total = sum(counts.values())
+            shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+            out.append(f"{plural(total, 'workstream')}: {shown or 'none'}")
             if summary.get("message"):
                 out.append(str(summary["message"]))
             out.append(timing_line(summary))

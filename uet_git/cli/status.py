@@ -34,6 +34,7 @@ from uet_git.gitrepo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.live import Live, Running, eta_seconds, read_live, writer_pid
 from uet_git.ledger.log import read_ledger, read_plan
+from uet_git.ledger.words import plural
 
 NO_RUNS = "No runs yet in this repository: start one with `uet run`."
 
@@ -209,11 +210,6 @@ def render(snap: Snapshot) -> list[str]:
         lines.append("changes checks: its candidate changed uet.toml, .uet/ or a protected "
                      "path (may_change_checks: true); it was judged by the base's checks")
     return lines
-
-
-def plural(n: int, word: str) -> str:
-    """``1 workstream``, ``2 workstreams``."""
-    return f"{n} {word}{'s' * (n != 1)}"
 
 
 def _changes(before: dict[str, str], snap: Snapshot) -> tuple[dict[str, str], list[str]]:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from uet_git.ledger.words import plural
 from uet_git.plan.dag import Plan
 from uet_git.spec.models import Config
 from uet_git.workers.tools import describe_invocation, resolve_tool
@@ -24,17 +25,24 @@ def dry_run_view(plan: Plan, include: set[str], jobs: int, target: str, base: st
                  weights: Mapping[str, float], warnings: list[str],
                  config: Config) -> DryRunView:
     """What would run, in the order it would start."""
-    w = plan.weights(weights)
+    # The critical path and the bound of what runs: a workstream --only leaves out weighs 0.
+    w = {i: (x if i in include else 0.0) for i, x in plan.weights(weights).items()}
     length, path = plan.critical_path(w)
+    path = [i for i in path if i in include]
     remaining = plan.remaining(w)  # once: inside the sort key it made the sort quadratic
     order = sorted(include, key=lambda i: (-remaining[i], plan.index[i]))
-    lines = [f"dry run: {len(include)} workstreams, {jobs} workers, target {target} at "
+    lines = [f"dry run: {plural(len(include), 'workstream')}, {plural(jobs, 'worker')}, "
+             f"target {target} at "
              f"{base[:12]}; nothing is written",
-             f"critical path ({length:g}): {' -> '.join(path)}",
-             f"lower bound: {plan.lower_bound(jobs, w):g}"]
+             f"critical path: {length:g} ({' -> '.join(path)})",
+             f"lower bound with {plural(jobs, 'worker')}: "
+             f"{plan.lower_bound(jobs, w):g}"]
+    # Numbered as `uet plan` numbers them (wave 1 has no dependencies), the plan's numbers
+    # kept when --only leaves a wave out, so the two views name the same wave the same way.
     waves = [[i for i in wave if i in include] for wave in plan.waves()]
-    for n, wave in enumerate(wave for wave in waves if wave):
-        lines.append(f"wave {n}: {', '.join(wave)}")
+    for n, wave in enumerate(waves, 1):
+        if wave:
+            lines.append(f"wave {n}: {' '.join(wave)}")
     items = []
     for ws_id in plan.ids:
         if ws_id not in include:
@@ -59,5 +67,6 @@ def dry_run_view(plan: Plan, include: set[str], jobs: int, target: str, base: st
                       "prompt_via": prompt_via})
     lines.extend(f"warning: {w}" for w in warnings)
     record = {"event": "dry-run", "order": order, "workstreams": items, "critical_path": path,
+              "waves": waves,
               "jobs": jobs, "target": target, "base": base, "warnings": warnings}
     return DryRunView(order, lines, record)

@@ -21,9 +21,8 @@ from uet_git.gitrepo.odb import MissingObject, read_blob, walk_commits
 from uet_git.gitrepo.trailers import split_message
 from uet_git.ledger.layout import check_run_id, ledger_ref
 from uet_git.ledger.states import STATES
+from uet_git.ledger.words import PENDING
 
-# Not a ledger state: a workstream of the plan that has no ledger transition yet.
-PENDING = "pending"
 PLAN_PATH = "plan.json"
 # On the transition whose candidate changes the checks (uet.toml, .uet/**, protected globs) of a
 # workstream that declared ``may_change_checks: true`` (written by engine/verify.py).

@@ -50,6 +50,7 @@ from uet_git.ledger.log import (
     ws_record,
 )
 from uet_git.ledger.states import STATES
+from uet_git.ledger.words import all_counts
 
 # Callers read the ledger through this module; these names live in log.py and evidence.py.
 __all__ = [
@@ -148,12 +149,6 @@ class RunInfo:
             "landed_workstreams": list(self.landed_workstreams),
             "counts": all_counts(self.counts),
         }
-
-
-def all_counts(counts: Mapping[str, int]) -> dict[str, int]:
-    """Every ledger state and ``pending``, in the states' order, zeros included: what the JSON
-    of `uet status` and `uet runs` prints, so a reader never meets a missing key."""
-    return {s: int(counts.get(s, 0)) for s in (*STATES, PENDING)}
 
 
 def for_each_ref(repo: Repo, patterns: Iterable[str]) -> list[tuple[str, str]]:
@@ -362,7 +357,7 @@ def run_status(repo: Repo, run: str) -> RunStatus:
     for e in log.transitions():
         by_ws.setdefault(e.ws, []).append(e)  # type: ignore[arg-type]
     state_refs = state_refs_of(refs, run)
-    order = list(plan_deps(read_plan(repo, log)))
+    order = planned(read_plan(repo, log))
     for ws in list(by_ws) + sorted(state_refs):
         if ws not in order:
             order.append(ws)
@@ -391,6 +386,18 @@ def run_status(repo: Repo, run: str) -> RunStatus:
         integration=refs.get(integration_ref(run)), finished=log.finished,
         landed=landed, workstreams=records, counts=ordered_counts, landed_workstreams=done,
     )
+
+
+def planned(plan: Mapping[str, Any] | None) -> list[str]:
+    """The workstreams the run set out to do, in plan order: the plan's ``selected`` ones
+    (`uet run --only` records the whole plan but runs only these), else every node. A
+    workstream the run never selected is no part of it, not ``pending``."""
+    order = list(plan_deps(plan))
+    selected = (plan or {}).get("selected")
+    if isinstance(selected, list):
+        chosen = set(map(str, selected))
+        order = [ws for ws in order if ws in chosen]
+    return order
 
 
 def ws_status(repo: Repo, run: str, ws: str) -> WsRecord:
