@@ -173,6 +173,26 @@ def test_worktree_config_and_deleted_ref_restored(setup) -> None:
     assert changes(before, snapshot(repo)) == []
 
 
+def test_full_oids_name_each_ref_change_in_full_and_the_rest_alike(setup) -> None:
+    """What the tamper guard records: ``uet land`` reads these lines back, so no oid is cut."""
+    repo, main, other = setup
+    before = snapshot(repo)
+    _run_tool(repo, TOOL, other)
+    git(repo.workdir, "branch", "-f", "gone", main)
+    mid = snapshot(repo)
+    git(repo.workdir, "branch", "-D", "gone")
+    after = snapshot(repo)
+    short, full = changes(before, after), changes(before, after, full_oids=True)
+    assert full == [
+        "config: core.hookspath set to '/tmp/x'",
+        "hook pre-commit added",
+        f"ref refs/heads/evil created at {other}",
+        f"ref refs/heads/main moved {main} -> {other}",
+    ]
+    assert [ln for ln in short if not ln.startswith("ref ")] == full[:2]
+    assert changes(mid, after, full_oids=True) == [f"ref refs/heads/gone deleted (was {main})"]
+
+
 def test_refs_the_caller_moved_itself_are_ignored(setup) -> None:
     repo, _, other = setup
     before = snapshot(repo)

@@ -65,22 +65,6 @@ class Tampering:
         return ("\n".join(lines) + "\n").encode()
 
 
-def describe(before: tamper.Snapshot, after: tamper.Snapshot) -> list[str]:
-    """``tamper.changes`` with each ref's full old and new oid."""
-    out = [c for c in tamper.changes(before, after) if not c.startswith("ref ")]
-    for ref in sorted(before.refs.keys() | after.refs.keys()):
-        old, new = before.refs.get(ref), after.refs.get(ref)
-        if old == new:
-            continue
-        if old is None:
-            out.append(f"ref {ref} created at {new}")
-        elif new is None:
-            out.append(f"ref {ref} deleted (was {old})")
-        else:
-            out.append(f"ref {ref} moved {old} -> {new}")
-    return out
-
-
 def _only_under(snap: tamper.Snapshot, prefix: str) -> tamper.Snapshot:
     return replace(snap, files={p: s for p, s in snap.files.items() if p.startswith(prefix)},
                    settings={p: s for p, s in snap.settings.items() if p.startswith(prefix)},
@@ -119,7 +103,7 @@ class TamperGuard:
             prefix, before = self._own.pop(ws_id)
             after = tamper.snapshot(self.repo)
             b, a = _only_under(before, prefix), _only_under(after, prefix)
-            found = describe(b, a)
+            found = tamper.changes(b, a, full_oids=True)
             if not found:
                 return None
             return Tampering(found, tamper.restore(self.repo, b, a), [ws_id])
@@ -149,7 +133,7 @@ class TamperGuard:
         """Compare the interval's baseline with now (the lock is held)."""
         assert self._baseline is not None
         now = tamper.snapshot(self.repo)
-        found = describe(self._baseline, now)
+        found = tamper.changes(self._baseline, now, full_oids=True)
         if found:
             restored = tamper.restore(self.repo, self._baseline, now)
             for ws in self._touched:

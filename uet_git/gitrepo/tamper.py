@@ -156,6 +156,10 @@ def _short(oid: str | None) -> str:
     return (oid or "-")[:12]
 
 
+def _full(oid: str | None) -> str:
+    return oid or "-"
+
+
 def _is_config(path: str) -> bool:
     return path in ("config", "config.worktree") or (
         path.startswith("worktrees/") and path.endswith("/config.worktree"))
@@ -224,11 +228,13 @@ def _changed_files(before: Snapshot, after: Snapshot) -> list[str]:
     return out
 
 
-def changes(before: Snapshot, after: Snapshot, *, ignore_refs: Collection[str] = ()
-            ) -> list[str]:
+def changes(before: Snapshot, after: Snapshot, *, ignore_refs: Collection[str] = (),
+            full_oids: bool = False) -> list[str]:
     """One line per thing that differs: a config setting, a file in ``info/`` or ``hooks/``,
     a ref (created, deleted or moved; not those in ``ignore_refs``). Empty when nothing
-    changed."""
+    changed. A ref's oids are abbreviated unless ``full_oids`` (the tamper guard's evidence:
+    ``uet land`` reads a ``ref REF moved OLD -> NEW`` line back and compares the oids)."""
+    oid = _full if full_oids else _short
     out: list[str] = []
     for path in _changed_files(before, after):
         b, a = before.files.get(path), after.files.get(path)
@@ -245,11 +251,11 @@ def changes(before: Snapshot, after: Snapshot, *, ignore_refs: Collection[str] =
         if x == y or ref in ignore_refs:
             continue
         if x is None:
-            out.append(f"ref {ref} created at {_short(y)}")
+            out.append(f"ref {ref} created at {oid(y)}")
         elif y is None:
-            out.append(f"ref {ref} deleted (was {_short(x)})")
+            out.append(f"ref {ref} deleted (was {oid(x)})")
         else:
-            out.append(f"ref {ref} moved {_short(x)} -> {_short(y)}")
+            out.append(f"ref {ref} moved {oid(x)} -> {oid(y)}")
     return out
 
 
