@@ -13,10 +13,11 @@ from tests.e2e.helpers import fsck_clean, landed_workstreams, last_run, run_ok, 
 from tests.engine.verifykit import Kit, kit
 from uet_git.engine.integrator import integrate
 from uet_git.engine.options import RunOptions
-from uet_git.engine.rebase import ALREADY_APPLIED, committed_in_order, reintegrate
+from uet_git.engine.rebase import committed_in_order, reintegrate
 from uet_git.errors import UetError
 from uet_git.gitrepo import odb
 from uet_git.gitrepo.trailers import parse_trailers
+from uet_git.ledger.layout import ALREADY_APPLIED
 
 
 def target_moves(k: Kit, files: dict[str, str]) -> str:

@@ -34,11 +34,10 @@ from uet_git.gitrepo import odb
 from uet_git.gitrepo.refs import RefConflict
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
+from uet_git.ledger.layout import ALREADY_APPLIED
 from uet_git.ledger.states import State
 from uet_git.ledger.writer import Ledger
 from uet_git.workers.sandbox import available
-
-ALREADY_APPLIED = "Uet-Already-Applied"
 
 
 @dataclass

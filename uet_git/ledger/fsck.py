@@ -46,13 +46,19 @@ from uet_git.gitrepo.odb import (
 from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger import query
 from uet_git.ledger.expected import GC_EVENT, expected_refs, state_target
-from uet_git.ledger.layout import ROOT, candidate_prefix, inbox_prefix, parse_ref, state_ref
+from uet_git.ledger.layout import (
+    ALREADY_APPLIED,
+    ROOT,
+    candidate_prefix,
+    inbox_prefix,
+    parse_ref,
+    state_ref,
+)
 from uet_git.ledger.states import TRANSITIONS
 
 _OID_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _KEPT_TRAILERS = ("Uet-Patch", "Uet-Candidate", "Uet-Base", "Uet-Onto")
 REBASE_EVENT = "run: rebase"
-ALREADY_APPLIED = "Uet-Already-Applied"  # comma-separated workstreams a rebase skipped
 
 
 def fsck(repo: Repo, run: str | None = None) -> list[str]:

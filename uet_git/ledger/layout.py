@@ -32,6 +32,9 @@ KINDS = ("ledger", "integration", "patches", "candidates", "inbox")
 RUN_RE = re.compile(r"^(\d{8})-(\d{6})-([0-9a-f]{4})$")
 WS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 WS_MAX = 100
+# The trailer of a rebase event (`uet land --rebase`) naming, comma-separated, the workstreams
+# whose patches were already in the new target and were skipped (fsck does not look for them).
+ALREADY_APPLIED = "Uet-Already-Applied"
 assert not set(KINDS) & set(STATES)
 
 
