@@ -267,3 +267,17 @@ def test_serve_cli_prints_url_and_token_and_stops_on_sigterm(tmp_path: Path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_status_remote_reads_a_served_repository_with_a_token(served: Served, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """The token through git's environment (not argv, which other local users can read)."""
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
+    r = uet("status", "--remote", served.server.url, cwd=tmp_path)
+    assert r.returncode != 0 and "needs a token" in r.stderr and "Traceback" not in r.stderr
+    for k, v in {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+                 "GIT_CONFIG_VALUE_0": f"Authorization: Bearer {served.token}"}.items():
+        monkeypatch.setenv(k, v)
+    r = uet("status", "--remote", served.server.url, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "a  committed" in r.stdout and "e  dropped" in r.stdout

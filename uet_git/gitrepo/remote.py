@@ -30,11 +30,18 @@ class PushUpdate:
     expected: str | None
 
 
+_AUTH_WORDS = ("could not read Username", "Authentication failed", "returned error: 401")
+
+
 def _one_line(proc_stderr: bytes, what: str) -> str:
     lines = [ln.strip() for ln in proc_stderr.decode(errors="replace").splitlines() if ln.strip()]
     first = next((ln for ln in lines if ln.startswith(("fatal:", "error:"))),
                  lines[0] if lines else "failed")
-    return f"{what}: {first.removeprefix('fatal: ').removeprefix('error: ')}"
+    msg = f"{what}: {first.removeprefix('fatal: ').removeprefix('error: ')}"
+    if any(w in first for w in _AUTH_WORDS):
+        msg += (" (a `uet serve` URL needs a token: git config http.<URL>.extraHeader "
+                "'Authorization: Bearer TOKEN')")
+    return msg
 
 
 def ls_remote(remote: str, *patterns: str, repo: Repo | None = None) -> dict[str, str]:
