@@ -1,0 +1,62 @@
+"""Start-up: a command imports only what it needs. `uet --help` imports no command module;
+`uet status`, `log` and `runs` read no spec, so they import neither pydantic, yaml, the legacy
+reader nor the run engine (each costs tens of ms on every call)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import run_ok, setup_repo
+
+HEAVY = ("pydantic", "yaml", "uet_git.spec.legacy", "uet_git.spec.models", "uet_git.engine.loop",
+         "uet_git.commands.run")
+_PROBE = """
+import json, sys
+from uet_git.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+sys.__stdout__.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+"""
+
+
+def _modules(cwd: Path, *args: str) -> set[str]:
+    proc = subprocess.run([sys.executable, "-c", _PROBE, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=60)
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("MODULES "))
+    return set(json.loads(line.removeprefix("MODULES ")))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = setup_repo(tmp_path_factory.mktemp("startup") / "r",
+                      workstreams={"a": {"command": "echo a > a.txt"}})
+    run_ok(path, "run", "--land", "never")
+    return path
+
+
+@pytest.mark.parametrize("args", [("--help",), ("status",), ("log",), ("runs",)])
+def test_read_only_commands_import_no_spec_models_or_engine(repo: Path, args: tuple[str, ...]
+                                                             ) -> None:
+    loaded = _modules(repo, *args)
+    heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY)
+    assert heavy == [], f"uet {' '.join(args)} imported {heavy}"
+    if args == ("--help",):
+        assert not any(m.startswith("uet_git.cli.") for m in loaded)
+        assert "pygit2" not in loaded
+
+
+def test_the_spec_models_alone_import_no_loader_yaml_or_legacy_reader() -> None:
+    # e.g. `uet show` needs a tool's model, not the workstream file loaders
+    code = ("import sys, uet_git.spec.models; "
+            "print(sorted(m for m in sys.modules if m in ('yaml', 'uet_git.spec.legacy', "
+            "'uet_git.spec.load')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
