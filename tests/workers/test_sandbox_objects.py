@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
+from uet_git.gitrepo import objimport
 from uet_git.gitrepo.repo import Repo
 from uet_git.spec.models import SandboxConfig
 from uet_git.workers import sandbox
@@ -61,8 +62,10 @@ def _fsck(repo: Repo) -> None:
 
 
 def _private_gone(repo: Repo) -> bool:
+    """No private object directory is left holding anything (an empty one may stay)."""
     d = repo.common_dir / "uet" / "sandbox-objects"
-    return not d.exists() or not any(d.iterdir())
+    return not d.exists() or all(
+        objimport.is_fresh_store(p, [sandbox.STORE_MOUNT]) for p in d.iterdir())
 
 
 def test_a_tool_cannot_overwrite_an_existing_object(tmp_path: Path) -> None:

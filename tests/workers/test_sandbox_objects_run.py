@@ -19,6 +19,7 @@ from tests.e2e.helpers import (
     shared_dir,
     states,
 )
+from uet_git.gitrepo import objimport
 from uet_git.workers import sandbox
 
 pytestmark = pytest.mark.skipif(sandbox.available() is not None,
@@ -34,8 +35,10 @@ def _evidence(repo: Path, ws: str, name: str) -> str:
 
 
 def _private_gone(repo: Path) -> bool:
+    """No private object directory is left holding anything (an empty one may stay)."""
     d = repo / ".git" / "uet" / "sandbox-objects"
-    return not d.exists() or not any(d.iterdir())
+    return not d.exists() or all(
+        objimport.is_fresh_store(p, [sandbox.STORE_MOUNT]) for p in d.iterdir())
 
 
 def test_a_tools_own_commits_reach_its_patch(tmp_path: Path) -> None:

@@ -32,8 +32,8 @@ import pygit2
 
 from uet_git.gitrepo.repo import Repo
 
-__all__ = ["Imported", "forget_missing", "import_objects", "new_store", "real_alternates",
-           "remove_store"]
+__all__ = ["Imported", "forget_missing", "import_objects", "is_fresh_store", "new_store",
+           "real_alternates", "remove_store"]
 
 _TYPES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 MAX_LISTED = 20  # rejected object names kept for the evidence
@@ -88,6 +88,23 @@ def new_store(path: Path, alternates: Sequence[str]) -> None:
     (path / "info").mkdir(parents=True)
     (path / "pack").mkdir()
     (path / "info" / "alternates").write_text("".join(f"{a}\n" for a in alternates))
+
+
+def is_fresh_store(path: Path, alternates: Sequence[str]) -> bool:
+    """Whether ``path`` is exactly what ``new_store(path, alternates)`` makes: real directories
+    ``info/`` (holding only those alternates) and an empty ``pack/``, nothing else. Such a
+    store is reused as it is: removing and making directories costs milliseconds a command."""
+    try:
+        with os.scandir(path) as it:
+            top = {e.name: e.is_dir(follow_symlinks=False) for e in it}
+        if top != {"info": True, "pack": True} or os.listdir(path / "pack"):
+            return False
+        with os.scandir(path / "info") as it:
+            info = {e.name: e.is_file(follow_symlinks=False) for e in it}
+        return info == {"alternates": True} and (path / "info" / "alternates").read_text() \
+            == "".join(f"{a}\n" for a in alternates)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def remove_store(path: Path) -> None:

@@ -28,8 +28,9 @@ read-only. ``process.run_process`` brackets each sandboxed command with ``start_
 fresh private directory; a leftover one, from a uet killed while a command ran, is imported
 first) and ``finish_objects``: after the whole sandbox has exited, the new objects are imported
 into the real store by ``gitrepo.objimport`` (each re-hashed, existing ones skipped, forged ones
-rejected; never a file copied by name), then the directory is deleted. One command at a time
-per worktree (the pool's guarantee), so one private directory per worktree.
+rejected; never a file copied by name), then the directory is deleted (kept, empty, when the
+command changed nothing in it: making and removing directories costs milliseconds). One
+command at a time per worktree (the pool's guarantee), so one private directory per worktree.
 
 Mode ``none`` (or no usable bwrap) enforces none of this: a tool's git writes the real store
 directly and could overwrite or delete existing objects; only the tamper guard's checks of refs
@@ -60,6 +61,7 @@ from uet_git.gitrepo.objimport import (
     Imported,
     forget_missing,
     import_objects,
+    is_fresh_store,
     new_store,
     real_alternates,
     remove_store,
@@ -143,8 +145,10 @@ class SandboxPlan:
         if not self.private or self.repo is None:
             return None
         private = Path(self.private)
+        if is_fresh_store(private, self._alternates()):
+            return None  # the last command wrote nothing: reuse it as it is
         leftover = import_objects(self.repo, private) if private.exists() else None
-        new_store(private, [STORE_MOUNT, *self.alternates])
+        new_store(private, self._alternates())
         return leftover
 
     def finish_objects(self) -> Imported:
@@ -158,12 +162,17 @@ class SandboxPlan:
             # The index may name a forged (so absent) blob with the file's stat: make the
             # snapshot hash the file instead of writing a tree that names a missing object.
             forget_missing(self.repo, Path(self.index), self.worktree)
-        if done.problem is None:  # else keep it: the next start_objects tries again
+        # Kept when the command wrote nothing (the common case: no directory made or removed
+        # per command), and when the import stopped (the next start_objects tries again).
+        if done.problem is None and not is_fresh_store(private, self._alternates()):
             try:
                 remove_store(private)
             except OSError as exc:
                 done.problem = f"cannot remove {private}: {exc}"
         return done
+
+    def _alternates(self) -> list[str]:
+        return [STORE_MOUNT, *self.alternates]
 
 
 def named_tmp_paths(argv: Sequence[str]) -> list[str]:
