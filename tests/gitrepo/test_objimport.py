@@ -149,3 +149,21 @@ def test_forget_missing_makes_the_index_rehash_those_files(tmp_path: Path) -> No
     assert git(wt, "cat-file", "-p", git(wt, "write-tree") + ":a.txt") == "a"
     assert objimport.forget_missing(repo, index, wt) == 0
     assert objimport.forget_missing(repo, tmp_path / "no-index", wt) == 0
+
+
+def test_is_fresh_store_only_for_exactly_what_new_store_made(tmp_path: Path) -> None:
+    store = tmp_path / "private"
+    assert not objimport.is_fresh_store(store, ["/a"])
+    objimport.new_store(store, ["/a"])
+    assert objimport.is_fresh_store(store, ["/a"])
+    assert not objimport.is_fresh_store(store, ["/a", "/b"])
+    (store / "info" / "alternates").write_text("/a\n/evil\n")
+    assert not objimport.is_fresh_store(store, ["/a"])
+    for spoil in (lambda: (store / "pack" / "x.pack").write_text(""),
+                  lambda: (store / "ab").mkdir(),
+                  lambda: (store / "info" / "packs").write_text(""),
+                  lambda: (objimport.remove_store(store / "pack"),
+                           (store / "pack").symlink_to(tmp_path))):
+        objimport.new_store(store, ["/a"])
+        spoil()
+        assert not objimport.is_fresh_store(store, ["/a"])

@@ -218,3 +218,20 @@ def test_recover_objects_imports_a_leftover_directory(env) -> None:
     assert git(repo.workdir, "cat-file", "-p", oid) == "kept"
     assert not private.exists()
     assert sandbox.recover_objects(repo, tmp / "not-a-worktree") is None
+
+
+def test_a_private_store_the_tool_changed_is_made_again(env) -> None:
+    repo, wt, tmp = env
+    plan = sandbox.sandbox_for(repo, wt, SandboxConfig())
+    assert plan is not None
+    res, err = _run(repo, wt, tmp, "true")
+    assert res.ok, err
+    assert objimport.is_fresh_store(Path(plan.private), [sandbox.STORE_MOUNT])  # kept, reused
+    # A tool that adds an alternate of its own (no object written): gone by the next command.
+    res, err = _run(repo, wt, tmp, "echo /elsewhere >> $(git rev-parse --git-common-dir)/"
+                                   "objects/info/alternates")
+    assert res.ok, err
+    assert not Path(plan.private).exists()
+    res, err = _run(repo, wt, tmp, "cat $(git rev-parse --git-common-dir)/objects/info/"
+                                   "alternates")
+    assert (tmp / "out").read_text() == f"{sandbox.STORE_MOUNT}\n"
