@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from uet_git.plan.dag import build_plan
-from uet_git.plan.overlap import _may_overlap, _overlap, _Pat, ancestor_bits, predict_conflicts
+from uet_git.plan.overlap import ancestor_bits, predict_conflicts
 from uet_git.spec.models import Scope, Workstream
 from uet_git.spec.scope import matches, patterns_overlap, validate_pattern
 
@@ -139,22 +139,28 @@ PATTERNS = [
 
 
 def test_pruning_is_only_a_necessary_condition():
-    """The key index and the cheap checks never hide an overlap patterns_overlap finds, and the
-    final answer agrees with patterns_overlap on whether an overlap exists."""
-    found = 0
-    for p in PATTERNS:
-        for q in PATTERNS:
-            exact = patterns_overlap(p, q)
-            a, b = _Pat.of(p), _Pat.of(q)
-            if exact is not None:
-                found += 1
-                assert a.key[: len(b.key)] == b.key or b.key[: len(a.key)] == a.key, (p, q)
-                assert _may_overlap(a, b), (p, q)
-            ours = _overlap(a, b)
-            assert (ours is None) == (exact is None), (p, q)
-            if ours is not None:
-                assert matches(p, ours) and matches(q, ours), (p, q, ours)
-    assert found > len(PATTERNS)  # the set exercises real overlaps, not just the diagonal
+    """The key index and the cheap checks never hide an overlap patterns_overlap finds: two
+    workstreams per pattern, none ordered, warn for exactly the pairs whose patterns
+    patterns_overlap says overlap (a pattern with itself included), and each warning's path
+    matches both patterns."""
+    items = [ws(f"w{i:02d}-{k}", [p]) for i, p in enumerate(PATTERNS) for k in (0, 1)]
+    got: dict[tuple[str, str], str] = {}
+    for w in warn(*items):
+        a, _, b = w.split(" may conflict")[0].partition(" and ")
+        hit = w.split("both may change ", 1)[1].rsplit(" (add depends_on", 1)[0]
+        assert (a, b) not in got, w
+        got[(a, b)] = hit
+    expected = set()
+    for x in items:
+        for y in items:
+            if x.id < y.id and patterns_overlap(x.scope.allow[0], y.scope.allow[0]) is not None:
+                expected.add((x.id, y.id))
+    assert set(got) == expected
+    for (a, b), hit in got.items():
+        p, q = PATTERNS[int(a[1:3])], PATTERNS[int(b[1:3])]
+        assert matches(p, hit) and matches(q, hit), (p, q, hit)
+    found = {(a[:3], b[:3]) for a, b in got}
+    assert len(found) > 2 * len(PATTERNS)  # real overlaps, not just the diagonal
 
 
 def test_index_finds_every_overlapping_pair():
