@@ -11,22 +11,20 @@ from pathlib import Path
 
 from tests.commands.landkit import fsck_clean, head_of, open_land, two_committed
 from tests.conftest import git
-from uet_git.commands.journal import (
-    INTENT,
-    _start_time,
-    open_intent,
-    owner_gone,
-    recover_landing,
-)
+from uet_git.commands.journal import INTENT, open_intent, owner_gone, recover_landing
 from uet_git.commands.land import land_events
 from uet_git.ledger.writer import Ledger
 
 
+def start_time(pid: int) -> str:
+    """What the journal records as ``Uet-Pid-Start``: the process's start time in clock ticks
+    since boot, ``/proc/PID/stat`` field 22 (read here on its own, as the format's check)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2:].split()[19]
+
+
 def owner(pid: int, **extra: str) -> dict[str, str]:
-    t = {"Uet-Pid": str(pid), "Uet-Host": socket.gethostname()}
-    start = _start_time(pid)
-    if start:
-        t["Uet-Pid-Start"] = start
+    t = {"Uet-Pid": str(pid), "Uet-Host": socket.gethostname(), "Uet-Pid-Start": start_time(pid)}
     return {**t, **extra}
 
 
