@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess as sp
 import sys
@@ -96,3 +98,86 @@ def test_a_killed_run_is_not_live(tmp_path: Path):
     assert "slow: pending" in watched.stdout
     looks = run(repo, "status", "--watch", "--json", "--interval", "0.1").stdout.splitlines()
     assert len(looks) == 1 and json.loads(looks[0])["live"]["alive"] is False
+
+
+def _read_pty(master: int, proc: sp.Popen[bytes], timeout: float) -> bytes:
+    """Everything the process writes on its terminal until it exits (or ``timeout``)."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other end closed, the process is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    return out
+
+
+def test_watch_on_a_terminal_redraws_and_ends_with_the_run(tmp_path: Path):
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "slow": {"command": "sleep 1; echo s > s.txt"},
+        "after": {"depends_on": ["slow"], "command": "sleep 1; echo a > a.txt"},
+    })
+    proc = _start_run(repo, "-j", "1")
+    master, slave = pty.openpty()
+    watcher: sp.Popen[bytes] | None = None
+    try:
+        _wait_for(repo, "tool on worker 0", proc)
+        watcher = sp.Popen([sys.executable, "-m", "uet_git", "status", "--watch",
+                            "--interval", "0.1"], cwd=repo, stdin=slave, stdout=slave,
+                           stderr=slave, env={**os.environ, "TERM": "xterm"})
+        os.close(slave)
+        slave = -1
+        screen = _read_pty(master, watcher, timeout=30)
+        assert watcher.wait(timeout=10) == 0
+        assert proc.wait(timeout=30) == 0
+    finally:
+        for p in (proc, watcher):
+            if p is not None and p.poll() is None:
+                p.kill()
+        proc.communicate()
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    text = screen.decode(errors="replace")
+    frames = [f for f in text.split("\x1b[H\x1b[J") if f.strip()]
+    assert len(frames) >= 2, text  # it redrew: the screen is cleared before each frame
+    # The first frame is of the live run (the watcher may start after the tool ended, on a
+    # busy machine: "after" is then still pending), the last one of the finished run.
+    assert "live: pid" in frames[0] and "2 workstreams: 2 committed" not in frames[0], frames[0]
+    last = frames[-1]
+    assert "2 workstreams: 2 committed" in last and "live:" not in last, last
+    assert "(landed, finished)" in last
+
+
+def test_gc_removes_a_dead_runs_live_file_and_status_ignores_it(tmp_path: Path):
+    repo = setup_repo(tmp_path / "r", workstreams={"a": {"command": "echo a > a.txt"}})
+    assert run(repo, "run", "-q").returncode == 0
+    run_id = json.loads(run(repo, "status", "--json").stdout)["run"]
+    dead = sp.Popen(["true"])
+    dead.wait()
+    live_dir = repo / ".git" / "uet" / "live"
+    live_dir.mkdir(parents=True, exist_ok=True)
+    stale = live_dir / f"{run_id}.json"
+    stale.write_text(json.dumps({
+        "run": run_id, "pid": dead.pid, "pid_start": 1, "started": time.time() - 5,
+        "updated": time.time(), "jobs": 1, "finished": False,
+        "running": [{"ws": "a", "worker": 0, "stage": "tool", "since": time.time()}]}))
+    data = json.loads(run(repo, "status", "--json").stdout)
+    assert data["live"]["alive"] is False and all(w["running"] is None
+                                                  for w in data["workstreams"])
+    assert "running" not in run(repo, "status").stdout
+    dry = run(repo, "gc", "--dry-run", "--json")
+    assert json.loads(dry.stdout)["live_files"] == [f"{run_id} (pid {dead.pid})"]
+    assert stale.exists()
+    out = run(repo, "gc")
+    assert out.returncode == 0, out.stderr
+    assert f"removed the stale live-state file of run {run_id} (pid {dead.pid})" in out.stdout
+    assert not stale.exists()
+    assert json.loads(run(repo, "status", "--json").stdout)["live"] is None
