@@ -45,6 +45,7 @@ from uet_git.ledger.expected import GC_EVENT
 from uet_git.ledger.layout import ROOT, parse_ref
 from uet_git.ledger.live import live_path, read_live
 from uet_git.ledger.lock import lock_held
+from uet_git.ledger.words import plural
 from uet_git.ledger.writer import Ledger, LedgerBusy
 
 WAITING = frozenset({"quarantined", "blocked"})
@@ -242,8 +243,9 @@ def _apply(repo: Repo, run: str, plan: RunGc, result: GcResult) -> bool:
         result.skipped.append(f"{run}: not touched: {exc}")
         return False
     with ledger:
-        body = (f"uet gc removed {len(plan.refs)} refs of {len(plan.workstreams)} finished "
-                f"workstreams; the ledger keeps their history and evidence.")
+        body = (f"uet gc removed {plural(len(plan.refs), 'ref')} of "
+                f"{plural(len(plan.workstreams), 'finished workstream')}; the ledger keeps "
+                "their history and evidence.")
         try:
             ledger.collect(plan.refs, body, trailers={"Uet-Gc-Refs": str(len(plan.refs))})
         except RefConflict as exc:
