@@ -281,3 +281,23 @@ def test_status_remote_reads_a_served_repository_with_a_token(served: Served, tm
     r = uet("status", "--remote", served.server.url, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "a  committed" in r.stdout and "e  dropped" in r.stdout
+
+
+def test_gzipped_fetch_request(served: Served, tmp_path: Path):
+    """A fetch request over 1 KB (many "have" lines) comes gzipped: decoded here for git."""
+    c = _worker_clone(served, tmp_path)
+    repo = Repo.open(c)
+    tip = served.base
+    for i in range(60):  # local commits the server lacks: each is a "have" line
+        tip = uet_commit(repo, tip, {"local.txt": f"{i}\n"}, "a", served.run)
+    git(c, "update-ref", "refs/heads/local", tip)
+    new = uet_commit(served_repo(served), served.base, {"new.txt": "n\n"}, "a", served.run)
+    git(served.path, "update-ref", "refs/heads/new", new)
+    r = client("fetch", "-q", served.server.url, "refs/heads/new", token=served.token, cwd=c,
+               extra=("-c", "protocol.version=0"))
+    assert r.returncode == 0, r.stderr
+    assert git(c, "rev-parse", "FETCH_HEAD") == new
+
+
+def served_repo(sv: Served) -> Repo:
+    return Repo.open(sv.path)

@@ -215,7 +215,7 @@ def backend_env(git_dir: Path, config: Sequence[str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "HTTP_"))}
     pairs = [kv.split("=", 1) for kv in (*SAFE_CONFIG, *config)]
     env.update({"GIT_PROJECT_ROOT": str(git_dir), "GIT_HTTP_EXPORT_ALL": "1",
-                "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_COUNT": str(len(pairs))})
+                "GIT_CONFIG_COUNT": str(len(pairs))})
     for i, (key, value) in enumerate(pairs):
         env[f"GIT_CONFIG_KEY_{i}"] = key
         env[f"GIT_CONFIG_VALUE_{i}"] = value
