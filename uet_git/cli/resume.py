@@ -17,7 +17,7 @@ from uet_git.gitrepo import Repo
 
 @click.command()
 @click.argument("run", required=False, shell_complete=complete_run)
-@click.option("--jobs", "-j", type=int, default=None, help="Parallel workers.")
+@click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Parallel workers.")
 @click.option("--land", "land", type=click.Choice(["end", "continuous", "never"]), default=None,
               help="When to land (default: as the run was started).")
 @click.option("--keep-worktrees", is_flag=True, help="Keep the worktrees and logs afterwards.")
