@@ -75,17 +75,63 @@ def add_worktree(repo: Repo, path: Path, commit: str, *, lock_reason: str | None
     if path.exists() and any(path.iterdir()):
         raise GitError(f"{path}: cannot create a worktree in a non-empty directory")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _admin_lock(repo):
-        args = ["worktree", "add", "--detach"]
-        if any(_same(w.path, path) for w in _list_worktrees(repo)):
-            args += ["--force", "--force"]
-        if lock_reason:
-            args += ["--lock", "--reason", lock_reason]
-        if not checkout:
-            args.append("--no-checkout")
-        proc = repo.git(*args, str(path), commit, check=False)
-    if proc.returncode != 0:
-        raise GitError(f"git worktree add {path}: {_git_error(proc.stderr)}")
+    for tries in range(ADD_RETRIES + 1):
+        with _admin_lock(repo):
+            args = ["worktree", "add", "--detach"]
+            if any(_same(w.path, path) for w in _list_worktrees(repo)):
+                args += ["--force", "--force"]
+            if lock_reason:
+                args += ["--lock", "--reason", lock_reason]
+            if not checkout:
+                args.append("--no-checkout")
+            proc = repo.git(*args, str(path), commit, check=False)
+            if proc.returncode == 0 and _registered(repo, path):
+                return
+            # ``git worktree prune`` (which every ``git gc`` runs) removed the admin dir
+            # between git's mkdir and its first file (``locked``, ``gitdir``): git's lock
+            # is not there yet, so prune takes the empty directory for a dead worktree.
+            # git removes its half-made worktree on that failure; what it left is ours.
+            raced = proc.returncode == 0 or _pruned_under_add(proc.stderr)
+            if not raced or tries == ADD_RETRIES:
+                break
+            _remove_half_made(repo, path)
+    if proc.returncode == 0:
+        raise GitError(f"git worktree add {path}: its administrative directory was removed "
+                       "while it was created (a concurrent `git worktree prune`)")
+    raise GitError(f"git worktree add {path}: {_git_error(proc.stderr)}")
+
+
+ADD_RETRIES = 5  # a `git worktree add` a concurrent prune broke is tried again this often
+
+
+def _pruned_under_add(stderr: bytes) -> bool:
+    """Whether ``git worktree add`` failed because its new admin dir vanished under it: git
+    could not write a file into ``<common>/worktrees/<id>/`` (No such file or directory)."""
+    text = stderr.decode(errors="replace")
+    return "worktrees/" in text and "No such file or directory" in text
+
+
+def _registered(repo: Repo, path: Path) -> bool:
+    """Whether ``path`` is a complete linked worktree: an admin dir whose ``gitdir`` names it
+    and that holds its ``HEAD`` (a prune racing the add can leave one without)."""
+    try:
+        return (admin_dir(repo, path) / "HEAD").is_file()
+    except GitError:
+        return False
+
+
+def _remove_half_made(repo: Repo, path: Path) -> None:
+    """What a failed ``git worktree add`` of ``path`` left: an admin dir that names it, and
+    the directory's content (it was empty or absent before: all of it is the add's)."""
+    try:
+        admin: Path | None = admin_dir(repo, path)
+    except GitError:
+        admin = None
+    if admin is not None:
+        shutil.rmtree(admin, ignore_errors=True)
+    if path.is_dir():
+        _make_writable(path)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def admin_dir(repo: Repo, path: Path) -> Path:
@@ -257,6 +303,15 @@ def _same(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
     except OSError:
         return a == b
+
+
+def pin_head(repo: Repo, worktree: Path, commit: str) -> None:
+    """Point the worktree's HEAD (detached) at ``commit`` and nothing else (index and files
+    stay): a worktree's HEAD is a gc root, so a commit no ref names yet survives a
+    ``git gc --prune=now`` that starts from now on (``git worktree prune`` leaves a locked
+    worktree alone)."""
+    admin = repair_gitfile(repo, Path(worktree))
+    repo.git("--git-dir", str(admin), "update-ref", "--no-deref", "HEAD", commit)
 
 
 def reset_index(repo: Repo, worktree: Path, commit: str) -> None:

@@ -12,19 +12,31 @@ patch or candidate commit gone the same way is written again from the commit rea
 the transaction when its tree is still there. What it cannot put back (a pruned patch
 tree, a prune still running after the writer closed) is a one-line error naming the ref,
 and ``uet fsck`` reports it.
+
+Objects made before any ledger transaction names them (a worker's patch commit: its blobs,
+trees and the commit) are protected the same way by ``write_pinned``: a gc root points at them
+the moment they are written (the worker's worktree HEAD, see ``workers/normalise.py``), then
+the ``git gc`` that was running at that moment (its walk may have begun before the root
+existed) is waited out and every object the commit adds to its base is looked for on disk;
+what is gone is written again from the worktree and the check repeats. After that nothing is
+unreferenced: the root holds until the ledger's transaction names the commit.
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from uet_git.errors import UetError
 from uet_git.gitrepo import GitError, RefTransaction, objects
-from uet_git.gitrepo.odb import CommitInfo, Person, has_object, list_tree
+from uet_git.gitrepo.merge import merge_trees
+from uet_git.gitrepo.odb import CommitInfo, Person, get_commit, has_object, list_tree, tree_of
 from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger import layout
 
 RECENT_SECONDS = 2.0  # a commit younger than this is not settled (for a bare `git prune`)
@@ -32,6 +44,8 @@ RECHECK_SECONDS = 0.25  # an unsettled commit other than the newest is looked at
 RECENT_MAX = 512  # unsettled commits kept at most (a gc.pid that never goes)
 GC_PID_STALE = 3600.0  # seconds: a gc.pid this old is a dead gc's (git itself says 12 h)
 PRUNED_RETRIES = 5  # a transaction refused for a just-pruned object is tried this often again
+GC_WAIT_SECONDS = 120.0  # a pinned write waits this long at most for a running gc to end
+GC_POLL_SECONDS = 0.01
 
 
 def pruned_object(exc: BaseException) -> bool:
@@ -46,6 +60,135 @@ def _gc_running(repo: Repo) -> bool:
         return time.time() - (repo.common_dir / "gc.pid").stat().st_mtime < GC_PID_STALE
     except OSError:
         return False
+
+
+def gc_identity(repo: Repo) -> tuple[bytes, int, int] | None:
+    """Which ``git gc`` holds ``gc.pid`` now (its content, inode and mtime), or None when none
+    runs: a new gc writes a new file, so a changed identity means the old one ended."""
+    path = repo.common_dir / "gc.pid"
+    try:
+        st = path.stat()
+        if time.time() - st.st_mtime >= GC_PID_STALE:
+            return None
+        return path.read_bytes(), st.st_ino, st.st_mtime_ns
+    except OSError:
+        return None
+
+
+def pruning_gc(repo: Repo) -> tuple[bytes, int, int] | None:
+    """The running ``git gc`` (``gc_identity``) when it may delete objects written moments
+    ago: its command line asks for a prune (``--prune=now``, ``-c gc.pruneExpire=...``), or
+    it cannot be read (another host's gc, no ``/proc``). None for a gc with git's default
+    expiry (two weeks: nothing of a live run is that old) and when no gc runs."""
+    running = gc_identity(repo)
+    if running is None:
+        return None
+    fields = running[0].split()
+    try:
+        pid = int(fields[0])
+        if len(fields) > 1 and fields[1].decode(errors="replace") != socket.gethostname():
+            return running
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (ValueError, IndexError, OSError):
+        return running
+    for arg in args:
+        low = arg.lower()
+        if (low.startswith(b"--prune") and low != b"--prune=2.weeks.ago") \
+                or b"gc.pruneexpire" in low:
+            return running
+    return None
+
+
+def wait_for_gc(repo: Repo, running: tuple[bytes, int, int] | None,
+                timeout: float = GC_WAIT_SECONDS) -> None:
+    """Return once the ``git gc`` identified by ``running`` (``gc_identity``) has ended (or
+    after ``timeout``: the caller's check on disk decides then). A gc started later walks
+    the refs as they are then, so it is not waited for."""
+    deadline = time.monotonic() + timeout
+    while running is not None and gc_identity(repo) == running \
+            and time.monotonic() < deadline:
+        time.sleep(GC_POLL_SECONDS)
+
+
+def missing_new_objects(repo: Repo, commit: str, base: str | None, *,
+                        fresh: Repo | None = None) -> list[str]:
+    """The objects ``commit`` (a commit or a tree) adds to ``base`` (its tree, the subtrees
+    and blobs that differ from ``base``'s) that are not on disk, read through a fresh handle
+    (``fresh``, else a new one); ``[commit]`` when ``commit`` itself is gone. Cost in
+    proportion to the change, not to the tree."""
+    fresh = fresh or fresh_handle(repo)
+    if not has_object(fresh, commit):
+        return [commit]
+    try:
+        new_tree = tree_of(fresh, commit)
+        old_tree = tree_of(fresh, base) if base else None
+    except GitError:
+        return [commit]
+    gone: list[str] = []
+    stack: list[tuple[str, str | None]] = [(new_tree, old_tree)]
+    while stack:
+        tree, old = stack.pop()
+        if tree == old:
+            continue
+        if not has_object(fresh, tree):
+            gone.append(tree)
+            continue
+        try:
+            entries = list_tree(fresh, tree)
+            before = {e.name: e for e in list_tree(fresh, old)} if old else {}
+        except GitError:
+            gone.append(tree)
+            continue
+        for e in entries:
+            prev = before.get(e.name)
+            if prev is not None and prev.oid == e.oid:
+                continue
+            if e.kind == "tree":
+                stack.append((e.oid, prev.oid if prev is not None and prev.kind == "tree"
+                              else None))
+            elif e.kind == "blob" and not has_object(fresh, e.oid):
+                gone.append(e.oid)
+    return gone
+
+
+def rebuild_tree(repo: Repo, info: CommitInfo, patch: str) -> bool:
+    """Write again the tree of ``info``, a candidate made as ``patch`` rebased onto
+    ``info``'s parent (``gitrepo.merge.rebase``: the same 3-way merge gives the same tree),
+    when a concurrent prune took some of it; whether it came out as recorded. Its inputs
+    (the patch, its base, the tip it was built on) are named by refs, so they are there."""
+    try:
+        base = get_commit(repo, patch).parent
+        if info.parent is None or base is None:
+            return False
+        merged = merge_trees(repo, base, info.parent, patch)
+    except GitError:
+        return False
+    return merged.tree == info.tree
+
+
+def write_pinned(repo: Repo, write: Callable[[], str], pin: Callable[[str], None], *,
+                 base: str | None, what: str) -> str:
+    """``write()`` a commit (on ``base``) that no ref names yet, and keep it: ``pin`` makes
+    a gc root point at it at once; then the ``git gc`` running at that moment is waited out
+    (one that began its walk before the root existed may still delete what the root names)
+    and every object the commit adds to ``base`` is looked for on disk. Whatever is gone is
+    written again (``write()`` again: it writes the same objects from the same source) and
+    checked again. Returns the commit, complete on disk and pinned; a one-line error when a
+    concurrent prune takes it every time."""
+    gone: list[str] = []
+    for _ in range(PRUNED_RETRIES + 1):
+        try:
+            commit = write()
+            pin(commit)  # git refuses a root to an object pruned since: write it again
+        except GitError:  # what it builds on was pruned under it: write it all again
+            continue
+        wait_for_gc(repo, pruning_gc(repo))
+        gone = missing_new_objects(repo, commit, base)
+        if not gone:
+            return commit
+    raise UetError(f"{what}: a concurrent `git gc --prune=now` removed its objects "
+                   f"{PRUNED_RETRIES + 1} times in a row ({gone[0][:12] if gone else 'write'}); "
+                   "run it again when the gc is over", exit_code=1)
 
 
 def fresh_handle(repo: Repo) -> Repo:
@@ -111,7 +254,9 @@ class Written:
                 oid = entries.get(name)
                 if oid is None or not has_object(fresh, oid):
                     gone.append(oid or f"{self.tree}:{path}")
-        gone.extend(oid for oid in self.named if not has_object(fresh, oid))
+        for oid, info in self.named.items():
+            # The commit and what it adds to its parent (a candidate's merged trees).
+            gone.extend(missing_new_objects(repo, oid, info.parent, fresh=fresh))
         return gone
 
 
@@ -124,19 +269,37 @@ class Keepalive:
         self._pending: deque[Written] = deque()
 
     def add(self, written: Written) -> None:
-        """``written`` is now named by the ledger ref: look after it."""
+        """``written`` is now named by the ledger ref: look after it. A pruning ``git gc``
+        running now may have walked the refs before they moved, and delete what they name
+        until it ends: it is waited out first, so what this returns is on disk and named
+        (readers right after the transaction find it)."""
         self._pending.append(written)
+        wait_for_gc(self._repo, pruning_gc(self._repo))
         self.ensure()
 
     def rewrite(self, written: Written) -> None:
         """Write ``written`` again, and the patch/candidate commits it names that are gone
         while their trees are not."""
         written.write(self._repo)
+        patch = parse_trailers(written.message).get("Uet-Patch")
+        for info in written.named.values():
+            self._rewrite_named(info, patch)
+
+    def _rewrite_named(self, info: CommitInfo, patch: str | None) -> None:
+        """Write again a patch/candidate commit a prune took: from the commit read before
+        the transaction when its tree is complete, else after rebuilding a candidate's tree
+        from its patch (``rebuild_tree``); left as it is when neither can be done."""
         fresh = fresh_handle(self._repo)
-        for oid, info in written.named.items():
-            if not has_object(fresh, oid) and has_object(fresh, info.tree):
-                objects.make_commit(self._repo, info.tree, list(info.parents), info.message,
-                                    author=info.author, committer=info.committer)
+        try:
+            parent_tree = tree_of(fresh, info.parent) if info.parent else None
+        except GitError:
+            return
+        rebuilt = patch is not None and patch != info.oid and rebuild_tree(fresh, info, patch)
+        if not rebuilt and missing_new_objects(self._repo, info.tree, parent_tree, fresh=fresh):
+            return
+        if not has_object(fresh_handle(self._repo), info.oid):
+            objects.make_commit(self._repo, info.tree, list(info.parents), info.message,
+                                author=info.author, committer=info.committer)
 
     def ensure(self, *, force: bool = False) -> None:
         """Write again whatever a concurrent prune removed of the ledger commits not yet

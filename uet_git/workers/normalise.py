@@ -12,8 +12,10 @@
   ``tool-failed``). Mailbox messages go into the body; the first mail's author is kept.
 
 No change at all (tree == the base's tree) is ``patch=None``; the engine decides (``empty``
-unless ``allow_empty``). The commit is written to the object database but not referenced:
-the engine must put it under a ref (the ledger) before the worktree is reset or removed.
+unless ``allow_empty``). The commit is written to the object database and pinned by the
+worktree's HEAD (a gc root: ``git gc --prune=now`` running meanwhile cannot take it, see
+``ledger/keepalive.write_pinned``); the engine must put it under a ref (the ledger) before the
+worktree is reset or removed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from uet_git.gitrepo.objects import make_commit
 from uet_git.gitrepo.odb import CommitInfo, Person, get_commit, walk_commits
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.snapshot import apply_patch_ex, snapshot_tree
-from uet_git.gitrepo.worktrees import reset_worktree, worktree_head
+from uet_git.gitrepo.worktrees import pin_head, reset_worktree, worktree_head
+from uet_git.ledger.keepalive import write_pinned
 from uet_git.spec.models import Workstream
 
 __all__ = ["Change", "Normalised", "changed_paths", "normalise"]
@@ -99,7 +102,18 @@ def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str
         return Normalised(None, [], tool_commits, None, notes)
     message = _message(ws, run=run, attempt=attempt, tool=tool, bodies=bodies, notes=notes,
                        total=len(tool_commits))
-    patch = make_commit(repo, tree, [base], message, author=author)
+    first = [tree]
+
+    def write() -> str:
+        # The first time from the snapshot just taken; again (a concurrent prune removed
+        # some of it) from the worktree, which still holds the same files.
+        return make_commit(repo, first.pop() if first else snapshot_tree(repo, worktree),
+                           [base], message, author=author)
+
+    # No ref names the commit until the engine records it `created`: the worktree's HEAD
+    # keeps it (and its new blobs and trees) alive against `git gc --prune=now` till then.
+    patch = write_pinned(repo, write, lambda oid: pin_head(repo, worktree, oid), base=base,
+                         what=f"{ws.id}: the patch of attempt {attempt}")
     return Normalised(patch, changed_paths(repo, base, patch), tool_commits, None, notes)
 
 
