@@ -61,3 +61,12 @@ def test_a_run_with_only_lists_only_what_it_selected(tmp_path: Path) -> None:
     data = json.loads(run_ok(repo, "status", "--json").stdout)
     assert [w["ws"] for w in data["workstreams"]] == ["a"]
     assert data["counts"]["pending"] == 0
+
+
+def test_drop_dry_run_of_the_last_commit_says_where_the_integration_goes(tmp_path: Path) -> None:
+    repo = chain(tmp_path)
+    run_ok(repo, "run", "--land", "never", "--only", "b", "-q")  # a then b
+    out = run_ok(repo, "drop", "b", "--dry-run").stdout
+    assert "would re-make nothing" not in out
+    assert "(its change is the last on it)" in out, out
+    assert "would move refs/uet/committed/" in out and "nothing written" in out

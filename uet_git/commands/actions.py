@@ -247,10 +247,13 @@ def _drop_committed(repo: Repo, ledger: Ledger, ws: str, deps: Mapping[str, list
     old = ledger.integration_tip()
     iref = integration_ref(run)
     if dry_run:
+        # With nothing after it on the chain, the integration ref simply goes back to its parent.
+        moves = [f"would re-make {', '.join(rest)} onto {onto[:12]} without {ws}, "
+                 "re-verifying each",
+                 f"would move {iref}: {old[:12]} -> the re-made chain"] if rest else \
+            [f"would move {iref}: {old[:12]} -> {onto[:12]} (its change is the last on it)"]
         return (f"dry run of `uet drop {ws} {run}`: nothing written", [
-            f"would re-make {', '.join(rest) or 'nothing'} onto {onto[:12]} without {ws}, "
-            "re-verifying each",
-            f"would move {iref}: {old[:12]} -> the re-made chain",
+            *moves,
             f"would move refs/uet/committed/{run}/{ws} -> refs/uet/rolled-back/{run}/{ws}"])
     chain = remake(repo, ledger, onto, rest, options, observer)
     summary = (f"{ws} dropped before landing by `uet drop`: re-integrated "
