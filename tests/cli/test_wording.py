@@ -70,3 +70,10 @@ def test_drop_dry_run_of_the_last_commit_says_where_the_integration_goes(tmp_pat
     assert "would re-make nothing" not in out
     assert "(its change is the last on it)" in out, out
     assert "would move refs/uet/committed/" in out and "nothing written" in out
+
+
+def test_retry_says_the_summary_once(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", workstreams={"bad": {"command": "exit 3"}})
+    run_ok(repo, "run", "--land", "never", "-q", code=1)
+    out = run_ok(repo, "retry", "bad", code=1).stdout
+    assert out.count("not landed (--land never)") == 1, out

@@ -40,6 +40,5 @@ def cmd(ws: str, run_arg: str | None, run_opt: str | None, reapply: bool, frozen
     options = RunOptions(jobs=jobs)
     result = retry_ws(repo, run_id, ws, reapply=reapply, options=options,
                       observer=Reporter(options.output), frozen=frozen)
-    if result.message:
-        click.echo(result.message)
+    # The run's summary (the reporter's last lines) already said result.message.
     sys.exit(result.exit_code)
