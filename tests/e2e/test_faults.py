@@ -289,15 +289,6 @@ ROLLBACK_POINTS = ([("UET_TEST_CRASH_AT", p)
 FULL = os.environ.get("UET_FAULTS_FULL", "") not in ("", "0")
 
 
-# A rollback killed while it records the workstreams rolled-back (the target is back already):
-# `uet resume` does not finish it.
-RESUME_AFTER_ROLLBACK = pytest.mark.xfail(strict=True, reason=(
-    "commands/resume.py: after a rollback killed inside its rolled-back records (the target "
-    "already moved back, the journal closed), resume leaves the workstreams committed or half "
-    "rolled-back (uet fsck: 'b is committed but its dependency a is not'); only `uet rollback` "
-    "finishes it"))
-
-
 def matrix(points: list[tuple[str, str]], recoveries: tuple[str, ...]
            ) -> list[tuple[str, str, str]]:
     if FULL:
@@ -337,14 +328,15 @@ def landed(unlanded: Template, tmp_path: Path) -> Path:
 
 
 def rollback_matrix() -> list[object]:
-    """Every point with `uet rollback` as the recovery, and with `uet resume` for the
-    journal's points (all of them with UET_FAULTS_FULL=1); the ledger's with resume fail."""
+    """Every point with `uet rollback` and with `uet resume` as the recovery (the ledger's
+    `after-prepare` with resume only with UET_FAULTS_FULL=1), and a rollback killed between
+    its rolled-back records (`after-commit`: the target is back, the journal closed) also
+    with `uet land`, which finishes it too (then refuses to land a rolled-back run)."""
     out: list[object] = [(v, p, "rollback") for v, p in ROLLBACK_POINTS]
     for v, p in ROLLBACK_POINTS:
-        if v == "UET_LEDGER_CRASH" and (FULL or p != "after-prepare"):
-            out.append(pytest.param(v, p, "resume", marks=RESUME_AFTER_ROLLBACK))
-        elif v != "UET_LEDGER_CRASH":
+        if v != "UET_LEDGER_CRASH" or FULL or p != "after-prepare":
             out.append((v, p, "resume"))
+    out.append(("UET_LEDGER_CRASH", "after-commit", "land"))
     return out
 
 

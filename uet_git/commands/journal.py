@@ -328,9 +328,60 @@ def recover(repo: Repo, ledger: Ledger) -> Recovered | None:
         return None
     intent = open_intent(repo, ledger.run)
     if intent is None:
+        done = finish_rollback(repo, ledger)
         _settled.add(ledger)
-        return None
+        return done
     return recover_intent(repo, ledger, intent)
+
+
+def unfinished_rollback(repo: Repo, run: str) -> tuple[Intent, list[str]] | None:
+    """A rollback killed while it recorded the workstreams rolled-back (after its
+    ``run: rollback`` event, which closes the journal: the target is back already): that
+    event as an ``Intent`` (its ``Uet-Intent``, else itself) and the workstreams still
+    ``committed`` by a transition older than it, in order. None when there is none (or a
+    landing came after the rollback)."""
+    events = query.read_ledger(repo, run).events
+    last: int | None = None
+    for i, e in enumerate(events):
+        if e.ws is None and e.subject == ROLLBACK_EVENT:
+            last = i
+        elif e.ws is None and e.subject == LAND_EVENT:
+            last = None
+    if last is None:
+        return None
+    state: dict[str, tuple[int, str | None]] = {}
+    for i, e in enumerate(events):
+        if e.is_transition and e.ws is not None:
+            state[e.ws] = (i, e.to)
+    left = sorted(ws for ws, (i, to) in state.items() if to == "committed" and i < last)
+    if not left:
+        return None
+    e = events[last]
+    t = e.trailers
+    intent = Intent(t.get("Uet-Intent") or e.oid, "rollback", t.get("Uet-Branch", ""),
+                    t.get("Uet-Previous", ""), t.get("Uet-Restored", ""), dict(t))
+    return intent, left
+
+
+def finish_rollback(repo: Repo, ledger: Ledger) -> Recovered | None:
+    """Record rolled-back the workstreams an interrupted rollback did not get to
+    (``unfinished_rollback``): its target move and ``run: rollback`` event are recorded
+    already, so nothing else moves. None when there is nothing to finish."""
+    found = unfinished_rollback(repo, ledger.run)
+    if found is None:
+        return None
+    intent, left = found
+    body = (f"finished an interrupted rollback ({intent.branch} {short(intent.previous)} -> "
+            f"{short(intent.new)}): {len(left)} workstream{'s' * (len(left) != 1)} "
+            f"rolled-back ({', '.join(left)})")
+    records = ledger.states()
+    for ws in left:
+        rec = records[ws]
+        if rec.state != "committed":
+            continue  # recorded meanwhile (another process holds no lock: we do)
+        ledger.record(ws, "rolled-back", attempt=rec.attempt or 1, patch=rec.patch,
+                      candidate=rec.candidate, summary=f"run {ledger.run} rolled back: {body}")
+    return Recovered(intent, True, body)
 
 
 def recover_landing(repo: Repo, ledger: Ledger) -> str | None:
