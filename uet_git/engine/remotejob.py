@@ -20,7 +20,8 @@ pushed and then died, or a resumed coordinator asked again) the job takes THAT p
 checks it (validation, acceptance): an attempt has one patch, whoever made it.
 
 Cancel and timeout of the coordinator reach the tool through a ``distributed.Event`` named in
-the spec, which the job polls (Dask's own cancel does not stop a running task): it sets the
+the spec (Dask's own cancel does not stop a running task): the attempt runs in a thread of its
+own while the task's thread, the only one Dask lets wait on the event, polls it and sets the
 cancel event ``run_process`` watches. Every tool carries ``UET_DASK_OWNER=PID:START`` (its
 worker process); the plugin (``sweep_plugin``) kills, when a worker (re)starts, every tool
 whose owner is gone.
@@ -34,7 +35,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,17 +243,44 @@ def _where() -> tuple[str, str]:
         return host, f"pid-{os.getpid()}"
 
 
-def _watch_cancel(name: str, cancel: threading.Event, done: threading.Event) -> None:
-    """Poll the coordinator's event; set ``cancel`` (which ``run_process`` watches) on it."""
+def _cancel_event(name: str) -> Any:
+    """The coordinator's ``distributed.Event``, or None outside a Dask worker. Dask binds it
+    to the task's thread: only that thread may wait on it."""
+    if not name:
+        return None
     try:
         from distributed import Event  # why lazy: optional extra, only inside a Dask worker
-        event = Event(name)
-        while not done.is_set():
+        return Event(name)
+    except (ImportError, ValueError):
+        return None
+
+
+def _in_thread(work: Callable[[], WorkerOutcome], event: Any, cancel: threading.Event
+               ) -> WorkerOutcome:
+    """Run ``work`` in a thread of its own while this (the task's) thread polls ``event``,
+    setting ``cancel`` (which ``run_process`` watches) when the coordinator sets it."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["out"] = work()
+        except BaseException as exc:  # re-raised in the task's thread, for Dask to report
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="uet-job", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        if event is None or cancel.is_set():
+            thread.join()
+            break
+        try:
             if event.wait(CANCEL_POLL):
                 cancel.set()
-                return
-    except Exception:  # the scheduler went away: the tool's own timeout still holds
-        return
+        except Exception:  # the scheduler went away: the tool's own timeout still holds
+            event = None
+    if "error" in box:
+        raise box["error"]
+    return box["out"]
 
 
 def run_job(spec: JobSpec) -> JobResult:
@@ -276,24 +304,24 @@ def run_job(spec: JobSpec) -> JobResult:
     logs = root / "logs" / f"{spec.run}-{ws.id}-{spec.attempt}-{os.getpid()}"
     ctx = JobContext(mirror, config, _pool_for(mirror, root / "worktrees" / key, config), spec,
                      ws, logs)
-    done = threading.Event()
-    if spec.cancel_event:
-        threading.Thread(target=_watch_cancel, args=(spec.cancel_event, ctx.cancel, done),
-                         daemon=True, name="uet-cancel-watch").start()
+    event = _cancel_event(spec.cancel_event)
     reused = spec.reuse
-    try:
+
+    def attempt() -> WorkerOutcome:
+        nonlocal reused
         if reused is not None:
-            out = _check_inbox_patch(ctx, ws, reused, lock)
-        else:
-            try:
-                out = run_attempt(ctx, ws.id, worker=0, base=spec.base, attempt=spec.attempt,
-                                  on_error=None)
-            except InboxTaken as taken:
-                reused = taken.oid
-                ctx.records.clear()
-                out = _check_inbox_patch(ctx, ws, reused, lock)
+            return _check_inbox_patch(ctx, ws, reused, lock)
+        try:
+            return run_attempt(ctx, ws.id, worker=0, base=spec.base, attempt=spec.attempt,
+                               on_error=None)
+        except InboxTaken as taken:
+            reused = taken.oid
+            ctx.records.clear()
+            return _check_inbox_patch(ctx, ws, reused, lock)
+
+    try:
+        out = _in_thread(attempt, event, ctx.cancel)
     finally:
-        done.set()
         shutil.rmtree(logs, ignore_errors=True)
     return JobResult(ctx.records, out.state, out.reason, out.tool_failed, out.duration,
                      ctx.breaker.seen, reused or ctx.pushed, host, worker, reused is not None,

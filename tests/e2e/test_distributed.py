@@ -1,0 +1,281 @@
+"""The Dask executor end to end: ``uet run --executor dask://...`` on a real
+``LocalCluster(processes=True)`` bound to 127.0.0.1 (one per module: starting one costs
+seconds), workers reaching the repository through a bare remote over ``file://`` or through
+``uet serve``. A distributed run lands what a local run lands; a worker SIGKILLed mid-tool and
+a coordinator SIGKILLed mid-run are recovered from; both sides pass ``git fsck --strict`` and
+``uet fsck``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess as sp
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import GIT_ENV, git
+from tests.e2e.helpers import (
+    NO_SANDBOX,
+    fsck_clean,
+    landed_workstreams,
+    last_run,
+    run,
+    run_ok,
+    setup_repo,
+    states,
+)
+from uet_git.engine.remotejob import OWNER_VAR, owner_marker, stale_tools, sweep_stale_tools
+
+distributed = pytest.importorskip(
+    "distributed", reason="the distributed executor's tests need uet-git[distributed]")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    cache = tmp_path_factory.mktemp("worker-cache")
+    # The worker processes take the environment they are started with: the git identity the
+    # tests use and a cache of their own (the mirror and worktrees of each worker machine).
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in GIT_ENV.items():
+            mp.setenv(k, v)
+        mp.setenv("UET_WORKER_CACHE", str(cache))
+        c = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
+                                     host="127.0.0.1", dashboard_address=":0",
+                                     silence_logs=50)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _address(cluster: Any) -> str:
+    return "dask://" + cluster.scheduler_address.removeprefix("tcp://")
+
+
+CONFIG = '[run]\npredicted_conflicts = "ignore"\n'
+WORKSTREAMS: dict[str, dict[str, Any]] = {
+    "a": {"command": "echo A > a.txt", "scope": {"allow": ["a.txt"]}},
+    "b": {"depends_on": ["a"], "command": "cat a.txt > b.txt; echo B >> b.txt",
+          "acceptance": ["grep -q A b.txt"]},
+    "q": {"command": "echo Q > q.txt", "acceptance": ["false"]},  # quarantined
+    "c1": {"command": "echo one > shared.txt"},
+    "c2": {"command": "echo two > shared.txt"},  # conflicts with c1's, integrated after it
+}
+
+
+def _bare_remote(repo: Path, where: Path) -> str:
+    git(repo.parent, "clone", "-q", "--bare", str(repo), str(where))
+    return where.as_uri()
+
+
+def _fsck_remote(remote: Path) -> None:
+    proc = sp.run(["git", "fsck", "--strict", "--no-progress"], cwd=remote, capture_output=True,
+                  text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    u = run(remote, "fsck")
+    assert u.returncode == 0, f"uet fsck on the remote: {u.stdout}{u.stderr}"
+
+
+def test_a_distributed_run_lands_what_a_local_run_lands(cluster: Any, tmp_path: Path) -> None:
+    origin = setup_repo(tmp_path / "origin", workstreams=WORKSTREAMS, config=CONFIG)
+    local = tmp_path / "local"
+    dist = tmp_path / "dist"
+    for clone in (local, dist):
+        git(tmp_path, "clone", "-q", str(origin), str(clone))
+    remote_dir = tmp_path / "remote.git"
+    url = _bare_remote(dist, remote_dir)
+
+    run_ok(local, "run", "--deterministic", "-j", "2", code=1)
+    out = run_ok(dist, "run", "--deterministic", "-j", "2", "--executor", _address(cluster),
+                 "--remote", url, code=1)
+    assert "executor: Dask scheduler" in out.stdout
+
+    assert git(dist, "rev-parse", "main^{tree}") == git(local, "rev-parse", "main^{tree}")
+    want = {"a": "committed", "b": "committed", "c1": "committed", "q": "quarantined",
+            "c2": "quarantined"}
+    assert states(local) == want
+    assert states(dist) == want
+    run_id = last_run(dist)
+    reasons = {ws: git(dist, "log", "-1", "--format=%(trailers:key=Uet-Reason,valueonly)",
+                       "--grep", f"^{ws}: .* -> quarantined", f"refs/uet/ledger/{run_id}")
+               for ws in ("q", "c2")}
+    assert reasons == {"q": "verify-failed", "c2": "conflict"}
+    # The ledger says where each attempt ran: every worker transition names host and worker.
+    created = git(dist, "log", "--format=%(trailers:key=Uet-Worker,valueonly,separator=)",
+                  "--grep", "-> created", f"refs/uet/ledger/{run_id}").split()
+    assert len(created) == 5 and all(w.startswith("tcp://127.0.0.1:") for w in created)
+    # The inbox refs of recorded attempts are pruned on both sides.
+    assert git(dist, "for-each-ref", "refs/uet/inbox/") == ""
+    assert git(remote_dir, "for-each-ref", "refs/uet/inbox/", "refs/uet-base/") == ""
+
+    run_ok(dist, "push", url, run_id)
+    fsck_clean(dist)
+    _fsck_remote(remote_dir)
+
+
+def test_over_uet_serve(cluster: Any, tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "repo", workstreams={k: WORKSTREAMS[k] for k in ("a", "b")})
+    run_ok(repo, "run", "--executor", _address(cluster), "--serve", "127.0.0.1:0")
+    assert landed_workstreams(repo) == ["a", "b"]
+    assert git(repo, "for-each-ref", "refs/uet/inbox/") == ""
+    fsck_clean(repo)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _wait_for(check: Any, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_tool(cluster: Any, tmp_path: Path) -> None:
+    """The job runs again on a live worker; the dead worker's tool is killed when its
+    replacement starts (the sweep plugin), not left sleeping."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    slow = (f"if [ -e {shared}/first ]; then :; else touch {shared}/first; "
+            # out of the worktree: only the sweep can find it, not the pool's quiesce
+            f"echo $$ > {shared}/pid; cd / && sleep 60; fi; echo S > s.txt")
+    repo = setup_repo(tmp_path / "repo", workstreams={"s": {"command": slow}},
+                      config=NO_SANDBOX)
+    seen: dict[str, Any] = {}
+
+    def kill_the_worker() -> None:
+        try:
+            pid_file = shared / "pid"
+            _wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), 20,
+                      "the tool")
+            tool = int(pid_file.read_text())
+            os.kill(_ppid(tool), signal.SIGKILL)  # the Dask worker process that started it
+            _wait_for(lambda: not _alive(tool), 20, "the dead worker's tool to be swept")
+            seen["swept"] = tool
+        except BaseException as exc:
+            seen["error"] = exc
+
+    killer = threading.Thread(target=kill_the_worker, name="test-killer")
+    killer.start()
+    try:
+        proc = run(repo, "run", "--executor", _address(cluster))
+    finally:
+        killer.join(60)
+    assert "error" not in seen, seen
+    assert "swept" in seen
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert states(repo) == {"s": "committed"}
+    assert landed_workstreams(repo) == ["s"]
+    fsck_clean(repo)
+
+
+def test_the_coordinator_killed_then_resume(cluster: Any, tmp_path: Path) -> None:
+    """The killed coordinator's job still pushes its inbox ref; the resume records that patch
+    (the tool does not run again) and lands each workstream once."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    count = shared / "count"
+    tool = f"echo run >> {count}; touch {shared}/started; sleep 1; echo A > a.txt"
+    repo = setup_repo(tmp_path / "repo", config=NO_SANDBOX, workstreams={
+        "a": {"command": tool},
+        "b": {"depends_on": ["a"], "command": "cat a.txt > b.txt"},
+    })
+    remote_dir = tmp_path / "remote.git"
+    url = _bare_remote(repo, remote_dir)
+    coordinator = sp.Popen([sys.executable, "-m", "uet_git", "run", "--executor",
+                            _address(cluster), "--remote", url], cwd=repo,
+                           stdout=sp.DEVNULL, stderr=sp.DEVNULL, start_new_session=True)
+    try:
+        _wait_for(lambda: (shared / "started").exists(), 20, "the tool to start")
+        os.killpg(coordinator.pid, signal.SIGKILL)
+    finally:
+        coordinator.wait(10)
+    run_id = last_run(repo)
+    inbox = f"refs/uet/inbox/{run_id}/a/1"
+    _wait_for(lambda: git(remote_dir, "for-each-ref", inbox) != "", 20,
+              "the orphaned job's inbox ref")
+
+    proc = run_ok(repo, "resume", run_id)
+    assert states(repo) == {"a": "committed", "b": "committed"}
+    assert count.read_text().splitlines() == ["run"], "the tool ran again"
+    assert landed_workstreams(repo) == ["a", "b"]
+    assert "an earlier run of this job pushed it" in git(
+        repo, "log", "--format=%B", "--grep", "a: none -> created", f"refs/uet/ledger/{run_id}")
+    assert git(remote_dir, "for-each-ref", "refs/uet/inbox/") == "", proc.stdout
+    run_ok(repo, "push", url, run_id)
+    fsck_clean(repo)
+    _fsck_remote(remote_dir)
+
+
+def test_ctrl_c_reaches_the_tool_on_the_worker(cluster: Any, tmp_path: Path) -> None:
+    """Dask's cancel does not stop a running task: the coordinator's cancel travels through a
+    distributed.Event the job polls, and the tool's process group is ended there."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    repo = setup_repo(tmp_path / "repo", config=NO_SANDBOX, workstreams={
+        "s": {"command": f"echo $$ > {shared}/pid; cd / && sleep 60"}})
+    coordinator = sp.Popen([sys.executable, "-m", "uet_git", "run", "--executor",
+                            _address(cluster)], cwd=repo, stdout=sp.PIPE, stderr=sp.STDOUT,
+                           start_new_session=True, text=True)
+    try:
+        pid_file = shared / "pid"
+        _wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), 20, "the tool")
+        tool = int(pid_file.read_text())
+        os.kill(coordinator.pid, signal.SIGINT)
+        out, _ = coordinator.communicate(timeout=20)
+    finally:
+        if coordinator.poll() is None:
+            os.killpg(coordinator.pid, signal.SIGKILL)
+    assert coordinator.returncode == 130, out
+    _wait_for(lambda: not _alive(tool), 10, "the tool to stop")
+    assert states(repo) == {}  # nothing recorded for the cancelled attempt: resume runs it
+
+
+def test_the_sweep_kills_only_tools_whose_worker_is_gone(tmp_path: Path) -> None:
+    env = {**os.environ}
+    orphan = sp.Popen(["sleep", "30"], env={**env, OWNER_VAR: "999999999:1"})
+    mine = sp.Popen(["sleep", "30"], env={**env, OWNER_VAR: owner_marker()})
+    try:
+        _wait_for(lambda: _alive(orphan.pid) and _alive(mine.pid), 5, "the processes")
+        assert orphan.pid in stale_tools() and mine.pid not in stale_tools()
+        assert sweep_stale_tools(grace=0.5) == [orphan.pid]
+        assert orphan.wait(5) is not None and mine.poll() is None
+    finally:
+        for p in (orphan, mine):
+            p.kill()
+            p.wait()
+
+
+def test_plain_tcp_off_loopback_is_refused_in_one_line(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "repo", workstreams={"a": WORKSTREAMS["a"]})
+    proc = run(repo, "run", "--executor", "dask://192.0.2.7:8786", "--remote", "file:///x")
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "plain TCP off loopback" in err, err
+    proc = run(repo, "run", "--executor", "tls://192.0.2.7:8786", "--remote", "file:///x")
+    assert proc.returncode != 0 and "tls_ca, tls_cert and tls_key" in proc.stderr
+    assert not git(repo, "for-each-ref", "refs/uet/ledger/")  # refused before recording
+
+
+def test_local_runs_and_help_never_import_distributed(tmp_path: Path) -> None:
+    code = ("import sys; import uet_git.cli, uet_git.commands.run, uet_git.engine.executor; "
+            "from uet_git.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'distributed' not in sys.modules and 'dask' not in sys.modules")
+    proc = sp.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
