@@ -40,9 +40,10 @@ Concurrent git housekeeping (a user's ``git gc``/``pack-refs`` in the same repos
 Cost per transition does not grow with the number of refs or runs: no ref is listed, the
 transaction touches at most five loose refs, and the long-lived ``update-ref`` process
 (``RefUpdater``) saves a fork+exec each time. Only the trees on the evidence path are
-rewritten (``objects.build_tree``). What does grow is the ``evidence/`` tree of one run, one
-entry per workstream: rewriting it costs ~1 us per workstream of the run (measured: +10 ms per
-transition in a single run of 10,000 workstreams, nothing noticeable at a few hundred).
+rewritten (``objects.build_tree``). A flat ``evidence/`` tree (one entry per workstream) would
+grow with the run and be written again by every transition; runs of more than
+``evidence.FANOUT_ABOVE`` workstreams fan it out (``evidence/_XY/WS/N``), so the trees a
+transition writes stay a few KB at any size (see ``evidence.py``).
 
 Durability (measured on this machine's ext4, 2 cores, medians): ref updates are fsynced
 (``core.fsync=committed,reference``): +0.5 ms per transaction when idle, up to ~2.5 ms under
@@ -90,7 +91,14 @@ from uet_git.gitrepo.refs import RefConflict, RefTransaction, RefUpdater
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.trailers import format_message, one_line
 from uet_git.ledger import layout
-from uet_git.ledger.evidence import MAX_EVIDENCE, evidence_files, truncate
+from uet_git.ledger.evidence import (
+    FANOUT_ABOVE,
+    MAX_EVIDENCE,
+    evidence_files,
+    evidence_prefix,
+    fanned_out,
+    truncate,
+)
 from uet_git.ledger.expected import GC_EVENT, disagreements, recorded_integration
 from uet_git.ledger.keepalive import (
     PRUNED_RETRIES,
@@ -174,6 +182,7 @@ class Ledger:
         self._states: dict[str, WsRecord] = {}
         self._patches: dict[tuple[str, int], str] = {}
         self._keep = Keepalive(repo, run)
+        self._fanout = False  # evidence/_XY/WS/N (a big run) instead of evidence/WS/N
 
     # ------------------------------------------------------------------ opening
 
@@ -248,6 +257,7 @@ class Ledger:
                 raise _RunExists(f"run {run} already exists ({exc})") from None
             self.base, self.target, self.plan = base_oid, target, dict(plan)
             self._tip, self._tree, self._integration = commit, written.tree, base_oid
+            self._fanout = n > FANOUT_ABOVE
         except BaseException:
             self.close()
             raise
@@ -308,6 +318,9 @@ class Ledger:
             self.plan = json.loads(raw) if raw else {}
         except ValueError:
             self.plan = {}
+        layout_now = fanned_out(self.repo, self._tree)  # what the run's evidence already uses
+        self._fanout = layout_now if layout_now is not None else \
+            len(plan_deps(self.plan)) > FANOUT_ABOVE
         self._load_states(log, refs)
 
     def _load_states(self, log: LedgerLog, refs: Mapping[str, str]) -> None:
@@ -441,7 +454,7 @@ class Ledger:
             extra = _extra_trailers(trailers)
 
             # -- objects
-            files = evidence_files(f"evidence/{ws}/{attempt}", evidence)
+            files = evidence_files(evidence_prefix(ws, attempt, self._fanout), evidence)
             tr: list[tuple[str, str]] = [
                 ("Uet-Run", self.run), ("Uet-Workstream", ws), ("Uet-Attempt", str(attempt)),
                 ("Uet-From", frm or "none"), ("Uet-To", to),
