@@ -25,7 +25,7 @@ from uet_git.engine.seed import recorded_config, retry_sets
 from uet_git.errors import UetError
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
-from uet_git.ledger.writer import Ledger
+from uet_git.ledger.takeover import open_ledger
 from uet_git.plan.dag import build_plan
 from uet_git.spec.models import Config
 from uet_git.workers.procfs import stop_stale
@@ -38,7 +38,7 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, observer: Ob
     """Continue run ``run_id`` (default: the latest) from its refs. ``only``: work on those
     workstreams alone, giving the quarantined or blocked ones among them a new attempt."""
     run = query.resolve_run(repo, run_id)
-    with Ledger.open(repo, run) as ledger:
+    with open_ledger(repo, run) as ledger:
         # A landing or rollback of this run cut short by a kill is finished or undone before
         # anything else, whatever the resumed run then lands (--land never, nothing new).
         recovered = recover_landing(repo, ledger)

@@ -43,6 +43,7 @@ from uet_git.gitrepo.objects import make_commit
 from uet_git.gitrepo.odb import get_commit, tree_of
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.trailers import parse_trailers
+from uet_git.ledger.takeover import open_ledger
 from uet_git.ledger.writer import Ledger
 
 
@@ -64,7 +65,7 @@ class RollbackResult:
 def rollback_run(repo: Repo, run_id: str, *, dry_run: bool = False) -> RollbackResult:
     """Undo what run ``run_id`` landed (takes the run's writer lock); with ``dry_run`` only
     say what would move."""
-    with Ledger.open(repo, run_id) as ledger:
+    with open_ledger(repo, run_id) as ledger:
         return rollback(repo, ledger, dry_run=dry_run)
 
 
