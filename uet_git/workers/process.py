@@ -9,7 +9,10 @@ below it; the tool's tree is sampled while it runs; what works in its directory 
 The sweep runs after a timeout or cancel, and also after a normal exit: a tool's background
 children (a dev server left running) must not outlive it, because its worktree is about to be
 reset for the next workstream. With a ``sandbox`` plan (``sandbox.py``) the command runs inside
-bubblewrap, in its own PID namespace: everything it started dies with it.
+bubblewrap, in its own PID namespace: everything it started dies with it. The objects it wrote
+(into its private object directory) are imported into the repository once bwrap has exited,
+so the caller finds them there as if the command had written them itself; what the import
+rejects is said at the end of its stderr log.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from uet_git.gitrepo.objimport import Imported
 from uet_git.ledger.evidence import MAX_EVIDENCE
@@ -99,9 +102,10 @@ def run_process(
     full_env = _no_auto_gc({**inherited, **env, TOKEN_VAR: token})
     stdout_path.parent.mkdir(parents=True, exist_ok=True)
     stderr_path.parent.mkdir(parents=True, exist_ok=True)
-    how = {"cwd": cwd, "full_env": full_env, "timeout": timeout, "start": start,
-           "stdout_path": stdout_path, "stderr_path": stderr_path, "stdin_path": stdin_path,
-           "grace": grace, "cancel": cancel, "token": token}
+    how: dict[str, Any] = {
+        "cwd": cwd, "full_env": full_env, "timeout": timeout, "start": start,
+        "stdout_path": stdout_path, "stderr_path": stderr_path, "stdin_path": stdin_path,
+        "grace": grace, "cancel": cancel, "token": token}
     if sandbox is not None:
         # Inside bwrap a missing executable is bwrap's own exit 1: say it as without one.
         problem = _exec_problem(argv[0], full_env.get("PATH"), Path(cwd))
