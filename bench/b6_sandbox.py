@@ -1,10 +1,15 @@
-"""B6 — the sandbox's cost per command start: one trivial command (``true``) and one git
-command (``git status -s``) run through uet's process runner in a worktree, without a sandbox,
-in bubblewrap, and in bubblewrap without the network, interleaved (a, b, c, a, b, c, ...) so
-the machine's drift hits each alike. Skipped, with the reason, where bubblewrap cannot run."""
+"""B6 — the sandbox's cost per command start: a trivial command (``true``), a git read
+(``git status -s``) and a git write (``git commit --allow-empty``: its objects go to the private
+object directory and are imported after the command) run through uet's process runner in a
+worktree, without a sandbox, in bubblewrap as uet runs it, in bubblewrap without the network,
+and in the sandbox as it was before the private object directory (``<common>/objects`` bound
+writable, no import, capabilities kept: the same plan with only that changed), interleaved
+(a, b, c, d, a, ...) so the machine's drift hits each alike. Skipped, with the reason, where
+bubblewrap cannot run."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from bench.common import Stats, Table, cleanup, emit, git, measure_interleaved, workdir
@@ -14,11 +19,32 @@ from uet_git.workers import sandbox
 from uet_git.workers.pool import WorktreePool
 from uet_git.workers.process import run_process
 
+COMMANDS: tuple[tuple[str, list[str] | str], ...] = (
+    ("true", ["true"]),
+    ("git status -s", ["git", "status", "-s"]),
+    ("git commit (1 object)", "git -c user.name=b -c user.email=b@b commit -q --allow-empty -m b"),
+)
+
+
+def writable_store_plan(plan: sandbox.SandboxPlan) -> sandbox.SandboxPlan:
+    """``plan`` as the sandbox was before the private object directory: the real store bound
+    writable (where the worktree's binds are), no import, no ``--cap-drop``."""
+    rw: list[str] = []
+    it = iter(plan.writable)
+    for arg in it:
+        if arg in ("--cap-drop", "--cap-add"):
+            next(it)
+        else:
+            rw.append(arg)
+    return dataclasses.replace(plan, writable=("--bind", plan.objects, plan.objects, *rw),
+                               private="")
+
 
 def main(quick: bool = False) -> list[Table]:
     runs = 10 if quick else 60
     table = Table("B6 sandbox: cost per command start (uet's process runner, one worktree)",
-                  ["command", "no sandbox", "bwrap", "bwrap, no network", "bwrap - none"])
+                  ["command", "no sandbox", "bwrap", "bwrap, no network",
+                   "bwrap, writable store (before)", "bwrap - none", "bwrap - before"])
     reason = sandbox.available()
     if reason is not None:
         table.notes.append(f"skipped: {reason}")
@@ -33,11 +59,13 @@ def main(quick: bool = False) -> list[Table]:
         repo = Repo.open(path)
         pool = WorktreePool(repo, size=1)
         wt = pool.acquire(git(path, "rev-parse", "HEAD"))
-        plans = {"none": None,
-                 "bwrap": sandbox.sandbox_for(repo, wt.path, SandboxConfig()),
-                 "nonet": sandbox.sandbox_for(repo, wt.path, SandboxConfig(network=False))}
+        bwrap = sandbox.sandbox_for(repo, wt.path, SandboxConfig())
+        assert bwrap is not None
+        plans = {"none": None, "bwrap": bwrap,
+                 "nonet": sandbox.sandbox_for(repo, wt.path, SandboxConfig(network=False)),
+                 "before": writable_store_plan(bwrap)}
 
-        def runner(plan: sandbox.SandboxPlan | None, argv: list[str]):  # type: ignore[no-untyped-def]
+        def runner(plan: sandbox.SandboxPlan | None, argv: list[str] | str):  # type: ignore[no-untyped-def]
             def go() -> None:
                 res = run_process(argv, cwd=wt.path, env={}, timeout=60,
                                   stdout_path=wd / "out", stderr_path=wd / "err", sandbox=plan)
@@ -45,18 +73,22 @@ def main(quick: bool = False) -> list[Table]:
                     raise RuntimeError(f"B6: {argv} failed: {Path(wd / 'err').read_text()}")
             return go
 
-        for label, argv in (("true", ["true"]), ("git status -s", ["git", "status", "-s"])):
+        for label, argv in COMMANDS:
             for plan in plans.values():  # warm-up
                 runner(plan, argv)()
             stats = measure_interleaved({k: runner(p, argv) for k, p in plans.items()}, runs)
-            extra = Stats.of(b - a for a, b in zip(stats["none"].samples, stats["bwrap"].samples,
-                                                     strict=True))
-            table.add(label, stats["none"].fmt("ms", 1, 1000), stats["bwrap"].fmt("ms", 1, 1000),
-                      stats["nonet"].fmt("ms", 1, 1000), extra.fmt("ms", 1, 1000))
+            table.add(label, *(stats[k].fmt("ms", 1, 1000) for k in plans),
+                      _pairwise(stats["none"], stats["bwrap"]).fmt("ms", 1, 1000),
+                      _pairwise(stats["before"], stats["bwrap"]).fmt("ms", 1, 1000))
         pool.release(wt)
         pool.close(remove=True)
-        table.notes.append(f"{runs} runs of each, interleaved; median (min-max); the last column "
-                           "is the pairwise difference, run by run.")
+        table.notes.append(f"{runs} runs of each, interleaved; median (min-max); the last two "
+                           "columns are pairwise differences, run by run.")
     finally:
         cleanup(wd)
     return [emit(table)]
+
+
+def _pairwise(a: Stats, b: Stats) -> Stats:
+    """b - a, run by run (the interleaving makes each pair one moment of the machine)."""
+    return Stats.of(y - x for x, y in zip(a.samples, b.samples, strict=True))

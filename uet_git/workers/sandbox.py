@@ -20,7 +20,8 @@ The plan (SANDBOX-NOTES.md), in this order because a later mount hides an earlie
 - ``--unshare-pid --die-with-parent``: its own PID namespace, so everything it started dies when
   it exits, and it dies with uet; ``--unshare-net`` when ``[sandbox] network = false``;
   ``--cap-drop ALL``: run as root, bwrap would otherwise keep the capabilities, and
-  ``mount -o remount,rw`` would undo every read-only bind;
+  ``mount -o remount,rw`` would undo every read-only bind (root keeps only
+  ``CAP_DAC_OVERRIDE``, ``CAP_FOWNER`` and ``CAP_CHOWN``, which no read-only mount yields to);
 - ``--chdir`` the command's working directory.
 
 So refs, config, hooks, info/ and the objects of the repository and the user's checkout stay
@@ -74,6 +75,13 @@ BWRAP = "bwrap"
 # Where the real object store is seen, read-only, inside the sandbox (in its private /tmp, where
 # bwrap can make the mount point; the private object directory's alternates name it).
 STORE_MOUNT = "/tmp/.uet-objects"
+# Run as root, bwrap keeps every capability: CAP_SYS_ADMIN remounts any read-only bind
+# writable, CAP_MKNOD makes a disk's device node, CAP_DAC_READ_SEARCH opens any inode by
+# handle through a writable mount. All go; root keeps only what makes it the owner of its files
+# (permission bits do not stop it, as outside), none of which gets past a read-only mount.
+_CAPS: tuple[str, ...] = ("--cap-drop", "ALL", *(
+    ("--cap-add", "CAP_DAC_OVERRIDE", "--cap-add", "CAP_FOWNER", "--cap-add", "CAP_CHOWN")
+    if os.geteuid() == 0 else ()))
 
 _lock = threading.Lock()
 _checked: list[str | None] = []  # [] = not checked yet; [reason or None] afterwards
@@ -245,8 +253,7 @@ def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
                                                                        extra_writable)]:
         rp = _real(p)
         rw += ["--bind-try", rp, rp]
-    rw += ["--setenv", "TMPDIR", "/tmp", "--unshare-pid", "--die-with-parent",
-           "--cap-drop", "ALL"]
+    rw += ["--setenv", "TMPDIR", "/tmp", "--unshare-pid", "--die-with-parent", *_CAPS]
     if not config.network:
         rw.append("--unshare-net")
     return SandboxPlan(Path(_real(worktree)), tuple(args), config.network, tuple(rw),
