@@ -74,3 +74,12 @@ def test_nothing_to_complete_outside_a_repository(tmp_path: Path) -> None:
     assert complete(tmp_path, "uet status ") == []
     assert complete(tmp_path, "uet show ") == []
     assert complete(make_repo(tmp_path / "empty"), "uet show ") == []
+
+
+def test_land_only_completes_the_last_of_a_comma_list(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r")
+    first, _ = two_runs(repo)
+    assert complete(repo, f"uet land {first} --only ") == [n["id"] for n in PLAN["nodes"]]
+    assert complete(repo, f"uet land {first} --only a,") == \
+        [f"a,{n['id']}" for n in PLAN["nodes"] if n["id"] != "a"]
+    assert complete(repo, f"uet land {first} --exclude c,d,b") == ["c,d,b"]

@@ -81,3 +81,14 @@ def complete_ws(ctx: click.Context, param: click.Parameter, incomplete: str
     except Exception:  # no runs, an unknown run: nothing to complete
         return []
     return [CompletionItem(ws) for ws in ids if ws.startswith(incomplete)]
+
+
+def complete_ws_list(ctx: click.Context, param: click.Parameter, incomplete: str
+                     ) -> list[CompletionItem]:
+    """``--only a,b,<TAB>``: the last comma-separated part completes, the ones before stay
+    (and are not offered again)."""
+    head, _, last = incomplete.rpartition(",")
+    given = set(head.split(",")) if head else set()
+    prefix = f"{head}," if head else ""
+    return [CompletionItem(prefix + item.value) for item in complete_ws(ctx, param, last)
+            if item.value not in given]

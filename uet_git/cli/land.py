@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import click
 
-from uet_git.cli.complete import complete_run
+from uet_git.cli.complete import complete_run, complete_ws_list
 from uet_git.cli.render import Reporter
 from uet_git.commands.land import land
 from uet_git.engine.options import RunOptions
@@ -35,10 +35,10 @@ def ws_list(value: str | None) -> list[str] | None:
 @click.option("--rebase", is_flag=True,
               help="If the target moved, re-integrate the run's committed patches onto its new "
                    "tip (re-verifying each) and land the result.")
-@click.option("--only", "only", metavar="WS,...",
+@click.option("--only", "only", metavar="WS,...", shell_complete=complete_ws_list,
               help="Land only these committed workstreams (closed under dependencies), "
                    "re-made onto the target and re-verified; the rest stay committed.")
-@click.option("--exclude", "exclude", metavar="WS,...",
+@click.option("--exclude", "exclude", metavar="WS,...", shell_complete=complete_ws_list,
               help="Land every committed workstream but these (and nothing that needs them).")
 @click.option("--dry-run", is_flag=True, help="Print what would move; write nothing.")
 @click.option("-j", "--jobs", type=click.IntRange(1), default=None,
