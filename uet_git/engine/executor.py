@@ -242,9 +242,9 @@ class DaskExecutor:
                     future.cancel()
                     return None
         finally:
-            # the scheduler may be going away with the run: nothing left to clear then
-            with contextlib.suppress(Exception):
-                event.clear()
+            if cancelled_at is not None:  # the scheduler keeps a set event: drop it
+                with contextlib.suppress(Exception):
+                    event.clear()
         if result.state is None:
             return None
         return result

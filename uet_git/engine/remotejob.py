@@ -211,6 +211,17 @@ def cache_dir(spec_cache: str | None) -> Path:
     return Path(raw).expanduser()
 
 
+_mirrors: dict[Path, Repo] = {}
+
+
+def _mirror(path: Path) -> Repo:
+    """This process's handle on the machine's mirror at ``path`` (the caller holds its lock)."""
+    repo = _mirrors.get(path)
+    if repo is None or not (path / "HEAD").is_file():
+        repo = _mirrors[path] = open_mirror(path)
+    return repo
+
+
 _pools: dict[tuple[str, str], WorktreePool] = {}
 _pools_lock = threading.Lock()
 
@@ -273,8 +284,9 @@ def _in_thread(work: Callable[[], WorkerOutcome], event: Any, cancel: threading.
         if event is None or cancel.is_set():
             thread.join()
             break
+        thread.join(CANCEL_POLL)  # returns as soon as the attempt ends: no poll's delay
         try:
-            if event.wait(CANCEL_POLL):
+            if thread.is_alive() and event.is_set():
                 cancel.set()
         except Exception:  # the scheduler went away: the tool's own timeout still holds
             event = None
@@ -297,7 +309,7 @@ def run_job(spec: JobSpec) -> JobResult:
     lock = filelock.FileLock(str(mirrors / f"{key}.lock"), thread_local=False,
                              is_singleton=False)
     with lock:
-        mirror = open_mirror(mirrors / f"{key}.git")
+        mirror = _mirror(mirrors / f"{key}.git")
         fetch_commits(mirror, spec.url, [spec.base, *([spec.reuse] if spec.reuse else [])],
                       token=spec.token)
     fetched = time.monotonic() - started
