@@ -77,3 +77,13 @@ def test_retry_says_the_summary_once(tmp_path: Path) -> None:
     run_ok(repo, "run", "--land", "never", "-q", code=1)
     out = run_ok(repo, "retry", "bad", code=1).stdout
     assert out.count("not landed (--land never)") == 1, out
+
+
+def test_plan_and_dry_run_name_the_old_pipelines_variables(tmp_path: Path) -> None:
+    repo = chain(tmp_path)
+    env = {"PIPELINE_ENGINE": "legacy"}
+    for args in (["plan"], ["run", "--dry-run"], ["validate"]):
+        out = run_ok(repo, *args, env=env).stdout
+        assert out.count("PIPELINE_ENGINE is set but uet ignores it") == 1, (args, out)
+    data = json.loads(run_ok(repo, "plan", "--json", env=env).stdout)
+    assert any("PIPELINE_ENGINE" in w for w in data["warnings"])

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.cli.test_json import conforms, section
 from tests.e2e.helpers import run, setup_repo
 
 
@@ -50,6 +51,7 @@ def test_status_shows_a_live_run_and_watch_follows_it_to_the_end(tmp_path: Path)
         assert line.split()[1] == "running"  # a display state: the ledger says nothing yet
         assert "1 running, 1 pending" in out
         data = json.loads(run(repo, "status", "--json").stdout)
+        conforms(data, section("status"))  # live and running included, as docs/json.md says
         assert data["live"]["alive"] and data["live"]["live"] and data["live"]["pid"] == proc.pid
         assert data["live"]["eta_seconds"] is not None
         slow = next(w for w in data["workstreams"] if w["ws"] == "slow")

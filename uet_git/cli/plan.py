@@ -19,7 +19,8 @@ N workers, and warnings (loader warnings, predicted scope conflicts; the first 1
 - ``jobs`` (int): the worker count used for ``lower_bound``.
 - ``lower_bound`` (number): ``max(critical_path.length, total_work / jobs)``.
 - ``total_work`` (number): sum of all weights.
-- ``warnings`` (list of strings): loader warnings, then predicted conflicts.
+- ``warnings`` (list of strings): loader warnings, then predicted conflicts, then notices of
+  the old pipeline's environment variables uet does not honour.
 - ``order`` (list of ids): the topological order (ties broken by id).
 - ``implicit_edges`` (list of ``[from, to, path]``): pairs predicted to conflict (both
   ``scope.allow`` lists can match ``path``) that the plan does not order; with ``[run]
@@ -39,6 +40,7 @@ line, on stderr).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -50,7 +52,7 @@ from uet_git.engine.options import resolve_jobs
 from uet_git.errors import EXIT_INVALID, UetError
 from uet_git.plan.dag import PlanError, build_plan
 from uet_git.plan.overlap import implicit_edges, predict_conflicts
-from uet_git.spec.load import load_config, load_workstreams
+from uet_git.spec.load import load_config, load_workstreams, seed_env_notices
 from uet_git.spec.models import Config
 
 MAX_TEXT_WARNINGS = 100  # the text view stays readable; --json has every warning
@@ -126,6 +128,7 @@ def cmd(path: Path | None, jobs: int | None, as_json: bool, verify_seconds: floa
 
     warnings = [str(w) for w in loaded.warnings]
     warnings += predict_conflicts(plan, loaded.workstreams)
+    warnings += seed_env_notices(os.environ)  # as `uet validate` and `uet run` say them
     implicit = implicit_edges(plan, loaded.workstreams)
     serialise = config.run.predicted_conflicts == "serialise"
     bound = plan.queue_bound(n_jobs, verify=verify_seconds, verify_jobs=config.verify.jobs,

@@ -4,12 +4,14 @@ as the JSON object). Nothing is written."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from uet_git.ledger.words import plural
 from uet_git.plan.dag import Plan
+from uet_git.spec.load import seed_env_notices
 from uet_git.spec.models import Config
 from uet_git.workers.tools import describe_invocation, resolve_tool
 
@@ -65,6 +67,8 @@ def dry_run_view(plan: Plan, include: set[str], jobs: int, target: str, base: st
         items.append({"id": ws_id, "tool": tool, "command": ws.command,
                       "depends_on": plan.deps[ws_id], "command_line": cmdline,
                       "prompt_via": prompt_via})
+    # The old pipeline's variables uet does not honour: said as a real run says them.
+    warnings = [*warnings, *(n for n in seed_env_notices(os.environ) if n not in warnings)]
     lines.extend(f"warning: {w}" for w in warnings)
     record = {"event": "dry-run", "order": order, "workstreams": items, "critical_path": path,
               "waves": waves,
