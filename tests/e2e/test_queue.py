@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import git
 from tests.e2e.helpers import (
     NO_SANDBOX,
@@ -87,13 +85,13 @@ def test_window_4_judges_candidates_in_parallel_window_1_one_at_a_time(tmp_path:
               f"{times[1] / times[4]:.2f}x")
 
 
-@pytest.mark.xfail(strict=False, reason="known queue bug (engine/queue.py): a workstream behind "
-                   "a failing speculative candidate is sometimes quarantined on that discarded "
-                   "candidate's verdict; [verify] window defaults to 1 until it is fixed")
 def test_failing_patches_quarantined_verify_failed_others_committed(tmp_path: Path) -> None:
-    # 1 in 4 fails on any tree that holds w0's file: alone, on the base, it passes; its tool is
-    # slower, so w0 is in the queue (or committed) when it is judged there.
-    bad = {f"w{i}": {"command": f"sleep 0.4; echo {i} > f{i}.txt",
+    # 1 in 4 fails on any tree that holds w0's file: alone, on the base, it passes; its tool
+    # waits until w0 is queued (or further), so w0 is ahead of it in the queue whatever the
+    # machine's load (a sleep was not enough on a loaded machine: w1 could overtake w0).
+    ahead = ("until git for-each-ref refs/uet/queued/ refs/uet/applied/ refs/uet/verified/ "
+             "refs/uet/committed/ | grep -q '/w0$'; do sleep 0.05; done")
+    bad = {f"w{i}": {"command": f"{ahead}; echo {i} > f{i}.txt",
                      "acceptance": ["test ! -e f0.txt"]} for i in (1, 2)}
     repo = _repo(tmp_path / "r", window=4, acceptance="sleep 0.2", extra=bad)
     run_ok(repo, "run", code=1)

@@ -174,3 +174,226 @@ def test_fsck_checks_candidate_refs(tmp_path: Path) -> None:
         assert fsck(k.repo, run) == [
             f"{run}: refs/uet/candidates/{run}/1: speculative candidate left after the run "
             "finished"]
+
+
+# -- interleavings, driven job by job (no threads unless said): which judging comes back when
+# is chosen by the test, so each order the verifier threads can produce is checked exactly.
+
+QUICK = {"acceptance": ["true"]}
+NO_BOX = Config.model_validate({"sandbox": {"mode": "none"}})
+
+
+def _fails_if(ctl: Path, name: str) -> dict[str, list[str]]:
+    """Acceptance failing while ``ctl/name`` exists (the test switches it)."""
+    return {"acceptance": [f"test ! -e {ctl / name}"]}
+
+
+def _fails_once(ctl: Path, name: str) -> dict[str, list[str]]:
+    """Acceptance failing the first time it runs with ``ctl/name`` present, then passing."""
+    flag = ctl / name
+    return {"acceptance": [f"test ! -e {flag} || {{ rm {flag}; exit 1; }}"]}
+
+
+def _judge(q: VerifyQueue, job: Job) -> Verdict:
+    verdict, _ = run_job(q.ctx, q.checks, q.cache, job, verifier=0)
+    return verdict
+
+
+def _round(q: VerifyQueue, order: list[str] | None = None, slots: int = 8) -> list[Job]:
+    """One step, then every job it hands out judged and finished in ``order`` (ws ids; the
+    rest after, in the order given)."""
+    q.step()
+    jobs = q.jobs(slots)
+    verdicts = {j: _judge(q, j) for j in jobs}
+    rank = {ws: n for n, ws in enumerate(order or [])}
+    for job in sorted(jobs, key=lambda j: rank.get(j.ws, len(rank))):
+        q.finish(job, verdicts[job], 0.1)
+    return jobs
+
+
+def _run_out(q: VerifyQueue) -> None:
+    for _ in range(30):
+        if not q.items:
+            q.step()
+            return
+        _round(q)
+    raise AssertionError(f"the queue did not drain: {[(i.ws, i.status) for i in q.items]}")
+
+
+def _quarantines(k: Kit) -> list[str]:
+    subjects = git(k.path, "log", "--format=%s", f"refs/uet/ledger/{k.ledger.run}")
+    return [s.split(":")[0] for s in subjects.splitlines() if s.endswith("-> quarantined")]
+
+
+def _history(k: Kit) -> list[str]:
+    return git(k.path, "log", "--reverse", "--format=%(trailers:key=Uet-Workstream,valueonly)",
+               f"{k.ledger.base}..{k.ledger.integration_tip()}").split()
+
+
+def test_fail_at_the_head_is_flake_checked_then_quarantined_and_the_rest_commit(
+        tmp_path: Path) -> None:
+    ctl = tmp_path / "ctl"
+    ctl.mkdir()
+    (ctl / "a").touch()
+    with kit(tmp_path, {"z": {}, "a": _fails_if(ctl, "a"), "b": QUICK, "c": QUICK},
+             config=NO_BOX) as k:
+        k.queue("z", {"z.txt": "z"})
+        q = _queue(k, window=4)
+        drain(q, ["z"])  # the tip moves: a's candidate is no longer its patch, it runs again
+        for ws in "abc":
+            k.queue(ws, {f"{ws}.txt": ws})
+            q.add(ws)
+        first = _round(q, order=["a", "b", "c"])
+        assert [j.kind for j in first] == ["chain"] * 3
+        # a failed at the head: a suspect, not a state; b and c were built on it: rebuilt
+        # without it, their judgings stopped; the window halved.
+        assert k.state("a") == "queued" and q.window == 2
+        assert (q.items[0].ws, q.items[0].status) == ("a", "suspect")
+        assert all(j.stop is not None and j.stop.is_set() for j in first if j.ws != "a")
+        q.step()
+        second = q.jobs(8)
+        assert [(j.ws, j.kind) for j in second] == [("a", "flake"), ("b", "chain"),
+                                                     ("c", "chain")]
+        assert second[0].parent == k.ledger.integration_tip()  # alone on the tip
+        for job in second:
+            q.finish(job, _judge(q, job), 0.1)
+        _run_out(q)
+        assert [k.state(ws) for ws in "abc"] == ["quarantined", "committed", "committed"]
+        assert _quarantines(k) == ["a"]
+        rec = k.ledger.state("a")
+        assert rec is not None and rec.reason == "verify-failed"
+        assert _history(k) == ["z", "b", "c"]
+        assert _candidate_refs(k) == {}
+
+
+def test_fail_in_the_middle_caused_by_a_patch_ahead_never_quarantines_it(
+        tmp_path: Path) -> None:
+    """The issue's bug: b and c fail only on candidates holding bad.txt (bad's file); their
+    failures come back before bad's. They are suspects, checked alone on the tip, and commit;
+    only bad is quarantined."""
+    ctl = tmp_path / "ctl"
+    ctl.mkdir()
+    (ctl / "bad").touch()
+    innocent = {"acceptance": ["test ! -e bad.txt"]}
+    with kit(tmp_path, {"bad": _fails_if(ctl, "bad"), "b": innocent, "c": innocent,
+                        "d": {}}, config=NO_BOX) as k:
+        for ws in ("bad", "b", "c", "d"):
+            k.queue(ws, {f"{ws}.txt": ws})
+        # d commits first: bad's candidate is then not its patch, so its acceptance runs.
+        q = _queue(k, window=4)
+        drain(q, ["d"])
+        for ws in ("bad", "b", "c"):
+            q.add(ws)
+        _round(q, order=["c", "b", "bad"])  # failures in the middle first, the head's last
+        assert all(k.state(ws) == "queued" for ws in ("bad", "b", "c"))
+        _run_out(q)
+        assert {ws: k.state(ws) for ws in ("bad", "b", "c")} == {
+            "bad": "quarantined", "b": "committed", "c": "committed"}
+        assert _quarantines(k) == ["bad"]
+        assert sorted(_history(k)[1:]) == ["b", "c"] and _history(k)[0] == "d"
+        subjects = git(k.path, "log", "--format=%s", f"refs/uet/ledger/{k.ledger.run}")
+        assert "run: verdict c failed" in subjects  # evidence of the speculative failure
+        assert _candidate_refs(k) == {}
+        assert fsck(k.repo, k.ledger.run) == []
+
+
+def test_a_flaky_failure_passes_its_flake_check_and_commits_first(tmp_path: Path) -> None:
+    ctl = tmp_path / "ctl"
+    ctl.mkdir()
+    (ctl / "a").touch()
+    with kit(tmp_path, {"z": {}, "a": _fails_once(ctl, "a"), "b": QUICK}, config=NO_BOX) as k:
+        k.queue("z", {"z.txt": "z"})
+        q = _queue(k, window=4)
+        drain(q, ["z"])
+        for ws in "ab":
+            k.queue(ws, {f"{ws}.txt": ws})
+            q.add(ws)
+        _round(q, order=["a", "b"])  # a fails (once), b's candidate on it is discarded
+        assert not (ctl / "a").exists()
+        _run_out(q)
+        assert [k.state(ws) for ws in "ab"] == ["committed", "committed"]
+        assert _quarantines(k) == []
+        assert _history(k) == ["z", "a", "b"]
+        detail = git(k.path, "log", "-1", "--format=%b", "--grep=^a: applied -> verified",
+                     f"refs/uet/ledger/{k.ledger.run}")
+        assert "flake check" in detail
+        assert _candidate_refs(k) == {}
+
+
+def test_a_conflict_takes_no_slot_and_the_others_are_judged(tmp_path: Path) -> None:
+    with kit(tmp_path, {"a": {}, "b": QUICK, "c": QUICK}, files={"x.txt": "1\n"}) as k:
+        k.queue("a", {"x.txt": "a\n"})
+        q = _queue(k, window=4)
+        drain(q, ["a"])
+        k.queue("b", {"x.txt": "b\n"})  # made on the base: conflicts with the tip
+        k.queue("c", {"c.txt": "c"})
+        q.add("b")
+        q.add("c")
+        progress = q.step()
+        assert progress.quarantined == ["b"]
+        jobs = q.jobs(8)
+        assert [j.ws for j in jobs] == ["c"] and q.running == 1
+        for job in jobs:
+            q.finish(job, _judge(q, job), 0.1)
+        _run_out(q)
+        assert (k.state("b"), k.state("c")) == ("quarantined", "committed")
+
+
+def test_the_window_grows_by_one_per_commit_and_halves_on_a_failure(tmp_path: Path) -> None:
+    ctl = tmp_path / "ctl"
+    ctl.mkdir()
+    (ctl / "f").touch()
+    ids = [f"p{i}" for i in range(10)]
+    with kit(tmp_path, {"z": {}, "f": _fails_if(ctl, "f"), **{i: QUICK for i in ids}},
+             config=NO_BOX) as k:
+        k.queue("z", {"z.txt": "z"})
+        q = _queue(k, window=2)
+        q.max_window = 4
+        drain(q, ["z"])
+        assert q.window == 3  # one commit: 2 + 1
+        k.queue("f", {"f.txt": "f"})
+        q.add("f")
+        _round(q)
+        assert q.window == 1  # the failure halved it
+        for ws in ids:
+            k.queue(ws, {f"{ws}.txt": ws})
+            q.add(ws)
+        seen = []
+        for _ in range(30):
+            if not q.items:
+                break
+            q.step()
+            seen.append(len(q.chain()))
+            jobs = q.jobs(8)
+            for job in jobs:
+                q.finish(job, _judge(q, job), 0.1)
+        assert seen[0] == 1 and max(seen) == 4  # grew back, never past 4
+        assert q.window == 4
+        assert k.state("f") == "quarantined"
+        assert all(k.state(ws) == "committed" for ws in ids)
+
+
+def test_two_judgings_of_one_workstream_may_overlap(tmp_path: Path) -> None:
+    """A discarded candidate's judging (being stopped) and the new one's run at once for the
+    same workstream: each has its own tamper-guard interval (the first to end closed the
+    other's: an internal error quarantined the workstream)."""
+    with kit(tmp_path, {"z": {}, "a": {"acceptance": ["sleep 0.3"]}}, config=NO_BOX) as k:
+        k.queue("z", {"z.txt": "z"})
+        q = _queue(k, window=4)
+        drain(q, ["z"])
+        k.queue("a", {"a.txt": "a"})
+        q.add("a")
+        q.step()
+        (job,) = q.jobs(8)
+        twin = Job(job.ws, job.gen + 1, "chain", job.attempt, job.patch, job.candidate,
+                   job.parent)
+        out: list[Verdict] = []
+        threads = [threading.Thread(target=lambda j=j, v=v: out.append(
+            run_job(q.ctx, q.checks, q.cache, j, verifier=v)[0]))
+            for j, v in ((job, 0), (twin, 1))]
+        for t in threads:
+            t.start()
+            time.sleep(0.1)
+        for t in threads:
+            t.join()
+        assert [v.outcome.value for v in out] == ["ok", "ok"]

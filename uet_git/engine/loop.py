@@ -85,7 +85,7 @@ class Engine:
     interrupted: bool = False
     internal_errors: list[str] = field(default_factory=list)
     spent: dict[str, float] = field(default_factory=dict)  # seconds, worker + integrator
-    queue: VerifyQueue | None = None  # the verification queue ([verify] window > 1)
+    queue: VerifyQueue | None = None  # the verification queue (None: [verify] window = 1)
     took: tuple[float, int] = (0.0, 0)  # seconds and count of integrations so far
 
     def __post_init__(self) -> None:
@@ -396,7 +396,7 @@ def make_pool(repo: Repo, config: Config, jobs: int) -> WorktreePool:
     return WorktreePool(repo, root=pool_root(repo, config.worktree.root), size=jobs + 1,
                         keep_ignored=config.worktree.keep_ignored,
                         include=list(config.worktree.include),
-                        setup=list(config.worktree.setup))
+                        setup=list(config.worktree.setup), keep=config.worktree.keep)
 
 
 def engine_for(ctx: RunContext, include: set[str], jobs: int, *, deterministic: bool,
@@ -414,7 +414,7 @@ def engine_for(ctx: RunContext, include: set[str], jobs: int, *, deterministic: 
                       jobs=jobs if len(plan) <= HOLD_LIMIT else None)
     engine = Engine(ctx, sched, jobs, after_commit, attempts=start.attempts,
                     rechecks=start.rechecks, tip_after=start.tip_after,
-                    queue=make_queue(ctx))
+                    queue=make_queue(ctx, jobs))
     for ws_id in start.block_dependents_of:
         engine._block_dependents(ws_id)
     return engine
@@ -422,13 +422,18 @@ def engine_for(ctx: RunContext, include: set[str], jobs: int, *, deterministic: 
 
 
 
-def make_queue(ctx: RunContext) -> VerifyQueue | None:
-    """The verification queue of a run with ``[verify] window`` > 1 (None: the one-at-a-time
-    integrator), its verdict cache derived from what the run's ledger recorded."""
+def make_queue(ctx: RunContext, jobs: int) -> VerifyQueue | None:
+    """The verification queue of a run (None: ``[verify] window = 1``, the one-at-a-time
+    integrator), its verdict cache derived from what the run's ledger recorded. ``"auto"``
+    (the default): the window starts at the run's slots (``jobs`` + ``[verify] jobs``) and
+    grows to twice that: a candidate made ahead of a free slot costs a tree merge, and a
+    worker judges its patch on the queue's tail only when every patch ahead has one."""
     window = ctx.config.verify.window
-    if window <= 1:
+    if window == 1:
         return None
+    slots = max(1, jobs + ctx.config.verify.jobs)
+    start, most = (slots, min(256, 2 * slots)) if window == "auto" else (window, window)
     checks = checks_at(ctx.repo, ctx.ledger.base, ctx.config)
     log = read_ledger(ctx.repo, ctx.run_id, tip=ctx.ledger.tip)
     cache = from_ledger(ctx.repo, log.events, ctx.plan.workstreams, checks.base, checks.hooks)
-    return VerifyQueue(ctx, checks, cache, window=window)
+    return VerifyQueue(ctx, checks, cache, window=start, max_window=most)

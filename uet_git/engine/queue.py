@@ -5,25 +5,32 @@ The chain: patches in the order they reached the queue (topological: a workstrea
 once its dependencies are committed, so the patches in the queue are independent of each
 other). Candidate ``c1 = tip + p1``, ``c2 = c1 + p2``, ... each made in memory
 (``verify.make_candidate``) by the loop thread; the first ``window`` of them are judged in
-parallel (``verify.verify_candidate``) on verifier threads.
+parallel (``verify.verify_candidate``) on verifier threads. Only the head (the first candidate,
+built on the integration tip) ever commits.
 
 - The head passes (its parent is the integration tip): ``queued -> applied -> verified ->
   committed``, the integration ref fast-forwarding to it in the last transaction (the ledger's
-  CAS, as the one-at-a-time integrator does); the window grows by one (up to ``[verify]
-  window``). A candidate behind the head that passed waits for the ones before it.
-- A candidate fails (``verify-failed``/``hook-failed``): its patch alone is checked once more
+  CAS, as the one-at-a-time integrator does); the window grows by one (up to its maximum).
+  A candidate behind the head that passed waits for the ones before it.
+- A candidate fails (``verify-failed``/``hook-failed``): the failure is evidence, never a
+  state (a ``run: verdict`` event when the candidate was speculative). The patch leaves the
+  chain ("suspect"), the candidates behind it are rebuilt without it onto the nearest
+  candidate before it, the window halves (at least 1), and the patch alone is checked once more
   on the integration tip (``tip + patch``: the flake check, which ignores the verdict cache).
-  Fails again: ``applied`` (that candidate) ``-> quarantined`` with both logs as evidence, the
-  candidates behind it are rebuilt without it onto the nearest candidate before it, and the
-  window halves (at least 1). Passes, on the same parent: the failure was a flake and the
-  candidate counts as passed; on another parent (candidates before it were not committed yet):
-  the candidate is judged once more in place, and a second failure there quarantines it.
-- ``tampered`` quarantines at once (no flake check). A conflict with the integration tip
-  quarantines at once and takes no slot (``queued -> quarantined``, the paths as evidence). A
-  conflict with a speculative candidate (patches not committed yet) defers the patch: it
-  leaves the chain (those behind it are built without it) and is tried again on the tip once
-  every candidate before it is resolved; applying there, it joins the chain at its end,
-  conflicting there, it is quarantined. So a conflict never depends on a patch that fails.
+  That check decides: it fails on the current tip: ``applied`` (that candidate) ``->
+  quarantined`` with both logs as evidence; it passes on the current tip: the failure was a
+  flake (or came from a patch ahead of it), and the candidate ``tip + patch`` becomes the head
+  and commits; the tip moved while it ran: it is judged again on the new tip (a failure on a
+  tip that is no longer the tip is evidence too). A patch that passed its flake check and fails
+  again at the head (its parent the tip) is quarantined without another check.
+- ``tampered`` on a candidate whose parent is the tip quarantines at once (no flake check); on
+  a speculative one (the code of the patches ahead ran too) it makes the patch a suspect. A
+  conflict with the integration tip quarantines at once and takes no slot (``queued ->
+  quarantined``, the paths as evidence). A conflict with a speculative candidate (patches not
+  committed yet) defers the patch: it leaves the chain (those behind it are built without it)
+  and is tried again on the tip once every candidate before it is resolved; applying there, it
+  joins the chain at its end, conflicting there, it is quarantined. So a
+  conflict never depends on a patch that fails.
 - The integration ref only fast-forwards to a candidate that passed and whose parent is the
   current tip (checked before each ``committed``). A verdict on a candidate that was discarded
   (rebuilt) is evidence, never a state: a ``run: verdict`` ledger event (``engine/verdicts``),
@@ -41,11 +48,15 @@ integrator: a workstream is ``queued`` until its candidate reaches the head.
 
 The queue is owned by the loop thread (no locks): it makes candidates and records transitions;
 the verifier threads only run ``verify_candidate`` on a ``Job`` and hand back the ``Verdict``.
-``window = 1`` never uses this module: the one-at-a-time integrator runs as before.
+A judging whose candidate is discarded while it runs is stopped (``Job.stop``): its slot goes
+to a candidate that can still commit. ``[verify] window = 1`` never uses this module: the
+one-at-a-time integrator runs as before. The window is AIMD: it starts at ``window``, grows by
+one per commit up to ``max_window`` and halves on each failure.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -77,11 +88,24 @@ NEW = "new"  # no candidate yet
 BUILT = "built"  # candidate made, not judged
 RUNNING = "running"  # being judged
 PASSED = "passed"
-CHECKING = "checking"  # failed on the chain: its flake check waits or runs
+SUSPECT = "suspect"  # failed on the chain: out of it; its flake check (tip + patch) decides
 DEFERRED = "deferred"  # conflicts with a speculative candidate: out of the chain for now
+OUT_OF_CHAIN = (SUSPECT, DEFERRED)
 
 VERIFY_START = "Uet-Verify-Start"  # trailers of `verified`: when the judging started (epoch s)
 VERIFY_SECONDS = "Uet-Verify-Seconds"
+
+
+class Stop(threading.Event):
+    """A judging's cancel: set for this judging alone (its candidate was discarded), or the
+    run's (Ctrl-C). Commands poll ``is_set``."""
+
+    def __init__(self, run: threading.Event) -> None:
+        super().__init__()
+        self.run = run
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.run.is_set()
 
 
 @dataclass
@@ -96,7 +120,8 @@ class Item:
     gen: int = 0  # bumped on every rebuild: a verdict of an older generation is stale
     verdict: Verdict | None = None
     failures: list[Verdict] = field(default_factory=list)
-    flaked: bool = False  # passed the flake check once: the next failure quarantines
+    ahead: list[str] = field(default_factory=list)  # a suspect: the patches its failure held
+    flake_running: bool = False
     started: float = 0.0
     seconds: float = 0.0
     recorded: str | None = None  # candidate the ledger holds (applied/verified) at seeding
@@ -113,6 +138,7 @@ class Job:
     patch: str
     candidate: str
     parent: str
+    stop: threading.Event | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass
@@ -122,16 +148,19 @@ class Progress:
 
 
 class VerifyQueue:
+    """``window``: candidates judged at once to start with; ``max_window`` (default
+    ``window``): what it grows to, one per commit (it halves on each failure)."""
+
     def __init__(self, ctx: RunContext, checks: Checks, cache: VerdictCache, *,
-                 window: int) -> None:
+                 window: int, max_window: int | None = None) -> None:
         self.ctx = ctx
         self.checks = checks
         self.cache = cache
-        self.max_window = max(1, window)
-        self.window = self.max_window
+        self.max_window = max(1, window, max_window or 0)
+        self.window = max(1, window)
         self.items: list[Item] = []
-        self.flake: list[str] = []  # ws ids whose flake check is due, in order
-        self.running = 0  # jobs out (stale ones included: they hold a slot)
+        self.running = 0  # jobs out (stopped ones included until they come back)
+        self.stops: dict[tuple[str, int, str], threading.Event] = {}
         self._n = 0
         self.clear_refs()
         ctx.verdicts = cache
@@ -180,13 +209,14 @@ class VerifyQueue:
     # -- the loop thread's step ------------------------------------------------------------
 
     def step(self) -> Progress:
-        """Commit passed heads, make the candidates the window holds (conflicts quarantined)."""
+        """Commit passed heads, make the candidates the window holds (conflicts quarantined)
+        and the flake checks' candidates."""
         progress = Progress()
         if self.ctx.cancel.is_set():
             return progress
         while (head := self.head()) is not None and head.status == PASSED:
             tip = self.ctx.ledger.integration_tip()
-            if head.parent != tip:  # cannot happen: the head is built on the tip
+            if head.parent != tip:  # cannot happen: _build keeps the chain on the tip
                 self._rebuild(self.items.index(head))
                 break
             self._commit(head)
@@ -202,7 +232,7 @@ class VerifyQueue:
         when every patch in the chain has one, else unknown: None)."""
         tail = self.ctx.ledger.integration_tip()
         for item in self.items:
-            if item.status == DEFERRED:
+            if item.status in OUT_OF_CHAIN:
                 continue
             if item.candidate is None:
                 self.ctx.queue_tail = None
@@ -211,18 +241,23 @@ class VerifyQueue:
         self.ctx.queue_tail = tail
 
     def head(self) -> Item | None:
-        """The first candidate of the chain (deferred patches are not in it)."""
+        """The first patch of the queue (deferred ones are out of it): the only one that may
+        commit. A suspect there holds the commits behind it while its flake check runs, so
+        that check is judged on the tip as it stays: the order of the queue holds."""
         return next((i for i in self.items if i.status != DEFERRED), None)
 
     def chain(self) -> list[Item]:
         """The candidates the window holds, in order."""
-        return [i for i in self.items if i.status != DEFERRED][:self.window]
+        return [i for i in self.items if i.status not in OUT_OF_CHAIN][:self.window]
 
     def _build(self, progress: Progress) -> None:
         tip = self.ctx.ledger.integration_tip()
         base, built, k = tip, 0, 0
         while k < len(self.items) and built < self.window:
             item = self.items[k]
+            if item.status == SUSPECT:
+                k += 1
+                continue
             if item.status == DEFERRED:
                 if base != tip:
                     k += 1  # waits until every candidate before it is resolved
@@ -236,6 +271,10 @@ class VerifyQueue:
                 item.status = NEW  # applies on the tip: joins the chain at its end
                 self.items.append(self.items.pop(k))
                 continue
+            if item.status != NEW and item.parent != base:
+                # Built on what is no longer before it (a suspect that passed its flake check
+                # committed ahead of it): discarded, made again here.
+                self._rebuild(k)
             if item.status == NEW:
                 if item.recorded and \
                         odb.get_commit(self.ctx.repo, item.recorded).parent == base:
@@ -260,25 +299,25 @@ class VerifyQueue:
             k += 1
 
     def jobs(self, limit: int) -> list[Job]:
-        """Up to ``limit`` judgings to start now: due flake checks first, then the built
-        candidates of the window in order."""
+        """Up to ``limit`` judgings to start now: the flake check of a suspect that reached
+        the head first (``tip + patch``, alone), then the built candidates of the window in
+        order."""
         out: list[Job] = []
         if self.ctx.cancel.is_set():
             return out
         tip = self.ctx.ledger.integration_tip()
-        for ws_id in list(self.flake):
-            if len(out) >= limit:
-                return out
-            item = self._item(ws_id)
-            self.flake.remove(ws_id)
-            if item is None:
-                continue
-            made = make_candidate(self.ctx.repo, item.patch, tip)
-            if made.conflicts:  # the tip moved under it: the chain's candidate decides
-                item.status = BUILT
-                continue
-            cand = made.commit or empty_candidate(self.ctx.repo, item.patch, tip)
-            out.append(Job(item.ws, item.gen, "flake", item.attempt, item.patch, cand, tip))
+        first = self.head()
+        if first is not None and first.status == SUSPECT and not first.flake_running \
+                and limit > 0:
+            made = make_candidate(self.ctx.repo, first.patch, tip)
+            if made.conflicts:  # applied on the chain, not on the tip: quarantined there
+                first.status = DEFERRED
+            else:
+                cand = made.commit or empty_candidate(self.ctx.repo, first.patch, tip)
+                self._set_ref(first, cand)
+                first.candidate, first.parent = cand, tip
+                first.flake_running, first.started = True, time.time()
+                out.append(self._job(first, "flake", cand, tip))
         for item in self.chain():
             if len(out) >= limit:
                 break
@@ -286,10 +325,22 @@ class VerifyQueue:
                 assert item.candidate is not None and item.parent is not None
                 item.status = RUNNING
                 item.started = time.time()
-                out.append(Job(item.ws, item.gen, "chain", item.attempt, item.patch,
-                               item.candidate, item.parent))
+                out.append(self._job(item, "chain", item.candidate, item.parent))
         self.running += len(out)
         return out
+
+    def _job(self, item: Item, kind: str, candidate: str, parent: str) -> Job:
+        stop = Stop(self.ctx.cancel)
+        self.stops[(item.ws, item.gen, kind)] = stop
+        return Job(item.ws, item.gen, kind, item.attempt, item.patch, candidate, parent, stop)
+
+    def _stop(self, ws_id: str, gen: int) -> None:
+        """Stop the judgings of a discarded generation: their verdicts could only be
+        evidence, and the slot is worth more to a candidate that can commit."""
+        for kind in ("chain", "flake"):
+            stop = self.stops.pop((ws_id, gen, kind), None)
+            if stop is not None:
+                stop.set()
 
     def _item(self, ws_id: str) -> Item | None:
         return next((i for i in self.items if i.ws == ws_id), None)
@@ -299,21 +350,25 @@ class VerifyQueue:
     def finish(self, job: Job, verdict: Verdict, seconds: float) -> Progress:
         """A judging came back (loop thread)."""
         self.running -= 1
+        self.stops.pop((job.ws, job.gen, job.kind), None)
         progress = Progress()
         item = self._item(job.ws)
-        if verdict.outcome is Outcome.CANCELLED:
-            if item is not None and item.gen == job.gen and job.kind == "chain":
-                item.status = BUILT
-            return progress
         stale = item is None or item.gen != job.gen
+        if verdict.outcome is Outcome.CANCELLED:
+            if not stale and item is not None:
+                if job.kind == "chain" and item.status == RUNNING:
+                    item.status = BUILT
+                elif job.kind == "flake":
+                    item.flake_running = False
+            return progress
         if stale:
             self._evidence(job, verdict, "discarded: rebuilt after the candidate was made")
             return progress
         assert item is not None
+        item.seconds = seconds
         if job.kind == "flake":
             self._flake_done(item, job, verdict, progress)
             return progress
-        item.seconds = seconds
         if verdict.outcome is Outcome.OK:
             item.status, item.verdict = PASSED, verdict
             if self.head() is not item:
@@ -321,16 +376,31 @@ class VerifyQueue:
                 # what a resumed run's cache is derived from.
                 self._evidence(job, verdict, "passed; waits for the candidates before it")
             return progress
-        if verdict.reason == "tampered" or item.flaked:
+        if verdict.reason == "tampered" and job.parent == self.ctx.ledger.integration_tip():
             self._quarantine(item, job, verdict, progress)
             return progress
-        item.failures.append(verdict)
-        item.status = CHECKING
-        self.flake.append(item.ws)
+        self._suspect(item, job, verdict)
         return progress
+
+    def _suspect(self, item: Item, job: Job, verdict: Verdict) -> None:
+        """A failure on the chain: evidence only. The patch leaves the chain and waits in its
+        place for its flake check (when it reaches the head); those behind it are rebuilt
+        without it; the window halves."""
+        if job.parent != self.ctx.ledger.integration_tip():
+            self._evidence(job, verdict, "failed on a speculative candidate; the patch is "
+                                         "checked alone on the tip when it reaches the head")
+        k = self.items.index(item)
+        item.ahead = [i.ws for i in self.items[:k] if i.status not in OUT_OF_CHAIN]
+        item.failures.append(verdict)
+        self._set_ref(item, None)
+        item.candidate = item.parent = None
+        item.status, item.verdict = SUSPECT, None
+        self._rebuild(k + 1)
+        self.window = max(1, self.window // 2)
 
     def cancelled(self, job: Job) -> None:
         """A judging stopped by Ctrl-C: the candidate is judged again when the run resumes."""
+        self.stops.pop((job.ws, job.gen, job.kind), None)
         item = self._item(job.ws)
         if item is not None and item.gen == job.gen and item.status == RUNNING:
             item.status = BUILT
@@ -342,30 +412,43 @@ class VerifyQueue:
         if item is None:
             return
         k = self.items.index(item)
+        self._stop(item.ws, item.gen)
         if item.candidate is not None:
             self._set_ref(item, None)
         self.items.pop(k)
-        if ws_id in self.flake:
-            self.flake.remove(ws_id)
         self._rebuild(k)
+        self._release_suspects(ws_id)
+
+    def _release_suspects(self, ws_id: str) -> None:
+        """``ws_id`` leaves the queue without committing: a suspect whose failure was on a
+        candidate holding it failed on a discarded candidate, which is evidence, never a
+        verdict on the suspect: it goes back to the chain, judged anew."""
+        for k, item in enumerate(self.items):
+            if item.status == SUSPECT and ws_id in item.ahead and not item.flake_running:
+                item.status = NEW
+                self._rebuild(k)
 
     def _flake_done(self, item: Item, job: Job, verdict: Verdict, progress: Progress) -> None:
+        item.flake_running = False
+        tip = self.ctx.ledger.integration_tip()
+        if job.parent != tip:  # cannot happen (nothing ahead of it commits), but if it did:
+            self._evidence(job, verdict, "flake check on a tip that moved; checked again")
+            self._set_ref(item, None)
+            item.candidate = item.parent = None
+            return
         if verdict.outcome is not Outcome.OK:
             self._quarantine(item, job, verdict, progress)
             return
-        item.flaked = True
-        if job.parent == item.parent and item.candidate is not None and \
-                odb.tree_of(self.ctx.repo, job.candidate) == \
-                odb.tree_of(self.ctx.repo, item.candidate):
-            item.status, item.verdict = PASSED, verdict
-            note = "failed once on the candidate, passed on the flake check"
-            verdict.detail = f"{note}; {verdict.detail}" if verdict.detail else note
-            return
-        item.status = BUILT  # judged once more where it stands in the chain
+        # A flake: tip + patch passed, at the head. It commits at the next step; the
+        # candidates behind it (built without it) are rebuilt on it.
+        item.status, item.verdict = PASSED, verdict
+        note = "failed on the queue's candidate, passed alone on the tip (flake check)"
+        verdict.detail = f"{note}; {verdict.detail}" if verdict.detail else note
 
     def _quarantine(self, item: Item, job: Job, verdict: Verdict, progress: Progress) -> None:
         ctx = self.ctx
         k = self.items.index(item)
+        in_chain = item.status not in OUT_OF_CHAIN
         evidence = dict(verdict.evidence)
         for n, old in enumerate(item.failures, 1):
             for name, data in old.evidence.items():
@@ -373,25 +456,30 @@ class VerifyQueue:
         self._to_applied(item, job.candidate, job.parent)
         detail = verdict.detail
         if item.failures and job.kind == "flake":
-            detail = f"{detail} (also on the queue's candidate {str(item.candidate)[:12]})"
+            detail = f"{detail} (also on a queue's candidate before: {item.failures[-1].detail})"
         ctx.record(item.ws, "quarantined", attempt=item.attempt, reason=verdict.reason,
                    detail=detail, evidence=evidence)
         self._set_ref(item, None)
+        item.candidate = None
         self.items.pop(k)
-        self._rebuild(k)
-        self.window = max(1, self.window // 2)
+        if in_chain:  # those behind were built on it
+            self._rebuild(k)
+            self.window = max(1, self.window // 2)
+        self._release_suspects(item.ws)
         progress.quarantined.append(item.ws)
 
     def _rebuild(self, k: int) -> None:
-        """Discard the candidates from position ``k`` on: made again on the one before."""
+        """Discard the chain's candidates from position ``k`` on: made again on the one
+        before. Suspects keep their place: their flake check does not depend on the chain."""
         for item in self.items[k:]:
+            if item.status == SUSPECT:
+                continue
+            self._stop(item.ws, item.gen)
             if item.candidate is not None:
                 self._set_ref(item, None)
             item.candidate = item.parent = None
             item.gen += 1
-            item.flaked = False
-            if item.ws in self.flake:
-                self.flake.remove(item.ws)
+            item.failures, item.ahead = [], []
             item.status, item.verdict = NEW, None
 
     def _evidence(self, job: Job, verdict: Verdict, what: str) -> None:
@@ -452,6 +540,9 @@ class VerifyQueue:
         ctx = self.ctx
         shown = ", ".join(conflicts[:20]) + (" ..." if len(conflicts) > 20 else "")
         rec = ctx.ledger.state(item.ws)
+        if item.candidate is not None:
+            self._set_ref(item, None)
+            item.candidate = None
         if rec is not None and rec.state in ("applied", "verified"):
             ctx.record(item.ws, "queued", attempt=item.attempt,
                        detail=f"the queue re-applies it on {base[:12]}")
@@ -466,9 +557,10 @@ def run_job(ctx: RunContext, checks: Checks, cache: VerdictCache, job: Job, *,
     """Judge one candidate (a verifier thread). ``verifier``: 0, 1, ... (observer number
     INTEGRATOR - verifier, port block of slot ``jobs + verifier``)."""
     start = time.monotonic()
-    bench = Bench(ctx.run_id, ctx.target, ctx.pool, ctx.observer, ctx.cancel, ctx.guard,
-                  shown=INTEGRATOR - verifier, slot=ctx.pool.size - 1 + verifier,
-                  cache=None if job.kind == "flake" else cache)
+    bench = Bench(ctx.run_id, ctx.target, ctx.pool, ctx.observer, job.stop or ctx.cancel,
+                  ctx.guard, shown=INTEGRATOR - verifier, slot=ctx.pool.size - 1 + verifier,
+                  cache=None if job.kind == "flake" else cache,
+                  guard_as=f"{job.ws} (verifier {verifier})")
     cand = Candidate(ctx.ws(job.ws), job.attempt, job.patch, job.candidate, job.parent,
                      verified=job.patch)
     what = "flake" if job.kind == "flake" else "candidate"

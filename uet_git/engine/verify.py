@@ -118,6 +118,10 @@ class Bench:
     slot: int | None = None
     # Passes of this run (the queue's; None: no cache, every candidate judged as it comes).
     cache: VerdictCache | None = None
+    # The name the tamper guard knows this judging by (default: the workstream). The queue's
+    # judgings of one workstream may overlap (a discarded candidate's, being stopped, and the
+    # new one's): each needs its own entry, or the first to end closes the other's interval.
+    guard_as: str | None = None
 
 
 def candidate_env(config: Config, ws: Workstream, *, run: str, attempt: int, worktree: Path,
@@ -191,14 +195,15 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
 
     evidence: dict[str, bytes] = {}
     wt = bench.pool.acquire(cand.candidate, label)
+    guard_as = bench.guard_as or ws.id
     if bench.guard is not None:
-        bench.guard.enter(ws.id, wt.path)
+        bench.guard.enter(guard_as, wt.path)
     bench.observer.step_started(ws.id, bench.shown, "verify", attempt=cand.attempt)
     try:
         verdict = _run_checks(repo, cand, checks, bench, wt.path, log_dir=log_dir, rerun=rerun,
                               hooks=hooks_due, evidence=evidence, notes=notes)
     finally:
-        tampering = bench.guard.leave(ws.id) if bench.guard is not None else None
+        tampering = bench.guard.leave(guard_as) if bench.guard is not None else None
         bench.pool.release(wt)
     bench.observer.step_finished(ws.id, bench.shown, "verify", attempt=cand.attempt,
                                  ok=verdict.outcome is Outcome.OK and tampering is None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -266,9 +266,10 @@ class VerifyConfig(_Strict):
     max_files: int = Field(default=0, ge=0, description="0 = no limit")
     max_lines: int = Field(default=0, ge=0, description="0 = no limit")
     rerun_on_candidate: bool = True
-    # 1 (one candidate at a time) until a speculative-window bug is fixed: a workstream behind
-    # a failing candidate can be quarantined on that discarded candidate's verdict.
-    window: int = Field(default=1, ge=1, le=256, description="candidates verified at once")
+    # "auto": the speculative queue, its window starting at the run's slots (jobs + [verify]
+    # jobs) and adapting (AIMD); N: at most N at once; 1: the one-at-a-time integrator.
+    window: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        default="auto", description="candidates verified at once")
     jobs: int = Field(default=1, ge=0, le=256, description="verify slots beyond idle workers")
     protected: list[str] = Field(
         default_factory=list,
