@@ -66,7 +66,7 @@ def assert_landed(b: Built) -> None:
 def test_land_killed_then_land_again(tmp_path: Path, var: str, point: str) -> None:
     b = big_run(tmp_path)
     with_user_work(b)
-    crashed = uet("land", b.run, cwd=b.path, env={var: point}, subprocess=True)
+    crashed = uet("land", b.run, cwd=b.path, env={var: point})
     assert crashed.returncode == CRASHED, crashed.stderr
     assert open_intent(b.repo, b.run) is not None
     again = uet("land", b.run, cwd=b.path)
@@ -87,8 +87,7 @@ def test_land_killed_after_the_ref_moved_then_rollback(tmp_path: Path) -> None:
     """The ref had moved: rollback first finishes the landing, then rolls it back."""
     b = big_run(tmp_path)
     with_user_work(b)
-    crashed = uet("land", b.run, cwd=b.path, env={"UET_BRANCH_CRASH": "after-ref"},
-                  subprocess=True)
+    crashed = uet("land", b.run, cwd=b.path, env={"UET_BRANCH_CRASH": "after-ref"})
     assert crashed.returncode == CRASHED
     proc = uet("rollback", b.run, cwd=b.path)
     assert proc.returncode == 0, proc.stderr
@@ -105,8 +104,7 @@ def test_land_killed_mid_checkout_then_rollback_has_nothing_to_undo(tmp_path: Pa
     """The ref had not moved: the half-written checkout is undone; nothing was landed."""
     b = big_run(tmp_path)
     with_user_work(b)
-    crashed = uet("land", b.run, cwd=b.path, env={"UET_BRANCH_CRASH": "mid-checkout"},
-                  subprocess=True)
+    crashed = uet("land", b.run, cwd=b.path, env={"UET_BRANCH_CRASH": "mid-checkout"})
     assert crashed.returncode == CRASHED
     proc = uet("rollback", b.run, cwd=b.path)
     assert proc.returncode == 1
@@ -152,8 +150,7 @@ def assert_rolled_back(b: Built) -> None:
 @pytest.mark.parametrize("point", ["rollback:intent", "rollback:ref-moved", "rollback:moved"])
 def test_rollback_by_reset_killed_then_rollback_again(tmp_path: Path, point: str) -> None:
     b = landed(tmp_path)
-    crashed = uet("rollback", b.run, cwd=b.path, env={"UET_TEST_CRASH_AT": point},
-                  subprocess=True)
+    crashed = uet("rollback", b.run, cwd=b.path, env={"UET_TEST_CRASH_AT": point})
     assert crashed.returncode == CRASHED, crashed.stderr
     again = uet("rollback", b.run, cwd=b.path)
     assert again.returncode == 0, again.stderr
@@ -173,7 +170,7 @@ def test_rollback_by_revert_killed_then_rollback_again(tmp_path: Path, var: str,
     git(b.path, "add", "later.txt")
     git(b.path, "commit", "-q", "-m", "user commit after the landing")
     user = head_of(b.path)
-    crashed = uet("rollback", b.run, cwd=b.path, env={var: point}, subprocess=True)
+    crashed = uet("rollback", b.run, cwd=b.path, env={var: point})
     assert crashed.returncode == CRASHED, crashed.stderr
     again = uet("rollback", b.run, cwd=b.path)
     assert again.returncode == 0, again.stderr
@@ -187,8 +184,7 @@ def test_another_runs_interrupted_landing_is_named(tmp_path: Path) -> None:
     b = big_run(tmp_path)
     other = scripted_run(b.path, [("ws-o", "committed", {"o.txt": b"other run\n"})])
     assert other.base == b.base
-    crashed = uet("land", b.run, cwd=b.path, env={"UET_BRANCH_CRASH": "mid-checkout"},
-                  subprocess=True)
+    crashed = uet("land", b.run, cwd=b.path, env={"UET_BRANCH_CRASH": "mid-checkout"})
     assert crashed.returncode == CRASHED
     proc = uet("land", other.run, cwd=b.path)
     assert proc.returncode == 1
@@ -214,8 +210,7 @@ def test_land_killed_then_resume_finishes_it(tmp_path: Path) -> None:
     run = git(path, "for-each-ref", "--format=%(refname:lstrip=3)", "refs/uet/ledger/")
     tip = git(path, "rev-parse", f"refs/uet/integration/{run}")
     (path / "c.txt").write_bytes(MINE)
-    crashed = uet("land", run, cwd=path, env={"UET_BRANCH_CRASH": "mid-index-commit"},
-                  subprocess=True)
+    crashed = uet("land", run, cwd=path, env={"UET_BRANCH_CRASH": "mid-index-commit"})
     assert crashed.returncode == CRASHED
     proc = uet("resume", run, "--land", "end", cwd=path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
