@@ -78,8 +78,11 @@ def test_crash_at_a_transition_then_resume(tmp_path: Path, var: str, point: str)
 
 
 def test_real_sigkill_while_a_tool_sleeps_then_resume(tmp_path: Path):
-    marker = tmp_path / "started"
-    slow = f"echo partial > partial.txt; touch {marker}; sleep 3; echo slow > slow.txt"
+    marker, go = tmp_path / "started", tmp_path / "go"
+    # Sleeps only in the killed run (long enough for resume to find it still running); the
+    # resumed attempt, started once `go` exists, goes straight on.
+    slow = (f"echo partial > partial.txt; touch {marker}; [ -f {go} ] || sleep 10; "
+            "echo slow > slow.txt")
     repo = setup_repo(tmp_path / "r", config=NO_SANDBOX, workstreams={
         "fast": {"command": "echo f > f.txt"},
         "slow": {"command": slow},
@@ -103,6 +106,7 @@ def test_real_sigkill_while_a_tool_sleeps_then_resume(tmp_path: Path):
     assert proc.returncode == -signal.SIGKILL
     run_id = last_run(repo)
     marker.unlink()
+    go.touch()
     res = run_ok(repo, "resume")
     # The killed run's tool (in its own session) was still sleeping: resume stopped it.
     assert "tool processes left running by the interrupted run" in res.stdout
