@@ -52,6 +52,8 @@ def test_status_shows_a_live_run_and_watch_follows_it_to_the_end(tmp_path: Path)
         assert "1 running, 1 pending" in out
         data = json.loads(run(repo, "status", "--json").stdout)
         conforms(data, section("status"))  # live and running included, as docs/json.md says
+        running = next(w["running"] for w in data["workstreams"] if w["running"])
+        assert running["since"].endswith("Z") and "T" in running["since"]  # ISO, not epoch
         assert data["live"]["alive"] and data["live"]["live"] and data["live"]["pid"] == proc.pid
         assert data["live"]["eta_seconds"] is not None
         slow = next(w for w in data["workstreams"] if w["ws"] == "slow")

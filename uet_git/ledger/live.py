@@ -23,6 +23,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,11 @@ class Running:
     ws_since: float  # the workstream's attempt started on this worker
 
     def to_dict(self, now: float) -> dict[str, Any]:
+        # ISO 8601 like every time uet prints (the file keeps epoch seconds).
+        since = datetime.fromtimestamp(self.since, UTC).isoformat(timespec="milliseconds")
         return {"ws": self.ws, "worker": self.worker, "stage": self.stage,
-                "since": self.since, "elapsed": round(max(0.0, now - self.ws_since), 3)}
+                "since": since.replace("+00:00", "Z"),
+                "elapsed": round(max(0.0, now - self.ws_since), 3)}
 
 
 @dataclass
