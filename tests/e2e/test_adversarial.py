@@ -31,6 +31,8 @@ from tests.e2e.helpers import (
     states,
     tool,
 )
+from uet_git.gitrepo.repo import Repo
+from uet_git.ledger.writer import Ledger
 
 try:
     from uet_git.workers.sandbox import available
@@ -446,12 +448,13 @@ def _busy_repo(path: Path) -> Path:
                   **({"depends_on": [f"w{i - 1}"]} if i % 2 else {})} for i in range(6)})
 
 
-@pytest.mark.xfail(strict=False, reason="racy, so not strict: a patch commit has no ref until "
-                   "its `created` transaction (engine/pipeline.py), and a prune in that gap "
-                   "quarantines it internal-error; git's worktree prune races `git worktree add` "
-                   "(gitrepo/worktrees.py). The ledger's own transactions are safe (run: start "
-                   "included).")
 def test_git_gc_prune_now_looping_during_a_run(tmp_path: Path) -> None:
+    """A patch is pinned by its worktree's HEAD from the moment it is written, each ledger
+    transaction outwaits a pruning gc that may have walked the refs before they moved and
+    writes again what it took, `git worktree add` is retried when a worktree prune broke
+    it; what is still cut (a candidate pruned between its making and its transaction) is an
+    internal error that `uet resume` re-applies. Whatever the timing: all six land, fsck
+    clean."""
     repo = _busy_repo(tmp_path / "r")
     with git_loop(repo, "gc", "-q", "--prune=now", limit=40) as codes:
         proc = run(repo, "run", "--jobs", "2", subprocess=True)
@@ -528,3 +531,29 @@ def test_uet_debug_keeps_the_internal_error_exit_code(tmp_path: Path) -> None:
     assert "internal error" in one_line(plain.stderr)
     assert debug.returncode == 3, debug.stdout + debug.stderr
     assert "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize(("summary", "resumed"), [
+    ("uet failed on this workstream: UetError: candidate 0123456789ab is not an object in this "
+     "repository", "committed"),
+    ("uet failed on this workstream: ValueError: something else went wrong", "quarantined")])
+def test_resume_reapplies_what_a_concurrent_prune_cut(tmp_path: Path, summary: str,
+                                                      resumed: str) -> None:
+    """An internal error because a concurrent prune removed an object uet needed is uet's work
+    cut short, not the workstream's failure: `uet resume` re-applies its patch (any other
+    internal error stays quarantined)."""
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "a": {"command": "echo a > a.txt"},
+        "b": {"command": "echo b > b.txt", "depends_on": ["a"]}})
+    crashed = run(repo, "run", env={"UET_TEST_CRASH_AT": "a:queued"}, subprocess=True)
+    assert crashed.returncode == 137, crashed.stdout + crashed.stderr
+    run_id = last_run(repo)
+    with Ledger.open(Repo.open(repo), run_id) as ledger:
+        ledger.record("a", "quarantined", attempt=1, reason="internal-error", summary=summary)
+    proc = run(repo, "resume", run_id)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert states(repo, run_id)["a"] == resumed
+    if resumed == "committed":
+        assert "re-applying a" in proc.stdout + proc.stderr
+        assert sorted(landed_workstreams(repo)) == ["a", "b"]
+    fsck_clean(repo)

@@ -23,9 +23,11 @@ from uet_git.engine.inputs import load_inputs
 from uet_git.engine.options import RunOptions, RunResult, resolve_jobs, resolve_land
 from uet_git.engine.seed import recorded_config, retry_sets
 from uet_git.errors import UetError
+from uet_git.gitrepo.odb import missing_in_tree
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.takeover import open_ledger
+from uet_git.ledger.writer import Ledger
 from uet_git.plan.dag import build_plan
 from uet_git.spec.models import Config
 from uet_git.workers.procfs import stop_stale
@@ -54,6 +56,12 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, observer: Ob
         selected = record.get("selected")
         include = set(selected) if isinstance(selected, list) and selected else set(plan.ids)
         include &= set(plan.ids)
+        if not only:
+            reapplied = reapply_pruned(repo, ledger, include)
+            if reapplied:
+                observer.message(f"re-applying {', '.join(reapplied)}: uet failed on "
+                                 f"{'them' if len(reapplied) > 1 else 'it'} because a "
+                                 "concurrent `git gc --prune=now` removed an object it needed")
         records = ledger.states()
         retry: set[str] = set()
         reverify: set[str] = set()
@@ -78,6 +86,36 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, observer: Ob
                      keep_worktrees=options.keep_worktrees, observer=observer,
                      weights=_weights(record, plan.ids), records=records, retry=retry,
                      resumed=True, reverify=reverify, warnings=notes)
+
+
+# How an internal error caused by a concurrent prune reads (gitrepo.odb.MissingObject, the
+# writer's checks, git refusing a ref to a removed object, libgit2's lookups, keepalive).
+PRUNED_SIGNS = ("is missing from the repository", "is not an object in this repository",
+                "nonexistent object", "object not found", "git gc --prune=now")
+
+
+def reapply_pruned(repo: Repo, ledger: Ledger, include: set[str]) -> list[str]:
+    """Workstreams of ``include`` quarantined ``internal-error`` because an object uet needed
+    was removed under it by a concurrent ``git gc --prune=now`` (their last transition says
+    so), whose patch is intact: recorded ``queued`` again (what ``uet retry --reapply``
+    records), so the resumed run integrates them. Not the tool's failure, nor the patch's:
+    uet's own work was cut, and the resume is what redoes uet's work."""
+    records = ledger.states()
+    events = query.read_ledger(repo, ledger.run).events
+    out: list[str] = []
+    for ws in sorted(include):
+        rec = records.get(ws)
+        if rec is None or rec.state != "quarantined" or rec.reason != "internal-error" \
+                or not rec.patch or missing_in_tree(repo, rec.patch):
+            continue
+        last = next((e for e in reversed(events) if e.ws == ws and e.is_transition), None)
+        if last is None or not any(sign in last.summary for sign in PRUNED_SIGNS):
+            continue
+        ledger.record(ws, "queued", attempt=rec.attempt or 1, patch=rec.patch,
+                      summary="re-applied by `uet resume`: a concurrent `git gc --prune=now` "
+                              "had removed an object uet needed for it")
+        out.append(ws)
+    return out
 
 
 def _jobs(options: RunOptions, saved: Mapping[str, Any], config: Config) -> int:
