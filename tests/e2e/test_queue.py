@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import git
 from tests.e2e.helpers import (
     NO_SANDBOX,
@@ -26,7 +28,7 @@ from tests.e2e.helpers import (
 N = 8
 
 
-def _repo(path: Path, *, window: int, acceptance: str | None = "sleep 0.5",
+def _repo(path: Path, *, window: int | None, acceptance: str | None = "sleep 0.5",
           extra: dict[str, dict[str, object]] | None = None, n: int = N,
           hook: str | None = None) -> Path:
     wss: dict[str, dict[str, object]] = {
@@ -36,8 +38,9 @@ def _repo(path: Path, *, window: int, acceptance: str | None = "sleep 0.5",
     }
     wss.update(extra or {})
     hooks = f"[hooks]\npre-merge = [{hook!r}]\n" if hook else ""
-    return setup_repo(path, workstreams=wss, config=f"[run]\njobs = 4\n[verify]\nwindow = "
-                                                    f"{window}\n{hooks}" + NO_SANDBOX)
+    verify = "" if window is None else f"[verify]\nwindow = {window}\n"  # None: the default
+    return setup_repo(path, workstreams=wss, config=f"[run]\njobs = 4\n{verify}{hooks}"
+                                                    + NO_SANDBOX)
 
 
 def _verify_intervals(repo: Path) -> list[tuple[float, float]]:
@@ -123,9 +126,10 @@ def test_flaky_patch_committed_after_the_flake_check(tmp_path: Path) -> None:
     fsck_clean(repo)
 
 
+@pytest.mark.parametrize("window", [4, None], ids=["window-4", "default-window"])
 def test_resume_after_kill_9_in_a_speculative_window_lands_each_patch_once(
-        tmp_path: Path) -> None:
-    repo = _repo(tmp_path / "r", window=4, acceptance=None, hook="sleep 0.5")
+        tmp_path: Path, window: int | None) -> None:
+    repo = _repo(tmp_path / "r", window=window, acceptance=None, hook="sleep 0.5")
     env = {**os.environ, "UET_RETRY_BACKOFF": "0.05"}
     proc = subprocess.Popen([sys.executable, "-m", "uet_git", "run", "--land", "never"],
                             cwd=repo, env=env, stdout=subprocess.DEVNULL,
