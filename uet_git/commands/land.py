@@ -56,7 +56,7 @@ from uet_git.engine.events import NullObserver, Observer
 from uet_git.engine.guard import TamperGuard
 from uet_git.engine.loop import make_pool
 from uet_git.engine.options import RunOptions
-from uet_git.engine.rebase import ALREADY_APPLIED, committed_in_order, reintegrate
+from uet_git.engine.rebase import committed_in_order, reintegrate
 from uet_git.engine.seed import recorded_config
 from uet_git.engine.verify import (
     Bench,
@@ -72,7 +72,7 @@ from uet_git.gitrepo.odb import has_object
 from uet_git.gitrepo.refs import RefConflict
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
-from uet_git.ledger.layout import integration_ref
+from uet_git.ledger.layout import ALREADY_APPLIED, integration_ref
 from uet_git.ledger.query import plan_deps
 from uet_git.ledger.writer import Ledger
 from uet_git.workers.sandbox import available
