@@ -42,6 +42,7 @@ from uet_git.engine.remotejob import JobResult, JobSpec, run_job, sweep_plugin
 from uet_git.errors import UetError
 from uet_git.gitrepo.mirror import fetch_refs, push_refs, remote_refs
 from uet_git.gitrepo.repo import GitError, Repo
+from uet_git.ledger.inbox import prune_inbox
 from uet_git.ledger.layout import inbox_prefix, inbox_ref, parse_ref, patch_ref
 from uet_git.spec.models import ExecutorConfig
 
@@ -282,28 +283,20 @@ class DaskExecutor:
     def finish(self, repo: Repo) -> None:
         """After the run: prune the inbox refs whose attempts the ledger recorded (here and on
         the remote) and the base ref. An unrecorded one stays for a resume to reuse."""
-        prefix = inbox_prefix(self.run_id)
-        here = repo.list_refs(prefix)
-        there = here if self.transport.here else remote_refs(
-            repo, self.transport.url, prefix + "*", token=self.transport.token)
-        done: list[tuple[str, str]] = []
-        for name, oid in sorted({**there, **here}.items()):
+        prune_inbox(repo, self.run_id)
+        if self.transport.here:
+            return
+        base_ref = BASE_REF_ROOT + self.run_id
+        there = remote_refs(repo, self.transport.url, inbox_prefix(self.run_id) + "*",
+                            base_ref, token=self.transport.token)
+        gone: list[tuple[str, str | None]] = [(base_ref, None)] if base_ref in there else []
+        for name, oid in sorted(there.items()):
             p = parse_ref(name)
             if p is None or p.ws is None or p.attempt is None:
                 continue
             if repo.read_ref(patch_ref(self.run_id, p.ws, p.attempt)) == oid:
-                done.append((name, oid))
-        if here:
-            tx = repo.transaction()
-            for name, oid in done:
-                if here.get(name) == oid:
-                    tx.delete(name, oid)
-            tx.commit()
-        if not self.transport.here:
-            gone = [(n, None) for n, _ in done if n in there]
-            push_refs(repo, self.transport.url,
-                      [*gone, (BASE_REF_ROOT + self.run_id, None)] if self._published else gone,
-                      token=self.transport.token)
+                gone.append((name, None))  # recorded here: the patch ref keeps it
+        push_refs(repo, self.transport.url, gone, token=self.transport.token)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # a scheduler already gone: nothing to close

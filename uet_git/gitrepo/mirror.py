@@ -4,21 +4,27 @@ distributed run makes: fetch one commit by id, push one commit to a ref that mus
 The mirror is a bare repository under a cache directory, created once and then only fetched
 into (never re-cloned); its objects stay reachable through the worktrees made from it and the
 refs uet writes below ``refs/uet/``. Every git command here runs with uet's safe prefix
-(``gitcmd``): no hooks, no auto-gc. A bearer token (``uet serve``) travels as an
-``http.extraHeader`` on the command line of that one git process, never in a config file.
+(``gitcmd``): no hooks, no auto-gc. A bearer token (``uet serve``) reaches git as an
+``http.extraHeader`` through the environment of that one git process (``GIT_CONFIG_COUNT``):
+never on a command line (``ps`` shows those to every local user), never in a config file.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from uet_git.gitrepo.filters import config_env
 from uet_git.gitrepo.gitcmd import GitError, run_git
 from uet_git.gitrepo.repo import Repo
 
 
-def _auth(token: str | None) -> list[str]:
-    return ["-c", f"http.extraHeader=Authorization: Bearer {token}"] if token else []
+def _auth(token: str | None) -> dict[str, str] | None:
+    """The environment that gives git the bearer token (after any GIT_CONFIG_* already set)."""
+    if not token:
+        return None
+    return config_env([("http.extraHeader", f"Authorization: Bearer {token}")], os.environ)
 
 
 def _one_line(stderr: bytes, what: str) -> str:
@@ -47,8 +53,8 @@ def fetch_commits(repo: Repo, url: str, oids: Sequence[str], *, token: str | Non
     missing = [o for o in oids if repo.rev_parse(o) is None]
     if not missing:
         return
-    proc = repo.git(*_auth(token), "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                    "--no-auto-gc", url, *missing, check=False)
+    proc = repo.git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                    "--no-auto-gc", url, *missing, env=_auth(token), check=False)
     if proc.returncode != 0:
         raise GitError(_one_line(proc.stderr, f"git fetch {url} {missing[0][:12]}"))
 
@@ -60,8 +66,9 @@ def fetch_refs(repo: Repo, url: str, refs: Sequence[str], *, token: str | None =
     if not refs:
         return {}
     specs = "".join(f"+{r}:{r}\n" for r in refs)
-    proc = repo.git(*_auth(token), "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                    "--no-auto-gc", "--stdin", url, input=specs.encode(), check=False)
+    proc = repo.git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                    "--no-auto-gc", "--stdin", url, input=specs.encode(), env=_auth(token),
+                    check=False)
     if proc.returncode != 0:
         raise GitError(_one_line(proc.stderr, f"git fetch {url}"))
     got = {r: repo.read_ref(r) for r in refs}
@@ -73,8 +80,9 @@ def push_new_ref(repo: Repo, url: str, oid: str, ref: str, *, token: str | None 
     """Create ``ref`` = ``oid`` on ``url``, only if the ref does not exist there yet
     (``--force-with-lease=REF:``): True when created, False when it already existed (with any
     value: the caller reads it). Other failures raise GitError."""
-    proc = repo.git(*_auth(token), "push", "--quiet", "--no-verify", "--porcelain",
-                    f"--force-with-lease={ref}:", url, f"{oid}:{ref}", check=False)
+    proc = repo.git("push", "--quiet", "--no-verify", "--porcelain",
+                    f"--force-with-lease={ref}:", url, f"{oid}:{ref}", env=_auth(token),
+                    check=False)
     if proc.returncode == 0:
         return True
     out = proc.stdout.decode(errors="replace")
@@ -90,8 +98,8 @@ def push_refs(repo: Repo, url: str, updates: Sequence[tuple[str, str | None]], *
     if not updates:
         return
     specs = [f"{oid}:{ref}" if oid else f":{ref}" for ref, oid in updates]
-    proc = repo.git(*_auth(token), "push", "--quiet", "--no-verify", "--porcelain", url,
-                    *specs, check=False)
+    proc = repo.git("push", "--quiet", "--no-verify", "--porcelain", url,
+                    *specs, env=_auth(token), check=False)
     if proc.returncode != 0:
         raise GitError(_one_line(proc.stderr + proc.stdout, f"git push {url}"))
 
@@ -99,7 +107,7 @@ def push_refs(repo: Repo, url: str, updates: Sequence[tuple[str, str | None]], *
 def remote_refs(repo: Repo, url: str, *patterns: str, token: str | None = None
                 ) -> dict[str, str]:
     """``{ref: oid}`` of ``url``'s refs matching ``patterns``."""
-    proc = repo.git(*_auth(token), "ls-remote", "--refs", url, *patterns, check=False)
+    proc = repo.git("ls-remote", "--refs", url, *patterns, env=_auth(token), check=False)
     if proc.returncode != 0:
         raise GitError(_one_line(proc.stderr, f"git ls-remote {url}"))
     out: dict[str, str] = {}
