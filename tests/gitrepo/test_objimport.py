@@ -167,3 +167,20 @@ def test_is_fresh_store_only_for_exactly_what_new_store_made(tmp_path: Path) -> 
         objimport.new_store(store, ["/a"])
         spoil()
         assert not objimport.is_fresh_store(store, ["/a"])
+
+
+def test_empty_store_removes_object_directories_or_makes_the_store_again(
+        tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    store = tmp_path / "private"
+    objimport.new_store(store, ["/a"])
+    info = (store / "info").stat().st_ino
+    _write(store, "one\n")
+    objimport.empty_store(store, ["/a"])
+    assert objimport.is_fresh_store(store, ["/a"])
+    assert (store / "info").stat().st_ino == info  # only the object directory went
+    (store / "pack" / "x.idx").write_text("")
+    (store / "ab").symlink_to(repo.common_dir / "objects")
+    objimport.empty_store(store, ["/a"])
+    assert objimport.is_fresh_store(store, ["/a"])
+    assert (repo.common_dir / "objects" / "info").is_dir()  # the symlink was not followed

@@ -32,8 +32,8 @@ import pygit2
 
 from uet_git.gitrepo.repo import Repo
 
-__all__ = ["Imported", "forget_missing", "import_objects", "is_fresh_store", "new_store",
-           "real_alternates", "remove_store"]
+__all__ = ["Imported", "empty_store", "forget_missing", "import_objects", "is_fresh_store",
+           "new_store", "real_alternates", "remove_store"]
 
 _TYPES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 MAX_LISTED = 20  # rejected object names kept for the evidence
@@ -114,6 +114,25 @@ def remove_store(path: Path) -> None:
         path.unlink()
     elif path.exists():
         shutil.rmtree(path)
+
+
+def empty_store(path: Path, alternates: Sequence[str]) -> None:
+    """Make ``path`` fresh again (``is_fresh_store``) at the least cost: when only object
+    directories were added, just those go (removing a directory costs milliseconds here, a
+    command's objects fill a few); anything else and the whole store is made again."""
+    if is_fresh_store(path, alternates):
+        return
+    try:
+        with os.scandir(path) as it:
+            extra = [e for e in it if e.name not in ("info", "pack")]
+        if all(len(e.name) == 2 and e.is_dir(follow_symlinks=False) for e in extra):
+            for e in extra:
+                shutil.rmtree(e.path)
+            if is_fresh_store(path, alternates):
+                return
+    except OSError:
+        pass
+    new_store(path, alternates)
 
 
 def _has_objects(path: Path) -> bool:

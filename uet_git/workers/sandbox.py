@@ -29,9 +29,10 @@ read-only. ``process.run_process`` brackets each sandboxed command with ``start_
 fresh private directory; a leftover one, from a uet killed while a command ran, is imported
 first) and ``finish_objects``: after the whole sandbox has exited, the new objects are imported
 into the real store by ``gitrepo.objimport`` (each re-hashed, existing ones skipped, forged ones
-rejected; never a file copied by name), then the directory is deleted (kept, empty, when the
-command changed nothing in it: making and removing directories costs milliseconds). One
-command at a time per worktree (the pool's guarantee), so one private directory per worktree.
+rejected; never a file copied by name), then the directory is emptied (its object directories
+removed; made again whole when the command changed anything else; making and removing
+directories costs milliseconds). One command at a time per worktree (the pool's guarantee), so
+one private directory per worktree.
 
 Mode ``none`` (or no usable bwrap) enforces none of this: a tool's git writes the real store
 directly and could overwrite or delete existing objects; only the tamper guard's checks of refs
@@ -60,6 +61,7 @@ from pathlib import Path
 
 from uet_git.gitrepo.objimport import (
     Imported,
+    empty_store,
     forget_missing,
     import_objects,
     is_fresh_store,
@@ -161,7 +163,7 @@ class SandboxPlan:
 
     def finish_objects(self) -> Imported:
         """After the command and its whole sandbox exited: import what it wrote (re-hashed,
-        ``gitrepo.objimport``), then delete the private directory. Never raises."""
+        ``gitrepo.objimport``), then empty the private directory. Never raises."""
         if not self.private or self.repo is None:
             return Imported()
         private = Path(self.private)
@@ -170,13 +172,13 @@ class SandboxPlan:
             # The index may name a forged (so absent) blob with the file's stat: make the
             # snapshot hash the file instead of writing a tree that names a missing object.
             forget_missing(self.repo, Path(self.index), self.worktree)
-        # Kept when the command wrote nothing (the common case: no directory made or removed
-        # per command), and when the import stopped (the next start_objects tries again).
-        if done.problem is None and not is_fresh_store(private, self._alternates()):
+        # Emptied for the next command (kept as it is when the command wrote nothing, the
+        # common case), unless the import stopped: the next start_objects tries again.
+        if done.problem is None:
             try:
-                remove_store(private)
+                empty_store(private, self._alternates())
             except OSError as exc:
-                done.problem = f"cannot remove {private}: {exc}"
+                done.problem = f"cannot empty {private}: {exc}"
         return done
 
     def _alternates(self) -> list[str]:
