@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -160,43 +160,77 @@ def uet_proc(*args: str, cwd: Path | str, env: dict[str, str] | None = None,
 
 def uet_forked(*args: str, cwd: Path | str, env: dict[str, str] | None = None,
                timeout: float = 120) -> sp.CompletedProcess[str]:
-    """Run ``uet ARGS`` in a child forked from this process, as ``uet_proc`` would in a new
-    one: stdin from /dev/null, unbuffered stdout and stderr (what the child wrote before an
-    ``os._exit`` is kept), ``env`` laid over the environment, the exit code, or minus the
-    signal that ended it. After ``timeout`` s the child is killed and ``TimeoutExpired``
-    raised. The tests' own threads (none of uet's run between tests) are not in the child."""
+    """Run ``uet ARGS`` in a child forked from this process (``start_forked``), as
+    ``uet_proc`` would in a new one: the exit code, or minus the signal that ended it, and
+    what the child wrote, also before an ``os._exit``. After ``timeout`` s the child is
+    killed and ``TimeoutExpired`` raised."""
     argv = list(args)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into pytest
-            code = 1
-            try:
-                code = _forked_main(argv, Path(cwd), env or {}, out.fileno(), err.fileno())
-            finally:
-                os._exit(code)
-        status = _wait(pid, timeout)
-        if status is None:
+        pid = start_forked(lambda: _main_exit_code(argv), cwd=cwd, env=env,
+                           stdout=out.fileno(), stderr=err.fileno())
+        code = wait_forked(pid, timeout)
+        if code is None:
             raise sp.TimeoutExpired(["uet", *argv], timeout)
         out.seek(0)
         err.seek(0)
         stdout, stderr = _text(out.read()), _text(err.read())
-    return sp.CompletedProcess(["uet", *argv], os.waitstatus_to_exitcode(status), stdout, stderr)
+    return sp.CompletedProcess(["uet", *argv], code, stdout, stderr)
 
 
-def _forked_main(argv: list[str], cwd: Path, env: dict[str, str], out: int, err: int) -> int:
-    null = os.open(os.devnull, os.O_RDONLY)
-    for fd, to in ((null, 0), (out, 1), (err, 2)):
-        os.dup2(fd, to)
-    enc = locale.getpreferredencoding(False)
-    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding=enc)
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding=enc,
-                                  write_through=True)
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding=enc,
-                                  errors="backslashreplace", write_through=True)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.chdir(cwd)
-    os.environ.update(env)
+def start_forked(fn: Callable[[], int | None], *, cwd: Path | str | None = None,
+                 env: dict[str, str] | None = None, stdout: int | None = None,
+                 stderr: int | None = None, new_session: bool = False) -> int:
+    """Fork; the child runs ``fn()`` and exits with what it returns (None: 0; an exception:
+    1, its traceback on stderr), never returning into pytest. The child has stdin from
+    /dev/null, unbuffered stdout and stderr on the given file descriptors (/dev/null when
+    None), ``cwd``, ``env`` laid over the environment, the default SIGINT and SIGTERM
+    handling, and none of this process's other threads (no uet thread runs between tests).
+    Returns the child's pid; ``wait_forked`` waits for it."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        if new_session:
+            os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd, to in ((null, 0), (null if stdout is None else stdout, 1),
+                       (null if stderr is None else stderr, 2)):
+            os.dup2(fd, to)
+        enc = locale.getpreferredencoding(False)
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding=enc)
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding=enc,
+                                      write_through=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding=enc,
+                                      errors="backslashreplace", write_through=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if cwd is not None:
+            os.chdir(cwd)
+        os.environ.update(env or {})
+        code = fn() or 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def wait_forked(pid: int, timeout: float) -> int | None:
+    """The exit code of child ``pid`` (minus the signal that ended it), or None, the child
+    killed and reaped, after ``timeout`` s."""
+    fd = os.pidfd_open(pid)
+    try:
+        if select.select([fd], [], [], timeout)[0]:
+            return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    finally:
+        os.close(fd)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+def _main_exit_code(argv: list[str]) -> int:
+    """``main(argv)`` as the interpreter would end with it."""
     try:
         main(argv)
     except SystemExit as exc:
@@ -205,22 +239,8 @@ def _forked_main(argv: list[str], cwd: Path, env: dict[str, str], out: int, err:
         if isinstance(exc.code, int):
             return exc.code
         print(exc.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
-    return 1
-
-
-def _wait(pid: int, timeout: float) -> int | None:
-    """The child's wait status, or None (and the child killed and reaped) after ``timeout``."""
-    fd = os.pidfd_open(pid)
-    try:
-        if select.select([fd], [], [], timeout)[0]:
-            return os.waitpid(pid, 0)[1]
-    finally:
-        os.close(fd)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return None
+        return 1
+    return 0
 
 
 @contextlib.contextmanager

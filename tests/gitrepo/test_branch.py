@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
+import signal
 import subprocess as sp
-import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.conftest import git, make_repo, start_forked, wait_forked
 from uet_git.gitrepo.branch import (
     CRASH_ENV,
     checkouts_of,
@@ -272,33 +275,37 @@ def test_not_a_fast_forward_refused(setup) -> None:
 
 # --------------------------------------------------------------------------- crashes
 
-_CHILD = (
-    "import sys\n"
-    "from uet_git.gitrepo.repo import Repo\n"
-    "from uet_git.gitrepo.branch import fast_forward\n"
-    "r = Repo.open(sys.argv[1])\n"
-    "print(fast_forward(r, 'refs/heads/main', sys.argv[2], sys.argv[3]))\n"
-)
+def _land_in_child(path: Path, old: str, new: str, point: str | None = None) -> tuple[int, str]:
+    """The landing in a process of its own (forked), ended at crash ``point``: its exit code
+    and output."""
+    with tempfile.TemporaryFile() as out:
+        pid = start_forked(lambda: print(fast_forward(Repo.open(path), REF, old, new)),
+                           env={CRASH_ENV: point} if point else None,
+                           stdout=out.fileno(), stderr=out.fileno())
+        code = wait_forked(pid, 300)
+        out.seek(0)
+        return code if code is not None else -signal.SIGKILL, out.read().decode(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def big_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
-    """A repository whose landing changes 2,000 files: 1,000 added, 600 modified, 400 deleted."""
-    root = tmp_path_factory.mktemp("big")
+def _template(root: Path, n: int) -> tuple[Path, str, str]:
+    """A repository of ``n`` files whose landing changes ``2 * n``: ``n`` added, 60 % of the
+    old ones modified, 40 % deleted. Its objects are packed, so each test's copy is cheap."""
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@e", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(root)}
     old_env = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        files = {f"d{i % 20}/f{i}.txt": f"{i}\n" for i in range(1000)}
+        files = {f"d{i % 20}/f{i}.txt": f"{i}\n" for i in range(n)}
         files["keep.txt"] = "keep\n"
         path = make_repo(root / "repo", files)
         old = git(path, "rev-parse", "HEAD")
+        cut = n * 6 // 10
         change: dict[str, str | None] = {f"d{i % 20}/f{i}.txt": f"{i} changed\n"
-                                         for i in range(600)}
-        change.update({f"d{i % 20}/f{i}.txt": None for i in range(600, 1000)})
-        change.update({f"n{i % 30}/g{i}.txt": f"new {i}\n" for i in range(1000)})
+                                         for i in range(cut)}
+        change.update({f"d{i % 20}/f{i}.txt": None for i in range(cut, n)})
+        change.update({f"n{i % 30}/g{i}.txt": f"new {i}\n" for i in range(n)})
         new = commit_on(path, old, change)
+        git(path, "repack", "-adq")
     finally:
         for k, v in old_env.items():
             if v is None:
@@ -308,22 +315,33 @@ def big_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, s
     return path, old, new
 
 
+@pytest.fixture(scope="module")
+def big_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A landing of 2,000 files: long enough to be killed at random moments inside it."""
+    return _template(tmp_path_factory.mktemp("big"), 1000)
+
+
+@pytest.fixture(scope="module")
+def crash_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A landing of 200 files (100 added, 60 modified, 40 deleted, in 50 directories): each
+    named crash point is a fixed step, and half of a checkout is half of these."""
+    return _template(tmp_path_factory.mktemp("crash"), 100)
+
+
 @pytest.mark.parametrize("point, lands", [
     ("after-index-lock", False), ("mid-checkout", False), ("before-ref", False),
     ("after-ref", True), ("mid-index-commit", True),
 ])
-def test_crash_then_recover_leaves_a_clean_checkout(tmp_path: Path, big_template, point: str,
+def test_crash_then_recover_leaves_a_clean_checkout(tmp_path: Path, crash_template, point: str,
                                                     lands: bool) -> None:
-    template, old, new = big_template
+    template, old, new = crash_template
     path = tmp_path / "repo"
     shutil.copytree(template, path, symlinks=True)
     # The user's own changes, which must survive byte for byte.
     (path / "keep.txt").write_bytes(b"my edit\r\n")
     (path / "mine.txt").write_text("untracked, mine\n")
-    env = {**os.environ, CRASH_ENV: point}
-    proc = sp.run([sys.executable, "-c", _CHILD, str(path), old, new], env=env,
-                  capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 137, proc.stdout + proc.stderr
+    code, out = _land_in_child(path, old, new, point)
+    assert code == 137, out
     repo = Repo.open(path)
     assert repo.read_ref(REF) == (new if lands else old)
     assert (repo.git_dir / "index.lock").exists() or point == "after-ref"
@@ -343,7 +361,7 @@ def test_crash_then_recover_leaves_a_clean_checkout(tmp_path: Path, big_template
     assert (path / "keep.txt").read_bytes() == b"my edit\r\n"
     assert (path / "mine.txt").read_text() == "untracked, mine\n"
     assert (path / "n0" / "g0.txt").exists() is lands
-    assert (path / "d0" / "f600.txt").exists() is not lands
+    assert (path / "d0" / "f60.txt").exists() is not lands  # one of the deleted
     fsck = sp.run(["git", "fsck", "--strict"], cwd=path, capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stderr
     # Recovering again finds nothing to do; the landing can now be completed or retried.
@@ -371,10 +389,8 @@ def test_dirty_submodule_not_touched_by_the_landing_kept(tmp_path: Path) -> None
 
 
 def _crash(path: Path, old: str, new: str, point: str) -> None:
-    proc = sp.run([sys.executable, "-c", _CHILD, str(path), old, new],
-                  env={**os.environ, CRASH_ENV: point}, capture_output=True, text=True,
-                  timeout=120)
-    assert proc.returncode == 137, proc.stdout + proc.stderr
+    code, out = _land_in_child(path, old, new, point)
+    assert code == 137, out
 
 
 def test_recover_keeps_what_the_user_wrote_after_the_crash(setup) -> None:
@@ -559,36 +575,35 @@ def _live_in_group(pgid: int) -> bool:
 def test_sigkill_at_random_moments_then_recover(tmp_path: Path, big_template) -> None:
     """A real ``kill -9`` of the landing's process group (git children included) at seeded
     random moments of a 2,000-file landing; each time recover leaves a clean checkout."""
-    import random
-    import signal
-    import time
-
     template, old, new = big_template
     rng = random.Random(20261201)
     # How long a whole landing takes here (and now: the machine may be busy), to kill within.
     start = time.monotonic()
     shutil.copytree(template, tmp_path / "timed", symlinks=True)
-    sp.run([sys.executable, "-c", _CHILD, str(tmp_path / "timed"), old, new], check=True,
-           capture_output=True)
+    code, out = _land_in_child(tmp_path / "timed", old, new)
+    assert code == 0, out
     whole = time.monotonic() - start
     for i in range(6):
         path = tmp_path / f"r{i}"
         child_start = time.monotonic()
         shutil.copytree(template, path, symlinks=True)
         (path / "keep.txt").write_bytes(b"my edit\r\n")
-        child = sp.Popen([sys.executable, "-c", _CHILD, str(path), old, new],
-                         stdout=sp.DEVNULL, stderr=sp.DEVNULL, start_new_session=True)
+        child = start_forked(lambda p=path: print(fast_forward(Repo.open(p), REF, old, new)),
+                             new_session=True)
         time.sleep(max(0.0, rng.uniform(0.3, 1.1) * whole - (time.monotonic() - child_start)))
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
+        try:
+            os.killpg(child, signal.SIGKILL)
+        except ProcessLookupError:  # not yet its own group: killed before it started git
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        assert wait_forked(child, 30) is not None
         # The group's git children are gone too. Zombies do not count: an orphan re-parented
         # to this process (a child subreaper once an in-process uet ran here) stays a zombie
         # until reaped, and a zombie holds no lock and writes nothing.
         deadline = time.monotonic() + 30
-        while _live_in_group(child.pid) and time.monotonic() < deadline:
+        while _live_in_group(child) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _live_in_group(child.pid), "the landing's git children outlived the kill"
+        assert not _live_in_group(child), "the landing's git children outlived the kill"
         repo = Repo.open(path)
         at = repo.read_ref(REF)
         assert at in (old, new)
