@@ -44,13 +44,22 @@ from uet_git.gitrepo.mirror import fetch_refs, push_refs, remote_refs
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.ledger.inbox import prune_inbox
 from uet_git.ledger.layout import inbox_prefix, inbox_ref, parse_ref, patch_ref
-from uet_git.spec.models import ExecutorConfig
+from uet_git.spec.models import ExecutorConfig, Workstream
 
 HOST_TRAILER = "Uet-Host"
 WORKER_TRAILER = "Uet-Worker"
 BASE_REF_ROOT = "refs/uet-base/"  # outside refs/uet/: not a run's ref, only keeps bases alive
 CANCEL_GRACE = 30.0  # seconds a cancelled job gets to stop its tool and report
 CONNECT_TIMEOUT = 10.0
+JOB_MARGIN = 600.0  # seconds a job may wait for a free worker on top of its commands' timeouts
+
+
+def job_budget(ws: Workstream) -> float:
+    """How long the coordinator waits for one job before it cancels it: every command of the
+    attempt at its full timeout, each try, plus a margin for queueing on the cluster (the
+    worker's own timeouts end a slow tool long before)."""
+    commands = len(ws.setup) + 1 + len(ws.acceptance)
+    return commands * ws.timeout * (ws.retries + 1) + JOB_MARGIN
 
 
 @dataclass(frozen=True)
@@ -229,6 +238,7 @@ class DaskExecutor:
                                     key=f"uet-{spec.run}-{spec.ws['id']}-{spec.attempt}-"
                                         f"{secrets.token_hex(4)}")
         cancelled_at: float | None = None
+        deadline = time.monotonic() + job_budget(ctx.ws(spec.ws["id"]))
         try:
             while True:
                 try:
@@ -236,11 +246,15 @@ class DaskExecutor:
                     break
                 except TimeoutError:
                     pass
-                if ctx.cancel.is_set() and cancelled_at is None:
+                overdue = time.monotonic() > deadline
+                if (ctx.cancel.is_set() or overdue) and cancelled_at is None:
                     event.set()  # reaches the tool: the job polls it
                     cancelled_at = time.monotonic()
                 if cancelled_at is not None and time.monotonic() - cancelled_at > CANCEL_GRACE:
                     future.cancel()
+                    if not ctx.cancel.is_set():
+                        raise UetError(f"{spec.ws['id']}: the Dask job gave no answer within "
+                                       f"{job_budget(ctx.ws(spec.ws['id'])):.0f} s")
                     return None
         finally:
             if cancelled_at is not None:  # the scheduler keeps a set event: drop it
