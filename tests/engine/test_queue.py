@@ -397,3 +397,34 @@ def test_two_judgings_of_one_workstream_may_overlap(tmp_path: Path) -> None:
         for t in threads:
             t.join()
         assert [v.outcome.value for v in out] == ["ok", "ok"]
+
+
+def test_workers_judging_at_once_get_chained_tails_the_queue_then_makes(tmp_path: Path) -> None:
+    """Verify once with tools that end together: each worker's tail holds the candidates
+    handed to the workers before it, so the queue's chain is the trees they judged."""
+    with kit(tmp_path, {"a": QUICK, "b": QUICK, "c": QUICK}) as k:
+        patches = {ws: k.queue(ws, {f"{ws}.txt": ws}) for ws in "abc"}
+        q = _queue(k, window=4)
+        assert q.worker_tail(patches["a"]) is None  # on the tip: judged as it is
+        tb = q.worker_tail(patches["b"])
+        tc = q.worker_tail(patches["c"])
+        assert tb is not None and tc is not None
+        assert odb.get_commit(k.repo, tb).parent == patches["a"]
+        assert odb.get_commit(k.repo, tc).parent == tb
+        for ws in "abc":
+            q.add(ws)
+        q.step()
+        assert q.handed == {}
+        assert [odb.tree_of(k.repo, i.candidate) for i in q.items[1:]] == [  # type: ignore[arg-type]
+            odb.tree_of(k.repo, tb), odb.tree_of(k.repo, tc)]
+
+
+def test_a_handed_tail_is_rebuilt_when_the_chain_moves(tmp_path: Path) -> None:
+    with kit(tmp_path, {"a": QUICK, "b": QUICK}) as k:
+        pa = k.queue("a", {"a.txt": "a"})
+        pb = k.queue("b", {"b.txt": "b"})
+        q = _queue(k, window=4)
+        q.worker_tail(pa)
+        q.forget(pa)  # a's worker failed: b is no longer behind it
+        q.publish_tail()
+        assert q.worker_tail(pb) is None  # b is on the tip again

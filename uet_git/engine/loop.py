@@ -97,6 +97,11 @@ class Engine:
         self.verifiers: list[_Thread] = []
         self.free_verifiers: list[int] = []
         self.verify_slots = self.ctx.config.verify.jobs
+        if self.queue is not None:
+            # Verify once: a worker's acceptance runs on the queue's tail including the
+            # candidates handed to the workers before it (the queue keeps them), so workers
+            # whose tools end together judge the trees the queue will make in that order.
+            self.ctx.tail_candidate = self.queue.worker_tail  # type: ignore[method-assign]
 
     # -- jobs (run in worker / integrator threads) ---------------------------------------------
 
@@ -291,6 +296,10 @@ class Engine:
             assert ev.worker is not None
             self.free.append(ev.worker)
             self.free.sort()
+            if self.queue is not None and (ev.error is not None or ev.outcome is None
+                                           or ev.outcome.state != "queued"):
+                rec = self.ctx.ledger.state(ev.ws)  # its patch is ahead of no one now
+                self.queue.forget(rec.patch if rec is not None else None)
             if ev.error is not None and self.ctx.cancel.is_set():
                 self.scheduler.requeue(ev.ws)  # interrupted, not failed: resume redoes it
                 return

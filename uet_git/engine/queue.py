@@ -161,6 +161,13 @@ class VerifyQueue:
         self.items: list[Item] = []
         self.running = 0  # jobs out (stopped ones included until they come back)
         self.stops: dict[tuple[str, int, str], threading.Event] = {}
+        # Verify once: the candidates handed to workers for their acceptance (patch ->
+        # candidate, in the order handed out), chained after the queue's own tail, so that
+        # workers whose tools end together each judge the tree the queue will make, not all
+        # the same tail. Read and written by worker threads (worker_tail) and the loop thread.
+        self._lock = threading.Lock()
+        self._chain_tail: str | None = None
+        self.handed: dict[str, str] = {}
         self._n = 0
         self.clear_refs()
         ctx.verdicts = cache
@@ -195,6 +202,7 @@ class VerifyQueue:
     def add(self, ws_id: str) -> None:
         rec = self.ctx.ledger.state(ws_id)
         assert rec is not None and rec.patch is not None and rec.attempt is not None
+        self.forget(rec.patch)
         item = Item(ws_id, rec.attempt, rec.patch)
         if rec.state in ("applied", "verified") and rec.candidate:
             item.recorded = rec.candidate
@@ -228,17 +236,58 @@ class VerifyQueue:
         return progress
 
     def publish_tail(self) -> None:
-        """``ctx.queue_tail``: where a patch queued now would be built (the last candidate
-        when every patch in the chain has one, else unknown: None)."""
-        tail = self.ctx.ledger.integration_tip()
+        """``ctx.queue_tail``: where a patch queued now would be built: the last candidate
+        when every patch in the chain has one (else unknown: None), then the candidates
+        handed to workers, rebuilt on it where it moved."""
+        tail: str | None = self.ctx.ledger.integration_tip()
         for item in self.items:
             if item.status in OUT_OF_CHAIN:
                 continue
             if item.candidate is None:
-                self.ctx.queue_tail = None
-                return
+                tail = None
+                break
             tail = item.candidate
-        self.ctx.queue_tail = tail
+        with self._lock:
+            self._chain_tail = tail
+            base = tail
+            for patch, cand in list(self.handed.items()):
+                if base is None:
+                    break
+                if odb.get_commit(self.ctx.repo, cand).parent != base:
+                    made = make_candidate(self.ctx.repo, patch, base)
+                    if made.conflicts or made.commit is None:
+                        del self.handed[patch]
+                        continue
+                    cand = self.handed[patch] = made.commit
+                base = cand
+            self.ctx.queue_tail = base
+
+    def worker_tail(self, patch: str) -> str | None:
+        """For a worker's acceptance (a worker thread; ``RunContext.tail_candidate``): the
+        patch on the queue's tail, the candidates handed to other workers included, or None
+        (no tail known, it does not apply there, or the tail is its own parent: judged as
+        it is)."""
+        with self._lock:
+            base = self.ctx.queue_tail if self._chain_tail is not None else None
+            if base is None:
+                return None
+            if odb.get_commit(self.ctx.repo, patch).parent == base:
+                self.handed[patch] = patch
+                self.ctx.queue_tail = patch
+                return None
+            made = make_candidate(self.ctx.repo, patch, base)
+            if made.conflicts or made.commit is None:
+                return None
+            self.handed[patch] = made.commit
+            self.ctx.queue_tail = made.commit
+            return made.commit
+
+    def forget(self, patch: str | None) -> None:
+        """A handed-out patch reached the queue or left the run: no longer ahead of others."""
+        if patch is None:
+            return
+        with self._lock:
+            self.handed.pop(patch, None)
 
     def head(self) -> Item | None:
         """The first patch of the queue (deferred ones are out of it): the only one that may
