@@ -81,9 +81,10 @@ STORE_MOUNT = "/tmp/.uet-objects"
 # writable, CAP_MKNOD makes a disk's device node, CAP_DAC_READ_SEARCH opens any inode by
 # handle through a writable mount. All go; root keeps only what makes it the owner of its files
 # (permission bits do not stop it, as outside), none of which gets past a read-only mount.
-_CAPS: tuple[str, ...] = ("--cap-drop", "ALL", *(
-    ("--cap-add", "CAP_DAC_OVERRIDE", "--cap-add", "CAP_FOWNER", "--cap-add", "CAP_CHOWN")
-    if os.geteuid() == 0 else ()))
+# Not root: the sandbox has no capabilities anyway, and a setuid bwrap refuses --cap-*.
+_CAPS: tuple[str, ...] = (
+    ("--cap-drop", "ALL", "--cap-add", "CAP_DAC_OVERRIDE", "--cap-add", "CAP_FOWNER",
+     "--cap-add", "CAP_CHOWN") if os.geteuid() == 0 else ())
 
 _lock = threading.Lock()
 _checked: list[str | None] = []  # [] = not checked yet; [reason or None] afterwards
