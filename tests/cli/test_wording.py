@@ -87,3 +87,13 @@ def test_plan_and_dry_run_name_the_old_pipelines_variables(tmp_path: Path) -> No
         assert out.count("PIPELINE_ENGINE is set but uet ignores it") == 1, (args, out)
     data = json.loads(run_ok(repo, "plan", "--json", env=env).stdout)
     assert any("PIPELINE_ENGINE" in w for w in data["warnings"])
+
+
+def test_one_acceptance_command_and_one_uet_patch(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "a": {"command": "echo a > a.txt", "acceptance": ["test -f a.txt"]}})
+    run_ok(repo, "run", "-q")
+    log = run_ok(repo, "log").stdout
+    assert "acceptance: 1 command passed in" in log and "1 commands" not in log, log
+    out = run_ok(repo, "check", "HEAD~1..HEAD").stdout
+    assert "uet check: 1 uet patch, all committed by the ledger" in out

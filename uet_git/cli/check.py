@@ -8,6 +8,7 @@ from uet_git.cli._common import echo_json
 from uet_git.errors import EXIT_WORK_FAILED, UetError
 from uet_git.gitrepo import Repo
 from uet_git.hooks.check import check_revs
+from uet_git.ledger.words import plural
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -35,8 +36,10 @@ def cmd(revs: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     for line in problems:
         click.echo(f"uet check: {line}", err=True)
     if problems:
-        raise UetError(f"check: {len(problems)} of {checked} uet patches were not committed by "
-                       "the ledger (see `uet status`, `uet show WS --run RUN`)",
+        raise UetError(f"check: {len(problems)} of {plural(checked, 'uet patch', 'uet patches')} "
+                       "were not committed by the ledger (see `uet status`, "
+                       "`uet show WS --run RUN`)",
                        exit_code=EXIT_WORK_FAILED)
     if not quiet:
-        click.echo(f"uet check: {checked} uet patches, all committed by the ledger")
+        click.echo(f"uet check: {plural(checked, 'uet patch', 'uet patches')}, all committed "
+                   "by the ledger")

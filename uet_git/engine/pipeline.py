@@ -414,7 +414,8 @@ def check_patch(ctx: StepContext, ws_id: str, *, worker: int, attempt: int, patc
                                  time.monotonic() - start)
         on = "" if target == patch else f" on the queue's tail + the patch ({target[:12]})"
         ctx.record(ws_id, "queued", attempt=attempt, evidence={"acceptance.log": acc.log},
-                   detail=f"acceptance: {len(ws.acceptance)} commands passed in "
+                   detail=f"acceptance: {len(ws.acceptance)} command"
+                          f"{'s' * (len(ws.acceptance) != 1)} passed in "
                           f"{acc.duration:.1f} s{on}",
                    trailers={**_worker_seconds(started or start),
                              **ctx.accepted_on(ws, target)})

@@ -247,7 +247,8 @@ def _run_checks(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, workt
             return Verdict(Outcome.FAILED, "verify-failed",
                            f"acceptance failed on the candidate {cand.candidate[:12]}: "
                            f"{acc.failed}", evidence)
-        notes.append(f"acceptance: {len(ws.acceptance)} commands passed on the candidate "
+        n = len(ws.acceptance)
+        notes.append(f"acceptance: {n} command{'s' * (n != 1)} passed on the candidate "
                      f"in {acc.duration:.1f} s")
     if hooks:
         failed = _run_hooks(repo, cand, checks, bench, env=env, cwd=worktree, log_dir=log_dir,
