@@ -1,6 +1,7 @@
 """`uet show WS [RUN] [--attempt N] [--evidence NAME]`: a workstream's record, the diff stat of
 its change, its history and its evidence with the git command that reads each blob; with
---evidence, that blob's raw bytes on stdout. RUN may also be given as --run RUN."""
+--evidence, that blob's raw bytes on stdout; with --json one object (docs/json.md). RUN may also
+be given as --run RUN."""
 
 from __future__ import annotations
 

@@ -1,10 +1,13 @@
 """`uet status [RUN] [--json] [--watch]`: every workstream of a run (the latest by default),
 counts, and whether the run is live.
 
-The ``--json`` object (stable): ``run, base, target, started, updated, integration, finished,
-landed, counts {state: n}, workstreams [{ws, state, attempt, reason, patch, candidate, started,
-updated, duration, ref, collected, running}], live``. Times are ISO 8601 UTC; ``duration`` is
-seconds between a workstream's first and last ledger transition. ``state`` is the ledger's
+The ``--json`` object (stable; every field in docs/json.md): ``run, base, target, started,
+updated, integration, finished, landed, landed_workstreams, counts {state: n} (every state,
+zeros included), workstreams [{ws, state, attempt, reason, blocked_by, patch, candidate,
+started, updated, duration, ref, collected, landed, changes_checks, running}], live``. Times
+are ISO 8601 UTC; ``duration`` is seconds between a workstream's first and last ledger
+transition. ``landed`` is true only when every committed workstream is on the target (a
+partial landing says ``landed 2 of 5`` in the table's header). ``state`` is the ledger's
 (``pending``: planned, not started). ``running`` is null or ``{worker, stage, since,
 elapsed}`` while a live process works on it; ``live`` is null (no process ever said it runs
 this run) or ``{pid, alive, live, started, elapsed, eta_seconds, jobs}`` (``alive`` false: the
@@ -278,10 +281,14 @@ def cmd(run: str | None, as_json: bool, watching: bool, interval: float,
     and `running` for what a worker has now, with its stage (tool, acceptance, verifying) and
     worker.
 
-    --json prints one object: run, base, target, started, updated, integration, finished,
-    landed, counts {state: n}, workstreams [{ws, state, attempt, reason, patch, candidate,
-    started, updated, duration, ref, collected, running}], live (times ISO 8601 UTC, duration
-    in seconds)."""
+    The header says `(landed)` when every committed workstream is on the target, `(landed 2
+    of 5)` after a partial landing (and a LANDED column), nothing after a rollback; REASON
+    names a blocked workstream's quarantined dependency and `changes checks` for one allowed
+    to change the checks (may_change_checks) that did.
+
+    --json prints one object (docs/json.md): run, base, target, started, updated,
+    integration, finished, landed, landed_workstreams, counts {state: n}, workstreams [...],
+    live (times ISO 8601 UTC, duration in seconds)."""
     if remote is not None:
         _remote_status(remote, run, as_json)
         return
