@@ -557,3 +557,22 @@ def test_resume_reapplies_what_a_concurrent_prune_cut(tmp_path: Path, summary: s
         assert "re-applying a" in proc.stdout + proc.stderr
         assert sorted(landed_workstreams(repo)) == ["a", "b"]
     fsck_clean(repo)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "ledger/writer.py + ledger/fsck.py: a candidate that failed its checks is named by the "
+    "ledger (Uet-Candidate of `queued -> applied`) but no ref keeps it once the quarantine's "
+    "state ref points at the patch; after its pool worktree is reused or removed, "
+    "`git gc --prune=now` removes it and `uet fsck` reports it missing"))
+def test_a_quarantined_candidate_survives_git_gc(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "a": {"command": "echo a > a.txt"},
+        "b": {"command": "echo b > b.txt", "acceptance": ["test ! -e a.txt"]}})
+    run_ok(repo, "run", "--jobs", "1", code=1)
+    assert reason(repo, "b") == "verify-failed"
+    for entry in worktrees(repo)[1:]:
+        path = entry.splitlines()[0].split(" ", 1)[1] if entry.strip() else ""
+        if path:
+            git(repo, "worktree", "remove", "--force", "--force", path)
+    git(repo, "gc", "-q", "--prune=now")
+    run_ok(repo, "fsck")
