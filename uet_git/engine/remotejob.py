@@ -53,7 +53,7 @@ from uet_git.spec.models import Config, Workstream
 from uet_git.workers.pool import WorktreePool
 from uet_git.workers.procfs import all_procs, kill_pids, read_stat
 from uet_git.workers.sandbox import SandboxPlan, available, sandbox_for
-from uet_git.workers.tools import tool_env, worker_port
+from uet_git.workers.tools import PRESETS, prepare_repo_for_tools, tool_env, worker_port
 
 OWNER_VAR = "UET_DASK_OWNER"
 CACHE_ENV = "UET_WORKER_CACHE"
@@ -310,6 +310,8 @@ def run_job(spec: JobSpec) -> JobResult:
                              is_singleton=False)
     with lock:
         mirror = _mirror(mirrors / f"{key}.git")
+        if ws.tool in PRESETS:
+            prepare_repo_for_tools(mirror)  # the AI tools' droppings are never changes
         fetch_commits(mirror, spec.url, [spec.base, *([spec.reuse] if spec.reuse else [])],
                       token=spec.token)
     fetched = time.monotonic() - started
