@@ -10,19 +10,26 @@ a rollback by reset moved the ref, no checkout brought back yet)."""
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.commands.landkit import Built, fsck_clean, head_of, scripted_run
-from tests.conftest import git, make_repo, uet
+from tests.conftest import GIT_ENV, git, make_repo, uet
 from uet_git.commands.journal import open_intent
 from uet_git.commands.land import land_events
 from uet_git.gitrepo.branch import CRASH_POINTS
+from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
 
-N_FILES = 300  # enough that a kill in the middle of the checkout leaves a real half
+# New files in GEN_DIRS top-level directories: the mid-checkout crash point writes whole
+# top-level groups up to half of the changes, so it leaves a real half (a.txt, b.txt, gen0/,
+# gen1/ written; gen2/, gen3/ not).
+N_FILES = 60
+GEN_DIRS = 4
 MINE = b"the user's own edit \x00 kept\r\n"
 CRASHED = 137
 
@@ -30,13 +37,53 @@ BRANCH_POINTS = [("UET_BRANCH_CRASH", p) for p in CRASH_POINTS]
 JOURNAL_LAND = [("UET_TEST_CRASH_AT", p) for p in ("land:intent", "land:moved")]
 
 
-def big_run(tmp_path: Path) -> Built:
-    changes: dict[str, bytes | None] = {f"gen/f{i:04d}.txt": f"file {i}\n".encode()
-                                        for i in range(N_FILES)}
+def _big_run(path: Path) -> Built:
+    changes: dict[str, bytes | None] = {
+        f"gen{i % GEN_DIRS}/f{i:04d}.txt": f"file {i}\n".encode() for i in range(N_FILES)}
     changes["a.txt"] = b"alpha changed\n"
     changes["b.txt"] = None
-    b = scripted_run(tmp_path / "repo", [("ws-big", "committed", changes)])
-    return b
+    return scripted_run(path, [("ws-big", "committed", changes)])
+
+
+def _copy(b: Built, path: Path) -> Built:
+    """The same run in a copy of its repository (refs, ledger, checkout and all)."""
+    shutil.copytree(b.path, path, symlinks=True)
+    return replace(b, path=path, repo=Repo.open(path), candidates=dict(b.candidates),
+                   patches=dict(b.patches))
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
+    """Built once per module, copied for each test: the run before landing, and the run
+    landed on a checkout with the user's own work in it."""
+    root = tmp_path_factory.mktemp("land-crash")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(root))
+        for k, v in GIT_ENV.items():
+            mp.setenv(k, v)
+        before = _big_run(root / "before")
+        after = _copy(before, root / "landed")
+        with_user_work(after)
+        proc = uet("land", after.run, cwd=after.path)
+        assert proc.returncode == 0, proc.stderr
+    return {"before": before, "landed": after}
+
+
+@pytest.fixture
+def big(tmp_path: Path, templates: dict[str, Built]) -> Built:
+    """A run with one committed workstream changing N_FILES + 2 files, not landed."""
+    return _copy(templates["before"], tmp_path / "repo")
+
+
+@pytest.fixture
+def landed(tmp_path: Path, templates: dict[str, Built]) -> Built:
+    """The same run landed, with the user's own work in the checkout."""
+    return _copy(templates["landed"], tmp_path / "repo")
+
+
+def generated(b: Built) -> list[Path]:
+    """The landing's new files found in the checkout."""
+    return [f for d in b.path.glob("gen*") for f in d.rglob("*") if f.is_file()]
 
 
 def with_user_work(b: Built) -> None:
@@ -58,13 +105,13 @@ def assert_landed(b: Built) -> None:
     assert git(b.path, "rev-parse", "HEAD") == b.tip
     assert (b.path / "a.txt").read_text() == "alpha changed\n"
     assert not (b.path / "b.txt").exists()
-    assert len(list((b.path / "gen").iterdir())) == N_FILES
+    assert len(generated(b)) == N_FILES
     user_only_status(b.path)
 
 
 @pytest.mark.parametrize(("var", "point"), [*BRANCH_POINTS, *JOURNAL_LAND])
-def test_land_killed_then_land_again(tmp_path: Path, var: str, point: str) -> None:
-    b = big_run(tmp_path)
+def test_land_killed_then_land_again(big: Built, var: str, point: str) -> None:
+    b = big
     with_user_work(b)
     crashed = uet("land", b.run, cwd=b.path, env={var: point})
     assert crashed.returncode == CRASHED, crashed.stderr
@@ -83,9 +130,9 @@ def test_land_killed_then_land_again(tmp_path: Path, var: str, point: str) -> No
     assert third.returncode == 0 and "interrupted" not in third.stdout
 
 
-def test_land_killed_after_the_ref_moved_then_rollback(tmp_path: Path) -> None:
+def test_land_killed_after_the_ref_moved_then_rollback(big: Built) -> None:
     """The ref had moved: rollback first finishes the landing, then rolls it back."""
-    b = big_run(tmp_path)
+    b = big
     with_user_work(b)
     crashed = uet("land", b.run, cwd=b.path, env={"UET_BRANCH_CRASH": "after-ref"})
     assert crashed.returncode == CRASHED
@@ -95,38 +142,31 @@ def test_land_killed_after_the_ref_moved_then_rollback(tmp_path: Path) -> None:
     assert [(e.previous, e.landed) for e in land_events(b.repo, b.run)] == [(b.base, b.tip)]
     assert head_of(b.path) == b.base
     assert (b.path / "a.txt").read_text() == "alpha\n" and (b.path / "b.txt").exists()
-    assert not (b.path / "gen").exists()
+    assert not any(b.path.glob("gen*"))
     user_only_status(b.path)
     fsck_clean(b.path)
 
 
-def test_land_killed_mid_checkout_then_rollback_has_nothing_to_undo(tmp_path: Path) -> None:
+def test_land_killed_mid_checkout_then_rollback_has_nothing_to_undo(big: Built) -> None:
     """The ref had not moved: the half-written checkout is undone; nothing was landed."""
-    b = big_run(tmp_path)
+    b = big
     with_user_work(b)
     crashed = uet("land", b.run, cwd=b.path, env={"UET_BRANCH_CRASH": "mid-checkout"})
     assert crashed.returncode == CRASHED
+    assert 0 < len(generated(b)) < N_FILES  # a real half was written
     proc = uet("rollback", b.run, cwd=b.path)
     assert proc.returncode == 1
     assert "undid an interrupted landing" in proc.stderr and "landed nothing" in proc.stderr
     assert land_events(b.repo, b.run) == []
     assert head_of(b.path) == b.base
-    assert (b.path / "a.txt").read_text() == "alpha\n" and not (b.path / "gen").exists()
+    assert (b.path / "a.txt").read_text() == "alpha\n" and not any(b.path.glob("gen*"))
     user_only_status(b.path)
     fsck_clean(b.path)
     assert head_of(b.path) == b.base
     assert (b.path / "a.txt").read_text() == "alpha\n" and (b.path / "b.txt").exists()
-    assert not (b.path / "gen").exists()
+    assert not any(b.path.glob("gen*"))
     user_only_status(b.path)
     fsck_clean(b.path)
-
-
-def landed(tmp_path: Path) -> Built:
-    b = big_run(tmp_path)
-    with_user_work(b)
-    proc = uet("land", b.run, cwd=b.path)
-    assert proc.returncode == 0, proc.stderr
-    return b
 
 
 def rollback_events(b: Built) -> list[str]:
@@ -137,7 +177,7 @@ def rollback_events(b: Built) -> list[str]:
 def assert_rolled_back(b: Built) -> None:
     assert (b.path / "a.txt").read_text() == "alpha\n"
     assert (b.path / "b.txt").read_text() == "beta\n"
-    assert not (b.path / "gen").exists()
+    assert not any(b.path.glob("gen*"))
     user_only_status(b.path)
     states = {w.ws: w.state for w in query.run_status(b.repo, b.run).workstreams}
     assert states == {"ws-big": "rolled-back"}
@@ -148,8 +188,8 @@ def assert_rolled_back(b: Built) -> None:
 
 
 @pytest.mark.parametrize("point", ["rollback:intent", "rollback:ref-moved", "rollback:moved"])
-def test_rollback_by_reset_killed_then_rollback_again(tmp_path: Path, point: str) -> None:
-    b = landed(tmp_path)
+def test_rollback_by_reset_killed_then_rollback_again(landed: Built, point: str) -> None:
+    b = landed
     crashed = uet("rollback", b.run, cwd=b.path, env={"UET_TEST_CRASH_AT": point})
     assert crashed.returncode == CRASHED, crashed.stderr
     again = uet("rollback", b.run, cwd=b.path)
@@ -163,9 +203,9 @@ def test_rollback_by_reset_killed_then_rollback_again(tmp_path: Path, point: str
 @pytest.mark.parametrize(("var", "point"),
                          [*BRANCH_POINTS, ("UET_TEST_CRASH_AT", "rollback:intent"),
                           ("UET_TEST_CRASH_AT", "rollback:moved")])
-def test_rollback_by_revert_killed_then_rollback_again(tmp_path: Path, var: str,
+def test_rollback_by_revert_killed_then_rollback_again(landed: Built, var: str,
                                                        point: str) -> None:
-    b = landed(tmp_path)
+    b = landed
     (b.path / "later.txt").write_text("a later commit of the user\n")
     git(b.path, "add", "later.txt")
     git(b.path, "commit", "-q", "-m", "user commit after the landing")
@@ -180,8 +220,8 @@ def test_rollback_by_revert_killed_then_rollback_again(tmp_path: Path, var: str,
     assert_rolled_back(b)
 
 
-def test_another_runs_interrupted_landing_is_named(tmp_path: Path) -> None:
-    b = big_run(tmp_path)
+def test_another_runs_interrupted_landing_is_named(big: Built) -> None:
+    b = big
     other = scripted_run(b.path, [("ws-o", "committed", {"o.txt": b"other run\n"})])
     assert other.base == b.base
     crashed = uet("land", b.run, cwd=b.path, env={"UET_BRANCH_CRASH": "mid-checkout"})
