@@ -125,14 +125,20 @@ def _read_pty(master: int, proc: sp.Popen[bytes], timeout: float) -> bytes:
 
 def test_watch_on_a_terminal_redraws_and_ends_with_the_run(tmp_path: Path):
     repo = setup_repo(tmp_path / "r", workstreams={
-        "slow": {"command": "sleep 1; echo s > s.txt"},
-        "after": {"depends_on": ["slow"], "command": "sleep 1; echo a > a.txt"},
+        "slow": {"command": "sleep 0.8; echo s > s.txt"},
+        "after": {"depends_on": ["slow"], "command": "sleep 0.4; echo a > a.txt"},
     })
     proc = _start_run(repo, "-j", "1")
     master, slave = pty.openpty()
     watcher: sp.Popen[bytes] | None = None
+    ledgers = repo / ".git" / "refs" / "uet" / "ledger"
     try:
-        _wait_for(repo, "tool on worker 0", proc)
+        # The watcher starts as soon as the run's ledger exists (no `uet status` polling: the
+        # watcher's own start-up is the wait), so it sees the run live.
+        deadline = time.monotonic() + 20
+        while not (ledgers.is_dir() and any(ledgers.iterdir())):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
         watcher = sp.Popen([sys.executable, "-m", "uet_git", "status", "--watch",
                             "--interval", "0.1"], cwd=repo, stdin=slave, stdout=slave,
                            stderr=slave, env={**os.environ, "TERM": "xterm"})
