@@ -36,6 +36,8 @@ def test_partial_landing_is_not_landed(tmp_path: Path) -> None:
     runs = json.loads(run_ok(repo, "runs", "--json").stdout)
     assert runs[0]["landed"] is False and runs[0]["landed_workstreams"] == ["a"]
     assert run_ok(repo, "runs").stdout.splitlines()[1].split()[-1] == "3"  # "1 of 3"
+    run_ok(repo, "report", "-o", str(repo.parent / "r.html"))
+    assert "finished, landed 1 of 3" in (repo.parent / "r.html").read_text()
     run_ok(repo, "land")  # the rest
     out = run_ok(repo, "status").stdout
     assert "(landed, finished)" in out.splitlines()[0]

@@ -231,8 +231,8 @@ def render_html(rep: Report) -> str:
     fact_html = "".join(f'<div class="fact"><span>{e(k)}</span><b>{e(v)}</b>'
                         f'<span>{e(sub)}</span></div>' for k, v, sub in facts)
     counts = ", ".join(f"{n} {s}" for s, n in rep.counts.items()) or "no workstreams"
-    flags = ", ".join(f for f, on in (("finished", rep.finished), ("landed", rep.landed))
-                      if on) or "not finished"
+    flags = ", ".join(f for f in ("finished" if rep.finished else None, rep.landed_as)
+                      if f) or "not finished"
     crit = " → ".join(rep.critical_path) or "-"
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from uet_git.cli.status import landed_flag
 from uet_git.engine.live import TIMINGS_PATH, run_bounds
 from uet_git.engine.pipeline import WORKER_SECONDS
 from uet_git.errors import UetError
@@ -51,6 +52,7 @@ class Report:
     wall: float | None
     bounds: dict[str, Any]
     critical_path: list[str]
+    landed_as: str | None = None  # "landed", "landed 2 of 5" (partial), None: nothing landed
 
 
 def _text(data: bytes) -> str:
@@ -135,4 +137,4 @@ def gather(repo: Repo, run: str) -> Report:
     levels = {n: int(nodes[n].get("wave") or 0) for n in order if n in nodes}
     return Report(run, st.base, st.target, query.iso(st.started) if st.started else None,
                   st.finished, st.landed, dict(st.counts), jobs, order, levels, wss, steps,
-                  sessions, timed, wall, bounds, critical)
+                  sessions, timed, wall, bounds, critical, landed_flag(st))
