@@ -222,6 +222,32 @@ def test_the_coordinator_killed_then_resume(cluster: Any, tmp_path: Path) -> Non
     _fsck_remote(remote_dir)
 
 
+def test_an_attempt_has_one_patch_whoever_pushed_first(cluster: Any, tmp_path: Path) -> None:
+    """Two jobs of one attempt (a worker cut off, not dead, and its job run again): the inbox
+    push is create-only, and the job that finds the ref taken records THAT patch."""
+    remote_dir = tmp_path / "remote.git"
+    # The tool plays the other job: it pushes a patch of the same attempt first.
+    first = (
+        'set -e; export GIT_INDEX_FILE="$PWD/../first-index-$$"; git read-tree HEAD; '
+        'blob=$(echo theirs | git hash-object -w --stdin); '
+        'git update-index --add --cacheinfo 100644,$blob,t.txt; '
+        "c=$(printf 't\\n\\nUet-Run: %s\\nUet-Workstream: t\\nUet-Attempt: 1\\n' "
+        '"$UET_RUN" | git commit-tree $(git write-tree) -p HEAD); '
+        f'git push -q {remote_dir.as_uri()} $c:refs/uet/inbox/$UET_RUN/t/1; '
+        'rm -f "$GIT_INDEX_FILE"; unset GIT_INDEX_FILE; echo mine > t.txt')
+    repo = setup_repo(tmp_path / "repo", config=NO_SANDBOX,
+                      workstreams={"t": {"command": first}})
+    url = _bare_remote(repo, remote_dir)
+    run_ok(repo, "run", "--executor", _address(cluster), "--remote", url)
+    assert git(repo, "show", "main:t.txt") == "theirs"
+    run_id = last_run(repo)
+    assert "an earlier run of this job pushed it" in git(
+        repo, "log", "--format=%B", "--grep", "t: none -> created", f"refs/uet/ledger/{run_id}")
+    run_ok(repo, "push", url, run_id)
+    fsck_clean(repo)
+    _fsck_remote(remote_dir)
+
+
 def test_ctrl_c_reaches_the_tool_on_the_worker(cluster: Any, tmp_path: Path) -> None:
     """Dask's cancel does not stop a running task: the coordinator's cancel travels through a
     distributed.Event the job polls, and the tool's process group is ended there."""
