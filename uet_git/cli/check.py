@@ -25,7 +25,7 @@ def cmd(revs: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     rolled-back, superseded, forged or unknown patches fail, one line
     each with the reason. Exit 0 when all pass, 1 otherwise. Commits without uet trailers are
     ignored. The git hooks installed by `uet hooks install` run this."""
-    repo = Repo.open(".")
+    repo = Repo.open(".", bare_ok=True)
     checked, problems = check_revs(repo, list(revs))
     if as_json:
         echo_json({"revs": list(revs), "checked": checked, "ok": not problems,

@@ -39,7 +39,7 @@ def cmd(ws: str, run_arg: str | None, run_opt: str | None, stat: bool,
     candidate commit (the patch applied onto the integration tip) once it was made, else the
     patch commit. git runs with your pager, colours and diff options; hooks, external diff
     drivers and textconv stay off."""
-    repo = Repo.open(".")
+    repo = Repo.open(".", bare_ok=True)
     run_id = query.resolve_run(repo, pick_run(run_arg, run_opt))
     rec = query.ws_status(repo, run_id, ws)
     found = change_of(rec)

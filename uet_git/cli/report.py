@@ -34,7 +34,7 @@ def cmd(run: str | None, output: Path) -> None:
     critical path, parallel efficiency (actual wall time against the bound), and each
     workstream's reason, history, evidence and diff one click away. No network needed to
     view it."""
-    repo = Repo.open(".")
+    repo = Repo.open(".", bare_ok=True)
     run_id = query.resolve_run(repo, run)
     page = render_html(gather(repo, run_id))
     try:

@@ -27,7 +27,7 @@ def cmd(as_json: bool) -> None:
     """List the runs recorded in the ledger (oldest first): id, base commit, target branch,
     start time, workstream counts per state, and whether the run finished (`live`: a process
     runs it now) and landed."""
-    repo = Repo.open(".")
+    repo = Repo.open(".", bare_ok=True)
     runs = query.list_runs(repo)
     live = {r.run for r in runs if (lv := read_live(repo, r.run)) is not None and lv.live}
     if as_json:
