@@ -1,9 +1,11 @@
 """Run uet's benchmarks and print their tables.
 
-    python bench/run.py [--quick] [--only B1,B2,B3,B4,L1,B6] [--markdown FILE]
+    python bench/run.py [--quick] [--only B1,B2,B3,B4,L1,B6,B5,CH] [--markdown FILE]
 
 B1 per-workstream overhead vs by hand, B2 scheduling efficiency, B3 integration cost,
-B4 memory, L1 the ledger (bench/ledger.py), B6 the sandbox's cost per command start.
+B4 memory, L1 the ledger (bench/ledger.py), B6 the sandbox's cost per command start, B5 the
+verification queue (speculative vs window 1), CH the corpus headline (41 converted legacy
+workstreams, 4 jobs vs 1).
 ``--quick`` is the CI smoke mode: fewer runs, smaller sizes, well under a minute on 2 cores,
 no network. A missed target is printed as MISSED; it never makes this command fail. The exit
 code is non-zero only when a benchmark could not run at all (uet crashed, git failed), so that
@@ -37,6 +39,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "B4": ("b4_memory", "memory"),
     "L1": ("ledger", "ledger"),
     "B6": ("b6_sandbox", "sandbox cost per command start"),
+    "B5": ("b5_queue", "verification-bound runs: speculative queue vs window 1"),
+    "CH": ("corpus_headline", "the seed's headline on its own corpus"),
 }
 
 

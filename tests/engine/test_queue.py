@@ -411,6 +411,8 @@ def test_workers_judging_at_once_get_chained_tails_the_queue_then_makes(tmp_path
         assert tb is not None and tc is not None
         assert odb.get_commit(k.repo, tb).parent == patches["a"]
         assert odb.get_commit(k.repo, tc).parent == tb
+        for ws, tail in (("b", tb), ("c", tc)):  # what the workers' passes put in the cache
+            q.cache.add("acceptance", odb.tree_of(k.repo, tail), acceptance_key(k.ctx.ws(ws)))
         for ws in "abc":
             q.add(ws)
         q.step()
@@ -428,3 +430,26 @@ def test_a_handed_tail_is_rebuilt_when_the_chain_moves(tmp_path: Path) -> None:
         q.forget(pa)  # a's worker failed: b is no longer behind it
         q.publish_tail()
         assert q.worker_tail(pb) is None  # b is on the tip again
+
+
+def test_a_patch_that_failed_on_its_tail_in_the_worker_waits_as_a_suspect(
+        tmp_path: Path) -> None:
+    """Its worker's run on the queue's tail failed (no pass in the cache for that tree) and it
+    passed alone: it takes no slot to fail on the chain again; its flake check at the head
+    decides."""
+    with kit(tmp_path, {"a": QUICK, "b": QUICK, "c": QUICK}) as k:
+        patches = {ws: k.queue(ws, {f"{ws}.txt": ws}) for ws in "abc"}
+        q = _queue(k, window=4)
+        q.worker_tail(patches["a"])
+        tb = q.worker_tail(patches["b"])
+        assert tb is not None
+        for ws in "abc":
+            q.add(ws)
+        q.step()
+        assert [i.status for i in q.items] == ["built", "suspect", "built"]
+        jobs = q.jobs(8)
+        assert [j.ws for j in jobs] == ["a", "c"]  # c built on a, without b
+        for job in jobs:
+            q.finish(job, _judge(q, job), 0.1)
+        _run_out(q)
+        assert [k.state(ws) for ws in "abc"] == ["committed"] * 3  # b passed its flake check

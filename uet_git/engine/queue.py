@@ -168,6 +168,7 @@ class VerifyQueue:
         self._lock = threading.Lock()
         self._chain_tail: str | None = None
         self.handed: dict[str, str] = {}
+        self.offered: dict[str, str] = {}  # what each worker was given (handed may be rebuilt)
         self._n = 0
         self.clear_refs()
         ctx.verdicts = cache
@@ -202,10 +203,23 @@ class VerifyQueue:
     def add(self, ws_id: str) -> None:
         rec = self.ctx.ledger.state(ws_id)
         assert rec is not None and rec.patch is not None and rec.attempt is not None
+        with self._lock:
+            handed = self.offered.get(rec.patch)
         self.forget(rec.patch)
         item = Item(ws_id, rec.attempt, rec.patch)
         if rec.state in ("applied", "verified") and rec.candidate:
             item.recorded = rec.candidate
+        ws = self.ctx.ws(ws_id)
+        if rec.state == "queued" and handed not in (None, rec.patch) and ws.acceptance and \
+                not self.cache.passed("acceptance", odb.tree_of(self.ctx.repo, handed),
+                                      acceptance_key(ws)):
+            # Its worker judged it on the queue's tail and it failed there (it passed alone):
+            # a failure on a speculative candidate. It waits as a suspect for its flake check
+            # at the head instead of taking a slot to fail on the chain again.
+            item.status = SUSPECT
+            item.failures.append(Verdict(Outcome.FAILED, "verify-failed",
+                                         f"acceptance failed on the queue's tail {handed[:12]} "
+                                         "in the worker"))
         self.items.append(item)
 
     def __contains__(self, ws_id: str) -> bool:
@@ -278,7 +292,7 @@ class VerifyQueue:
             made = make_candidate(self.ctx.repo, patch, base)
             if made.conflicts or made.commit is None:
                 return None
-            self.handed[patch] = made.commit
+            self.handed[patch] = self.offered[patch] = made.commit
             self.ctx.queue_tail = made.commit
             return made.commit
 
@@ -288,6 +302,7 @@ class VerifyQueue:
             return
         with self._lock:
             self.handed.pop(patch, None)
+            self.offered.pop(patch, None)
 
     def head(self) -> Item | None:
         """The first patch of the queue (deferred ones are out of it): the only one that may
