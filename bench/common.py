@@ -41,6 +41,10 @@ def bench_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # A user's UET_JOBS / PIPELINE_* must not change what a benchmark measures.
     for k in ("UET_JOBS", "PIPELINE_MAX_WORKERS", "PIPELINE_DRY_RUN", "UET_DEBUG"):
         env.pop(k, None)
+    # An installed uet runs from compiled bytecode; with PYTHONDONTWRITEBYTECODE set (some
+    # shells and CI images) every `python -m uet_git` compiled ~100 modules from source first,
+    # ~0.2 s of CPU counted as uet's start-up in every run.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(extra or {})
     return env
 
