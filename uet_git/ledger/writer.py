@@ -53,6 +53,15 @@ measured ~9 ms (three times a whole transition), so it is not done. Objects are 
 before the refs that name them; after a power loss the filesystem decides, and ``uet fsck`` /
 ``git fsck`` report a ref to a lost object.
 
+Consecutive transitions of one workstream are NOT batched into one ref transaction (yet): the
+worker path runs validation and acceptance between ``created``, ``validated`` and ``queued``, so
+one transaction for the three would hold ``created`` back until acceptance ended, leaving the
+patch commit without any ref (and without a state a resume can see) for the whole acceptance
+run; a crash there would lose a finished tool run that today is resumed from ``created``. It
+needs the caller to say which transitions are decided together (``applied -> verified ->
+committed`` is, in the integrator), which is a change of the engine's calls, not of
+``record``'s contract.
+
 Fault injection for the crash tests: ``UET_LEDGER_CRASH=POINT[:WS]`` makes the process
 ``os._exit(99)`` at POINT (``after-objects``, ``after-prepare``, ``after-commit``) of a
 ``record()`` (for WS only, if given; ``run:rebase`` selects ``rebase_integration``). Unset, it
