@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_repo, uet
+from tests.e2e.helpers import setup_repo
 from tests.hooks.ledgerkit import PLAN, scripted_run
 from uet_git.gitrepo import Repo
 from uet_git.ledger.writer import Ledger
@@ -83,3 +84,10 @@ def test_land_only_completes_the_last_of_a_comma_list(tmp_path: Path) -> None:
     assert complete(repo, f"uet land {first} --only a,") == \
         [f"a,{n['id']}" for n in PLAN["nodes"] if n["id"] != "a"]
     assert complete(repo, f"uet land {first} --exclude c,d,b") == ["c,d,b"]
+
+
+def test_run_only_completes_the_workstream_files(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", workstreams={"alpha": {"command": "true"},
+                                                   "beta": {"command": "true"}})
+    assert complete(repo, "uet run --only ") == ["alpha", "beta"]
+    assert complete(repo, "uet run --only alpha,") == ["alpha,beta"]

@@ -4,6 +4,8 @@ script; click's completion protocol, ``_UET_COMPLETE=bash_complete``, calls thes
 Cheap on purpose, since the shell waits for them on every TAB: run ids are the names under
 ``refs/uet/ledger/`` (one ``for-each-ref``); workstream ids are the run's state refs plus the
 nodes of the ``plan.json`` in its ledger tip's tree (one blob read), never the whole ledger.
+(``uet run --only`` completes the workstream files' ids: ``cli/completespec.py``, apart so
+that `uet status` does not import the spec loader.)
 The run is the one already on the command line (RUN or --run), else the latest. Any failure
 (not a repository, no runs) completes nothing: completion never prints an error."""
 

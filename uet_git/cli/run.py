@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from uet_git.cli.completespec import complete_spec_list
 from uet_git.cli.render import Reporter, show_dry_run
 from uet_git.commands.run import execute_run
 from uet_git.engine.live import LiveRun
@@ -29,7 +30,7 @@ from uet_git.gitrepo.repo import GitError
 @click.option("--target", metavar="BRANCH",
               help="Branch to land on (default: uet.toml [run] target, else the checked-out "
                    "branch).")
-@click.option("--only", "only", multiple=True, metavar="IDS",
+@click.option("--only", "only", multiple=True, metavar="IDS", shell_complete=complete_spec_list,
               help="Run only these workstreams (comma-separated or repeated) and what they "
                    "depend on.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and what would run; write nothing.")
