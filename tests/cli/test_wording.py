@@ -97,3 +97,13 @@ def test_one_acceptance_command_and_one_uet_patch(tmp_path: Path) -> None:
     assert "acceptance: 1 command passed in" in log and "1 commands" not in log, log
     out = run_ok(repo, "check", "HEAD~1..HEAD").stdout
     assert "uet check: 1 uet patch, all committed by the ledger" in out
+
+
+def test_dry_run_says_when_an_api_key_gives_claude_its_own_config_dir(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "r", workstreams={
+        "c": {"tool": "claude", "prompt": "do it", "scope": {"allow": ["c.txt"]}}})
+    out = run_ok(repo, "run", "--dry-run", env={"ANTHROPIC_API_KEY": "k"}).stdout
+    assert "claude: ANTHROPIC_API_KEY is set, so each attempt gets its own CLAUDE_CONFIG_DIR" \
+        in out, out
+    plain = run_ok(repo, "run", "--dry-run", env={"ANTHROPIC_API_KEY": ""}).stdout
+    assert "CLAUDE_CONFIG_DIR" not in plain

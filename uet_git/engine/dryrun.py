@@ -13,7 +13,7 @@ from uet_git.ledger.words import plural
 from uet_git.plan.dag import Plan
 from uet_git.spec.load import seed_env_notices
 from uet_git.spec.models import Config
-from uet_git.workers.tools import describe_invocation, resolve_tool
+from uet_git.workers.tools import config_dir_notices, describe_invocation, resolve_tool
 
 
 @dataclass
@@ -67,8 +67,11 @@ def dry_run_view(plan: Plan, include: set[str], jobs: int, target: str, base: st
         items.append({"id": ws_id, "tool": tool, "command": ws.command,
                       "depends_on": plan.deps[ws_id], "command_line": cmdline,
                       "prompt_via": prompt_via})
-    # The old pipeline's variables uet does not honour: said as a real run says them.
-    warnings = [*warnings, *(n for n in seed_env_notices(os.environ) if n not in warnings)]
+    # What a real run says at its start: the old pipeline's variables uet does not honour,
+    # and the presets that get a config dir of their own because an API key is set.
+    selected = [plan.workstreams[i] for i in plan.ids if i in include]
+    notices = [*seed_env_notices(os.environ), *config_dir_notices(selected, config)]
+    warnings = [*warnings, *(n for n in notices if n not in warnings)]
     lines.extend(f"warning: {w}" for w in warnings)
     record = {"event": "dry-run", "order": order, "workstreams": items, "critical_path": path,
               "waves": waves,
