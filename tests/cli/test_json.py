@@ -160,3 +160,20 @@ def test_no_runs_and_unknown_runs_agree(tmp_path: Path) -> None:
             proc = run(repo, *args)
             assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
             assert proc.stderr.startswith("uet: ") and proc.stderr.count("\n") == 1
+
+
+def test_fsck_and_check_json_keep_their_exit_codes(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r")
+    s, _ = scripted_run(repo)
+    git(repo, "update-ref", "-d", f"refs/uet/committed/{s.run}/a")
+    bad = uet_json(repo, "fsck", "--json", code=1)
+    conforms(bad, section("fsck"))
+    assert bad["clean"] is False and any("a" in p for p in bad["problems"])
+    fixed = uet_json(repo, "fsck", "--repair", s.run, "--json")
+    assert fixed["clean"] is True and fixed["run"] == s.run
+    assert fixed["repaired"] and all(f["run"] == s.run and f["fix"] for f in fixed["repaired"])
+    # a quarantined patch merged by hand fails the check, in JSON too
+    git(repo, "merge", "-q", "--no-edit", s.patches["b"])
+    check = uet_json(repo, "check", "--json", f"{s.base}..main", code=1)
+    conforms(check, section("check"))
+    assert check["ok"] is False and len(check["problems"]) == 1
