@@ -16,8 +16,11 @@ def test_status_table_and_json(repo: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert out.splitlines()[0].startswith(f"run {s.run}  base {s.base[:12]}  target main")
-    assert "WORKSTREAM  STATE" in out
-    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:-1]}
+    # the scripted run never finished and no process runs it
+    assert out.splitlines()[1] == (f"not running: no process runs it and it did not finish; "
+                                   f"`uet resume {s.run}` continues it")
+    assert out.splitlines()[2].startswith("WORKSTREAM  STATE")
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[3:-1]}
     assert rows == EXPECTED_STATES
     assert "verify-failed" in out and "tool-failed" in out
     assert out.splitlines()[-1] == "5 workstreams: 2 committed, 2 quarantined, 1 dropped"

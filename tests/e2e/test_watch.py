@@ -102,6 +102,10 @@ def test_a_killed_run_is_not_live(tmp_path: Path):
     assert "slow: pending" in watched.stdout
     looks = run(repo, "status", "--watch", "--json", "--interval", "0.1").stdout.splitlines()
     assert len(looks) == 1 and json.loads(looks[0])["live"]["alive"] is False
+    # gc removes the dead file; status still says the run stopped half way, from the ledger
+    assert "stale live-state file" in run(repo, "gc").stdout
+    out = run(repo, "status").stdout
+    assert "no process runs it and it did not finish; `uet resume" in out, out
 
 
 def _read_pty(master: int, proc: sp.Popen[bytes], timeout: float) -> bytes:
@@ -191,3 +195,4 @@ def test_gc_removes_a_dead_runs_live_file_and_status_ignores_it(tmp_path: Path):
     assert f"removed the stale live-state file of run {run_id} (pid {dead.pid})" in out.stdout
     assert not stale.exists()
     assert json.loads(run(repo, "status", "--json").stdout)["live"] is None
+    assert "not running" not in run(repo, "status").stdout  # it finished: nothing to say

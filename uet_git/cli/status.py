@@ -154,6 +154,11 @@ def liveness(snap: Snapshot) -> str:
                 f"`uet resume {snap.st.run}` continues it")
     if snap.writer is not None:
         return f"being written by pid {snap.writer}"
+    if not snap.st.finished:
+        # No live-state file (never written, or a dead one `uet gc` removed) and no writer:
+        # the ledger alone says the run stopped half way.
+        return (f"not running: no process runs it and it did not finish; "
+                f"`uet resume {snap.st.run}` continues it")
     return ""
 
 
