@@ -533,19 +533,22 @@ def test_uet_debug_keeps_the_internal_error_exit_code(tmp_path: Path) -> None:
     assert "Traceback" in debug.stderr
 
 
-@pytest.mark.parametrize(("summary", "resumed"), [
-    ("uet failed on this workstream: UetError: candidate 0123456789ab is not an object in this "
-     "repository", "committed"),
-    ("uet failed on this workstream: ValueError: something else went wrong", "quarantined")])
-def test_resume_reapplies_what_a_concurrent_prune_cut(tmp_path: Path, summary: str,
-                                                      resumed: str) -> None:
+@pytest.mark.parametrize(("crash", "summary", "resumed"), [
+    ("a:queued", "uet failed on this workstream: UetError: candidate 0123456789ab is not an "
+     "object in this repository", "committed"),
+    ("a:tool-done", "uet failed on this workstream: NotFoundError: 'object not found - no match "
+     "for id (0123456789abcdef0123456789abcdef01234567)'", "committed"),
+    ("a:queued", "uet failed on this workstream: ValueError: something else went wrong",
+     "quarantined")], ids=["patch-kept", "before-the-patch", "other-error"])
+def test_resume_redoes_what_a_concurrent_prune_cut(tmp_path: Path, crash: str, summary: str,
+                                                   resumed: str) -> None:
     """An internal error because a concurrent prune removed an object uet needed is uet's work
-    cut short, not the workstream's failure: `uet resume` re-applies its patch (any other
-    internal error stays quarantined)."""
+    cut short, not the workstream's failure: `uet resume` re-applies its patch, or runs it
+    again when it had none yet (any other internal error stays quarantined)."""
     repo = setup_repo(tmp_path / "r", workstreams={
         "a": {"command": "echo a > a.txt"},
         "b": {"command": "echo b > b.txt", "depends_on": ["a"]}})
-    crashed = run(repo, "run", env={"UET_TEST_CRASH_AT": "a:queued"}, subprocess=True)
+    crashed = run(repo, "run", env={"UET_TEST_CRASH_AT": crash}, subprocess=True)
     assert crashed.returncode == 137, crashed.stdout + crashed.stderr
     run_id = last_run(repo)
     with Ledger.open(Repo.open(repo), run_id) as ledger:
@@ -554,7 +557,8 @@ def test_resume_reapplies_what_a_concurrent_prune_cut(tmp_path: Path, summary: s
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     assert states(repo, run_id)["a"] == resumed
     if resumed == "committed":
-        assert "re-applying a" in proc.stdout + proc.stderr
+        said = "re-applying a" if crash == "a:queued" else "running again a"
+        assert said in proc.stdout + proc.stderr
         assert sorted(landed_workstreams(repo)) == ["a", "b"]
     fsck_clean(repo)
 

@@ -56,14 +56,16 @@ def resume_run(repo: Repo, run_id: str | None, options: RunOptions, observer: Ob
         selected = record.get("selected")
         include = set(selected) if isinstance(selected, list) and selected else set(plan.ids)
         include &= set(plan.ids)
+        rerun: set[str] = set()
         if not only:
-            reapplied = reapply_pruned(repo, ledger, include)
-            if reapplied:
-                observer.message(f"re-applying {', '.join(reapplied)}: uet failed on "
-                                 f"{'them' if len(reapplied) > 1 else 'it'} because a "
-                                 "concurrent `git gc --prune=now` removed an object it needed")
+            reapplied, rerun = reapply_pruned(repo, ledger, include)
+            for verb, which in (("re-applying", reapplied), ("running again", sorted(rerun))):
+                if which:
+                    observer.message(f"{verb} {', '.join(which)}: uet failed on "
+                                     f"{'them' if len(which) > 1 else 'it'} because a concurrent "
+                                     "`git gc --prune=now` removed an object uet needed")
         records = ledger.states()
-        retry: set[str] = set()
+        retry: set[str] = set(rerun)
         reverify: set[str] = set()
         if only:
             unknown = sorted(set(only) - set(plan.ids))
@@ -94,28 +96,33 @@ PRUNED_SIGNS = ("is missing from the repository", "is not an object in this repo
                 "nonexistent object", "object not found", "git gc --prune=now")
 
 
-def reapply_pruned(repo: Repo, ledger: Ledger, include: set[str]) -> list[str]:
+def reapply_pruned(repo: Repo, ledger: Ledger, include: set[str]
+                   ) -> tuple[list[str], set[str]]:
     """Workstreams of ``include`` quarantined ``internal-error`` because an object uet needed
     was removed under it by a concurrent ``git gc --prune=now`` (their last transition says
-    so), whose patch is intact: recorded ``queued`` again (what ``uet retry --reapply``
-    records), so the resumed run integrates them. Not the tool's failure, nor the patch's:
-    uet's own work was cut, and the resume is what redoes uet's work."""
+    so): ``(reapplied, rerun)``. Those with an intact patch are recorded ``queued`` again (what
+    ``uet retry --reapply`` records), so the resumed run integrates them; those cut before
+    their patch existed get a new attempt (as ``uet retry`` gives). Not the tool's failure,
+    nor the patch's: uet's own work was cut, and a resume is what redoes uet's work."""
     records = ledger.states()
     events = query.read_ledger(repo, ledger.run).events
-    out: list[str] = []
+    reapplied: list[str] = []
+    rerun: set[str] = set()
     for ws in sorted(include):
         rec = records.get(ws)
-        if rec is None or rec.state != "quarantined" or rec.reason != "internal-error" \
-                or not rec.patch or missing_in_tree(repo, rec.patch):
+        if rec is None or rec.state != "quarantined" or rec.reason != "internal-error":
             continue
         last = next((e for e in reversed(events) if e.ws == ws and e.is_transition), None)
         if last is None or not any(sign in last.summary for sign in PRUNED_SIGNS):
             continue
+        if not rec.patch or missing_in_tree(repo, rec.patch):
+            rerun.add(ws)
+            continue
         ledger.record(ws, "queued", attempt=rec.attempt or 1, patch=rec.patch,
                       summary="re-applied by `uet resume`: a concurrent `git gc --prune=now` "
                               "had removed an object uet needed for it")
-        out.append(ws)
-    return out
+        reapplied.append(ws)
+    return reapplied, rerun
 
 
 def _jobs(options: RunOptions, saved: Mapping[str, Any], config: Config) -> int:
