@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from uet_git.engine.context import RunContext
-from uet_git.engine.pipeline import WorkerOutcome, recheck_patch, validation
+from uet_git.engine.pipeline import WORKER_SECONDS, WorkerOutcome, recheck_patch, validation
 from uet_git.engine.remotejob import JobResult, JobSpec, run_job, sweep_plugin
 from uet_git.errors import UetError
 from uet_git.gitrepo.mirror import fetch_refs, push_refs, remote_refs
@@ -51,7 +51,33 @@ WORKER_TRAILER = "Uet-Worker"
 BASE_REF_ROOT = "refs/uet-base/"  # outside refs/uet/: not a run's ref, only keeps bases alive
 CANCEL_GRACE = 30.0  # seconds a cancelled job gets to stop its tool and report
 CONNECT_TIMEOUT = 10.0
+# What a worker's report may say: the states of the worker path, the trailers it measures.
+WORKER_STATES = ("created", "validated", "queued", "quarantined")
+WORKER_TRAILERS = (WORKER_SECONDS,)
+EVIDENCE_ENTRIES = 64
+DETAIL_MAX = 4000
 JOB_MARGIN = 600.0  # seconds a job may wait for a free worker on top of its commands' timeouts
+
+
+def _from_worker(rec: dict[str, Any], patch: str | None) -> tuple[str, dict[str, Any]]:
+    """One reported transition as ``ctx.record`` keywords: a state a worker may reach, its
+    evidence (entries capped; the ledger caps each blob), only the trailers a worker may
+    give, and the patch this side read from the inbox ref."""
+    to = rec.get("to")
+    if to not in WORKER_STATES:
+        raise UetError(f"a Dask worker reported a transition to {str(to)[:40]!r}")
+    kw = rec.get("kw") if isinstance(rec.get("kw"), dict) else {}
+    evidence = kw.get("evidence") if isinstance(kw.get("evidence"), dict) else {}
+    trailers = kw.get("trailers") if isinstance(kw.get("trailers"), dict) else {}
+    out: dict[str, Any] = {
+        "evidence": {str(k): bytes(v) for k, v in list(evidence.items())[:EVIDENCE_ENTRIES]},
+        "trailers": {k: str(v)[:100] for k, v in trailers.items() if k in WORKER_TRAILERS},
+    }
+    if to == "created":
+        if patch is None:
+            raise UetError("a Dask worker reported a patch without pushing it")
+        out["patch"] = patch
+    return to, out
 
 
 def job_budget(ws: Workstream) -> float:
@@ -213,7 +239,7 @@ class DaskExecutor:
             ctx.observer.worker(worker, None)
         if result is None:  # cancelled before it reported: resume runs it again
             return WorkerOutcome(ws_id, None)
-        return self._record(ctx, ws_id, ref, result)
+        return self._record(ctx, ws_id, attempt, result)
 
     def _publish(self, ctx: RunContext) -> None:
         """Make the integration tip (every base this run hands out is on it) fetchable."""
@@ -264,35 +290,48 @@ class DaskExecutor:
             return None
         return result
 
-    def _record(self, ctx: RunContext, ws_id: str, ref: str, res: JobResult) -> WorkerOutcome:
+    def _record(self, ctx: RunContext, ws_id: str, attempt: int, res: JobResult
+                ) -> WorkerOutcome:
+        """Write the job's transitions to the ledger. The worker's report is taken as data,
+        never as authority: the patch is the inbox ref's commit as this side sees it, the
+        states are those a worker may reach, its trailers cannot name ledger facts, and
+        validation is judged here again."""
         ws = ctx.ws(ws_id)
-        where = {HOST_TRAILER: res.host, WORKER_TRAILER: res.worker}
-        if res.patch and not self.transport.here:
-            got = fetch_refs(ctx.repo, self.transport.url, [ref], token=self.transport.token)
-            if got.get(ref) != res.patch:
-                raise GitError(f"{ref}: the worker reported {res.patch[:12]}, the remote has "
-                               f"{str(got.get(ref))[:12]}")
+        ref = inbox_ref(self.run_id, ws_id, attempt)
+        where = {HOST_TRAILER: str(res.host)[:200], WORKER_TRAILER: str(res.worker)[:200]}
+        patch = self._inbox_patch(ctx, ref, res.patch) if res.patch else None
         if res.breaker == "success":
             ctx.breaker.success(ws.tool)
         elif res.breaker == "failure":
             ctx.breaker.failure(ws.tool)
-        patch: str | None = None
         for rec in res.records:
-            to, kw = rec["to"], dict(rec["kw"])
-            patch = kw.get("patch") or patch
-            trailers = {**kw.pop("trailers", {}), **where}
+            to, kw = _from_worker(rec, patch)
+            kw["trailers"] = {**kw["trailers"], **where}
             if to == "validated" and patch:
                 reason, detail = validation(ctx.repo, ws, ctx.config.verify, patch)
                 if reason is not None:
-                    ctx.record(ws_id, "quarantined", attempt=rec["attempt"], reason=reason,
+                    ctx.record(ws_id, "quarantined", attempt=attempt, reason=reason,
                                detail=detail, trailers=where)
                     return WorkerOutcome(ws_id, "quarantined", reason, False, res.duration)
             if to == "queued" and patch and ws.acceptance:
-                trailers.update(ctx.accepted_on(ws, patch))
-            ctx.record(ws_id, to, attempt=rec["attempt"], reason=rec["reason"],
-                       detail=rec["detail"], shown_reason=rec["shown_reason"],
-                       trailers=trailers, **kw)
+                kw["trailers"].update(ctx.accepted_on(ws, patch))
+            ctx.record(ws_id, to, attempt=attempt, reason=rec.get("reason"),
+                       detail=str(rec.get("detail", ""))[:DETAIL_MAX],
+                       shown_reason=rec.get("shown_reason"), **kw)
         return WorkerOutcome(ws_id, res.state, res.reason, res.tool_failed, res.duration)
+
+    def _inbox_patch(self, ctx: RunContext, ref: str, reported: str) -> str:
+        """The attempt's inbox ref here (fetched from a remote first): what was recorded is
+        what the ref holds, and it must be what the worker says it pushed."""
+        if self.transport.here:
+            got = ctx.repo.read_ref(ref)
+        else:
+            got = fetch_refs(ctx.repo, self.transport.url, [ref],
+                             token=self.transport.token).get(ref)
+        if got is None or got != reported:
+            raise GitError(f"{ref}: the worker reported {str(reported)[:12]}, the inbox ref "
+                           f"holds {str(got)[:12]}")
+        return got
 
     def finish(self, repo: Repo) -> None:
         """After the run: prune the inbox refs whose attempts the ledger recorded (here and on
