@@ -24,6 +24,7 @@ from tests.e2e.helpers import (
     shared_dir,
     states,
     tool,
+    trailers,
 )
 from uet_git.workers import sandbox
 
@@ -299,15 +300,21 @@ def test_missing_executable_is_tool_failed_and_the_rest_runs(tmp_path: Path):
 def test_weights_come_from_estimates_then_earlier_runs(tmp_path: Path):
     fast = shared_dir(tmp_path) / "fast"
     repo = setup_repo(tmp_path / "r", config=sandbox_writable(fast.parent), workstreams={
-        "timed": {"command": f"[ -f {fast} ] || sleep 2.2; echo $UET_RUN > t.txt"},
+        "timed": {"command": f"[ -f {fast} ] || sleep 0.4; echo $UET_RUN > t.txt"},
         "estimated": {"command": "echo $UET_RUN > e.txt", "estimate": 7},
     })
     run_ok(repo, "run")
-    first = json.loads(git(repo, "show", f"refs/uet/ledger/{last_run(repo)}:plan.json"))
+    first_run = last_run(repo)
+    first = json.loads(git(repo, "show", f"refs/uet/ledger/{first_run}:plan.json"))
     assert {n["id"]: n["weight"] for n in first["nodes"]} == {"timed": 1.0, "estimated": 7.0}
     fast.touch()
     run_ok(repo, "run")
     second = json.loads(git(repo, "show", f"refs/uet/ledger/{last_run(repo)}:plan.json"))
     weights = {n["id"]: n["weight"] for n in second["nodes"]}
     assert weights["estimated"] == 7.0
-    assert weights["timed"] >= 2.0  # the first run's measured duration (whole seconds)
+    # The first run's measured duration: the worker's time its `queued` transition recorded.
+    log = git(repo, "log", "--format=%H %s", f"refs/uet/ledger/{first_run}").splitlines()
+    queued = next(line.split()[0] for line in log if line.endswith(" timed: validated -> queued"))
+    measured = float(trailers(repo, queued)["Uet-Worker-Seconds"])
+    assert measured >= 0.4
+    assert weights["timed"] == measured
