@@ -44,6 +44,11 @@ GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 
+# Also for the whole process, not only inside each test: a module- or session-scoped fixture
+# (set up before any test's own fixtures) that commits gets the same identity.
+for _k, _v in GIT_ENV.items():
+    os.environ.setdefault(_k, _v)
+
 # Variables that make uet leave with os._exit at a chosen point: never in this process.
 CRASH_VARS = ("UET_TEST_CRASH_AT", "UET_LEDGER_CRASH", "UET_BRANCH_CRASH")
 
