@@ -165,7 +165,8 @@ def test_a_worker_killed_mid_tool(cluster: Any, tmp_path: Path) -> None:
                       "the tool")
             tool = int(pid_file.read_text())
             os.kill(_ppid(tool), signal.SIGKILL)  # the Dask worker process that started it
-            _wait_for(lambda: not _alive(tool), 20, "the dead worker's tool to be swept")
+            # a worker process starts in seconds, but in tens of them on a loaded machine
+            _wait_for(lambda: not _alive(tool), 90, "the dead worker's tool to be swept")
             seen["swept"] = tool
         except BaseException as exc:
             seen["error"] = exc
@@ -175,7 +176,7 @@ def test_a_worker_killed_mid_tool(cluster: Any, tmp_path: Path) -> None:
     try:
         proc = run(repo, "run", "--executor", _address(cluster))
     finally:
-        killer.join(60)
+        killer.join(120)
     assert "error" not in seen, seen
     assert "swept" in seen
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -279,7 +280,9 @@ def test_the_sweep_kills_only_tools_whose_worker_is_gone(tmp_path: Path) -> None
     try:
         _wait_for(lambda: _alive(orphan.pid) and _alive(mine.pid), 5, "the processes")
         assert orphan.pid in stale_tools() and mine.pid not in stale_tools()
-        assert sweep_stale_tools(grace=0.5) == [orphan.pid]
+        # Any Dask worker starting on this machine sweeps too (another test's cluster): the
+        # orphan may be gone before this sweep looks, never the live owner's tool.
+        assert set(sweep_stale_tools(grace=0.5)) <= {orphan.pid}
         assert orphan.wait(5) is not None and mine.poll() is None
     finally:
         for p in (orphan, mine):

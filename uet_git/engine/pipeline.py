@@ -38,11 +38,21 @@ from uet_git.gitrepo.worktrees import reset_index, reset_worktree
 from uet_git.ledger.evidence import MAX_EVIDENCE
 from uet_git.spec.models import Config, VerifyConfig, Workstream
 from uet_git.workers.normalise import normalise
-from uet_git.workers.pool import Worktree, WorktreePool
+from uet_git.workers.pool import Worktree
 from uet_git.workers.process import ProcResult, read_tail, run_process
 from uet_git.workers.sandbox import SandboxPlan
 from uet_git.workers.tools import ResultCheck, build_invocation
 from uet_git.workers.validate import validate_changes, validate_tree
+
+
+class StepPool(Protocol):
+    """What the steps use of a worktree pool (``WorktreePool``; ``remotejob.JobPool``)."""
+
+    def acquire(self, base: str, label: str | None = None) -> Worktree: ...
+
+    def reset(self, wt: Worktree, base: str) -> None: ...
+
+    def release(self, wt: Worktree) -> None: ...
 
 
 class StepContext(Protocol):
@@ -51,7 +61,7 @@ class StepContext(Protocol):
 
     repo: Repo
     config: Config
-    pool: WorktreePool
+    pool: StepPool
     observer: Observer
     cancel: threading.Event
     breaker: Breaker

@@ -50,7 +50,7 @@ from uet_git.gitrepo.mirror import fetch_commits, open_mirror, push_new_ref, rem
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.layout import inbox_ref
 from uet_git.spec.models import Config, Workstream
-from uet_git.workers.pool import WorktreePool
+from uet_git.workers.pool import Worktree, WorktreePool
 from uet_git.workers.procfs import all_procs, kill_pids, read_stat
 from uet_git.workers.sandbox import SandboxPlan, available, sandbox_for
 from uet_git.workers.tools import PRESETS, prepare_repo_for_tools, tool_env, worker_port
@@ -125,7 +125,7 @@ class JobContext:
 
     repo: Repo
     config: Config
-    pool: WorktreePool
+    pool: JobPool
     spec: JobSpec
     workstream: Workstream
     log_root: Path
@@ -222,6 +222,36 @@ def _mirror(path: Path) -> Repo:
     return repo
 
 
+class JobPool:
+    """The machine's pool as one job sees it: what the job still holds when it ends (an
+    attempt cancelled keeps its worktree for a local resume; here nobody resumes it) goes
+    back to the pool, to be reset by the next job."""
+
+    def __init__(self, pool: WorktreePool) -> None:
+        self.pool = pool
+        self.held: dict[int, Worktree] = {}
+
+    @property
+    def size(self) -> int:
+        return self.pool.size
+
+    def acquire(self, base: str, label: str | None = None) -> Worktree:
+        wt = self.pool.acquire(base, label)
+        self.held[wt.slot] = wt
+        return wt
+
+    def reset(self, wt: Worktree, base: str) -> None:
+        self.pool.reset(wt, base)
+
+    def release(self, wt: Worktree) -> None:
+        self.held.pop(wt.slot, None)
+        self.pool.release(wt)
+
+    def release_all(self) -> None:
+        for wt in list(self.held.values()):
+            self.release(wt)
+
+
 _pools: dict[tuple[str, str], WorktreePool] = {}
 _pools_lock = threading.Lock()
 
@@ -316,8 +346,8 @@ def run_job(spec: JobSpec) -> JobResult:
                       token=spec.token)
     fetched = time.monotonic() - started
     logs = root / "logs" / f"{spec.run}-{ws.id}-{spec.attempt}-{os.getpid()}"
-    ctx = JobContext(mirror, config, _pool_for(mirror, root / "worktrees" / key, config), spec,
-                     ws, logs)
+    ctx = JobContext(mirror, config, JobPool(_pool_for(mirror, root / "worktrees" / key,
+                                                       config)), spec, ws, logs)
     event = _cancel_event(spec.cancel_event)
     reused = spec.reuse
 
@@ -336,6 +366,7 @@ def run_job(spec: JobSpec) -> JobResult:
     try:
         out = _in_thread(attempt, event, ctx.cancel)
     finally:
+        ctx.pool.release_all()
         shutil.rmtree(logs, ignore_errors=True)
     return JobResult(ctx.records, out.state, out.reason, out.tool_failed, out.duration,
                      ctx.breaker.seen, reused or ctx.pushed, host, worker, reused is not None,
