@@ -1,8 +1,9 @@
 """The distributed executor: attempts run as Dask jobs (``remotejob.run_job``) on other
 machines, the coordinator (this process) alone writes the ledger.
 
-``connect`` opens the Dask client (``distributed`` is imported here and only here, lazily: a
-local run and ``uet --help`` never import it) and registers the worker plugin that kills a
+``connect`` opens the Dask client (``distributed`` is imported lazily, here and in the job's
+module, only for ``--executor``: a local run and ``uet --help`` never import it) and registers
+the worker plugin that kills a
 dead worker's tools. ``DaskExecutor.run`` is what ``Engine._worker_job`` calls for each
 attempt when ``RunContext.executor`` is set: it makes sure the workers can fetch the base
 (pushed to ``refs/uet-base/RUN`` on a remote that is not this repository), submits the job,
