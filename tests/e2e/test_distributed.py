@@ -119,9 +119,12 @@ def test_a_distributed_run_lands_what_a_local_run_lands(cluster: Any, tmp_path: 
     _fsck_remote(remote_dir)
 
 
-def test_over_uet_serve(cluster: Any, tmp_path: Path) -> None:
-    repo = setup_repo(tmp_path / "repo", workstreams={k: WORKSTREAMS[k] for k in ("a", "b")})
-    run_ok(repo, "run", "--executor", _address(cluster), "--serve", "127.0.0.1:0")
+def test_over_uet_serve_configured_in_uet_toml(cluster: Any, tmp_path: Path) -> None:
+    executor = f'[executor]\naddress = "{_address(cluster)}"\nserve = "127.0.0.1:0"\n'
+    repo = setup_repo(tmp_path / "repo", workstreams={k: WORKSTREAMS[k] for k in ("a", "b")},
+                      config=executor)
+    out = run_ok(repo, "run")
+    assert "workers fetch from and push to http://127.0.0.1:" in out.stdout
     assert landed_workstreams(repo) == ["a", "b"]
     assert git(repo, "for-each-ref", "refs/uet/inbox/") == ""
     fsck_clean(repo)
