@@ -15,7 +15,8 @@ from tests.conftest import git, make_repo
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.worktrees import add_worktree, admin_dir, remove_worktree, worktree_head
 
-ADDS = 60
+ADDS = 30
+PRUNERS = 2
 
 
 def test_add_worktree_survives_a_looping_worktree_prune(tmp_path: Path) -> None:
@@ -30,8 +31,9 @@ def test_add_worktree_survives_a_looping_worktree_prune(tmp_path: Path) -> None:
             prunes.append(sp.run(["git", "worktree", "prune"], cwd=path,
                                  capture_output=True).returncode)
 
-    t = threading.Thread(target=prune)
-    t.start()
+    threads = [threading.Thread(target=prune) for _ in range(PRUNERS)]
+    for t in threads:
+        t.start()
     try:
         for i in range(ADDS):
             wt = tmp_path / "wt" / str(i)
@@ -42,7 +44,8 @@ def test_add_worktree_survives_a_looping_worktree_prune(tmp_path: Path) -> None:
                 remove_worktree(repo, wt)
     finally:
         stop.set()
-        t.join()
+        for t in threads:
+            t.join()
     assert prunes
 
 
