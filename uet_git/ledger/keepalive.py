@@ -176,16 +176,23 @@ def write_pinned(repo: Repo, write: Callable[[], str], pin: Callable[[str], None
     checked again. Returns the commit, complete on disk and pinned; a one-line error when a
     concurrent prune takes it every time."""
     gone: list[str] = []
+    failed: Exception | None = None
     for _ in range(PRUNED_RETRIES + 1):
         try:
             commit = write()
             pin(commit)  # git refuses a root to an object pruned since: write it again
-        except GitError:  # what it builds on was pruned under it: write it all again
+        except Exception as exc:
+            # What it builds on was pruned under it (libgit2 says so in its own words,
+            # "object not found", not as a GitError): write it all again.
+            failed = exc
             continue
+        failed = None
         wait_for_gc(repo, pruning_gc(repo))
         gone = missing_new_objects(repo, commit, base)
         if not gone:
             return commit
+    if failed is not None and not gone:
+        raise failed
     raise UetError(f"{what}: a concurrent `git gc --prune=now` removed its objects "
                    f"{PRUNED_RETRIES + 1} times in a row ({gone[0][:12] if gone else 'write'}); "
                    "run it again when the gc is over", exit_code=1)
