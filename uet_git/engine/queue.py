@@ -77,6 +77,7 @@ from uet_git.engine.verify import (
     Verdict,
     empty_candidate,
     make_candidate,
+    quick_verdict,
     verify_candidate,
 )
 from uet_git.gitrepo import odb
@@ -188,6 +189,8 @@ class VerifyQueue:
             self._n = max(self._n, *nums)
 
     def _set_ref(self, item: Item, candidate: str | None) -> None:
+        if candidate is None and item.ref is None:
+            return  # nothing to delete: no transaction (a git process) for nothing
         tx = self.ctx.repo.transaction()
         if item.ref is not None and item.candidate is not None:
             tx.delete(item.ref, item.candidate)
@@ -236,16 +239,21 @@ class VerifyQueue:
         progress = Progress()
         if self.ctx.cancel.is_set():
             return progress
-        while (head := self.head()) is not None and head.status == PASSED:
-            tip = self.ctx.ledger.integration_tip()
-            if head.parent != tip:  # cannot happen: _build keeps the chain on the tip
-                self._rebuild(self.items.index(head))
-                break
-            self._commit(head)
-            self.items.remove(head)
-            self.window = min(self.max_window, self.window + 1)
-            progress.committed.append(head.ws)
-        self._build(progress)
+        while True:
+            while (head := self.head()) is not None and head.status == PASSED:
+                tip = self.ctx.ledger.integration_tip()
+                if head.parent != tip:  # cannot happen: _build keeps the chain on the tip
+                    self._rebuild(self.items.index(head))
+                    break
+                self._commit(head)
+                self.items.remove(head)
+                self.window = min(self.max_window, self.window + 1)
+                progress.committed.append(head.ws)
+            self._build(progress)
+            head = self.head()
+            if head is None or head.status != PASSED or \
+                    head.parent != self.ctx.ledger.integration_tip():
+                break  # else a head judged in _build (nothing to run) commits at once
         self.publish_tail()
         return progress
 
@@ -355,8 +363,17 @@ class VerifyQueue:
                         k += 1
                         continue
                     cand = made.commit or empty_candidate(self.ctx.repo, item.patch, base)
-                self._set_ref(item, cand)
                 item.candidate, item.parent, item.status = cand, base, BUILT
+                quick = quick_verdict(
+                    self.ctx.repo, Candidate(self.ctx.ws(item.ws), item.attempt, item.patch,
+                                             cand, base, verified=item.patch),
+                    self.checks, self.cache, force=item.ws in self.ctx.reverify)
+                if quick is not None:  # nothing to run on it (or the cache answers)
+                    item.status, item.verdict = PASSED, quick
+                if not (quick is not None and base == tip and item is self.head()):
+                    # Keeps its objects alive while it waits; a head that commits in this
+                    # step needs none.
+                    self._set_ref(item, cand)
             assert item.candidate is not None
             base = item.candidate
             built += 1

@@ -150,12 +150,20 @@ def changes_checks(repo: Repo, config: Config, old: str, new: str) -> list[str]:
     return out
 
 
-def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, *,
-                     log_dir: Path, label: str, force: bool = False) -> Verdict:
-    """Acceptance (when the candidate's tree is not the verified one, or ``force``) and the
-    base's pre-merge hooks on ``cand`` in a worktree from the pool. With ``bench.cache``, a
-    part that already passed on this tree in this run does not run again (unless ``force``
-    for acceptance), and what passes is added."""
+@dataclass
+class _Due:
+    """What judging a candidate has to run, and what is said about the rest."""
+
+    tree: str
+    same_tree: bool
+    rerun: bool
+    hooks: bool
+    notes: list[str]
+    trailers: dict[str, str]
+
+
+def _due(repo: Repo, cand: Candidate, checks: Checks, cache: VerdictCache | None,
+         force: bool) -> _Due:
     ws, config = cand.ws, checks.config
     tree = odb.tree_of(repo, cand.candidate)
     same_tree = tree == odb.tree_of(repo, cand.verified)
@@ -163,7 +171,6 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
                                                and config.verify.rerun_on_candidate))
     trailers: dict[str, str] = {}
     notes: list[str] = []
-    cache = bench.cache
     acc_key, hk = acceptance_key(ws), hooks_key(checks.base, checks.hooks)
     if cache is not None and rerun and not force and cache.passed("acceptance", tree, acc_key):
         rerun = False
@@ -179,19 +186,47 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
             notes.append(f"changes checks ({', '.join(touched[:5])}"
                          f"{' ...' if len(touched) > 5 else ''}; may_change_checks), judged by "
                          f"the base's")
-    if not (rerun or hooks_due):
-        if cache is not None and same_tree and ws.acceptance:
-            cache.add("acceptance", tree, acc_key)
-        if cache is not None and not same_tree and notes:
-            pass  # the cache answered, said above
-        elif same_tree:
-            notes.append("the candidate's tree is the verified patch tree; no pre-merge hooks")
-        elif not ws.acceptance:
-            notes.append("no acceptance commands and no pre-merge hooks to run on the candidate")
-        else:
-            notes.append("acceptance not re-run on the candidate ([verify] "
-                         "rerun_on_candidate = false); no pre-merge hooks")
-        return Verdict(Outcome.OK, detail="; ".join(notes), trailers=trailers)
+    return _Due(tree, same_tree, rerun, hooks_due, notes, trailers)
+
+
+def quick_verdict(repo: Repo, cand: Candidate, checks: Checks, cache: VerdictCache | None, *,
+                  force: bool = False) -> Verdict | None:
+    """The verdict on ``cand`` when judging it runs nothing (no acceptance due, no hooks, or
+    the cache answers for both): then no worktree and no thread are needed. None: something
+    has to run (``verify_candidate``)."""
+    due = _due(repo, cand, checks, cache, force)
+    if due.rerun or due.hooks:
+        return None
+    ws, notes = cand.ws, due.notes
+    if cache is not None and due.same_tree and ws.acceptance:
+        cache.add("acceptance", due.tree, acceptance_key(ws))
+    if cache is not None and not due.same_tree and notes:
+        pass  # the cache answered, said above
+    elif due.same_tree:
+        notes.append("the candidate's tree is the verified patch tree; no pre-merge hooks")
+    elif not ws.acceptance:
+        notes.append("no acceptance commands and no pre-merge hooks to run on the candidate")
+    else:
+        notes.append("acceptance not re-run on the candidate ([verify] "
+                     "rerun_on_candidate = false); no pre-merge hooks")
+    return Verdict(Outcome.OK, detail="; ".join(notes), trailers=due.trailers)
+
+
+def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, *,
+                     log_dir: Path, label: str, force: bool = False) -> Verdict:
+    """Acceptance (when the candidate's tree is not the verified one, or ``force``) and the
+    base's pre-merge hooks on ``cand`` in a worktree from the pool. With ``bench.cache``, a
+    part that already passed on this tree in this run does not run again (unless ``force``
+    for acceptance), and what passes is added."""
+    ws = cand.ws
+    cache = bench.cache
+    quick = quick_verdict(repo, cand, checks, cache, force=force)
+    if quick is not None:
+        return quick
+    due = _due(repo, cand, checks, cache, force)
+    tree, same_tree, rerun, hooks_due = due.tree, due.same_tree, due.rerun, due.hooks
+    notes, trailers = due.notes, due.trailers
+    acc_key, hk = acceptance_key(ws), hooks_key(checks.base, checks.hooks)
 
     evidence: dict[str, bytes] = {}
     wt = bench.pool.acquire(cand.candidate, label)
