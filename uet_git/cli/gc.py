@@ -63,7 +63,9 @@ def cmd(older_than: str, dry_run: bool, include_quarantined: bool, prune_dropped
     for what in res.live_removed:
         click.echo(f"{'would remove' if dry_run else 'removed'} the stale live-state file of "
                    f"run {what}: its process is gone")
-    if not res.runs:
+    for name in res.inbox_removed:
+        click.echo(f"{verb} {name}: its attempt is recorded (inbox refs are transport only)")
+    if not res.runs and not res.inbox_removed:
         click.echo(f"nothing to remove in runs idle for more than {older_than}")
     if res.packed:
         click.echo("packed refs (git pack-refs --all)")
@@ -79,6 +81,7 @@ def to_dict(res: GcResult, older_than: str) -> dict[str, Any]:
                   "pruned": list(r.pruned), "note": r.note} for r in res.runs],
         "skipped": list(res.skipped),
         "live_files": list(res.live_removed),
+        "inbox_refs": list(res.inbox_removed),
         "packed": res.packed,
         "pack_note": res.pack_note,
     }

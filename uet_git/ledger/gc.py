@@ -42,6 +42,7 @@ from uet_git.gitrepo.merge import is_ancestor
 from uet_git.gitrepo.refs import pack_refs
 from uet_git.ledger import query
 from uet_git.ledger.expected import GC_EVENT
+from uet_git.ledger.inbox import inbox_runs, prune_inbox, terminal_inbox_refs
 from uet_git.ledger.layout import ROOT, parse_ref
 from uet_git.ledger.live import live_path, read_live
 from uet_git.ledger.lock import lock_held
@@ -69,6 +70,7 @@ class GcResult:
     packed: bool = False
     pack_note: str | None = None
     live_removed: list[str] = field(default_factory=list)  # "RUN (pid N)": stale live files
+    inbox_removed: list[str] = field(default_factory=list)  # terminal inbox refs (ledger.inbox)
 
     @property
     def removed(self) -> list[str]:
@@ -172,9 +174,16 @@ def gc(
     by_run: dict[str, dict[str, str]] = {}
     for name, oid in repo.list_refs(ROOT).items():
         p = parse_ref(name)
-        if p is not None:
+        if p is not None and p.kind != "inbox":
             by_run.setdefault(p.run, {})[name] = oid
     result.live_removed = stale_live_files(repo, remove=not dry_run)
+    # Inbox refs are transport, not ledger state: one whose attempt the ledger recorded (or
+    # that no run will read again) goes whatever the run's age, as the coordinator would.
+    for run in inbox_runs(repo):
+        if lock_held(repo, run):
+            continue
+        result.inbox_removed += (sorted(terminal_inbox_refs(repo, run)) if dry_run
+                                 else prune_inbox(repo, run))
     any_live = False
     for run in sorted(by_run):
         refs = by_run[run]
