@@ -55,6 +55,7 @@ from uet_git.ledger.layout import (
     state_ref,
 )
 from uet_git.ledger.states import TRANSITIONS
+from uet_git.ledger.words import plural
 
 _OID_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _KEPT_TRAILERS = ("Uet-Patch", "Uet-Candidate", "Uet-Base", "Uet-Onto")
@@ -338,7 +339,8 @@ def _fsck_integration(
     committed = {ws for ws, r in records.items() if r.state == "committed"}
     if tip is None:
         if committed and not log.run_events(GC_EVENT):
-            out.append(f"{run}: {iref} is missing but {len(committed)} workstreams are committed")
+            out.append(f"{run}: {iref} is missing but "
+                       f"{plural(len(committed), 'workstream is', 'workstreams are')} committed")
         return out
     base = log.base
     if base is None:
