@@ -12,6 +12,7 @@ from uet_git.gitrepo.odb import tree_of
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
 from uet_git.workers.pool import Worktree, snapshot_orphan
+from uet_git.workers.sandbox import recover_objects
 
 
 def preserve_worktree(ctx: RunContext, wt: Worktree, label: str, rec: Any, why: str
@@ -20,6 +21,10 @@ def preserve_worktree(ctx: RunContext, wt: Worktree, label: str, rec: Any, why: 
     ``run: orphan`` event: the snapshot commit in its trailers, the binary diff against the
     worktree's base as evidence) before the worktree is reused. Returns the snapshot commit,
     or None when it held nothing new (or exactly a patch the ledger already has)."""
+    # A sandboxed tool writes its objects into a private store that uet imports when the tool
+    # ends; killed in between, they are only there: import them before snapshotting what
+    # refers to them (the worktree's index, the tool's commits).
+    recover_objects(ctx.repo, wt.path)
     snap = snapshot_orphan(ctx.repo, wt, f"uet: orphaned worktree of {label}")
     if snap is None:
         return None
