@@ -1,5 +1,6 @@
-"""The verification queue (``[verify] window`` > 1): the integration queue verified as a
-speculative pipeline, as merge queues do (Zuul's "nearest non-failing item").
+"""The verification queue (the default, ``[verify] window = "auto"`` or N > 1): the integration
+queue verified as a speculative pipeline, as merge queues do (Zuul's "nearest non-failing
+item").
 
 The chain: patches in the order they reached the queue (topological: a workstream only runs
 once its dependencies are committed, so the patches in the queue are independent of each
