@@ -10,6 +10,8 @@ from uet_git.cli._common import echo_json
 from uet_git.gitrepo import Repo
 from uet_git.ledger.gc import GcResult, gc, parse_age
 from uet_git.ledger.words import plural
+from uet_git.spec.load import load_config
+from uet_git.workers.pool import IdlePrune, pool_root, prune_idle
 
 
 @click.command()
@@ -41,10 +43,14 @@ def cmd(older_than: str, dry_run: bool, include_quarantined: bool, prune_dropped
     live-state files (.git/uet/live/RUN.json of a process that was killed) are removed
     whatever their age."""
     age = parse_age(older_than)
-    res = gc(Repo.open("."), age, include_quarantined=include_quarantined, dry_run=dry_run,
+    repo = Repo.open(".", bare_ok=True)
+    res = gc(repo, age, include_quarantined=include_quarantined, dry_run=dry_run,
              prune_dropped=prune_dropped)
+    # Kept worktrees (the pool reuses them between runs) idle for longer than AGE go too.
+    root = pool_root(repo, None if repo.bare else load_config(repo.workdir).worktree.root)
+    idle = prune_idle(repo, root, older_than=age.total_seconds(), dry_run=dry_run)
     if as_json:
-        echo_json(to_dict(res, older_than))
+        echo_json(to_dict(res, older_than, idle))
         return
     verb = "would remove" if dry_run else "removed"
     for r in res.runs:
@@ -65,7 +71,11 @@ def cmd(older_than: str, dry_run: bool, include_quarantined: bool, prune_dropped
                    f"run {what}: its process is gone")
     for name in res.inbox_removed:
         click.echo(f"{verb} {name}: its attempt is recorded (inbox refs are transport only)")
-    if not res.runs and not res.inbox_removed:
+    for path in idle.removed:
+        click.echo(f"{verb} the idle worktree {path}")
+    for line in idle.kept:
+        click.echo(line)
+    if not res.runs and not res.inbox_removed and not idle.removed:
         click.echo(f"nothing to remove in runs idle for more than {older_than}")
     if res.packed:
         click.echo("packed refs (git pack-refs --all)")
@@ -73,7 +83,7 @@ def cmd(older_than: str, dry_run: bool, include_quarantined: bool, prune_dropped
         click.echo(res.pack_note)
 
 
-def to_dict(res: GcResult, older_than: str) -> dict[str, Any]:
+def to_dict(res: GcResult, older_than: str, idle: IdlePrune) -> dict[str, Any]:
     return {
         "dry_run": res.dry_run,
         "older_than": older_than,
@@ -82,6 +92,8 @@ def to_dict(res: GcResult, older_than: str) -> dict[str, Any]:
         "skipped": list(res.skipped),
         "live_files": list(res.live_removed),
         "inbox_refs": list(res.inbox_removed),
+        "worktrees": [str(p) for p in idle.removed],
+        "worktrees_kept": list(idle.kept),
         "packed": res.packed,
         "pack_note": res.pack_note,
     }
