@@ -22,6 +22,7 @@ from uet_git.errors import UetError
 from uet_git.gitrepo import Repo, odb
 from uet_git.gitrepo.merge import diff_stat
 from uet_git.ledger import query
+from uet_git.ledger.evidence import evidence_path
 from uet_git.ledger.log import MAY_CHANGE_CHECKS
 from uet_git.workers.tools import result_summary
 
@@ -49,6 +50,7 @@ class Shown:
     attempt: int | None  # the attempt whose evidence is listed
     evidence: list[str]
     agent: str | None
+    evidence_dir: str | None = None  # evidence/WS/N, or evidence/_XY/WS/N in a large run
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.rec.to_dict(), "run": self.run, "change": self.change,
@@ -56,8 +58,8 @@ class Shown:
                 else [],
                 "history": [e.to_dict() for e in self.events],
                 "evidence": {"attempt": self.attempt, "names": self.evidence,
-                             "paths": [f"refs/uet/ledger/{self.run}:evidence/{self.rec.ws}/"
-                                       f"{self.attempt}/{n}" for n in self.evidence]},
+                             "paths": [f"refs/uet/ledger/{self.run}:{self.evidence_dir}/{n}"
+                                       for n in self.evidence]},
                 "agent": self.agent}
 
 
@@ -80,7 +82,8 @@ def gather(repo: Repo, run_id: str, rec: query.WsRecord, attempt: int | None) ->
     if "result.json" in names:  # the agent's own JSON result (claude: cost, turns, session)
         data = query.evidence(repo, run_id, rec.ws, shown, "result.json")
         agent = result_summary(data) if isinstance(data, bytes) else None
-    return Shown(run_id, rec, events, change, shown, names, agent)
+    where = evidence_path(repo, run_id, rec.ws, shown) if names and shown is not None else None
+    return Shown(run_id, rec, events, change, shown, names, agent, where)
 
 
 @click.command()
@@ -167,7 +170,7 @@ def render(got: Shown, *, explicit_attempt: bool) -> list[str]:
     if not names:
         lines.append("  (none)")
     width = max((len(n) for n in names), default=0)
-    lines += [f"  {n:<{width}}  git show refs/uet/ledger/{run_id}:evidence/{ws}/{shown}/{n}"
+    lines += [f"  {n:<{width}}  git show refs/uet/ledger/{run_id}:{got.evidence_dir}/{n}"
               for n in names]
     if "result.json" in names:
         lines.append(f"agent: {got.agent}" if got.agent
