@@ -563,11 +563,6 @@ def test_resume_redoes_what_a_concurrent_prune_cut(tmp_path: Path, crash: str, s
     fsck_clean(repo)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ledger/writer.py + ledger/fsck.py: a candidate that failed its checks is named by the "
-    "ledger (Uet-Candidate of `queued -> applied`) but no ref keeps it once the quarantine's "
-    "state ref points at the patch; after its pool worktree is reused or removed, "
-    "`git gc --prune=now` removes it and `uet fsck` reports it missing"))
 def test_a_quarantined_candidate_survives_git_gc(tmp_path: Path) -> None:
     repo = setup_repo(tmp_path / "r", workstreams={
         "a": {"command": "echo a > a.txt"},

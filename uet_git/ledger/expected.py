@@ -28,9 +28,12 @@ GC_EVENT = "run: gc"
 
 
 def state_target(rec: WsRecord, ledger_commit: str) -> str:
-    """Where the state ref of ``rec`` points: the candidate in applied/verified/committed,
-    else the patch, else the ledger commit that recorded the move."""
+    """Where the state ref of ``rec`` points: the candidate in applied/verified/committed (and
+    in quarantined when the candidate was judged), else the patch, else the ledger commit that
+    recorded the move."""
     if rec.state in CANDIDATE_STATES and rec.candidate:
+        return rec.candidate
+    if rec.state == "quarantined" and rec.candidate:  # judged on it: kept as its evidence
         return rec.candidate
     return rec.patch or ledger_commit
 

@@ -486,6 +486,10 @@ class Ledger:
 
             # -- refs, one transaction
             target = cand_oid if to in CANDIDATE_STATES else patch_oid or commit
+            if to == "quarantined" and same_attempt and cur is not None and cur.candidate:
+                # Judged on its candidate: the state ref keeps that candidate (the evidence of
+                # the verdict) reachable; the patch has its own ref. ledger.expected agrees.
+                target = cur.candidate
             assert target is not None
             new_ref = layout.state_ref(to, self.run, ws)
 
