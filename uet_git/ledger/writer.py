@@ -128,6 +128,7 @@ from uet_git.ledger.states import (
     check_reason,
     check_transition,
 )
+from uet_git.ledger.words import plural
 
 __all__ = ["MAX_EVIDENCE", "Ledger", "LedgerBusy", "truncate"]
 
@@ -246,7 +247,7 @@ class Ledger:
                 trailers.append(("Uet-Target", target))
             n = len(plan_deps(plan))
             body = f"uet run {run} from {base_oid[:12]}" + (f" onto {target}" if target else "")
-            body += f"; {n} workstreams planned" if n else ""
+            body += f"; {plural(n, 'workstream')} planned" if n else ""
             written = Written(objects.empty_tree(repo), files, None,
                                format_message("run: start", body, trailers),
                                objects.identity(repo, "author"),
