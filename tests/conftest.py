@@ -53,6 +53,26 @@ for _k, _v in GIT_ENV.items():
 CRASH_VARS = ("UET_TEST_CRASH_AT", "UET_LEDGER_CRASH", "UET_BRANCH_CRASH")
 
 
+# Files holding the suite's longest tests (``pytest --durations``), run first: the workers
+# (``-n``) then end together instead of one starting a two-minute test when the others are
+# almost done. Whole files move, so module-scoped fixtures are still set up once. A name that
+# is gone (or a new long test not listed) only runs in its usual place.
+RUN_FIRST = (
+    "tests/ledger/test_housekeeping.py",
+    "tests/e2e/test_faults.py",
+    "tests/gitrepo/test_branch.py",
+    "tests/ledger/test_writer_fanout.py",
+    "tests/e2e/test_distributed.py",
+    "tests/e2e/test_adversarial.py",
+    "tests/e2e/test_demo.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    first = {name: i for i, name in enumerate(RUN_FIRST)}
+    items.sort(key=lambda item: first.get(item.nodeid.split("::", 1)[0], len(first)))
+
+
 @pytest.fixture(autouse=True)
 def _git_identity(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("home")
