@@ -432,7 +432,8 @@ def engine_for(ctx: RunContext, include: set[str], jobs: int, *, deterministic: 
 
 
 def make_queue(ctx: RunContext, jobs: int) -> VerifyQueue | None:
-    """The verification queue of a run (None: ``[verify] window = 1``, the one-at-a-time
+    """The verification queue of a run (None: ``[verify] window = 1``, or ``"auto"`` when no
+    workstream has acceptance commands and there are no pre-merge hooks: the one-at-a-time
     integrator), its verdict cache derived from what the run's ledger recorded. ``"auto"``
     (the default): the window starts at the run's slots (``jobs`` + ``[verify] jobs``) and
     grows to twice that: a candidate made ahead of a free slot costs a tree merge, and a
@@ -440,9 +441,15 @@ def make_queue(ctx: RunContext, jobs: int) -> VerifyQueue | None:
     window = ctx.config.verify.window
     if window == 1:
         return None
+    checks = checks_at(ctx.repo, ctx.ledger.base, ctx.config)
+    if window == "auto" and not checks.hooks and \
+            not any(ws.acceptance for ws in ctx.plan.workstreams.values()):
+        # Nothing is ever judged on a candidate: speculation buys nothing, and the integrator
+        # records its transitions on its own thread while the loop keeps starting tools (the
+        # queue commits in the loop thread: B2's 200-workstream DAGs were slower with it).
+        return None
     slots = max(1, jobs + ctx.config.verify.jobs)
     start, most = (slots, min(256, 2 * slots)) if window == "auto" else (window, window)
-    checks = checks_at(ctx.repo, ctx.ledger.base, ctx.config)
     log = read_ledger(ctx.repo, ctx.run_id, tip=ctx.ledger.tip)
     cache = from_ledger(ctx.repo, log.events, ctx.plan.workstreams, checks.base, checks.hooks)
     return VerifyQueue(ctx, checks, cache, window=start, max_window=most)
