@@ -1,6 +1,8 @@
 """Run uet's benchmarks and print their tables.
 
-    python bench/run.py [--quick] [--only B1,B2,B3,B4,L1,B6,B5,CH] [--markdown FILE]
+    python bench/run.py [--quick] [--only B1,B2,B3,B4,L1,B6,B5,CH,B7,B8] [--markdown FILE]
+
+B7 and B8 run only when named in ``--only``.
 
 B1 per-workstream overhead vs by hand, B2 scheduling efficiency, B3 integration cost,
 B4 memory, L1 the ledger (bench/ledger.py), B6 the sandbox's cost per command start, B5 the
@@ -41,7 +43,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "B6": ("b6_sandbox", "sandbox cost per command start"),
     "B5": ("b5_queue", "verification-bound runs: speculative queue vs window 1"),
     "CH": ("corpus_headline", "the seed's headline on its own corpus"),
+    "B7": ("b7_dask", "the Dask executor's cost per job vs local threads"),
+    "B8": ("b8_inbox", "inbox ref contention: concurrent pushes"),
 }
+# Run only when named in --only: each starts servers or a cluster and takes minutes.
+OPT_IN = frozenset({"B7", "B8"})
 
 
 def machine() -> list[str]:
@@ -100,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated: " + ",".join(BENCHMARKS))
     ap.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     args = ap.parse_args(argv)
-    wanted = [s.strip().upper() for s in args.only.split(",") if s.strip()] or list(BENCHMARKS)
+    wanted = [s.strip().upper() for s in args.only.split(",") if s.strip()] or [
+        b for b in BENCHMARKS if b not in OPT_IN]
     unknown = [w for w in wanted if w not in BENCHMARKS]
     if unknown:
         ap.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
