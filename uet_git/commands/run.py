@@ -217,7 +217,6 @@ def _finish(ctx: RunContext, engine: Engine, include: set[str], land_mode: str,
     messages: list[str] = []
     committed_any = ledger.integration_tip() != ledger.base
     if land_mode == "never":
-        landed = all_committed
         messages.append(f"not landed (--land never): run `uet land {ledger.run}` to land "
                         f"refs/uet/integration/{ledger.run}")
     elif not committed_any:
