@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,14 +63,16 @@ def patches(repo: Repo, base: str, n: int) -> list[str]:
     return out
 
 
-def record_many(led: Ledger, ps: list[str], base: str) -> None:
-    """``RECORDS`` transitions: each workstream created -> validated -> queued -> quarantined,
-    each move with fresh evidence (new blobs and trees every time)."""
+def record_many(led: Ledger, ps: list[str], base: str,
+                enough: Callable[[int], bool] | None = None) -> int:
+    """Up to ``RECORDS`` transitions: each workstream created -> validated -> queued ->
+    quarantined, each move with fresh evidence (new blobs and trees every time); stops early
+    once ``enough(transitions so far)`` says so. Returns the number of workstreams moved."""
     moves = [("created", None), ("validated", None), ("queued", None),
              ("quarantined", "verify-failed")]
     done = 0
     i = 0
-    while done < RECORDS:
+    while done < RECORDS and not (enough is not None and enough(done)):
         ws = f"w{i}"
         for to, reason in moves:
             log = f"{ws} {to} {os.urandom(8).hex()}\n".encode()
@@ -78,6 +80,7 @@ def record_many(led: Ledger, ps: list[str], base: str) -> None:
                        reason=reason, evidence={"log": log})
             done += 1
         i += 1
+    return i
 
 
 @pytest.fixture
@@ -89,9 +92,9 @@ def started(tmp_path: Path) -> tuple[Path, Repo, str, list[str]]:
     return path, repo, base, patches(repo, base, RECORDS // 4 + 1)
 
 
-def every_ledger_commit_readable(path: Path, run: str) -> None:
+def every_ledger_commit_readable(path: Path, run: str, transitions: int = RECORDS) -> None:
     oids = git(path, "rev-list", f"refs/uet/ledger/{run}").split()
-    assert len(oids) > RECORDS
+    assert len(oids) > transitions
     # Each commit's tree and blobs are there: `git ls-tree -r` reads every tree and
     # `cat-file --batch-check` every blob.
     tip_blobs = git(path, "ls-tree", "-r", "--format=%(objectname)", f"refs/uet/ledger/{run}")
@@ -105,7 +108,10 @@ def test_records_survive_a_gc_prune_now_loop(started) -> None:
     run = led.run
     try:
         with looping(path, "git gc --prune=now --quiet") as count:
-            record_many(led, ps, base)
+            # Each transaction waits out a pruning gc that may have walked the refs before
+            # they moved, so a gc loop costs a whole gc per transition: record until two
+            # whole prunes ran meanwhile (at least 24 transitions), not a fixed 200.
+            n = record_many(led, ps, base, lambda done: done >= 24 and rounds(count) >= 2)
             assert rounds(count) >= 1
         # The prune that was running when the loop stopped may have taken the last
         # transactions' objects: the next transaction puts them back.
@@ -113,11 +119,11 @@ def test_records_survive_a_gc_prune_now_loop(started) -> None:
     finally:
         led.close()
     fsck_strict(path)
-    every_ledger_commit_readable(path, run)
+    every_ledger_commit_readable(path, run, 4 * n)
     fresh = Repo.open(path)
     assert fsck(fresh, run) == []
     st = query.run_status(fresh, run)
-    assert st.finished and st.counts == {"quarantined": RECORDS // 4}
+    assert st.finished and st.counts == {"quarantined": n}
     assert query.evidence(fresh, run, "w0", 1, "log").startswith(b"w0 quarantined")
 
 
