@@ -84,6 +84,7 @@ from uet_git.engine.verify import (
 from uet_git.gitrepo import odb
 from uet_git.gitrepo.merge import rebase_conflict_text as conflict_evidence
 from uet_git.gitrepo.refs import for_each_ref
+from uet_git.ledger.keepalive import write_pinned
 from uet_git.ledger.layout import candidate_prefix, candidate_ref
 
 NEW = "new"  # no candidate yet
@@ -195,12 +196,32 @@ class VerifyQueue:
         tx = self.ctx.repo.transaction()
         if item.ref is not None and item.candidate is not None:
             tx.delete(item.ref, item.candidate)
-        item.ref = None
+        new = None
         if candidate is not None:
             self._n += 1
-            item.ref = candidate_ref(self.ctx.run_id, self._n)
-            tx.create(item.ref, candidate)
-        tx.commit()
+            new = candidate_ref(self.ctx.run_id, self._n)
+            tx.create(new, candidate)
+        tx.commit()  # a failed one changed nothing: item.ref still names what exists
+        item.ref = new
+
+    def _pin(self, item: Item, cand: str, base: str) -> str:
+        """``cand`` (``item``'s patch on ``base``, made in memory) kept by its candidate ref,
+        complete on disk: a concurrent ``git gc --prune=now`` may take a commit no ref names
+        yet, and then it is made again (same merge, same tree). Returns the kept commit."""
+        made = [cand]
+
+        def write() -> str:
+            if made:
+                return made.pop()
+            again = make_candidate(self.ctx.repo, item.patch, base)
+            return again.commit or empty_candidate(self.ctx.repo, item.patch, base)
+
+        def pin(oid: str) -> None:
+            self._set_ref(item, oid)
+            item.candidate = oid  # what the ref now names (a retry replaces it)
+
+        return write_pinned(self.ctx.repo, write, pin, base=base,
+                            what=f"{item.ws}: candidate")
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -374,7 +395,7 @@ class VerifyQueue:
                 if not (quick is not None and base == tip and item is self.head()):
                     # Keeps its objects alive while it waits; a head that commits in this
                     # step needs none.
-                    self._set_ref(item, cand)
+                    cand = self._pin(item, cand, base)
             assert item.candidate is not None
             base = item.candidate
             built += 1
@@ -396,7 +417,7 @@ class VerifyQueue:
                 first.status = DEFERRED
             else:
                 cand = made.commit or empty_candidate(self.ctx.repo, first.patch, tip)
-                self._set_ref(first, cand)
+                cand = self._pin(first, cand, tip)
                 first.candidate, first.parent = cand, tip
                 first.flake_running, first.started = True, time.time()
                 out.append(self._job(first, "flake", cand, tip))
