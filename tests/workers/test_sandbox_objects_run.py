@@ -171,11 +171,6 @@ def test_killed_mid_tool_its_objects_are_recovered_before_the_worktree_is_snapsh
     _resumed_whole(repo)
 
 
-@pytest.mark.xfail(strict=False, reason="resume snapshots a killed run's worktree "
-                   "(engine/orphans.preserve_worktree -> pool.snapshot_orphan) before anything "
-                   "imports the objects its sandboxed tool left in its private store: 'invalid "
-                   "object', exit 2. Next: preserve_worktree first calls "
-                   "workers.sandbox.recover_objects(ctx.repo, wt.path)")
 def test_uet_killed_while_a_sandboxed_tool_ran_then_resume_keeps_the_store_whole(
         tmp_path: Path) -> None:
     _resumed_whole(_killed_mid_tool(tmp_path))
