@@ -160,9 +160,11 @@ def test_tools_override_keeps_the_preset_check_and_header_notices(tmp_path: Path
 
 def test_dry_run_prints_each_command_line(tmp_path: Path):
     _record, env, sandbox = _fakes(tmp_path)
-    repo = setup_repo(tmp_path / "r", config=sandbox, workstreams={
+    repo = setup_repo(tmp_path / "r", config=sandbox, files={
+        "src/m.py": "m\n", "src/n.py": "n\n", "src/skip.txt": "s\n"}, workstreams={
         "cl": {"tool": "claude", "prompt": "x", "acceptance": ["make test | tee log"]},
         "ai": {"tool": "aider", "prompt": "x", "scope": {"allow": ["src/*.py", "a b.py"]}},
+        "ai2": {"tool": "aider", "prompt": "x", "scope": {"allow": ["lib/*.py"]}},
         "oc": {"tool": "opencode", "prompt": "x"},
     })
     out = run_ok(repo, "run", "--dry-run", env=env).stdout
@@ -170,8 +172,9 @@ def test_dry_run_prints_each_command_line(tmp_path: Path):
             "--allowedTools Read Edit Write 'Bash(make test *)' 'Bash(tee log *)' "
             "--disallowedTools 'Bash(git commit *)' 'Bash(git push *)' --max-turns 50 "
             "--no-session-persistence < $LOG/prompt.md") in out
-    assert "--input-history-file $LOG/aider.input -- 'a b.py' <tracked files matching src/*.py>" \
-        in out
+    # the files the globs match at the base, as the real run passes them; none: a placeholder
+    assert "--input-history-file $LOG/aider.input -- 'a b.py' src/m.py src/n.py\n" in out
+    assert "--input-history-file $LOG/aider.input -- <tracked files matching lib/*.py>" in out
     assert "    runs: opencode run --dir $WORKTREE --auto --format json < $LOG/prompt.md" in out
     assert "    prompt: --message-file (stdin /dev/null)" in out
     assert "    prompt: stdin (the prompt file)" in out

@@ -79,7 +79,8 @@ def execute_run(repo: Repo, options: RunOptions, observer: Observer) -> RunResul
         if added:
             warnings.append(f"--only: also running what they depend on: {', '.join(added)}")
     if dry_run_requested(options):
-        view = dry_run_view(plan, include, jobs, target, base, weights, warnings, config)
+        view = dry_run_view(plan, include, jobs, target, base, weights, warnings, config,
+                            repo.workdir)
         return RunResult(None, EXIT_OK, {"planned": len(include)}, False, "dry run",
                          dry_run=view)
     record = plan_record(plan, jobs, weights, warnings, include, {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from uet_git.ledger.words import plural
@@ -25,7 +26,7 @@ class DryRunView:
 
 def dry_run_view(plan: Plan, include: set[str], jobs: int, target: str, base: str,
                  weights: Mapping[str, float], warnings: list[str],
-                 config: Config) -> DryRunView:
+                 config: Config, repo_root: Path | None = None) -> DryRunView:
     """What would run, in the order it would start."""
     # The critical path and the bound of what runs: a workstream --only leaves out weighs 0.
     w = {i: (x if i in include else 0.0) for i, x in plan.weights(weights).items()}
@@ -58,7 +59,7 @@ def dry_run_view(plan: Plan, include: set[str], jobs: int, target: str, base: st
         deps = ", ".join(plan.deps[ws_id]) or "-"
         lines.append(f"  {ws_id}: tool {tool}{': ' + cmd if cmd else ''}; after {deps}")
         try:
-            cmdline, prompt_via = describe_invocation(ws, config)
+            cmdline, prompt_via = describe_invocation(ws, config, repo_root, base)
         except Exception:  # an unknown tool check_tools let through: nothing to show
             cmdline, prompt_via = "", ""
         if cmdline and ws.tool != "shell":

@@ -114,10 +114,11 @@ def build_invocation(ws: Workstream, config: Config, *, worktree: Path, prompt_f
     return inv
 
 
-def glob_files(worktree: Path, ws: Workstream, limit: int = 500) -> list[str]:
-    """The tracked files at the worktree's HEAD (the base) that the scope's glob ``allow``
-    entries match, minus ``deny``, besides its literal files; at most ``limit`` (a prompt
-    naming a whole tree is no edit list)."""
+def glob_files(worktree: Path, ws: Workstream, limit: int = 500, rev: str = "HEAD"
+               ) -> list[str]:
+    """The tracked files at the worktree's ``rev`` (HEAD: the base) that the scope's glob
+    ``allow`` entries match, minus ``deny``, besides its literal files; at most ``limit`` (a
+    prompt naming a whole tree is no edit list)."""
     globs = glob_entries(ws)
     if not globs:
         return []
@@ -128,7 +129,7 @@ def glob_files(worktree: Path, ws: Workstream, limit: int = 500) -> list[str]:
         repo = Repo.open(worktree)
     except GitError:
         return []  # not a checkout (a tool run outside uet's pool): only the literal files
-    for entry in walk_tree(repo, "HEAD"):
+    for entry in walk_tree(repo, rev):
         if entry.path not in literal and in_scope(only_globs, entry.path):
             out.append(entry.path)
             if len(out) >= limit:
@@ -153,10 +154,12 @@ def config_dir_notices(workstreams: list[Workstream], config: Config) -> list[st
     return notices
 
 
-def describe_invocation(ws: Workstream, config: Config) -> tuple[str, str]:
+def describe_invocation(ws: Workstream, config: Config, repo_root: Path | None = None,
+                        base: str = "HEAD") -> tuple[str, str]:
     """The command line ``ws`` would run (shell-quoted; the worktree as ``$WORKTREE``, its log
-    dir as ``$LOG``, the files its scope globs match left out) and how the prompt reaches the
-    tool, for ``uet run --dry-run``. Writes nothing outside a temporary directory."""
+    dir as ``$LOG``; the files its scope globs match at ``base`` in ``repo_root``, or a
+    placeholder without one) and how the prompt reaches the tool, for ``uet run --dry-run``.
+    Writes nothing outside a temporary directory."""
     tool, spec = lookup(ws, config)
     with tempfile.TemporaryDirectory(prefix="uet-dry-") as tmp:
         log, wt = Path(tmp) / "log", Path(tmp) / "worktree"
@@ -167,7 +170,9 @@ def describe_invocation(ws: Workstream, config: Config) -> tuple[str, str]:
         text = inv.cmd if isinstance(inv.cmd, str) else shlex.join(map(str, inv.cmd))
         text = text.replace(str(wt), "$WORKTREE").replace(str(log), "$LOG")
     if getattr(tool, "GLOB_FILES", False) and glob_entries(ws):
-        text += " <tracked files matching " + " ".join(glob_entries(ws)) + ">"
+        matched = glob_files(repo_root, ws, rev=base) if repo_root is not None else None
+        text += (" " + shlex.join(matched) if matched
+                 else " <tracked files matching " + " ".join(glob_entries(ws)) + ">")
     if inv.stdin_path is not None:
         text += " < $LOG/prompt.md"
     via = inv.prompt_via or ("stdin (the prompt file)" if inv.stdin_path is not None
