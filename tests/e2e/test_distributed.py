@@ -284,8 +284,10 @@ def test_the_sweep_kills_only_tools_whose_worker_is_gone(tmp_path: Path) -> None
         _wait_for(lambda: _alive(orphan.pid) and _alive(mine.pid), 5, "the processes")
         assert orphan.pid in stale_tools() and mine.pid not in stale_tools()
         # Any Dask worker starting on this machine sweeps too (another test's cluster): the
-        # orphan may be gone before this sweep looks, never the live owner's tool.
-        assert set(sweep_stale_tools(grace=0.5)) <= {orphan.pid}
+        # orphan may be gone before this sweep looks, never the live owner's tool. Tests
+        # running beside this one may leave orphans of their own (a killed worker's tool):
+        # this sweep may take those too.
+        assert mine.pid not in set(sweep_stale_tools(grace=0.5))
         assert orphan.wait(5) is not None and mine.poll() is None
     finally:
         for p in (orphan, mine):

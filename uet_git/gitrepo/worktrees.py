@@ -106,9 +106,11 @@ ADD_RETRIES = 5  # a `git worktree add` a concurrent prune broke is tried again 
 
 def _pruned_under_add(stderr: bytes) -> bool:
     """Whether ``git worktree add`` failed because its new admin dir vanished under it: git
-    could not write a file into ``<common>/worktrees/<id>/`` (No such file or directory)."""
+    could not write a file into ``<common>/worktrees/<id>/`` (No such file or directory), or
+    the checkout step found the admin dir gone ("not a git repository: .../worktrees/<id>")."""
     text = stderr.decode(errors="replace")
-    return "worktrees/" in text and "No such file or directory" in text
+    return "worktrees/" in text and ("No such file or directory" in text
+                                     or "not a git repository" in text)
 
 
 def _registered(repo: Repo, path: Path) -> bool:
