@@ -47,8 +47,10 @@ def cmd(older_than: str, dry_run: bool, include_quarantined: bool, prune_dropped
     res = gc(repo, age, include_quarantined=include_quarantined, dry_run=dry_run,
              prune_dropped=prune_dropped)
     # Kept worktrees (the pool reuses them between runs) idle for longer than AGE go too.
-    root = pool_root(repo, None if repo.bare else load_config(repo.workdir).worktree.root)
-    idle = prune_idle(repo, root, older_than=age.total_seconds(), dry_run=dry_run)
+    wcfg = None if repo.bare else load_config(repo.workdir).worktree
+    root = pool_root(repo, wcfg.root if wcfg else None)
+    idle = prune_idle(repo, root, older_than=age.total_seconds(), dry_run=dry_run,
+                      teardown=list(wcfg.teardown) if wcfg else [])
     if as_json:
         echo_json(to_dict(res, older_than, idle))
         return
@@ -73,7 +75,7 @@ def cmd(older_than: str, dry_run: bool, include_quarantined: bool, prune_dropped
         click.echo(f"{verb} {name}: its attempt is recorded (inbox refs are transport only)")
     for path in idle.removed:
         click.echo(f"{verb} the idle worktree {path}")
-    for line in idle.kept:
+    for line in idle.kept + idle.teardown_failed:
         click.echo(line)
     if not res.runs and not res.inbox_removed and not idle.removed:
         click.echo(f"nothing to remove in runs idle for more than {older_than}")
@@ -94,6 +96,7 @@ def to_dict(res: GcResult, older_than: str, idle: IdlePrune) -> dict[str, Any]:
         "inbox_refs": list(res.inbox_removed),
         "worktrees": [str(p) for p in idle.removed],
         "worktrees_kept": list(idle.kept),
+        "teardown_failed": list(idle.teardown_failed),
         "packed": res.packed,
         "pack_note": res.pack_note,
     }

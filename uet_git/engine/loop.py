@@ -405,7 +405,8 @@ def make_pool(repo: Repo, config: Config, jobs: int) -> WorktreePool:
     return WorktreePool(repo, root=pool_root(repo, config.worktree.root), size=jobs + 1,
                         keep_ignored=config.worktree.keep_ignored,
                         include=list(config.worktree.include),
-                        setup=list(config.worktree.setup), keep=config.worktree.keep)
+                        setup=list(config.worktree.setup), keep=config.worktree.keep,
+                        teardown=list(config.worktree.teardown))
 
 
 def engine_for(ctx: RunContext, include: set[str], jobs: int, *, deterministic: bool,

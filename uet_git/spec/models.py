@@ -256,6 +256,9 @@ class WorktreeConfig(_Strict):
     include: list[str] = Field(default_factory=list)
     # shell commands run once in each new worktree (cwd = the worktree), before any workstream
     setup: list[str] = Field(default_factory=list)
+    # shell commands run in a worktree just before uet removes it (--fresh-worktrees, uet gc):
+    # undo what setup made outside it (containers, databases); a failure never keeps it
+    teardown: list[str] = Field(default_factory=list)
 
 
 class HooksConfig(_Strict):

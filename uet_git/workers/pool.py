@@ -45,7 +45,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
@@ -85,7 +85,7 @@ class WorktreePool:
     def __init__(self, repo: Repo, *, root: Path | None = None, size: int = 4,
                  keep_ignored: bool = False, include: list[str] | None = None,
                  setup: list[str] | None = None, setup_timeout: float = 900.0,
-                 keep: bool = False) -> None:
+                 keep: bool = False, teardown: list[str] | None = None) -> None:
         self.repo = repo
         self.root = Path(root) if root is not None else pool_root(repo)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -95,6 +95,7 @@ class WorktreePool:
         self.include = list(include or [])
         self.setup = list(setup or [])
         self.setup_timeout = setup_timeout
+        self.teardown = list(teardown or [])
         self._mutex = threading.Lock()
         self._locks: dict[int, filelock.BaseFileLock] = {}
         self._free: list[Worktree] = []  # clean slots we own, ready for reset
@@ -172,6 +173,8 @@ class WorktreePool:
             keep = set(self._orphans) | set(self._busy) | self._stuck
         for slot in slots:
             if remove and slot not in keep and quiesce(self.root / str(slot)):
+                run_teardown(self.root, self.root / str(slot), self.teardown,
+                             self.setup_timeout)
                 remove_worktree(self.repo, self.root / str(slot))
                 (self.root / f"{slot}.json").unlink(missing_ok=True)
             with self._mutex:
@@ -316,6 +319,24 @@ def write_meta(root: Path, wt: Worktree, *, preparing: bool = False, released: b
     os.replace(tmp, path)
 
 
+def run_teardown(root: Path, path: Path, commands: list[str], timeout: float = 900.0
+                 ) -> list[str]:
+    """``[worktree] teardown``: each command (``sh -c``, cwd = the worktree) before the
+    worktree goes; output in ``<slot>.teardown-N.out``/``.err`` beside it. Returns one line per
+    command that failed: a failure is reported, it never keeps a worktree."""
+    failed: list[str] = []
+    env = {"UET_WORKTREE": str(path)}
+    for i, cmd in enumerate(commands, 1):
+        err = root / f"{path.name}.teardown-{i}.err"
+        res = run_process(cmd, cwd=path, env=env, timeout=timeout,
+                          stdout_path=root / f"{path.name}.teardown-{i}.out", stderr_path=err)
+        if not res.ok:
+            status = "timed out" if res.timed_out else res.error or f"exit {res.returncode}"
+            failed.append(f"{path}: [worktree] teardown command {cmd!r} failed ({status}; "
+                          f"output in {err})")
+    return failed
+
+
 def pool_root(repo: Repo, configured: str | None = None) -> Path:
     """Where a pool's slots live: ``[worktree] root`` (relative to the common git dir), else
     ``<common git dir>/uet/worktrees``."""
@@ -329,10 +350,12 @@ def pool_root(repo: Repo, configured: str | None = None) -> Path:
 class IdlePrune:
     removed: list[Path]  # slots removed (or that would be, with dry_run)
     kept: list[str]  # one line per idle slot not removed, and why
+    teardown_failed: list[str] = field(default_factory=list)  # removed all the same
 
 
 def prune_idle(repo: Repo, root: Path | None = None, *, older_than: float = 0.0,
-               dry_run: bool = False, now: float | None = None) -> IdlePrune:
+               dry_run: bool = False, now: float | None = None,
+               teardown: list[str] | None = None) -> IdlePrune:
     """Remove the kept worktrees nobody uses (their slot lock is free) and nobody has used for
     more than ``older_than`` seconds (``uet gc``). A slot in use by a live run is skipped; one
     holding work the ledger may not know (changes beside a slot not given back, a moved HEAD)
@@ -366,6 +389,7 @@ def prune_idle(repo: Repo, root: Path | None = None, *, older_than: float = 0.0,
                 if not quiesce(path):
                     result.kept.append(f"{path}: a process still works in it; kept")
                     continue
+                result.teardown_failed += run_teardown(root, path, list(teardown or []))
                 remove_worktree(repo, path)
                 for extra in root.glob(f"{path.name}.setup-*"):
                     extra.unlink(missing_ok=True)
