@@ -19,8 +19,17 @@ an exhausted quota or context window) and any of them fails the attempt (``tool-
 
 from __future__ import annotations
 
-from uet_git.spec.models import ToolDef, Workstream
-from uet_git.workers.tools.base import Call, Invocation, ToolSpec, output_problem, str_list
+from uet_git.spec.models import Workstream
+from uet_git.workers.tools.base import (
+    Call,
+    Invocation,
+    ToolSpec,
+    named_executable,
+    no_problem,
+    output_problem,
+    preset_spec,
+    str_list,
+)
 
 __all__ = ["check_result", "executable", "invocation", "problem", "spec"]
 
@@ -45,16 +54,9 @@ ERROR_MARKERS = (
 )
 
 
-def spec(name: str, tdef: ToolDef | None) -> ToolSpec:
-    return ToolSpec(name, "preset", needs_prompt=True)
-
-
-def problem(ws: Workstream, spec: ToolSpec) -> str | None:
-    return None
-
-
-def executable(ws: Workstream, spec: ToolSpec) -> str | None:
-    return NAME
+spec = preset_spec
+problem = no_problem
+executable = named_executable
 
 
 def invocation(ws: Workstream, spec: ToolSpec, call: Call) -> Invocation:

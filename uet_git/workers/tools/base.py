@@ -76,6 +76,21 @@ class Call:
     preset: PresetConfig = field(default_factory=PresetConfig)
 
 
+def preset_spec(name: str, tdef: ToolDef | None) -> ToolSpec:
+    """An agent preset's spec: it needs a prompt, and uet.toml cannot redefine it."""
+    return ToolSpec(name, "preset", needs_prompt=True)
+
+
+def no_problem(ws: Workstream, spec: ToolSpec) -> str | None:
+    """A preset reads no workstream field it could find wrong (its prompt is checked for all)."""
+    return None
+
+
+def named_executable(ws: Workstream, spec: ToolSpec) -> str | None:
+    """The preset's program is the tool's own name (``claude``, ``codex``, ...)."""
+    return spec.name
+
+
 class Tool(Protocol):
     """A tool kind: how its spec is resolved, how it is checked before a run, how it becomes a
     command line, and how its result is read (exit 0 proves nothing for AI tools)."""

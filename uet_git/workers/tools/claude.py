@@ -27,7 +27,7 @@ credentials)."""
 
 from __future__ import annotations
 
-from uet_git.spec.models import ToolDef, Workstream
+from uet_git.spec.models import Workstream
 from uet_git.workers.tools.base import (
     Call,
     Invocation,
@@ -35,7 +35,10 @@ from uet_git.workers.tools.base import (
     has_var,
     last_json_object,
     mkdir,
+    named_executable,
+    no_problem,
     one_line,
+    preset_spec,
 )
 
 __all__ = ["allowed_bash_rules", "check_result", "executable", "invocation", "problem", "spec"]
@@ -44,16 +47,9 @@ NAME = "claude"
 MAX_TURNS = 50
 
 
-def spec(name: str, tdef: ToolDef | None) -> ToolSpec:
-    return ToolSpec(name, "preset", needs_prompt=True)
-
-
-def problem(ws: Workstream, spec: ToolSpec) -> str | None:
-    return None
-
-
-def executable(ws: Workstream, spec: ToolSpec) -> str | None:
-    return NAME
+spec = preset_spec
+problem = no_problem
+executable = named_executable
 
 
 def invocation(ws: Workstream, spec: ToolSpec, call: Call) -> Invocation:

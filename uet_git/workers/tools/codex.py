@@ -15,24 +15,27 @@ from __future__ import annotations
 
 import json
 
-from uet_git.spec.models import ToolDef, Workstream
-from uet_git.workers.tools.base import Call, Invocation, ToolSpec, has_var, mkdir, one_line
+from uet_git.spec.models import Workstream
+from uet_git.workers.tools.base import (
+    Call,
+    Invocation,
+    ToolSpec,
+    has_var,
+    mkdir,
+    named_executable,
+    no_problem,
+    one_line,
+    preset_spec,
+)
 
 __all__ = ["check_result", "executable", "invocation", "problem", "spec"]
 
 NAME = "codex"
 
 
-def spec(name: str, tdef: ToolDef | None) -> ToolSpec:
-    return ToolSpec(name, "preset", needs_prompt=True)
-
-
-def problem(ws: Workstream, spec: ToolSpec) -> str | None:
-    return None
-
-
-def executable(ws: Workstream, spec: ToolSpec) -> str | None:
-    return NAME
+spec = preset_spec
+problem = no_problem
+executable = named_executable
 
 
 def invocation(ws: Workstream, spec: ToolSpec, call: Call) -> Invocation:

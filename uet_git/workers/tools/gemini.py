@@ -11,8 +11,17 @@ no ``error``. The model is ``metadata.model``, else ``[presets.gemini] model``."
 
 from __future__ import annotations
 
-from uet_git.spec.models import ToolDef, Workstream
-from uet_git.workers.tools.base import Call, Invocation, ToolSpec, last_json_object, one_line
+from uet_git.spec.models import Workstream
+from uet_git.workers.tools.base import (
+    Call,
+    Invocation,
+    ToolSpec,
+    last_json_object,
+    named_executable,
+    no_problem,
+    one_line,
+    preset_spec,
+)
 
 __all__ = ["EXIT_CODES", "check_result", "executable", "invocation", "problem", "spec"]
 
@@ -21,16 +30,9 @@ EXIT_CODES = {0: "success", 1: "general error", 41: "authentication failed", 42:
               52: "configuration error", 53: "turn limit reached", 130: "cancelled"}
 
 
-def spec(name: str, tdef: ToolDef | None) -> ToolSpec:
-    return ToolSpec(name, "preset", needs_prompt=True)
-
-
-def problem(ws: Workstream, spec: ToolSpec) -> str | None:
-    return None
-
-
-def executable(ws: Workstream, spec: ToolSpec) -> str | None:
-    return NAME
+spec = preset_spec
+problem = no_problem
+executable = named_executable
 
 
 def invocation(ws: Workstream, spec: ToolSpec, call: Call) -> Invocation:
