@@ -53,19 +53,8 @@ from uet_git.commands.journal import (
 )
 from uet_git.commands.respec import recorded_workstreams
 from uet_git.engine.events import NullObserver, Observer
-from uet_git.engine.guard import TamperGuard
-from uet_git.engine.loop import make_pool
 from uet_git.engine.options import RunOptions
-from uet_git.engine.rebase import committed_in_order, reintegrate
-from uet_git.engine.seed import recorded_config
-from uet_git.engine.verify import (
-    Bench,
-    Candidate,
-    Outcome,
-    checks_at,
-    make_candidate,
-    verify_candidate,
-)
+from uet_git.engine.rebase import RebaseResult, committed_in_order, reintegrate, remake_chain
 from uet_git.errors import EXIT_WORK_FAILED, UetError
 from uet_git.gitrepo.merge import count_commits, is_ancestor
 from uet_git.gitrepo.odb import has_object
@@ -75,7 +64,6 @@ from uet_git.ledger import query
 from uet_git.ledger.layout import ALREADY_APPLIED, integration_ref
 from uet_git.ledger.query import plan_deps
 from uet_git.ledger.writer import Ledger
-from uet_git.workers.sandbox import available
 
 __all__ = ["LAND_EVENT", "ROLLBACK_EVENT", "LandEvent", "LandResult", "branch_name",
            "branch_ref", "land", "land_events", "landing_blockers", "recorded_tip",
@@ -336,61 +324,17 @@ def _rebase_and_land(repo: Repo, ledger: Ledger, old: str, options: RunOptions |
     return landed
 
 
-@dataclass
-class Chain:
-    tip: str
-    integrated: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # the target already has their change
-
-
 def remake(repo: Repo, ledger: Ledger, onto: str, keep: list[str], options: RunOptions,
-           observer: Observer) -> Chain:
-    """The candidates of ``keep`` (committed workstreams, in integration order) made again one
-    after another onto ``onto`` and each judged through the one verify path (what
-    ``engine.rebase.reintegrate`` does for the whole run), without moving any ref. A conflict
-    or a failure raises UetError (exit 1): nothing lands."""
-    config = recorded_config(repo, ledger)
-    checks = checks_at(repo, ledger.base, config)
+           observer: Observer) -> RebaseResult:
+    """The candidates of ``keep`` (committed workstreams, in integration order, with their
+    latest respec) made again onto ``onto`` and judged, without moving any ref
+    (``engine.rebase.remake_chain``). A conflict or a failure raises UetError (exit 1):
+    nothing lands."""
     workstreams = {ws.id: ws for ws in recorded_workstreams(repo, ledger)}
-    states = ledger.states()
-    where = f"landing {', '.join(keep)} of run {ledger.run} onto {onto[:12]}"
-    pool = make_pool(repo, config, options.jobs or 1)
-    sandboxed = config.sandbox.mode == "bwrap" and available() is None
-    bench = Bench(ledger.run, ledger.target, pool, observer,
-                  guard=TamperGuard(repo, sandboxed=sandboxed))
-    log_root = repo.uet_dir / "logs" / ledger.run / "partial"
-    chain = Chain(onto)
-    try:
-        for ws_id in keep:
-            rec = states[ws_id]
-            ws = workstreams.get(ws_id)
-            if ws is None or rec.candidate is None or rec.patch is None:
-                raise UetError(f"{where}: the ledger has no workstream definition or candidate "
-                               f"for {ws_id}; nothing landed", exit_code=EXIT_WORK_FAILED)
-            made = make_candidate(repo, rec.candidate, chain.tip)
-            if made.conflicts:
-                raise UetError(f"{where}: {ws_id} conflicts in "
-                               f"{', '.join(made.conflicts[:10])}; nothing landed",
-                               exit_code=EXIT_WORK_FAILED)
-            if made.already_applied or made.commit is None:
-                observer.message(f"{ws_id}: its change is already in {onto[:12]}")
-                chain.skipped.append(ws_id)
-                continue
-            log_dir = log_root / ws_id
-            log_dir.mkdir(parents=True, exist_ok=True)
-            cand = Candidate(ws, rec.attempt or 1, rec.patch, made.commit, chain.tip,
-                             verified=rec.candidate)
-            verdict = verify_candidate(repo, cand, checks, bench, log_dir=log_dir,
-                                       label=f"{ledger.run}/{ws_id}/partial")
-            if verdict.outcome is not Outcome.OK:
-                raise UetError(f"{where}: {ws_id}: {verdict.detail or verdict.outcome}; "
-                               "nothing landed", exit_code=EXIT_WORK_FAILED)
-            observer.message(f"re-made {ws_id} onto the target as {made.commit[:12]}")
-            chain.tip = made.commit
-            chain.integrated.append(ws_id)
-    finally:
-        pool.close(remove=not options.keep_worktrees)
-    return chain
+    return remake_chain(repo, ledger, onto, keep, workstreams, options, observer,
+                        step="partial", jobs=options.jobs or 1,
+                        where=f"landing {', '.join(keep)} of run {ledger.run} onto {onto[:12]}",
+                        made_as="re-made {ws} onto the target")
 
 
 def _refusal(repo: Repo, ledger: Ledger) -> LandResult | None:
@@ -449,7 +393,7 @@ def _land_partial(repo: Repo, ledger: Ledger, keep: list[str], options: RunOptio
     return LandResult(True, f"landed part of run {run} on {what}{where}; {later}", chain.tip)
 
 
-def _reintegrate_rest(repo: Repo, ledger: Ledger, old: str, chain: Chain, rest: list[str],
+def _reintegrate_rest(repo: Repo, ledger: Ledger, old: str, chain: RebaseResult, rest: list[str],
                       options: RunOptions, observer: Observer) -> str:
     """After a partial landing: the workstreams left out re-made on top of what landed (each
     re-verified) and the integration ref moved to that chain (``run: rebase`` onto the

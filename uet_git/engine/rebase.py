@@ -13,6 +13,7 @@ and nothing moves: the run's integration ref keeps the work as it was.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from uet_git.engine.events import Observer
@@ -37,6 +38,7 @@ from uet_git.ledger import query
 from uet_git.ledger.layout import ALREADY_APPLIED
 from uet_git.ledger.states import State
 from uet_git.ledger.writer import Ledger
+from uet_git.spec.models import Workstream
 from uet_git.workers.sandbox import available
 
 
@@ -57,6 +59,59 @@ def committed_in_order(repo: Repo, ledger: Ledger) -> list[str]:
     return [ws for ws in order if ws in states and states[ws].state == State.COMMITTED]
 
 
+def remake_chain(repo: Repo, ledger: Ledger, onto: str, ws_ids: list[str],
+                 workstreams: Mapping[str, Workstream], options: RunOptions,
+                 observer: Observer, *, step: str, where: str, jobs: int = 1,
+                 conflict_hint: str = "", skipped_note: str = "",
+                 made_as: str = "re-made {ws} onto {onto}") -> RebaseResult:
+    """The candidates of ``ws_ids`` (committed workstreams, in integration order) made again
+    one after another onto ``onto`` and each judged through the one verify path, without
+    moving any ref; a change already in the chain is skipped and said. ``step`` names the logs
+    (``logs/RUN/STEP/WS``) and the judging's label. A missing definition, a conflict or a
+    failed verdict raises UetError (exit 1) starting with ``where``: nothing lands."""
+    config = recorded_config(repo, ledger)
+    checks = checks_at(repo, ledger.base, config)
+    states = ledger.states()
+    pool = make_pool(repo, config, jobs)
+    sandboxed = config.sandbox.mode == "bwrap" and available() is None
+    bench = Bench(ledger.run, ledger.target, pool, observer,
+                  guard=TamperGuard(repo, sandboxed=sandboxed))
+    log_root = repo.uet_dir / "logs" / ledger.run / step
+    result = RebaseResult(onto)
+    try:
+        for ws_id in ws_ids:
+            rec = states[ws_id]
+            ws = workstreams.get(ws_id)
+            if ws is None or rec.candidate is None or rec.patch is None:
+                raise UetError(f"{where}: the ledger has no workstream definition or candidate "
+                               f"for {ws_id}; nothing landed", exit_code=EXIT_WORK_FAILED)
+            made = make_candidate(repo, rec.candidate, result.tip)
+            if made.conflicts:
+                raise UetError(f"{where}: {ws_id} conflicts in "
+                               f"{', '.join(made.conflicts[:10])}; nothing landed"
+                               f"{conflict_hint}", exit_code=EXIT_WORK_FAILED)
+            if made.already_applied or made.commit is None:
+                observer.message(f"{ws_id}: its change is already in {onto[:12]}{skipped_note}")
+                result.skipped.append(ws_id)
+                continue
+            log_dir = log_root / ws_id
+            log_dir.mkdir(parents=True, exist_ok=True)
+            cand = Candidate(ws, rec.attempt or 1, rec.patch, made.commit, result.tip,
+                             verified=rec.candidate)
+            verdict = verify_candidate(repo, cand, checks, bench, log_dir=log_dir,
+                                       label=f"{ledger.run}/{ws_id}/{step}")
+            if verdict.outcome is not Outcome.OK:
+                raise UetError(f"{where}: {ws_id}: {verdict.detail or verdict.outcome}; "
+                               "nothing landed", exit_code=EXIT_WORK_FAILED)
+            observer.message(made_as.format(ws=ws_id, onto=onto[:12])
+                             + f" as {made.commit[:12]}")
+            result.tip = made.commit
+            result.integrated.append(ws_id)
+    finally:
+        pool.close(remove=not options.keep_worktrees)
+    return result
+
+
 def reintegrate(repo: Repo, ledger: Ledger, onto: str, options: RunOptions,
                 observer: Observer) -> RebaseResult:
     """Re-integrate the run's committed work onto ``onto`` (see the module doc)."""
@@ -64,53 +119,14 @@ def reintegrate(repo: Repo, ledger: Ledger, onto: str, options: RunOptions,
         onto_oid = odb.get_commit(repo, onto).oid
     except odb.MissingObject:
         raise UetError(f"rebase of run {ledger.run}: {onto!r} is not a commit") from None
-    config = recorded_config(repo, ledger)
-    checks = checks_at(repo, ledger.base, config)
-    workstreams = {ws.id: ws for ws in workstreams_from_record(ledger.plan or {})}
-    states = ledger.states()
     old_tip = ledger.integration_tip()
-    where = f"re-integrating run {ledger.run} onto {onto_oid[:12]}"
-    pool = make_pool(repo, config, 1)
-    sandboxed = config.sandbox.mode == "bwrap" and available() is None
-    bench = Bench(ledger.run, ledger.target, pool, observer,
-                  guard=TamperGuard(repo, sandboxed=sandboxed))
-    log_root = repo.uet_dir / "logs" / ledger.run / "rebase"
-    tip = onto_oid
-    result = RebaseResult(tip)
-    try:
-        for ws_id in committed_in_order(repo, ledger):
-            rec = states[ws_id]
-            ws = workstreams.get(ws_id)
-            if ws is None or rec.candidate is None or rec.patch is None:
-                raise UetError(f"{where}: the ledger has no workstream definition or candidate "
-                               f"for {ws_id}; nothing landed", exit_code=EXIT_WORK_FAILED)
-            made = make_candidate(repo, rec.candidate, tip)
-            if made.conflicts:
-                raise UetError(f"{where}: {ws_id} conflicts in "
-                               f"{', '.join(made.conflicts[:10])}; nothing landed (resolve on "
-                               f"the target, or `uet rollback`/`uet retry`)",
-                               exit_code=EXIT_WORK_FAILED)
-            if made.already_applied or made.commit is None:
-                observer.message(f"{ws_id}: its change is already in {onto_oid[:12]}; "
-                                 "not integrated again")
-                result.skipped.append(ws_id)
-                continue
-            log_dir = log_root / ws_id
-            log_dir.mkdir(parents=True, exist_ok=True)
-            cand = Candidate(ws, rec.attempt or 1, rec.patch, made.commit, tip,
-                             verified=rec.candidate)
-            verdict = verify_candidate(repo, cand, checks, bench, log_dir=log_dir,
-                                       label=f"{ledger.run}/{ws_id}/rebase")
-            if verdict.outcome is not Outcome.OK:
-                raise UetError(f"{where}: {ws_id}: {verdict.detail or verdict.outcome}; "
-                               "nothing landed", exit_code=EXIT_WORK_FAILED)
-            observer.message(f"re-integrated {ws_id} onto the new tip as {made.commit[:12]}")
-            tip = made.commit
-            result.integrated.append(ws_id)
-    finally:
-        pool.close(remove=not options.keep_worktrees)
-    result.tip = tip
-    if tip != old_tip:
+    workstreams = {ws.id: ws for ws in workstreams_from_record(ledger.plan or {})}
+    result = remake_chain(
+        repo, ledger, onto_oid, committed_in_order(repo, ledger), workstreams, options,
+        observer, step="rebase", where=f"re-integrating run {ledger.run} onto {onto_oid[:12]}",
+        conflict_hint=" (resolve on the target, or `uet rollback`/`uet retry`)",
+        skipped_note="; not integrated again", made_as="re-integrated {ws} onto the new tip")
+    if result.tip != old_tip:
         _move_integration(ledger, result, old=old_tip, onto=onto_oid)
     return result
 
