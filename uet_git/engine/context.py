@@ -26,6 +26,16 @@ from uet_git.workers.sandbox import SandboxPlan, available, sandbox_for
 from uet_git.workers.tools import tool_env, worker_port
 
 
+def attempt_log_dir(root: Path, ws_id: str, attempt: int, what: str = "") -> Path:
+    """``ROOT/WS/ATTEMPT[/WHAT]``, made: where an attempt's command logs go (locally and on a
+    remote worker alike)."""
+    d = root / ws_id / str(attempt)
+    if what:
+        d = d / what
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 class Breaker:
     """A circuit breaker per tool: ``threshold`` consecutive workstreams whose tool failed (after
     their retries) open it, and an open breaker stays open for the rest of the run. Shared by
@@ -140,11 +150,7 @@ class RunContext:
         return env
 
     def log_dir(self, ws_id: str, attempt: int, what: str = "") -> Path:
-        d = self.log_root / ws_id / str(attempt)
-        if what:
-            d = d / what
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return attempt_log_dir(self.log_root, ws_id, attempt, what)
 
     def record(self, ws_id: str, to: str, *, attempt: int, reason: str | None = None,
                detail: str = "", shown_reason: str | None = None, **kw: Any) -> str:

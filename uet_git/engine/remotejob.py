@@ -42,7 +42,7 @@ from typing import Any
 
 import filelock
 
-from uet_git.engine.context import Breaker
+from uet_git.engine.context import Breaker, attempt_log_dir
 from uet_git.engine.events import NullObserver, Observer
 from uet_git.engine.guard import TamperGuard, guard_for
 from uet_git.engine.pipeline import WorkerOutcome, check_patch, run_attempt
@@ -174,11 +174,7 @@ class JobContext:
         return env
 
     def log_dir(self, ws_id: str, attempt: int, what: str = "") -> Path:
-        d = self.log_root / ws_id / str(attempt)
-        if what:
-            d = d / what
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return attempt_log_dir(self.log_root, ws_id, attempt, what)
 
     def record(self, ws_id: str, to: str, *, attempt: int, reason: str | None = None,
                detail: str = "", shown_reason: str | None = None, **kw: Any) -> str:
