@@ -17,6 +17,7 @@ from pathlib import Path
 
 from uet_git.gitrepo.filters import config_env
 from uet_git.gitrepo.gitcmd import GitError, run_git
+from uet_git.gitrepo.remote import ls_remote
 from uet_git.gitrepo.repo import Repo
 
 
@@ -107,12 +108,4 @@ def push_refs(repo: Repo, url: str, updates: Sequence[tuple[str, str | None]], *
 def remote_refs(repo: Repo, url: str, *patterns: str, token: str | None = None
                 ) -> dict[str, str]:
     """``{ref: oid}`` of ``url``'s refs matching ``patterns``."""
-    proc = repo.git("ls-remote", "--refs", url, *patterns, env=_auth(token), check=False)
-    if proc.returncode != 0:
-        raise GitError(_one_line(proc.stderr, f"git ls-remote {url}"))
-    out: dict[str, str] = {}
-    for line in proc.stdout.decode().splitlines():
-        oid, _, name = line.partition("\t")
-        if name:
-            out[name] = oid
-    return out
+    return ls_remote(url, *patterns, repo=repo, env=_auth(token))

@@ -12,7 +12,7 @@ and only if each ref still holds what the caller saw.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +44,13 @@ def _one_line(proc_stderr: bytes, what: str) -> str:
     return msg
 
 
-def ls_remote(remote: str, *patterns: str, repo: Repo | None = None) -> dict[str, str]:
+def ls_remote(remote: str, *patterns: str, repo: Repo | None = None,
+              env: Mapping[str, str] | None = None) -> dict[str, str]:
     """``{ref: oid}`` of the remote's refs matching ``patterns`` (git's ``ls-remote`` glob
-    rules); ``remote`` is a URL, or a remote's name when ``repo`` is given."""
+    rules); ``remote`` is a URL, or a remote's name when ``repo`` is given. ``env``: extra
+    environment for git (a bearer token's ``GIT_CONFIG_*``)."""
     cwd: str | os.PathLike[str] = repo.workdir if repo is not None else Path.cwd()
-    proc = run_git(["ls-remote", "--refs", remote, *patterns], cwd=cwd, check=False)
+    proc = run_git(["ls-remote", "--refs", remote, *patterns], cwd=cwd, env=env, check=False)
     if proc.returncode != 0:
         raise GitError(_one_line(proc.stderr, f"git ls-remote {remote}"))
     out: dict[str, str] = {}
