@@ -8,8 +8,9 @@ The plan (SANDBOX-NOTES.md), in this order because a later mount hides an earlie
 - the repository's top level (and a separate common git dir) and ``$HOME`` read-only again,
   since the private /tmp would hide them when they are under /tmp; then ``extra_readable``;
 - read-write: the worktree, the worktree's admin dir ``<common>/worktrees/<id>`` (its HEAD,
-  index and logs), each ``[sandbox] writable`` path (``~`` expanded; missing ones skipped) and
-  ``extra_writable`` (e.g. a tool's log dir);
+  index and logs; not ``commondir``, ``gitdir``, ``locked`` nor the worktree's ``.git`` file,
+  which tie it to this repository and are bound read-only again), each ``[sandbox] writable``
+  path (``~`` expanded; missing ones skipped) and ``extra_writable`` (e.g. a tool's log dir);
 - the object store, last so no writable path can uncover it: ``<common>/objects`` is replaced by
   a private, empty object directory (``<common>/uet/sandbox-objects/<id>``, outside the
   worktree and its admin dir, so the tool cannot rename or replace it), whose
@@ -252,6 +253,12 @@ def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
     writable = [_real(worktree), admin]
     for p in writable:
         rw += ["--bind", p, p]
+    # What ties the worktree to this repository stays read-only inside those writable dirs: a
+    # tool that rewrote `commondir`/`gitdir` (or the worktree's `.git` file) would point uet's
+    # own git commands in that worktree at a repository of its making.
+    for p in (os.path.join(admin, "commondir"), os.path.join(admin, "gitdir"),
+              os.path.join(admin, "locked"), os.path.join(_real(worktree), ".git")):
+        rw += ["--ro-bind-try", p, p]
     for p in [*(os.path.expanduser(w) for w in config.writable), *map(os.fspath,
                                                                        extra_writable)]:
         rp = _real(p)
