@@ -99,7 +99,9 @@ def _short(value: str, n: int = 40) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build: a model's validator is built on its first use, not when the class is made
+    # (about half of importing this module otherwise; `uet run` validates only a few of them).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class Scope(_Strict):
@@ -274,6 +276,9 @@ class VerifyConfig(_Strict):
     window: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
         default="auto", description="candidates verified at once")
     jobs: int = Field(default=1, ge=0, le=256, description="verify slots beyond idle workers")
+    # K > 1: the queue judges tip + up to K patches as one candidate, bisecting on a failure
+    # (bors); for one verifier and a low failure rate. 1: off.
+    batch: int = Field(default=1, ge=1, le=256, description="patches judged as one candidate")
     protected: list[str] = Field(
         default_factory=list,
         description="Globs (scope syntax) a patch may touch only with may_change_checks.",
@@ -287,6 +292,13 @@ class VerifyConfig(_Strict):
             if problem is not None:
                 raise ValueError(f"[{i}] {problem}")
         return v
+
+    @model_validator(mode="after")
+    def _batch_needs_the_queue(self) -> VerifyConfig:
+        if self.batch > 1 and self.window == 1:
+            raise ValueError("batch > 1 needs the verification queue; window = 1 is the "
+                             "one-at-a-time integrator")
+        return self
 
 
 class BreakerConfig(_Strict):
