@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 
 from uet_git.engine.context import RunContext
 from uet_git.engine.verdicts import (
+    BATCH_CANDIDATE,
     VERDICT_EVENT,
     VerdictCache,
     acceptance_key,
@@ -97,6 +98,7 @@ OUT_OF_CHAIN = (SUSPECT, DEFERRED)
 
 VERIFY_START = "Uet-Verify-Start"  # trailers of `verified`: when the judging started (epoch s)
 VERIFY_SECONDS = "Uet-Verify-Seconds"
+BATCH_SIZE = "Uet-Batch-Size"  # trailers of `verified` in a batch: how many patches it held
 
 
 class Stop(threading.Event):
@@ -142,6 +144,10 @@ class Job:
     candidate: str
     parent: str
     stop: threading.Event | None = field(default=None, compare=False, hash=False)
+    # kind "batch": (ws, gen, attempt, patch) of each patch judged on ``candidate`` (the last
+    # one's), and ``span``: the chain positions from the head the candidate holds.
+    members: tuple[tuple[str, int, int, str], ...] = ()
+    span: int = 1
 
 
 @dataclass
@@ -161,6 +167,15 @@ class VerifyQueue:
         self.cache = cache
         self.max_window = max(1, window, max_window or 0)
         self.window = max(1, window)
+        # [verify] batch = K (engine doc: "Batches"): the chain holds K candidates and ONE
+        # judging runs on the furthest. fail_job: the last batch that failed; the chain's
+        # prefix up to its last patch (that generation) is known to fail.
+        self.batch = ctx.config.verify.batch
+        if self.batch > 1:
+            self.window = self.max_window = self.batch
+        self.batch_out = False
+        self.fail_job: Job | None = None
+        self.fail_verdict: Verdict | None = None
         self.items: list[Item] = []
         self.running = 0  # jobs out (stopped ones included until they come back)
         self.stops: dict[tuple[str, int, str], threading.Event] = {}
@@ -271,6 +286,7 @@ class VerifyQueue:
                 self.items.remove(head)
                 self.window = min(self.max_window, self.window + 1)
                 progress.committed.append(head.ws)
+            self._settle()
             self._build(progress)
             head = self.head()
             if head is None or head.status != PASSED or \
@@ -421,6 +437,12 @@ class VerifyQueue:
                 first.candidate, first.parent = cand, tip
                 first.flake_running, first.started = True, time.time()
                 out.append(self._job(first, "flake", cand, tip))
+        if self.batch > 1:
+            job = self._batch_job() if len(out) < limit else None
+            if job is not None:
+                out.append(job)
+            self.running += len(out)
+            return out
         for item in self.chain():
             if len(out) >= limit:
                 break
@@ -437,10 +459,50 @@ class VerifyQueue:
         self.stops[(item.ws, item.gen, kind)] = stop
         return Job(item.ws, item.gen, kind, item.attempt, item.patch, candidate, parent, stop)
 
+    def _batch_job(self) -> Job | None:
+        """The batch to judge now (one at a time): the chain's built prefix up to ``batch``
+        candidates, the furthest judged with every workstream's checks; after a failure, the
+        first half of the prefix known to fail (bisection). While patches are on their way
+        (handed to workers for their acceptance on the tail) a batch short of K waits for
+        them: they reach the queue within one acceptance."""
+        if self.batch_out:
+            return None
+        prefix: list[Item] = []
+        for item in self.chain():
+            if item.status not in (BUILT, PASSED):
+                break
+            prefix.append(item)
+        known = self._known_fail()
+        if known is not None:
+            n, lead = known
+            prefix = prefix[:lead + max(1, (n - lead) // 2)]
+        else:
+            with self._lock:
+                coming = bool(self.handed)
+            if coming and len(prefix) < self.batch and len(self.chain()) < self.batch:
+                return None
+        while prefix and prefix[-1].status == PASSED:
+            prefix.pop()  # passed on its own candidate: commits without a batch
+        judged = [i for i in prefix if i.status == BUILT]
+        if not judged:
+            return None
+        last, head = prefix[-1], prefix[0]
+        assert last.candidate is not None and head.parent is not None
+        now = time.time()
+        for item in judged:
+            item.status, item.started = RUNNING, now
+        stop = Stop(self.ctx.cancel)
+        for item in judged:
+            self.stops[(item.ws, item.gen, "batch")] = stop
+        self.batch_out = True
+        return Job(last.ws, last.gen, "batch", last.attempt, last.patch, last.candidate,
+                   head.parent, stop, members=tuple((i.ws, i.gen, i.attempt, i.patch)
+                                                    for i in judged), span=len(prefix))
+
     def _stop(self, ws_id: str, gen: int) -> None:
         """Stop the judgings of a discarded generation: their verdicts could only be
         evidence, and the slot is worth more to a candidate that can commit."""
-        for kind in ("chain", "flake"):
+        for kind in ("chain", "flake", "batch"):
             stop = self.stops.pop((ws_id, gen, kind), None)
             if stop is not None:
                 stop.set()
@@ -455,6 +517,9 @@ class VerifyQueue:
         self.running -= 1
         self.stops.pop((job.ws, job.gen, job.kind), None)
         progress = Progress()
+        if job.kind == "batch":
+            self._batch_done(job, verdict, seconds, progress)
+            return progress
         item = self._item(job.ws)
         stale = item is None or item.gen != job.gen
         if verdict.outcome is Outcome.CANCELLED:
@@ -485,11 +550,96 @@ class VerifyQueue:
         self._suspect(item, job, verdict)
         return progress
 
-    def _suspect(self, item: Item, job: Job, verdict: Verdict) -> None:
+    def _batch_done(self, job: Job, verdict: Verdict, seconds: float,
+                    progress: Progress) -> None:
+        """A batch's verdict. Passed: every patch it judged passes (they commit head by head
+        in ``step``). Failed: alone (span 1), the patch is a suspect as on the chain; else
+        the prefix is known to fail and its first half is judged next; a pass of a part of
+        a prefix known to fail shortens it, and a prefix of one names the patch (a suspect,
+        whose flake check on the tip decides)."""
+        self.batch_out = False
+        items = [self._item(ws) for ws, _, _, _ in job.members]
+        fresh = [i for i, (_, gen, _, _) in zip(items, job.members, strict=True)
+                 if i is not None and i.gen == gen]
+        for ws, gen, _, _ in job.members:
+            self.stops.pop((ws, gen, "batch"), None)
+        if verdict.outcome is Outcome.CANCELLED or len(fresh) < len(job.members):
+            for item in fresh:
+                if item.status == RUNNING:
+                    item.status = BUILT
+            if verdict.outcome is not Outcome.CANCELLED:
+                self._evidence(job, verdict, "discarded: rebuilt after the batch was made")
+            return
+        what = f"batch of {job.span}: candidate {job.candidate[:12]} = {job.parent[:12]} " \
+               f"+ {job.span} patch{'es' * (job.span != 1)}"
+        if verdict.outcome is Outcome.OK:
+            if job.span > 1 or self.head() is not fresh[-1]:
+                self._evidence(job, verdict, f"passed as a {what}")
+            for item in fresh:
+                item.status, item.seconds = PASSED, seconds
+                trailers = dict(verdict.trailers)
+                if job.span > 1:
+                    trailers[BATCH_SIZE] = str(job.span)
+                    trailers[BATCH_CANDIDATE] = job.candidate
+                item.verdict = Verdict(Outcome.OK, detail=f"passed in a {what}; "
+                                       f"{verdict.detail}" if job.span > 1 else verdict.detail,
+                                       evidence=verdict.evidence, trailers=trailers)
+            self._settle()
+            return
+        if job.span == 1:
+            item = fresh[0]
+            if verdict.reason == "tampered" and job.parent == self.ctx.ledger.integration_tip():
+                self._quarantine(item, job, verdict, progress)
+            else:
+                self._suspect(item, job, verdict)
+            return
+        self._evidence(job, verdict, f"failed as a {what}: bisected")
+        for item in fresh:
+            item.status = BUILT
+        self.fail_job, self.fail_verdict = job, verdict
+
+    def _known_fail(self) -> tuple[int, int] | None:
+        """(n, lead): the chain's first n candidates are known to fail (the last of them is
+        the failed batch's candidate, not rebuilt since), the first ``lead`` of them passed
+        on their own and commit. None: no such prefix."""
+        job = self.fail_job
+        if job is None:
+            return None
+        chain = self.chain()
+        n = next((k + 1 for k, i in enumerate(chain) if i.ws == job.ws and i.gen == job.gen),
+                 None)
+        if n is None:  # rebuilt, gone, or out of the chain: the failure was on another tree
+            self.fail_job = self.fail_verdict = None
+            return None
+        lead = 0
+        while lead < n and chain[lead].status == PASSED:
+            lead += 1
+        return n, lead
+
+    def _settle(self) -> None:
+        """A prefix known to fail down to one patch not passed: that patch's own candidate
+        (the failed batch's last) failed, so it is a suspect (its flake check decides)."""
+        known = self._known_fail()
+        if known is None or known[0] - known[1] > 1:
+            return
+        n, lead = known
+        assert self.fail_job is not None and self.fail_verdict is not None
+        job, verdict = self.fail_job, self.fail_verdict
+        self.fail_job = self.fail_verdict = None
+        if lead < n:
+            self._suspect(self.chain()[n - 1], job, verdict, told=True)
+
+    def _halve(self) -> None:
+        """A failure shrinks the window (AIMD); a batch keeps its size (bisection, not the
+        window, finds the failing patch)."""
+        if self.batch == 1:
+            self.window = max(1, self.window // 2)
+
+    def _suspect(self, item: Item, job: Job, verdict: Verdict, *, told: bool = False) -> None:
         """A failure on the chain: evidence only. The patch leaves the chain and waits in its
         place for its flake check (when it reaches the head); those behind it are rebuilt
-        without it; the window halves."""
-        if job.parent != self.ctx.ledger.integration_tip():
+        without it; the window halves. ``told``: the failure is in the ledger already."""
+        if not told and job.parent != self.ctx.ledger.integration_tip():
             self._evidence(job, verdict, "failed on a speculative candidate; the patch is "
                                          "checked alone on the tip when it reaches the head")
         k = self.items.index(item)
@@ -499,11 +649,19 @@ class VerifyQueue:
         item.candidate = item.parent = None
         item.status, item.verdict = SUSPECT, None
         self._rebuild(k + 1)
-        self.window = max(1, self.window // 2)
+        self._halve()
 
     def cancelled(self, job: Job) -> None:
         """A judging stopped by Ctrl-C: the candidate is judged again when the run resumes."""
         self.stops.pop((job.ws, job.gen, job.kind), None)
+        if job.kind == "batch":
+            self.batch_out = False
+            for ws, gen, _, _ in job.members:
+                self.stops.pop((ws, gen, "batch"), None)
+                member = self._item(ws)
+                if member is not None and member.gen == gen and member.status == RUNNING:
+                    member.status = BUILT
+            return
         item = self._item(job.ws)
         if item is not None and item.gen == job.gen and item.status == RUNNING:
             item.status = BUILT
@@ -567,7 +725,7 @@ class VerifyQueue:
         self.items.pop(k)
         if in_chain:  # those behind were built on it
             self._rebuild(k)
-            self.window = max(1, self.window // 2)
+            self._halve()
         self._release_suspects(item.ws)
         progress.quarantined.append(item.ws)
 
@@ -588,13 +746,15 @@ class VerifyQueue:
     def _evidence(self, job: Job, verdict: Verdict, what: str) -> None:
         ok = verdict.outcome is Outcome.OK
         tree = odb.tree_of(self.ctx.repo, job.candidate)
-        ws = self.ctx.ws(job.ws)
+        judged = [self.ctx.ws(m[0]) for m in job.members] or [self.ctx.ws(job.ws)]
+        keys = list(dict.fromkeys(acceptance_key(ws) for ws in judged if ws.acceptance))
+        patches = f"patch {job.patch[:12]}" if not job.members else \
+            "patches " + ", ".join(f"{m[0]} {m[3][:12]}" for m in job.members)
         self.ctx.ledger.event(
             f"{VERDICT_EVENT} {job.ws} {'passed' if ok else 'failed'}",
-            f"{job.kind} candidate {job.candidate[:12]} = {job.parent[:12]} + patch "
-            f"{job.patch[:12]}: {what}\n{verdict.detail}",
-            trailers=verdict_trailers(job.ws, tree, passed=ok,
-                                      acceptance=acceptance_key(ws) if ws.acceptance else None,
+            f"{job.kind} candidate {job.candidate[:12]} = {job.parent[:12]} + {patches}: "
+            f"{what}\n{verdict.detail}",
+            trailers=verdict_trailers(job.ws, tree, passed=ok, acceptance=keys or None,
                                       hooks=hooks_key(self.checks.base, self.checks.hooks)
                                       if self.checks.hooks else None,
                                       candidate=job.candidate))
@@ -663,18 +823,39 @@ def run_job(ctx: RunContext, checks: Checks, cache: VerdictCache, job: Job, *,
     bench = Bench(ctx.run_id, ctx.target, ctx.pool, ctx.observer, job.stop or ctx.cancel,
                   ctx.guard, shown=INTEGRATOR - verifier, slot=ctx.pool.size - 1 + verifier,
                   cache=None if job.kind == "flake" else cache,
-                  guard_as=f"{job.ws} (verifier {verifier})")
-    cand = Candidate(ctx.ws(job.ws), job.attempt, job.patch, job.candidate, job.parent,
-                     verified=job.patch)
-    what = "flake" if job.kind == "flake" else "candidate"
+                  guard_as=f"{job.ws} (verifier {verifier})", remote=ctx.executor)
+    what = {"flake": "flake", "batch": "batch"}.get(job.kind, "candidate")
+    members = job.members or ((job.ws, job.gen, job.attempt, job.patch),)
     try:
-        verdict = verify_candidate(ctx.repo, cand, checks, bench,
-                                   log_dir=ctx.log_dir(job.ws, job.attempt,
+        verdict = Verdict(Outcome.OK)
+        for ws_id, _, attempt, patch in members:
+            # One run per distinct check on the batch's candidate: what passed on its tree
+            # (the first member's hooks, an acceptance another member shares) is in the
+            # cache, so the next member's call runs only what is new.
+            cand = Candidate(ctx.ws(ws_id), attempt, patch, job.candidate, job.parent,
+                             verified=patch)
+            one = verify_candidate(ctx.repo, cand, checks, bench,
+                                   log_dir=ctx.log_dir(ws_id, attempt,
                                                        f"{what}-{job.candidate[:12]}"),
-                                   label=f"{ctx.run_id}/{job.ws}/{job.attempt}/{what}",
-                                   force=job.kind == "flake" or job.ws in ctx.reverify)
+                                   label=f"{ctx.run_id}/{ws_id}/{attempt}/{what}",
+                                   force=job.kind == "flake" or ws_id in ctx.reverify)
+            verdict = one if len(members) == 1 else _merge(verdict, one, ws_id)
+            if one.outcome is not Outcome.OK:
+                break
     finally:
         ctx.observer.worker(INTEGRATOR - verifier, None)
     if job.kind == "flake" and verdict.outcome is Outcome.OK:
-        cache.add("acceptance", odb.tree_of(ctx.repo, job.candidate), acceptance_key(cand.ws))
+        cache.add("acceptance", odb.tree_of(ctx.repo, job.candidate),
+                  acceptance_key(ctx.ws(job.ws)))
     return verdict, time.monotonic() - start
+
+
+def _merge(into: Verdict, one: Verdict, ws_id: str) -> Verdict:
+    """A batch's verdict so far and one member's: the first failure decides; the evidence
+    and details of each member's run, named by workstream."""
+    detail = "; ".join(d for d in (into.detail, f"{ws_id}: {one.detail}" if one.detail
+                                   else "") if d)
+    if one.outcome is not Outcome.OK:
+        detail = f"{ws_id}: {one.detail}"
+    evidence = {**into.evidence, **{f"{ws_id}-{k}": v for k, v in one.evidence.items()}}
+    return Verdict(one.outcome, one.reason, detail, evidence, {**into.trailers, **one.trailers})

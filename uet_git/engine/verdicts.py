@@ -18,8 +18,11 @@ patch on the queue's tail), a ``verified`` transition (the candidate's tree, acc
 hooks), and the ``run: verdict`` events the queue writes for passes on speculative candidates
 that did not (yet) become a state: those carry ``Uet-Verdict-Of`` (the workstream),
 ``Uet-Verdict-Tree``, ``Uet-Verdict-Acceptance`` and ``Uet-Verdict-Hooks`` (the two keys; ``-``
-when that part did not run) and ``Uet-Verdict`` (``passed`` or ``failed``; a failure is
-evidence only).
+when that part did not run; a batch's candidate, ``[verify] batch``, lists the acceptance keys
+of its workstreams separated by commas) and ``Uet-Verdict`` (``passed`` or ``failed``; a failure
+is evidence only). A ``verified`` transition of a patch judged in a batch carries
+``Uet-Batch-Candidate``: the batch's candidate, whose tree its checks passed on (its own
+candidate's tree was not judged).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from uet_git.spec.models import Workstream
 
 VERDICT_EVENT = "run: verdict"
 ACCEPTED_ON = "Uet-Accepted-On"  # on `queued`: the commit whose tree the worker's acceptance passed
+BATCH_CANDIDATE = "Uet-Batch-Candidate"  # on `verified`: the batch candidate its checks passed on
 NONE = "-"
 
 
@@ -75,11 +79,12 @@ class VerdictCache:
             return (kind, tree, key) in self._passed
 
 
-def verdict_trailers(ws: str, tree: str, *, passed: bool, acceptance: str | None,
+def verdict_trailers(ws: str, tree: str, *, passed: bool, acceptance: str | list[str] | None,
                      hooks: str | None, candidate: str) -> dict[str, str]:
     """The trailers of a ``run: verdict`` event (see the module doc)."""
+    keys = ",".join(acceptance) if isinstance(acceptance, list) else acceptance
     return {"Uet-Verdict-Of": ws, "Uet-Verdict-Tree": tree,
-            "Uet-Verdict-Acceptance": acceptance or NONE, "Uet-Verdict-Hooks": hooks or NONE,
+            "Uet-Verdict-Acceptance": keys or NONE, "Uet-Verdict-Hooks": hooks or NONE,
             "Uet-Verdict": "passed" if passed else "failed",
             "Uet-Speculative-Candidate": candidate}
 
@@ -96,7 +101,8 @@ def from_ledger(repo: Repo, events: Iterable[Event], workstreams: Mapping[str, W
             if e.subject.startswith(VERDICT_EVENT) and t.get("Uet-Verdict") == "passed":
                 tree = t.get("Uet-Verdict-Tree", "")
                 if t.get("Uet-Verdict-Acceptance", NONE) != NONE:
-                    cache.add("acceptance", tree, t["Uet-Verdict-Acceptance"])
+                    for key in t["Uet-Verdict-Acceptance"].split(","):
+                        cache.add("acceptance", tree, key)
                 if t.get("Uet-Verdict-Hooks", NONE) != NONE:
                     cache.add("hooks", tree, t["Uet-Verdict-Hooks"])
             continue
@@ -106,6 +112,8 @@ def from_ledger(repo: Repo, events: Iterable[Event], workstreams: Mapping[str, W
         oid = e.patch if e.to == "queued" else e.candidate if e.to == "verified" else None
         if e.to == "queued" and ACCEPTED_ON in e.trailers:
             oid = e.trailers[ACCEPTED_ON]  # the worker judged the patch on the queue's tail
+        if e.to == "verified" and BATCH_CANDIDATE in e.trailers:
+            oid = e.trailers[BATCH_CANDIDATE]  # judged in a batch: on the batch's tree
         if oid is None or not odb.has_object(repo, oid):
             continue
         tree = odb.tree_of(repo, oid)
