@@ -87,6 +87,7 @@ from uet_git.gitrepo.merge import rebase_conflict_text as conflict_evidence
 from uet_git.gitrepo.refs import for_each_ref
 from uet_git.ledger.keepalive import write_pinned
 from uet_git.ledger.layout import candidate_prefix, candidate_ref
+from uet_git.ledger.writer import Step
 
 NEW = "new"  # no candidate yet
 BUILT = "built"  # candidate made, not judged
@@ -288,6 +289,8 @@ class VerifyQueue:
                 progress.committed.append(head.ws)
             self._settle()
             self._build(progress)
+            if self.batch > 1:
+                self._covered()
             head = self.head()
             if head is None or head.status != PASSED or \
                     head.parent != self.ctx.ledger.integration_tip():
@@ -598,6 +601,34 @@ class VerifyQueue:
             item.status = BUILT
         self.fail_job, self.fail_verdict = job, verdict
 
+    def _covered(self) -> None:
+        """A batch's pass already known (the verdict cache: a resumed run, a tree judged
+        before): a candidate that passed whose tree also passed every check of the patches
+        ahead of it in the chain passes them too, as their batch."""
+        chain = self.chain()
+        hk = hooks_key(self.checks.base, self.checks.hooks) if self.checks.hooks else None
+        for j in range(len(chain) - 1, 0, -1):
+            last = chain[j]
+            if last.status != PASSED or last.candidate is None:
+                continue
+            ahead = chain[:j]
+            if any(i.status not in (BUILT, PASSED) for i in ahead):
+                continue
+            tree = odb.tree_of(self.ctx.repo, last.candidate)
+            if hk is not None and not self.cache.passed("hooks", tree, hk):
+                continue
+            if not all(self.cache.passed("acceptance", tree, acceptance_key(self.ctx.ws(i.ws)))
+                       for i in ahead if i.status == BUILT and self.ctx.ws(i.ws).acceptance):
+                continue
+            for item in ahead:
+                if item.status == BUILT:
+                    item.status = PASSED
+                    item.verdict = Verdict(
+                        Outcome.OK, detail=f"passed in a batch of {j + 1}: its checks passed "
+                        f"on the candidate {last.candidate[:12]} in this run",
+                        trailers={BATCH_SIZE: str(j + 1), BATCH_CANDIDATE: last.candidate})
+            return
+
     def _known_fail(self) -> tuple[int, int] | None:
         """(n, lead): the chain's first n candidates are known to fail (the last of them is
         the failed batch's candidate, not rebuilt since), the first ``lead`` of them passed
@@ -781,22 +812,35 @@ class VerifyQueue:
         ctx = self.ctx
         assert item.candidate is not None and item.parent is not None
         verdict = item.verdict or Verdict(Outcome.OK)
-        self._to_applied(item, item.candidate, item.parent)
-        rec = ctx.ledger.state(item.ws)
-        assert rec is not None
-        if rec.state == "applied":
-            trailers = dict(verdict.trailers)
-            if item.started:
-                trailers[VERIFY_START] = f"{item.started:.3f}"
-                trailers[VERIFY_SECONDS] = f"{item.seconds:.3f}"
-            ctx.record(item.ws, "verified", attempt=item.attempt, detail=verdict.detail,
-                       evidence=verdict.evidence, trailers=trailers or None)
         # The gate: only a candidate that passed and whose parent is the current tip.
         if item.parent != ctx.ledger.integration_tip():
             raise AssertionError(f"{item.ws}: candidate {item.candidate[:12]} is not on the "
                                  "integration tip")
-        ctx.record(item.ws, "committed", attempt=item.attempt, integration=item.candidate,
-                   detail=f"integration/{ctx.run_id} fast-forwarded to {item.candidate[:12]}")
+        # [queued ->] applied -> verified -> committed are decided here together: ONE ledger
+        # transaction, each still its own ledger commit (ledger/writer.py says why a crash
+        # cannot split or misstate them).
+        rec = ctx.ledger.state(item.ws)
+        assert rec is not None
+        steps: list[Step] = []
+        if rec.state not in ("applied", "verified") or rec.candidate != item.candidate:
+            if rec.state in ("applied", "verified"):
+                steps.append(Step("queued", summary=f"the queue made a new candidate on "
+                                                    f"{item.parent[:12]}: re-apply"))
+            steps.append(Step("applied", candidate=item.candidate,
+                              summary=f"candidate {item.candidate[:12]} = {item.parent[:12]} "
+                                      f"+ patch {item.patch[:12]}"))
+        if steps or rec.state == "applied":
+            trailers = dict(verdict.trailers)
+            if item.started:
+                trailers[VERIFY_START] = f"{item.started:.3f}"
+                trailers[VERIFY_SECONDS] = f"{item.seconds:.3f}"
+            steps.append(Step("verified", summary=verdict.detail, evidence=verdict.evidence,
+                              trailers=trailers or None))
+        steps.append(Step("committed", integration=item.candidate,
+                          summary=f"integration/{ctx.run_id} fast-forwarded to "
+                                  f"{item.candidate[:12]}"))
+        ctx.record_chain(item.ws, steps, attempt=item.attempt)
+        item.recorded = item.candidate
         self._set_ref(item, None)
 
     def _conflict(self, item: Item, base: str, conflicts: list[str]) -> None:
