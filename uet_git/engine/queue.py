@@ -47,6 +47,16 @@ starts again (a resume after kill -9). ``uet fsck`` checks that a finished run h
 each one is built on the integration history. The ledger states stay what they are with one
 integrator: a workstream is ``queued`` until its candidate reaches the head.
 
+Batches (``[verify] batch = K``, bors): the window is K and fixed; ONE judging at a time
+runs on the furthest built candidate of the chain's first K (``Job.members``: every patch it
+judges, each workstream's checks on that tree; the verdict cache makes a shared acceptance or
+the hooks run once). A pass passes them all (``Uet-Batch-Candidate`` on each ``verified``). A
+failure with more than one patch is evidence; the chain stays built and the prefix up to the
+failed candidate is known to fail (``fail_job``): its first half is judged next; a pass
+shortens the prefix, and when one patch is left its own candidate (the failed one) failed: it
+becomes a suspect, as on the chain, and its flake check decides. A pass the cache already
+holds on a later candidate (a resumed run) passes the patches ahead of it (``_covered``).
+
 The queue is owned by the loop thread (no locks): it makes candidates and records transitions;
 the verifier threads only run ``verify_candidate`` on a ``Job`` and hand back the ``Verdict``.
 A judging whose candidate is discarded while it runs is stopped (``Job.stop``): its slot goes
