@@ -136,22 +136,40 @@ def _remove_half_made(repo: Repo, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+# (common dir, worktree's .git path) -> its admin dir, as last found. Every use checks the
+# cached dir's ``gitdir`` still names the worktree (one read) before trusting it, so an entry
+# made stale by a remove, a prune or a re-add is never used: the scan runs again.
+_ADMIN_CACHE: dict[tuple[Path, Path], Path] = {}
+
+
 def admin_dir(repo: Repo, path: Path) -> Path:
     """The administrative directory (``<common>/worktrees/<id>``) of the worktree at ``path``.
 
     Found from the common dir's records, so it holds even when a tool replaced the worktree's
     ``.git`` file. Raises GitError when ``path`` is not a registered linked worktree."""
     target = Path(path).resolve() / ".git"
+    key = (repo.common_dir, target)
+    cached = _ADMIN_CACHE.get(key)
+    if cached is not None and _names(cached, target):
+        return cached
     base = repo.common_dir / "worktrees"
     if base.is_dir():
+        # Sorted: two admin dirs naming one path (a half-made add) resolve as they always did.
         for d in sorted(base.iterdir()):
-            try:
-                recorded = (d / "gitdir").read_text().strip()
-            except OSError:
-                continue
-            if _same(Path(recorded), target):
+            if _names(d, target):
+                _ADMIN_CACHE[key] = d
                 return d
+    _ADMIN_CACHE.pop(key, None)
     raise GitError(f"{path}: not a worktree of {repo.workdir}")
+
+
+def _names(admin: Path, target: Path) -> bool:
+    """Whether the admin dir ``admin`` records ``target`` (a worktree's ``.git``) as its own."""
+    try:
+        recorded = (admin / "gitdir").read_text().strip()
+    except OSError:
+        return False
+    return _same(Path(recorded), target)
 
 
 def repair_gitfile(repo: Repo, path: Path) -> Path:
@@ -173,10 +191,12 @@ def repair_gitfile(repo: Repo, path: Path) -> Path:
     return admin
 
 
-def reset_worktree(repo: Repo, path: Path, commit: str, keep_ignored: bool = False) -> None:
+def reset_worktree(repo: Repo, path: Path, commit: str, keep_ignored: bool = False, *,
+                   clean: bool = True) -> None:
     """Put the worktree at ``path`` exactly at ``commit``: detached HEAD, index and files as in
     the commit, untracked files gone; ignored files too unless ``keep_ignored`` (a ``.venv`` or
-    ``node_modules`` then survives between uses)."""
+    ``node_modules`` then survives between uses). ``clean=False`` skips the ``git clean`` for
+    a worktree that holds no file but its ``.git`` (just added with ``--no-checkout``)."""
     path = Path(path)
     admin = repair_gitfile(repo, path)
     for name in _STATE_FILES:
@@ -192,10 +212,12 @@ def reset_worktree(repo: Repo, path: Path, commit: str, keep_ignored: bool = Fal
     # No ``reset --hard`` after it: ``checkout -f`` already resets index and files with the
     # same one-way merge (unmerged entries, assume-unchanged and files in the way included), and
     # a second pass cost ~7 ms a reset under load, twice per workstream.
-    clean = ["clean", "-q", "-ffd" if keep_ignored else "-ffdx"]
-    if repo.git(*clean, cwd=path, check=False).returncode != 0:
+    if not clean:
+        return
+    args = ["clean", "-q", "-ffd" if keep_ignored else "-ffdx"]
+    if repo.git(*args, cwd=path, check=False).returncode != 0:
         _make_writable(path)  # a directory the tool made unwritable
-        repo.git(*clean, cwd=path)
+        repo.git(*args, cwd=path)
 
 
 def _make_writable(path: Path) -> None:
@@ -313,7 +335,50 @@ def pin_head(repo: Repo, worktree: Path, commit: str) -> None:
     ``git gc --prune=now`` that starts from now on (``git worktree prune`` leaves a locked
     worktree alone)."""
     admin = repair_gitfile(repo, Path(worktree))
+    if _set_head_in_process(admin, commit):
+        return
     repo.git("--git-dir", str(admin), "update-ref", "--no-deref", "HEAD", commit)
+
+
+def _reset_index_in_process(admin: Path, path: Path, commit: str) -> bool:
+    """``reset_index`` with libgit2, when the worktree's files already are ``commit``'s tree
+    (the patch just snapshotted from them): the index takes the files as ``git add -A`` would
+    (its stat cache re-hashes only what changed) and is written only if its tree is exactly
+    ``commit``'s; then HEAD is detached there. False (nothing written) whenever that does not
+    hold or libgit2 cannot (filter drivers, a conflicted or corrupt index): ``git reset``."""
+    try:
+        wr = pygit2.Repository(str(admin))
+        if wr.workdir is None or Path(wr.workdir).resolve() != path.resolve():
+            return False
+        if any(e.name.lower().startswith("filter.") for e in wr.config):
+            return False  # libgit2 does not run external clean filters: git stages the files
+        want = wr.get(commit)
+        if not isinstance(want, pygit2.Commit):
+            return False
+        index = wr.index
+        if index.conflicts is not None:
+            return False
+        index.add_all()
+        if index.write_tree() != want.tree_id:
+            return False
+        index.write()
+        wr.set_head(want.id)
+        return str(wr.head.target) == commit
+    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
+        return False
+
+
+def _set_head_in_process(admin: Path, commit: str) -> bool:
+    """Detach the worktree's HEAD at ``commit`` with libgit2 (a locked write of
+    ``<admin>/HEAD``, as ``git update-ref --no-deref`` does) instead of a git process; False
+    when libgit2 cannot (a reftable repository, a HEAD it does not understand, a held lock):
+    the caller runs git."""
+    try:
+        wr = pygit2.Repository(str(admin))
+        wr.set_head(pygit2.Oid(hex=commit))
+        return str(wr.head.target) == commit and not wr.head_is_unborn
+    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
+        return False
 
 
 def reset_index(repo: Repo, worktree: Path, commit: str) -> None:
@@ -323,6 +388,8 @@ def reset_index(repo: Repo, worktree: Path, commit: str) -> None:
     ignored files."""
     path = Path(worktree)
     admin = repair_gitfile(repo, path)
+    if _reset_index_in_process(admin, path, commit):
+        return
     proc = repo.git("--git-dir", str(admin), "--work-tree", str(path), "reset", "-q", commit,
                     "--", cwd=path, check=False)
     if proc.returncode != 0:

@@ -214,7 +214,8 @@ class WorktreePool:
         """Register the slot (HEAD only, under git's admin lock), then check it out outside the
         lock. A crash in between leaves ``preparing`` in the meta: the next run resets it."""
         add_worktree(self.repo, wt.path, base, lock_reason=LOCK_REASON, checkout=False)
-        reset_worktree(self.repo, wt.path, base, keep_ignored=self.keep_ignored)
+        # Nothing to clean: the directory was empty before the add (add_worktree checks).
+        reset_worktree(self.repo, wt.path, base, keep_ignored=self.keep_ignored, clean=False)
 
     def _run_setup(self, wt: Worktree) -> None:
         env = {"UET_WORKTREE": str(wt.path)}
