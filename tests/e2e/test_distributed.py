@@ -1,9 +1,9 @@
 """The Dask executor end to end: ``uet run --executor dask://...`` on a real
-``LocalCluster(processes=True)`` bound to 127.0.0.1 (one per module: starting one costs
-seconds), workers reaching the repository through a bare remote over ``file://`` or through
-``uet serve``. A distributed run lands what a local run lands; a worker SIGKILLed mid-tool and
-a coordinator SIGKILLed mid-run are recovered from; both sides pass ``git fsck --strict`` and
-``uet fsck``."""
+``LocalCluster(processes=True)`` bound to 127.0.0.1 (one per test process, shared with the other
+distributed test modules: ``tests/e2e/daskkit.py``), workers reaching the repository through a
+bare remote over ``file://`` or through ``uet serve``. A distributed run lands what a local run
+lands; a worker SIGKILLed mid-tool and a coordinator SIGKILLed mid-run are recovered from; both
+sides pass ``git fsck --strict`` and ``uet fsck``."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import subprocess as sp
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import GIT_ENV, git
+from tests.conftest import git
+from tests.e2e.daskkit import address, shared_cluster
 from tests.e2e.helpers import (
     NO_SANDBOX,
     fsck_clean,
@@ -37,25 +37,12 @@ distributed = pytest.importorskip(
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    cache = tmp_path_factory.mktemp("worker-cache")
-    # The worker processes take the environment they are started with: the git identity the
-    # tests use and a cache of their own (the mirror and worktrees of each worker machine).
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in GIT_ENV.items():
-            mp.setenv(k, v)
-        mp.setenv("UET_WORKER_CACHE", str(cache))
-        c = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
-                                     host="127.0.0.1", dashboard_address=":0",
-                                     silence_logs=50)
-    try:
-        yield c
-    finally:
-        c.close()
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return shared_cluster(tmp_path_factory)
 
 
 def _address(cluster: Any) -> str:
-    return "dask://" + cluster.scheduler_address.removeprefix("tcp://")
+    return address(cluster)
 
 
 CONFIG = '[run]\npredicted_conflicts = "ignore"\n'

@@ -5,10 +5,12 @@ CSS, SVG and a few lines of JS), made from the ledger alone, so any clone that f
 What it shows: the run's counts, wall time, the plan's bound and the bound from the measured
 durations with the parallel efficiency (measured bound / wall time); a Gantt chart of the
 workers (one bar per tool run, acceptance run on a patch and verification of a candidate,
-from ``run/timings.json``, see ``engine/live.py``; a run without it, killed before its last
-event, gets one bar per workstream from the ledger's times); the DAG coloured by state with
-the critical path; and per workstream its reason, history, evidence blobs and diff, each one
-click away (``<details>``). The data gathering is here; the HTML is ``cli/htmlreport.py``.
+from ``run/timings.json``, see ``engine/live.py``, and for attempts run on Dask workers from
+their transitions' ``Uet-Remote-Steps``, see ``engine/remotesteps.py``; a run without it,
+killed before its last event, gets one bar per workstream from the ledger's times); the DAG
+coloured by state with the critical path; and per workstream its reason, history, evidence
+blobs and diff, each one click away (``<details>``). The data gathering is here; the HTML is
+``cli/htmlreport.py``.
 """
 from __future__ import annotations
 

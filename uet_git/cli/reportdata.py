@@ -12,6 +12,7 @@ from typing import Any
 from uet_git.cli.status import landed_flag
 from uet_git.engine.live import TIMINGS_PATH, run_bounds
 from uet_git.engine.pipeline import WORKER_SECONDS
+from uet_git.engine.remotesteps import ledger_steps
 from uet_git.errors import UetError
 from uet_git.gitrepo import Repo, odb
 from uet_git.gitrepo.merge import diff_bytes
@@ -95,6 +96,7 @@ def gather(repo: Repo, run: str) -> Report:
         except ValueError:
             timings = {}
     steps = list(timings.get("steps") or [])
+    steps += ledger_steps(log.events, steps)  # a Dask worker's steps: its transitions hold them
     sessions = list(timings.get("sessions") or [])
     timed = bool(steps)
     if not timed:

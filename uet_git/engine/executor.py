@@ -13,6 +13,22 @@ through the same ``ctx.record`` calls the local path makes, each with ``Uet-Host
 ``Uet-Worker`` trailers. Validation is judged again here on the fetched patch (``pipeline.
 validation``) before ``validated`` is recorded: what judges a patch never comes from a worker.
 
+Candidates: with an executor the run's candidate checks run on workers too. ``verify`` is the
+``remote`` of the benches the queue and the integrator judge with (``verify.Bench``): once
+``verify.verify_candidate`` found something to run on a candidate, it hands the candidate
+here; the candidate (kept alive here by its ``refs/uet/candidates/RUN/N`` or state ref) is
+published where workers fetch (nothing to do when they fetch from this repository or through
+``uet serve``; else pushed to ``refs/uet-candidates/RUN/...`` on the remote and deleted after
+the verdict), ``remoteverify.run_verify_job`` judges it on a worker, and the verdict comes back
+as data: the outcome and reason only from the closed set, the evidence capped, the trailers
+this side derives itself (``may_change_checks``), where it ran in the detail (and as
+``Uet-Host``/``Uet-Worker`` trailers of ``verified``). The queue or integrator records it as
+for a local verdict.
+
+Versions: a job made here carries this uet's version and the job protocol; a worker of
+another version fails it with one line naming both (``remotejob.check_versions``), recorded
+as the attempt's ``internal-error``.
+
 Idempotence: an attempt has one inbox ref, created once. If it exists when the attempt is
 submitted (a killed coordinator's job pushed it), the job only checks that patch; a job that
 finds it taken while pushing does the same. ``finish`` prunes the inbox refs whose attempts the
@@ -39,17 +55,36 @@ from urllib.parse import urlparse
 
 from uet_git.engine.context import RunContext
 from uet_git.engine.pipeline import WORKER_SECONDS, WorkerOutcome, recheck_patch, validation
-from uet_git.engine.remotejob import JobResult, JobSpec, run_job, sweep_plugin
+from uet_git.engine.remotejob import JobResult, JobSpec, VersionMismatch, run_job, sweep_plugin
+from uet_git.engine.remotesteps import (
+    HOST_TRAILER,
+    REMOTE_STEPS,
+    WORKER_TRAILER,
+    steps_trailer,
+    steps_words,
+)
+from uet_git.engine.remoteverify import PARTS, VerifyResult, VerifySpec, run_verify_job
+from uet_git.engine.verdicts import acceptance_key, hooks_key
+from uet_git.engine.verify import (
+    MAY_CHANGE_CHECKS,
+    Bench,
+    Candidate,
+    Checks,
+    Outcome,
+    Verdict,
+    changes_checks,
+)
 from uet_git.errors import UetError
+from uet_git.gitrepo import odb
 from uet_git.gitrepo.mirror import fetch_refs, push_refs, remote_refs
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.ledger.inbox import prune_inbox
 from uet_git.ledger.layout import inbox_prefix, inbox_ref, parse_ref, patch_ref
 from uet_git.spec.models import ExecutorConfig, Workstream
 
-HOST_TRAILER = "Uet-Host"
-WORKER_TRAILER = "Uet-Worker"
 BASE_REF_ROOT = "refs/uet-base/"  # outside refs/uet/: not a run's ref, only keeps bases alive
+CANDIDATE_REF_ROOT = "refs/uet-candidates/"  # the same, for candidates judged on a remote
+VERIFY_REASONS = ("verify-failed", "hook-failed", "tampered")  # a failed remote verdict's
 CANCEL_GRACE = 30.0  # seconds a cancelled job gets to stop its tool and report
 CONNECT_TIMEOUT = 10.0
 # What a worker's report may say: the states of the worker path, the trailers it measures.
@@ -87,6 +122,11 @@ def job_budget(ws: Workstream) -> float:
     worker's own timeouts end a slow tool long before)."""
     commands = len(ws.setup) + 1 + len(ws.acceptance)
     return commands * ws.timeout * (ws.retries + 1) + JOB_MARGIN
+
+
+def verify_budget(ws: Workstream, checks: Checks) -> float:
+    """The same for judging one candidate: each acceptance command and hook at its timeout."""
+    return (len(ws.acceptance) + len(checks.hooks)) * ws.timeout + JOB_MARGIN
 
 
 @dataclass(frozen=True)
@@ -235,12 +275,13 @@ class DaskExecutor:
                        reuse=self.existing.get(ref), cache=self.cfg.cache)
         ctx.observer.worker(worker, ws_id, "remote")
         try:
-            result = self._wait(ctx, name, spec)
+            result = self._wait(run_job, spec, name, cancel=ctx.cancel,
+                                budget=job_budget(ws), what=ws_id)
         finally:
             ctx.observer.worker(worker, None)
-        if result is None:  # cancelled before it reported: resume runs it again
-            return WorkerOutcome(ws_id, None)
-        return self._record(ctx, ws_id, attempt, result)
+        if result is None or result.state is None:  # cancelled before it reported: resume
+            return WorkerOutcome(ws_id, None)  # runs it again
+        return self._record(ctx, ws_id, attempt, result, slot=worker, received=time.time())
 
     def _publish(self, ctx: RunContext) -> None:
         """Make the integration tip (every base this run hands out is on it) fetchable."""
@@ -254,45 +295,48 @@ class DaskExecutor:
                       token=self.transport.token)
             self._published = tip
 
-    def _wait(self, ctx: RunContext, event_name: str, spec: JobSpec) -> JobResult | None:
+    def _wait(self, fn: Callable[[Any], Any], spec: Any, event_name: str, *,
+              cancel: threading.Event | None, budget: float, what: str) -> Any:
+        """Submit ``fn(spec)`` and wait for its result while watching ``cancel`` (passed on to
+        the job through the ``distributed.Event`` ``event_name``); None when cancelled and
+        the job gave no answer within ``CANCEL_GRACE``. Over ``budget`` seconds the job is
+        cancelled the same way and then fails in one line."""
         # why lazy: distributed is an optional extra, imported only for --executor
         from distributed import Event
 
         event = Event(event_name, client=self.client)
         # Dask re-runs a job whose worker died (allowed-failures); retries=1 more for an error
         # the job raised (a mirror's fetch cut by a network blip).
-        future = self.client.submit(run_job, spec, pure=False, retries=1,
-                                    key=f"uet-{spec.run}-{spec.ws['id']}-{spec.attempt}-"
-                                        f"{secrets.token_hex(4)}")
+        future = self.client.submit(fn, spec, pure=False, retries=1,
+                                    key=f"uet-{event_name.removeprefix('uet-cancel-')}")
         cancelled_at: float | None = None
-        deadline = time.monotonic() + job_budget(ctx.ws(spec.ws["id"]))
+        deadline = time.monotonic() + budget
         try:
             while True:
                 try:
-                    result: JobResult = future.result(timeout=0.25)
-                    break
+                    return future.result(timeout=0.25)
                 except TimeoutError:
                     pass
+                except VersionMismatch as exc:
+                    raise UetError(f"{what}: {exc}") from None
                 overdue = time.monotonic() > deadline
-                if (ctx.cancel.is_set() or overdue) and cancelled_at is None:
+                stop = cancel is not None and cancel.is_set()
+                if (stop or overdue) and cancelled_at is None:
                     event.set()  # reaches the tool: the job polls it
                     cancelled_at = time.monotonic()
                 if cancelled_at is not None and time.monotonic() - cancelled_at > CANCEL_GRACE:
                     future.cancel()
-                    if not ctx.cancel.is_set():
-                        raise UetError(f"{spec.ws['id']}: the Dask job gave no answer within "
-                                       f"{job_budget(ctx.ws(spec.ws['id'])):.0f} s")
+                    if not stop:
+                        raise UetError(f"{what}: the Dask job gave no answer within "
+                                       f"{budget:.0f} s")
                     return None
         finally:
             if cancelled_at is not None:  # the scheduler keeps a set event: drop it
                 with contextlib.suppress(Exception):
                     event.clear()
-        if result.state is None:
-            return None
-        return result
 
-    def _record(self, ctx: RunContext, ws_id: str, attempt: int, res: JobResult
-                ) -> WorkerOutcome:
+    def _record(self, ctx: RunContext, ws_id: str, attempt: int, res: JobResult, *,
+                slot: int = 0, received: float | None = None) -> WorkerOutcome:
         """Write the job's transitions to the ledger. The worker's report is taken as data,
         never as authority: the patch is the inbox ref's commit as this side sees it, the
         states are those a worker may reach, its trailers cannot name ledger facts, and
@@ -305,21 +349,121 @@ class DaskExecutor:
             ctx.breaker.success(ws.tool)
         elif res.breaker == "failure":
             ctx.breaker.failure(ws.tool)
-        for rec in res.records:
+        timed = self._timed(res, slot, received)
+        for k, rec in enumerate(res.records):
+            last = k == len(res.records) - 1
             to, kw = _from_worker(rec, patch)
             kw["trailers"] = {**kw["trailers"], **where}
             if to == "validated" and patch:
                 reason, detail = validation(ctx.repo, ws, ctx.config.verify, patch)
                 if reason is not None:
                     ctx.record(ws_id, "quarantined", attempt=attempt, reason=reason,
-                               detail=detail, trailers=where)
+                               detail=f"{detail}; {timed[1]}"[:DETAIL_MAX],
+                               trailers={**where, **timed[0]})
                     return WorkerOutcome(ws_id, "quarantined", reason, False, res.duration)
             if to == "queued" and patch and ws.acceptance:
                 kw["trailers"].update(ctx.accepted_on(ws, patch))
+            detail = str(rec.get("detail", ""))
+            if last:  # the attempt's steps and where it ran, with its last worker transition
+                kw["trailers"].update(timed[0])
+                detail = f"{detail}; {timed[1]}" if detail else timed[1]
             ctx.record(ws_id, to, attempt=attempt, reason=rec.get("reason"),
-                       detail=str(rec.get("detail", ""))[:DETAIL_MAX],
-                       shown_reason=rec.get("shown_reason"), **kw)
+                       detail=detail[:DETAIL_MAX], shown_reason=rec.get("shown_reason"), **kw)
         return WorkerOutcome(ws_id, res.state, res.reason, res.tool_failed, res.duration)
+
+    @staticmethod
+    def _timed(res: JobResult, slot: int, received: float | None) -> tuple[dict[str, str], str]:
+        """The ``Uet-Remote-Steps`` trailer and its words (``engine/remotesteps.py``)."""
+        job = res.timings.get("job") if isinstance(res.timings, dict) else None
+        fetch = res.timings.get("fetch") if isinstance(res.timings, dict) else None
+        steps = res.steps if isinstance(res.steps, list) else []
+        steps = [s for s in steps if isinstance(s, dict)]
+        fetch_s = float(fetch) if isinstance(fetch, int | float) else None
+        words = steps_words(str(res.host)[:100], str(res.worker)[:100], fetch_s, steps)
+        if received is None or not isinstance(job, int | float):
+            return {}, words
+        return {REMOTE_STEPS: steps_trailer(received - float(job), slot, fetch_s, steps)}, words
+
+    def verify(self, repo: Repo, cand: Candidate, checks: Checks, bench: Bench, *,
+               log_dir: Path, label: str, force: bool = False) -> Verdict:
+        """Judge ``cand`` on a Dask worker (module doc): what ``verify.verify_candidate``
+        does when the bench's ``remote`` is this executor and something has to run."""
+        ws = cand.ws
+        tree = odb.tree_of(repo, cand.candidate)
+        keys = {"acceptance": acceptance_key(ws), "hooks": hooks_key(checks.base, checks.hooks)}
+        known = tuple(p for p in PARTS
+                      if bench.cache is not None and bench.cache.passed(p, tree, keys[p]))
+        name = f"uet-cancel-{self.run_id}-{ws.id}-{cand.attempt}-v{secrets.token_hex(4)}"
+        published = self._publish_candidate(repo, cand)
+        spec = VerifySpec(run=self.run_id, ws=ws.model_dump(mode="json", by_alias=True),
+                          config=checks.config.model_dump(mode="json", by_alias=True),
+                          base=checks.base, attempt=cand.attempt, patch=cand.patch,
+                          candidate=cand.candidate, tip=cand.tip, verified=cand.verified,
+                          url=self.transport.url, repo_key=self.repo_key, cancel_event=name,
+                          token=self.transport.token, target=bench.target, cache=self.cfg.cache,
+                          force=force, known=known)
+        bench.observer.step_started(ws.id, bench.shown, "verify", attempt=cand.attempt)
+        bench.observer.worker(bench.shown, ws.id, "remote verify")
+        res: VerifyResult | None = None
+        try:
+            res = self._wait(run_verify_job, spec, name, cancel=bench.cancel,
+                             budget=verify_budget(ws, checks), what=ws.id)
+        finally:
+            if published:
+                with contextlib.suppress(GitError):  # housekeeping: finish prunes the rest
+                    push_refs(repo, self.transport.url, [(r, None) for r in published],
+                              token=self.transport.token)
+            verdict = Verdict(Outcome.CANCELLED) if res is None else \
+                self._verdict(repo, cand, checks, res)
+            bench.observer.step_finished(
+                ws.id, bench.shown, "verify", attempt=cand.attempt,
+                ok=verdict.outcome is Outcome.OK,
+                detail=f"on {str(res.host)[:100]}" if res is not None else "cancelled")
+        if verdict.outcome is Outcome.OK and bench.cache is not None and res is not None:
+            for part in res.passed:
+                if part in keys:  # the worker's word, as its verdict is
+                    bench.cache.add(part, tree, keys[part])
+        return verdict
+
+    def _publish_candidate(self, repo: Repo, cand: Candidate) -> list[str]:
+        """Make the candidate and the commit its acceptance passed on fetchable by the
+        workers; the refs to delete afterwards (none when they fetch from here)."""
+        if self.transport.here:
+            return []
+        tag = f"{CANDIDATE_REF_ROOT}{self.run_id}/{secrets.token_hex(6)}"
+        refs = [(f"{tag}-candidate", cand.candidate)]
+        if cand.verified != cand.candidate:
+            refs.append((f"{tag}-verified", cand.verified))
+        push_refs(repo, self.transport.url, refs, token=self.transport.token)
+        return [r for r, _ in refs]
+
+    @staticmethod
+    def _verdict(repo: Repo, cand: Candidate, checks: Checks, res: VerifyResult) -> Verdict:
+        """A worker's verdict as data: outcome and reason from the closed set, the evidence
+        capped, the trailers derived here, where it ran in the detail and trailers."""
+        try:
+            outcome = Outcome(res.outcome)
+        except ValueError:
+            raise UetError(f"{cand.ws.id}: a Dask worker reported the verdict "
+                           f"{str(res.outcome)[:40]!r}") from None
+        reason = res.reason if outcome is Outcome.FAILED else None
+        if outcome is Outcome.FAILED and reason not in VERIFY_REASONS:
+            raise UetError(f"{cand.ws.id}: a Dask worker reported the failure "
+                           f"{str(reason)[:40]!r}")
+        raw = res.evidence if isinstance(res.evidence, dict) else {}
+        evidence = {str(k)[:100]: bytes(v) for k, v in list(raw.items())[:EVIDENCE_ENTRIES]}
+        host, worker = str(res.host)[:100], str(res.worker)[:100]
+        t = res.timings if isinstance(res.timings, dict) else {}
+        where = (f"checked on {host} ({worker}) in {float(t.get('verify', 0.0)):.1f} s, "
+                 f"fetch {float(t.get('fetch', 0.0)):.1f} s")
+        evidence["remote.txt"] = f"{where}\n".encode()
+        trailers = {HOST_TRAILER: host, WORKER_TRAILER: worker}
+        if cand.ws.may_change_checks and changes_checks(repo, checks.config, cand.tip,
+                                                        cand.candidate):
+            trailers[MAY_CHANGE_CHECKS] = "true"
+        detail = str(res.detail)[:DETAIL_MAX]
+        return Verdict(outcome, reason, f"{detail}; {where}" if detail else where, evidence,
+                       trailers if outcome is Outcome.OK else {})
 
     def _inbox_patch(self, ctx: RunContext, ref: str, reported: str) -> str:
         """The attempt's inbox ref here (fetched from a remote first): what was recorded is
@@ -341,9 +485,11 @@ class DaskExecutor:
         if self.transport.here:
             return
         base_ref = BASE_REF_ROOT + self.run_id
+        cands = f"{CANDIDATE_REF_ROOT}{self.run_id}/"
         there = remote_refs(repo, self.transport.url, inbox_prefix(self.run_id) + "*",
-                            base_ref, token=self.transport.token)
+                            base_ref, cands + "*", token=self.transport.token)
         gone: list[tuple[str, str | None]] = [(base_ref, None)] if base_ref in there else []
+        gone += [(name, None) for name in sorted(there) if name.startswith(cands)]
         for name, oid in sorted(there.items()):
             p = parse_ref(name)
             if p is None or p.ws is None or p.attempt is None:

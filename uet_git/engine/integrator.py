@@ -86,7 +86,8 @@ def integrate(ctx: RunContext, ws_id: str) -> IntegrationOutcome:
 
     assert candidate is not None
     if state == "applied":
-        bench = Bench(ctx.run_id, ctx.target, ctx.pool, ctx.observer, ctx.cancel, ctx.guard)
+        bench = Bench(ctx.run_id, ctx.target, ctx.pool, ctx.observer, ctx.cancel, ctx.guard,
+                      remote=ctx.executor)
         cand = Candidate(ctx.ws(ws_id), attempt, patch, candidate, tip, verified=patch)
         checks = checks_at(ctx.repo, ctx.ledger.base, ctx.config)
         verdict = verify_candidate(ctx.repo, cand, checks, bench,

@@ -25,6 +25,15 @@ own while the task's thread, the only one Dask lets wait on the event, polls it 
 cancel event ``run_process`` watches. Every tool carries ``UET_DASK_OWNER=PID:START`` (its
 worker process); the plugin (``sweep_plugin``) kills, when a worker (re)starts, every tool
 whose owner is gone.
+
+Versions: a spec carries the coordinator's uet version and the job protocol (``PROTOCOL``,
+the shape of the specs and results); a worker that runs another of either fails the job at
+once with one line naming both (``check_versions``), before it touches anything: the job's
+config and workstream are data whose meaning is the version's.
+
+Timings: the job's steps (``tool``, ``acceptance``, as a local run reports them to its
+observer) are kept by a ``StepClock`` as offsets from the job's start and returned with the
+result, for the coordinator to record (``engine/remotesteps.py``).
 """
 
 from __future__ import annotations
@@ -38,10 +47,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import filelock
 
+from uet_git import __version__
 from uet_git.engine.context import Breaker, attempt_log_dir
 from uet_git.engine.events import NullObserver, Observer
 from uet_git.engine.guard import TamperGuard, guard_for
@@ -56,6 +66,9 @@ from uet_git.workers.sandbox import SandboxPlan, available, sandbox_for
 from uet_git.workers.tools import PRESETS, prepare_repo_for_tools, tool_env, worker_port
 
 OWNER_VAR = "UET_DASK_OWNER"
+# The shape of JobSpec/JobResult (and of the candidate checks' specs, engine/remoteverify.py):
+# bumped whenever a field changes meaning, so an older worker refuses a newer coordinator.
+PROTOCOL = 2
 CACHE_ENV = "UET_WORKER_CACHE"
 CANCEL_POLL = 0.2  # seconds between two looks at the job's cancel event
 
@@ -76,6 +89,8 @@ class JobSpec:
     target: str | None = None
     reuse: str | None = None  # the attempt's inbox patch already exists: check it only
     cache: str | None = None
+    uet_version: str = __version__  # the coordinator's (check_versions)
+    protocol: int = PROTOCOL
 
 
 @dataclass
@@ -93,6 +108,48 @@ class JobResult:
     worker: str
     reused: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)  # StepClock.steps
+
+
+class VersionMismatch(RuntimeError):
+    """The job was made by a coordinator of another uet version or job protocol."""
+
+
+def check_versions(spec: object) -> None:
+    """Raise ``VersionMismatch`` (one line naming both sides) unless ``spec`` was made by a
+    coordinator of this uet version and job protocol. Read from the instance's own fields: a
+    spec pickled by another version keeps its fields, whatever this version's class says."""
+    given = getattr(spec, "__dict__", {})
+    version, protocol = given.get("uet_version"), given.get("protocol")
+    if version != __version__ or protocol != PROTOCOL:
+        raise VersionMismatch(
+            f"the Dask worker runs uet {__version__} (job protocol {PROTOCOL}), the coordinator "
+            f"uet {version or 'unknown'} (job protocol {protocol or 'unknown'}): install the "
+            "same uet on the coordinator and every worker")
+
+
+class StepClock(NullObserver):
+    """The job's observer: keeps each step's span as offsets (s) from the job's start."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.steps: list[dict[str, Any]] = []
+        self._open: dict[tuple[str, int, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def step_started(self, ws: str, worker: int, step: str, *, attempt: int = 1) -> None:
+        with self._lock:
+            rec = {"step": step, "start": round(time.monotonic() - self.started, 3),
+                   "end": None, "ok": None}
+            self.steps.append(rec)
+            self._open[(ws, worker, step)] = rec
+
+    def step_finished(self, ws: str, worker: int, step: str, *, attempt: int = 1,
+                      ok: bool = True, detail: str = "") -> None:
+        with self._lock:
+            rec = self._open.pop((ws, worker, step), None)
+            if rec is not None:
+                rec.update(end=round(time.monotonic() - self.started, 3), ok=ok)
 
 
 class InboxTaken(Exception):
@@ -210,6 +267,23 @@ def cache_dir(spec_cache: str | None) -> Path:
 _mirrors: dict[Path, Repo] = {}
 
 
+def machine_cache(spec_cache: str | None, repo_key: str
+                  ) -> tuple[Path, str, filelock.BaseFileLock]:
+    """(cache root, the repository's key on this machine, the lock of its mirror)."""
+    root = cache_dir(spec_cache)
+    key = hashlib.sha256(repo_key.encode()).hexdigest()[:16]
+    mirrors = root / "mirrors"
+    mirrors.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(mirrors / f"{key}.lock"), thread_local=False,
+                             is_singleton=False)
+    return root, key, lock
+
+
+def mirror_at(root: Path, key: str) -> Repo:
+    """The machine's mirror of the repository ``key`` (the caller holds its lock)."""
+    return _mirror(root / "mirrors" / f"{key}.git")
+
+
 def _mirror(path: Path) -> Repo:
     """This process's handle on the machine's mirror at ``path`` (the caller holds its lock)."""
     repo = _mirrors.get(path)
@@ -252,7 +326,7 @@ _pools: dict[tuple[str, str], WorktreePool] = {}
 _pools_lock = threading.Lock()
 
 
-def _pool_for(mirror: Repo, root: Path, config: Config) -> WorktreePool:
+def pool_for(mirror: Repo, root: Path, config: Config) -> WorktreePool:
     """This process's pool over the machine's worktrees of ``mirror`` (one per distinct
     ``[worktree]`` setting). Slots a dead worker left holding unrecorded changes are handed
     back at once: the coordinator runs that attempt again (or reuses its inbox patch)."""
@@ -269,7 +343,7 @@ def _pool_for(mirror: Repo, root: Path, config: Config) -> WorktreePool:
         return pool
 
 
-def _where() -> tuple[str, str]:
+def where() -> tuple[str, str]:
     """(host, worker) for the ledger: the machine's name and the Dask worker's address."""
     host = socket.gethostname()
     try:
@@ -280,7 +354,7 @@ def _where() -> tuple[str, str]:
         return host, f"pid-{os.getpid()}"
 
 
-def _cancel_event(name: str) -> Any:
+def cancel_event(name: str) -> Any:
     """The coordinator's ``distributed.Event``, or None outside a Dask worker. Dask binds it
     to the task's thread: only that thread may wait on it."""
     if not name:
@@ -292,8 +366,10 @@ def _cancel_event(name: str) -> Any:
         return None
 
 
-def _in_thread(work: Callable[[], WorkerOutcome], event: Any, cancel: threading.Event
-               ) -> WorkerOutcome:
+_T = TypeVar("_T")
+
+
+def in_thread(work: Callable[[], _T], event: Any, cancel: threading.Event) -> _T:
     """Run ``work`` in a thread of its own while this (the task's) thread polls ``event``,
     setting ``cancel`` (which ``run_process`` watches) when the coordinator sets it."""
     box: dict[str, Any] = {}
@@ -324,27 +400,24 @@ def _in_thread(work: Callable[[], WorkerOutcome], event: Any, cancel: threading.
 def run_job(spec: JobSpec) -> JobResult:
     """Run one attempt on this machine (see the module doc). Raises on uet's own failure;
     the coordinator records it as ``internal-error``."""
+    check_versions(spec)
     started = time.monotonic()
-    host, worker = _where()
+    host, worker = where()
     config = Config.model_validate(spec.config)
     ws = Workstream.model_validate(spec.ws)
-    root = cache_dir(spec.cache)
-    key = hashlib.sha256(spec.repo_key.encode()).hexdigest()[:16]
-    mirrors = root / "mirrors"
-    mirrors.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(mirrors / f"{key}.lock"), thread_local=False,
-                             is_singleton=False)
+    root, key, lock = machine_cache(spec.cache, spec.repo_key)
     with lock:
-        mirror = _mirror(mirrors / f"{key}.git")
+        mirror = mirror_at(root, key)
         if ws.tool in PRESETS:
             prepare_repo_for_tools(mirror)  # the AI tools' droppings are never changes
         fetch_commits(mirror, spec.url, [spec.base, *([spec.reuse] if spec.reuse else [])],
                       token=spec.token)
     fetched = time.monotonic() - started
     logs = root / "logs" / f"{spec.run}-{ws.id}-{spec.attempt}-{os.getpid()}"
-    ctx = JobContext(mirror, config, JobPool(_pool_for(mirror, root / "worktrees" / key,
-                                                       config)), spec, ws, logs)
-    event = _cancel_event(spec.cancel_event)
+    clock = StepClock(started)
+    ctx = JobContext(mirror, config, JobPool(pool_for(mirror, root / "worktrees" / key,
+                                                      config)), spec, ws, logs, observer=clock)
+    event = cancel_event(spec.cancel_event)
     reused = spec.reuse
 
     def attempt() -> WorkerOutcome:
@@ -360,13 +433,13 @@ def run_job(spec: JobSpec) -> JobResult:
             return _check_inbox_patch(ctx, ws, reused, lock)
 
     try:
-        out = _in_thread(attempt, event, ctx.cancel)
+        out = in_thread(attempt, event, ctx.cancel)
     finally:
         ctx.pool.release_all()
         shutil.rmtree(logs, ignore_errors=True)
     return JobResult(ctx.records, out.state, out.reason, out.tool_failed, out.duration,
                      ctx.breaker.seen, reused or ctx.pushed, host, worker, reused is not None,
-                     {"fetch": fetched, "job": time.monotonic() - started})
+                     {"fetch": fetched, "job": time.monotonic() - started}, clock.steps)
 
 
 def _check_inbox_patch(ctx: JobContext, ws: Workstream, patch: str,

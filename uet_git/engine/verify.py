@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from uet_git.engine.events import Observer
 from uet_git.engine.guard import TamperGuard
@@ -122,6 +123,10 @@ class Bench:
     # judgings of one workstream may overlap (a discarded candidate's, being stopped, and the
     # new one's): each needs its own entry, or the first to end closes the other's interval.
     guard_as: str | None = None
+    # Where the checks run when not here: an object with ``verify(repo, cand, checks, bench,
+    # *, log_dir, label, force) -> Verdict`` (the run's Dask executor, ``engine/executor.py``);
+    # None: in a worktree of ``pool``.
+    remote: Any = None
 
 
 def candidate_env(config: Config, ws: Workstream, *, run: str, attempt: int, worktree: Path,
@@ -223,6 +228,9 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
     quick = quick_verdict(repo, cand, checks, cache, force=force)
     if quick is not None:
         return quick
+    if bench.remote is not None:
+        return bench.remote.verify(repo, cand, checks, bench, log_dir=log_dir, label=label,
+                                   force=force)
     due = _due(repo, cand, checks, cache, force)
     tree, same_tree, rerun, hooks_due = due.tree, due.same_tree, due.rerun, due.hooks
     notes, trailers = due.notes, due.trailers

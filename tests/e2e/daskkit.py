@@ -1,0 +1,44 @@
+"""One Dask ``LocalCluster(processes=True)`` on 127.0.0.1 per test process, shared by every
+distributed test module (starting one costs seconds): ``shared_cluster`` starts it on first use
+(a module's ``cluster`` fixture calls it) and closes it when the process exits. Its worker
+processes take the git identity the tests use and a cache of their own (each worker machine's
+mirror and worktrees)."""
+
+from __future__ import annotations
+
+import atexit
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import GIT_ENV
+
+_shared: dict[str, Any] = {}
+
+
+def shared_cluster(factory: pytest.TempPathFactory) -> Any:
+    """This process's cluster (its workers' cache made by ``factory`` on first use)."""
+    if "cluster" not in _shared:
+        cache = factory.mktemp("worker-cache")
+        # why lazy: distributed is optional; test modules skip without it before this runs
+        import distributed
+
+        # The nannies run in this process: a worker they restart (a test kills one) takes
+        # this process's environment of that moment, so the variables go to every start.
+        _shared["cluster"] = distributed.LocalCluster(
+            processes=True, n_workers=2, threads_per_worker=1, host="127.0.0.1",
+            dashboard_address=":0", silence_logs=50,
+            env={**GIT_ENV, "UET_WORKER_CACHE": str(cache)})
+        _shared["cache"] = cache
+        atexit.register(_shared["cluster"].close)
+    return _shared["cluster"]
+
+
+def worker_cache() -> Path:
+    """Where the shared cluster's workers keep their mirrors and worktrees."""
+    return Path(_shared["cache"])
+
+
+def address(cluster: Any) -> str:
+    return "dask://" + cluster.scheduler_address.removeprefix("tcp://")

@@ -1,0 +1,174 @@
+"""Candidate checks on Dask workers, the remote steps' timings in the ledger, ``uet show`` and
+``uet report``, and the version check between a coordinator and its workers. On the shared
+``LocalCluster(processes=True)`` of ``tests/e2e/daskkit.py`` (127.0.0.1)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess as sp
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import git
+from tests.e2e.daskkit import address, shared_cluster, worker_cache
+from tests.e2e.helpers import (
+    NO_SANDBOX,
+    fsck_clean,
+    landed_workstreams,
+    last_run,
+    run,
+    run_ok,
+    setup_repo,
+    states,
+)
+from uet_git import __version__
+from uet_git.cli.reportdata import gather
+from uet_git.engine.executor import DaskExecutor, Transport
+from uet_git.engine.remotejob import PROTOCOL, JobSpec, VersionMismatch, run_job
+from uet_git.engine.remotesteps import REMOTE_STEPS, parse_steps
+from uet_git.engine.remoteverify import VerifySpec, run_verify_job
+from uet_git.errors import UetError
+from uet_git.gitrepo.repo import Repo
+from uet_git.spec.models import ExecutorConfig
+
+distributed = pytest.importorskip(
+    "distributed", reason="the distributed executor's tests need uet-git[distributed]")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return shared_cluster(tmp_path_factory)
+
+
+def _ledger(repo: Path, fmt: str, grep: str) -> list[str]:
+    out = git(repo, "log", f"--format={fmt}", "--grep", grep, f"refs/uet/ledger/{last_run(repo)}")
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def _config(shared: Path) -> str:
+    # The hook notes where it ran (outside the sandbox: mode none) and refuses "forbidden".
+    hook = f"pwd >> {shared}/where; ! grep -rq forbidden --include=*.txt ."
+    return f'{NO_SANDBOX}[run]\npredicted_conflicts = "ignore"\n[hooks]\npre-merge = ["{hook}"]\n'
+
+
+WORKSTREAMS: dict[str, dict[str, Any]] = {
+    "a": {"command": "echo a > a.txt", "acceptance": ["test -f a.txt"]},
+    "b": {"command": "echo b > b.txt", "acceptance": ["test -f b.txt"]},
+    "evil": {"command": "echo forbidden > evil.txt"},
+}
+
+
+def _remote(repo: Path, where: Path) -> str:
+    git(repo.parent, "clone", "-q", "--bare", str(repo), str(where))
+    return where.as_uri()
+
+
+def test_candidates_are_judged_on_the_workers(cluster: Any, tmp_path: Path) -> None:
+    """The queue's candidate checks (acceptance again on a changed tree, the pre-merge hooks)
+    run in a worker machine's worktree, fetched from a bare remote the coordinator published
+    them to; the verdicts are recorded here with where they ran; nothing is left on the
+    remote, and both sides pass the fsck checks."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    repo = setup_repo(tmp_path / "repo", workstreams=WORKSTREAMS, config=_config(shared))
+    remote_dir = tmp_path / "remote.git"
+    url = _remote(repo, remote_dir)
+    run_ok(repo, "run", "-j", "2", "--executor", address(cluster), "--remote", url, code=1)
+
+    assert states(repo) == {"a": "committed", "b": "committed", "evil": "quarantined"}
+    assert sorted(landed_workstreams(repo)) == ["a", "b"]
+    where = (shared / "where").read_text().splitlines()
+    assert len(where) >= 3  # one candidate each at least
+    cache = str(worker_cache().resolve())
+    assert all(Path(w).resolve().is_relative_to(cache) for w in where), where
+    # Where each verdict was reached: the verified transitions name the Dask worker; the
+    # quarantine says it in its detail and its evidence.
+    workers = _ledger(repo, "%(trailers:key=Uet-Worker,valueonly,separator=)", "-> verified")
+    assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
+    evil = _ledger(repo, "%B", "^evil: .* -> quarantined")
+    assert "Uet-Reason: hook-failed" in "\n".join(evil)
+    assert any("checked on" in line for line in evil), evil
+    shown = run_ok(repo, "show", "evil", "--evidence", "remote.txt").stdout
+    assert shown.startswith("checked on ") and "tcp://127.0.0.1:" in shown
+    # The published candidates are gone from the remote with the run's other deliveries.
+    assert git(remote_dir, "for-each-ref", "refs/uet-candidates/", "refs/uet-base/",
+               "refs/uet/inbox/") == ""
+    run_ok(repo, "push", url, last_run(repo))
+    fsck_clean(repo)
+    proc = sp.run(["git", "fsck", "--strict", "--no-progress"], cwd=remote_dir,
+                  capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert run(remote_dir, "fsck").returncode == 0
+
+
+def test_the_remote_steps_are_in_show_and_report(cluster: Any, tmp_path: Path) -> None:
+    """A worker's steps (tool, acceptance) reach the ledger with the attempt's last worker
+    transition; ``uet show`` says them in its history, ``uet report`` draws them."""
+    repo = setup_repo(tmp_path / "repo", config=NO_SANDBOX, workstreams={
+        "s": {"command": "sleep 0.2; echo s > s.txt", "acceptance": ["test -f s.txt"]}})
+    run_ok(repo, "run", "--executor", address(cluster))
+    raw = _ledger(repo, f"%(trailers:key={REMOTE_STEPS},valueonly,separator=)", "-> queued")
+    assert len(raw) == 1
+    parsed = parse_steps(raw[0])
+    assert parsed is not None
+    _, _, steps = parsed
+    names = [s["step"] for s in steps]
+    assert names == ["tool", "acceptance"] and all(s["ok"] for s in steps)
+    tool = steps[0]
+    assert 0.2 <= tool["end"] - tool["start"] < 30
+    history = run_ok(repo, "show", "s").stdout
+    assert "tool 0." in history or "tool 1." in history, history
+    assert "on " in history and "(tcp://127.0.0.1:" in history
+    report = gather(Repo.open(repo), last_run(repo))
+    drawn = [s for s in report.steps if s["ws"] == "s" and s["step"] in ("tool", "acceptance")]
+    assert [s["step"] for s in drawn] == ["tool", "acceptance"], report.steps
+    assert report.timed and all("(remote)" in s["detail"] for s in drawn)
+    out = run_ok(repo, "report", "-o", str(tmp_path / "r.html")).stdout
+    assert "wrote" in out and "bar-tool" in (tmp_path / "r.html").read_text()
+
+
+def _spec(repo: Path) -> JobSpec:
+    head = git(repo, "rev-parse", "HEAD")
+    return JobSpec(run="20261201-000000-abcd", ws={"id": "a", "command": "true"}, config={},
+                   base=head, attempt=1, url=repo.as_uri(), repo_key="k",
+                   cache=str(repo.parent / "cache"))
+
+
+def test_a_worker_of_another_version_fails_the_job_in_one_line(tmp_path: Path) -> None:
+    repo = setup_repo(tmp_path / "repo")
+    spec = _spec(repo)
+    for changed, said in ((dict(uet_version="0.0.1"), "uet 0.0.1 (job protocol"),
+                          (dict(protocol=PROTOCOL + 1), f"(job protocol {PROTOCOL + 1})")):
+        with pytest.raises(VersionMismatch) as err:
+            run_job(dataclasses.replace(spec, **changed))
+        msg = str(err.value)
+        assert len(msg.splitlines()) == 1 and said in msg
+        assert f"worker runs uet {__version__} (job protocol {PROTOCOL})" in msg
+    verify = VerifySpec(run=spec.run, ws=spec.ws, config={}, base=spec.base, attempt=1,
+                        patch=spec.base, candidate=spec.base, tip=spec.base,
+                        verified=spec.base, url=spec.url, repo_key="k", cache=spec.cache,
+                        uet_version="9.9")
+    with pytest.raises(VersionMismatch, match=r"the coordinator uet 9\.9"):
+        run_verify_job(verify)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_version_check_through_the_cluster(cluster: Any, tmp_path: Path) -> None:
+    """The worker refuses the altered spec before it fetches anything; the coordinator turns
+    that into one line naming the workstream and both versions."""
+    repo = setup_repo(tmp_path / "repo")
+    client = distributed.Client(cluster.scheduler_address, set_as_default=False)
+    try:
+        ex = DaskExecutor(client, Transport(repo.as_uri(), here=True), "r",
+                          ExecutorConfig(address=address(cluster)), "k")
+        spec = dataclasses.replace(_spec(repo), uet_version="0.0.1")
+        with pytest.raises(UetError) as err:
+            ex._wait(run_job, spec, "uet-cancel-version-test", cancel=None, budget=60,
+                     what="a")
+    finally:
+        client.close()
+    msg = str(err.value)
+    assert len(msg.splitlines()) == 1
+    assert msg.startswith("a: the Dask worker runs uet ") and "the coordinator uet 0.0.1" in msg
