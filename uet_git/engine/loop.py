@@ -396,11 +396,6 @@ class Engine:
             self._block_dependents(ws_id)
 
 
-# Holding a worker for a commit in flight looks at every waiting workstream at each pick: past
-# this many workstreams the scheduler stays greedy (wide runs are work-bound anyway).
-HOLD_LIMIT = 1000
-
-
 def make_pool(repo: Repo, config: Config, jobs: int) -> WorktreePool:
     return WorktreePool(repo, root=pool_root(repo, config.worktree.root), size=jobs + 1,
                         keep_ignored=config.worktree.keep_ignored,
@@ -421,7 +416,7 @@ def engine_for(ctx: RunContext, include: set[str], jobs: int, *, deterministic: 
     sched = Scheduler(plan, plan.weights(weights), deterministic=deterministic,
                       committed=start.committed, failed=start.failed, queued=start.queued,
                       ready=start.rechecks, include=include, soft=soft,
-                      jobs=jobs if len(plan) <= HOLD_LIMIT else None)
+                      jobs=jobs)
     engine = Engine(ctx, sched, jobs, after_commit, attempts=start.attempts,
                     rechecks=start.rechecks, tip_after=start.tip_after,
                     queue=make_queue(ctx, jobs))

@@ -236,13 +236,18 @@ def read_tip_blob(repo: Repo, tip: str, path: str) -> bytes | None:
 
 def read_plan(repo: Repo, log: LedgerLog) -> dict[str, Any] | None:
     """``plan.json`` of the run: from the ledger tip, else from the root ledger commit."""
-    for oid in (log.tip, log.events[0].oid if log.events else None):
+    return read_plan_at(repo, log.run, log.tip, log.events[0].oid if log.events else None)
+
+
+def read_plan_at(repo: Repo, run: str, tip: str, root: str | None) -> dict[str, Any] | None:
+    """``plan.json`` from the ledger commit ``tip``, else from the run's first one ``root``."""
+    for oid in (tip, root):
         if oid is None:
             continue
         try:
             data = read_tip_blob(repo, oid, PLAN_PATH)
         except MissingObject as exc:
-            raise missing_object(log.run, exc) from None
+            raise missing_object(run, exc) from None
         if data is not None:
             try:
                 plan = json.loads(data)

@@ -16,6 +16,7 @@ transition (``WsRecord.collected`` is then true).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from uet_git.gitrepo.merge import is_ancestor
 from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger.evidence import evidence, evidence_attempts
 from uet_git.ledger.expected import recorded_integration
+from uet_git.ledger.fold import LAND_EVENT, PARTIAL_TRAILER, Folded, Landing, fold
 from uet_git.ledger.layout import (
     ROOT,
     check_run_id,
@@ -46,6 +48,7 @@ from uet_git.ledger.log import (
     plan_deps,
     read_ledger,
     read_plan,
+    read_plan_at,
     read_tip_blob,
     ws_record,
 )
@@ -54,6 +57,8 @@ from uet_git.ledger.words import all_counts
 
 # Callers read the ledger through this module; these names live in log.py and evidence.py.
 __all__ = [
+    "LAND_EVENT",
+    "PARTIAL_TRAILER",
     "PENDING",
     "Event",
     "LedgerLog",
@@ -85,8 +90,6 @@ __all__ = [
     "ws_status",
 ]
 PREFIX = ROOT
-LAND_EVENT = "run: land"
-PARTIAL_TRAILER = "Uet-Partial"  # on a partial landing (`uet land --only`): what it landed
 
 
 @dataclass
@@ -208,40 +211,51 @@ def landed_tip(log: LedgerLog) -> tuple[str, str] | None:
     return (branch if branch.startswith("refs/") else f"refs/heads/{branch}"), tip
 
 
-def landed_workstreams(repo: Repo, log: LedgerLog, states: Mapping[str, str]) -> list[str]:
+def landed_workstreams(repo: Repo, f: Folded, states: Mapping[str, str]) -> list[str]:
     """The workstreams of the run whose change is on the target now, in ledger order: each
     recorded ``run: land`` brought either the workstreams its ``Uet-Partial`` names (a partial
     landing) or every workstream committed at that moment; a landing counts only while its
     branch still holds (contains) what it landed (a reset or a rollback by reset undoes it),
     and only workstreams still ``committed`` in ``states`` (a rolled-back or dropped one has
-    not landed, whatever a landing once said)."""
-    now: dict[str, str] = {}
-    landed: list[str] = []
+    not landed, whatever a landing once said). Ordered by the first held landing that brought
+    each, then by its place in that landing (a partial one's list, else first transitions)."""
     held: dict[tuple[str, str], bool] = {}
-    for e in log.events:
-        if e.is_transition:
-            now[e.ws] = e.to  # type: ignore[index,assignment]
-            continue
-        if e.ws is not None or e.subject != LAND_EVENT:
-            continue
-        where = _landing(log, e)
+    first: dict[str, tuple[int, int]] = {}  # ws -> (landing index, place in it)
+    whole: list[tuple[int, int]] = []  # (seq, landing index) of held landings of everything
+    for i, land in enumerate(f.landings):
+        where = _landing(f, land)
         if where is None:
             continue
         if where not in held:
             held[where] = _holds(repo, *where)
         if not held[where]:
             continue
-        partial = e.trailers.get(PARTIAL_TRAILER)
-        brought = [w for w in partial.split(",") if w] if partial is not None else \
-            [ws for ws, st in now.items() if st == "committed"]
-        landed += [ws for ws in brought if ws not in landed]
-    return [ws for ws in landed if states.get(ws) == "committed"]
+        if land.partial is None:
+            whole.append((land.seq, i))
+            continue
+        for place, ws in enumerate(land.partial):
+            key = (i, place)
+            if first.get(ws, key) >= key:
+                first[ws] = key
+    if whole:
+        seqs = [s for s, _ in whole]
+        place_of = {ws: n for n, ws in enumerate(f.records)}
+        for ws, spans in f.committed.items():
+            for since, until in spans:
+                # The first held landing after it became committed and before it left.
+                k = bisect.bisect_right(seqs, since)  # type: ignore[arg-type]
+                if k < len(seqs) and (until is None or seqs[k] < until):
+                    key = (whole[k][1], place_of.get(ws, 0))
+                    if first.get(ws, key) >= key:
+                        first[ws] = key
+                    break
+    return [ws for ws in sorted(first, key=first.__getitem__) if states.get(ws) == "committed"]
 
 
-def _landing(log: LedgerLog, e: Event) -> tuple[str, str] | None:
+def _landing(f: Folded, land: Landing) -> tuple[str, str] | None:
     """``(branch ref, tip)`` one ``run: land`` event recorded."""
-    branch = e.trailers.get("Uet-Branch") or log.target
-    tip = e.trailers.get("Uet-Landed") or recorded_integration(log)
+    branch = land.branch or f.target
+    tip = land.landed or f.recorded_integration
     if not branch or not tip:
         return None
     return (branch if branch.startswith("refs/") else f"refs/heads/{branch}"), tip
@@ -265,14 +279,18 @@ def is_landed(repo: Repo, log: LedgerLog) -> bool:
     return landed is not None and _holds(repo, *landed)
 
 
-def fully_landed(repo: Repo, log: LedgerLog, states: Mapping[str, str]
+def fully_landed(repo: Repo, f: Folded, states: Mapping[str, str]
                  ) -> tuple[bool, list[str]]:
     """``(landed, workstreams)``: the landed workstreams (``landed_workstreams``), and whether
     the run counts as landed: its last landing is held and every committed workstream is on
     the target (a partial landing, or a rollback, is not "landed")."""
-    done = landed_workstreams(repo, log, states)
+    if not f.landings:
+        return False, []
+    done = landed_workstreams(repo, f, states)
     committed = [ws for ws, st in states.items() if st == "committed"]
-    whole = bool(committed) and is_landed(repo, log) and all(ws in done for ws in committed)
+    last = _landing(f, f.landings[-1])
+    whole = bool(committed) and last is not None and _holds(repo, *last) and \
+        set(committed) <= set(done)
     return whole, done
 
 
@@ -313,29 +331,32 @@ def list_runs(repo: Repo) -> list[RunInfo]:
     states = for_each_ref(repo, [f"{PREFIX}{s}/" for s in STATES])
     counts: dict[str, dict[str, int]] = {}
     seen: dict[str, set[str]] = {}
+    committed: dict[str, list[str]] = {}
     for name, _ in states:
         parts = name[len(PREFIX):].split("/")
         if len(parts) == 3:
             c = counts.setdefault(parts[1], {})
             c[parts[0]] = c.get(parts[0], 0) + 1
             seen.setdefault(parts[1], set()).add(parts[2])
+            if parts[0] == "committed":
+                committed.setdefault(parts[1], []).append(parts[2])
     out: list[RunInfo] = []
     for name in sorted(ledgers):
         run = name[len(f"{PREFIX}ledger/"):]
-        log = read_ledger(repo, run, tip=ledgers[name])
+        f = fold(repo, run, tip=ledgers[name])
         c = counts.get(run, {})
         # Workstreams whose refs `uet gc` removed still count, by their last transition.
-        for ws, e in log.last_transitions().items():
-            if ws not in seen.get(run, set()) and e.to:
-                c[e.to] = c.get(e.to, 0) + 1
-        states = {ws: e.to for ws, e in log.last_transitions().items() if e.to}
-        for name2, _ in for_each_ref(repo, [f"{PREFIX}committed/{run}/"]):
-            states[name2.rsplit("/", 1)[1]] = "committed"
-        landed, done = fully_landed(repo, log, states) if log.run_events(LAND_EVENT) \
-            else (False, [])
+        run_seen = seen.get(run, set())
+        for ws, rec in f.records.items():
+            if ws not in run_seen and rec.state != PENDING:
+                c[rec.state] = c.get(rec.state, 0) + 1
+        now = {ws: rec.state for ws, rec in f.records.items() if rec.state != PENDING}
+        for ws in committed.get(run, []):
+            now[ws] = "committed"
+        landed, done = fully_landed(repo, f, now)
         out.append(RunInfo(
-            run=run, base=log.base, target=log.target, started=log.started,
-            updated=log.updated, ledger=log.tip, finished=log.finished,
+            run=run, base=f.base, target=f.target, started=f.started,
+            updated=f.updated, ledger=f.tip, finished=f.finished,
             landed=landed, counts={s: c[s] for s in STATES if c.get(s)},
             landed_workstreams=done,
         ))
@@ -346,24 +367,26 @@ def list_runs(repo: Repo) -> list[RunInfo]:
 
 
 def run_status(repo: Repo, run: str) -> RunStatus:
-    """Every workstream of ``run`` (planned ones without a transition as ``pending``)."""
+    """Every workstream of ``run`` (planned ones without a transition as ``pending``): states
+    from the state refs, the rest from the ledger's fold (ledger/fold.py: only the commits
+    since the last reader are read)."""
     check_run_id(run)
     refs = run_refs(repo, run)
     tip = refs.get(ledger_ref(run))
     if tip is None:
         raise UetError(f"no run {run!r} in this repository (see `uet runs`)")
-    log = read_ledger(repo, run, tip=tip)
-    by_ws: dict[str, list[Event]] = {}
-    for e in log.transitions():
-        by_ws.setdefault(e.ws, []).append(e)  # type: ignore[arg-type]
+    f = fold(repo, run, tip=tip)
     state_refs = state_refs_of(refs, run)
-    order = planned(read_plan(repo, log))
-    for ws in list(by_ws) + sorted(state_refs):
-        if ws not in order:
+    order = planned(read_plan_at(repo, run, f.tip, f.root))
+    known = set(order)
+    for ws in [*f.records, *sorted(state_refs)]:
+        if ws not in known:
+            known.add(ws)
             order.append(ws)
     records: list[WsRecord] = []
     for ws in order:
-        rec = ws_record(ws, by_ws.get(ws, []))
+        # The fold is this call's own (read or made for it): its records are filled in place.
+        rec = f.records.get(ws) or WsRecord(ws=ws, state=PENDING)
         found = state_refs.get(ws)
         if found:
             # The ref is the truth for the state; the ledger gives the rest. (fsck reports any
@@ -377,13 +400,13 @@ def run_status(repo: Repo, run: str) -> RunStatus:
     for rec in records:
         counts[rec.state] = counts.get(rec.state, 0) + 1
     ordered_counts = {s: counts[s] for s in (*STATES, PENDING) if counts.get(s)}
-    landed, done = fully_landed(repo, log, {r.ws: r.state for r in records}) \
-        if log.run_events(LAND_EVENT) else (False, [])
+    landed, done = fully_landed(repo, f, {r.ws: r.state for r in records})
+    landed_set = set(done)
     for rec in records:
-        rec.landed = rec.ws in done
+        rec.landed = rec.ws in landed_set
     return RunStatus(
-        run=run, base=log.base, target=log.target, started=log.started, updated=log.updated,
-        integration=refs.get(integration_ref(run)), finished=log.finished,
+        run=run, base=f.base, target=f.target, started=f.started, updated=f.updated,
+        integration=refs.get(integration_ref(run)), finished=f.finished,
         landed=landed, workstreams=records, counts=ordered_counts, landed_workstreams=done,
     )
 
