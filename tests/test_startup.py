@@ -60,3 +60,23 @@ def test_the_spec_models_alone_import_no_loader_yaml_or_legacy_reader() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_spec_models_build_no_validator_until_used() -> None:
+    # Building ~15 validators at class creation was about half of importing spec.models;
+    # `uet run` validates a workstream and a Config, `uet show` maybe one tool's model.
+    code = ("import uet_git.spec.models as m; "
+            "print(sorted(n for n, v in vars(m).items() if isinstance(v, type) "
+            "and issubclass(v, m.BaseModel) and v.__pydantic_complete__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_a_local_dry_run_imports_no_cluster_converter_or_report(repo: Path) -> None:
+    loaded = _modules(repo, "run", "--dry-run")
+    assert "uet_git.commands.run" in loaded
+    unneeded = sorted(m for m in loaded if m.split(".")[0] in ("dask", "distributed")
+                      or m in ("uet_git.spec.convert", "uet_git.cli.htmlreport",
+                               "uet_git.cli.reportdata"))
+    assert unneeded == []
