@@ -15,9 +15,18 @@ blamed for what happens later. uet itself never writes outside ``refs/uet/`` whi
 run, except a ``--land continuous`` landing, which runs through ``excused``: the tools'
 changes so far are checked first, then the baseline is taken again after uet's own move.
 
-Sandboxed (bubblewrap), a tool can write nothing the snapshot holds but its own worktree's
-admin dir (``worktrees/<id>/config.worktree``), so only changes there count for it, exactly
-attributed; what others (the user, another run) change meanwhile is not the tool's.
+Every interval's snapshots also hold the ties of each running workstream's worktree (its admin
+dir's ``commondir``, ``gitdir``, ``locked`` and the worktree's ``.git`` file,
+``tamper.Ties``): unsandboxed, a tool could re-point its worktree at a repository of its making
+and uet's own git in that worktree would follow. A workstream entering an open interval adds
+its ties to the baseline as they are then.
+
+Sandboxed (bubblewrap), a tool can write nothing a full snapshot holds but its own worktree's
+admin dir (``worktrees/<id>/config.worktree``; its ties are bound read-only there, checked
+anyway), so only that is snapshotted (``tamper.worktree_snapshot``: a few file reads, no
+process), exactly attributed; what others (the user, another run) change meanwhile is not the
+tool's. A ``[sandbox] writable`` path that holds the git dir, or lies inside it, opens what it
+covers to the tools again: then everything is checked, as for unsandboxed tools.
 """
 
 from __future__ import annotations
@@ -25,13 +34,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from uet_git.gitrepo import tamper
-from uet_git.gitrepo.repo import Repo
-from uet_git.gitrepo.worktrees import admin_dir
+from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.spec.models import SandboxConfig
 
 T = TypeVar("T")
@@ -65,12 +73,6 @@ class Tampering:
         return ("\n".join(lines) + "\n").encode()
 
 
-def _only_under(snap: tamper.Snapshot, prefix: str) -> tamper.Snapshot:
-    return replace(snap, files={p: s for p, s in snap.files.items() if p.startswith(prefix)},
-                   settings={p: s for p, s in snap.settings.items() if p.startswith(prefix)},
-                   refs={})
-
-
 class TamperGuard:
     """Thread-safe; one per run. ``enter(ws, worktree)`` before a workstream's command,
     ``leave(ws)`` after it: the Tampering seen (and already restored), or None."""
@@ -83,36 +85,52 @@ class TamperGuard:
         self._active: set[str] = set()
         self._touched: list[str] = []  # in the interval, in the order they started
         self._flagged: dict[str, Tampering] = {}
-        self._own: dict[str, tuple[str, tamper.Snapshot]] = {}  # sandboxed: ws -> (dir, snap)
+        self._ties: dict[str, tamper.Ties] = {}  # running workstream -> its worktree's ties
+        self._own: dict[str, tamper.Snapshot] = {}  # sandboxed: ws -> its worktree's snapshot
 
     def enter(self, ws_id: str, worktree: Path) -> None:
         if self.sandboxed:
-            rel = admin_dir(self.repo, worktree).relative_to(self.repo.common_dir).as_posix()
-            self._own[ws_id] = (rel + "/", tamper.snapshot(self.repo))
+            ties = tamper.ties_of(self.repo, worktree)
+            self._own[ws_id] = tamper.worktree_snapshot(self.repo, ties)
             return
+        try:
+            found: tamper.Ties | None = tamper.ties_of(self.repo, worktree)
+        except GitError:
+            found = None  # not a linked worktree of this repository: nothing ties it
         with self._lock:
+            if found is not None:
+                self._ties[ws_id] = found
             if not self._active:
-                self._baseline = tamper.snapshot(self.repo)
+                self._baseline = tamper.snapshot(self.repo, [found] if found else [])
                 self._touched = []
+            elif found is not None:
+                assert self._baseline is not None
+                self._baseline = tamper.with_ties(self._baseline, found)
             self._active.add(ws_id)
             if ws_id not in self._touched:
                 self._touched.append(ws_id)
 
     def leave(self, ws_id: str) -> Tampering | None:
         if self.sandboxed:
-            prefix, before = self._own.pop(ws_id)
-            after = tamper.snapshot(self.repo)
-            b, a = _only_under(before, prefix), _only_under(after, prefix)
-            found = tamper.changes(b, a, full_oids=True)
+            before = self._own.pop(ws_id)
+            after = tamper.worktree_snapshot(self.repo, before.ties[0])
+            found = tamper.changes(before, after, full_oids=True)
             if not found:
                 return None
-            return Tampering(found, tamper.restore(self.repo, b, a), [ws_id])
+            return Tampering(found, tamper.restore(self.repo, before, after), [ws_id])
         with self._lock:
             self._active.discard(ws_id)
             self._check()
-            if not self._active:
+            self._ties.pop(ws_id, None)
+            if self._active:
+                assert self._baseline is not None
+                self._baseline = tamper.narrowed(self._baseline, self._running_ties())
+            else:
                 self._baseline, self._touched = None, []
             return self._flagged.pop(ws_id, None)
+
+    def _running_ties(self) -> list[tamper.Ties]:
+        return [self._ties[w] for w in sorted(self._active) if w in self._ties]
 
     def excused(self, action: Callable[[], T]) -> T:
         """Run uet's own change of refs outside ``refs/uet/`` (a continuous landing) while
@@ -126,13 +144,13 @@ class TamperGuard:
                 return action()
             finally:
                 if self._active:
-                    self._baseline = tamper.snapshot(self.repo)
+                    self._baseline = tamper.snapshot(self.repo, self._running_ties())
                     self._touched = sorted(self._active)
 
     def _check(self) -> None:
         """Compare the interval's baseline with now (the lock is held)."""
         assert self._baseline is not None
-        now = tamper.snapshot(self.repo)
+        now = tamper.snapshot(self.repo, self._baseline.ties)
         found = tamper.changes(self._baseline, now, full_oids=True)
         if found:
             restored = tamper.restore(self.repo, self._baseline, now)
@@ -144,18 +162,18 @@ class TamperGuard:
                 else:
                     seen.changes += found
                     seen.restored += restored
-            now = tamper.snapshot(self.repo)
+            now = tamper.snapshot(self.repo, self._baseline.ties)
         self._baseline = now
         self._touched = [w for w in self._touched if w in self._active]
 
 
 def guard_for(repo: Repo, config: SandboxConfig, *, sandboxed: bool) -> TamperGuard:
     """The guard of a run whose commands run sandboxed or not. A ``[sandbox] writable`` path
-    holding the git dir opens it to the tools again: then everything is checked, as for
-    unsandboxed tools."""
+    holding the git dir, or inside it, opens (part of) it to the tools again: then everything
+    is checked, as for unsandboxed tools."""
     common = os.path.realpath(repo.common_dir)
-    opened = any(_holds(os.path.realpath(os.path.expanduser(w)), common)
-                 for w in config.writable)
+    opened = any(_holds(w, common) or _holds(common, w)
+                 for w in (os.path.realpath(os.path.expanduser(p)) for p in config.writable))
     return TamperGuard(repo, sandboxed=sandboxed and not opened)
 
 

@@ -17,7 +17,19 @@ What a snapshot holds (all in the common git dir):
   target of a symbolic link);
 - every ref outside ``refs/uet/`` (uet's own) with its oid, compared as a map, so a
   ``git pack-refs`` in between is no change. The HEADs of worktrees are not in it: they move
-  legitimately (uet's own worktrees, the user's checkout).
+  legitimately (uet's own worktrees, the user's checkout). Read in process
+  (``gitrepo.looserefs``: loose refs without descending into ``refs/uet/``, then
+  ``packed-refs``); ``git for-each-ref`` only when that cannot be sure;
+- for the worktrees the caller names (``Ties``): what ties each to this repository, its admin
+  dir's ``commondir``, ``gitdir`` and ``locked`` and the worktree's own ``.git`` file (keyed by
+  its absolute path). A tool that rewrote them would send uet's own git in that worktree to a
+  repository of its making. Their removal is a change even when the whole admin dir went.
+
+A snapshot starts no process. The settings of a config file are parsed (``git config --file
+- --null --list``, from the bytes kept) only when ``changes`` finds the file's bytes differ,
+to name the changed key; a file too big to keep is parsed when the snapshot is taken.
+``worktree_snapshot`` holds only one worktree's admin dir config and ties: all a sandboxed
+tool can write of what a full snapshot holds (``workers/sandbox.py``).
 
 ``restore`` is a compare-and-swap everywhere: a ref or file is put back only while it still
 holds what the tool left (the ``after`` snapshot), so something the user (or another run)
@@ -34,12 +46,14 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from uet_git.gitrepo.looserefs import refs_outside
 from uet_git.gitrepo.refs import RefConflict, for_each_ref
 from uet_git.gitrepo.repo import GitError, Repo, run_git
+from uet_git.gitrepo.worktrees import admin_dir
 
 # Content is kept for restoring up to this size; a bigger file is compared by its digest only.
 MAX_KEPT = 1 << 20
@@ -57,15 +71,35 @@ class FileState:
     data: bytes | None
 
 
+Settings = tuple[tuple[str, str | None], ...]
+
+
+@dataclass(frozen=True)
+class Ties:
+    """What ties one worktree to the repository: its admin dir (relative to the common dir)
+    and its ``.git`` file (absolute). Found before the tool runs (``ties_of``): the tool may
+    rewrite the very ``gitdir`` that ``admin_dir`` finds the admin dir by."""
+
+    admin: str
+    gitfile: str
+
+    def paths(self) -> tuple[str, ...]:
+        return (f"{self.admin}/commondir", f"{self.admin}/gitdir", f"{self.admin}/locked",
+                self.gitfile)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     common_dir: Path
-    files: Mapping[str, FileState] = field(default_factory=dict)  # path relative to common dir
-    settings: Mapping[str, tuple[tuple[str, str | None], ...] | None] = field(
-        default_factory=dict)  # config file -> its (key, value) list; None: unparseable
+    # Path relative to the common dir (a worktree's .git file: absolute) -> its state.
+    files: Mapping[str, FileState] = field(default_factory=dict)
+    # Config files too big to keep -> their (key, value) list, None: unparseable. The others
+    # are parsed from their kept bytes when they differ (``settings_of``).
+    settings: Mapping[str, Settings | None] = field(default_factory=dict)
     refs: Mapping[str, str] = field(default_factory=dict)
     # Ids of the worktree admin dirs (``worktrees/<id>``); None when not known.
     worktrees: frozenset[str] | None = None
+    ties: tuple[Ties, ...] = ()
 
 
 def _read(path: Path) -> FileState | None:
@@ -118,35 +152,110 @@ def _config_paths(common: Path) -> list[str]:
     return paths
 
 
-def _settings(repo: Repo, path: Path) -> tuple[tuple[str, str | None], ...] | None:
+def _parse(common: Path, data: bytes) -> Settings | None:
+    """The settings in config bytes, as git reads them (``include.path`` is a key like any
+    other: ``--file`` follows no include)."""
+    proc = run_git(["config", "--file", "/dev/stdin", "--null", "--list"], cwd=common,
+                   input=data, check=False)
+    return None if proc.returncode != 0 else _split(proc.stdout)
+
+
+def _settings(repo: Repo, path: Path) -> Settings | None:
     proc = run_git(["config", "--file", str(path), "--null", "--list"], cwd=repo.workdir,
                    check=False)
-    if proc.returncode != 0:
-        return None
-    out: list[tuple[str, str | None]] = []
-    for item in proc.stdout.decode(errors="surrogateescape").split("\0"):
+    return None if proc.returncode != 0 else _split(proc.stdout)
+
+
+def _split(out: bytes) -> Settings:
+    items: list[tuple[str, str | None]] = []
+    for item in out.decode(errors="surrogateescape").split("\0"):
         if item:
             key, nl, value = item.partition("\n")
-            out.append((key, value if nl else None))
-    return tuple(out)
+            items.append((key, value if nl else None))
+    return tuple(items)
 
 
-def snapshot(repo: Repo) -> Snapshot:
-    """The repository's config files, ``info/``, ``hooks/`` and refs outside ``refs/uet/``."""
+def settings_of(snap: Snapshot, path: str) -> Settings | None:
+    """The settings of config file ``path`` in ``snap`` (None: not readable as git config)."""
+    if path in snap.settings:
+        return snap.settings[path]
+    state = snap.files.get(path)
+    if state is None or state.link or state.data is None:
+        return None
+    return _parse(snap.common_dir, state.data)
+
+
+def ties_of(repo: Repo, worktree: Path) -> Ties:
+    """The ties of ``worktree`` (a registered linked worktree; GitError otherwise)."""
+    admin = admin_dir(repo, worktree).relative_to(repo.common_dir).as_posix()
+    return Ties(admin, os.path.join(os.path.realpath(worktree), ".git"))
+
+
+def _read_config(repo: Repo, rel: str, files: dict[str, FileState],
+                 settings: dict[str, Settings | None]) -> None:
+    state = _read(repo.common_dir / rel)
+    if state is not None:
+        files[rel] = state
+        if state.data is None and not state.link:
+            settings[rel] = _settings(repo, repo.common_dir / rel)
+
+
+def _read_ties(common: Path, ties: tuple[Ties, ...], files: dict[str, FileState]) -> None:
+    for t in ties:
+        for key in t.paths():
+            state = _read(common / key)
+            if state is not None:
+                files[key] = state
+
+
+def _refs(repo: Repo) -> dict[str, str]:
+    found = refs_outside(repo.common_dir, _OWN_REFS)
+    if found is None:
+        found = {r: o for r, o in for_each_ref(repo).items() if not r.startswith(_OWN_REFS)}
+    return found
+
+
+def snapshot(repo: Repo, ties: Iterable[Ties] = ()) -> Snapshot:
+    """The repository's config files, ``info/``, ``hooks/``, refs outside ``refs/uet/``, and
+    the ties of the worktrees named."""
     common = repo.common_dir
     files: dict[str, FileState] = {}
-    settings: dict[str, tuple[tuple[str, str | None], ...] | None] = {}
+    settings: dict[str, Settings | None] = {}
     for rel in _config_paths(common):
-        state = _read(common / rel)
-        if state is not None:
-            files[rel] = state
-            settings[rel] = None if state.link else _settings(repo, common / rel)
+        _read_config(repo, rel, files, settings)
     _walk(common, "info", files)
     _walk(common, "hooks", files)
-    refs = {r: o for r, o in for_each_ref(repo).items() if not r.startswith(_OWN_REFS)}
+    tied = tuple(ties)
+    _read_ties(common, tied, files)
     wts = common / "worktrees"
     ids = frozenset(d.name for d in wts.iterdir() if d.is_dir()) if wts.is_dir() else frozenset()
-    return Snapshot(common, files, settings, refs, ids)
+    return Snapshot(common, files, settings, _refs(repo), ids, tied)
+
+
+def worktree_snapshot(repo: Repo, ties: Ties) -> Snapshot:
+    """Only one worktree's admin dir config (``config.worktree``) and its ties."""
+    files: dict[str, FileState] = {}
+    settings: dict[str, Settings | None] = {}
+    _read_config(repo, f"{ties.admin}/config.worktree", files, settings)
+    _read_ties(repo.common_dir, (ties,), files)
+    return Snapshot(repo.common_dir, files, settings, {}, None, (ties,))
+
+
+def narrowed(snap: Snapshot, ties: Iterable[Ties]) -> Snapshot:
+    """``snap`` holding the ties of ``ties`` only (those it holds)."""
+    keep = tuple(t for t in ties if t in snap.ties)
+    drop = {k for t in snap.ties if t not in keep for k in t.paths()}
+    return replace(snap, files={p: s for p, s in snap.files.items() if p not in drop},
+                   ties=keep)
+
+
+def with_ties(snap: Snapshot, ties: Ties) -> Snapshot:
+    """``snap`` also holding ``ties`` as they are now (unchanged when it holds them already)."""
+    if ties in snap.ties:
+        return snap
+    files = dict(snap.files)
+    _read_ties(snap.common_dir, (ties,), files)
+    return replace(snap, files=files, ties=(*snap.ties, ties))
 
 
 # --------------------------------------------------------------------------- changes
@@ -178,8 +287,9 @@ def _show(values: list[str | None]) -> str:
 
 
 def _config_changes(path: str, before: Snapshot, after: Snapshot) -> list[str]:
-    b, a = before.settings.get(path), after.settings.get(path)
-    if (b is None and path in before.files) or (a is None and path in after.files):
+    b = settings_of(before, path) if path in before.files else ()
+    a = settings_of(after, path) if path in after.files else ()
+    if b is None or a is None:
         return [f"{path}: changed (not readable as git config)"]
     kb, ka = _by_key(b or ()), _by_key(a or ())
     out = []
@@ -215,14 +325,16 @@ def _file_change(path: str, b: FileState | None, a: FileState | None) -> str:
 
 def _changed_files(before: Snapshot, after: Snapshot) -> list[str]:
     """Paths whose state differs, but the config of a worktree that was removed meanwhile
-    (its whole admin dir went: ``git worktree remove``, uet's own pool included)."""
+    (its whole admin dir went: ``git worktree remove``, uet's own pool included). The ties of
+    the worktrees the snapshots were taken for always count."""
+    tied = {k for t in before.ties for k in t.paths()}
     out = []
     for path in sorted(before.files.keys() | after.files.keys()):
         b, a = before.files.get(path), after.files.get(path)
         if b == a:
             continue
         if (a is None and path.startswith("worktrees/") and after.worktrees is not None
-                and path.split("/")[1] not in after.worktrees):
+                and path.split("/")[1] not in after.worktrees and path not in tied):
             continue
         out.append(path)
     return out
@@ -361,4 +473,5 @@ def restore(repo: Repo, before: Snapshot, after: Snapshot, *,
     return out
 
 
-__all__ = ["MAX_KEPT", "FileState", "Snapshot", "changes", "restore", "snapshot"]
+__all__ = ["MAX_KEPT", "FileState", "Snapshot", "Ties", "changes", "narrowed", "restore",
+           "settings_of", "snapshot", "ties_of", "with_ties", "worktree_snapshot"]
