@@ -10,6 +10,9 @@ transaction), then a live 100-workstream run recorded by the real writer
 committed, each transition timed (600 samples). Then `uet status RUN` runs as a subprocess
 (the real command, interpreter start included), 5+ times after one warm-up.
 
+``--batching OLD`` (L2, issue 11): fsyncs per workstream (``strace -f -c``) and wall time of
+a 10-workstream trivial ``uet run --land never``, uet at OLD against this tree, interleaved.
+
 Goals (issue 4): a transition at 10,000 patches costs at most 1.5x one at 100; `uet status` of
 a 100-workstream run answers within 0.5 s with 10,000 patches stored. ``--quick`` (CI smoke):
 100 and 1,000 patches, fewer status repetitions, well under 30 s.
@@ -239,11 +242,105 @@ def main(quick: bool = False) -> list[Table]:
     return [table]
 
 
+# --------------------------------------------------------------------------- batching (L2)
+
+BATCH_WS = 10
+
+
+def _batch_repo(path: Path, n: int) -> None:
+    """A small repository with ``n`` independent trivial workstreams (tool + acceptance)."""
+    _make_repo(path)
+    (path / "workstreams").mkdir()
+    (path / "uet.toml").write_text('[sandbox]\nmode = "none"\n')
+    for i in range(n):
+        (path / "workstreams" / f"w{i:02d}.yaml").write_text(
+            f"id: w{i:02d}\ntool: shell\ncommand: echo {i} > f{i:02d}.txt\n"
+            f"acceptance: [\"test -f f{i:02d}.txt\"]\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "workstreams")
+
+
+def _fsyncs(trace: Path) -> int:
+    """Calls of fsync + fdatasync in an ``strace -c`` summary."""
+    total = 0
+    for line in trace.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[-1] in ("fsync", "fdatasync"):
+            total += int(parts[3] if len(parts) >= 6 else parts[2])
+    return total
+
+
+def _one_run(template: Path, work: Path, code: Path, jobs: int, *, strace: bool) -> float:
+    """Copy ``template``, ``uet run --land never`` it with uet from ``code``; wall seconds
+    (or, with ``strace``, the fsync count)."""
+    import shutil  # why: only this mode copies repositories
+    import subprocess  # why: strace wraps the uet process
+
+    repo = work / "repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    shutil.copytree(template, repo, symlinks=True)
+    env = {**bench_env(), "PYTHONPATH": str(code)}
+    cmd = [sys.executable, "-m", "uet_git", "run", "--land", "never", "--jobs", str(jobs)]
+    trace = work / "strace.txt"
+    if strace:
+        cmd = ["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", str(trace), *cmd]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"uet run ({code}) exited {proc.returncode}: {proc.stderr[-800:]}")
+    return float(_fsyncs(trace)) if strace else wall
+
+
+def batching(old: Path, rounds: int, jobs: int) -> Table:
+    """L2: fsyncs per workstream and wall time of a 10-workstream trivial run, uet at ``old``
+    against this tree, interleaved (old, new, old, new, ...)."""
+    work = workdir("ledger-batch")
+    codes = {"old": old, "new": ROOT}
+    try:
+        template = work / "template"
+        _batch_repo(template, BATCH_WS)
+        fs: dict[str, list[float]] = {k: [] for k in codes}
+        walls: dict[str, list[float]] = {k: [] for k in codes}
+        for code in codes.values():  # warm-up: .pyc, page cache
+            _one_run(template, work, code, jobs, strace=False)
+        for _ in range(rounds):
+            for label, code in codes.items():
+                fs[label].append(_one_run(template, work, code, jobs, strace=True) / BATCH_WS)
+                walls[label].append(_one_run(template, work, code, jobs, strace=False))
+        load = Path("/proc/loadavg").read_text().split()[:3]
+        table = Table(f"L2 ledger batching: {BATCH_WS} trivial workstreams, --jobs {jobs}, "
+                      f"--land never, {rounds} rounds interleaved",
+                      ["uet", "fsyncs / workstream", "wall"])
+        stats = {k: Stats.of(walls[k]) for k in codes}
+        for label in codes:
+            f = Stats.of(fs[label])
+            table.add(f"{label} ({codes[label]})", f"{f.median:.1f} ({min(fs[label]):.1f}-"
+                      f"{max(fs[label]):.1f})", stats[label].fmt("s", 3))
+        r = ratio(stats["new"].median, stats["old"].median)
+        table.notes.append(f"wall new / old = {r:.2f} (medians); load average at the end "
+                           f"{' '.join(load)}")
+        table.notes.append("fsyncs: `strace -f -c -e trace=fsync,fdatasync` of the whole "
+                           "`uet run` (git children included), divided by the workstreams")
+        emit(table)
+        return table
+    finally:
+        cleanup(work)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="100 and 1,000 patches only (< 30 s)")
+    ap.add_argument("--batching", metavar="OLD", type=Path,
+                    help="L2 instead: fsyncs per workstream and wall time against uet at OLD "
+                         "(a worktree, e.g. `git worktree add /tmp/w-old 0a5a78e`)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--jobs", type=int, default=4)
     args = ap.parse_args()
     import os
 
     os.environ.update(bench_env())
-    main(args.quick)
+    if args.batching:
+        batching(args.batching.resolve(), args.rounds, args.jobs)
+    else:
+        main(args.quick)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,14 @@ from uet_git.gitrepo.merge import rebase
 from uet_git.gitrepo.odb import get_commit, tree_of
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.trailers import parse_trailers
-from uet_git.ledger.writer import Ledger
+from uet_git.ledger.writer import Ledger, Step
 from uet_git.plan.dag import Plan
 from uet_git.spec.models import Config, Workstream
 from uet_git.workers.pool import WorktreePool
 from uet_git.workers.sandbox import SandboxPlan, available, sandbox_for
 from uet_git.workers.tools import tool_env, worker_port
+
+WORKER_THREAD = "uet-worker-"  # engine.loop's worker threads' names begin so
 
 
 def attempt_log_dir(root: Path, ws_id: str, attempt: int, what: str = "") -> Path:
@@ -157,15 +159,41 @@ class RunContext:
         """A ledger transition, then the observer's line (the ledger is the truth: report
         after). ``shown_reason``: the reason to report when the ledger takes none
         (``blocked``)."""
-        oid = self.ledger.record(ws_id, to, attempt=attempt, reason=reason, summary=detail, **kw)
+        step = Step(to, reason=reason, summary=detail, **kw)
+        return self.record_chain(ws_id, [step], attempt=attempt, shown_reason=shown_reason)[-1]
+
+    def record_chain(self, ws_id: str, steps: Sequence[Step], *, attempt: int,
+                     shown_reason: str | None = None) -> list[str]:
+        """Consecutive transitions of ``ws_id`` decided together, in ONE ledger transaction
+        (``Ledger.record_chain``: one commit each), then the observer's line for each. The
+        integrator's and the queue's (any thread but a worker's) go first in a group
+        commit: a commit unlocks dependents, a worker's record only frees its own slot."""
+        first = not threading.current_thread().name.startswith(WORKER_THREAD)
+        oids = self.ledger.record_chain(ws_id, steps, attempt=attempt, first=first)
+        self._reported(ws_id, steps, oids, attempt, shown_reason)
+        return oids
+
+    def record_later(self, ws_id: str, steps: Sequence[Step], *, attempt: int) -> None:
+        """``record_chain`` without waiting for it (a worker's last transition: the worker
+        needs nothing back, so its slot takes the next tool while the ledger writes). The
+        observer's line comes once it is durable; ``ledger.state(ws_id)`` waits for it."""
+        def done(oids: list[str]) -> None:
+            self._reported(ws_id, steps, oids, attempt, None)
+
+        self.ledger.submit(ws_id, steps, attempt=attempt, done=done)
+
+    def _reported(self, ws_id: str, steps: Sequence[Step], oids: list[str], attempt: int,
+                  shown_reason: str | None) -> None:
         # The state it left, from the commit just written (its Uet-From trailer), not from
         # ledger.state() before: that takes the writer's mutex a second time per transition,
         # and under contention waits out another thread's whole ref transaction (fsync).
-        prev = recorded_from(self.repo, oid)
-        self.observer.transition(ws_id, prev, to, attempt=attempt,
-                                 reason=reason or shown_reason, detail=first_line(detail))
-        crash_point(f"{ws_id}:{to}")
-        return oid
+        prev = recorded_from(self.repo, oids[0])
+        for step in steps:
+            self.observer.transition(ws_id, prev, step.to, attempt=attempt,
+                                     reason=step.reason or shown_reason,
+                                     detail=first_line(step.summary))
+            crash_point(f"{ws_id}:{step.to}")
+            prev = step.to
 
 
 def recorded_from(repo: Repo, ledger_commit: str) -> str | None:

@@ -36,6 +36,7 @@ from uet_git.gitrepo.odb import get_commit
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.worktrees import reset_index, reset_worktree
 from uet_git.ledger.evidence import MAX_EVIDENCE
+from uet_git.ledger.writer import Step
 from uet_git.spec.models import Config, VerifyConfig, Workstream
 from uet_git.workers.normalise import normalise
 from uet_git.workers.pool import Worktree
@@ -314,11 +315,12 @@ def run_attempt(ctx: StepContext, ws_id: str, *, worker: int, base: str, attempt
         if norm.tool_commits:
             evidence["tool-commits.txt"] = ("\n".join(norm.tool_commits) + "\n").encode()
         evidence["diffstat"] = diff_stat(ctx.repo, base, patch).encode()
-        ctx.record(ws_id, "created", attempt=attempt, patch=patch, evidence=evidence,
-                   detail=f"{ws.tool} produced {len(norm.changes)} changed "
-                          f"path{'s' * (len(norm.changes) != 1)}")
+        created = Step("created", patch=patch, evidence=evidence,
+                       summary=f"{ws.tool} produced {len(norm.changes)} changed "
+                               f"path{'s' * (len(norm.changes) != 1)}")
         outcome = check_patch(ctx, ws_id, worker=worker, attempt=attempt, patch=patch,
-                              changes=norm.changes, wt=wt, state="created", started=start)
+                              changes=norm.changes, wt=wt, state="created", started=start,
+                              created=created)
         outcome.duration = time.monotonic() - start
         return outcome
     except Exception:
@@ -368,19 +370,31 @@ def validation(repo: Repo, ws: Workstream, verify: VerifyConfig, patch: str,
 
 def check_patch(ctx: StepContext, ws_id: str, *, worker: int, attempt: int, patch: str,
                 changes: list[Change] | None, wt: Worktree, state: str,
-                started: float | None = None) -> WorkerOutcome:
+                started: float | None = None, created: Step | None = None) -> WorkerOutcome:
     """From ``created`` (or ``validated``): validation, then acceptance on exactly the patch's
-    tree, then ``queued``. Used by fresh attempts and by resume (a patch recorded before a
-    crash)."""
+    tree, then ``queued``. Used by fresh attempts (``created``: that transition, not recorded
+    yet) and by resume (a patch recorded before a crash).
+
+    Transitions decided together share one ledger transaction (``record_steps``): a fresh
+    patch's ``created`` and its validation's verdict (validation is in memory, milliseconds),
+    and with no acceptance ``queued`` too. The patch's first ref is in that transaction, so
+    it is waited for before the worktree (whose HEAD is the patch's only other root) goes
+    back. ``queued`` after acceptance is not waited for (``record_steps(later=True)``): the
+    patch is recorded already, the worker needs nothing back, and its slot starts the next
+    tool while the ledger writes."""
     ws = ctx.ws(ws_id)
     start = time.monotonic()
+    steps = [created] if created is not None else []
     if state == "created":
         reason, detail = validation(ctx.repo, ws, ctx.config.verify, patch, changes)
         if reason:
-            ctx.record(ws_id, "quarantined", attempt=attempt, reason=reason, detail=detail)
+            record_steps(ctx, ws_id, attempt,
+                         [*steps, Step("quarantined", reason=reason, summary=detail)])
             return WorkerOutcome(ws_id, "quarantined", reason, False, time.monotonic() - start)
-        ctx.record(ws_id, "validated", attempt=attempt, detail=detail)
+        steps.append(Step("validated", summary=detail))
     if ws.acceptance:
+        if steps:
+            record_steps(ctx, ws_id, attempt, steps)
         ctx.observer.worker(worker, ws_id, "acceptance")
         # With the verification queue, first on the queue's tail + the patch (verify once: the
         # queue's candidate is that tree when nothing ahead changes); failing there is no
@@ -423,16 +437,37 @@ def check_patch(ctx: StepContext, ws_id: str, *, worker: int, attempt: int, patc
             return WorkerOutcome(ws_id, "quarantined", "verify-failed", False,
                                  time.monotonic() - start)
         on = "" if target == patch else f" on the queue's tail + the patch ({target[:12]})"
-        ctx.record(ws_id, "queued", attempt=attempt, evidence={"acceptance.log": acc.log},
-                   detail=f"acceptance: {len(ws.acceptance)} command"
-                          f"{'s' * (len(ws.acceptance) != 1)} passed in "
-                          f"{acc.duration:.1f} s{on}",
-                   trailers={**_worker_seconds(started or start),
-                             **ctx.accepted_on(ws, target)})
+        queued = Step("queued", evidence={"acceptance.log": acc.log},
+                      summary=f"acceptance: {len(ws.acceptance)} command"
+                              f"{'s' * (len(ws.acceptance) != 1)} passed in "
+                              f"{acc.duration:.1f} s{on}",
+                      trailers={**_worker_seconds(started or start),
+                                **ctx.accepted_on(ws, target)})
+        record_steps(ctx, ws_id, attempt, [queued], later=True)
     else:
-        ctx.record(ws_id, "queued", attempt=attempt, detail="no acceptance commands",
-                   trailers=_worker_seconds(started or start))
+        queued = Step("queued", summary="no acceptance commands",
+                      trailers=_worker_seconds(started or start))
+        record_steps(ctx, ws_id, attempt, [*steps, queued], later=not steps)
     return WorkerOutcome(ws_id, "queued", duration=time.monotonic() - start)
+
+
+def record_steps(ctx: StepContext, ws_id: str, attempt: int, steps: list[Step], *,
+                 later: bool = False) -> None:
+    """Record ``steps`` in one ledger transaction (``RunContext.record_chain``; ``later``:
+    without waiting, ``record_later``); a remote worker's context records them one by one
+    (it only keeps them for the coordinator)."""
+    if isinstance(ctx, RunContext):
+        if later:
+            ctx.record_later(ws_id, steps, attempt=attempt)
+        else:
+            ctx.record_chain(ws_id, steps, attempt=attempt)
+        return
+    for step in steps:
+        kw = {k: v for k, v in (("patch", step.patch), ("candidate", step.candidate),
+                                ("evidence", step.evidence), ("integration", step.integration),
+                                ("trailers", step.trailers)) if v is not None}
+        ctx.record(ws_id, step.to, attempt=attempt, reason=step.reason, detail=step.summary,
+                   **kw)
 
 
 WORKER_SECONDS = "Uet-Worker-Seconds"

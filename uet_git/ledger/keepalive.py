@@ -284,6 +284,12 @@ class Keepalive:
         wait_for_gc(self._repo, pruning_gc(self._repo))
         self.ensure()
 
+    def add_all(self, writtens: list[Written]) -> None:
+        """``add`` for the commits of one transaction: one wait for a pruning gc, one look."""
+        self._pending.extend(writtens)
+        wait_for_gc(self._repo, pruning_gc(self._repo))
+        self.ensure()
+
     def rewrite(self, written: Written) -> None:
         """Write ``written`` again, and the patch/candidate commits it names that are gone
         while their trees are not."""

@@ -53,18 +53,55 @@ measured ~9 ms (three times a whole transition), so it is not done. Objects are 
 before the refs that name them; after a power loss the filesystem decides, and ``uet fsck`` /
 ``git fsck`` report a ref to a lost object.
 
-Consecutive transitions of one workstream are NOT batched into one ref transaction (yet): the
-worker path runs validation and acceptance between ``created``, ``validated`` and ``queued``, so
-one transaction for the three would hold ``created`` back until acceptance ended, leaving the
-patch commit without any ref (and without a state a resume can see) for the whole acceptance
-run; a crash there would lose a finished tool run that today is resumed from ``created``. It
-needs the caller to say which transitions are decided together (``applied -> verified ->
-committed`` is, in the integrator), which is a change of the engine's calls, not of
-``record``'s contract.
+Fewer, shared transactions (group commit and chains). ``record`` and ``record_chain`` queue
+their transitions (a ``Pending``); the first caller that finds the writer's mutex free is the
+leader and writes EVERYTHING queued at that moment as one ref transaction (the integrator's
+and the queue's ahead of the workers', each workstream's own in order), while the others wait
+on the mutex and find theirs done; ``submit`` with ``done`` returns at once and a background
+thread writes it (a worker's ``queued``: the worker's slot takes the next tool meanwhile;
+``state``/``states`` wait for what is queued for the workstream they read, and run-level
+writes and ``close`` write the queue first). In one group, every transition is still ONE
+ledger commit with all its trailers and evidence, the parent of the next (the history reads
+exactly as if each had been committed alone), and the transaction moves the ledger ref from
+the old tip to the last of them, each workstream's state ref from its state before the group
+to its state after it, creates the attempts' patch refs and fast-forwards the integration ref
+to the last tip recorded, every one with its old value. A transition that is illegal in the
+state the ones before it leave fails alone, before anything is committed (its objects are
+left unreferenced, as after ``after-objects``); a failed transaction is tried again one
+request at a time, so a failure reaches only the callers it concerns.
 
-Fault injection for the crash tests: ``UET_LEDGER_CRASH=POINT[:WS]`` makes the process
+Why this cannot lose or misstate anything after a crash at any point, e.g. for ``created +
+validated`` of a worker or ``applied + verified + committed`` of the integrator (the worker
+path and the queue say which transitions are decided together: nothing runs between them
+but in-memory checks, validation or the gate's tip comparison):
+- the transaction is atomic, so a crash leaves either the state before the group (ledger ref
+  at the old tip, the old state ref, no new patch ref, the integration ref unmoved) or the
+  state after it; never an intermediate state's ref, never a ledger commit without its refs
+  or a ref without its ledger commit. The old state is one a resume already handles: it is
+  what a crash just before the first of those ``record`` calls left. The patch commit a
+  ``created`` names is rooted by the worker's worktree HEAD until the transaction that creates
+  its patch ref is durable (the worker waits for it before giving the worktree back), and the
+  checks run again on it after a resume (``recheck_patch``);
+- after it, every intermediate transition is in the history with its own trailers and
+  evidence, and ``expected.expected_refs`` (repair, ``uet fsck``), which replays the history,
+  derives exactly the refs the transaction left: one state ref per workstream (its last
+  state), the patch refs of every attempt recorded, the last ``Uet-Integration``;
+- a ``Uet-From`` always names the state the previous commit of that workstream left, so no
+  transition is skipped or invented, and a ``committed`` still needs ``verified`` before it
+  in the history (``states`` checks each step against the one before);
+- a transition queued without waiting and not yet written when the process dies is simply not
+  recorded: the workstream stays in its previous recorded state, which is what a crash during
+  the work before it (acceptance) leaves today, and the next resume does that work again.
+  Nothing that depends on it is recorded first: a reader of that workstream waits for it, and
+  the transitions of one workstream keep their order in every group.
+The crash points below fire for each workstream of a group (``after-prepare``/``after-commit``
+when any of them is selected), so the crash tests see the same three moments.
+
+Fault injection for the crash tests: ``UET_LEDGER_CRASH=POINT[:WS[@STATE]]`` makes the process
 ``os._exit(99)`` at POINT (``after-objects``, ``after-prepare``, ``after-commit``) of a
-``record()`` (for WS only, if given; ``run:rebase`` selects ``rebase_integration``). Unset, it
+``record()`` (for WS only, if given; with ``@STATE`` only in the transaction that records WS's
+move to STATE, e.g. ``after-prepare:a@committed`` inside ``applied -> verified -> committed``;
+``run:rebase`` selects ``rebase_integration``). Unset, it
 costs one dict lookup.
 
 The integration ref only fast-forwards, with one exception: ``rebase_integration`` (``uet land
@@ -83,7 +120,8 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from uet_git.errors import UetError
@@ -130,7 +168,7 @@ from uet_git.ledger.states import (
 )
 from uet_git.ledger.words import plural
 
-__all__ = ["MAX_EVIDENCE", "Ledger", "LedgerBusy", "truncate"]
+__all__ = ["MAX_EVIDENCE", "Ledger", "LedgerBusy", "Pending", "Step", "truncate"]
 
 LOCK_RETRY_SECONDS = 5.0  # how long a transaction waits for a ref lock another git holds
 CONFIG_PATH = "config.json"
@@ -161,13 +199,109 @@ def _extra_trailers(trailers: Mapping[str, str] | None) -> list[tuple[str, str]]
     return out
 
 
-def _crash_point(point: str, ws: str | None) -> None:
+def _crash_point(point: str, ws: str | None, tos: Sequence[str] = ()) -> None:
     spec = os.environ.get("UET_LEDGER_CRASH")
     if not spec:
         return
     want, _, only = spec.partition(":")
-    if want == point and (not only or only == ws):
+    only, _, to = only.partition("@")
+    if want == point and (not only or only == ws) and (not to or to in tos):
         os._exit(99)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One transition of ``Ledger.record_chain`` (the arguments of ``Ledger.record``)."""
+
+    to: str
+    patch: str | None = None
+    candidate: str | None = None
+    reason: str | None = None
+    summary: str = ""
+    evidence: Mapping[str, bytes] | None = None
+    integration: str | None = None
+    trailers: Mapping[str, str] | None = None
+
+
+class Pending:
+    """Transitions of one workstream queued for the writer (``Ledger.submit``)."""
+
+    def __init__(self, ws: str, steps: tuple[Step, ...], attempt: int, first: bool,
+                 done: Callable[[list[str]], None] | None) -> None:
+        self.ws, self.steps, self.attempt, self.first, self.done = ws, steps, attempt, first, done
+        self.oids: list[str] | None = None
+        self.error: BaseException | None = None
+        self._event = threading.Event()
+
+    @property
+    def finished(self) -> bool:
+        return self._event.is_set()
+
+    def finish(self, oids: list[str]) -> None:
+        self.oids = oids
+        self._event.set()
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self._event.set()
+
+    def value(self) -> list[str]:
+        """The ledger commits (raises what the writer raised for it)."""
+        self._event.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.oids is not None
+        return self.oids
+
+
+@dataclass
+class _Sim:
+    """The writer's memory as the transitions prepared so far for one transaction leave it
+    (overlays: only what they change)."""
+
+    tip: str
+    tree: str
+    integration: str
+    states: dict[str, WsRecord] = field(default_factory=dict)
+    patches: dict[tuple[str, int], str] = field(default_factory=dict)  # patch refs to create
+    verify: set[tuple[str, int]] = field(default_factory=set)  # patch refs to check
+
+    def copy(self) -> _Sim:
+        return replace(self, states=dict(self.states), patches=dict(self.patches),
+                       verify=set(self.verify))
+
+
+def _ordered(queue: list[Pending]) -> list[Pending]:
+    """The queue in writing order: the integrator's (``first``) ahead of the workers', except
+    behind an earlier request of the same workstream (its transitions stay in order)."""
+    behind = set()
+    hoisted, rest = [], []
+    for req in queue:
+        if req.first and req.ws not in behind:
+            hoisted.append(req)
+        else:
+            rest.append(req)
+            behind.add(req.ws)
+    return hoisted + rest
+
+
+def _background_writer(ref: weakref.ReferenceType[Ledger]) -> None:
+    """The thread that writes what callers queued without waiting; ends when idle (0.5 s)
+    and is started again by the next such call. Holds its ledger only while it writes."""
+    while True:
+        self = ref()
+        if self is None:
+            return
+        with self._qlock:
+            if not self._queue:
+                self._wake.wait(0.5)
+            if not self._queue or self._closed:
+                self._writer = None
+                return
+        with self._mutex:
+            if not self._writing:
+                self._drain()
+        del self
 
 
 class Ledger:
@@ -193,6 +327,15 @@ class Ledger:
         self._patches: dict[tuple[str, int], str] = {}
         self._keep = Keepalive(repo, run)
         self._fanout = False  # evidence/_XY/WS/N (a big run) instead of evidence/WS/N
+        # Group commit (see the module doc): transitions queued for the next transaction,
+        # how many per workstream, the thread writing for callers that do not wait.
+        self._qlock = threading.Lock()
+        self._wake = threading.Condition(self._qlock)
+        self._queue: list[Pending] = []
+        self._pending_ws: dict[str, int] = {}
+        self._async_errors: list[BaseException] = []
+        self._writer: threading.Thread | None = None
+        self._writing = False  # a group is being written (by the thread holding the mutex)
 
     # ------------------------------------------------------------------ opening
 
@@ -360,10 +503,14 @@ class Ledger:
     # thread that wrote a transition always sees it.
 
     def state(self, ws: str) -> WsRecord | None:
+        if self._pending_ws.get(ws):  # queued without waiting (``submit``): wait for it
+            self.flush()
         rec = self._states.get(ws)
         return None if rec is None else WsRecord(**vars(rec))
 
     def states(self) -> dict[str, WsRecord]:
+        if self._pending_ws:
+            self.flush()
         return {ws: WsRecord(**vars(r)) for ws, r in list(self._states.items())}
 
     def integration_tip(self) -> str:
@@ -390,8 +537,10 @@ class Ledger:
             raise UetError(f"{what} {value} {kind}") from None
 
     def _new_commit(self, subject: str, body: str, trailers: list[tuple[str, str]],
-                    files: Mapping[str, bytes]) -> Written:
-        written = Written(self._tree, dict(files), self._tip,
+                    files: Mapping[str, bytes], *, parent: str | None = None,
+                    tree: str | None = None) -> Written:
+        """A ledger commit on ``parent``'s ``tree`` (default: the tip) with ``files`` added."""
+        written = Written(tree or self._tree, dict(files), parent or self._tip,
                            format_message(subject, body, trailers),
                            objects.identity(self.repo, "author"),
                            objects.identity(self.repo, "committer"))
@@ -419,120 +568,284 @@ class Ledger:
         integration: str | None = None,
         trailers: Mapping[str, str] | None = None,
     ) -> str:
-        """Move ``ws`` to state ``to`` in one atomic transaction; returns the ledger commit."""
+        """Move ``ws`` to state ``to`` in one atomic transaction; returns the ledger commit.
+        The transaction may also carry what other threads record at the same moment (group
+        commit, see the module doc); it returns once this transition is durable."""
+        step = Step(to, patch=patch, candidate=candidate, reason=reason, summary=summary,
+                    evidence=evidence, integration=integration, trailers=trailers)
+        return self.record_chain(ws, [step], attempt=attempt)[-1]
+
+    def record_chain(self, ws: str, steps: Sequence[Step], *, attempt: int,
+                     first: bool = False) -> list[str]:
+        """Move ``ws`` through ``steps`` (consecutive transitions of one attempt, decided
+        together) in ONE ref transaction: each step is its own ledger commit, the next one's
+        parent, so the history reads as if each had been recorded alone; only the last
+        state's ref is ever created. Returns the ledger commits once durable. An illegal step
+        raises and records none of them. ``first``: ahead of workers' transitions in a group
+        commit (the integrator's)."""
+        req = self.submit(ws, steps, attempt=attempt, first=first)
+        self._wait(req)
+        return req.value()
+
+    def submit(self, ws: str, steps: Sequence[Step], *, attempt: int, first: bool = False,
+               done: Callable[[list[str]], None] | None = None) -> Pending:
+        """Queue ``steps`` (as ``record_chain``) for the writer and return at once: the
+        writer's own thread commits it with whatever else is queued, then calls ``done``
+        with the ledger commits (on that thread, holding the writer's mutex). For a caller
+        that needs nothing back (a worker's ``queued``): its slot is free before the fsync.
+        Until it is durable, ``state(ws)``/``states()`` wait for it; a failure is raised by
+        the next ``flush()`` (and so by the next read of that workstream)."""
         layout.check_ws_id(ws)
         if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
             raise UetError(f"bad attempt {attempt!r} for {ws}: expected an integer >= 1")
-        with self._mutex:
+        if not steps:
+            raise UetError(f"{ws}: no transition to record")
+        req = Pending(ws, tuple(steps), attempt, first, done)
+        with self._qlock:
             self._check_open()
-            cur = self._states.get(ws)
-            frm = cur.state if cur is not None else None
-            check_transition(frm, to)
-            check_reason(to, reason)
-            cur_attempt = cur.attempt if cur is not None and cur.attempt else 0
-            check_attempt(ws, frm, to, attempt, cur_attempt)
-            same_attempt = cur is not None and attempt == cur_attempt
-            named: dict[str, CommitInfo] = {}
-            patch_oid = cand_oid = integ_oid = None
-            if patch:
-                info = self._commit_info(patch, "patch")
-                patch_oid, named[info.oid] = info.oid, info
-            if candidate:
-                info = self._commit_info(candidate, "candidate")
-                cand_oid, named[info.oid] = info.oid, info
-            if patch_oid is None and same_attempt and cur is not None:
-                patch_oid = cur.patch
-            if cand_oid is None and same_attempt and cur is not None \
-                    and to in KEEPS_CANDIDATE:
-                cand_oid = cur.candidate
-            if to in PATCH_STATES and patch_oid is None:
-                raise UetError(f"{ws}: state {to} needs a patch commit")
-            if to in CANDIDATE_STATES and cand_oid is None:
-                raise UetError(f"{ws}: state {to} needs a candidate commit")
-            old_patch = self._patches.get((ws, attempt))
-            if patch_oid and old_patch and old_patch != patch_oid:
-                raise UetError(f"{ws}: attempt {attempt} already has patch {old_patch[:12]}; "
-                               "patch refs never move (use a new attempt)")
-            if integration:
-                info = self._commit_info(integration, "integration")
-                integ_oid, named[info.oid] = info.oid, info
-            if integ_oid and integ_oid != self._integration and \
-                    not is_ancestor(self.repo, self._integration, integ_oid):
-                raise UetError(f"integration ref of run {self.run} only fast-forwards: "
-                               f"{integ_oid[:12]} does not contain {self._integration[:12]}")
-            moves_integration = bool(integ_oid and integ_oid != self._integration)
-            extra = _extra_trailers(trailers)
+            self._queue.append(req)
+            self._pending_ws[ws] = self._pending_ws.get(ws, 0) + 1
+            if done is not None:
+                if self._writer is None:
+                    self._writer = threading.Thread(target=_background_writer,
+                                                    args=(weakref.ref(self),), daemon=True,
+                                                    name=f"uet-ledger-{self.run}")
+                    self._writer.start()
+                self._wake.notify()
+        return req
 
-            # -- objects
-            files = evidence_files(evidence_prefix(ws, attempt, self._fanout), evidence)
-            tr: list[tuple[str, str]] = [
-                ("Uet-Run", self.run), ("Uet-Workstream", ws), ("Uet-Attempt", str(attempt)),
-                ("Uet-From", frm or "none"), ("Uet-To", to),
-            ]
-            if patch_oid:
-                tr.append(("Uet-Patch", patch_oid))
-            if cand_oid:
-                tr.append(("Uet-Candidate", cand_oid))
-            if reason:
-                tr.append(("Uet-Reason", reason))
-            if moves_integration:
-                assert integ_oid is not None
-                tr.append(("Uet-Integration", integ_oid))
-            tr.extend(extra)
-            body = summary.strip() or self._default_summary(ws, frm, to, attempt, reason)
-            written = self._new_commit(f"{ws}: {frm or 'none'} -> {to}", body, tr, files)
-            written.named = named
-            commit = written.commit
-            _crash_point("after-objects", ws)
+    def flush(self) -> None:
+        """Return once everything queued before is durable (or failed); raises the first
+        failure of a transition queued without waiting (``submit``), once."""
+        with self._mutex:
+            if not self._writing:  # inside a write (a repair's event): the batch in hand
+                self._drain()
+        with self._qlock:
+            errors, self._async_errors = self._async_errors, []
+        if errors:
+            raise errors[0]
 
-            # -- refs, one transaction
-            target = cand_oid if to in CANDIDATE_STATES else patch_oid or commit
-            if to == "quarantined" and same_attempt and cur is not None and cur.candidate:
-                # Judged on its candidate: the state ref keeps that candidate (the evidence of
-                # the verdict) reachable; the patch has its own ref. ledger.expected agrees.
-                target = cur.candidate
-            assert target is not None
-            new_ref = layout.state_ref(to, self.run, ws)
+    def _wait(self, req: Pending) -> None:
+        """Write the queue, ``req`` in it, unless the thread writing now took it: the
+        caller that finds the mutex free is the leader and commits everyone's transitions."""
+        while not req.finished:
+            with self._mutex:
+                if self._writing:
+                    raise RuntimeError("Ledger.record inside a ledger transaction")
+                if not req.finished:
+                    self._drain()
 
-            def build() -> RefTransaction:
-                tx = self.repo.transaction(self._updater)
-                tx.update(layout.ledger_ref(self.run), commit, self._tip)
+    def _drain(self) -> None:
+        """Holding the mutex: write everything queued as ONE transaction; when that fails,
+        each request alone (so one bad request fails only its caller)."""
+        with self._qlock:
+            batch = _ordered(self._queue)
+            self._queue.clear()
+        if not batch:
+            return
+        self._writing = True
+        try:
+            try:
+                self._write_group(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    batch[0].fail(exc)
+                else:
+                    for req in batch:
+                        if req.finished:
+                            continue
+                        try:
+                            self._write_group([req])
+                        except Exception as exc1:
+                            req.fail(exc1)
+            except BaseException as exc:  # interrupted: nobody waits for it in vain
+                for req in batch:
+                    if not req.finished:
+                        req.fail(exc)
+                raise
+        finally:
+            self._writing = False
+            with self._qlock:
+                for req in batch:
+                    left = self._pending_ws.get(req.ws, 1) - 1
+                    if left > 0:
+                        self._pending_ws[req.ws] = left
+                    else:
+                        self._pending_ws.pop(req.ws, None)
+                    if req.done is not None and req.error is not None:
+                        self._async_errors.append(req.error)
+            for req in batch:
+                if req.done is not None and req.error is None and req.oids is not None:
+                    req.done(req.oids)
+
+    def _write_group(self, reqs: list[Pending]) -> None:
+        """Objects for every step of ``reqs`` (chained on one another), then one ref
+        transaction for all of them. A request whose step is illegal fails alone, before
+        anything is committed; a failure of the transaction raises (nothing published)."""
+        sim = _Sim(self._tip, self._tree, self._integration)
+        prepared: list[tuple[Pending, list[Written]]] = []
+        for req in reqs:
+            mark = sim.copy()
+            try:
+                written = [self._prepare(sim, req.ws, step, req.attempt) for step in req.steps]
+            except Exception as exc:
+                sim = mark
+                req.fail(exc)
+                continue
+            prepared.append((req, written))
+        if not prepared:
+            return
+        writtens = [w for _, ws in prepared for w in ws]
+        keys: dict[str, list[str]] = {}  # crash-point keys: workstream -> its states here
+        for req, _ in prepared:
+            keys.setdefault(req.ws, []).extend(step.to for step in req.steps)
+
+        def build() -> RefTransaction:
+            tx = self.repo.transaction(self._updater)
+            tx.update(layout.ledger_ref(self.run), sim.tip, self._tip)
+            for ws, new in sim.states.items():
+                cur = self._states.get(ws)
+                assert new.ref is not None and new.target is not None
                 if cur is not None and cur.ref is not None and cur.target is not None:
-                    if cur.ref == new_ref:
-                        tx.update(new_ref, target, cur.target)
+                    if cur.ref == new.ref:
+                        tx.update(new.ref, new.target, cur.target)
                     else:
                         tx.delete(cur.ref, cur.target)
-                        tx.create(new_ref, target)
+                        tx.create(new.ref, new.target)
                 else:
-                    tx.create(new_ref, target)
-                if patch_oid and old_patch is None:
-                    tx.create(layout.patch_ref(self.run, ws, attempt), patch_oid)
-                elif patch is not None and old_patch == patch_oid:
-                    # Given again explicitly: make sure nobody moved it.
-                    tx.verify(layout.patch_ref(self.run, ws, attempt), patch_oid)
-                if moves_integration:
-                    assert integ_oid is not None
-                    tx.update(layout.integration_ref(self.run), integ_oid,
-                              self._integration if self._integration_ref else None)
-                return tx
+                    tx.create(new.ref, new.target)
+            for (ws, n), oid in sim.patches.items():
+                tx.create(layout.patch_ref(self.run, ws, n), oid)
+            for ws, n in sim.verify:
+                tx.verify(layout.patch_ref(self.run, ws, n), self._patches[(ws, n)])
+            if sim.integration != self._integration:
+                tx.update(layout.integration_ref(self.run), sim.integration,
+                          self._integration if self._integration_ref else None)
+            return tx
 
-            def remember() -> None:
-                self._remember(ws, to, attempt, reason, patch_oid, cand_oid, cur,
-                               same_attempt, new_ref, target, written, integ_oid)
+        def remember() -> None:
+            self._states.update(sim.states)
+            self._patches.update(sim.patches)
+            if sim.integration != self._integration:
+                self._integration, self._integration_ref = sim.integration, True
+            self._tip, self._tree = sim.tip, sim.tree
 
-            self._transact(build, written, remember, ws,
-                           f"{ws} {frm or 'none'} -> {to}")
-            _crash_point("after-commit", ws)
-            return commit
+        what = ", ".join(f"{req.ws} -> {'/'.join(s.to for s in req.steps)}"
+                         for req, _ in prepared)
+        self._transact(build, writtens, remember, keys, what)
+        for key, tos in keys.items():
+            _crash_point("after-commit", key, tos)
+        for req, written in prepared:
+            req.finish([w.commit for w in written])
 
-    def _transact(self, build: Callable[[], RefTransaction], written: Written,
-                  remember: Callable[[], None], crash_key: str | None, what: str) -> None:
-        """Commit the transaction ``build()`` makes, then keep the cache and the objects true
-        (see the module doc): retry a held ref lock, put back refs a tool deleted, write
-        again what a concurrent prune removed, and record a ``run: repair`` for a restore."""
-        hooked = crash_key is not None and bool(os.environ.get("UET_LEDGER_CRASH"))
+    def _prepare(self, sim: _Sim, ws: str, step: Step, attempt: int) -> Written:
+        """Check one transition against the state ``sim`` holds (the writer's memory plus
+        the transitions before it in this transaction), write its objects, advance ``sim``."""
+        to, reason = step.to, step.reason
+        cur = sim.states[ws] if ws in sim.states else self._states.get(ws)
+        frm = cur.state if cur is not None else None
+        check_transition(frm, to)
+        check_reason(to, reason)
+        cur_attempt = cur.attempt if cur is not None and cur.attempt else 0
+        check_attempt(ws, frm, to, attempt, cur_attempt)
+        same_attempt = cur is not None and attempt == cur_attempt
+        named: dict[str, CommitInfo] = {}
+        patch_oid = cand_oid = integ_oid = None
+        if step.patch:
+            info = self._commit_info(step.patch, "patch")
+            patch_oid, named[info.oid] = info.oid, info
+        if step.candidate:
+            info = self._commit_info(step.candidate, "candidate")
+            cand_oid, named[info.oid] = info.oid, info
+        if patch_oid is None and same_attempt and cur is not None:
+            patch_oid = cur.patch
+        if cand_oid is None and same_attempt and cur is not None and to in KEEPS_CANDIDATE:
+            cand_oid = cur.candidate
+        if to in PATCH_STATES and patch_oid is None:
+            raise UetError(f"{ws}: state {to} needs a patch commit")
+        if to in CANDIDATE_STATES and cand_oid is None:
+            raise UetError(f"{ws}: state {to} needs a candidate commit")
+        key = (ws, attempt)
+        old_patch = sim.patches.get(key) or self._patches.get(key)
+        if patch_oid and old_patch and old_patch != patch_oid:
+            raise UetError(f"{ws}: attempt {attempt} already has patch {old_patch[:12]}; "
+                           "patch refs never move (use a new attempt)")
+        if step.integration:
+            info = self._commit_info(step.integration, "integration")
+            integ_oid, named[info.oid] = info.oid, info
+        if integ_oid and integ_oid != sim.integration and \
+                not is_ancestor(self.repo, sim.integration, integ_oid):
+            raise UetError(f"integration ref of run {self.run} only fast-forwards: "
+                           f"{integ_oid[:12]} does not contain {sim.integration[:12]}")
+        moves_integration = bool(integ_oid and integ_oid != sim.integration)
+        extra = _extra_trailers(step.trailers)
+
+        # -- objects
+        files = evidence_files(evidence_prefix(ws, attempt, self._fanout), step.evidence)
+        tr: list[tuple[str, str]] = [
+            ("Uet-Run", self.run), ("Uet-Workstream", ws), ("Uet-Attempt", str(attempt)),
+            ("Uet-From", frm or "none"), ("Uet-To", to),
+        ]
+        if patch_oid:
+            tr.append(("Uet-Patch", patch_oid))
+        if cand_oid:
+            tr.append(("Uet-Candidate", cand_oid))
+        if reason:
+            tr.append(("Uet-Reason", reason))
+        if moves_integration:
+            assert integ_oid is not None
+            tr.append(("Uet-Integration", integ_oid))
+        tr.extend(extra)
+        body = step.summary.strip() or self._default_summary(ws, frm, to, attempt, reason)
+        written = self._new_commit(f"{ws}: {frm or 'none'} -> {to}", body, tr, files,
+                                   parent=sim.tip, tree=sim.tree)
+        written.named = named
+        _crash_point("after-objects", ws, (to,))
+
+        # -- what the refs become (moved by the caller's one transaction)
+        target = cand_oid if to in CANDIDATE_STATES else patch_oid or written.commit
+        if to == "quarantined" and same_attempt and cur is not None and cur.candidate:
+            # Judged on its candidate: the state ref keeps that candidate (the evidence of
+            # the verdict) reachable; the patch has its own ref. ledger.expected agrees.
+            target = cur.candidate
+        assert target is not None
+        when = written.committer.time
+        new = WsRecord(ws=ws, state=to, attempt=attempt, reason=reason, patch=patch_oid,
+                       candidate=cand_oid if cand_oid else
+                       (cur.candidate if same_attempt and cur is not None else None),
+                       started=cur.started if cur is not None else when, updated=when,
+                       ref=layout.state_ref(to, self.run, ws), target=target)
+        if new.started is not None:
+            new.duration = when - new.started
+        sim.states[ws] = new
+        sim.tip, sim.tree = written.commit, written.tree
+        if patch_oid and old_patch is None:
+            sim.patches[key] = patch_oid
+        elif step.patch is not None and old_patch == patch_oid and key in self._patches:
+            sim.verify.add(key)  # given again explicitly: make sure nobody moved it
+        if moves_integration:
+            assert integ_oid is not None
+            sim.integration = integ_oid
+        return written
+
+    def _transact(self, build: Callable[[], RefTransaction], writtens: list[Written],
+                  remember: Callable[[], None], crash_keys: Mapping[str, list[str]] | None,
+                  what: str) -> None:
+        """Commit the transaction ``build()`` makes (naming ``writtens``, the last one the
+        new ledger tip), then keep the cache and the objects true (see the module doc):
+        retry a held ref lock, put back refs a tool deleted, write again what a concurrent
+        prune removed, and record a ``run: repair`` for a restore."""
+        hooked = bool(crash_keys) and bool(os.environ.get("UET_LEDGER_CRASH"))
         if hooked:
-            self._updater.before_commit = lambda: _crash_point("after-prepare", crash_key)
+            assert crash_keys is not None
+            keys = dict(crash_keys)
+
+            def before_commit() -> None:
+                for key, tos in keys.items():
+                    _crash_point("after-prepare", key, tos)
+
+            self._updater.before_commit = before_commit
+        last = writtens[-1]
         restored: list[str] = []
         rewrites = 0
         try:
@@ -554,18 +867,19 @@ class Ledger:
                     if not pruned_object(exc) or rewrites >= PRUNED_RETRIES:
                         raise
                     rewrites += 1
-                    self._keep.rewrite(written)
+                    for written in writtens:
+                        self._keep.rewrite(written)
                 except BaseException:
                     # Interrupted (Ctrl-C, a broken pipe) after "commit" may have reached git:
                     # the ledger ref says whether it happened; keep the cache true to it.
-                    if self.repo.read_ref(layout.ledger_ref(self.run)) == written.commit:
+                    if self.repo.read_ref(layout.ledger_ref(self.run)) == last.commit:
                         remember()
                     raise
         finally:
             if hooked:
                 self._updater.before_commit = None
         remember()
-        self._keep.add(written)
+        self._keep.add_all(writtens)
         if restored:
             self.event(REPAIR_EVENT, "refs of this run were deleted behind the writer's back; "
                        "restored from the writer's memory:\n"
@@ -618,27 +932,6 @@ class Ledger:
         self._commit(tx)
         return missing
 
-    def _remember(self, ws: str, to: str, attempt: int, reason: str | None,
-                  patch_oid: str | None, cand_oid: str | None, cur: WsRecord | None,
-                  same_attempt: bool, new_ref: str, target: str, written: Written,
-                  integ_oid: str | None) -> None:
-        """Update the in-memory state after a transaction that committed."""
-        when = written.committer.time
-        new = WsRecord(ws=ws, state=to, attempt=attempt, reason=reason,
-                       patch=patch_oid, candidate=cand_oid if cand_oid else
-                       (cur.candidate if same_attempt and cur is not None else None),
-                       started=cur.started if cur is not None else when, updated=when,
-                       ref=new_ref, target=target)
-        if new.started is not None:
-            new.duration = when - new.started
-        self._states[ws] = new
-        self._tip, self._tree = written.commit, written.tree
-        if patch_oid:
-            self._patches[(ws, attempt)] = patch_oid
-        if integ_oid:
-            self._integration = integ_oid
-            self._integration_ref = True
-
     @staticmethod
     def _default_summary(ws: str, frm: str | None, to: str, attempt: int,
                          reason: str | None) -> str:
@@ -659,6 +952,7 @@ class Ledger:
         if not subject.startswith("run:"):
             subject = f"run: {subject}"
         extra = _extra_trailers(trailers)
+        self._flush_queued()
         with self._mutex:
             self._check_open()
             files = evidence_files("run", evidence)
@@ -672,7 +966,7 @@ class Ledger:
             def remember() -> None:
                 self._tip, self._tree = written.commit, written.tree
 
-            self._transact(build, written, remember, None, f"event {subject!r}")
+            self._transact(build, [written], remember, None, f"event {subject!r}")
             return written.commit
 
     def collect(self, refs: Mapping[str, str], body: str,
@@ -686,6 +980,7 @@ class Ledger:
             if p is None or p.run != self.run or p.kind == "ledger":
                 raise UetError(f"run {self.run}: gc cannot remove {name}")
         extra = _extra_trailers(trailers)
+        self._flush_queued()
         with self._mutex:
             self._check_open()
             text = body.strip() + "\n\n" + "\n".join(names)
@@ -711,7 +1006,7 @@ class Ledger:
                 if layout.integration_ref(self.run) in gone:
                     self._integration_ref = False
 
-            self._transact(build, written, remember, None, GC_EVENT)
+            self._transact(build, [written], remember, None, GC_EVENT)
             return written.commit
 
     def rebase_integration(
@@ -735,6 +1030,7 @@ class Ledger:
         to ``run/NAME``. The ledger ref and the integration ref move with CAS on their old
         values (the integration ref is created if ``uet gc`` removed it)."""
         extra = _extra_trailers(trailers)
+        self._flush_queued()
         with self._mutex:
             self._check_open()
             onto_oid = self._commit_info(onto, "rebase onto").oid
@@ -778,14 +1074,24 @@ class Ledger:
                 self._tip, self._tree = written.commit, written.tree
                 self._integration, self._integration_ref = new_oid, True
 
-            self._transact(build, written, remember, REBASE_CRASH_KEY, REBASE_EVENT)
+            self._transact(build, [written], remember, {REBASE_CRASH_KEY: []}, REBASE_EVENT)
             _crash_point("after-commit", REBASE_CRASH_KEY)
             return written.commit
 
     # ------------------------------------------------------------------ closing
 
+    def _flush_queued(self) -> None:
+        """Before a run-level write: what workers queued goes first (history in order)."""
+        if self._queue and not self._writing:
+            self.flush()
+
     def close(self) -> None:
-        """Stop the ref process and release the run's lock (idempotent)."""
+        """Write what is queued, stop the ref process and release the run's lock
+        (idempotent). A queued transition that fails here is not raised: it was never
+        recorded, and the next ``uet resume`` does its work again."""
+        if not self._closed:
+            with contextlib.suppress(Exception):
+                self.flush()
         with self._mutex:
             if self._closed:
                 return
