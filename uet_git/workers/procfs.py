@@ -19,7 +19,8 @@ session so a Ctrl-C cannot cut one) work elsewhere. What this cannot find: a dae
 escaped between two samples (every 10 to 100 ms, process.py) AND left the tool's directory: /proc
 does not say which of our children were re-parented to us, and taking every child we did not
 start with ``run_process`` would take other threads' subprocesses (and their exit status). The
-pool still refuses to reset a worktree anything works in (``processes_under``), and the sandbox
+pool still refuses to reset a worktree anything works in (``processes_under``: cwd, root or
+executable there, or a file open there for whatever may be a tool's leftover), and the sandbox
 (``sandbox.py``, its own PID namespace) makes every descendant die with the tool.
 """
 
@@ -37,6 +38,7 @@ from pathlib import Path
 TOKEN_VAR = "UET_PROC_TOKEN"
 _PR_SET_CHILD_SUBREAPER = 36
 _POLL = 0.05
+_PF_KTHREAD = 0x00200000
 
 _subreaper_lock = threading.Lock()
 _subreaper_done = False
@@ -69,6 +71,11 @@ class Proc:
     state: str
     starttime: int  # with the pid, identifies a process across pid reuse
     comm: str = ""
+    flags: int = 0  # the kernel's PF_* flags
+
+    @property
+    def kernel_thread(self) -> bool:
+        return bool(self.flags & _PF_KTHREAD)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -86,7 +93,7 @@ def read_stat(pid: int) -> Proc | None:
     comm = data[data.find(b"(") + 1:close].decode(errors="replace")
     try:
         return Proc(pid, int(rest[1]), int(rest[2]), int(rest[3]), rest[0].decode(),
-                    int(rest[19]), comm)
+                    int(rest[19]), comm, int(rest[6]))
     except (IndexError, ValueError):
         return None
 
@@ -179,10 +186,7 @@ def _lives_under(pid: int, root: str) -> bool:
             or _under(_readlink(f"/proc/{pid}/root"), root))
 
 
-def _works_under(pid: int, root: str) -> bool:
-    """Process ``pid`` has its cwd or root under ``root``, or a file open there."""
-    if _lives_under(pid, root):
-        return True
+def _holds_open_under(pid: int, root: str) -> bool:
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
@@ -194,17 +198,83 @@ def _real(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.fspath(path))
 
 
+_UET_MARKERS = (b"\0" + TOKEN_VAR.encode() + b"=", b"\0UET_RUN=")
+
+
+def _carries_uet(pid: int) -> bool:
+    """The environment of ``pid`` has a uet tool's token or run id (a tool, or something a
+    tool started without clearing its environment)."""
+    try:
+        environ = b"\0" + Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return any(m in environ for m in _UET_MARKERS)
+
+
+def _descendants(procs: dict[int, Proc], top: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for p in procs.values():
+        children.setdefault(p.ppid, []).append(p.pid)
+    out: set[int] = set()
+    stack = [top]
+    while stack:
+        for c in children.get(stack.pop(), ()):
+            if c not in out:
+                out.add(c)
+                stack.append(c)
+    return out
+
+
+def could_be_a_tools(p: Proc, procs: dict[int, Proc], mine: set[int],
+                     cache: dict[int, bool] | None = None) -> bool:
+    """Whether ``p`` may be something a tool left behind, so its open files are worth reading
+    (``mine``: this process's descendants; ``cache``: session leader -> verdict, shared by the
+    calls of one sweep).
+
+    A tool runs in a session of its own, so whatever it leaves is: below this process (the
+    subreaper keeps every orphan of our tools there); re-parented to init (a uet killed before
+    it, with no subreaper above); carrying a uet token; a session leader (``setsid``); or in a
+    session whose leader is gone (the tool's, a double fork's) or is one of the above (a
+    killed run's tool or daemon, still running, and what it started). Everything else is in a
+    live session no tool started (a shell and its jobs, a test runner's workers with hundreds
+    of open files each), and reading its descriptors is the cost this avoids."""
+    if p.sid == p.pid or _tool_like(p, mine):
+        return True
+    leader = procs.get(p.sid)
+    if leader is None:
+        return True
+    if cache is None:
+        return _tool_like(leader, mine)
+    if p.sid not in cache:
+        cache[p.sid] = _tool_like(leader, mine)
+    return cache[p.sid]
+
+
+def _tool_like(p: Proc, mine: set[int]) -> bool:
+    return p.pid in mine or p.ppid == 1 or _carries_uet(p.pid)
+
+
 def processes_under(path: str | os.PathLike[str]) -> list[int]:
-    """Live processes (any on the machine but this one) whose cwd or root is ``path`` or below
-    it, or that hold a file open below it. (Zombies have neither: their links do not read.)"""
+    """Live processes (any on the machine but this one) whose cwd, root or executable is
+    ``path`` or below it, or, among those that may be a tool's leftovers
+    (``could_be_a_tools``), that hold a file open below it. (Zombies have none of these: their
+    links do not read.) Every process's cwd, root and executable are read; descriptors only of
+    the possible leftovers, so the cost does not grow with other people's processes."""
     root = _real(path)
     me = os.getpid()
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return []
-    return sorted(int(n) for n in names
-                  if n.isdigit() and int(n) != me and _works_under(int(n), root))
+    procs = all_procs()
+    mine = _descendants(procs, me)
+    uet_sessions: dict[int, bool] = {}  # session id -> its leader may be a tool's
+    return sorted(p.pid for p in procs.values()
+                  if p.pid != me and not p.kernel_thread
+                  and _works_under(p, root, procs, mine, uet_sessions))
+
+
+def _works_under(p: Proc, root: str, procs: dict[int, Proc], mine: set[int],
+                 uet_sessions: dict[int, bool]) -> bool:
+    if _lives_under(p.pid, root) or _under(_readlink(f"/proc/{p.pid}/exe"), root):
+        return True
+    return could_be_a_tools(p, procs, mine, uet_sessions) and _holds_open_under(p.pid, root)
 
 
 def ancestors(pid: int) -> set[int]:
