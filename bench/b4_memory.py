@@ -10,6 +10,12 @@ process, not of the benchmark driver.
 
 Sizes: ``--quick`` 20 and 60; default 300 and 1,000; ``UET_BENCH_B4_FULL=1`` 1,000 and 10,000
 (the issue's scale target: ~15-30 min on 2 quiet cores).
+
+A second table times ``uet status`` (text and ``--json``) at 10,000 workstreams in seconds,
+without the hour-long run: on a ledger scripted with ``git fast-import`` (bench/b4_ledger.py,
+the writer's commits for a trivial workstream, six per workstream), first with no kept fold
+(the reader folds every ledger commit once, as after a run killed -9 or fetched from elsewhere)
+and then as every later reader, and a run's own first reader after it finished, finds it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.b4_ledger import build as scripted_ledger
 from bench.common import (
     SMALL,
     Stats,
@@ -76,8 +83,11 @@ def git_dir_size(repo: Path) -> int:
     return du(repo / ".git") - du(repo / ".git" / "uet" / "worktrees")
 
 
-def status_time(repo: Path, run: str, runs: int) -> Stats:
-    cmd = [sys.executable, "-m", "uet_git", "status", run]
+SCRIPTED = 10_000  # workstreams of the scripted ledger (--quick: 2,000)
+
+
+def status_time(repo: Path, run: str, runs: int, *extra: str) -> Stats:
+    cmd = [sys.executable, "-m", "uet_git", "status", run, *extra]
     samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -120,6 +130,34 @@ def measure(n: int, p: Params, wd: Path) -> Size:
     return Size(n, Stats.of(walls), Stats.of(rss), statistics.median(growth), st)
 
 
+def fold_file(repo: Path, run: str) -> Path:
+    return repo / ".git" / "uet" / "cache" / f"{run}.fold.json"
+
+
+def scripted_status(n: int, p: Params, wd: Path) -> Table:
+    """``uet status`` on a scripted ``n``-workstream ledger: without a kept fold, then with."""
+    table = Table(f"B4 status: uet status RUN on a scripted {n:,}-workstream ledger",
+                  ["workstreams", "ledger commits", "first status (folds the ledger)",
+                   "uet status", "uet status --json", "verdict"])
+    repo = make_repo(SMALL, wd / "repo-scripted")
+    run = scripted_ledger(repo, n)
+    commits = n * 6 + 2
+    cold = []
+    for _ in range(3):
+        fold_file(repo, run).unlink(missing_ok=True)
+        cold.append(status_time(repo, run, 1).median)
+    text = status_time(repo, run, p.status_runs)
+    js = status_time(repo, run, p.status_runs, "--json")
+    table.add(n, commits, Stats.of(cold).fmt(), text.fmt(), js.fmt(),
+              verdict(text.median <= STATUS_S and js.median <= STATUS_S))
+    table.notes.append(
+        f"target: `uet status RUN` <= {STATUS_S} s (median of {p.status_runs}). States from "
+        "the state refs, the rest from the ledger's fold kept in .git/uet/cache/RUN.fold.json "
+        "(ledger/fold.py; a finished run leaves it, a reader folds only the commits since). "
+        "`first status`: with the kept fold removed (median of 3).")
+    return table
+
+
 def main(quick: bool = False) -> list[Table]:
     p = params(quick)
     table = Table(
@@ -129,6 +167,7 @@ def main(quick: bool = False) -> list[Table]:
     )
     wd = workdir("b4")
     try:
+        status_table = scripted_status(2000 if quick else SCRIPTED, p, wd)
         sizes = [measure(n, p, wd) for n in p.sizes]
     finally:
         cleanup(wd)
@@ -153,4 +192,4 @@ def main(quick: bool = False) -> list[Table]:
     if not p.full:
         table.notes.append("sizes reduced (the 10,000-workstream case runs with "
                            "UET_BENCH_B4_FULL=1).")
-    return [emit(table)]
+    return [emit(status_table), emit(table)]

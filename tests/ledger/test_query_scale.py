@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.b4_ledger import QUARANTINE_EVERY, build
 from tests.conftest import git, uet
+from tests.e2e.helpers import last_run, run_ok, setup_repo
 from tests.hooks.ledgerkit import scripted_run, uet_commit
 from uet_git.gitrepo import Repo
 from uet_git.ledger import fold, query
@@ -117,3 +118,16 @@ def test_a_read_only_cache_dir_only_costs_a_fold(repo: Path) -> None:
     cache.write_text("a file where the directory would be")
     assert shown(query.run_status(s.repo, s.run)) == whole_fold(s.repo, s.run)
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_finished_run_leaves_its_fold_for_the_first_status(tmp_path: Path) -> None:
+    path = setup_repo(tmp_path / "repo", workstreams={
+        "a": {"tool": "shell", "command": "echo a > a.txt"},
+        "b": {"tool": "shell", "command": "exit 3"}})
+    run_ok(path, "run", "--land", "never", code=1)
+    run = last_run(path)
+    r = Repo.open(path)
+    kept = fold.load(r, run)
+    assert kept is not None and kept.tip == r.read_ref(f"refs/uet/ledger/{run}")
+    assert kept.finished and {ws: rec.state for ws, rec in kept.records.items()} == \
+        {"a": "committed", "b": "quarantined"}

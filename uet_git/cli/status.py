@@ -36,7 +36,7 @@ from uet_git.commands.sync import remote_states
 from uet_git.gitrepo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.live import Live, Running, eta_seconds, read_live, writer_pid
-from uet_git.ledger.log import read_ledger, read_plan
+from uet_git.ledger.log import read_plan_at
 from uet_git.ledger.words import plural
 
 NO_RUNS = "No runs yet in this repository: start one with `uet run`."
@@ -129,7 +129,8 @@ def snapshot(repo: Repo, run_id: str) -> Snapshot:
         states = {w.ws: w.state for w in st.workstreams}
         elapsed = {ws: now - r.ws_since for ws, r in running.items() if r.worker >= 0}
         try:
-            plan = read_plan(repo, read_ledger(repo, run_id))
+            plan = read_plan_at(repo, run_id, st.ledger_tip, st.ledger_root) \
+                if st.ledger_tip else None
         except Exception:  # the ETA is a nicety: an unreadable plan only costs it
             plan = None
         eta = eta_seconds(plan, states, elapsed, live.jobs)

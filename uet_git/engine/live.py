@@ -13,6 +13,8 @@ besides:
   ``engine/events.py``) and hands them to the ledger with the run's last event
   (``ledger_evidence``: ``run/timings.json``), so ``uet report`` can draw a Gantt chart after
   the run. A resumed run adds its steps to the ones recorded before.
+- folds the run's ledger once it finished (``ledger/fold.py``), so the first ``uet status``
+  after a run does not read every ledger commit.
 
 ``timings.json``: ``{"version": 1, "sessions": [{"pid", "started", "ended", "jobs",
 "resumed"}], "steps": [{"ws", "attempt", "worker", "step", "start", "end", "ok", "detail"}]}``
@@ -34,6 +36,7 @@ from uet_git.engine.inputs import workstreams_from_record
 from uet_git.errors import UetError
 from uet_git.gitrepo import Repo
 from uet_git.gitrepo.odb import MissingObject
+from uet_git.ledger.fold import fold
 from uet_git.ledger.live import live_path, proc_start
 from uet_git.ledger.log import read_ledger, read_plan, read_tip_blob
 from uet_git.plan.dag import build_plan
@@ -183,6 +186,12 @@ class LiveRun:
         with self._lock:
             self._remove()
         self.inner.finish(summary, rows)
+        if self.run_id is not None:
+            # The run's last records are in: fold its ledger now, so that the next `uet status`
+            # reads the kept fold instead of every ledger commit (ledger/fold.py). A nicety: a
+            # failure here only leaves that fold to the next reader.
+            with contextlib.suppress(UetError, MissingObject, OSError):
+                fold(self.repo, self.run_id)
 
     # -- timings -----------------------------------------------------------------------------
 

@@ -28,19 +28,22 @@ from typing import Any
 
 from uet_git.errors import UetError
 from uet_git.gitrepo import Repo
-from uet_git.gitrepo.odb import MissingObject, has_object, walk_commits
+from uet_git.gitrepo.odb import MissingObject, has_object, list_tree, walk_commits
 from uet_git.ledger.layout import check_run_id, ledger_ref
 from uet_git.ledger.log import (
     PENDING,
+    PLAN_PATH,
     Event,
     WsRecord,
     advance,
     event_from_commit,
     missing_object,
     oid_or_none,
+    planned,
+    read_plan_at,
 )
 
-VERSION = 1
+VERSION = 2
 LAND_EVENT = "run: land"
 PARTIAL_TRAILER = "Uet-Partial"  # on a partial landing (`uet land --only`): what it landed
 _REC_FIELDS = [f.name for f in fields(WsRecord)]
@@ -72,6 +75,8 @@ class Folded:
     records: dict[str, WsRecord] = field(default_factory=dict)  # first-transition order
     committed: dict[str, list[list[int | None]]] = field(default_factory=dict)
     landings: list[Landing] = field(default_factory=list)
+    plan_oid: str | None = None  # the plan.json blob ``planned`` was read from
+    planned: list[str] = field(default_factory=list)
 
     @property
     def recorded_integration(self) -> str | None:
@@ -166,6 +171,33 @@ def _continue(repo: Repo, f: Folded, tip: str) -> Folded | None:
     return f
 
 
+def planned_of(repo: Repo, f: Folded) -> list[str]:
+    """``log.planned`` of the run's ``plan.json`` (the ledger tip's, else the first commit's,
+    as ``read_plan_at``), kept in the fold by the blob's id: a plan of 10,000 workstreams is
+    megabytes of JSON, parsed again only when it changed."""
+    oid = _plan_blob(repo, f)
+    if oid is not None and oid == f.plan_oid:
+        return list(f.planned)
+    f.plan_oid, f.planned = oid, planned(read_plan_at(repo, f.run, f.tip, f.root))
+    if oid is not None:
+        save(repo, f)
+    return list(f.planned)
+
+
+def _plan_blob(repo: Repo, f: Folded) -> str | None:
+    for oid in (f.tip, f.root):
+        if oid is None:
+            continue
+        try:
+            entries = list_tree(repo, oid)
+        except MissingObject as exc:
+            raise missing_object(f.run, exc) from None
+        for e in entries:
+            if e.name == PLAN_PATH:
+                return e.oid if e.kind == "blob" else None
+    return None
+
+
 # --------------------------------------------------------------------------- the kept file
 
 
@@ -179,7 +211,8 @@ def to_json(f: Folded) -> dict[str, Any]:
             "updated": f.updated, "finished": f.finished, "integration": f.integration,
             "fields": _REC_FIELDS, "records": [_rec_row(r) for r in f.records.values()],
             "committed": f.committed,
-            "landings": [[x.seq, x.branch, x.landed, x.partial] for x in f.landings]}
+            "landings": [[x.seq, x.branch, x.landed, x.partial] for x in f.landings],
+            "plan_oid": f.plan_oid, "planned": f.planned}
 
 
 def from_json(d: dict[str, Any], run: str) -> Folded | None:
@@ -189,7 +222,8 @@ def from_json(d: dict[str, Any], run: str) -> Folded | None:
                base=d["base"], target=d["target"], based=bool(d["based"]),
                started=d["started"], updated=d["updated"], finished=bool(d["finished"]),
                integration=d["integration"], committed=dict(d["committed"]),
-               landings=[Landing(int(s), b, la, p) for s, b, la, p in d["landings"]])
+               landings=[Landing(int(s), b, la, p) for s, b, la, p in d["landings"]],
+               plan_oid=d["plan_oid"], planned=list(d["planned"]))
     for row in d["records"]:
         rec = WsRecord(*row)
         f.records[rec.ws] = rec

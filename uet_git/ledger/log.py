@@ -8,6 +8,7 @@ The plan (``plan.json``) is a blob in the tree of the ledger tip.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -149,7 +150,9 @@ class LedgerLog:
         return bool(self.run_events("run: finish"))
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def iso(t: int | None) -> str | None:
+    # Kept: a status of 10,000 workstreams formats two times each, a few thousand distinct.
     if t is None:
         return None
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -266,6 +269,18 @@ def plan_deps(plan: Mapping[str, Any] | None) -> dict[str, list[str]]:
         return {}
     return {n["id"]: [str(d) for d in n.get("depends_on") or []]
             for n in nodes if isinstance(n, dict) and isinstance(n.get("id"), str)}
+
+
+def planned(plan: Mapping[str, Any] | None) -> list[str]:
+    """The workstreams the run set out to do, in plan order: the plan's ``selected`` ones
+    (`uet run --only` records the whole plan but runs only these), else every node. A
+    workstream the run never selected is no part of it, not ``pending``."""
+    order = list(plan_deps(plan))
+    selected = (plan or {}).get("selected")
+    if isinstance(selected, list):
+        chosen = set(map(str, selected))
+        order = [ws for ws in order if ws in chosen]
+    return order
 
 
 def ws_record(ws: str, transitions: list[Event]) -> WsRecord:

@@ -28,7 +28,7 @@ from uet_git.gitrepo.merge import is_ancestor
 from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger.evidence import evidence, evidence_attempts
 from uet_git.ledger.expected import recorded_integration
-from uet_git.ledger.fold import LAND_EVENT, PARTIAL_TRAILER, Folded, Landing, fold
+from uet_git.ledger.fold import LAND_EVENT, PARTIAL_TRAILER, Folded, Landing, fold, planned_of
 from uet_git.ledger.layout import (
     ROOT,
     check_run_id,
@@ -46,9 +46,9 @@ from uet_git.ledger.log import (
     event_from_commit,
     iso,
     plan_deps,
+    planned,
     read_ledger,
     read_plan,
-    read_plan_at,
     read_tip_blob,
     ws_record,
 )
@@ -78,6 +78,7 @@ __all__ = [
     "list_runs",
     "parse_trailers",
     "plan_deps",
+    "planned",
     "read_ledger",
     "read_plan",
     "read_tip_blob",
@@ -105,6 +106,8 @@ class RunStatus:
     workstreams: list[WsRecord]
     counts: dict[str, int]  # only the states some workstream is in (to_dict: every state)
     landed_workstreams: list[str] = field(default_factory=list)
+    ledger_tip: str | None = None  # where it was read (not in to_dict): the plan is there
+    ledger_root: str | None = None  # the run's first ledger commit
 
     @property
     def committed(self) -> int:
@@ -377,7 +380,7 @@ def run_status(repo: Repo, run: str) -> RunStatus:
         raise UetError(f"no run {run!r} in this repository (see `uet runs`)")
     f = fold(repo, run, tip=tip)
     state_refs = state_refs_of(refs, run)
-    order = planned(read_plan_at(repo, run, f.tip, f.root))
+    order = planned_of(repo, f)
     known = set(order)
     for ws in [*f.records, *sorted(state_refs)]:
         if ws not in known:
@@ -408,19 +411,8 @@ def run_status(repo: Repo, run: str) -> RunStatus:
         run=run, base=f.base, target=f.target, started=f.started, updated=f.updated,
         integration=refs.get(integration_ref(run)), finished=f.finished,
         landed=landed, workstreams=records, counts=ordered_counts, landed_workstreams=done,
+        ledger_tip=f.tip, ledger_root=f.root,
     )
-
-
-def planned(plan: Mapping[str, Any] | None) -> list[str]:
-    """The workstreams the run set out to do, in plan order: the plan's ``selected`` ones
-    (`uet run --only` records the whole plan but runs only these), else every node. A
-    workstream the run never selected is no part of it, not ``pending``."""
-    order = list(plan_deps(plan))
-    selected = (plan or {}).get("selected")
-    if isinstance(selected, list):
-        chosen = set(map(str, selected))
-        order = [ws for ws in order if ws in chosen]
-    return order
 
 
 def ws_status(repo: Repo, run: str, ws: str) -> WsRecord:
