@@ -6,6 +6,7 @@ worktree is removed and re-added. Git processes are counted from git's own trace
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from uet_git.gitrepo.worktrees import (
     remove_worktree,
     reset_index,
     reset_worktree,
+    vanished_worktrees,
 )
 
 
@@ -130,3 +132,21 @@ def test_reset_without_clean_for_a_new_checkout(setup, trace: Path) -> None:
     assert "checkout" in ran and "clean" not in ran
     assert (fresh / "src" / "b.txt").read_text() == "b\n"
     assert git(fresh, "status", "--porcelain", "--ignored") == ""
+
+
+def test_a_vanished_slot_is_found_in_process_and_taken_over(setup, trace: Path) -> None:
+    repo, wt, base = setup
+    root = wt.parent
+    other = root / "1"
+    add_worktree(repo, other, base, lock_reason="uet worker pool")
+    shutil.rmtree(other)  # deleted by hand: still registered (and locked) in git's records
+    trace.unlink(missing_ok=True)
+    assert vanished_worktrees(repo, root) == [other.resolve()]
+    assert vanished_worktrees(repo, root / "elsewhere") == []
+    assert git_commands(trace) == []
+    # its path is still registered: the add takes it over (--force twice, the lock too)
+    add_worktree(repo, other, base, lock_reason="uet worker pool")
+    assert git(other, "rev-parse", "HEAD") == base
+    assert vanished_worktrees(repo, root) == []
+    listed = git(repo.workdir, "worktree", "list", "--porcelain").splitlines()
+    assert listed.count(f"worktree {other.resolve()}") == 1

@@ -78,7 +78,7 @@ def add_worktree(repo: Repo, path: Path, commit: str, *, lock_reason: str | None
     for tries in range(ADD_RETRIES + 1):
         with _admin_lock(repo):
             args = ["worktree", "add", "--detach"]
-            if any(_same(w.path, path) for w in _list_worktrees(repo)):
+            if _recorded(repo, path):
                 args += ["--force", "--force"]
             if lock_reason:
                 args += ["--lock", "--reason", lock_reason]
@@ -165,11 +165,41 @@ def admin_dir(repo: Repo, path: Path) -> Path:
 
 def _names(admin: Path, target: Path) -> bool:
     """Whether the admin dir ``admin`` records ``target`` (a worktree's ``.git``) as its own."""
+    recorded = _gitdir(admin)
+    return recorded is not None and _same(recorded, target)
+
+
+def _gitdir(admin: Path) -> Path | None:
+    """The worktree ``.git`` an admin dir records (what ``git worktree list`` reads), or None."""
     try:
-        recorded = (admin / "gitdir").read_text().strip()
+        recorded = Path((admin / "gitdir").read_text().strip())
     except OSError:
-        return False
-    return _same(Path(recorded), target)
+        return None
+    return recorded if recorded.is_absolute() else admin / recorded
+
+
+def _recorded(repo: Repo, path: Path) -> bool:
+    """Whether an admin dir still records ``path`` (``git worktree list`` would list it), its
+    directory there or not: read in process instead of a ``git worktree list``."""
+    target = Path(path).resolve() / ".git"
+    base = repo.common_dir / "worktrees"
+    return base.is_dir() and any(_names(d, target) for d in base.iterdir())
+
+
+def vanished_worktrees(repo: Repo, under: Path) -> list[Path]:
+    """Linked worktrees directly below ``under`` that are still registered but whose directory
+    is gone (what ``git worktree list`` shows as prunable there), read in process."""
+    base = repo.common_dir / "worktrees"
+    found: list[Path] = []
+    with _admin_lock(repo):  # never read an admin dir a concurrent add is half way through
+        if not base.is_dir():
+            return found
+        for d in sorted(base.iterdir()):
+            gitdir = _gitdir(d)
+            if gitdir is not None and gitdir.name == ".git" and gitdir.parent.parent == under \
+                    and not gitdir.parent.exists():
+                found.append(gitdir.parent)
+    return found
 
 
 def repair_gitfile(repo: Repo, path: Path) -> Path:

@@ -59,9 +59,9 @@ from uet_git.gitrepo.worktrees import (
     add_worktree,
     admin_dir,
     dirty_paths,
-    list_worktrees,
     remove_worktree,
     reset_worktree,
+    vanished_worktrees,
     worktree_head,
 )
 from uet_git.workers.process import run_process
@@ -292,10 +292,9 @@ class WorktreePool:
                 # tool ran, so it holds a plain checkout).
                 self._free.append(wt)
         # Our own registered worktrees whose directory vanished: forget them (not the user's).
-        for info in list_worktrees(self.repo):
-            if info.path.parent == self.root and not info.path.exists():
-                with contextlib.suppress(GitError, OSError):
-                    remove_worktree(self.repo, info.path)
+        for path in vanished_worktrees(self.repo, self.root):
+            with contextlib.suppress(GitError, OSError):
+                remove_worktree(self.repo, path)
 
     def _meta_path(self, slot: int) -> Path:
         return self.root / f"{slot}.json"
