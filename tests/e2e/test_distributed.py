@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import git
-from tests.e2e.daskkit import address, shared_cluster
+from tests.e2e.daskkit import address, shared_cluster, worker_cache
 from tests.e2e.helpers import (
     NO_SANDBOX,
     fsck_clean,
@@ -70,10 +70,11 @@ def _fsck_remote(remote: Path) -> None:
 
 
 def test_a_distributed_run_lands_what_a_local_run_lands(cluster: Any, tmp_path: Path) -> None:
+    """Over a bare remote (file://) and over ``uet serve``: the same states and final tree as
+    a local ``--deterministic`` run; both sides, the workers' mirrors included, fsck clean."""
     origin = setup_repo(tmp_path / "origin", workstreams=WORKSTREAMS, config=CONFIG)
-    local = tmp_path / "local"
-    dist = tmp_path / "dist"
-    for clone in (local, dist):
+    local, dist, served = tmp_path / "local", tmp_path / "dist", tmp_path / "served"
+    for clone in (local, dist, served):
         git(tmp_path, "clone", "-q", str(origin), str(clone))
     remote_dir = tmp_path / "remote.git"
     url = _bare_remote(dist, remote_dir)
@@ -82,12 +83,24 @@ def test_a_distributed_run_lands_what_a_local_run_lands(cluster: Any, tmp_path: 
     out = run_ok(dist, "run", "--deterministic", "-j", "2", "--executor", _address(cluster),
                  "--remote", url, code=1)
     assert "executor: Dask scheduler" in out.stdout
+    out = run_ok(served, "run", "--deterministic", "-j", "2", "--executor", _address(cluster),
+                 "--serve", "127.0.0.1:0", code=1)
+    assert "workers fetch from and push to http://127.0.0.1:" in out.stdout
 
-    assert git(dist, "rev-parse", "main^{tree}") == git(local, "rev-parse", "main^{tree}")
     want = {"a": "committed", "b": "committed", "c1": "committed", "q": "quarantined",
             "c2": "quarantined"}
     assert states(local) == want
-    assert states(dist) == want
+    for repo in (dist, served):
+        assert git(repo, "rev-parse", "main^{tree}") == git(local, "rev-parse", "main^{tree}")
+        assert states(repo) == want
+    fsck_clean(served)
+    assert git(served, "for-each-ref", "refs/uet/inbox/") == ""
+    mirrors = sorted((worker_cache() / "mirrors").glob("*.git"))
+    assert mirrors
+    for mirror in mirrors:
+        proc = sp.run(["git", "fsck", "--strict", "--no-progress", "--no-dangling"],
+                      cwd=mirror, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{mirror}: {proc.stdout}{proc.stderr}"
     run_id = last_run(dist)
     reasons = {ws: git(dist, "log", "-1", "--format=%(trailers:key=Uet-Reason,valueonly)",
                        "--grep", f"^{ws}: .* -> quarantined", f"refs/uet/ledger/{run_id}")

@@ -5,7 +5,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import subprocess as sp
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +131,58 @@ def test_the_remote_steps_are_in_show_and_report(cluster: Any, tmp_path: Path) -
     assert report.timed and all("(remote)" in s["detail"] for s in drawn)
     out = run_ok(repo, "report", "-o", str(tmp_path / "r.html")).stdout
     assert "wrote" in out and "bar-tool" in (tmp_path / "r.html").read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _wait_for(check: Any, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_candidate_check(cluster: Any, tmp_path: Path) -> None:
+    """The verification job runs again on a live worker and the candidate commits; the dead
+    worker's hook (marked like its tools) is swept when its replacement starts."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    hook = (f"if [ -e {shared}/first ]; then :; else touch {shared}/first; "
+            f"echo $$ > {shared}/pid; cd / && sleep 60; fi")
+    repo = setup_repo(tmp_path / "repo", workstreams={"s": {"command": "echo s > s.txt"}},
+                      config=f'{NO_SANDBOX}[hooks]\npre-merge = ["{hook}"]\n')
+    seen: dict[str, Any] = {}
+
+    def kill_the_worker() -> None:
+        try:
+            pid_file = shared / "pid"
+            _wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), 30,
+                      "the hook")
+            check = int(pid_file.read_text())
+            parent = int(Path(f"/proc/{check}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            os.kill(parent, signal.SIGKILL)  # the Dask worker process that started it
+            _wait_for(lambda: not _alive(check), 90, "the dead worker's hook to be swept")
+            seen["swept"] = check
+        except BaseException as exc:
+            seen["error"] = exc
+
+    killer = threading.Thread(target=kill_the_worker, name="test-killer")
+    killer.start()
+    try:
+        proc = run(repo, "run", "--executor", address(cluster))
+    finally:
+        killer.join(120)
+    assert "error" not in seen and "swept" in seen, seen
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert states(repo) == {"s": "committed"}
+    assert _ledger(repo, "%(trailers:key=Uet-Worker,valueonly,separator=)", "-> verified")
+    fsck_clean(repo)
 
 
 def _spec(repo: Path) -> JobSpec:
