@@ -37,8 +37,9 @@ from uet_git.errors import UetError
 from uet_git.gitrepo import Repo
 from uet_git.gitrepo.odb import MissingObject
 from uet_git.ledger.fold import fold
+from uet_git.ledger.layout import ledger_ref
 from uet_git.ledger.live import live_path, proc_start
-from uet_git.ledger.log import read_ledger, read_plan, read_tip_blob
+from uet_git.ledger.log import read_plan_at, read_tip_blob
 from uet_git.plan.dag import build_plan
 
 TIMINGS = "timings.json"  # the evidence name, under run/ in the ledger tree
@@ -215,8 +216,8 @@ class LiveRun:
 def earlier_timings(repo: Repo, run: str) -> dict[str, Any]:
     """``run/timings.json`` as the ledger holds it ({} when absent or unreadable)."""
     try:
-        log = read_ledger(repo, run)
-        raw = read_tip_blob(repo, log.tip, TIMINGS_PATH)
+        tip = repo.read_ref(ledger_ref(run))
+        raw = read_tip_blob(repo, tip, TIMINGS_PATH) if tip else None
         data = json.loads(raw) if raw else {}
     except (UetError, MissingObject, ValueError):
         return {}
@@ -239,8 +240,8 @@ def run_bounds(repo: Repo, run: str, steps: Sequence[Mapping[str, Any]], *, jobs
     from the measured durations ``measured_bound_seconds``, ``critical_path`` and
     ``efficiency`` (measured bound / wall time). Empty when the plan cannot be read."""
     try:
-        log = read_ledger(repo, run)
-        record = read_plan(repo, log)
+        f = fold(repo, run)  # not a walk of every ledger commit; and the next reader's fold
+        record = read_plan_at(repo, run, f.tip, f.root)
     except UetError:
         return {}
     if not record:
