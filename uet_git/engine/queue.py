@@ -141,6 +141,10 @@ class Item:
     started: float = 0.0
     seconds: float = 0.0
     recorded: str | None = None  # candidate the ledger holds (applied/verified) at seeding
+    # Patches handed to workers before this one and not yet in the queue: its worker judged
+    # it on a tail holding them, so it is not built before they arrive (until hold_until).
+    waits_for: list[str] = field(default_factory=list)
+    hold_until: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,7 @@ class VerifyQueue:
         self._chain_tail: str | None = None
         self.handed: dict[str, str] = {}
         self.offered: dict[str, str] = {}  # what each worker was given (handed may be rebuilt)
+        self.handed_at: dict[str, float] = {}  # monotonic time each patch was handed out
         self._n = 0
         self.clear_refs()
         ctx.verdicts = cache
@@ -256,8 +261,19 @@ class VerifyQueue:
         assert rec is not None and rec.patch is not None and rec.attempt is not None
         with self._lock:
             handed = self.offered.get(rec.patch)
+            order = list(self.handed)
+            before = order[:order.index(rec.patch)] if rec.patch in self.handed else []
+            since = self.handed_at.get(rec.patch)
         self.forget(rec.patch)
         item = Item(ws_id, rec.attempt, rec.patch)
+        if before and since is not None and rec.state == "queued":
+            # Workers whose tools ended together judged their patches on tails chained in
+            # the order they were handed out; their acceptance may end in another order. Built
+            # now, this patch's candidate would lack the ones handed before it: a tree no
+            # worker judged, judged again (B5: one more verification per wave). It waits for
+            # them at most as long as its own acceptance took (what judging again costs).
+            now = time.monotonic()
+            item.waits_for, item.hold_until = before, now + (now - since)
         if rec.state in ("applied", "verified") and rec.candidate:
             item.recorded = rec.candidate
         ws = self.ctx.ws(ws_id)
@@ -271,7 +287,10 @@ class VerifyQueue:
             item.failures.append(Verdict(Outcome.FAILED, "verify-failed",
                                          f"acceptance failed on the queue's tail {handed[:12]} "
                                          "in the worker"))
-        self.items.append(item)
+        # Its place: before a patch that waits for it (handed out after it, arrived first).
+        at = next((k for k, i in enumerate(self.items) if i.status == NEW
+                   and i.candidate is None and rec.patch in i.waits_for), len(self.items))
+        self.items.insert(at, item)
 
     def __contains__(self, ws_id: str) -> bool:
         return any(i.ws == ws_id for i in self.items)
@@ -344,6 +363,7 @@ class VerifyQueue:
             base = self.ctx.queue_tail if self._chain_tail is not None else None
             if base is None:
                 return None
+            self.handed_at[patch] = time.monotonic()
             if odb.get_commit(self.ctx.repo, patch).parent == base:
                 self.handed[patch] = patch
                 self.ctx.queue_tail = patch
@@ -362,6 +382,7 @@ class VerifyQueue:
         with self._lock:
             self.handed.pop(patch, None)
             self.offered.pop(patch, None)
+            self.handed_at.pop(patch, None)
 
     def head(self) -> Item | None:
         """The first patch of the queue (deferred ones are out of it): the only one that may
@@ -394,6 +415,8 @@ class VerifyQueue:
                 item.status = NEW  # applies on the tip: joins the chain at its end
                 self.items.append(self.items.pop(k))
                 continue
+            if item.status == NEW and item.waits_for and self._waits(item):
+                break  # and those behind it: the queue's order is kept
             if item.status != NEW and item.parent != base:
                 # Built on what is no longer before it (a suspect that passed its flake check
                 # committed ahead of it): discarded, made again here.
@@ -429,6 +452,15 @@ class VerifyQueue:
             base = item.candidate
             built += 1
             k += 1
+
+    def _waits(self, item: Item) -> bool:
+        """Whether ``item`` still waits for patches handed out before it (see ``add``)."""
+        with self._lock:
+            item.waits_for = [p for p in item.waits_for if p in self.handed]
+        if item.waits_for and time.monotonic() < item.hold_until:
+            return True
+        item.waits_for = []
+        return False
 
     def jobs(self, limit: int) -> list[Job]:
         """Up to ``limit`` judgings to start now: the flake check of a suspect that reached

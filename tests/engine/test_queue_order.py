@@ -1,0 +1,63 @@
+"""The queue keeps the order patches were handed to workers in: a patch whose worker judged
+it on a tail holding patches handed out before it waits for them (at most as long as its own
+acceptance took), so the queue's candidates are the trees the workers judged."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.engine.test_queue import QUICK, _queue
+from tests.engine.verifykit import kit
+from uet_git.engine.verdicts import acceptance_key
+from uet_git.gitrepo import odb
+
+
+def test_patches_arriving_out_of_hand_out_order_are_judged_nowhere_again(
+        tmp_path: Path) -> None:
+    with kit(tmp_path, {"a": QUICK, "b": QUICK, "c": QUICK}) as k:
+        patches = {ws: k.queue(ws, {f"{ws}.txt": ws}) for ws in "abc"}
+        q = _queue(k, window=4)
+        tails = {ws: q.worker_tail(patches[ws]) or patches[ws] for ws in "abc"}
+        for ws in "abc":  # what the workers' passes put in the cache
+            q.cache.add("acceptance", odb.tree_of(k.repo, tails[ws]),
+                        acceptance_key(k.ctx.ws(ws)))
+        time.sleep(0.05)  # their acceptance took a while: c waits that long at most
+        q.add("c")  # c's acceptance ended first
+        q.step()
+        assert k.state("c") == "queued" and q.jobs(8) == []  # waits for a and b
+        q.add("b")
+        q.step()
+        assert [i.ws for i in q.items] == ["b", "c"] and q.jobs(8) == []
+        q.add("a")
+        q.step()
+        # Built in the order handed out: each candidate is a tree a worker judged.
+        assert [k.state(ws) for ws in "abc"] == ["committed"] * 3 and q.items == []
+        assert odb.tree_of(k.repo, k.ledger.integration_tip()) == odb.tree_of(k.repo,
+                                                                                tails["c"])
+
+
+def test_a_waiting_patch_goes_on_when_the_one_before_leaves_or_its_hold_ends(
+        tmp_path: Path) -> None:
+    with kit(tmp_path, {"a": QUICK, "b": QUICK, "c": QUICK, "d": QUICK}) as k:
+        patches = {ws: k.queue(ws, {f"{ws}.txt": ws}) for ws in "abcd"}
+        q = _queue(k, window=4)
+        def hand(ws: str) -> None:  # to a worker, whose acceptance passes on that tail
+            tail = q.worker_tail(patches[ws]) or patches[ws]
+            q.cache.add("acceptance", odb.tree_of(k.repo, tail), acceptance_key(k.ctx.ws(ws)))
+
+        for ws in "ab":
+            hand(ws)
+        q.add("b")
+        q.step()
+        assert k.state("b") == "queued" and q.items[0].candidate is None
+        q.forget(patches["a"])  # a's worker failed: b no longer waits
+        q.step()
+        assert k.state("b") == "committed"  # on the tip: its patch, judged in its worker
+        # c waits for d's arrival only as long as its own acceptance took (here: none).
+        for ws in "dc":
+            hand(ws)
+        q.add("c")
+        time.sleep(0.01)
+        q.step()
+        assert [(i.ws, i.status) for i in q.items] == [("c", "built")]  # without d
