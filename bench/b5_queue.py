@@ -4,8 +4,11 @@
 acceptance ``sleep 1``, ``uet run --jobs 4``; and the same with a 1-in-8 failing patch (its
 acceptance fails on any tree holding the first workstream's file: alone it passes, integrated it
 fails, so the queue's failure path runs: suspect, flake check, quarantine). Variants, interleaved
-in one run: ``[verify] window = 1`` (the one-at-a-time integrator) and the default (the
-speculative queue, ``window = "auto"``). ``[verify] batch`` is not built.
+in one run: ``[verify] window = 1`` (the one-at-a-time integrator), the default (the
+speculative queue, ``window = "auto"``) and ``[verify] batch = 4`` (bors: 4 patches judged as
+one candidate, bisected on a failure). A third scenario, "hook-bound", judges with a pre-merge
+hook ``sleep 1`` instead of acceptance (a hook runs on every candidate and never in the worker,
+so the worker's run on the queue's tail saves nothing): the case batches are for.
 
 The bound is ``max(critical path, total work / jobs)`` where total work counts each tool run and
 each verification the gate needs: one per candidate, plus the flake check of each failing patch
@@ -52,7 +55,11 @@ def params(quick: bool) -> Params:
     return Params(n=16, tool=1.0, acceptance=1.0, runs=3)
 
 
-def specs(p: Params, *, failing: bool) -> list[dict[str, object]]:
+BATCH = 4
+SCENARIOS = ("all pass", "1-in-8 failing", "hook-bound")
+
+
+def specs(p: Params, *, failing: bool, hook: bool = False) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     first = f"bench-ws/{ws_id(1)}.txt"
     for i in range(1, p.n + 1):
@@ -60,8 +67,16 @@ def specs(p: Params, *, failing: bool) -> list[dict[str, object]]:
         if failing and i % 8 == 0:
             acc += f"; test ! -e {first}"  # fails once the first workstream is integrated
         out.append({"id": ws_id(i), "tool": "shell", "command": append_tool(ws_id(i), p.tool),
-                    "acceptance": [acc]})
+                    "acceptance": [] if hook else [acc]})
     return out
+
+
+def configs(p: Params, *, hook: bool) -> dict[str, str]:
+    """The variants' committed uet.toml."""
+    hooks = f'[hooks]\npre-merge = ["sleep {p.acceptance}"]\n' if hook else ""
+    return {"window 1": "[verify]\nwindow = 1\n" + hooks,
+            "speculative": hooks,
+            "batch": f"[verify]\nbatch = {BATCH}\n" + hooks}
 
 
 def bound(p: Params, fails: int) -> float:
@@ -81,12 +96,13 @@ def repo_with(wd: Path, name: str, config: str) -> Path:
     return repo
 
 
-def scenario(p: Params, wd: Path, *, failing: bool) -> Table:
+def scenario(p: Params, wd: Path, label: str) -> Table:
+    failing, hook = label == "1-in-8 failing", label == "hook-bound"
     fails = p.n // 8 if failing else 0
-    label = "1-in-8 failing" if failing else "all pass"
-    ws_dir = write_workstreams(wd / f"ws-{label[:3]}", specs(p, failing=failing))
-    repos = {"window 1": repo_with(wd, f"w1-{label[:3]}", "[verify]\nwindow = 1\n"),
-             "speculative": repo_with(wd, f"spec-{label[:3]}", "")}
+    tag = label[:3]
+    ws_dir = write_workstreams(wd / f"ws-{tag}", specs(p, failing=failing, hook=hook))
+    repos = {name: repo_with(wd, f"{name[:5].strip()}-{tag}", config)
+             for name, config in configs(p, hook=hook).items()}
     seen: dict[str, list[int]] = {k: [] for k in repos}
 
     def one(name: str) -> float:
@@ -97,7 +113,7 @@ def scenario(p: Params, wd: Path, *, failing: bool) -> Table:
 
     stats = measure_interleaved({k: (lambda k=k: one(k)) for k in repos}, p.runs)
     b = bound(p, fails)
-    w1, spec = stats["window 1"].median, stats["speculative"].median
+    w1, spec, bat = (stats[k].median for k in ("window 1", "speculative", "batch"))
     table = Table(f"B5 verification-bound: {p.n} independent workstreams, {label}, {JOBS} jobs",
                   ["variant", "wall median (min-max)", "committed", "x bound", "target",
                    "verdict"])
@@ -109,15 +125,21 @@ def scenario(p: Params, wd: Path, *, failing: bool) -> Table:
               verdict(spec <= 1.2 * b))
     table.add("window 1 / speculative", "", "", f"{ratio(w1, spec):.2f}x faster", ">= 2x",
               verdict(ratio(w1, spec) >= 2.0))
-    table.add("batch", "not built", "", "", "", "")
+    table.add(f"batch = {BATCH}", stats["batch"].fmt(), _counts(seen["batch"]),
+              f"{ratio(bat, b):.2f}", "", "")
+    table.add("speculative / batch", "", "", f"{ratio(spec, bat):.2f}x", "", "")
+    judge = f"pre-merge hook `sleep {p.acceptance}` (no acceptance)" if hook else \
+        f"acceptance `sleep {p.acceptance}`"
     table.notes += [
-        f"tool `sleep {p.tool}` + append, acceptance `sleep {p.acceptance}`"
+        f"tool `sleep {p.tool}` + append, {judge}"
         + (f" (every 8th: also `test ! -e bench-ws/{ws_id(1)}.txt`)" if failing else "")
         + f"; {p.runs} run(s) per variant, interleaved; `uet run --jobs {JOBS} --land never "
         "--json`, wall time of the whole process.",
         f"bound = max(critical path, total work / {JOBS}); total work = {p.n} tools + "
         f"{p.n + fails} verifications (one per candidate"
-        + (f", + {fails} flake checks" if fails else "") + ").",
+        + (f", + {fails} flake checks" if fails else "") + ")"
+        + (f"; a batch needs about {p.n // BATCH}, so it may beat this bound" if hook else "")
+        + ".",
     ]
     if any(c != p.n - fails for v in seen.values() for c in v):
         table.notes.append(f"WARNING: a run committed other than {p.n - fails} workstreams.")
@@ -132,7 +154,7 @@ def main(quick: bool = False) -> list[Table]:
     p = params(quick)
     wd = workdir("b5")
     try:
-        tables = [emit(scenario(p, wd, failing=False)), emit(scenario(p, wd, failing=True))]
+        tables = [emit(scenario(p, wd, label)) for label in SCENARIOS]
     finally:
         cleanup(wd)
     if quick:
