@@ -276,6 +276,23 @@ def test_ctrl_c_reaches_the_tool_on_the_worker(cluster: Any, tmp_path: Path) -> 
     assert states(repo) == {}  # nothing recorded for the cancelled attempt: resume runs it
 
 
+def test_a_tool_times_out_on_the_worker(cluster: Any, tmp_path: Path) -> None:
+    """The worker's own process rules end a slow tool, as locally: ``tool-timeout``, the tool
+    and what it started gone, the run not held up."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    repo = setup_repo(tmp_path / "repo", config=NO_SANDBOX, workstreams={
+        "s": {"command": f"echo $$ > {shared}/pid; sleep 30", "timeout": 0.5}})
+    started = time.monotonic()
+    run_ok(repo, "run", "--executor", _address(cluster), code=1)
+    assert time.monotonic() - started < 20
+    assert states(repo) == {"s": "quarantined"}
+    reason = git(repo, "log", "-1", "--format=%(trailers:key=Uet-Reason,valueonly)",
+                 f"refs/uet/ledger/{last_run(repo)}", "--grep", "-> quarantined")
+    assert reason == "tool-timeout"
+    _wait_for(lambda: not _alive(int((shared / "pid").read_text())), 5, "the tool to end")
+
+
 def test_the_sweep_kills_only_tools_whose_worker_is_gone(tmp_path: Path) -> None:
     env = {**os.environ}
     orphan = sp.Popen(["sleep", "30"], env={**env, OWNER_VAR: "999999999:1"})

@@ -185,6 +185,30 @@ def test_a_worker_killed_mid_candidate_check(cluster: Any, tmp_path: Path) -> No
     fsck_clean(repo)
 
 
+def test_a_discarded_speculative_candidate_stops_on_its_worker(cluster: Any,
+                                                               tmp_path: Path) -> None:
+    """a's candidate fails its hook while b's speculative candidate (a + b) is judged on the
+    other worker: that judging is stopped there (its hook ends at once, not after its 60 s),
+    a is quarantined after its flake check, and b commits on its own."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    hook = (f"if [ -f a.txt ] && [ -f b.txt ]; then echo $$ > {shared}/spec; sleep 60; "
+            f"exit 0; fi; if [ -f a.txt ]; then [ -e {shared}/a1 ] || "
+            f"{{ touch {shared}/a1; sleep 4; }}; exit 1; fi")
+    repo = setup_repo(tmp_path / "repo", config=f'{NO_SANDBOX}[hooks]\npre-merge = ["{hook}"]\n',
+                      workstreams={"a": {"command": "echo a > a.txt"},
+                                   "b": {"command": "sleep 1; echo b > b.txt"}})
+    started = time.monotonic()
+    proc = run(repo, "run", "-j", "2", "--executor", address(cluster))
+    took = time.monotonic() - started
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert states(repo) == {"a": "quarantined", "b": "committed"}
+    assert took < 45, f"the speculative judging ran its hook out ({took:.0f} s)"
+    spec = int((shared / "spec").read_text())
+    _wait_for(lambda: not _alive(spec), 10, "the discarded candidate's hook to stop")
+    assert "Uet-Reason: hook-failed" in "\n".join(_ledger(repo, "%B", "^a: .* -> quarantined"))
+
+
 def _spec(repo: Path) -> JobSpec:
     head = git(repo, "rev-parse", "HEAD")
     return JobSpec(run="20261201-000000-abcd", ws={"id": "a", "command": "true"}, config={},
