@@ -112,6 +112,7 @@ def test_the_remote_steps_are_in_show_and_report(cluster: Any, tmp_path: Path) -
     transition; ``uet show`` says them in its history, ``uet report`` draws them."""
     repo = setup_repo(tmp_path / "repo", config=NO_SANDBOX, workstreams={
         "s": {"command": "sleep 0.2; echo s > s.txt", "acceptance": ["test -f s.txt"]}})
+    before = set((worker_cache() / "mirrors").glob("*.git"))
     run_ok(repo, "run", "--executor", address(cluster))
     raw = _ledger(repo, f"%(trailers:key={REMOTE_STEPS},valueonly,separator=)", "-> queued")
     assert len(raw) == 1
@@ -131,6 +132,17 @@ def test_the_remote_steps_are_in_show_and_report(cluster: Any, tmp_path: Path) -
     assert report.timed and all("(remote)" in s["detail"] for s in drawn)
     out = run_ok(repo, "report", "-o", str(tmp_path / "r.html")).stdout
     assert "wrote" in out and "bar-tool" in (tmp_path / "r.html").read_text()
+    # The machine's mirror of this repository is made once, then only fetched into.
+    made = set((worker_cache() / "mirrors").glob("*.git")) - before
+    assert len(made) == 1
+    mirror = made.pop()
+    (mirror / "kept").write_text("a re-clone would lose this\n")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "a new base")
+    (repo / "workstreams" / "t.yaml").write_text("id: t\ncommand: echo t > t.txt\n")
+    run_ok(repo, "run", "--executor", address(cluster), "--only", "t")
+    assert (mirror / "kept").is_file()
+    assert set((worker_cache() / "mirrors").glob("*.git")) - before == {mirror}
+    assert git(mirror, "cat-file", "-t", git(repo, "rev-parse", "HEAD~1")) == "commit"
 
 
 def _alive(pid: int) -> bool:
