@@ -1081,9 +1081,12 @@ class Ledger:
     # ------------------------------------------------------------------ closing
 
     def _flush_queued(self) -> None:
-        """Before a run-level write: what workers queued goes first (history in order)."""
-        if self._queue and not self._writing:
-            self.flush()
+        """Before a run-level write: what workers queued goes first (history in order). A
+        failure is left for ``flush`` to raise: it is not this write's."""
+        if self._queue:
+            with self._mutex:
+                if not self._writing:  # not from inside a write (a repair's event)
+                    self._drain()
 
     def close(self) -> None:
         """Write what is queued, stop the ref process and release the run's lock
