@@ -241,9 +241,12 @@ class Written:
         self.at = time.monotonic()
         return commit
 
-    def missing(self, repo: Repo, fresh: Repo | None = None) -> list[str]:
+    def missing(self, repo: Repo, fresh: Repo | None = None,
+                seen: set[str] | None = None) -> list[str]:
         """The objects of this commit (and the patch/candidate it names) not on disk
-        (``fresh``: a handle without libgit2's object cache)."""
+        (``fresh``: a handle without libgit2's object cache). ``seen``: named commits found
+        complete already in this pass (a chain names its candidate in ``applied`` and again
+        in ``committed``; each check lists the candidate's and its parent's trees)."""
         fresh = fresh or fresh_handle(repo)
         gone = [oid for oid in (self.commit, self.tree) if not has_object(fresh, oid)]
         if gone:
@@ -262,8 +265,13 @@ class Written:
                 if oid is None or not has_object(fresh, oid):
                     gone.append(oid or f"{self.tree}:{path}")
         for oid, info in self.named.items():
+            if seen is not None and oid in seen:
+                continue
             # The commit and what it adds to its parent (a candidate's merged trees).
-            gone.extend(missing_new_objects(repo, oid, info.parent, fresh=fresh))
+            lost = missing_new_objects(repo, oid, info.parent, fresh=fresh)
+            if not lost and seen is not None:
+                seen.add(oid)
+            gone.extend(lost)
         return gone
 
 
@@ -330,11 +338,12 @@ class Keepalive:
         fresh = fresh_handle(self._repo)
         newest = self._pending[-1]
         settled: list[Written] = []
+        seen: set[str] = set()
         for written in list(self._pending):
             if not (force or written is newest or now - written.checked >= RECHECK_SECONDS):
                 continue
             for _ in range(3):
-                if not written.missing(self._repo, fresh):
+                if not written.missing(self._repo, fresh, seen):
                     break
                 try:
                     self.rewrite(written)
