@@ -264,3 +264,32 @@ def test_the_version_check_through_the_cluster(cluster: Any, tmp_path: Path) -> 
     msg = str(err.value)
     assert len(msg.splitlines()) == 1
     assert msg.startswith("a: the Dask worker runs uet ") and "the coordinator uet 0.0.1" in msg
+
+
+def test_a_job_over_its_budget_is_stopped_and_fails_in_one_line(cluster: Any,
+                                                                 tmp_path: Path) -> None:
+    """The coordinator's own deadline (all the attempt's timeouts and a margin) reaches the tool
+    through the job's event, and the attempt fails instead of coming back as cancelled (which a
+    resume would only run again). Cut to 2 s here: long enough for the tool to start on a loaded
+    machine."""
+    repo = setup_repo(tmp_path / "repo")
+    pid = tmp_path / "pid"
+    spec = dataclasses.replace(_spec(repo), ws={"id": "a", "command": f"echo $$ > {pid}; "
+                                                                      "cd / && sleep 30"},
+                               config={"sandbox": {"mode": "none"}},
+                               cancel_event="uet-cancel-budget-test", cache=None)
+    client = distributed.Client(cluster.scheduler_address, set_as_default=False)
+    started = time.monotonic()
+    try:
+        ex = DaskExecutor(client, Transport(repo.as_uri(), here=True), spec.run,
+                          ExecutorConfig(address=address(cluster)), "k")
+        with pytest.raises(UetError) as err:
+            ex._wait(run_job, spec, "uet-cancel-budget-test", cancel=None, budget=2,
+                     what="a")
+    finally:
+        client.close()
+    assert str(err.value) == "a: the Dask job ran over its 2 s and was stopped"
+    assert time.monotonic() - started < 25
+    _wait_for(lambda: pid.is_file() and pid.read_text().strip(), 5, "the tool's pid")
+    _wait_for(lambda: not _alive(int(pid.read_text())), 10, "the tool to be stopped")
+

@@ -116,6 +116,12 @@ def _from_worker(rec: dict[str, Any], patch: str | None) -> tuple[str, dict[str,
     return to, out
 
 
+def _stopped(result: Any) -> bool:
+    """A job's answer that it was stopped before it finished (an attempt or a judging)."""
+    return getattr(result, "state", "") is None or \
+        getattr(result, "outcome", None) == Outcome.CANCELLED.value
+
+
 def job_budget(ws: Workstream) -> float:
     """How long the coordinator waits for one job before it cancels it: every command of the
     attempt at its full timeout, each try, plus a margin for queueing on the cluster (the
@@ -300,7 +306,8 @@ class DaskExecutor:
         """Submit ``fn(spec)`` and wait for its result while watching ``cancel`` (passed on to
         the job through the ``distributed.Event`` ``event_name``); None when cancelled and
         the job gave no answer within ``CANCEL_GRACE``. Over ``budget`` seconds the job is
-        cancelled the same way and then fails in one line."""
+        stopped the same way and fails in one line (a job stopped for that is not a
+        cancelled attempt for a resume to run again: its commands' own timeouts failed)."""
         # why lazy: distributed is an optional extra, imported only for --executor
         from distributed import Event
 
@@ -311,14 +318,20 @@ class DaskExecutor:
                                     key=f"uet-{event_name.removeprefix('uet-cancel-')}")
         cancelled_at: float | None = None
         deadline = time.monotonic() + budget
+        stop = False
         try:
             while True:
                 try:
-                    return future.result(timeout=0.25)
+                    result = future.result(timeout=0.25)
                 except TimeoutError:
                     pass
                 except VersionMismatch as exc:
                     raise UetError(f"{what}: {exc}") from None
+                else:
+                    if cancelled_at is not None and not stop and _stopped(result):
+                        raise UetError(f"{what}: the Dask job ran over its {budget:g} s and "
+                                       "was stopped")
+                    return result
                 overdue = time.monotonic() > deadline
                 stop = cancel is not None and cancel.is_set()
                 if (stop or overdue) and cancelled_at is None:
@@ -376,7 +389,8 @@ class DaskExecutor:
         """The ``Uet-Remote-Steps`` trailer and its words (``engine/remotesteps.py``)."""
         job = res.timings.get("job") if isinstance(res.timings, dict) else None
         fetch = res.timings.get("fetch") if isinstance(res.timings, dict) else None
-        steps = res.steps if isinstance(res.steps, list) else []
+        steps = getattr(res, "steps", None)  # a result of a worker without it: none
+        steps = steps if isinstance(steps, list) else []
         steps = [s for s in steps if isinstance(s, dict)]
         fetch_s = float(fetch) if isinstance(fetch, int | float) else None
         words = steps_words(str(res.host)[:100], str(res.worker)[:100], fetch_s, steps)
