@@ -12,6 +12,11 @@ stands).
   the worktree); cancelled -> nothing recorded.
 - ``verified`` -> ``committed``, with the integration ref fast-forwarded in the same ledger
   transaction.
+Transitions decided together go in one ledger transaction (``ctx.record_chain``, one ledger
+commit each): ``verified -> committed`` after a judging; ``applied -> verified -> committed``
+when judging the candidate runs nothing (``verify.quick_verdict``: its tree is the verified
+patch tree and there are no hooks, or nothing is due), which is every patch of a run without
+acceptance or hooks.
 A candidate recorded ``applied``/``verified`` whose parent is no longer the tip goes back to
 ``queued`` first.
 """
@@ -26,14 +31,18 @@ from uet_git.engine.verify import (
     INTEGRATOR,
     Bench,
     Candidate,
+    Checks,
     Outcome,
+    Verdict,
     checks_at,
     empty_candidate,
     make_candidate,
+    quick_verdict,
     verify_candidate,
 )
 from uet_git.gitrepo import odb
 from uet_git.gitrepo.merge import rebase_conflict_text as conflict_evidence
+from uet_git.ledger.writer import Step
 
 
 @dataclass
@@ -80,8 +89,16 @@ def integrate(ctx: RunContext, ws_id: str) -> IntegrationOutcome:
             ctx.observer.worker(INTEGRATOR, None)
             return done("quarantined", "conflict")
         candidate = made.commit or empty_candidate(ctx.repo, patch, tip)
-        ctx.record(ws_id, "applied", attempt=attempt, candidate=candidate,
-                   detail=f"candidate {candidate[:12]} = {tip[:12]} + patch {patch[:12]}")
+        applied = Step("applied", candidate=candidate,
+                       summary=f"candidate {candidate[:12]} = {tip[:12]} + patch {patch[:12]}")
+        cand = Candidate(ctx.ws(ws_id), attempt, patch, candidate, tip, verified=patch)
+        quick = quick_verdict(ctx.repo, cand, _checks(ctx), None, force=ws_id in ctx.reverify)
+        if quick is not None:  # nothing to run: decided now, one transaction
+            ctx.observer.worker(INTEGRATOR, None)
+            ctx.record_chain(ws_id, [applied, *_verified_committed(ctx, quick, candidate)],
+                             attempt=attempt)
+            return done("committed")
+        ctx.record_chain(ws_id, [applied], attempt=attempt)
         state = "applied"
 
     assert candidate is not None
@@ -89,7 +106,7 @@ def integrate(ctx: RunContext, ws_id: str) -> IntegrationOutcome:
         bench = Bench(ctx.run_id, ctx.target, ctx.pool, ctx.observer, ctx.cancel, ctx.guard,
                       remote=ctx.executor)
         cand = Candidate(ctx.ws(ws_id), attempt, patch, candidate, tip, verified=patch)
-        checks = checks_at(ctx.repo, ctx.ledger.base, ctx.config)
+        checks = _checks(ctx)
         verdict = verify_candidate(ctx.repo, cand, checks, bench,
                                    log_dir=ctx.log_dir(ws_id, attempt, "candidate"),
                                    label=f"{ctx.run_id}/{ws_id}/{attempt}/candidate",
@@ -101,11 +118,21 @@ def integrate(ctx: RunContext, ws_id: str) -> IntegrationOutcome:
             ctx.record(ws_id, "quarantined", attempt=attempt, reason=verdict.reason,
                        detail=verdict.detail, evidence=verdict.evidence)
             return done("quarantined", verdict.reason)
-        ctx.record(ws_id, "verified", attempt=attempt, detail=verdict.detail,
-                   evidence=verdict.evidence, trailers=verdict.trailers or None)
-        state = "verified"
+        ctx.record_chain(ws_id, _verified_committed(ctx, verdict, candidate), attempt=attempt)
+        return done("committed")
 
-    if state == "verified":
+    if state == "verified":  # a resumed run: recorded verified, on the tip
         ctx.record(ws_id, "committed", attempt=attempt, integration=candidate,
                    detail=f"integration/{ctx.run_id} fast-forwarded to {candidate[:12]}")
     return done("committed")
+
+
+def _checks(ctx: RunContext) -> Checks:
+    return checks_at(ctx.repo, ctx.ledger.base, ctx.config)
+
+
+def _verified_committed(ctx: RunContext, verdict: Verdict, candidate: str) -> list[Step]:
+    return [Step("verified", summary=verdict.detail, evidence=verdict.evidence,
+                 trailers=verdict.trailers or None),
+            Step("committed", integration=candidate,
+                 summary=f"integration/{ctx.run_id} fast-forwarded to {candidate[:12]}")]
