@@ -107,6 +107,25 @@ def test_candidates_are_judged_on_the_workers(cluster: Any, tmp_path: Path) -> N
     assert run(remote_dir, "fsck").returncode == 0
 
 
+def test_the_integrator_judges_on_the_workers_over_uet_serve(cluster: Any,
+                                                             tmp_path: Path) -> None:
+    """``[verify] window = 1`` (the one-at-a-time integrator) goes through the same remote
+    bench; over ``uet serve`` the workers fetch the candidate by id with the run's token."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    config = _config(shared) + "[verify]\nwindow = 1\n"
+    repo = setup_repo(tmp_path / "repo", config=config, workstreams={
+        "a": WORKSTREAMS["a"], "evil": WORKSTREAMS["evil"]})
+    out = run_ok(repo, "run", "--executor", address(cluster), "--serve", "127.0.0.1:0", code=1)
+    assert "workers fetch from and push to http://127.0.0.1:" in out.stdout
+    assert states(repo) == {"a": "committed", "evil": "quarantined"}
+    cache = str(worker_cache().resolve())
+    where = (shared / "where").read_text().splitlines()
+    assert len(where) == 2 and all(Path(w).resolve().is_relative_to(cache) for w in where)
+    assert _ledger(repo, "%(trailers:key=Uet-Worker,valueonly,separator=)", "-> verified")
+    fsck_clean(repo)
+
+
 def test_the_remote_steps_are_in_show_and_report(cluster: Any, tmp_path: Path) -> None:
     """A worker's steps (tool, acceptance) reach the ledger with the attempt's last worker
     transition; ``uet show`` says them in its history, ``uet report`` draws them."""
