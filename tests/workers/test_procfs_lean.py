@@ -34,10 +34,13 @@ def test_what_may_be_a_tools_leftover() -> None:
     mine = _p(40, 12, 10)
     procs = {p.pid: p for p in (_p(5, 1, 5), shell, job, worker, daemon, daemon_child, orphan,
                                 under_dead, mine)}
+    below = {mine.pid}
+    cache: dict[int, bool] = {}
     found = {p.pid - BASE for p in procs.values()
-             if could_be_a_tools(p, procs, {mine.pid})}
+             if could_be_a_tools(p, procs.get, below.__contains__, cache)}
     assert found == {5, 10, 20, 21, 30, 31, 40}
-    assert not could_be_a_tools(job, procs, set()) and not could_be_a_tools(worker, procs, set())
+    for p in (job, worker):
+        assert not could_be_a_tools(p, procs.get, below.__contains__)
 
 
 def _wait_pid(pidfile: Path) -> int:

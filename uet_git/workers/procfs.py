@@ -211,25 +211,39 @@ def _carries_uet(pid: int) -> bool:
     return any(m in environ for m in _UET_MARKERS)
 
 
-def _descendants(procs: dict[int, Proc], top: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for p in procs.values():
-        children.setdefault(p.ppid, []).append(p.pid)
-    out: set[int] = set()
-    stack = [top]
-    while stack:
-        for c in children.get(stack.pop(), ()):
-            if c not in out:
-                out.add(c)
-                stack.append(c)
-    return out
+class _Sweep:
+    """The /proc reads of one sweep, each done at most once: a process's stat, whether it is
+    below this process (its parent chain, memoised), whether a session leader may be a
+    tool's."""
+
+    def __init__(self) -> None:
+        self.me = os.getpid()
+        self._stats: dict[int, Proc | None] = {}
+        self._mine: dict[int, bool] = {self.me: True, 0: False, 1: False}
+        self.leaders: dict[int, bool] = {}
+
+    def stat(self, pid: int) -> Proc | None:
+        if pid not in self._stats:
+            self._stats[pid] = read_stat(pid)
+        return self._stats[pid]
+
+    def mine(self, pid: int) -> bool:
+        chain: list[int] = []
+        while pid not in self._mine and len(chain) < 4096:
+            chain.append(pid)
+            p = self.stat(pid)
+            pid = p.ppid if p is not None else 0
+        verdict = self._mine.get(pid, False)
+        for c in chain:
+            self._mine[c] = verdict
+        return verdict
 
 
-def could_be_a_tools(p: Proc, procs: dict[int, Proc], mine: set[int],
+def could_be_a_tools(p: Proc, stat: Callable[[int], Proc | None], mine: Callable[[int], bool],
                      cache: dict[int, bool] | None = None) -> bool:
     """Whether ``p`` may be something a tool left behind, so its open files are worth reading
-    (``mine``: this process's descendants; ``cache``: session leader -> verdict, shared by the
-    calls of one sweep).
+    (``stat``: a pid's Proc or None when gone; ``mine``: whether a pid is below this process;
+    ``cache``: session leader -> verdict, shared by the calls of one sweep).
 
     A tool runs in a session of its own, so whatever it leaves is: below this process (the
     subreaper keeps every orphan of our tools there); re-parented to init (a uet killed before
@@ -238,43 +252,50 @@ def could_be_a_tools(p: Proc, procs: dict[int, Proc], mine: set[int],
     killed run's tool or daemon, still running, and what it started). Everything else is in a
     live session no tool started (a shell and its jobs, a test runner's workers with hundreds
     of open files each), and reading its descriptors is the cost this avoids."""
-    if p.sid == p.pid or _tool_like(p, mine):
+    if p.sid == p.pid or p.ppid == 1 or mine(p.pid):
         return True
-    leader = procs.get(p.sid)
-    if leader is None:
-        return True
-    if cache is None:
-        return _tool_like(leader, mine)
-    if p.sid not in cache:
-        cache[p.sid] = _tool_like(leader, mine)
-    return cache[p.sid]
-
-
-def _tool_like(p: Proc, mine: set[int]) -> bool:
-    return p.pid in mine or p.ppid == 1 or _carries_uet(p.pid)
+    if cache is not None and p.sid in cache:
+        leader_may = cache[p.sid]
+    else:
+        leader = stat(p.sid)
+        leader_may = leader is None or leader.ppid == 1 or mine(leader.pid) \
+            or _carries_uet(leader.pid)
+        if cache is not None:
+            cache[p.sid] = leader_may
+    return leader_may or _carries_uet(p.pid)
 
 
 def processes_under(path: str | os.PathLike[str]) -> list[int]:
     """Live processes (any on the machine but this one) whose cwd, root or executable is
     ``path`` or below it, or, among those that may be a tool's leftovers
-    (``could_be_a_tools``), that hold a file open below it. (Zombies have none of these: their
-    links do not read.) Every process's cwd, root and executable are read; descriptors only of
-    the possible leftovers, so the cost does not grow with other people's processes."""
+    (``could_be_a_tools``), that hold a file open below it. Every process's executable, cwd
+    and root are read (not a kernel thread's or a zombie's: they have none);
+    descriptors only of the possible leftovers, so the cost does not grow with other people's
+    processes."""
     root = _real(path)
-    me = os.getpid()
-    procs = all_procs()
-    mine = _descendants(procs, me)
-    uet_sessions: dict[int, bool] = {}  # session id -> its leader may be a tool's
-    return sorted(p.pid for p in procs.values()
-                  if p.pid != me and not p.kernel_thread
-                  and _works_under(p, root, procs, mine, uet_sessions))
-
-
-def _works_under(p: Proc, root: str, procs: dict[int, Proc], mine: set[int],
-                 uet_sessions: dict[int, bool]) -> bool:
-    if _lives_under(p.pid, root) or _under(_readlink(f"/proc/{p.pid}/exe"), root):
-        return True
-    return could_be_a_tools(p, procs, mine, uet_sessions) and _holds_open_under(p.pid, root)
+    sweep = _Sweep()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    found: list[int] = []
+    for name in names:
+        if not name.isdigit() or int(name) == sweep.me:
+            continue
+        pid = int(name)
+        exe = _readlink(f"/proc/{pid}/exe")
+        if exe is None:
+            q = sweep.stat(pid)
+            if q is None or q.kernel_thread or q.state == "Z":
+                continue
+        if _under(exe, root) or _lives_under(pid, root):
+            found.append(pid)
+            continue
+        p = sweep.stat(pid)
+        if p is not None and could_be_a_tools(p, sweep.stat, sweep.mine, sweep.leaders) \
+                and _holds_open_under(pid, root):
+            found.append(pid)
+    return sorted(found)
 
 
 def ancestors(pid: int) -> set[int]:
