@@ -30,7 +30,14 @@ from tests.e2e.helpers import (
 from uet_git import __version__
 from uet_git.cli.reportdata import gather
 from uet_git.engine.executor import DaskExecutor, Transport
-from uet_git.engine.remotejob import PROTOCOL, JobSpec, VersionMismatch, run_job
+from uet_git.engine.remotejob import (
+    PROTOCOL,
+    JobSpec,
+    VersionMismatch,
+    run_job,
+    version_problem,
+    worker_version,
+)
 from uet_git.engine.remotesteps import REMOTE_STEPS, parse_steps
 from uet_git.engine.remoteverify import VerifySpec, run_verify_job
 from uet_git.errors import UetError
@@ -264,6 +271,23 @@ def test_a_worker_of_another_version_fails_the_job_in_one_line(tmp_path: Path) -
     with pytest.raises(VersionMismatch, match=r"the coordinator uet 9\.9"):
         run_verify_job(verify)
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_workers_versions_are_asked_at_connect(cluster: Any) -> None:
+    """Before the first job the coordinator asks every connected worker; one of another
+    version refuses the run in one line (the jobs check again: workers may join later)."""
+    client = distributed.Client(cluster.scheduler_address, set_as_default=False)
+    try:
+        versions = client.run(worker_version)
+    finally:
+        client.close()
+    assert len(versions) == 2 and version_problem(versions) is None
+    addr = sorted(versions)[0]
+    msg = version_problem({**versions, addr: ("0.0.1", PROTOCOL)})
+    assert msg == (f"the Dask worker {addr} runs uet 0.0.1 (job protocol {PROTOCOL}), the "
+                   f"coordinator uet {__version__} (job protocol {PROTOCOL}): install the same "
+                   "uet on the coordinator and every worker")
+    assert "job protocol 99" in str(version_problem({addr: (__version__, 99)}))
 
 
 def test_the_version_check_through_the_cluster(cluster: Any, tmp_path: Path) -> None:

@@ -55,7 +55,15 @@ from urllib.parse import urlparse
 
 from uet_git.engine.context import RunContext
 from uet_git.engine.pipeline import WORKER_SECONDS, WorkerOutcome, recheck_patch, validation
-from uet_git.engine.remotejob import JobResult, JobSpec, VersionMismatch, run_job, sweep_plugin
+from uet_git.engine.remotejob import (
+    JobResult,
+    JobSpec,
+    VersionMismatch,
+    run_job,
+    sweep_plugin,
+    version_problem,
+    worker_version,
+)
 from uet_git.engine.remotesteps import (
     HOST_TRAILER,
     REMOTE_STEPS,
@@ -239,6 +247,7 @@ def connect(repo: Repo, run: str, cfg: ExecutorConfig, transport: Transport) -> 
                        ) from exc
     try:
         client.register_plugin(sweep_plugin(), name="uet-sweep-stale-tools")
+        _check_worker_versions(client, cfg)
         existing = remote_refs(repo, transport.url, inbox_prefix(run) + "*",
                                token=transport.token)
     except BaseException:
@@ -246,6 +255,18 @@ def connect(repo: Repo, run: str, cfg: ExecutorConfig, transport: Transport) -> 
         raise
     key = f"{socket.gethostname()}:{repo.common_dir.resolve()}"
     return DaskExecutor(client, transport, run, cfg, key, existing)
+
+
+def _check_worker_versions(client: Any, cfg: ExecutorConfig) -> None:
+    """Refuse the run in one line when a worker connected now runs another uet (each job
+    checks again: workers may join later). A worker that cannot answer is left to that."""
+    try:
+        versions = client.run(worker_version)
+    except Exception:  # an old worker without worker_version, one dying: its jobs will say
+        return
+    problem = version_problem(versions)
+    if problem is not None:
+        raise UetError(f"--executor {cfg.address}: {problem}")
 
 
 @dataclass

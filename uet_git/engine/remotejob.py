@@ -128,6 +128,24 @@ def check_versions(spec: object) -> None:
             "same uet on the coordinator and every worker")
 
 
+def worker_version() -> tuple[str, int]:
+    """(uet version, job protocol) of this process: what ``executor.connect`` asks each
+    worker before the run's first job."""
+    return __version__, PROTOCOL
+
+
+def version_problem(versions: Mapping[str, Any]) -> str | None:
+    """One line about the first worker (address -> ``worker_version()``) whose uet version or
+    job protocol is not this process's, or None when they all agree."""
+    for address, got in sorted(versions.items()):
+        if tuple(got) != (__version__, PROTOCOL):
+            version, protocol = [*got, "unknown", "unknown"][:2]
+            return (f"the Dask worker {address} runs uet {version} (job protocol {protocol}), "
+                    f"the coordinator uet {__version__} (job protocol {PROTOCOL}): install the "
+                    "same uet on the coordinator and every worker")
+    return None
+
+
 class StepClock(NullObserver):
     """The job's observer: keeps each step's span as offsets (s) from the job's start."""
 
