@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,7 @@ def save(repo: Repo, f: Folded) -> None:
     """Keep ``f`` (atomic replace; a cache: a read-only or full disk only costs the next
     reader a fold)."""
     path = cache_path(repo, f.run)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(to_json(f), separators=(",", ":")))
