@@ -102,9 +102,9 @@ class Snapshot:
     ties: tuple[Ties, ...] = ()
 
 
-def _read(path: Path) -> FileState | None:
+def _read(path: str | Path) -> FileState | None:
     try:
-        st = path.lstat()
+        st = os.lstat(path)
     except OSError:
         return None
     if stat.S_ISLNK(st.st_mode):
@@ -115,7 +115,7 @@ def _read(path: Path) -> FileState | None:
     h = hashlib.sha256()
     kept = bytearray()
     try:
-        with path.open("rb") as f:
+        with open(path, "rb") as f:
             while chunk := f.read(1 << 16):
                 h.update(chunk)
                 if len(kept) <= MAX_KEPT:
@@ -129,19 +129,21 @@ def _read(path: Path) -> FileState | None:
 def _walk(common: Path, rel: str, out: dict[str, FileState]) -> None:
     """Every file and symbolic link below ``common/rel`` (links are not followed; a directory
     replaced by a link is recorded as that link)."""
-    top = common / rel
+    base = os.fspath(common)
+    top = os.path.join(base, rel)
     state = _read(top)
     if state is not None:
         out[rel] = state
         return
-    if not top.is_dir():
+    if not os.path.isdir(top):
         return
+    cut = len(base) + 1
     for root, dirs, files in os.walk(top):
         for name in [*files, *(d for d in dirs if os.path.islink(os.path.join(root, d)))]:
-            full = Path(root) / name
+            full = os.path.join(root, name)
             s = _read(full)
             if s is not None:
-                out[full.relative_to(common).as_posix()] = s
+                out[full[cut:]] = s
 
 
 def _config_paths(common: Path) -> list[str]:
