@@ -20,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.b5_events import in_run
 from bench.common import (
     SMALL,
+    Stats,
     Table,
     append_tool,
     cleanup,
@@ -104,37 +106,42 @@ def scenario(p: Params, wd: Path, label: str) -> Table:
     repos = {name: repo_with(wd, f"{name[:5].strip()}-{tag}", config)
              for name, config in configs(p, hook=hook).items()}
     seen: dict[str, list[int]] = {k: [] for k in repos}
+    inner: dict[str, list[float]] = {k: [] for k in repos}
 
     def one(name: str) -> float:
         res = run_uet(uet_run_args(ws_dir, JOBS, "--json"), cwd=repos[name],
-                      expect=None if failing else p.n)
+                      expect=None if failing else p.n, stream_events=True)
         seen[name].append(res.committed())
+        inner[name].append(in_run(res))
         return res.wall
 
     stats = measure_interleaved({k: (lambda k=k: one(k)) for k in repos}, p.runs)
     b = bound(p, fails)
     w1, spec, bat = (stats[k].median for k in ("window 1", "speculative", "batch"))
+    i1, ispec, ibat = (Stats.of(inner[k]).median for k in ("window 1", "speculative", "batch"))
     table = Table(f"B5 verification-bound: {p.n} independent workstreams, {label}, {JOBS} jobs",
-                  ["variant", "wall median (min-max)", "committed", "x bound", "target",
-                   "verdict"])
-    table.add("bound", f"{b:.2f} s", p.n - fails, "1.00", "", "")
+                  ["variant", "wall median (min-max)", "committed", "x bound",
+                   "excl. start-up", "target", "verdict"])
+    table.add("bound", f"{b:.2f} s", p.n - fails, "1.00", "", "", "")
     table.add("window 1", stats["window 1"].fmt(), _counts(seen["window 1"]),
-              f"{ratio(w1, b):.2f}", "", "")
+              f"{ratio(w1, b):.2f}", f"{ratio(i1, b):.2f}", "", "")
     table.add("speculative (default)", stats["speculative"].fmt(),
-              _counts(seen["speculative"]), f"{ratio(spec, b):.2f}", "<= 1.2 x bound",
-              verdict(spec <= 1.2 * b))
-    table.add("window 1 / speculative", "", "", f"{ratio(w1, spec):.2f}x faster", ">= 2x",
-              verdict(ratio(w1, spec) >= 2.0))
+              _counts(seen["speculative"]), f"{ratio(spec, b):.2f}", f"{ratio(ispec, b):.2f}",
+              "<= 1.2 x bound", verdict(spec <= 1.2 * b))
+    table.add("window 1 / speculative", "", "", f"{ratio(w1, spec):.2f}x faster",
+              f"{ratio(i1, ispec):.2f}x", ">= 2x", verdict(ratio(w1, spec) >= 2.0))
     table.add(f"batch = {BATCH}", stats["batch"].fmt(), _counts(seen["batch"]),
-              f"{ratio(bat, b):.2f}", "", "")
-    table.add("speculative / batch", "", "", f"{ratio(spec, bat):.2f}x", "", "")
+              f"{ratio(bat, b):.2f}", f"{ratio(ibat, b):.2f}", "", "")
+    table.add("speculative / batch", "", "", f"{ratio(spec, bat):.2f}x",
+              f"{ratio(ispec, ibat):.2f}x", "", "")
     judge = f"pre-merge hook `sleep {p.acceptance}` (no acceptance)" if hook else \
         f"acceptance `sleep {p.acceptance}`"
     table.notes += [
         f"tool `sleep {p.tool}` + append, {judge}"
         + (f" (every 8th: also `test ! -e bench-ws/{ws_id(1)}.txt`)" if failing else "")
         + f"; {p.runs} run(s) per variant, interleaved; `uet run --jobs {JOBS} --land never "
-        "--json`, wall time of the whole process.",
+        "--json`, wall time of the whole process (verdicts); excl. start-up: from the first "
+        "tool's start to the process's end.",
         f"bound = max(critical path, total work / {JOBS}); total work = {p.n} tools + "
         f"{p.n + fails} verifications (one per candidate"
         + (f", + {fails} flake checks" if fails else "") + ")"

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import yaml
 
+from bench.b5_events import in_run
 from bench.common import (
     ROOT,
     SMALL,
+    Stats,
     Table,
     bench_env,
     cleanup,
@@ -91,9 +93,16 @@ def main(quick: bool = False) -> list[Table]:
         ws_dir = write_workstreams(wd / "ws", wss)
         repo = make_repo(SMALL, wd / "repo")
         n = len(wss)
-        stats = measure_interleaved(
-            {j: (lambda j=j: run_uet(uet_run_args(ws_dir, j, "--json"), cwd=repo,
-                                     expect=n).wall) for j in (1, 4)}, runs)
+        inner: dict[int, list[float]] = {1: [], 4: []}
+
+        def one(j: int) -> float:
+            res = run_uet(uet_run_args(ws_dir, j, "--json"), cwd=repo, expect=n,
+                          stream_events=True)
+            inner[j].append(in_run(res))
+            return res.wall
+
+        stats = measure_interleaved({j: (lambda j=j: one(j)) for j in (1, 4)}, runs)
+        i1, i4 = Stats.of(inner[1]).median, Stats.of(inner[4]).median
         path, bound4 = dag_bound(wss, durations, 4)
         _, bound1 = dag_bound(wss, durations, 1)
         speedup = ratio(stats[1].median, stats[4].median)
@@ -102,16 +111,19 @@ def main(quick: bool = False) -> list[Table]:
         met = speedup >= 4.0 or (limit < 4.0 and to_bound <= 1.1)
         table = Table(f"CH corpus headline: {n} converted legacy workstreams, 4 jobs vs 1",
                       ["1 job", "4 jobs", "speed-up", "DAG limit (bound 1 / bound 4)",
-                       "4 jobs / bound", "target", "verdict"])
+                       "4 jobs / bound", "excl. start-up: speed-up, / bound", "target",
+                       "verdict"])
         table.add(stats[1].fmt(), stats[4].fmt(), f"{speedup:.2f}", f"{limit:.2f}",
-                  f"{to_bound:.2f}", ">= 4x, or <= 1.1 x bound", verdict(met))
+                  f"{to_bound:.2f}", f"{ratio(i1, i4):.2f}, {ratio(i4, bound4):.2f}",
+                  ">= 4x, or <= 1.1 x bound", verdict(met))
         table.notes += [
             f"critical path {path:.2f} s, total work {sum(durations.values()):.2f} s, bound "
             f"for 4 jobs {bound4:.2f} s; each workstream: tool `sleep {scale:g}` (no bundle "
             f"has an estimate) + append to its own file (its scope), acceptance "
             f"`sleep {acceptance:g}`; dependencies as converted.",
             f"{runs} run(s) per variant, interleaved; `uet run --jobs J --land never --json`, "
-            "wall time of the whole process, default settings.",
+            "wall time of the whole process (the verdict), default settings; excl. start-up: "
+            "from the first tool's start to the process's end.",
         ]
     finally:
         cleanup(wd)
