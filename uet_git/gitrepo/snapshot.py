@@ -26,8 +26,13 @@ from pathlib import Path
 
 import pygit2
 
+from uet_git.gitrepo.merge import Change, Status, _differing_paths, changed_paths
+from uet_git.gitrepo.objects import FILEMODE_TREE, peel_tree
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.worktrees import admin_dir
+
+_FILEMODE_COMMIT = pygit2.enums.FileMode.COMMIT
+_FILEMODE_LINK = pygit2.enums.FileMode.LINK
 
 
 def snapshot_tree(repo: Repo, worktree_path: Path) -> str:
@@ -52,6 +57,63 @@ def snapshot_tree(repo: Repo, worktree_path: Path) -> str:
         return str(index.write_tree())
     except (pygit2.GitError, GitError, OSError, ValueError, KeyError):
         return _snapshot_cli(repo, admin, path)
+
+
+def patch_changes(repo: Repo, base: str, patch: str) -> list[Change]:
+    """``merge.changed_paths(repo, base, patch)``, at a cost that follows the change instead of
+    the tree: the paths come from the merge's subtree-skipping walk (equal subtrees are never
+    opened) and each one's line counts from its two blobs, where libgit2's tree diff walks every
+    entry of both trees (~90 ms at 30,000 files under load, for one changed file). Whenever a
+    rename or copy could be found (a path deleted and another added, ``diff.renames`` set to
+    copies), a file becomes a link or back, or a submodule is involved, the full diff decides,
+    so the result is the same."""
+    try:
+        old, new = peel_tree(repo, base), peel_tree(repo, patch)
+        paths = _differing_paths(old, new, "")
+        entries = [(path, _blob_entry(old, path), _blob_entry(new, path)) for path in paths]
+        added = any(a is None for _, a, _ in entries)
+        deleted = any(b is None for _, _, b in entries)
+        if (added and deleted) or _copies_configured(repo) or any(
+                (e is not None and e.filemode == _FILEMODE_COMMIT)
+                or (a is not None and b is not None and _is_link(a) != _is_link(b))
+                for _, a, b in entries for e in (a, b)):
+            return changed_paths(repo, base, patch)
+        return [_change(path, a, b) for path, a, b in entries]
+    except (pygit2.GitError, KeyError, ValueError, TypeError):
+        return changed_paths(repo, base, patch)
+
+
+def _blob_entry(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
+    try:
+        obj = tree[path]
+    except KeyError:
+        return None
+    return None if obj.filemode == FILEMODE_TREE else obj
+
+
+def _copies_configured(repo: Repo) -> bool:
+    try:
+        value = repo._pg.config["diff.renames"]
+    except (KeyError, pygit2.GitError):
+        return False
+    return str(value).strip().lower().startswith("cop")
+
+
+def _is_link(obj: pygit2.Object) -> bool:
+    return obj.filemode == _FILEMODE_LINK
+
+
+def _change(path: str, old: pygit2.Object | None, new: pygit2.Object | None) -> Change:
+    """One path's change (added, deleted or modified: never a type change, which the full
+    diff reports) as libgit2's tree diff does."""
+    status: Status = "A" if old is None else "D" if new is None else "M"
+    patch = pygit2.Patch.create_from(old, new, old_as_path=path, new_as_path=path)
+    binary = bool(patch.delta.is_binary)
+    added = removed = 0
+    if not binary:
+        _, added, removed = patch.line_stats
+    return Change(status=status, path=path, old_path=None, lines_added=added,
+                  lines_removed=removed, binary=binary)
 
 
 def _has_filter_drivers(wr: pygit2.Repository) -> bool:
@@ -177,4 +239,5 @@ def _first_line(data: bytes) -> str:
     return ""
 
 
-__all__ = ["ApplyResult", "MailMessage", "apply_patch", "apply_patch_ex", "snapshot_tree"]
+__all__ = ["ApplyResult", "MailMessage", "apply_patch", "apply_patch_ex", "patch_changes",
+           "snapshot_tree"]

@@ -28,7 +28,7 @@ from uet_git.gitrepo.merge import Change, changed_paths, is_ancestor
 from uet_git.gitrepo.objects import make_commit
 from uet_git.gitrepo.odb import CommitInfo, Person, get_commit, walk_commits
 from uet_git.gitrepo.repo import GitError, Repo
-from uet_git.gitrepo.snapshot import apply_patch_ex, snapshot_tree
+from uet_git.gitrepo.snapshot import apply_patch_ex, patch_changes, snapshot_tree
 from uet_git.gitrepo.worktrees import pin_head, reset_worktree, worktree_head
 from uet_git.ledger.keepalive import write_pinned
 from uet_git.spec.models import Workstream
@@ -114,7 +114,7 @@ def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str
     # keeps it (and its new blobs and trees) alive against `git gc --prune=now` till then.
     patch = write_pinned(repo, write, lambda oid: pin_head(repo, worktree, oid), base=base,
                          what=f"{ws.id}: the patch of attempt {attempt}")
-    return Normalised(patch, changed_paths(repo, base, patch), tool_commits, None, notes)
+    return Normalised(patch, patch_changes(repo, base, patch), tool_commits, None, notes)
 
 
 def _tool_commits(repo: Repo, head: str, base: str) -> tuple[list[CommitInfo], bool]:
