@@ -8,6 +8,7 @@ import dataclasses
 import os
 import signal
 import subprocess as sp
+import sys
 import threading
 import time
 from pathlib import Path
@@ -130,6 +131,42 @@ def test_the_integrator_judges_on_the_workers_over_uet_serve(cluster: Any,
     where = (shared / "where").read_text().splitlines()
     assert len(where) == 2 and all(Path(w).resolve().is_relative_to(cache) for w in where)
     assert _ledger(repo, "%(trailers:key=Uet-Worker,valueonly,separator=)", "-> verified")
+    fsck_clean(repo)
+
+
+def test_the_coordinator_killed_mid_candidate_check_then_resume(cluster: Any,
+                                                                tmp_path: Path) -> None:
+    """Killed while a worker judges a candidate it published to a bare remote: the resume
+    judges the candidate again, commits and lands it once, and prunes what the killed run
+    left on the remote (the published candidate, the base, the inbox ref)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    hook = (f"echo run >> {shared}/count; [ -e {shared}/started ] || "
+            f"{{ touch {shared}/started; sleep 3; }}")
+    repo = setup_repo(tmp_path / "repo", workstreams={"a": WORKSTREAMS["a"]},
+                      config=f'{NO_SANDBOX}[hooks]\npre-merge = ["{hook}"]\n')
+    remote_dir = tmp_path / "remote.git"
+    url = _remote(repo, remote_dir)
+    coordinator = sp.Popen([sys.executable, "-m", "uet_git", "run", "--executor",
+                            address(cluster), "--remote", url], cwd=repo,
+                           stdout=sp.DEVNULL, stderr=sp.DEVNULL, start_new_session=True)
+    try:
+        _wait_for(lambda: (shared / "started").exists(), 30, "the hook to start")
+        os.killpg(coordinator.pid, signal.SIGKILL)
+    finally:
+        coordinator.wait(10)
+    run_id = last_run(repo)
+    assert git(remote_dir, "for-each-ref", "--format=%(refname)", "refs/uet-candidates/")
+    assert git(repo, "for-each-ref", "--format=%(refname)", f"refs/uet/queued/{run_id}/") \
+        == f"refs/uet/queued/{run_id}/a"
+
+    run_ok(repo, "resume", run_id)
+    assert states(repo) == {"a": "committed"}
+    assert landed_workstreams(repo) == ["a"]
+    assert (shared / "count").read_text().splitlines() == ["run", "run"]
+    assert _ledger(repo, "%(trailers:key=Uet-Worker,valueonly,separator=)", "-> verified")
+    assert git(remote_dir, "for-each-ref", "refs/uet-candidates/", "refs/uet-base/",
+               "refs/uet/inbox/") == ""
     fsck_clean(repo)
 
 
