@@ -270,9 +270,27 @@ def _fsyncs(trace: Path) -> int:
     return total
 
 
-def _one_run(template: Path, work: Path, code: Path, jobs: int, *, strace: bool) -> float:
+# Runs uet in process with `RefUpdater.run` counted: the ref transactions of the whole run.
+COUNTING = """
+import atexit, sys
+from uet_git.gitrepo import refs
+calls = [0]
+orig = refs.RefUpdater.run
+def run(self, tx):
+    calls[0] += 1
+    return orig(self, tx)
+refs.RefUpdater.run = run
+atexit.register(lambda: print(f"ref-transactions {calls[0]}", file=sys.stderr))
+from uet_git.cli import main
+sys.argv = ["uet", *sys.argv[1:]]
+main()
+"""
+
+
+def _one_run(template: Path, work: Path, code: Path, jobs: int, *, strace: bool = False,
+             count: bool = False) -> float:
     """Copy ``template``, ``uet run --land never`` it with uet from ``code``; wall seconds
-    (or, with ``strace``, the fsync count)."""
+    (with ``strace``: the fsync count; with ``count``: the ref transactions)."""
     import shutil  # why: only this mode copies repositories
     import subprocess  # why: strace wraps the uet process
 
@@ -280,7 +298,9 @@ def _one_run(template: Path, work: Path, code: Path, jobs: int, *, strace: bool)
     shutil.rmtree(repo, ignore_errors=True)
     shutil.copytree(template, repo, symlinks=True)
     env = {**bench_env(), "PYTHONPATH": str(code)}
-    cmd = [sys.executable, "-m", "uet_git", "run", "--land", "never", "--jobs", str(jobs)]
+    args = ["run", "--land", "never", "--jobs", str(jobs)]
+    cmd = [sys.executable, "-c", COUNTING, *args] if count else \
+        [sys.executable, "-m", "uet_git", *args]
     trace = work / "strace.txt"
     if strace:
         cmd = ["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", str(trace), *cmd]
@@ -289,6 +309,8 @@ def _one_run(template: Path, work: Path, code: Path, jobs: int, *, strace: bool)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"uet run ({code}) exited {proc.returncode}: {proc.stderr[-800:]}")
+    if count:
+        return float(proc.stderr.rsplit("ref-transactions ", 1)[1].split()[0])
     return float(_fsyncs(trace)) if strace else wall
 
 
@@ -301,27 +323,32 @@ def batching(old: Path, rounds: int, jobs: int) -> Table:
         template = work / "template"
         _batch_repo(template, BATCH_WS)
         fs: dict[str, list[float]] = {k: [] for k in codes}
+        txs: dict[str, list[float]] = {k: [] for k in codes}
         walls: dict[str, list[float]] = {k: [] for k in codes}
         for code in codes.values():  # warm-up: .pyc, page cache
             _one_run(template, work, code, jobs, strace=False)
         for _ in range(rounds):
             for label, code in codes.items():
                 fs[label].append(_one_run(template, work, code, jobs, strace=True) / BATCH_WS)
-                walls[label].append(_one_run(template, work, code, jobs, strace=False))
+                walls[label].append(_one_run(template, work, code, jobs))
+                txs[label].append(_one_run(template, work, code, jobs, count=True) / BATCH_WS)
         load = Path("/proc/loadavg").read_text().split()[:3]
         table = Table(f"L2 ledger batching: {BATCH_WS} trivial workstreams, --jobs {jobs}, "
                       f"--land never, {rounds} rounds interleaved",
-                      ["uet", "fsyncs / workstream", "wall"])
+                      ["uet", "fsyncs / workstream", "ref transactions / workstream", "wall"])
         stats = {k: Stats.of(walls[k]) for k in codes}
         for label in codes:
             f = Stats.of(fs[label])
-            table.add(f"{label} ({codes[label]})", f"{f.median:.1f} ({min(fs[label]):.1f}-"
-                      f"{max(fs[label]):.1f})", stats[label].fmt("s", 3))
+            t = Stats.of(txs[label])
+            table.add(f"{label} ({codes[label]})", f.fmt("", 1), t.fmt("", 1),
+                      stats[label].fmt("s", 3))
         r = ratio(stats["new"].median, stats["old"].median)
         table.notes.append(f"wall new / old = {r:.2f} (medians); load average at the end "
                            f"{' '.join(load)}")
         table.notes.append("fsyncs: `strace -f -c -e trace=fsync,fdatasync` of the whole "
-                           "`uet run` (git children included), divided by the workstreams")
+                           "`uet run` (git children included), divided by the workstreams; "
+                           "ref transactions: `RefUpdater.run` calls of the whole run (run "
+                           "start/finish and the queue's candidate refs included)")
         emit(table)
         return table
     finally:
