@@ -1098,7 +1098,11 @@ class Ledger:
         with self._mutex:
             if self._closed:
                 return
-            self._closed = True
+            with self._qlock:  # no more submits; the background writer ends
+                self._closed = True
+                self._wake.notify_all()
+            with contextlib.suppress(Exception):
+                self._drain()  # what was queued after the flush above
             with contextlib.suppress(UetError):
                 self._keep.ensure(force=True)  # a last look for a prune at the end
             self._updater.close()
