@@ -9,8 +9,11 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from uet_git.workers import procfs
 from uet_git.workers.procfs import Proc, could_be_a_tools
@@ -64,14 +67,29 @@ def _kill(pid: int) -> None:
         time.sleep(0.01)
 
 
-def test_a_setsid_env_i_daemon_holding_a_file_there_is_found(tmp_path: Path) -> None:
+DAEMON = """
+import os, sys, time
+os.chdir("/")
+fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(int(sys.argv[3]))]
+held = os.open(sys.argv[1], os.O_RDONLY)
+open(sys.argv[2], "w").write(str(os.getpid()))
+time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("extra_fds", [0, 40])
+def test_a_setsid_env_i_daemon_holding_a_file_there_is_found(tmp_path: Path,
+                                                             extra_fds: int) -> None:
+    """With few open files or many (then it is read because it may be a tool's: a session
+    leader, re-parented to us as a subreaper or to init)."""
     d = tmp_path / "slot"
     d.mkdir()
     (d / "held").write_text("x")
     pidfile = tmp_path / "pid"
-    # The launcher exits at once: the daemon is re-parented (to us as a subreaper, or init).
-    subprocess.run(["sh", "-c", f"setsid env -i sh -c 'echo $$ > {pidfile}; cd /; "
-                    f"exec 3<{d}/held; exec sleep 30' &"], check=True)
+    (tmp_path / "daemon.py").write_text(DAEMON)
+    # The launcher exits at once: the daemon is re-parented.
+    subprocess.run(["sh", "-c", f"setsid env -i {sys.executable} {tmp_path}/daemon.py "
+                    f"{d}/held {pidfile} {extra_fds} &"], check=True)
     pid = _wait_pid(pidfile)
     try:
         end = time.monotonic() + 5

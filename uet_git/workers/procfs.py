@@ -38,7 +38,9 @@ from pathlib import Path
 TOKEN_VAR = "UET_PROC_TOKEN"
 _PR_SET_CHILD_SUBREAPER = 36
 _POLL = 0.05
-_PF_KTHREAD = 0x00200000
+# Up to this many open files a process's descriptors are read whatever it is: cheaper than
+# telling whether it may be a tool's (its stat, its session leader's, their environments).
+_FEW_FDS = 16
 
 _subreaper_lock = threading.Lock()
 _subreaper_done = False
@@ -71,11 +73,6 @@ class Proc:
     state: str
     starttime: int  # with the pid, identifies a process across pid reuse
     comm: str = ""
-    flags: int = 0  # the kernel's PF_* flags
-
-    @property
-    def kernel_thread(self) -> bool:
-        return bool(self.flags & _PF_KTHREAD)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -93,7 +90,7 @@ def read_stat(pid: int) -> Proc | None:
     comm = data[data.find(b"(") + 1:close].decode(errors="replace")
     try:
         return Proc(pid, int(rest[1]), int(rest[2]), int(rest[3]), rest[0].decode(),
-                    int(rest[19]), comm, int(rest[6]))
+                    int(rest[19]), comm)
     except (IndexError, ValueError):
         return None
 
@@ -186,14 +183,6 @@ def _lives_under(pid: int, root: str) -> bool:
             or _under(_readlink(f"/proc/{pid}/root"), root))
 
 
-def _holds_open_under(pid: int, root: str) -> bool:
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    return any(_under(_readlink(f"/proc/{pid}/fd/{fd}"), root) for fd in fds)
-
-
 def _real(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.fspath(path))
 
@@ -267,11 +256,13 @@ def could_be_a_tools(p: Proc, stat: Callable[[int], Proc | None], mine: Callable
 
 def processes_under(path: str | os.PathLike[str]) -> list[int]:
     """Live processes (any on the machine but this one) whose cwd, root or executable is
-    ``path`` or below it, or, among those that may be a tool's leftovers
-    (``could_be_a_tools``), that hold a file open below it. Every process's executable, cwd
-    and root are read (not a kernel thread's or a zombie's: they have none);
-    descriptors only of the possible leftovers, so the cost does not grow with other people's
-    processes."""
+    ``path`` or below it, or that hold a file open below it. (Zombies have none of these: their
+    links do not read.)
+
+    Every process's executable, cwd and root are read, and the open files of a process with
+    few; a process with more than ``_FEW_FDS`` open files is read only when it may be a tool's
+    leftover (``could_be_a_tools``), so the sweep's cost does not grow with other people's
+    processes (a test runner's workers hold hundreds of files each)."""
     root = _real(path)
     sweep = _Sweep()
     try:
@@ -283,17 +274,18 @@ def processes_under(path: str | os.PathLike[str]) -> list[int]:
         if not name.isdigit() or int(name) == sweep.me:
             continue
         pid = int(name)
-        exe = _readlink(f"/proc/{pid}/exe")
-        if exe is None:
-            q = sweep.stat(pid)
-            if q is None or q.kernel_thread or q.state == "Z":
-                continue
-        if _under(exe, root) or _lives_under(pid, root):
+        if _under(_readlink(f"/proc/{pid}/exe"), root) or _lives_under(pid, root):
             found.append(pid)
             continue
-        p = sweep.stat(pid)
-        if p is not None and could_be_a_tools(p, sweep.stat, sweep.mine, sweep.leaders) \
-                and _holds_open_under(pid, root):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        if len(fds) > _FEW_FDS:
+            p = sweep.stat(pid)
+            if p is None or not could_be_a_tools(p, sweep.stat, sweep.mine, sweep.leaders):
+                continue
+        if any(_under(_readlink(f"/proc/{pid}/fd/{fd}"), root) for fd in fds):
             found.append(pid)
     return sorted(found)
 
