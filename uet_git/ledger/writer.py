@@ -649,7 +649,8 @@ class Ledger:
                 self._write_group(batch)
             except Exception as exc:
                 if len(batch) == 1:
-                    batch[0].fail(exc)
+                    if not batch[0].finished:
+                        batch[0].fail(exc)
                 else:
                     for req in batch:
                         if req.finished:
@@ -732,7 +733,14 @@ class Ledger:
 
         what = ", ".join(f"{req.ws} -> {'/'.join(s.to for s in req.steps)}"
                          for req, _ in prepared)
-        self._transact(build, writtens, remember, keys, what)
+        try:
+            self._transact(build, writtens, remember, keys, what)
+        except BaseException as exc:
+            if self._tip == sim.tip:  # committed all the same (``_transact`` remembered it):
+                for req, written in prepared:  # each caller gets the error, as alone
+                    req.oids = [w.commit for w in written]
+                    req.fail(exc)
+            raise
         for key, tos in keys.items():
             _crash_point("after-commit", key, tos)
         for req, written in prepared:
