@@ -32,6 +32,7 @@ from uet_git.gitrepo import merge, odb
 from uet_git.gitrepo.merge import RebaseResult
 from uet_git.gitrepo.objects import make_commit
 from uet_git.gitrepo.repo import Repo
+from uet_git.gitrepo.snapshot import patch_changes
 from uet_git.hooks.premerge import Hook, collect_hooks, hook_command, write_hooks
 from uet_git.spec.models import Config, Workstream
 from uet_git.spec.scope import matches
@@ -148,7 +149,7 @@ def changes_checks(repo: Repo, config: Config, old: str, new: str) -> list[str]:
     ``[verify] protected`` globs: what validation quarantines without ``may_change_checks``)."""
     patterns = [*CHECKS_PATHS, *config.verify.protected]
     out: list[str] = []
-    for c in merge.changed_paths(repo, old, new):
+    for c in patch_changes(repo, old, new):  # follows the change, not the tree's size
         for p in (c.old_path, c.path):
             if p and p not in out and any(matches(pat, p) for pat in patterns):
                 out.append(p)
