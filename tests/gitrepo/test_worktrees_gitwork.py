@@ -6,7 +6,9 @@ worktree is removed and re-added. Git processes are counted from git's own trace
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,36 @@ def test_a_vanished_slot_is_found_in_process_and_taken_over(setup, trace: Path) 
     assert vanished_worktrees(repo, root) == []
     listed = git(repo.workdir, "worktree", "list", "--porcelain").splitlines()
     assert listed.count(f"worktree {other.resolve()}") == 1
+
+
+def _reset_runs(repo: Repo, wt: Path, base: str, trace: Path) -> list[str]:
+    trace.unlink(missing_ok=True)
+    reset_worktree(repo, wt, base)
+    ran = git_commands(trace)
+    trace.unlink(missing_ok=True)
+    return ran
+
+
+def test_a_reset_cleans_only_when_something_is_there_to_clean(setup, trace: Path) -> None:
+    repo, wt, base = setup
+    assert "clean" not in _reset_runs(repo, wt, base, trace)  # nothing but tracked files
+    leftovers: list[Callable[[], object]] = [
+        lambda: (wt / "untracked.txt").write_text("x\n"),
+        lambda: (wt / "build.log").write_text("ignored\n"),
+        lambda: (wt / "src" / "empty").mkdir(),
+        lambda: (wt / "new" / "deep").mkdir(parents=True),
+        lambda: os.symlink("src", wt / "src-link"),
+        lambda: (wt / "sub" / ".git").mkdir(parents=True),
+        lambda: os.symlink("b.txt", wt / "src" / "b-link"),
+    ]
+    for make in leftovers:
+        make()
+        assert "clean" in _reset_runs(repo, wt, base, trace)
+        assert git(wt, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
+        assert sorted(p.name for p in wt.iterdir()) == [".git", ".gitignore", "a.txt", "src"]
+        assert sorted(p.name for p in (wt / "src").iterdir()) == ["b.txt"]
+    # a tracked file the tool deleted or changed: checkout restores it, nothing to clean
+    (wt / "a.txt").unlink()
+    (wt / "src" / "b.txt").write_text("changed\n")
+    assert "clean" not in _reset_runs(repo, wt, base, trace)
+    assert (wt / "a.txt").read_text() == "a\n" and (wt / "src" / "b.txt").read_text() == "b\n"
