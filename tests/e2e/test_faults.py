@@ -1,5 +1,7 @@
-"""Deterministic crash points (issue 10, "Proof"): the real ``uet`` in a process of its own is
-made to die (``os._exit``, as a ``kill -9`` would leave things) at every ledger transition of a
+"""Deterministic crash points (issue 10, "Proof"): the real ``uet`` in a process of its own (a
+child forked from the test process, ``conftest.uet_forked``: the same ``main()``, without a new
+interpreter importing uet again for each of the ~100 crashes) is made to die (``os._exit``, as
+a ``kill -9`` would leave things) at every ledger transition of a
 small run, inside every ledger transaction, at every step of a journaled landing and rollback and
 at every step of a resume; then the recovery command runs and the result is checked with the git
 CLI: ``git fsck --strict``, ``uet fsck`` clean, each change on the target exactly once (commits
@@ -34,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo, uet
+from tests.conftest import git, make_repo, uet, uet_forked
 from tests.e2e.helpers import landed_workstreams, ledger_subjects
 
 try:
@@ -72,8 +74,8 @@ def uet_env() -> dict[str, str]:
 
 def crash(repo: Path, *args: str, **points: str) -> sp.CompletedProcess[str]:
     """``uet ARGS`` in a process of its own with the crash points set."""
-    return sp.run([sys.executable, "-m", "uet_git", *args], cwd=repo, capture_output=True,
-                  text=True, env={**uet_env(), **points}, stdin=sp.DEVNULL, timeout=120)
+    return uet_forked(*args, cwd=repo, env={"UET_RETRY_BACKOFF": "0.05", **points},
+                      timeout=120)
 
 
 def new_repo(path: Path) -> Path:
@@ -266,9 +268,9 @@ def unlanded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Template]:
     """A finished run, not landed (``--land never``), made once per test process."""
     repo = new_repo(tmp_path_factory.mktemp("template") / "r")
     base = git(repo, "rev-parse", "main")
-    env = {**uet_env(), "HOME": str(repo.parent)}
-    proc = sp.run([sys.executable, "-m", "uet_git", "run", "--land", "never", "--jobs", "2"],
-                  cwd=repo, capture_output=True, text=True, env=env, stdin=sp.DEVNULL)
+    # Set up before this module's first test's own fixtures: no test HOME yet.
+    proc = uet("run", "--land", "never", "--jobs", "2", cwd=repo,
+               env={"HOME": str(repo.parent), "UET_RETRY_BACKOFF": "0.05"})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     run_id = only_run(repo)
     yield Template(repo, run_id, base, integration(repo, run_id))

@@ -27,17 +27,29 @@ RECORDS = 200  # transitions recorded while the housekeeping loop runs
 @contextmanager
 def looping(path: Path, command: str) -> Iterator[Path]:
     """``command`` run over and over in the background (its own process group) until the
-    block ends; yields a file that counts the rounds."""
+    block ends; yields a file that counts the rounds.
+
+    The loop is asked to stop and its last round runs to the end, as a user's housekeeping
+    would: a ``git gc`` killed mid-round leaves its ``gc.pid`` behind, which the writer takes
+    for a pruning gc still running and waits out for minutes (what this file tests is the
+    housekeeping running, not a killed gc)."""
     count = path.parent / "rounds"
+    stop = path.parent / "stop-looping"
     count.write_text("")
     proc = subprocess.Popen(
-        ["bash", "-c", f"while true; do {command} >/dev/null 2>&1; echo >> {count}; done"],
+        ["bash", "-c",
+         f"while [ ! -e {stop} ]; do {command} >/dev/null 2>&1; echo >> {count}; done"],
         cwd=path, start_new_session=True)
     try:
         yield count
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        stop.touch()
+        try:
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def rounds(count: Path) -> int:
