@@ -26,6 +26,7 @@ def test_patches_arriving_out_of_hand_out_order_are_judged_nowhere_again(
         q.add("c")  # c's acceptance ended first
         q.step()
         assert k.state("c") == "queued" and q.jobs(8) == []  # waits for a and b
+        assert q.ctx.queue_tail == tails["c"]  # a worker done now is judged on a + b + c
         q.add("b")
         q.step()
         assert [i.ws for i in q.items] == ["b", "c"] and q.jobs(8) == []

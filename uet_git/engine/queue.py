@@ -264,7 +264,6 @@ class VerifyQueue:
             order = list(self.handed)
             before = order[:order.index(rec.patch)] if rec.patch in self.handed else []
             since = self.handed_at.get(rec.patch)
-        self.forget(rec.patch)
         item = Item(ws_id, rec.attempt, rec.patch)
         if before and since is not None and rec.state == "queued":
             # Workers whose tools ended together judged their patches on tails chained in
@@ -272,8 +271,11 @@ class VerifyQueue:
             # now, this patch's candidate would lack the ones handed before it: a tree no
             # worker judged, judged again (B5: one more verification per wave). It waits for
             # them at most as long as its own acceptance took (what judging again costs).
+            # While it waits it stays in the handed chain, so the tail workers get holds it.
             now = time.monotonic()
             item.waits_for, item.hold_until = before, now + (now - since)
+        else:
+            self.forget(rec.patch)
         if rec.state in ("applied", "verified") and rec.candidate:
             item.recorded = rec.candidate
         ws = self.ctx.ws(ws_id)
@@ -335,6 +337,8 @@ class VerifyQueue:
         for item in self.items:
             if item.status in OUT_OF_CHAIN:
                 continue
+            if item.waits_for and item.candidate is None:
+                break  # it and those behind it are in the handed chain below
             if item.candidate is None:
                 tail = None
                 break
@@ -460,6 +464,7 @@ class VerifyQueue:
         if item.waits_for and time.monotonic() < item.hold_until:
             return True
         item.waits_for = []
+        self.forget(item.patch)  # in the chain from now on
         return False
 
     def jobs(self, limit: int) -> list[Job]:
@@ -747,6 +752,7 @@ class VerifyQueue:
             return
         k = self.items.index(item)
         self._stop(item.ws, item.gen)
+        self.forget(item.patch)
         if item.candidate is not None:
             self._set_ref(item, None)
         self.items.pop(k)
