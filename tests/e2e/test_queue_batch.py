@@ -35,7 +35,7 @@ def _repo(path: Path, ctl: Path, *, hook: str, batch: int = N) -> Path:
     together = f"touch {ctl}/$UET_WORKSTREAM; " \
                f"until [ $(ls {ctl} | wc -l) -ge {N} ]; do sleep 0.02; done"
     wss = {f"w{i}": {"command": f"{together}; echo {i} > f{i}.txt",
-                     "acceptance": ["sleep 0.3"]} for i in range(N)}
+                     "acceptance": ["sleep 0.5"]} for i in range(N)}
     config = f"[run]\njobs = {N}\n[verify]\nbatch = {batch}\n" \
              f"[hooks]\npre-merge = [{hook!r}]\n" + NO_SANDBOX
     return setup_repo(path, workstreams=wss, config=config)
