@@ -15,7 +15,8 @@ process is gone, a kill or crash; ``uet resume`` continues). In the table a work
 worker has is shown ``running`` (a display state, not a ledger state) with its stage and
 worker: ``tool``, ``acceptance`` or ``verifying``. Where that comes from: the live-state file
 of the running process (``ledger/live.py``). Kept light on purpose: only ledger readers are
-imported.
+imported. States are the state refs' names; the rest is the ledger's fold that readers keep
+(``ledger/fold.py``), so a status reads only the ledger commits since the last one.
 """
 
 from __future__ import annotations
