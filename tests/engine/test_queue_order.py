@@ -7,10 +7,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from tests.conftest import git
 from tests.engine.test_queue import QUICK, _queue
 from tests.engine.verifykit import kit
 from uet_git.engine.verdicts import acceptance_key
 from uet_git.gitrepo import odb
+from uet_git.gitrepo.objects import build_tree, make_commit
+from uet_git.ledger.writer import Step
 
 
 def test_patches_arriving_out_of_hand_out_order_are_judged_nowhere_again(
@@ -62,3 +65,29 @@ def test_a_waiting_patch_goes_on_when_the_one_before_leaves_or_its_hold_ends(
         time.sleep(0.01)
         q.step()
         assert [(i.ws, i.status) for i in q.items] == [("c", "built")]  # without d
+
+
+def test_a_patch_from_a_worker_is_queued_and_committed_in_one_group_transaction(
+        tmp_path: Path) -> None:
+    """The worker's `queued` is still being written (``Ledger.submit``) when the queue takes
+    the patch: the queue reads patch and attempt from the patch's trailers instead of waiting
+    for that write, and its commit goes in the same group transaction."""
+    with kit(tmp_path, {"a": QUICK}) as k:
+        base = k.ledger.base
+        tree = build_tree(k.repo, base, {"a.txt": b"a"})
+        patch = make_commit(k.repo, tree, [base], f"a\n\nUet-Workstream: a\n"
+                            f"Uet-Run: {k.ledger.run}\nUet-Attempt: 1\n")
+        k.ledger.record("a", "created", attempt=1, patch=patch)
+        k.ledger.record("a", "validated", attempt=1)
+        q = _queue(k, window=4)
+        assert q.worker_tail(patch) is None  # on the tip: judged as it is, in its worker
+        q.cache.add("acceptance", odb.tree_of(k.repo, patch), acceptance_key(k.ctx.ws("a")))
+        k.ledger.submit("a", [Step("queued")], attempt=1)  # a worker's record_later
+        q.add("a")
+        assert git(k.path, "for-each-ref", "--format=%(refname)",
+                   "refs/uet/validated/") != ""  # nothing waited for the queued write
+        q.step()
+        assert k.state("a") == "committed"
+        log = git(k.path, "log", "--format=%s", f"refs/uet/ledger/{k.ledger.run}").splitlines()
+        assert log[:4] == ["a: verified -> committed", "a: applied -> verified",
+                           "a: queued -> applied", "a: validated -> queued"]

@@ -95,8 +95,10 @@ from uet_git.engine.verify import (
 from uet_git.gitrepo import odb
 from uet_git.gitrepo.merge import rebase_conflict_text as conflict_evidence
 from uet_git.gitrepo.refs import for_each_ref
+from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger.keepalive import write_pinned
 from uet_git.ledger.layout import candidate_prefix, candidate_ref
+from uet_git.ledger.query import WsRecord
 from uet_git.ledger.writer import Step
 
 NEW = "new"  # no candidate yet
@@ -145,6 +147,9 @@ class Item:
     # it on a tail holding them, so it is not built before they arrive (until hold_until).
     waits_for: list[str] = field(default_factory=list)
     hold_until: float = 0.0
+    # Its worker queued it this run and the queue recorded nothing for it since: the ledger
+    # holds (or is writing) ``queued``, and the queue need not wait for that write to know it.
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,11 @@ class VerifyQueue:
         self.handed: dict[str, str] = {}
         self.offered: dict[str, str] = {}  # what each worker was given (handed may be rebuilt)
         self.handed_at: dict[str, float] = {}  # monotonic time each patch was handed out
+        # ws -> (patch, attempt) of the patches workers asked a tail for (their trailers):
+        # what `add` would otherwise read from the ledger, which waits for the worker's
+        # `queued` to be written (a whole fsynced transaction on the loop thread, before the
+        # commit's own; unread, the two go in one group transaction).
+        self.arriving: dict[str, tuple[str, int]] = {}
         self._n = 0
         self.clear_refs()
         ctx.verdicts = cache
@@ -257,14 +267,22 @@ class VerifyQueue:
     # -- feeding ---------------------------------------------------------------------------
 
     def add(self, ws_id: str) -> None:
-        rec = self.ctx.ledger.state(ws_id)
+        with self._lock:
+            arriving = self.arriving.pop(ws_id, None)
+        if arriving is not None and ws_id not in self.ctx.reverify:
+            # Enqueued after its worker returned `queued` for this patch (the loop enqueues
+            # nothing else that a worker asked a tail for).
+            rec = WsRecord(ws_id, "queued", attempt=arriving[1], patch=arriving[0])
+        else:
+            rec = self.ctx.ledger.state(ws_id)
         assert rec is not None and rec.patch is not None and rec.attempt is not None
         with self._lock:
             handed = self.offered.get(rec.patch)
             order = list(self.handed)
             before = order[:order.index(rec.patch)] if rec.patch in self.handed else []
             since = self.handed_at.get(rec.patch)
-        item = Item(ws_id, rec.attempt, rec.patch)
+        item = Item(ws_id, rec.attempt, rec.patch, fresh=arriving is not None
+                    and rec.patch == arriving[0])
         if before and since is not None and rec.state == "queued":
             # Workers whose tools ended together judged their patches on tails chained in
             # the order they were handed out; their acceptance may end in another order. Built
@@ -363,12 +381,17 @@ class VerifyQueue:
         patch on the queue's tail, the candidates handed to other workers included, or None
         (no tail known, it does not apply there, or the tail is its own parent: judged as
         it is)."""
+        info = odb.get_commit(self.ctx.repo, patch)
+        t = parse_trailers(info.message)
+        ws, attempt = t.get("Uet-Workstream"), t.get("Uet-Attempt", "")
         with self._lock:
+            if ws and attempt.isdigit():
+                self.arriving[ws] = (patch, int(attempt))
             base = self.ctx.queue_tail if self._chain_tail is not None else None
             if base is None:
                 return None
             self.handed_at[patch] = time.monotonic()
-            if odb.get_commit(self.ctx.repo, patch).parent == base:
+            if info.parent == base:
                 self.handed[patch] = patch
                 self.ctx.queue_tail = patch
                 return None
@@ -854,7 +877,7 @@ class VerifyQueue:
         ctx.record(item.ws, "applied", attempt=item.attempt, candidate=candidate,
                    detail=f"candidate {candidate[:12]} = {parent[:12]} + patch "
                           f"{item.patch[:12]}")
-        item.recorded = candidate
+        item.recorded, item.fresh = candidate, False
 
     def _commit(self, item: Item) -> None:
         ctx = self.ctx
@@ -867,17 +890,21 @@ class VerifyQueue:
         # [queued ->] applied -> verified -> committed are decided here together: ONE ledger
         # transaction, each still its own ledger commit (ledger/writer.py says why a crash
         # cannot split or misstate them).
-        rec = ctx.ledger.state(item.ws)
-        assert rec is not None
+        if item.fresh:  # queued, nothing recorded since: no need to wait for that write
+            state, recorded = "queued", None
+        else:
+            rec = ctx.ledger.state(item.ws)
+            assert rec is not None
+            state, recorded = rec.state, rec.candidate
         steps: list[Step] = []
-        if rec.state not in ("applied", "verified") or rec.candidate != item.candidate:
-            if rec.state in ("applied", "verified"):
+        if state not in ("applied", "verified") or recorded != item.candidate:
+            if state in ("applied", "verified"):
                 steps.append(Step("queued", summary=f"the queue made a new candidate on "
                                                     f"{item.parent[:12]}: re-apply"))
             steps.append(Step("applied", candidate=item.candidate,
                               summary=f"candidate {item.candidate[:12]} = {item.parent[:12]} "
                                       f"+ patch {item.patch[:12]}"))
-        if steps or rec.state == "applied":
+        if steps or state == "applied":
             trailers = dict(verdict.trailers)
             if item.started:
                 trailers[VERIFY_START] = f"{item.started:.3f}"
