@@ -250,7 +250,20 @@ def reset_worktree(repo: Repo, path: Path, commit: str, keep_ignored: bool = Fal
         repo.git(*args, cwd=path)
 
 
-SMALL_CHECKOUT = 2000  # index entries up to which a walk in process beats a `git clean`
+SMALL_CHECKOUT = 2000  # index entries up to which work in process beats a git process
+
+
+def _small_index(admin: Path) -> bool:
+    """Whether the worktree's index has at most ``SMALL_CHECKOUT`` entries, read from its
+    header (``DIRC``, version, entry count): libgit2 takes ~0.1 s just to load an index of
+    30,000 entries, more than the git process it would replace."""
+    try:
+        with open(admin / "index", "rb") as f:
+            header = f.read(12)
+    except OSError:
+        return False
+    return (len(header) == 12 and header[:4] == b"DIRC"
+            and int.from_bytes(header[8:12], "big") <= SMALL_CHECKOUT)
 
 
 def _holds_only_tracked(admin: Path, path: Path) -> bool:
@@ -259,11 +272,10 @@ def _holds_only_tracked(admin: Path, path: Path) -> bool:
     of a git process. Anything else it meets (an untracked or ignored file, an empty or
     untracked directory, a nested repository, a name it cannot compare), an index it cannot
     read, or a large checkout (git's clean is faster there): False, and git cleans."""
+    if not _small_index(admin):
+        return False
     try:
-        index = pygit2.Repository(str(admin)).index
-        if len(index) > SMALL_CHECKOUT:
-            return False
-        files = {e.path for e in index}
+        files = {e.path for e in pygit2.Repository(str(admin)).index}
     except (pygit2.GitError, KeyError, ValueError, TypeError, OSError, UnicodeDecodeError):
         return False
     dirs = {"/".join(f.split("/")[:i]) for f in files for i in range(1, f.count("/") + 1)}
@@ -412,7 +424,10 @@ def _reset_index_in_process(admin: Path, path: Path, commit: str) -> bool:
     (the patch just snapshotted from them): the index takes the files as ``git add -A`` would
     (its stat cache re-hashes only what changed) and is written only if its tree is exactly
     ``commit``'s; then HEAD is detached there. False (nothing written) whenever that does not
-    hold or libgit2 cannot (filter drivers, a conflicted or corrupt index): ``git reset``."""
+    hold, the checkout is large, or libgit2 cannot (filter drivers, a conflicted or corrupt
+    index): ``git reset``."""
+    if not _small_index(admin):
+        return False  # at 30,000 files git's reset is ~2x faster than add_all + write
     try:
         wr = pygit2.Repository(str(admin))
         if wr.workdir is None or Path(wr.workdir).resolve() != path.resolve():
