@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
+from uet_git.gitrepo import worktrees
 from uet_git.gitrepo.objects import make_commit
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.snapshot import snapshot_tree
@@ -185,3 +186,17 @@ def test_a_reset_cleans_only_when_something_is_there_to_clean(setup, trace: Path
     (wt / "src" / "b.txt").write_text("changed\n")
     assert "clean" not in _reset_runs(repo, wt, base, trace)
     assert (wt / "a.txt").read_text() == "a\n" and (wt / "src" / "b.txt").read_text() == "b\n"
+
+
+def test_a_large_index_is_left_to_git(setup, trace: Path, monkeypatch: pytest.MonkeyPatch
+                                      ) -> None:
+    repo, wt, base = setup
+    monkeypatch.setattr(worktrees, "SMALL_CHECKOUT", 2)  # this index has 3 entries
+    patch = _patch(repo, wt, base)
+    trace.unlink(missing_ok=True)
+    reset_index(repo, wt, patch)
+    assert "reset" in git_commands(trace)
+    trace.unlink(missing_ok=True)
+    assert git(wt, "rev-parse", "HEAD") == patch
+    assert "clean" in _reset_runs(repo, wt, base, trace)  # what the tool left: git cleans
+    assert git(wt, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
