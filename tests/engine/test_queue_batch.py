@@ -153,3 +153,25 @@ def test_the_cache_of_a_resumed_run_holds_the_batch_tree_not_each_patch_tree(
         first = odb.get_commit(k.repo, tip).parent
         assert cache.passed("acceptance", odb.tree_of(k.repo, tip), key)
         assert not cache.passed("acceptance", odb.tree_of(k.repo, first), key)
+
+
+def test_uet_failing_on_a_batch_drops_its_last_patch_and_judges_the_others_again(
+        tmp_path: Path) -> None:
+    """The loop's path when a batch's judging raised (an internal error of its last patch):
+    that patch leaves the queue; the others go back to be judged in another batch."""
+    ctl = tmp_path / "ctl"
+    ctl.mkdir()
+    ids = ["a", "b", "c"]
+    with kit(tmp_path, {"z": {}, **{ws: _counting(ctl) for ws in ids}},
+             config=_config(4)) as k:
+        q = _queue(k)
+        _start(k, q, ids)
+        q.step()
+        [job] = q.jobs(8)
+        assert (job.ws, job.span) == ("c", 3)
+        q.running -= 1  # as the loop does for a judging that raised
+        q.drop("c")
+        assert q.batch_out is None and [i.ws for i in q.items] == ["a", "b"]
+        q.step()
+        [again] = q.jobs(8)
+        assert (again.ws, again.kind, again.span) == ("b", "batch", 2)

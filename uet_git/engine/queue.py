@@ -193,7 +193,7 @@ class VerifyQueue:
         self.batch = ctx.config.verify.batch
         if self.batch > 1:
             self.window = self.max_window = self.batch
-        self.batch_out = False
+        self.batch_out: Job | None = None  # the batch being judged
         self.fail_job: Job | None = None
         self.fail_verdict: Verdict | None = None
         self.items: list[Item] = []
@@ -567,10 +567,11 @@ class VerifyQueue:
         stop = Stop(self.ctx.cancel)
         for item in judged:
             self.stops[(item.ws, item.gen, "batch")] = stop
-        self.batch_out = True
-        return Job(last.ws, last.gen, "batch", last.attempt, last.patch, last.candidate,
-                   head.parent, stop, members=tuple((i.ws, i.gen, i.attempt, i.patch)
-                                                    for i in judged), span=len(prefix))
+        self.batch_out = Job(last.ws, last.gen, "batch", last.attempt, last.patch,
+                             last.candidate, head.parent, stop,
+                             members=tuple((i.ws, i.gen, i.attempt, i.patch) for i in judged),
+                             span=len(prefix))
+        return self.batch_out
 
     def _stop(self, ws_id: str, gen: int) -> None:
         """Stop the judgings of a discarded generation: their verdicts could only be
@@ -630,7 +631,7 @@ class VerifyQueue:
         the prefix is known to fail and its first half is judged next; a pass of a part of
         a prefix known to fail shortens it, and a prefix of one names the patch (a suspect,
         whose flake check on the tip decides)."""
-        self.batch_out = False
+        self.batch_out = None
         items = [self._item(ws) for ws, _, _, _ in job.members]
         fresh = [i for i, (_, gen, _, _) in zip(items, job.members, strict=True)
                  if i is not None and i.gen == gen]
@@ -755,8 +756,12 @@ class VerifyQueue:
     def cancelled(self, job: Job) -> None:
         """A judging stopped by Ctrl-C: the candidate is judged again when the run resumes."""
         self.stops.pop((job.ws, job.gen, job.kind), None)
+        self._judged_again(job)
+
+    def _judged_again(self, job: Job) -> None:
+        """``job`` ended without a verdict: what it judged is judged again."""
         if job.kind == "batch":
-            self.batch_out = False
+            self.batch_out = None
             for ws, gen, _, _ in job.members:
                 self.stops.pop((ws, gen, "batch"), None)
                 member = self._item(ws)
@@ -774,6 +779,10 @@ class VerifyQueue:
         if item is None:
             return
         k = self.items.index(item)
+        out = self.batch_out
+        if out is not None and any(m[0] == ws_id for m in out.members):
+            self._stop(out.ws, out.gen)
+            self._judged_again(out)  # the other patches of its batch, in another one
         self._stop(item.ws, item.gen)
         self.forget(item.patch)
         if item.candidate is not None:
