@@ -42,3 +42,16 @@ def worker_cache() -> Path:
 
 def address(cluster: Any) -> str:
     return "dask://" + cluster.scheduler_address.removeprefix("tcp://")
+
+
+def with_workers(cluster: Any, n: int = 2, timeout: float = 240) -> Any:
+    """``cluster`` once it has ``n`` workers again (a test before may have killed one: its
+    nanny restarts it, in seconds, or a minute and more on a machine at a load of 30). The
+    tests that kill a worker come last in their modules, so the others seldom wait."""
+    # why lazy: distributed is optional; test modules skip without it before this runs
+    import distributed
+
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        client.wait_for_workers(n, timeout=timeout)
+    return cluster
+

@@ -337,18 +337,21 @@ class DaskExecutor:
         # the job raised (a mirror's fetch cut by a network blip).
         future = self.client.submit(fn, spec, pure=False, retries=1,
                                     key=f"uet-{event_name.removeprefix('uet-cancel-')}")
+        # Polled through a callback, not ``future.result(timeout=...)``: under load that call
+        # can lose a race between its two timeouts and raise UnboundLocalError from Dask's
+        # own ``sync``; ``result()`` is only asked for once the job is done.
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
         cancelled_at: float | None = None
         deadline = time.monotonic() + budget
         stop = False
         try:
             while True:
-                try:
-                    result = future.result(timeout=0.25)
-                except TimeoutError:
-                    pass
-                except VersionMismatch as exc:
-                    raise UetError(f"{what}: {exc}") from None
-                else:
+                if done.wait(0.25) or future.done():
+                    try:
+                        result = future.result()
+                    except VersionMismatch as exc:
+                        raise UetError(f"{what}: {exc}") from None
                     if cancelled_at is not None and not stop and _stopped(result):
                         raise UetError(f"{what}: the Dask job ran over its {budget:g} s and "
                                        "was stopped")
