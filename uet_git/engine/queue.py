@@ -538,7 +538,7 @@ class VerifyQueue:
         first half of the prefix known to fail (bisection). While patches are on their way
         (handed to workers for their acceptance on the tail) a batch short of K waits for
         them: they reach the queue within one acceptance."""
-        if self.batch_out:
+        if self.batch_out is not None:
             return None
         prefix: list[Item] = []
         for item in self.chain():
