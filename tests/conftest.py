@@ -61,17 +61,21 @@ CRASH_VARS = ("UET_TEST_CRASH_AT", "UET_LEDGER_CRASH", "UET_BRANCH_CRASH")
 
 
 # Files holding the suite's longest tests (``pytest --durations``), run first: the workers
-# (``-n``) then end together instead of one starting a two-minute test when the others are
-# almost done. Whole files move, so module-scoped fixtures are still set up once. A name that
-# is gone (or a new long test not listed) only runs in its usual place.
+# (``-n``) then end together instead of one starting a long test when the others are almost
+# done. Whole files move, so module-scoped fixtures are still set up once. A name that is gone
+# (or a new long test not listed) only runs in its usual place.
 RUN_FIRST = (
-    "tests/ledger/test_housekeeping.py",
-    "tests/e2e/test_faults.py",
     "tests/gitrepo/test_branch.py",
-    "tests/ledger/test_writer_fanout.py",
+    "tests/e2e/test_faults.py",
     "tests/e2e/test_distributed.py",
-    "tests/e2e/test_adversarial.py",
     "tests/e2e/test_demo.py",
+    "tests/ledger/test_writer_fanout.py",
+    "tests/ledger/test_housekeeping.py",
+    "tests/ledger/test_takeover.py",
+    "tests/e2e/test_adversarial.py",
+    "tests/e2e/test_queue.py",
+    "tests/e2e/test_run_crash.py",
+    "tests/e2e/test_watch.py",
 )
 
 
