@@ -13,8 +13,10 @@ besides:
   ``engine/events.py``) and hands them to the ledger with the run's last event
   (``ledger_evidence``: ``run/timings.json``), so ``uet report`` can draw a Gantt chart after
   the run. A resumed run adds its steps to the ones recorded before.
-- folds the run's ledger once it finished (``ledger/fold.py``), so the first ``uet status``
-  after a run does not read every ledger commit.
+- folds the run's ledger (``ledger/fold.py``) every ``fold_every`` seconds while it runs (on
+  the thread of the transition that finds it due, through its own repository handle) and once
+  it finished, so a ``uet status`` during or after the run, or after a kill -9, folds only
+  the commits since.
 
 ``timings.json``: ``{"version": 1, "sessions": [{"pid", "started", "ended", "jobs",
 "resumed"}], "steps": [{"ws", "attempt", "worker", "step", "start", "end", "ok", "detail"}]}``
@@ -37,12 +39,14 @@ from uet_git.errors import UetError
 from uet_git.gitrepo import Repo
 from uet_git.gitrepo.odb import MissingObject
 from uet_git.ledger.fold import fold
+from uet_git.ledger.keepalive import fresh_handle
 from uet_git.ledger.layout import ledger_ref
 from uet_git.ledger.live import live_path, proc_start
 from uet_git.ledger.log import read_plan_at, read_tip_blob
 from uet_git.plan.dag import build_plan
 
 TIMINGS = "timings.json"  # the evidence name, under run/ in the ledger tree
+FOLD_EVERY = 30.0  # seconds between folds of a running run's ledger (a kept fold per 30 s)
 TIMINGS_PATH = f"run/{TIMINGS}"
 WORK_STEPS = ("tool", "acceptance")  # a worker's time on a workstream: what the bound counts
 
@@ -51,10 +55,13 @@ class LiveRun:
     """Observer tee: ``inner`` sees everything; the live file and the timings are kept on the
     side (see the module doc). Thread-safe like every observer."""
 
-    def __init__(self, repo: Repo, inner: Observer, *, interval: float = 0.5) -> None:
+    def __init__(self, repo: Repo, inner: Observer, *, interval: float = 0.5,
+                 fold_every: float = FOLD_EVERY) -> None:
         self.repo = repo
         self.inner = inner
         self.interval = interval
+        self.fold_every = fold_every
+        self._folded = time.monotonic()
         self._lock = threading.Lock()
         self.run_id: str | None = None
         self.jobs = 0
@@ -137,7 +144,20 @@ class LiveRun:
         with self._lock:
             self._dirty = True
             self._flush()
+            due = self.run_id is not None and not self._done and \
+                time.monotonic() - self._folded >= self.fold_every
+            if due:
+                self._folded = time.monotonic()
+        if due:
+            self._fold()
         self.inner.transition(ws, frm, to, attempt=attempt, reason=reason, detail=detail)
+
+    def _fold(self) -> None:
+        """Keep the fold of the run's ledger up to now (a nicety: a failure only leaves the
+        fold to the next reader). A handle of its own: this runs on a worker's thread."""
+        if self.run_id is not None:
+            with contextlib.suppress(UetError, OSError):
+                fold(fresh_handle(self.repo), self.run_id)
 
     def worker(self, idx: int, ws: str | None, stage: str = "") -> None:
         with self._lock:
@@ -187,12 +207,7 @@ class LiveRun:
         with self._lock:
             self._remove()
         self.inner.finish(summary, rows)
-        if self.run_id is not None:
-            # The run's last records are in: fold its ledger now, so that the next `uet status`
-            # reads the kept fold instead of every ledger commit (ledger/fold.py). A nicety: a
-            # failure here only leaves that fold to the next reader.
-            with contextlib.suppress(UetError, MissingObject, OSError):
-                fold(self.repo, self.run_id)
+        self._fold()  # the run's last records are in
 
     # -- timings -----------------------------------------------------------------------------
 
