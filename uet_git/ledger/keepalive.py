@@ -89,6 +89,10 @@ def pruning_gc(repo: Repo) -> tuple[bytes, int, int] | None:
         if len(fields) > 1 and fields[1].decode(errors="replace") != socket.gethostname():
             return running
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        # No such process on this host: the gc.pid of a gc that died (git's own rule reads
+        # it as stale too); waiting for it would wait GC_WAIT_SECONDS for nothing.
+        return None
     except (ValueError, IndexError, OSError):
         return running
     for arg in args:

@@ -153,6 +153,8 @@ from uet_git.ledger.keepalive import (
     Written,
     commit_keeping,
     pruned_object,
+    pruning_gc,
+    wait_for_gc,
 )
 from uet_git.ledger.lock import LedgerBusy, RunLock, clear_stale_ref_locks
 from uet_git.ledger.log import PLAN_PATH, LedgerLog, WsRecord, plan_deps, read_ledger, ws_record
@@ -875,6 +877,9 @@ class Ledger:
                     if not pruned_object(exc) or rewrites >= PRUNED_RETRIES:
                         raise
                     rewrites += 1
+                    # A prune still running would take the rewritten objects as well (it
+                    # deletes whatever its walk did not reach, however new): let it end.
+                    wait_for_gc(self.repo, pruning_gc(self.repo))
                     for written in writtens:
                         self._keep.rewrite(written)
                 except BaseException:
