@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.conftest import make_repo
@@ -31,6 +32,12 @@ def test_a_running_prune_and_another_hosts_gc_are_waited_for(tmp_path: Path) -> 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
                              "--prune=now"])
     try:
+        # Popen can return while the child's exec is still under way (an empty cmdline);
+        # git writes gc.pid from a process long past that.
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while b"--prune=now" not in cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         (repo.common_dir / "gc.pid").write_text(f"{proc.pid} {socket.gethostname()}")
         assert pruning_gc(repo) is not None
         (repo.common_dir / "gc.pid").write_text(f"{_dead_pid()} some-other-host")
