@@ -100,6 +100,10 @@ class Reporter:
         self._lock = threading.Lock()
         self.run_id: str | None = None
         self.states: dict[str, str] = {}
+        # How many workstreams are in each state, kept with ``states``: the live view draws
+        # its counts line on every event, and recounting every workstream there made a
+        # 10,000-workstream run on a terminal quadratic.
+        self._counts: Counter[str] = Counter()
         self.workers: dict[int, tuple[str, str, float]] = {}  # idx -> (ws, stage, since)
         self._drawn = 0
         self._start = time.monotonic()
@@ -140,16 +144,25 @@ class Reporter:
             ws, stage, since = self.workers[idx]
             who = "integrator" if idx < 0 else f"worker {idx}"
             lines.append(f"  {who:<10} {ws:<24} {stage:<12} {_fmt_elapsed(now - since)}")
-        lines.append("  " + self._counts_line() + f"   [{_fmt_elapsed(now - self._start)}]")
+        lines.append("  " + self.counts_line() + f"   [{_fmt_elapsed(now - self._start)}]")
         self._write("\n".join(lines) + "\n")
         self._drawn = len(lines)
 
-    def _counts_line(self) -> str:
+    def counts_line(self) -> str:
+        """The live view's last line: how many workstreams are in each state, and running."""
         running = {ws for idx, (ws, _, _) in self.workers.items() if idx >= 0}
-        c = Counter(s for ws, s in self.states.items() if not (s == "pending" and ws in running))
+        c = self._counts.copy()
+        c["pending"] -= sum(1 for ws in running if self.states.get(ws) == "pending")
         c["running"] = len(running)
         parts = [f"{k} {c[k]}" for k in COUNT_ORDER if c.get(k)]
         return ", ".join(parts) or "nothing to do"
+
+    def _set_state(self, ws: str, state: str) -> None:
+        old = self.states.get(ws)
+        if old is not None:
+            self._counts[old] -= 1
+        self.states[ws] = state
+        self._counts[state] += 1
 
     # -- events ------------------------------------------------------------------------------
 
@@ -159,7 +172,8 @@ class Reporter:
             self.run_id = run_id
             self._start = time.monotonic()
             for ws in ids:
-                self.states.setdefault(ws, "pending")
+                if ws not in self.states:
+                    self._set_state(ws, "pending")
             if self.mode == "json":
                 self._emit_json({"event": "resume" if resumed else "start", "run": run_id,
                                  "workstreams": list(ids), "jobs": jobs, "target": target,
@@ -174,12 +188,13 @@ class Reporter:
     def seed(self, states: Mapping[str, str]) -> None:
         """States already recorded (a resumed run), without printing them as transitions."""
         with self._lock:
-            self.states.update(states)
+            for ws, state in states.items():
+                self._set_state(ws, state)
 
     def transition(self, ws: str, frm: str | None, to: str, *, attempt: int = 1,
                    reason: str | None = None, detail: str = "") -> None:
         with self._lock:
-            self.states[ws] = to
+            self._set_state(ws, to)
             if self.mode == "json":
                 self._emit_json({"event": "transition", "run": self.run_id, "ws": ws,
                                  "from": frm, "to": to, "attempt": attempt, "reason": reason,
