@@ -200,7 +200,10 @@ def quick_verdict(repo: Repo, cand: Candidate, checks: Checks, cache: VerdictCac
     """The verdict on ``cand`` when judging it runs nothing (no acceptance due, no hooks, or
     the cache answers for both): then no worktree and no thread are needed. None: something
     has to run (``verify_candidate``)."""
-    due = _due(repo, cand, checks, cache, force)
+    return _quick(cand, _due(repo, cand, checks, cache, force), cache)
+
+
+def _quick(cand: Candidate, due: _Due, cache: VerdictCache | None) -> Verdict | None:
     if due.rerun or due.hooks:
         return None
     ws, notes = cand.ws, due.notes
@@ -226,13 +229,13 @@ def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, 
     for acceptance), and what passes is added."""
     ws = cand.ws
     cache = bench.cache
-    quick = quick_verdict(repo, cand, checks, cache, force=force)
+    due = _due(repo, cand, checks, cache, force)
+    quick = _quick(cand, due, cache)
     if quick is not None:
         return quick
     if bench.remote is not None:
         return bench.remote.verify(repo, cand, checks, bench, log_dir=log_dir, label=label,
                                    force=force)
-    due = _due(repo, cand, checks, cache, force)
     tree, same_tree, rerun, hooks_due = due.tree, due.same_tree, due.rerun, due.hooks
     notes, trailers = due.notes, due.trailers
     acc_key, hk = acceptance_key(ws), hooks_key(checks.base, checks.hooks)
