@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import filelock
 
@@ -415,9 +415,44 @@ def in_thread(work: Callable[[], _T], event: Any, cancel: threading.Event) -> _T
     return box["out"]
 
 
-def run_job(spec: JobSpec) -> JobResult:
-    """Run one attempt on this machine (see the module doc). Raises on uet's own failure;
-    the coordinator records it as ``internal-error``."""
+class _Spec(Protocol):
+    """What ``start_job`` reads of a job's spec (``JobSpec``, ``remoteverify.VerifySpec``)."""
+
+    @property
+    def config(self) -> dict[str, Any]: ...
+    @property
+    def ws(self) -> dict[str, Any]: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def repo_key(self) -> str: ...
+    @property
+    def token(self) -> str | None: ...
+    @property
+    def cache(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class JobStart:
+    """Where a job stands once it has its commits in the machine's mirror."""
+
+    started: float  # time.monotonic() when the job began
+    host: str
+    worker: str
+    config: Config
+    ws: Workstream
+    root: Path  # the machine's cache
+    key: str  # the repository's key in it
+    lock: filelock.BaseFileLock  # the mirror's lock (released)
+    mirror: Repo
+    fetched: float  # seconds from the start until the commits were in the mirror
+
+
+def start_job(spec: _Spec, commits: list[str], *, tools: bool = False) -> JobStart:
+    """The first steps of every job on a worker: the versions check (before anything is
+    touched), the spec's config and workstream, and ``commits`` fetched by id into the
+    machine's mirror under its lock. ``tools``: the job may run the workstream's tool, so
+    the mirror first learns to ignore the AI tools' droppings."""
     check_versions(spec)
     started = time.monotonic()
     host, worker = where()
@@ -426,11 +461,19 @@ def run_job(spec: JobSpec) -> JobResult:
     root, key, lock = machine_cache(spec.cache, spec.repo_key)
     with lock:
         mirror = mirror_at(root, key)
-        if ws.tool in PRESETS:
+        if tools and ws.tool in PRESETS:
             prepare_repo_for_tools(mirror)  # the AI tools' droppings are never changes
-        fetch_commits(mirror, spec.url, [spec.base, *([spec.reuse] if spec.reuse else [])],
-                      token=spec.token)
-    fetched = time.monotonic() - started
+        fetch_commits(mirror, spec.url, commits, token=spec.token)
+    return JobStart(started, host, worker, config, ws, root, key, lock, mirror,
+                    time.monotonic() - started)
+
+
+def run_job(spec: JobSpec) -> JobResult:
+    """Run one attempt on this machine (see the module doc). Raises on uet's own failure;
+    the coordinator records it as ``internal-error``."""
+    job = start_job(spec, [spec.base, *([spec.reuse] if spec.reuse else [])], tools=True)
+    started, host, worker, config, ws = job.started, job.host, job.worker, job.config, job.ws
+    root, key, lock, mirror, fetched = job.root, job.key, job.lock, job.mirror, job.fetched
     logs = root / "logs" / f"{spec.run}-{ws.id}-{spec.attempt}-{os.getpid()}"
     clock = StepClock(started)
     ctx = JobContext(mirror, config, JobPool(pool_for(mirror, root / "worktrees" / key,

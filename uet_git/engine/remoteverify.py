@@ -33,19 +33,14 @@ from uet_git.engine.remotejob import (
     PROTOCOL,
     JobPool,
     cancel_event,
-    check_versions,
     in_thread,
-    machine_cache,
-    mirror_at,
     owner_marker,
     pool_for,
-    where,
+    start_job,
 )
 from uet_git.engine.verdicts import VerdictCache, acceptance_key, hooks_key
 from uet_git.engine.verify import Bench, Candidate, checks_at, verify_candidate
 from uet_git.gitrepo import odb
-from uet_git.gitrepo.mirror import fetch_commits
-from uet_git.spec.models import Config, Workstream
 from uet_git.workers.sandbox import available
 
 PARTS = ("acceptance", "hooks")  # what a verdict cache holds passes of
@@ -91,17 +86,9 @@ class VerifyResult:
 def run_verify_job(spec: VerifySpec) -> VerifyResult:
     """Judge one candidate on this machine (see the module doc). Raises on uet's own failure
     (the coordinator records it as ``internal-error``)."""
-    check_versions(spec)
-    started = time.monotonic()
-    host, worker = where()
-    config = Config.model_validate(spec.config)
-    ws = Workstream.model_validate(spec.ws)
-    root, key, lock = machine_cache(spec.cache, spec.repo_key)
-    with lock:
-        mirror = mirror_at(root, key)
-        fetch_commits(mirror, spec.url, list(dict.fromkeys(
-            [spec.candidate, spec.verified, spec.base])), token=spec.token)
-    fetched = time.monotonic() - started
+    job = start_job(spec, list(dict.fromkeys([spec.candidate, spec.verified, spec.base])))
+    started, host, worker, config, ws = job.started, job.host, job.worker, job.config, job.ws
+    root, key, mirror, fetched = job.root, job.key, job.mirror, job.fetched
     # The checks' processes carry this worker's mark like a tool's: a worker that dies
     # mid-check has them swept by its replacement (remotejob.sweep_plugin).
     os.environ[OWNER_VAR] = owner_marker()
