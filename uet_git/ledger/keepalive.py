@@ -292,9 +292,7 @@ class Keepalive:
         running now may have walked the refs before they moved, and delete what they name
         until it ends: it is waited out first, so what this returns is on disk and named
         (readers right after the transaction find it)."""
-        self._pending.append(written)
-        wait_for_gc(self._repo, pruning_gc(self._repo))
-        self.ensure()
+        self.add_all([written])
 
     def add_all(self, writtens: list[Written]) -> None:
         """``add`` for the commits of one transaction: one wait for a pruning gc, one look."""

@@ -619,9 +619,7 @@ class Ledger:
     def flush(self) -> None:
         """Return once everything queued before is durable (or failed); raises the first
         failure of a transition queued without waiting (``submit``), once."""
-        with self._mutex:
-            if not self._writing:  # inside a write (a repair's event): the batch in hand
-                self._drain()
+        self._flush_queued()
         with self._qlock:
             errors, self._async_errors = self._async_errors, []
         if errors:
@@ -1095,10 +1093,11 @@ class Ledger:
 
     def _flush_queued(self) -> None:
         """Before a run-level write: what workers queued goes first (history in order). A
-        failure is left for ``flush`` to raise: it is not this write's."""
+        failure is left for ``flush`` to raise: it is not this write's. Not from inside a
+        write (a repair's event): that one finishes the batch in hand."""
         if self._queue:
             with self._mutex:
-                if not self._writing:  # not from inside a write (a repair's event)
+                if not self._writing:
                     self._drain()
 
     def close(self) -> None:
