@@ -11,6 +11,7 @@ from tests.hooks.ledgerkit import EXPECTED_STATES, PLAN, scripted_run, uet_commi
 from uet_git.errors import UetError
 from uet_git.gitrepo import Repo
 from uet_git.ledger import query
+from uet_git.ledger.fold import fold
 from uet_git.ledger.writer import Ledger
 
 
@@ -203,8 +204,7 @@ def test_landed_means_the_target_holds_the_landed_tip(repo: Path) -> None:
     git(repo, "update-ref", "refs/heads/main", s.base)  # reset by hand
     st = query.run_status(s.repo, s.run)
     assert not st.landed and not query.list_runs(s.repo)[0].landed
-    assert query.landed_tip(query.read_ledger(s.repo, s.run)) == ("refs/heads/main",
-                                                                  s.integration)
+    assert query.landed_tip(fold(s.repo, s.run)) == ("refs/heads/main", s.integration)
 
 
 def test_recorded_integration_tip_ignores_the_ref(repo: Path) -> None:

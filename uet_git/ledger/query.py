@@ -199,19 +199,11 @@ def recorded_integration_tip(repo: Repo, run: str) -> str:
     return tip
 
 
-def landed_tip(log: LedgerLog) -> tuple[str, str] | None:
+def landed_tip(f: Folded) -> tuple[str, str] | None:
     """``(branch ref, tip)`` of the newest ``run: land`` event (``Uet-Branch``,
     ``Uet-Landed``; the run's target and recorded integration tip for a landing recorded
     without them), or None when the run never landed."""
-    lands = [e for e in log.run_events(LAND_EVENT) if e.subject == LAND_EVENT]
-    if not lands:
-        return None
-    t = lands[-1].trailers
-    branch = t.get("Uet-Branch") or log.target
-    tip = t.get("Uet-Landed") or recorded_integration(log)
-    if not branch or not tip:
-        return None
-    return (branch if branch.startswith("refs/") else f"refs/heads/{branch}"), tip
+    return _landing(f, f.landings[-1]) if f.landings else None
 
 
 def landed_workstreams(repo: Repo, f: Folded, states: Mapping[str, str]) -> list[str]:
@@ -274,14 +266,6 @@ def _holds(repo: Repo, branch: str, tip: str) -> bool:
         return False  # the landed commit is not in this repository
 
 
-def is_landed(repo: Repo, log: LedgerLog) -> bool:
-    """True when the run's target branch holds (contains) what the run last landed: a
-    landing recorded in the ledger that the branch no longer holds (reset, rolled back by
-    hand) is not landed."""
-    landed = landed_tip(log)
-    return landed is not None and _holds(repo, *landed)
-
-
 def fully_landed(repo: Repo, f: Folded, states: Mapping[str, str]
                  ) -> tuple[bool, list[str]]:
     """``(landed, workstreams)``: the landed workstreams (``landed_workstreams``), and whether
@@ -291,7 +275,7 @@ def fully_landed(repo: Repo, f: Folded, states: Mapping[str, str]
         return False, []
     done = landed_workstreams(repo, f, states)
     committed = [ws for ws, st in states.items() if st == "committed"]
-    last = _landing(f, f.landings[-1])
+    last = landed_tip(f)
     whole = bool(committed) and last is not None and _holds(repo, *last) and \
         set(committed) <= set(done)
     return whole, done
