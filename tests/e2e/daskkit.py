@@ -7,12 +7,19 @@ mirror and worktrees)."""
 from __future__ import annotations
 
 import atexit
+import os
+import signal
+import subprocess as sp
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import GIT_ENV
+from tests.e2e.helpers import run
 
 _shared: dict[str, Any] = {}
 
@@ -55,3 +62,51 @@ def with_workers(cluster: Any, n: int = 2, timeout: float = 240) -> Any:
         client.wait_for_workers(n, timeout=timeout)
     return cluster
 
+
+def alive(pid: int) -> bool:
+    """``pid`` runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def run_killing_the_worker(repo: Path, cluster: Any, pid_file: Path, what: str,
+                           timeout: float) -> sp.CompletedProcess[str]:
+    """``uet run`` on ``cluster`` while a thread waits (``timeout`` s) for the ``what``'s pid in
+    ``pid_file``, SIGKILLs the Dask worker process that started it and waits for the sweep of
+    its replacement to kill it; asserts it was swept."""
+    seen: dict[str, Any] = {}
+
+    def kill_the_worker() -> None:
+        try:
+            wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), timeout,
+                     f"the {what}")
+            pid = int(pid_file.read_text())
+            os.kill(parent_of(pid), signal.SIGKILL)  # the Dask worker process that started it
+            # a worker process starts in seconds, but in tens of them on a loaded machine
+            wait_for(lambda: not alive(pid), 90, f"the dead worker's {what} to be swept")
+            seen["swept"] = pid
+        except BaseException as exc:
+            seen["error"] = exc
+
+    killer = threading.Thread(target=kill_the_worker, name="test-killer")
+    killer.start()
+    try:
+        proc = run(repo, "run", "--executor", address(cluster))
+    finally:
+        killer.join(120)
+    assert "error" not in seen and "swept" in seen, seen
+    return proc

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess as sp
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import git
-from tests.e2e.daskkit import address, shared_cluster, with_workers, worker_cache
+from tests.e2e.daskkit import (
+    address,
+    alive,
+    run_killing_the_worker,
+    shared_cluster,
+    wait_for,
+    with_workers,
+    worker_cache,
+)
 from tests.e2e.helpers import (
     NO_SANDBOX,
     fsck_clean,
@@ -39,10 +46,6 @@ distributed = pytest.importorskip(
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return shared_cluster(tmp_path_factory)
-
-
-def _address(cluster: Any) -> str:
-    return address(cluster)
 
 
 CONFIG = '[run]\npredicted_conflicts = "ignore"\n'
@@ -80,11 +83,11 @@ def test_a_distributed_run_lands_what_a_local_run_lands(cluster: Any, tmp_path: 
     url = _bare_remote(dist, remote_dir)
 
     run_ok(local, "run", "--deterministic", "-j", "2", code=1)
-    out = run_ok(dist, "run", "--deterministic", "-j", "2", "--executor", _address(cluster),
+    out = run_ok(dist, "run", "--deterministic", "-j", "2", "--executor", address(cluster),
                  "--remote", url, code=1)
     assert "executor: Dask scheduler" in out.stdout
     said = {dist: out.stdout}
-    out = run_ok(served, "run", "--deterministic", "-j", "2", "--executor", _address(cluster),
+    out = run_ok(served, "run", "--deterministic", "-j", "2", "--executor", address(cluster),
                  "--serve", "127.0.0.1:0", code=1)
     assert "workers fetch from and push to http://127.0.0.1:" in out.stdout
     said[served] = out.stdout
@@ -122,7 +125,7 @@ def test_a_distributed_run_lands_what_a_local_run_lands(cluster: Any, tmp_path: 
 
 
 def test_over_uet_serve_configured_in_uet_toml(cluster: Any, tmp_path: Path) -> None:
-    executor = f'[executor]\naddress = "{_address(cluster)}"\nserve = "127.0.0.1:0"\n'
+    executor = f'[executor]\naddress = "{address(cluster)}"\nserve = "127.0.0.1:0"\n'
     repo = setup_repo(tmp_path / "repo", workstreams={k: WORKSTREAMS[k] for k in ("a", "b")},
                       config=executor)
     out = run_ok(repo, "run")
@@ -130,25 +133,6 @@ def test_over_uet_serve_configured_in_uet_toml(cluster: Any, tmp_path: Path) -> 
     assert landed_workstreams(repo) == ["a", "b"]
     assert git(repo, "for-each-ref", "refs/uet/inbox/") == ""
     fsck_clean(repo)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _ppid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def _wait_for(check: Any, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_the_coordinator_killed_then_resume(cluster: Any, tmp_path: Path) -> None:
@@ -165,16 +149,16 @@ def test_the_coordinator_killed_then_resume(cluster: Any, tmp_path: Path) -> Non
     remote_dir = tmp_path / "remote.git"
     url = _bare_remote(repo, remote_dir)
     coordinator = sp.Popen([sys.executable, "-m", "uet_git", "run", "--executor",
-                            _address(cluster), "--remote", url], cwd=repo,
+                            address(cluster), "--remote", url], cwd=repo,
                            stdout=sp.DEVNULL, stderr=sp.DEVNULL, start_new_session=True)
     try:
-        _wait_for(lambda: (shared / "started").exists(), 20, "the tool to start")
+        wait_for(lambda: (shared / "started").exists(), 20, "the tool to start")
         os.killpg(coordinator.pid, signal.SIGKILL)
     finally:
         coordinator.wait(10)
     run_id = last_run(repo)
     inbox = f"refs/uet/inbox/{run_id}/a/1"
-    _wait_for(lambda: git(remote_dir, "for-each-ref", inbox) != "", 20,
+    wait_for(lambda: git(remote_dir, "for-each-ref", inbox) != "", 20,
               "the orphaned job's inbox ref")
 
     proc = run_ok(repo, "resume", run_id)
@@ -205,7 +189,7 @@ def test_an_attempt_has_one_patch_whoever_pushed_first(cluster: Any, tmp_path: P
     repo = setup_repo(tmp_path / "repo", config=NO_SANDBOX,
                       workstreams={"t": {"command": first}})
     url = _bare_remote(repo, remote_dir)
-    run_ok(repo, "run", "--executor", _address(cluster), "--remote", url)
+    run_ok(repo, "run", "--executor", address(cluster), "--remote", url)
     assert git(repo, "show", "main:t.txt") == "theirs"
     run_id = last_run(repo)
     assert "an earlier run of this job pushed it" in git(
@@ -223,11 +207,11 @@ def test_ctrl_c_reaches_the_tool_on_the_worker(cluster: Any, tmp_path: Path) -> 
     repo = setup_repo(tmp_path / "repo", config=NO_SANDBOX, workstreams={
         "s": {"command": f"echo $$ > {shared}/pid; cd / && sleep 60"}})
     coordinator = sp.Popen([sys.executable, "-m", "uet_git", "run", "--executor",
-                            _address(cluster)], cwd=repo, stdout=sp.PIPE, stderr=sp.STDOUT,
+                            address(cluster)], cwd=repo, stdout=sp.PIPE, stderr=sp.STDOUT,
                            start_new_session=True, text=True)
     try:
         pid_file = shared / "pid"
-        _wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), 20, "the tool")
+        wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), 20, "the tool")
         tool = int(pid_file.read_text())
         os.kill(coordinator.pid, signal.SIGINT)
         out, _ = coordinator.communicate(timeout=20)
@@ -235,7 +219,7 @@ def test_ctrl_c_reaches_the_tool_on_the_worker(cluster: Any, tmp_path: Path) -> 
         if coordinator.poll() is None:
             os.killpg(coordinator.pid, signal.SIGKILL)
     assert coordinator.returncode == 130, out
-    _wait_for(lambda: not _alive(tool), 10, "the tool to stop")
+    wait_for(lambda: not alive(tool), 10, "the tool to stop")
     assert states(repo) == {}  # nothing recorded for the cancelled attempt: resume runs it
 
 
@@ -247,13 +231,13 @@ def test_a_tool_times_out_on_the_worker(cluster: Any, tmp_path: Path) -> None:
     repo = setup_repo(tmp_path / "repo", config=NO_SANDBOX, workstreams={
         "s": {"command": f"echo $$ > {shared}/pid; sleep 120", "timeout": 0.5}})
     started = time.monotonic()
-    run_ok(repo, "run", "--executor", _address(cluster), code=1)
+    run_ok(repo, "run", "--executor", address(cluster), code=1)
     assert time.monotonic() - started < 60
     assert states(repo) == {"s": "quarantined"}
     reason = git(repo, "log", "-1", "--format=%(trailers:key=Uet-Reason,valueonly)",
                  f"refs/uet/ledger/{last_run(repo)}", "--grep", "-> quarantined")
     assert reason == "tool-timeout"
-    _wait_for(lambda: not _alive(int((shared / "pid").read_text())), 5, "the tool to end")
+    wait_for(lambda: not alive(int((shared / "pid").read_text())), 5, "the tool to end")
 
 
 def test_the_sweep_kills_only_tools_whose_worker_is_gone(tmp_path: Path) -> None:
@@ -261,7 +245,7 @@ def test_the_sweep_kills_only_tools_whose_worker_is_gone(tmp_path: Path) -> None
     orphan = sp.Popen(["sleep", "30"], env={**env, OWNER_VAR: "999999999:1"})
     mine = sp.Popen(["sleep", "30"], env={**env, OWNER_VAR: owner_marker()})
     try:
-        _wait_for(lambda: _alive(orphan.pid) and _alive(mine.pid), 5, "the processes")
+        wait_for(lambda: alive(orphan.pid) and alive(mine.pid), 5, "the processes")
         assert orphan.pid in stale_tools() and mine.pid not in stale_tools()
         # Any Dask worker starting on this machine sweeps too (another test's cluster): the
         # orphan may be gone before this sweep looks, never the live owner's tool. Tests
@@ -306,29 +290,7 @@ def test_a_worker_killed_mid_tool(cluster: Any, tmp_path: Path) -> None:
     repo = setup_repo(tmp_path / "repo", workstreams={"s": {"command": slow}},
                       config=NO_SANDBOX)
     with_workers(cluster)  # one to kill, one to run the job again
-    seen: dict[str, Any] = {}
-
-    def kill_the_worker() -> None:
-        try:
-            pid_file = shared / "pid"
-            _wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), 20,
-                      "the tool")
-            tool = int(pid_file.read_text())
-            os.kill(_ppid(tool), signal.SIGKILL)  # the Dask worker process that started it
-            # a worker process starts in seconds, but in tens of them on a loaded machine
-            _wait_for(lambda: not _alive(tool), 90, "the dead worker's tool to be swept")
-            seen["swept"] = tool
-        except BaseException as exc:
-            seen["error"] = exc
-
-    killer = threading.Thread(target=kill_the_worker, name="test-killer")
-    killer.start()
-    try:
-        proc = run(repo, "run", "--executor", _address(cluster))
-    finally:
-        killer.join(120)
-    assert "error" not in seen, seen
-    assert "swept" in seen
+    proc = run_killing_the_worker(repo, cluster, shared / "pid", "tool", 20)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert states(repo) == {"s": "committed"}
     assert landed_workstreams(repo) == ["s"]

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess as sp
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import git
-from tests.e2e.daskkit import address, shared_cluster, with_workers, worker_cache
+from tests.e2e.daskkit import (
+    address,
+    alive,
+    run_killing_the_worker,
+    shared_cluster,
+    wait_for,
+    with_workers,
+    worker_cache,
+)
 from tests.e2e.helpers import (
     NO_SANDBOX,
     fsck_clean,
@@ -151,7 +158,7 @@ def test_the_coordinator_killed_mid_candidate_check_then_resume(cluster: Any,
                             address(cluster), "--remote", url], cwd=repo,
                            stdout=sp.DEVNULL, stderr=sp.DEVNULL, start_new_session=True)
     try:
-        _wait_for(lambda: (shared / "started").exists(), 30, "the hook to start")
+        wait_for(lambda: (shared / "started").exists(), 30, "the hook to start")
         os.killpg(coordinator.pid, signal.SIGKILL)
     finally:
         coordinator.wait(10)
@@ -208,21 +215,6 @@ def test_the_remote_steps_are_in_show_and_report(cluster: Any, tmp_path: Path) -
     assert git(mirror, "cat-file", "-t", git(repo, "rev-parse", "HEAD~1")) == "commit"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _wait_for(check: Any, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_a_discarded_speculative_candidate_stops_on_its_worker(cluster: Any,
                                                                tmp_path: Path) -> None:
     """a's candidate fails its hook while b's speculative candidate (a + b) is judged on the
@@ -244,7 +236,7 @@ def test_a_discarded_speculative_candidate_stops_on_its_worker(cluster: Any,
     assert states(repo) == {"a": "quarantined", "b": "committed"}, proc.stdout
     assert took < 45, f"the speculative judging ran its hook out ({took:.0f} s)"
     spec = int((shared / "spec").read_text())
-    _wait_for(lambda: not _alive(spec), 10, "the discarded candidate's hook to stop")
+    wait_for(lambda: not alive(spec), 10, "the discarded candidate's hook to stop")
     assert "Uet-Reason: hook-failed" in "\n".join(_ledger(repo, "%B", "^a: .* -> quarantined"))
 
 
@@ -334,8 +326,8 @@ def test_a_job_over_its_budget_is_stopped_and_fails_in_one_line(cluster: Any,
         client.close()
     assert str(err.value) == "a: the Dask job ran over its 2 s and was stopped"
     assert time.monotonic() - started < 25
-    _wait_for(lambda: pid.is_file() and pid.read_text().strip(), 5, "the tool's pid")
-    _wait_for(lambda: not _alive(int(pid.read_text())), 10, "the tool to be stopped")
+    wait_for(lambda: pid.is_file() and pid.read_text().strip(), 5, "the tool's pid")
+    wait_for(lambda: not alive(int(pid.read_text())), 10, "the tool to be stopped")
 
 
 def test_a_worker_killed_mid_candidate_check(cluster: Any, tmp_path: Path) -> None:
@@ -348,28 +340,7 @@ def test_a_worker_killed_mid_candidate_check(cluster: Any, tmp_path: Path) -> No
     repo = setup_repo(tmp_path / "repo", workstreams={"s": {"command": "echo s > s.txt"}},
                       config=f'{NO_SANDBOX}[hooks]\npre-merge = ["{hook}"]\n')
     with_workers(cluster)  # one to kill, one to judge again
-    seen: dict[str, Any] = {}
-
-    def kill_the_worker() -> None:
-        try:
-            pid_file = shared / "pid"
-            _wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), 30,
-                      "the hook")
-            check = int(pid_file.read_text())
-            parent = int(Path(f"/proc/{check}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            os.kill(parent, signal.SIGKILL)  # the Dask worker process that started it
-            _wait_for(lambda: not _alive(check), 90, "the dead worker's hook to be swept")
-            seen["swept"] = check
-        except BaseException as exc:
-            seen["error"] = exc
-
-    killer = threading.Thread(target=kill_the_worker, name="test-killer")
-    killer.start()
-    try:
-        proc = run(repo, "run", "--executor", address(cluster))
-    finally:
-        killer.join(120)
-    assert "error" not in seen and "swept" in seen, seen
+    proc = run_killing_the_worker(repo, cluster, shared / "pid", "hook", 30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert states(repo) == {"s": "committed"}
     assert _ledger(repo, "%(trailers:key=Uet-Worker,valueonly,separator=)", "-> verified")
