@@ -924,7 +924,6 @@ class VerifyQueue:
                           summary=f"integration/{ctx.run_id} fast-forwarded to "
                                   f"{item.candidate[:12]}"))
         ctx.record_chain(item.ws, steps, attempt=item.attempt)
-        item.recorded = item.candidate
         self._set_ref(item, None)
 
     def _conflict(self, item: Item, base: str, conflicts: list[str]) -> None:
