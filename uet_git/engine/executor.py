@@ -71,8 +71,13 @@ from uet_git.engine.remotesteps import (
     steps_trailer,
     steps_words,
 )
-from uet_git.engine.remoteverify import PARTS, VerifyResult, VerifySpec, run_verify_job
-from uet_git.engine.verdicts import acceptance_key, hooks_key
+from uet_git.engine.remoteverify import (
+    PARTS,
+    VerifyResult,
+    VerifySpec,
+    part_keys,
+    run_verify_job,
+)
 from uet_git.engine.verify import (
     MAY_CHANGE_CHECKS,
     Bench,
@@ -428,7 +433,7 @@ class DaskExecutor:
         does when the bench's ``remote`` is this executor and something has to run."""
         ws = cand.ws
         tree = odb.tree_of(repo, cand.candidate)
-        keys = {"acceptance": acceptance_key(ws), "hooks": hooks_key(checks.base, checks.hooks)}
+        keys = part_keys(ws, checks)
         known = tuple(p for p in PARTS
                       if bench.cache is not None and bench.cache.passed(p, tree, keys[p]))
         name = f"uet-cancel-{self.run_id}-{ws.id}-{cand.attempt}-v{secrets.token_hex(4)}"

@@ -39,11 +39,18 @@ from uet_git.engine.remotejob import (
     start_job,
 )
 from uet_git.engine.verdicts import VerdictCache, acceptance_key, hooks_key
-from uet_git.engine.verify import Bench, Candidate, checks_at, verify_candidate
+from uet_git.engine.verify import Bench, Candidate, Checks, checks_at, verify_candidate
 from uet_git.gitrepo import odb
+from uet_git.spec.models import Workstream
 from uet_git.workers.sandbox import available
 
 PARTS = ("acceptance", "hooks")  # what a verdict cache holds passes of
+
+
+def part_keys(ws: Workstream, checks: Checks) -> dict[str, str]:
+    """The verdict cache's key of each of ``PARTS`` for ``ws`` judged with ``checks``: the
+    same on the coordinator and the worker, so a pass known on one side holds on the other."""
+    return {"acceptance": acceptance_key(ws), "hooks": hooks_key(checks.base, checks.hooks)}
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ def run_verify_job(spec: VerifySpec) -> VerifyResult:
     os.environ[OWNER_VAR] = owner_marker()
     checks = checks_at(mirror, spec.base, config)
     tree = odb.tree_of(mirror, spec.candidate)
-    keys = {"acceptance": acceptance_key(ws), "hooks": hooks_key(spec.base, checks.hooks)}
+    keys = part_keys(ws, checks)
     cache = VerdictCache()
     for part in spec.known:
         if part in keys:
