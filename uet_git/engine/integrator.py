@@ -76,7 +76,11 @@ def integrate(ctx: RunContext, ws_id: str) -> IntegrationOutcome:
                               f"{candidate[:12]} was made: re-apply")
             state = "queued"
 
+    # The base's checks, read once for the quick verdict and the judging.
+    checks = _checks(ctx) if state in ("queued", "applied") else None
+
     if state == "queued":
+        assert checks is not None
         ctx.observer.worker(INTEGRATOR, ws_id, "merge")
         made = make_candidate(ctx.repo, patch, tip)
         if made.conflicts:
@@ -92,7 +96,7 @@ def integrate(ctx: RunContext, ws_id: str) -> IntegrationOutcome:
         applied = Step("applied", candidate=candidate,
                        summary=f"candidate {candidate[:12]} = {tip[:12]} + patch {patch[:12]}")
         cand = Candidate(ctx.ws(ws_id), attempt, patch, candidate, tip, verified=patch)
-        quick = quick_verdict(ctx.repo, cand, _checks(ctx), None, force=ws_id in ctx.reverify)
+        quick = quick_verdict(ctx.repo, cand, checks, None, force=ws_id in ctx.reverify)
         if quick is not None:  # nothing to run: decided now, one transaction
             ctx.observer.worker(INTEGRATOR, None)
             ctx.record_chain(ws_id, [applied, *_verified_committed(ctx, quick, candidate)],
@@ -106,7 +110,7 @@ def integrate(ctx: RunContext, ws_id: str) -> IntegrationOutcome:
         bench = Bench(ctx.run_id, ctx.target, ctx.pool, ctx.observer, ctx.cancel, ctx.guard,
                       remote=ctx.executor)
         cand = Candidate(ctx.ws(ws_id), attempt, patch, candidate, tip, verified=patch)
-        checks = _checks(ctx)
+        assert checks is not None
         verdict = verify_candidate(ctx.repo, cand, checks, bench,
                                    log_dir=ctx.log_dir(ws_id, attempt, "candidate"),
                                    label=f"{ctx.run_id}/{ws_id}/{attempt}/candidate",
