@@ -1094,11 +1094,12 @@ class Ledger:
     def _flush_queued(self) -> None:
         """Before a run-level write: what workers queued goes first (history in order). A
         failure is left for ``flush`` to raise: it is not this write's. Not from inside a
-        write (a repair's event): that one finishes the batch in hand."""
-        if self._queue:
-            with self._mutex:
-                if not self._writing:
-                    self._drain()
+        write (a repair's event): that one finishes the batch in hand. The mutex is taken
+        even with nothing queued: a batch another thread took from the queue may still be
+        being written, and ``flush`` returns only once it is."""
+        with self._mutex:
+            if not self._writing:
+                self._drain()
 
     def close(self) -> None:
         """Write what is queued, stop the ref process and release the run's lock
