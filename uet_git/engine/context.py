@@ -173,6 +173,15 @@ class RunContext:
         self._reported(ws_id, steps, oids, attempt, shown_reason)
         return oids
 
+    def record_steps(self, ws_id: str, steps: Sequence[Step], *, attempt: int,
+                     later: bool = False) -> None:
+        """The worker steps' way to record: ``record_chain``, or with ``later``
+        ``record_later``."""
+        if later:
+            self.record_later(ws_id, steps, attempt=attempt)
+        else:
+            self.record_chain(ws_id, steps, attempt=attempt)
+
     def record_later(self, ws_id: str, steps: Sequence[Step], *, attempt: int) -> None:
         """``record_chain`` without waiting for it (a worker's last transition: the worker
         needs nothing back, so its slot takes the next tool while the ledger writes). The

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -87,6 +87,12 @@ class StepContext(Protocol):
 
     def record(self, ws_id: str, to: str, *, attempt: int, reason: str | None = None,
                detail: str = "", shown_reason: str | None = None, **kw: Any) -> str: ...
+
+    def record_steps(self, ws_id: str, steps: Sequence[Step], *, attempt: int,
+                     later: bool = False) -> None:
+        """``steps`` decided together, in one ledger transaction where there is a ledger
+        (``later``: the worker need not wait for it)."""
+        ...
 
 
 LOG_LIMIT = MAX_EVIDENCE - 1024  # bytes of each log kept, room left for read_tail's marker line
@@ -375,11 +381,11 @@ def check_patch(ctx: StepContext, ws_id: str, *, worker: int, attempt: int, patc
     tree, then ``queued``. Used by fresh attempts (``created``: that transition, not recorded
     yet) and by resume (a patch recorded before a crash).
 
-    Transitions decided together share one ledger transaction (``record_steps``): a fresh
+    Transitions decided together share one ledger transaction (``ctx.record_steps``): a fresh
     patch's ``created`` and its validation's verdict (validation is in memory, milliseconds),
     and with no acceptance ``queued`` too. The patch's first ref is in that transaction, so
     it is waited for before the worktree (whose HEAD is the patch's only other root) goes
-    back. ``queued`` after acceptance is not waited for (``record_steps(later=True)``): the
+    back. ``queued`` after acceptance is not waited for (``later=True``): the
     patch is recorded already, the worker needs nothing back, and its slot starts the next
     tool while the ledger writes."""
     ws = ctx.ws(ws_id)
@@ -388,13 +394,13 @@ def check_patch(ctx: StepContext, ws_id: str, *, worker: int, attempt: int, patc
     if state == "created":
         reason, detail = validation(ctx.repo, ws, ctx.config.verify, patch, changes)
         if reason:
-            record_steps(ctx, ws_id, attempt,
-                         [*steps, Step("quarantined", reason=reason, summary=detail)])
+            ctx.record_steps(ws_id, [*steps, Step("quarantined", reason=reason, summary=detail)],
+                             attempt=attempt)
             return WorkerOutcome(ws_id, "quarantined", reason, False, time.monotonic() - start)
         steps.append(Step("validated", summary=detail))
     if ws.acceptance:
         if steps:
-            record_steps(ctx, ws_id, attempt, steps)
+            ctx.record_steps(ws_id, steps, attempt=attempt)
         ctx.observer.worker(worker, ws_id, "acceptance")
         # With the verification queue, first on the queue's tail + the patch (verify once: the
         # queue's candidate is that tree when nothing ahead changes); failing there is no
@@ -443,31 +449,12 @@ def check_patch(ctx: StepContext, ws_id: str, *, worker: int, attempt: int, patc
                               f"{acc.duration:.1f} s{on}",
                       trailers={**_worker_seconds(started or start),
                                 **ctx.accepted_on(ws, target)})
-        record_steps(ctx, ws_id, attempt, [queued], later=True)
+        ctx.record_steps(ws_id, [queued], attempt=attempt, later=True)
     else:
         queued = Step("queued", summary="no acceptance commands",
                       trailers=_worker_seconds(started or start))
-        record_steps(ctx, ws_id, attempt, [*steps, queued], later=not steps)
+        ctx.record_steps(ws_id, [*steps, queued], attempt=attempt, later=not steps)
     return WorkerOutcome(ws_id, "queued", duration=time.monotonic() - start)
-
-
-def record_steps(ctx: StepContext, ws_id: str, attempt: int, steps: list[Step], *,
-                 later: bool = False) -> None:
-    """Record ``steps`` in one ledger transaction (``RunContext.record_chain``; ``later``:
-    without waiting, ``record_later``); a remote worker's context records them one by one
-    (it only keeps them for the coordinator)."""
-    if isinstance(ctx, RunContext):
-        if later:
-            ctx.record_later(ws_id, steps, attempt=attempt)
-        else:
-            ctx.record_chain(ws_id, steps, attempt=attempt)
-        return
-    for step in steps:
-        kw = {k: v for k, v in (("patch", step.patch), ("candidate", step.candidate),
-                                ("evidence", step.evidence), ("integration", step.integration),
-                                ("trailers", step.trailers)) if v is not None}
-        ctx.record(ws_id, step.to, attempt=attempt, reason=step.reason, detail=step.summary,
-                   **kw)
 
 
 WORKER_SECONDS = "Uet-Worker-Seconds"

@@ -44,7 +44,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -59,6 +59,7 @@ from uet_git.engine.pipeline import WorkerOutcome, check_patch, run_attempt
 from uet_git.gitrepo.mirror import fetch_commits, open_mirror, push_new_ref, remote_refs
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.layout import inbox_ref
+from uet_git.ledger.writer import Step
 from uet_git.spec.models import Config, Workstream
 from uet_git.workers.pool import Worktree, WorktreePool
 from uet_git.workers.procfs import all_procs, kill_pids, read_stat
@@ -258,6 +259,17 @@ class JobContext:
         self.records.append({"to": to, "attempt": attempt, "reason": reason, "detail": detail,
                              "shown_reason": shown_reason, "kw": kw})
         return ""
+
+    def record_steps(self, ws_id: str, steps: Sequence[Step], *, attempt: int,
+                     later: bool = False) -> None:
+        """One by one: the coordinator records them (this only keeps them for it)."""
+        for step in steps:
+            kw = {k: v for k, v in (("patch", step.patch), ("candidate", step.candidate),
+                                    ("evidence", step.evidence),
+                                    ("integration", step.integration),
+                                    ("trailers", step.trailers)) if v is not None}
+            self.record(ws_id, step.to, attempt=attempt, reason=step.reason,
+                        detail=step.summary, **kw)
 
     def _push(self, patch: str, attempt: int) -> None:
         """The patch into the run's inbox before anything else is said about it."""
