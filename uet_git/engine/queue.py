@@ -158,7 +158,7 @@ class Job:
 
     ws: str
     gen: int
-    kind: str  # "chain" | "flake"
+    kind: str  # "chain" | "flake" | "batch"
     attempt: int
     patch: str
     candidate: str
