@@ -81,3 +81,17 @@ def test_unsorted_packed_refs_are_read_line_by_line(repo: Repo) -> None:
     found = refs_outside(repo.common_dir)
     assert found is not None and not any(r.startswith("refs/uet/") for r in found)
     assert set(found) == set(_git_view(repo))
+
+
+def test_a_ref_hidden_among_uets_under_a_false_sorted_header_is_still_listed(
+        repo: Repo) -> None:
+    git(repo.workdir, "pack-refs", "--all")
+    packed = repo.common_dir / "packed-refs"
+    lines = packed.read_text().splitlines()
+    head = git(repo.workdir, "rev-parse", "HEAD")
+    at = next(i for i, x in enumerate(lines) if " refs/uet/" in x) + 1
+    lines.insert(at, f"{head} refs/heads/hidden")  # git lists it: it reads every line
+    packed.write_text("\n".join(lines) + "\n")
+    found = refs_outside(repo.common_dir)
+    assert found == _git_view(repo)
+    assert found is not None and "refs/heads/hidden" in found

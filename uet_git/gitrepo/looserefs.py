@@ -101,7 +101,12 @@ def _packed(common: Path, skip: str) -> dict[str, bytes]:
 
 def _cut(data: bytes, skip: bytes) -> bytes:
     """``packed-refs`` without the block of lines under ``skip`` when git wrote it sorted (its
-    header says so): one search instead of a loop over thousands of uet's own lines."""
+    header says so): one search instead of a loop over thousands of uet's own lines.
+
+    The header is the file's word, and a tool can write the file: the block is dropped only
+    when every line in it is a ref under ``skip`` or a peeled line (counted, in C), since git
+    lists any other line hidden there. Otherwise the whole file is read line by line.
+    """
     if not data.startswith(b"# pack-refs with:") or b" sorted" not in data[:data.find(b"\n")]:
         return data
     first = data.find(b" " + skip)
@@ -110,6 +115,12 @@ def _cut(data: bytes, skip: bytes) -> bytes:
     last = data.rfind(b" " + skip)
     start = data.rfind(b"\n", 0, first) + 1
     end = data.find(b"\n", last)
+    block = data[start:end if end >= 0 else len(data)]
+    refs = block.count(b" " + skip)
+    # Every space starts " refs/uet/..." and every line is a ref or a peeled line: git reads a
+    # ref line as "<oid> <name>" (one space), so no line of another name is hidden in it.
+    if block.count(b" ") != refs or block.count(b"\n") + 1 != refs + block.count(b"\n^"):
+        return data
     return data[:start] + (data[end + 1:] if end >= 0 else b"")
 
 
