@@ -95,3 +95,13 @@ def test_a_ref_hidden_among_uets_under_a_false_sorted_header_is_still_listed(
     found = refs_outside(repo.common_dir)
     assert found == _git_view(repo)
     assert found is not None and "refs/heads/hidden" in found
+
+
+def test_a_name_twice_in_packed_refs_is_left_to_git(repo: Repo) -> None:
+    git(repo.workdir, "pack-refs", "--all")
+    packed = repo.common_dir / "packed-refs"
+    old = git(repo.workdir, "rev-parse", "HEAD~1")
+    # The tool's value first, the old one last: which git reads depends on its lookup.
+    packed.write_text(packed.read_text().replace(
+        " refs/heads/b1\n", f" refs/heads/b1\n{old} refs/heads/b1\n"))
+    assert refs_outside(repo.common_dir) is None

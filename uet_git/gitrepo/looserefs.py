@@ -94,6 +94,8 @@ def _packed(common: Path, skip: str) -> dict[str, bytes]:
         if not sp or not _OID.fullmatch(oid):
             raise _Unsure("packed-refs line")
         n = name.decode(errors="surrogateescape")
+        if n in out:
+            raise _Unsure(n)  # git never writes a name twice; which one it reads is its call
         if not n.startswith(skip):
             out[n] = oid
     return out
