@@ -1,7 +1,8 @@
 """Without a sandbox, a tool that hides a new branch in ``packed-refs`` between lines of uet's
 own namespace, under a header claiming the file is sorted, is still seen: the in-process ref
 lister must not trust the header to skip a block it has not checked, since git lists every
-line. The workstream ends ``tampered`` and the branch is taken away again."""
+line. The workstream ends ``tampered``, and what the evidence says was put back is what git
+lists afterwards."""
 
 from __future__ import annotations
 
@@ -32,3 +33,10 @@ def test_a_branch_hidden_in_a_falsely_sorted_packed_refs_is_tampering(tmp_path: 
     assert "x.txt" not in git(repo, "ls-tree", "--name-only", "main")
     assert states(repo)["other"] == "committed"
     assert git(repo, "show", "main:o.txt") == "o"
+    # What the evidence says of the hidden branch is what git lists afterwards: deleted only
+    # when it is gone.
+    said = git(repo, "show", f"refs/uet/ledger/{last_run(repo)}:evidence/evil/1/tampering.txt")
+    listed = "refs/heads/evil" in git(repo, "for-each-ref", "--format=%(refname)")
+    put_back = said.split("put back:", 1)[1]
+    line = next(ln for ln in put_back.splitlines() if "refs/heads/evil" in ln)
+    assert ("not restored" in line) == listed, said

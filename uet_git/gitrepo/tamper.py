@@ -449,6 +449,13 @@ def _restore_ref(repo: Repo, ref: str, b: str | None, a: str | None) -> str:
                 f"(now {_short(now)}, the tool left {_short(a)})")
     except GitError as exc:
         return f"ref {ref} not restored: {exc}"
+    # Checked as `git for-each-ref` lists it (every line of packed-refs): on a packed-refs a
+    # tool left out of order, git's update-ref looks the name up by bisection, misses it and
+    # "deletes" nothing, exit 0.
+    now = for_each_ref(repo, ref).get(ref)
+    if now != b:
+        return (f"ref {ref} not restored: git left it at {_short(now)} "
+                f"(packed-refs out of order? `git pack-refs --all` after sorting it)")
     return done
 
 
