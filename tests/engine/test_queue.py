@@ -422,7 +422,7 @@ def test_workers_judging_at_once_get_chained_tails_the_queue_then_makes(tmp_path
         q.step()
         # The queue's chain is the trees the workers judged: the cache answers for each, so
         # all three commit in that one step, nothing judged again.
-        assert q.handed == {} and q.items == [] and q.running == 0
+        assert q.tail.handed == {} and q.items == [] and q.running == 0
         assert [k.state(ws) for ws in "abc"] == ["committed"] * 3
         assert odb.tree_of(k.repo, k.ledger.integration_tip()) == odb.tree_of(k.repo, tc)
 

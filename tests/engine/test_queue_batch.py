@@ -171,7 +171,7 @@ def test_uet_failing_on_a_batch_drops_its_last_patch_and_judges_the_others_again
         assert (job.ws, job.span) == ("c", 3)
         q.running -= 1  # as the loop does for a judging that raised
         q.drop("c")
-        assert q.batch_out is None and [i.ws for i in q.items] == ["a", "b"]
+        assert q.batches.out is None and [i.ws for i in q.items] == ["a", "b"]
         q.step()
         [again] = q.jobs(8)
         assert (again.ws, again.kind, again.span) == ("b", "batch", 2)

@@ -35,6 +35,7 @@ from uet_git.engine.verify import (
     Outcome,
     Verdict,
     checks_at,
+    checks_due,
     empty_candidate,
     make_candidate,
     quick_verdict,
@@ -76,8 +77,10 @@ def integrate(ctx: RunContext, ws_id: str) -> IntegrationOutcome:
                               f"{candidate[:12]} was made: re-apply")
             state = "queued"
 
-    # The base's checks, read once for the quick verdict and the judging.
+    # The base's checks, read once for the quick verdict and the judging; and what judging a
+    # candidate made here has to run, looked at once for both.
     checks = _checks(ctx) if state in ("queued", "applied") else None
+    due = None
 
     if state == "queued":
         assert checks is not None
@@ -96,7 +99,8 @@ def integrate(ctx: RunContext, ws_id: str) -> IntegrationOutcome:
         applied = Step("applied", candidate=candidate,
                        summary=f"candidate {candidate[:12]} = {tip[:12]} + patch {patch[:12]}")
         cand = Candidate(ctx.ws(ws_id), attempt, patch, candidate, tip, verified=patch)
-        quick = quick_verdict(ctx.repo, cand, checks, None, force=ws_id in ctx.reverify)
+        due = checks_due(ctx.repo, cand, checks, None, force=ws_id in ctx.reverify)
+        quick = quick_verdict(ctx.repo, cand, checks, None, due=due)
         if quick is not None:  # nothing to run: decided now, one transaction
             ctx.observer.worker(INTEGRATOR, None)
             ctx.record_chain(ws_id, [applied, *_verified_committed(ctx, quick, candidate)],
@@ -114,7 +118,7 @@ def integrate(ctx: RunContext, ws_id: str) -> IntegrationOutcome:
         verdict = verify_candidate(ctx.repo, cand, checks, bench,
                                    log_dir=ctx.log_dir(ws_id, attempt, "candidate"),
                                    label=f"{ctx.run_id}/{ws_id}/{attempt}/candidate",
-                                   force=ws_id in ctx.reverify)
+                                   force=ws_id in ctx.reverify, due=due)
         ctx.observer.worker(INTEGRATOR, None)
         if verdict.outcome is Outcome.CANCELLED:
             return done(None)

@@ -157,8 +157,9 @@ def changes_checks(repo: Repo, config: Config, old: str, new: str) -> list[str]:
 
 
 @dataclass
-class _Due:
-    """What judging a candidate has to run, and what is said about the rest."""
+class Due:
+    """What judging a candidate has to run, and what is said about the rest (``checks_due``;
+    used once: judging it adds its notes)."""
 
     tree: str
     same_tree: bool
@@ -168,8 +169,11 @@ class _Due:
     trailers: dict[str, str]
 
 
-def _due(repo: Repo, cand: Candidate, checks: Checks, cache: VerdictCache | None,
-         force: bool) -> _Due:
+def checks_due(repo: Repo, cand: Candidate, checks: Checks, cache: VerdictCache | None, *,
+               force: bool = False) -> Due:
+    """What judging ``cand`` has to run: for a caller that asks ``quick_verdict`` first and
+    then, when something has to run, ``verify_candidate`` with the same ``due`` (the trees,
+    the cache and the changed checks looked at once)."""
     ws, config = cand.ws, checks.config
     tree = odb.tree_of(repo, cand.candidate)
     same_tree = tree == odb.tree_of(repo, cand.verified)
@@ -192,18 +196,20 @@ def _due(repo: Repo, cand: Candidate, checks: Checks, cache: VerdictCache | None
             notes.append(f"changes checks ({', '.join(touched[:5])}"
                          f"{' ...' if len(touched) > 5 else ''}; may_change_checks), judged by "
                          f"the base's")
-    return _Due(tree, same_tree, rerun, hooks_due, notes, trailers)
+    return Due(tree, same_tree, rerun, hooks_due, notes, trailers)
 
 
 def quick_verdict(repo: Repo, cand: Candidate, checks: Checks, cache: VerdictCache | None, *,
-                  force: bool = False) -> Verdict | None:
+                  force: bool = False, due: Due | None = None) -> Verdict | None:
     """The verdict on ``cand`` when judging it runs nothing (no acceptance due, no hooks, or
     the cache answers for both): then no worktree and no thread are needed. None: something
-    has to run (``verify_candidate``)."""
-    return _quick(cand, _due(repo, cand, checks, cache, force), cache)
+    has to run (``verify_candidate``). ``due``: ``checks_due``'s answer, when already asked."""
+    if due is None:
+        due = checks_due(repo, cand, checks, cache, force=force)
+    return _quick(cand, due, cache)
 
 
-def _quick(cand: Candidate, due: _Due, cache: VerdictCache | None) -> Verdict | None:
+def _quick(cand: Candidate, due: Due, cache: VerdictCache | None) -> Verdict | None:
     if due.rerun or due.hooks:
         return None
     ws, notes = cand.ws, due.notes
@@ -222,14 +228,17 @@ def _quick(cand: Candidate, due: _Due, cache: VerdictCache | None) -> Verdict | 
 
 
 def verify_candidate(repo: Repo, cand: Candidate, checks: Checks, bench: Bench, *,
-                     log_dir: Path, label: str, force: bool = False) -> Verdict:
+                     log_dir: Path, label: str, force: bool = False,
+                     due: Due | None = None) -> Verdict:
     """Acceptance (when the candidate's tree is not the verified one, or ``force``) and the
     base's pre-merge hooks on ``cand`` in a worktree from the pool. With ``bench.cache``, a
     part that already passed on this tree in this run does not run again (unless ``force``
-    for acceptance), and what passes is added."""
+    for acceptance), and what passes is added. ``due``: ``checks_due``'s answer for ``cand``
+    with ``bench.cache`` and ``force``, when the caller asked already."""
     ws = cand.ws
     cache = bench.cache
-    due = _due(repo, cand, checks, cache, force)
+    if due is None:
+        due = checks_due(repo, cand, checks, cache, force=force)
     quick = _quick(cand, due, cache)
     if quick is not None:
         return quick
