@@ -1,6 +1,7 @@
 """Start-up: a command imports only what it needs. `uet --help` imports no command module;
 `uet status`, `log` and `runs` read no spec, so they import neither pydantic, yaml, the legacy
-reader nor the run engine (each costs tens of ms on every call)."""
+reader nor the run engine (each costs tens of ms on every call). `uet run` of JSON (or TOML)
+workstreams imports no yaml: everything it imports comes before its first tool starts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import run_ok, setup_repo
+from tests.conftest import git
+from tests.e2e.helpers import run, run_ok, setup_repo
 
 HEAVY = ("pydantic", "yaml", "uet_git.spec.legacy", "uet_git.spec.models", "uet_git.engine.loop",
          "uet_git.commands.run")
@@ -80,3 +82,37 @@ def test_a_local_dry_run_imports_no_cluster_converter_or_report(repo: Path) -> N
                       or m in ("uet_git.spec.convert", "uet_git.cli.htmlreport",
                                "uet_git.cli.reportdata"))
     assert unneeded == []
+
+
+def test_a_run_of_json_workstreams_imports_no_yaml_and_no_cluster(tmp_path: Path) -> None:
+    path = setup_repo(tmp_path / "r")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a.json").write_text(json.dumps({"id": "a", "tool": "shell",
+                                           "command": "echo a > a.txt"}))
+    loaded = _modules(path, "run", str(ws), "--land", "never", "--jobs", "1")
+    assert "uet_git.engine.loop" in loaded  # the run happened in this process
+    unneeded = sorted(m for m in loaded if m.split(".")[0] in ("yaml", "dask", "distributed"))
+    assert unneeded == []
+    assert "a.txt" in git(path, "ls-tree", "--name-only", "-r", _integration_ref(path)).split()
+
+
+def test_a_run_still_reads_yaml_workstreams(tmp_path: Path) -> None:
+    # the YAML loader is built on first use; its duplicate-key refusal must survive that
+    path = setup_repo(tmp_path / "r")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a.yaml").write_text("id: a\ntool: shell\ncommand: echo a > a.txt\n")
+    (ws / "b.yaml").write_text("id: b\ntool: shell\ncommand: 'true'\ncommand: 'false'\n")
+    proc = run(path, "run", str(ws), "--land", "never")
+    assert proc.returncode == 2
+    assert "b.yaml: line 4 column 1: invalid YAML: duplicate key 'command'" in proc.stderr
+    (ws / "b.yaml").unlink()
+    run_ok(path, "run", str(ws), "--land", "never")
+    assert "a.txt" in git(path, "ls-tree", "--name-only", "-r", _integration_ref(path)).split()
+
+
+def _integration_ref(path: Path) -> str:
+    refs = git(path, "for-each-ref", "--format=%(refname)", "refs/uet/integration/").split()
+    assert len(refs) == 1
+    return refs[0]

@@ -26,15 +26,18 @@ import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from uet_git.errors import UetError
 from uet_git.spec import legacy
 from uet_git.spec.models import Config, Workstream, check_id
+
+if TYPE_CHECKING:
+    import yaml
 
 EXTENSIONS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml"}
 CONFIG_FILE = "uet.toml"
@@ -285,30 +288,39 @@ def _parse_toml(p: str, text: str) -> tuple[list[Item], list[SpecIssue]]:
     return _items(p, [data]), []
 
 
-class _YamlLoader(yaml.SafeLoader):
+@cache
+def _yaml_loader() -> type[yaml.SafeLoader]:
     """Safe loading that refuses duplicate keys instead of keeping the last one."""
+    # why lazy: importing yaml is a noticeable part of `uet run`'s start-up, paid for nothing
+    # when the workstreams are JSON or TOML
+    import yaml
 
+    class YamlLoader(yaml.SafeLoader):
+        pass
 
-def _construct_mapping(loader: _YamlLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: set[str] = set()
-    for key_node, _ in node.value:
-        if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
-            if key_node.value in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
-                )
-            seen.add(key_node.value)
-    return loader.construct_mapping(node, deep=deep)
+    def construct_mapping(loader: YamlLoader, node: yaml.MappingNode, deep: bool = False
+                          ) -> Any:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return loader.construct_mapping(node, deep=deep)
 
-
-_YamlLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping  # type: ignore[arg-type]
-)
+    YamlLoader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping  # type: ignore[arg-type]
+    )
+    return YamlLoader
 
 
 def _parse_yaml(p: str, text: str) -> tuple[list[Item], list[SpecIssue]]:
+    import yaml  # why lazy: see _yaml_loader
+
     try:
-        docs = [d for d in yaml.load_all(text, Loader=_YamlLoader)]
+        docs = [d for d in yaml.load_all(text, Loader=_yaml_loader())]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1} column {mark.column + 1}" if mark else ""
