@@ -166,13 +166,6 @@ def open_intent(repo: Repo, run: str) -> Intent | None:
     return last
 
 
-def _blockers(repo: Repo, ref: str, old: str, new: str) -> tuple[list[Path], list[str]]:
-    checkouts = branch.checkouts_of(repo, ref)
-    # Each line names its checkout already.
-    lines = [line for co in checkouts for line in branch.ff_blockers(repo, co, old, new)]
-    return checkouts, lines
-
-
 def blockers_line(lines: list[str], limit: int = 3) -> str:
     shown = "; ".join(lines[:limit])
     return shown + (f"; and {len(lines) - limit} more" if len(lines) > limit else "")
@@ -195,9 +188,11 @@ def journaled_move(repo: Repo, ledger: Ledger, kind: str, ref: str, old: str, ne
                    body: str, trailers: Mapping[str, str] | None = None) -> Move:
     """Move ``ref`` from ``old`` to ``new`` and every checkout of it, journaled (module doc).
     The caller records the closing ``DONE[kind]`` event (with ``Uet-Intent``) when moved."""
-    checkouts, lines = _blockers(repo, ref, old, new)
-    if lines:
-        problem = blockers_line(lines)
+    # ``ref`` was just read at ``old`` by the caller. Each line names its checkout already.
+    looked = branch.look(repo, ref, old, new)
+    checkouts = looked.checkouts
+    if looked.problems:
+        problem = blockers_line(looked.problems)
         other = interrupted_elsewhere(repo, ref, ledger.run)
         if other is not None:
             problem += (f"; run {other} was interrupted while moving {branch_name(ref)}: "
@@ -216,7 +211,7 @@ def journaled_move(repo: Repo, ledger: Ledger, kind: str, ref: str, old: str, ne
     note = None
     try:
         if is_ancestor(repo, old, new):
-            ff = branch.fast_forward(repo, ref, old, new)
+            ff = branch.fast_forward(repo, ref, old, new, looked=looked)
         else:
             ff, note = _move_back(repo, kind, ref, old, new, checkouts)
     except UetError as exc:
@@ -247,7 +242,7 @@ def _move_back(repo: Repo, kind: str, ref: str, old: str, new: str, checkouts: l
         return branch.FFResult(False, [], f"{ref} moved to {short(now)} while it was being "
                                           f"updated (expected {short(old)})"), None
     crash_point(f"{kind}:ref-moved")
-    did = branch.recover(repo, ref, old, new, lock_owner_dead=False)
+    did = branch.recover(repo, ref, old, new, lock_owner_dead=False, checkouts=checkouts)
     kept = did if any(w in did for w in (" kept ", " held ", " left ")) else None
     return branch.FFResult(True, checkouts, None), kept
 
@@ -399,4 +394,4 @@ def landing_blockers(repo: Repo, target: str) -> list[str]:
     head = repo.read_ref(ref)
     if head is None:
         return []
-    return _blockers(repo, ref, head, head)[1]
+    return branch.look(repo, ref, head, head).problems

@@ -13,11 +13,11 @@ Order, chosen so a crash at any point is recoverable and a lost race changes not
 
 1. per checkout, take ``<gitdir>/index.lock`` (git's own lock: no other git writes the index
    while we work, and a user's ``git commit`` in the window fails instead of committing a mix),
-   then look at the blockers again (a file created since the first look is not overwritten);
-2. copy the index (mtime kept: git's racy-entry check compares against it) to
-   ``<gitdir>/uet-ff-index`` and run ``read-tree -m -u old new`` on that copy
-   (``GIT_INDEX_FILE``): git checks every entry and writes the files; the real index is still
-   the one at ``old``;
+   and copy the index (mtime kept: git's racy-entry check compares against it) to
+   ``<gitdir>/uet-ff-index``; then look at the blockers again (a file created since the first
+   look is not overwritten), ``git status`` reading the copy and refreshing its stat data;
+2. run ``read-tree -m -u old new`` on that copy (``GIT_INDEX_FILE``): git checks every entry
+   and writes the files; the real index is still the one at ``old``;
 3. CAS ``ref: old -> new``; on failure (or an exception, Ctrl-C included) every checkout goes
    back to ``old`` path by path from the real index, which was never replaced;
 4. per checkout, rename the copy onto ``index.lock`` and ``index.lock`` onto ``index`` (git's
@@ -31,7 +31,11 @@ checkout agree with wherever the ref is, path by path, by content (hashed raw, t
 side's version (the user's) and never going through a symbolic link.
 
 Every git started in a user's checkout goes through ``Repo.git`` (filter drivers pinned to the
-trusted ones), with hooks and fsmonitor off.
+trusted ones), with hooks and fsmonitor off; those that run no filter (``ls-files``,
+``check-ignore``, ``rev-parse``) may go through ``run_git``. A checkout's git dir and a HEAD
+that names the branch are read in process when laid out the way git makes them; git is asked
+about anything else (``git_dir_of``, ``_head_oid``). The first look (``look``) is taken once
+per move: ``journal.journaled_move`` takes it before recording the intent and hands it on.
 
 Crash points for the fault-injection tests: when the environment variable ``UET_BRANCH_CRASH``
 names one, the process ends with ``os._exit(137)`` there (as a ``kill -9`` would):
@@ -49,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,11 +111,78 @@ def _git(repo: Repo, checkout: Path, *args: str, env: dict[str, str] | None = No
     return repo.git(*_SAFE, *args, cwd=checkout, env=env, input=input, check=check).stdout
 
 
-def git_dir_of(checkout: Path) -> Path:
+def git_dir_of(checkout: Path, repo: Repo | None = None) -> Path:
     """The (per-worktree) git directory of a checkout: where its index, HEAD and the state of
-    a rebase or merge live."""
+    a rebase or merge live. With ``repo``, a checkout laid out the way git makes one (see
+    ``_plain_git_dir``) is answered in process; anything else is git's answer."""
+    if repo is not None:
+        found = _plain_git_dir(repo, Path(checkout))
+        if found is not None:
+            return found
     out = run_git([*_SAFE, "rev-parse", "--absolute-git-dir"], cwd=checkout).stdout
     return Path(out.decode(errors="surrogateescape").strip())
+
+
+# Set in the environment, these make git look elsewhere than ``<checkout>/.git``.
+_DISCOVERY_ENV = ("GIT_DIR", "GIT_COMMON_DIR", "GIT_WORK_TREE")
+
+
+def _plain_git_dir(repo: Repo, checkout: Path) -> Path | None:
+    """What ``git rev-parse --absolute-git-dir`` says in ``checkout``, without starting it, when
+    the answer is certain: ``<checkout>/.git`` is the repository's own git dir (a directory, or a
+    ``gitdir:`` file naming it), or a ``gitdir:`` file naming an admin dir under the common
+    dir's ``worktrees/`` that records this very ``.git`` back and holds a ``HEAD`` and a
+    ``commondir`` (what git checks before it takes one). None (ask git) on anything else: a
+    symbolic link, a file of another form, a git dir outside the repository, a ``.git`` owned
+    by another user (git may refuse it as unsafe), a git dir chosen by the environment."""
+    if any(k in os.environ for k in _DISCOVERY_ENV):
+        return None
+    dotgit = checkout / ".git"
+    try:
+        st = dotgit.lstat()
+        if st.st_uid != os.geteuid():
+            return None
+        if dotgit.is_symlink():
+            return None
+        if dotgit.is_dir():
+            return repo.common_dir if dotgit.resolve() == repo.common_dir else None
+        data = dotgit.read_bytes()
+    except OSError:
+        return None
+    m = re.fullmatch(rb"gitdir: (/[^\n\r]*[^\s])\n?", data)
+    if m is None:
+        return None
+    try:
+        target = Path(os.fsdecode(m.group(1))).resolve(strict=True)
+        if target == repo.common_dir:
+            return target
+        if target.parent != repo.common_dir / "worktrees" or not target.is_dir() \
+                or _head_text(target) is None:
+            return None
+        common = (target / "commondir").read_text(errors="surrogateescape").strip()
+        recorded = (target / "gitdir").read_text(errors="surrogateescape").strip()
+        if (target / common).resolve() != repo.common_dir \
+                or Path(recorded).resolve() != dotgit.resolve():
+            return None
+    except OSError:
+        return None
+    return target
+
+
+_HEAD_FORM = re.compile(r"ref: refs/[^\s]+\n|[0-9a-f]{40}\n")
+
+
+def _head_text(gitdir: Path) -> str | None:
+    """``<gitdir>/HEAD`` when it is a regular file of the two forms git writes (a symbolic ref
+    to a ref under ``refs/``, or an object id), else None."""
+    head = gitdir / "HEAD"
+    try:
+        if head.is_symlink():
+            return None
+        text = head.read_text(errors="surrogateescape")
+    except OSError:
+        return None
+    return text if _HEAD_FORM.fullmatch(text) else None
 
 
 # --------------------------------------------------------------------------- checkouts
@@ -161,10 +233,10 @@ def _busy_with(gitdir: Path, ref: str) -> bool:
     return False
 
 
-def in_progress(checkout: Path) -> str | None:
+def in_progress(checkout: Path, gitdir: Path | None = None) -> str | None:
     """The operation the checkout is in the middle of (``rebase``, ``merge``, ``cherry-pick``,
-    ``revert``, ``bisect``, ``am``), or None."""
-    gd = git_dir_of(checkout)
+    ``revert``, ``bisect``, ``am``), or None. ``gitdir``: its git dir, when known."""
+    gd = gitdir if gitdir is not None else git_dir_of(checkout)
     if (gd / "rebase-merge").is_dir():
         return "rebase"
     if (gd / "rebase-apply").is_dir():
@@ -218,12 +290,17 @@ def _prefixes(path: str) -> list[str]:
 # --------------------------------------------------------------------------- blockers
 
 
-def _local_changes(repo: Repo, checkout: Path) -> set[str]:
-    """Paths with tracked changes, staged or not (submodules included), without taking the
-    index lock (``--no-optional-locks``: nothing is written)."""
-    out = repo.git("--no-optional-locks", *_SAFE, "status", "--porcelain=v1", "-z",
-                   "--untracked-files=no", "--ignore-submodules=none", "--no-renames",
-                   cwd=checkout).stdout
+def _local_changes(repo: Repo, checkout: Path, held: _Held | None = None) -> set[str]:
+    """Paths with tracked changes, staged or not (submodules included). Without ``held``, the
+    index is only read (``--no-optional-locks``: git does not take its lock). With ``held``
+    (the lock is ours), git reads the copy of the index we work on, and refreshes it as it
+    goes: the stat data ``read-tree -m -u`` trusts is then current, as after
+    ``update-index --refresh`` (``GIT_OPTIONAL_LOCKS=1``: whatever the user's environment
+    says, the refreshed copy is written)."""
+    lead = () if held is not None else ("--no-optional-locks",)
+    env = {**held.env, "GIT_OPTIONAL_LOCKS": "1"} if held is not None else None
+    out = repo.git(*lead, *_SAFE, "status", "--porcelain=v1", "-z", "--untracked-files=no",
+                   "--ignore-submodules=none", "--no-renames", cwd=checkout, env=env).stdout
     return {os.fsdecode(item[3:]) for item in out.split(b"\0") if len(item) > 3}
 
 
@@ -290,29 +367,71 @@ def _ignored(checkout: Path, paths: list[str]) -> set[str]:
     return {os.fsdecode(p) for p in out.split(b"\0") if p}
 
 
-def ff_blockers(repo: Repo, checkout: Path, old: str, new: str) -> list[str]:
+def ff_blockers(repo: Repo, checkout: Path, old: str, new: str, *, ref: str | None = None
+                ) -> list[str]:
     """What keeps a fast-forward ``old -> new`` from updating ``checkout``, one line each
-    (empty: it may land). Local changes to other paths never block."""
-    return _blockers(repo, Path(checkout), old, new, lock_held=False)
+    (empty: it may land). Local changes to other paths never block. ``ref``: the branch the
+    caller has just read at ``old`` (a HEAD that names it is then known to be at ``old``)."""
+    checkout = Path(checkout)
+    return _blockers(repo, checkout, git_dir_of(checkout, repo), old, new,
+                     _tree_changes(repo, old, new), ref=ref)
 
 
-def _blockers(repo: Repo, checkout: Path, old: str, new: str, *, lock_held: bool) -> list[str]:
+@dataclass(frozen=True)
+class Look:
+    """A first look at a fast-forward ``ref: old -> new`` (``look``): the checkouts of ``ref``,
+    their git dirs, the paths the landing changes, and what blocks it, one line each."""
+
+    ref: str
+    old: str
+    new: str
+    checkouts: list[Path]
+    gitdirs: list[Path]
+    changes: dict[str, tuple[_Ent | None, _Ent | None]]
+    problems: list[str]
+
+
+def look(repo: Repo, ref: str, old: str, new: str) -> Look:
+    """The checkouts of ``ref`` (which the caller has just read at ``old``) and what keeps a
+    fast-forward to ``new`` from updating them; ``fast_forward(..., looked=)`` does not look
+    again before it takes the locks (it always looks again under them)."""
+    checkouts = checkouts_of(repo, ref)
+    gitdirs = [git_dir_of(co, repo) for co in checkouts]
+    changes = _tree_changes(repo, old, new)
+    problems = [line for co, gd in zip(checkouts, gitdirs, strict=True)
+                for line in _blockers(repo, co, gd, old, new, changes, ref=ref)]
+    return Look(ref, old, new, checkouts, gitdirs, changes, problems)
+
+
+def _head_oid(repo: Repo, checkout: Path, gitdir: Path, ref: str | None, at: str) -> str | None:
+    """The commit HEAD of ``checkout`` is at. A HEAD file that names ``ref`` (read at ``at`` by
+    the caller; the compare-and-swap that moves it checks that again) is answered without
+    git; git decides anything else (detached, another branch, a form it alone understands)."""
+    if ref is not None and _head_text(gitdir) == f"ref: {ref}\n":
+        return at
+    head = run_git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=checkout, check=False)
+    return head.stdout.decode().strip() or None
+
+
+def _blockers(repo: Repo, checkout: Path, gitdir: Path, old: str, new: str,
+              changes: dict[str, tuple[_Ent | None, _Ent | None]], *, ref: str | None = None,
+              held: _Held | None = None) -> list[str]:
+    """``ff_blockers``; ``held``: under our lock on the checkout's index (see
+    ``_local_changes``)."""
     out: list[str] = []
-    op = in_progress(checkout)
+    op = in_progress(checkout, gitdir)
     if op is not None:
         out.append(f"{checkout}: {_a(op)} is in progress; finish or abort it first")
-    lock = git_dir_of(checkout) / "index.lock"
-    if not lock_held and lock.exists():
+    lock = gitdir / "index.lock"
+    if held is None and lock.exists():
         out.append(f"{lock} exists: another git command is running in {checkout}, or one was "
                    "killed (remove the file once none runs)")
-    head = run_git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=checkout, check=False)
-    head_oid = head.stdout.decode().strip() or None
+    head_oid = _head_oid(repo, checkout, gitdir, ref, old)
     if head_oid != old:
         out.append(f"{checkout}: HEAD is at {_short(head_oid)}, not {_short(old)}")
-    changes = _tree_changes(repo, old, new)
     if not changes:
         return out
-    local = _local_changes(repo, checkout)
+    local = _local_changes(repo, checkout, held)
     landed = set(changes)
     for p in list(landed):
         landed.update(_prefixes(p))
@@ -378,9 +497,9 @@ def _drop_tmp(gitdir: Path) -> None:
 
 
 def _read_tree(h: _Held, a: str, b: str) -> str | None:
-    # read-tree trusts the index's stat data: refresh the copy first, or a file merely touched
-    # (or a checkout copied elsewhere) reads as "not uptodate".
-    _git(h.repo, h.checkout, "update-index", "-q", "--refresh", env=h.env, check=False)
+    # read-tree trusts the index's stat data: the copy must be refreshed first, or a file merely
+    # touched (or a checkout copied elsewhere) reads as "not uptodate". The look under the lock
+    # did that (``_local_changes`` with ``held``).
     proc = h.repo.git(*_SAFE, "read-tree", "-m", "-u", a, b, cwd=h.checkout, env=h.env,
                       check=False)
     if proc.returncode == 0:
@@ -414,10 +533,14 @@ def _halfway_tree(h: _Held, old: str, changes: dict[str, tuple[_Ent | None, _Ent
         Path(scratch["GIT_INDEX_FILE"]).unlink(missing_ok=True)
 
 
-def _update(repo: Repo, h: _Held, old: str, new: str) -> str | None:
-    """Index copy and files of one checkout from ``old`` to ``new``; None or git's reason."""
+def _update(h: _Held, old: str, new: str, changes: dict[str, tuple[_Ent | None, _Ent | None]]
+            ) -> str | None:
+    """Index copy (refreshed) and files of one checkout from ``old`` to ``new``, which change
+    ``changes``; None or git's reason. No change: nothing to write."""
+    if not changes:
+        return None
     if os.environ.get(CRASH_ENV) == "mid-checkout":
-        mid = _halfway_tree(h, old, _tree_changes(repo, old, new))
+        mid = _halfway_tree(h, old, changes)
         err = _read_tree(h, old, mid)
         if err is None:
             crash_point("mid-checkout")
@@ -428,24 +551,29 @@ def _update(repo: Repo, h: _Held, old: str, new: str) -> str | None:
 # --------------------------------------------------------------------------- fast_forward
 
 
-def fast_forward(repo: Repo, ref: str, old: str, new: str) -> FFResult:
+def fast_forward(repo: Repo, ref: str, old: str, new: str, *, looked: Look | None = None
+                 ) -> FFResult:
     """Move ``ref`` from ``old`` to ``new`` (a descendant) with a CAS and update every checkout
-    of it (see the module doc for the order). Nothing moves when any checkout has a blocker."""
+    of it (see the module doc for the order). Nothing moves when any checkout has a blocker.
+    ``looked``: the caller's ``look`` at this very move, taken just before (found nothing in
+    the way): it is not taken again before the locks."""
     if not is_ancestor(repo, old, new):
         return FFResult(False, [], f"{ref}: {_short(new)} does not contain {_short(old)}; "
                                    "not a fast-forward")
     current = repo.read_ref(ref)
     if current != old:
         return FFResult(False, [], f"{ref} is at {_short(current)}, not {_short(old)}")
-    checkouts = checkouts_of(repo, ref)
-    problems = [line for co in checkouts for line in ff_blockers(repo, co, old, new)]
-    if problems:
-        return FFResult(False, [], "; ".join(problems))
+    if looked is None or (looked.ref, looked.old, looked.new) != (ref, old, new) \
+            or looked.problems:
+        looked = look(repo, ref, old, new)
+    if looked.problems:
+        return FFResult(False, [], "; ".join(looked.problems))
+    changes = looked.changes
     held: list[_Held] = []
     moved = False
     try:
-        for co in checkouts:
-            h = _Held(repo, co, git_dir_of(co))
+        for co, gd in zip(looked.checkouts, looked.gitdirs, strict=True):
+            h = _Held(repo, co, gd)
             try:
                 h.acquire()
             except FileExistsError:
@@ -456,11 +584,11 @@ def fast_forward(repo: Repo, ref: str, old: str, new: str) -> FFResult:
             crash_point("after-index-lock")
             # Again under the lock: a file the user created (or an operation started) since the
             # first look must not be overwritten either; no git writes this index from now on.
-            late = _blockers(repo, co, old, new, lock_held=True)
+            late = _blockers(repo, co, gd, old, new, changes, ref=ref, held=h)
             if late:
                 _undo(repo, held[:-1], old, new)  # this checkout's files are not touched yet
                 return FFResult(False, [], "; ".join(late))
-            err = _update(repo, h, old, new)
+            err = _update(h, old, new, changes)
             if err is not None:
                 _undo(repo, held, old, new)
                 return FFResult(False, [], f"{co}: updating the checkout would lose local files "
@@ -680,12 +808,14 @@ def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[
     return len(remove) + len(writable) + len(set_index), sorted(left)
 
 
-def recover(repo: Repo, ref: str, old: str, new: str, *, lock_owner_dead: bool) -> str:
+def recover(repo: Repo, ref: str, old: str, new: str, *, lock_owner_dead: bool,
+            checkouts: list[Path] | None = None) -> str:
     """After a landing ``old -> new`` of ``ref`` was killed at any point, make every checkout
     of ``ref`` agree with wherever the ref is (``new``: finish; ``old``: undo), as git leaves
     a checkout after a completed or a never-started ``merge --ff-only``. A left ``index.lock``
     is removed only when ``lock_owner_dead`` (git records no owner). The ref is never moved.
-    Returns one line saying what was done."""
+    ``checkouts``: the checkouts of ``ref`` as the caller has just listed them
+    (``checkouts_of``). Returns one line saying what was done."""
     at = repo.read_ref(ref)
     if at not in (old, new):
         return (f"{ref} is at {_short(at)}, neither {_short(old)} nor {_short(new)}: "
@@ -693,11 +823,11 @@ def recover(repo: Repo, ref: str, old: str, new: str, *, lock_owner_dead: bool) 
     other = old if at == new else new
     where = "finished the landing" if at == new else "undid the half-done landing"
     lines: list[str] = []
-    for co in checkouts_of(repo, ref):
-        gd = git_dir_of(co)
+    for co in checkouts if checkouts is not None else checkouts_of(repo, ref):
+        gd = git_dir_of(co, repo)
         h = _Held(repo, co, gd)
         note = ""
-        op = in_progress(co)
+        op = in_progress(co, gd)
         if op is not None:
             # Started by the user after the crash (a landing refuses to start during one): its
             # index and files are the operation's now.
@@ -732,5 +862,5 @@ def recover(repo: Repo, ref: str, old: str, new: str, *, lock_owner_dead: bool) 
     return "; ".join(lines)
 
 
-__all__ = ["CRASH_ENV", "CRASH_POINTS", "FFResult", "checkouts_of", "crash_point",
-           "fast_forward", "ff_blockers", "git_dir_of", "in_progress", "recover"]
+__all__ = ["CRASH_ENV", "CRASH_POINTS", "FFResult", "Look", "checkouts_of", "crash_point",
+           "fast_forward", "ff_blockers", "git_dir_of", "in_progress", "look", "recover"]
