@@ -461,3 +461,36 @@ def test_a_patch_that_failed_on_its_tail_in_the_worker_waits_as_a_suspect(
             q.finish(job, _judge(q, job), 0.1)
         _run_out(q)
         assert [k.state(ws) for ws in "abc"] == ["committed"] * 3  # b passed its flake check
+
+
+def test_a_worker_acceptance_that_fails_takes_its_patch_out_of_the_handed_tail(
+        tmp_path: Path) -> None:
+    """b's worker judged b on a's tail and failed there (the worker reports it through the
+    observer, then runs b alone): c, whose tool ends while b runs alone, gets a tail without
+    b, which is the tree the queue makes for c once b arrives as a suspect, so c's worker
+    pass answers for c's candidate and nothing is judged again."""
+    with kit(tmp_path, {"a": QUICK, "b": QUICK, "c": QUICK}) as k:
+        patches = {ws: k.queue(ws, {f"{ws}.txt": ws}) for ws in "abc"}
+        q = _queue(k, window=4)
+        q.worker_tail(patches["a"])
+        tb = q.worker_tail(patches["b"])
+        assert tb is not None
+        k.ctx.observer.step_finished("b", 1, "acceptance", ok=False)  # as the worker path does
+        tc = q.worker_tail(patches["c"])
+        assert tc is not None and odb.get_commit(k.repo, tc).parent == patches["a"]
+        assert "b.txt" not in git(k.path, "ls-tree", "--name-only", tc).split()
+        q.cache.add("acceptance", odb.tree_of(k.repo, tc), acceptance_key(k.ctx.ws("c")))
+        for ws in "abc":
+            q.add(ws)
+        q.step()
+        assert k.state("a") == "committed"
+        assert [(i.ws, i.status) for i in q.items] == [("b", "suspect"), ("c", "passed")]
+        # A verifier's failure (a candidate on the chain) is not a worker's: no tail change.
+        k.ctx.observer.step_finished("c", -1, "acceptance", ok=False)
+        assert [(i.ws, i.status) for i in q.items] == [("b", "suspect"), ("c", "passed")]
+        jobs = q.jobs(8)
+        assert [(j.ws, j.kind) for j in jobs] == [("b", "flake")]  # c: nothing to judge
+        for job in jobs:
+            q.finish(job, _judge(q, job), 0.1)
+        _run_out(q)
+        assert [k.state(ws) for ws in "abc"] == ["committed"] * 3

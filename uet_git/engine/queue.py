@@ -74,7 +74,7 @@ from uet_git.engine.candidates import (
     Stop,
 )
 from uet_git.engine.context import RunContext
-from uet_git.engine.handed import HandedTail
+from uet_git.engine.handed import FailureTap, HandedTail
 from uet_git.engine.queuerecord import (
     record_applied,
     record_commit,
@@ -118,6 +118,11 @@ class VerifyQueue:
         self.running = 0  # jobs out (stopped ones included until they come back)
         self.stops: dict[tuple[str, int, str], threading.Event] = {}
         self.tail = HandedTail(ctx)
+        # The workers' failed acceptances reach the handed tail as they end (engine/handed).
+        if isinstance(ctx.observer, FailureTap):
+            ctx.observer.tail = self.tail
+        else:
+            ctx.observer = FailureTap(ctx.observer, self.tail)
         self.refs = CandidateRefs(ctx.repo, ctx.run_id)
         self.refs.clear()
         ctx.verdicts = cache
