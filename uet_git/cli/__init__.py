@@ -1,19 +1,21 @@
 """The ``uet`` command: a lazy click group, one module per command (``uet_git/cli/<name>.py``
 exposing ``cmd``). Commands are imported only when invoked, so ``uet status`` does not pay for
-importing the run engine."""
+importing the run engine; the group itself (``cli/group.py``, click) is imported only when
+there is a command line to parse: ``uet --help`` is laid out by ``cli/helptext.py``."""
 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
-import traceback
-from typing import Any
+from collections.abc import Sequence
 
-import click
+from uet_git.cli import helptext
 
-from uet_git import __version__
-from uet_git.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UetError
+HELP = """Run code-changing tools on one repository in parallel worktrees, in dependency order,
+    and land only verified results. State lives in git under refs/uet/.
+
+    Exit codes: 0 ok, 1 work failed (quarantined/blocked, check failed), 2 invalid input,
+    3 internal error, 130 interrupted."""
 
 # command name -> module under uet_git.cli (each module defines ``cmd``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -46,60 +48,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        entry = COMMANDS.get(cmd_name)
-        if entry is None:
-            return None
-        module = importlib.import_module(f"uet_git.cli.{entry[0]}")
-        command: click.Command = module.cmd
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        # Short help comes from the table so `uet --help` imports no command module.
-        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="uet")
-def cli() -> None:
-    """Run code-changing tools on one repository in parallel worktrees, in dependency order,
-    and land only verified results. State lives in git under refs/uet/.
-
-    Exit codes: 0 ok, 1 work failed (quarantined/blocked, check failed), 2 invalid input,
-    3 internal error, 130 interrupted."""
-
-
-def main(argv: list[str] | None = None) -> Any:
-    try:
-        rv = cli.main(args=argv, prog_name="uet", standalone_mode=False)
-    except UetError as err:
-        click.echo(f"uet: {err}", err=True)
-        sys.exit(err.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("uet: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
-        click.echo("uet: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except Exception as exc:  # an internal error: one line, the traceback only when debugging
-        debug = os.environ.get("UET_DEBUG", "") not in ("", "0")
-        if debug:
-            traceback.print_exc()
-        hint = "" if debug else " (set UET_DEBUG=1 for a traceback)"
-        click.echo(f"uet: internal error: {type(exc).__name__}: {exc}{hint}", err=True)
-        sys.exit(EXIT_INTERNAL)
-    # Without standalone mode click returns ctx.exit(code)'s code instead of exiting with it.
-    if isinstance(rv, int) and rv:
-        sys.exit(rv)
-    return rv
+def main(argv: Sequence[str] | None = None) -> object:
+    """``uet ARGS`` (``sys.argv[1:]`` by default); exits with the command's code when not 0."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if helptext.wanted(args):
+        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        sys.stdout.write(helptext.render("uet", HELP, rows) + "\n")
+        return 0  # as click's help does without standalone mode
+    # the CLI's lazy loading (like the commands'): click only when a command line is parsed
+    return importlib.import_module("uet_git.cli.group").main(args)
