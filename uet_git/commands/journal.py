@@ -27,7 +27,7 @@ import json
 import os
 import socket
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,9 +148,13 @@ def owner_gone(trailers: Mapping[str, str]) -> bool:
 
 def open_intent(repo: Repo, run: str) -> Intent | None:
     """The run's last intent when no closing event answers it (an interrupted move)."""
+    return _open_intent_in(query.read_ledger(repo, run).events)
+
+
+def _open_intent_in(events: Sequence[query.Event]) -> Intent | None:
     last: Intent | None = None
     closed: set[str] = set()
-    for e in query.read_ledger(repo, run).events:
+    for e in events:
         if e.ws is not None:
             continue
         for kind, subject in INTENT.items():
@@ -321,9 +325,10 @@ def recover(repo: Repo, ledger: Ledger) -> Recovered | None:
     ``merge --ff-only``."""
     if ledger in _settled:
         return None
-    intent = open_intent(repo, ledger.run)
+    events = query.read_ledger(repo, ledger.run).events  # read once for both questions
+    intent = _open_intent_in(events)
     if intent is None:
-        done = finish_rollback(repo, ledger)
+        done = _finish_rollback(ledger, _unfinished_in(events))
         _settled.add(ledger)
         return done
     return recover_intent(repo, ledger, intent)
@@ -335,7 +340,10 @@ def unfinished_rollback(repo: Repo, run: str) -> tuple[Intent, list[str]] | None
     event as an ``Intent`` (its ``Uet-Intent``, else itself) and the workstreams still
     ``committed`` by a transition older than it, in order. None when there is none (or a
     landing came after the rollback)."""
-    events = query.read_ledger(repo, run).events
+    return _unfinished_in(query.read_ledger(repo, run).events)
+
+
+def _unfinished_in(events: Sequence[query.Event]) -> tuple[Intent, list[str]] | None:
     last: int | None = None
     for i, e in enumerate(events):
         if e.ws is None and e.subject == ROLLBACK_EVENT:
@@ -362,7 +370,11 @@ def finish_rollback(repo: Repo, ledger: Ledger) -> Recovered | None:
     """Record rolled-back the workstreams an interrupted rollback did not get to
     (``unfinished_rollback``): its target move and ``run: rollback`` event are recorded
     already, so nothing else moves. None when there is nothing to finish."""
-    found = unfinished_rollback(repo, ledger.run)
+    return _finish_rollback(ledger, unfinished_rollback(repo, ledger.run))
+
+
+def _finish_rollback(ledger: Ledger, found: tuple[Intent, list[str]] | None
+                     ) -> Recovered | None:
     if found is None:
         return None
     intent, left = found

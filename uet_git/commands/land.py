@@ -243,16 +243,14 @@ def select(repo: Repo, ledger: Ledger, only: Collection[str] | None,
 
 def _land(repo: Repo, ledger: Ledger, *, rebase: bool, options: RunOptions | None,
           observer: Observer) -> LandResult:
-    refused = _refusal(repo, ledger)
-    if refused is not None:
-        return refused
+    old = _refusal(repo, ledger)
+    if isinstance(old, LandResult):
+        return old
     run, target = ledger.run, ledger.target
     assert target is not None
     ref, name = branch_ref(target), branch_name(target)
     iref = integration_ref(run)
     tip = ledger.integration_tip()
-    old = repo.read_ref(ref)
-    assert old is not None
     if old == tip:
         _record_if_missing(repo, ledger, target, tip)
         return LandResult(True, f"{name} is already at {short(tip)}; nothing to land", tip)
@@ -337,9 +335,9 @@ def remake(repo: Repo, ledger: Ledger, onto: str, keep: list[str], options: RunO
                         made_as="re-made {ws} onto the target")
 
 
-def _refusal(repo: Repo, ledger: Ledger) -> LandResult | None:
+def _refusal(repo: Repo, ledger: Ledger) -> LandResult | str:
     """Why nothing may land at all (rolled back, no target, the integration ref disagrees
-    with the ledger), or None."""
+    with the ledger), or else the target's oid (read once: the landing starts from it)."""
     run, ref, name = ledger.run, branch_ref(ledger.target or ""), branch_name(ledger.target or "")
     if rolled_back(ledger):
         return LandResult(False, f"run {run} was rolled back; nothing landed (start a new run "
@@ -352,19 +350,17 @@ def _refusal(repo: Repo, ledger: Ledger) -> LandResult | None:
         return LandResult(False, f"target branch {name} does not exist; nothing landed, "
                                  f"{integration_ref(run)} is kept: create it, then run "
                                  f"`uet land {run}`", None)
-    return None
+    return old
 
 
 def _land_partial(repo: Repo, ledger: Ledger, keep: list[str], options: RunOptions | None,
                   observer: Observer) -> LandResult:
-    refused = _refusal(repo, ledger)
-    if refused is not None:
-        return refused
+    old = _refusal(repo, ledger)
+    if isinstance(old, LandResult):
+        return old
     run, target = ledger.run, ledger.target
     assert target is not None
     ref, name = branch_ref(target), branch_name(target)
-    old = repo.read_ref(ref)
-    assert old is not None
     tool = target_tampering(repo, ledger, ref, old)
     if tool is not None:
         return LandResult(False, f"{name} is at {short(old)}, which the tool of {tool} put "
@@ -431,12 +427,10 @@ def _dry_run(repo: Repo, ledger: Ledger, *, rebase: bool, keep: list[str] | None
     assert target is not None
     ref, name = branch_ref(target), branch_name(target)
     iref = integration_ref(run)
-    refused = _refusal(repo, ledger)
-    if refused is not None:
-        refused.message = f"dry run: {refused.message}"
-        return refused
-    old = repo.read_ref(ref)
-    assert old is not None
+    old = _refusal(repo, ledger)
+    if isinstance(old, LandResult):
+        old.message = f"dry run: {old.message}"
+        return old
     tip = ledger.integration_tip()
     done = partially_landed(repo, run)
     committed = [ws for ws in committed_in_order(repo, ledger) if ws not in done]
