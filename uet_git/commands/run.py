@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 from collections.abc import Iterable, Mapping
 
 from uet_git.commands.executor import (
@@ -87,12 +88,22 @@ def execute_run(repo: Repo, options: RunOptions, observer: Observer) -> RunResul
         "jobs": jobs, "land": land_mode, "deterministic": deterministic,
         "only": sorted(include) if options.only else None,
     })
+    probe_sandbox_early(config)
     with Ledger.create(repo, base=base, target=target, plan=record,
                        config=config.model_dump(mode="json", by_alias=True)) as ledger:
         return drive(repo, ledger, config=config, plan=plan, include=include, jobs=jobs,
                      land_mode=land_mode, deterministic=deterministic,
                      keep_worktrees=options.keep_worktrees, observer=observer,
                      weights=weights, records={}, warnings=warnings)
+
+
+def probe_sandbox_early(config: Config) -> None:
+    """Start the once-per-process bubblewrap probe (``sandbox.available``) in a thread, so
+    that it runs while the ledger is written instead of before the first tool: the run's
+    context asks for it right after, and waits for the same answer."""
+    if config.sandbox.mode == "bwrap" and config.executor.address is None:
+        threading.Thread(target=sandbox_unavailable, name="uet-sandbox-probe",
+                         daemon=True).start()
 
 
 def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: set[str],
