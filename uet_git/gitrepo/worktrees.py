@@ -22,6 +22,13 @@ from pathlib import Path
 import filelock
 import pygit2
 
+from uet_git.gitrepo.cleanat import (
+    checkout_clean,
+    clean_at,
+    hides_entries,
+    holds_only,
+    index_paths,
+)
 from uet_git.gitrepo.repo import GitError, Repo
 
 ADMIN_LOCK_TIMEOUT = 120.0
@@ -233,6 +240,10 @@ def reset_worktree(repo: Repo, path: Path, commit: str, keep_ignored: bool = Fal
         (admin / name).unlink(missing_ok=True)
     for name in _STATE_DIRS:
         shutil.rmtree(admin / name, ignore_errors=True)
+    if clean and _reset_in_process(admin, path, commit):
+        return
+    if hides_entries(admin, SMALL_CHECKOUT):
+        (admin / "index").unlink(missing_ok=True)  # git rebuilds it, every file checked out
     proc = repo.git("checkout", "-q", "-f", "--detach", commit, cwd=path, check=False)
     if proc.returncode != 0:
         # A corrupt index or files the tool made read-only: rebuild the index, retry once.
@@ -266,37 +277,32 @@ def _small_index(admin: Path) -> bool:
             and int.from_bytes(header[8:12], "big") <= SMALL_CHECKOUT)
 
 
+def _reset_in_process(admin: Path, path: Path, commit: str) -> bool:
+    """``reset_worktree`` without a git process on a small checkout: nothing to do when the
+    worktree is already exactly at ``commit``; else, when it is exactly at its own HEAD (after
+    taking its files into the index when they are exactly HEAD's tree: the patch a snapshot
+    just took), libgit2's checkout, checked afterwards. False: git resets."""
+    if clean_at(admin, path, commit, SMALL_CHECKOUT):
+        return True
+    try:
+        head = (admin / "HEAD").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not clean_at(admin, path, head, SMALL_CHECKOUT) and not (
+            _reset_index_in_process(admin, path, head)
+            and clean_at(admin, path, head, SMALL_CHECKOUT)):
+        return False
+    return checkout_clean(admin, path, admin.parent.parent, commit, SMALL_CHECKOUT)
+
+
 def _holds_only_tracked(admin: Path, path: Path) -> bool:
     """Whether the worktree holds nothing but its index's paths (and their directories), so a
     ``git clean`` would have nothing to remove: a walk in process (~1 ms at 100 files) instead
     of a git process. Anything else it meets (an untracked or ignored file, an empty or
     untracked directory, a nested repository, a name it cannot compare), an index it cannot
     read, or a large checkout (git's clean is faster there): False, and git cleans."""
-    if not _small_index(admin):
-        return False
-    try:
-        files = {e.path for e in pygit2.Repository(str(admin)).index}
-    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError, UnicodeDecodeError):
-        return False
-    dirs = {"/".join(f.split("/")[:i]) for f in files for i in range(1, f.count("/") + 1)}
-    pending = [("", Path(path))]
-    try:
-        while pending:
-            prefix, current = pending.pop()
-            with os.scandir(current) as it:
-                for entry in it:
-                    rel = prefix + entry.name
-                    if rel == ".git":
-                        continue  # the worktree's gitfile (repaired before this)
-                    if rel in files:
-                        continue  # a tracked file, link or submodule
-                    if rel in dirs and entry.is_dir(follow_symlinks=False):
-                        pending.append((rel + "/", Path(entry.path)))
-                        continue
-                    return False
-    except OSError:
-        return False
-    return True
+    files = index_paths(admin, SMALL_CHECKOUT)
+    return files is not None and holds_only(path, files)
 
 
 def _make_writable(path: Path) -> None:
