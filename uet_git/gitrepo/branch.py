@@ -197,6 +197,66 @@ def checkouts_of(repo: Repo, ref: str) -> list[Path]:
     branch = ref.removeprefix("refs/heads/")
     if branch == ref:
         return []  # only a branch can be checked out
+    listed = _worktrees_in_process(repo)
+    if listed is None:
+        return _checkouts_by_git(repo, ref)
+    return [p for p, on, gd in listed
+            if p.is_dir() and (on == branch or (on is None and _busy_with(gd, ref)))]
+
+
+def _branch_named(head: str) -> str | None:
+    """What ``git worktree list`` says a HEAD file (``_head_text``) has checked out: the branch's
+    short name (a ref outside ``refs/heads/`` in full), None when detached."""
+    if not head.startswith("ref: "):
+        return None
+    return head[5:].strip().removeprefix("refs/heads/")
+
+
+def _worktrees_in_process(repo: Repo) -> list[tuple[Path, str | None, Path]] | None:
+    """``(path, branch or None, git dir)`` of each worktree ``checkouts_of`` looks at, read from
+    the files ``git worktree list`` reads, main first, uet's own pool left out; None (ask git)
+    on any layout not read here as git reads it: a git dir not at ``<main>/.git``, a HEAD of
+    another form, a worktree whose ``.git`` is gone (prunable, or kept by a lock), a recorded
+    path that is relative or does not end in ``/.git``, an unreadable admin dir. An admin dir
+    without a ``gitdir`` record is skipped, as git skips it (a ``worktree add`` half-made)."""
+    common = repo.common_dir
+    if repo.bare or common.name != ".git" or common.parent != repo.workdir:
+        return None
+    main = _head_text(common)
+    if main is None:
+        return None
+    out = [(repo.workdir, _branch_named(main), common)]
+    base = common / "worktrees"
+    own = (common / "uet").resolve()
+    try:
+        ids = sorted(os.listdir(base)) if base.is_dir() else []
+    except OSError:
+        return None
+    for wt_id in ids:
+        admin = base / wt_id
+        try:
+            recorded = (admin / "gitdir").read_text(errors="surrogateescape").rstrip()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return None
+        if not recorded:
+            continue  # git lists no worktree for an empty record either
+        if not recorded.startswith("/") or not recorded.endswith("/.git"):
+            return None
+        path = Path(recorded).parent.resolve()
+        if own in path.parents:
+            continue
+        head = _head_text(admin)
+        if head is None or not os.path.exists(recorded):
+            return None
+        out.append((path, _branch_named(head), admin))
+    return out
+
+
+def _checkouts_by_git(repo: Repo, ref: str) -> list[Path]:
+    """``checkouts_of`` from ``git worktree list``."""
+    branch = ref.removeprefix("refs/heads/")
     own = (repo.common_dir / "uet").resolve()
     found: list[Path] = []
     for i, info in enumerate(list_worktrees(repo)):
