@@ -164,3 +164,71 @@ def test_resolve_and_read_raw(r) -> None:
     oid = subprocess.run(["git", "hash-object", "-t", "tree", "-w", "--literally", "--stdin"],
                          cwd=path, input=bad, capture_output=True, check=True).stdout.decode()
     assert odb.read_raw(repo, oid.strip()) == ("tree", bad)
+
+
+def _loose_on_disk(path: Path, oid: str) -> bool:
+    return (path / ".git" / "objects" / oid[:2] / oid[2:]).is_file()
+
+
+def test_not_loose_agrees_with_the_object_files_and_git(r) -> None:
+    path, repo = r
+    new = objects.write_blob(repo, b"fresh blob\n")
+    head = git(path, "rev-parse", "HEAD")
+    ghost = "1" * 40
+    assert git(path, "cat-file", "-t", new) == "blob"
+    assert odb.not_loose(repo, [new, head, ghost]) == [ghost]
+    # Packed (git gc): git still has every object, none of them is loose any more.
+    git(path, "gc", "-q")
+    assert not _loose_on_disk(path, head)
+    assert git(path, "cat-file", "-t", head) == "commit"
+    assert odb.not_loose(repo, [head]) == [head]
+    # A loose object another process deletes is seen gone at once, whatever libgit2 cached.
+    other = objects.write_blob(repo, b"deleted behind our back\n")
+    assert odb.has_object(repo, other) and odb.not_loose(repo, [other]) == []
+    (path / ".git" / "objects" / other[:2] / other[2:]).unlink()
+    assert odb.not_loose(repo, [other]) == [other]
+    assert git(path, "cat-file", "-e", other, check=False) == ""
+
+
+def test_entry_ids_match_rev_parse(r) -> None:
+    path, repo = r
+    paths = ["a.txt", "d", "d/e", "d/e/c.txt", "link", "nope", "d/nope"]
+    got = odb.entry_ids(repo, "HEAD", paths)
+    want = {p: git(path, "rev-parse", f"HEAD:{p}") for p in paths
+            if git(path, "rev-parse", "-q", "--verify", f"HEAD:{p}", check=False)}
+    assert got == want and "nope" not in got
+    # A tree on the path gone from the database: said so, not taken as absent.
+    sub = want["d/e"]
+    (path / ".git" / "objects" / sub[:2] / sub[2:]).unlink()
+    with pytest.raises(odb.MissingObject):
+        odb.entry_ids(Repo.open(path), "HEAD", ["d/e/c.txt"])
+
+
+def _rev_list_objects(path: Path, tip: str, base: str) -> set[str]:
+    return {line.split()[0] for line in
+            git(path, "rev-list", "--objects", tip, "--not", base).splitlines()}
+
+
+def test_added_objects_are_what_rev_list_says_a_commit_adds(r) -> None:
+    path, repo = r
+    base = git(path, "rev-parse", "HEAD")
+    (path / "d" / "e" / "c.txt").write_text("changed deep\n")
+    (path / "new" / "sub").mkdir(parents=True)
+    (path / "new" / "sub" / "n.txt").write_text("new file\n")
+    (path / "a.txt").unlink()
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "third")
+    head = git(path, "rev-parse", "HEAD")
+    # Every object here has new content, so the path-wise difference is rev-list's set.
+    want = _rev_list_objects(path, head, base)
+    assert set(odb.added_objects(repo, head, base)) == want
+    tree = git(path, "rev-parse", "HEAD^{tree}")
+    assert set(odb.added_objects(repo, tree, base)) == want - {head}
+    assert odb.added_objects(repo, base, base) == [base]
+    assert set(odb.added_objects(repo, base, "HEAD~2")) == \
+        _rev_list_objects(path, base, "HEAD~2")
+    # A subtree the walk needs is gone: an error, never a short list.
+    sub = git(path, "rev-parse", "HEAD:new/sub")
+    (path / ".git" / "objects" / sub[:2] / sub[2:]).unlink()
+    with pytest.raises(odb.MissingObject):
+        odb.added_objects(Repo.open(path), head, base)

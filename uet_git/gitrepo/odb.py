@@ -7,8 +7,9 @@ for when an object is absent or of the wrong type. Everything runs in process (p
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pygit2
@@ -19,9 +20,9 @@ from uet_git.gitrepo.objects import FILEMODE_TREE, Person, read_blob
 from uet_git.gitrepo.repo import Repo
 
 __all__ = [
-    "CommitInfo", "MissingObject", "Person", "TreeEntry", "get_commit", "has_object",
-    "list_tree", "missing_in_tree", "read_blob", "read_raw", "resolve", "tree_of",
-    "walk_commits", "walk_tree",
+    "CommitInfo", "MissingObject", "Person", "TreeEntry", "added_objects", "entry_ids",
+    "get_commit", "has_object", "list_tree", "missing_in_tree", "not_loose", "read_blob",
+    "read_raw", "resolve", "tree_of", "walk_commits", "walk_tree",
 ]
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -139,6 +140,74 @@ def has_object(repo: Repo, oid: str) -> bool:
         return pygit2.Oid(hex=oid) in repo._pg
     except (ValueError, TypeError):
         return False
+
+
+def not_loose(repo: Repo, oids: Iterable[str]) -> list[str]:
+    """The ids among ``oids`` that have no loose object file on disk now, looked at with
+    ``stat`` (libgit2 answers "exists" from its object cache for what this process wrote, even
+    after another process pruned it). An id listed may still be in a pack: ask ``has_object``
+    through a fresh handle for those. Every id is listed when ``GIT_OBJECT_DIRECTORY`` sends
+    git elsewhere."""
+    ids = list(oids)
+    if os.environ.get("GIT_OBJECT_DIRECTORY"):
+        return ids
+    objects = os.path.join(repo.common_dir, "objects")
+    absent: list[str] = []
+    for oid in ids:
+        try:
+            os.stat(f"{objects}/{oid[:2]}/{oid[2:]}")
+        except (OSError, ValueError):
+            absent.append(oid)
+    return absent
+
+
+def entry_ids(repo: Repo, commit_or_tree: str, paths: Iterable[str]) -> dict[str, str]:
+    """``{path: id}`` of the entries at ``paths`` (files or directories, ``/``-separated) in a
+    commit's or tree's tree; a path that is absent is left out."""
+    tree = _tree(repo, commit_or_tree, "tree")
+    out: dict[str, str] = {}
+    for path in paths:
+        try:
+            out[path] = str(tree[path].id)
+        except KeyError:
+            continue
+        except pygit2.GitError as exc:  # a tree on the path is not in the database
+            raise MissingObject(f"{path} in tree", str(tree.id)) from exc
+    return out
+
+
+def added_objects(repo: Repo, commit_or_tree: str, base: str | None) -> list[str]:
+    """What writing ``commit_or_tree`` added to ``base`` (a commit or tree; None: nothing):
+    the object itself, its tree, and every subtree and blob that ``base``'s tree does not hold
+    at the same path (submodule commits excepted), in proportion to the change, not to the
+    tree. MissingObject when one of them cannot be read."""
+    pg = repo._pg
+    obj = _lookup(repo, commit_or_tree, "object")
+    tree = _tree(repo, str(obj.id), "tree")
+    old = _tree(repo, base, "tree") if base else None
+    added = [str(obj.id)] if obj.id == tree.id else [str(obj.id), str(tree.id)]
+    if old is not None and old.id == tree.id:
+        return [str(obj.id)]
+    stack: list[tuple[pygit2.Tree, pygit2.Tree | None]] = [(tree, old)]
+    try:
+        while stack:
+            new, prev = stack.pop()
+            before = {e.raw_name: e for e in prev} if prev is not None else {}
+            for e in new:
+                was = before.get(e.raw_name)
+                if was is not None and was.id == e.id:
+                    continue
+                if e.type == pygit2.enums.ObjectType.TREE:
+                    added.append(str(e.id))
+                    sub = pg.get(e.id)
+                    if not isinstance(sub, pygit2.Tree):
+                        raise MissingObject("tree", str(e.id))
+                    stack.append((sub, was if isinstance(was, pygit2.Tree) else None))
+                elif e.type == pygit2.enums.ObjectType.BLOB:
+                    added.append(str(e.id))
+    except (KeyError, pygit2.GitError) as exc:  # a tree the walk reads is not there
+        raise MissingObject("tree", str(tree.id)) from exc
+    return added
 
 
 def _tree(repo: Repo, commit_or_tree: str, what: str) -> pygit2.Tree:

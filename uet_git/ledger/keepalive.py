@@ -34,7 +34,17 @@ from pathlib import Path
 from uet_git.errors import UetError
 from uet_git.gitrepo import GitError, RefTransaction, objects
 from uet_git.gitrepo.merge import merge_trees
-from uet_git.gitrepo.odb import CommitInfo, Person, get_commit, has_object, list_tree, tree_of
+from uet_git.gitrepo.odb import (
+    CommitInfo,
+    Person,
+    added_objects,
+    entry_ids,
+    get_commit,
+    has_object,
+    list_tree,
+    not_loose,
+    tree_of,
+)
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger import layout
@@ -119,7 +129,14 @@ def missing_new_objects(repo: Repo, commit: str, base: str | None, *,
     """The objects ``commit`` (a commit or a tree) adds to ``base`` (its tree, the subtrees
     and blobs that differ from ``base``'s) that are not on disk, read through a fresh handle
     (``fresh``, else a new one); ``[commit]`` when ``commit`` itself is gone. Cost in
-    proportion to the change, not to the tree."""
+    proportion to the change, not to the tree. Loose object files are looked for first
+    (``stat``; the objects named through this process's handle): when all are there, nothing
+    is missing and no fresh handle is opened."""
+    try:
+        if not not_loose(repo, added_objects(repo, commit, base)):
+            return []
+    except GitError:
+        pass  # something could not be read: the full look below says what
     fresh = fresh or fresh_handle(repo)
     if not has_object(fresh, commit):
         return [commit]
@@ -223,6 +240,9 @@ class Written:
     named: dict[str, CommitInfo] = field(default_factory=dict)  # patch/candidate read before
     at: float = 0.0  # when it was (last) written, monotonic
     checked: float = 0.0  # when it was last found complete on disk
+    own: tuple[str, ...] = ()  # its objects: commit, tree, the trees and blobs of its files
+    # What each named commit adds to its parent (``added_objects``: the same every look).
+    named_added: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def write(self, repo: Repo) -> str:
         handle = repo
@@ -243,7 +263,46 @@ class Written:
                            f"{commit[:12]}")  # pragma: no cover - same bytes, same id
         self.tree, self.commit = tree, commit
         self.at = time.monotonic()
+        self.own = ()
         return commit
+
+    def _own_objects(self, repo: Repo) -> tuple[str, ...]:
+        """The ids of what this commit wrote (``()`` when they cannot all be read): the
+        commit, its tree, every tree on its files' paths and their blobs."""
+        if not self.own and self.commit:
+            paths = set(self.files)
+            for path in self.files:
+                parts = path.split("/")
+                paths.update("/".join(parts[:i]) for i in range(1, len(parts)))
+            try:
+                ids = entry_ids(repo, self.tree, paths)
+            except GitError:
+                return ()
+            if len(ids) == len(paths):
+                self.own = (self.commit, self.tree, *ids.values())
+        return self.own
+
+    def complete_loose(self, repo: Repo, seen: set[str] | None = None) -> bool:
+        """Whether every object of this commit, and what the patch/candidate commits it names
+        add to their parents, is a loose file on disk now (``stat``, no object cache): the
+        cheap look; False says nothing yet (packed, or gone: ``missing`` tells)."""
+        own = self._own_objects(repo)
+        if not own or not_loose(repo, own):
+            return False
+        for oid, info in self.named.items():
+            if seen is not None and oid in seen:
+                continue
+            added = self.named_added.get(oid)
+            if added is None:
+                try:
+                    added = self.named_added[oid] = tuple(added_objects(repo, oid, info.parent))
+                except GitError:
+                    return False
+            if not_loose(repo, added):
+                return False
+            if seen is not None:
+                seen.add(oid)
+        return True
 
     def missing(self, repo: Repo, fresh: Repo | None = None,
                 seen: set[str] | None = None) -> list[str]:
@@ -337,13 +396,19 @@ class Keepalive:
             return
         now = time.monotonic()
         running = _gc_running(self._repo)  # looked at before the objects
-        fresh = fresh_handle(self._repo)
+        fresh: Repo | None = None  # opened only when the cheap look is not enough
         newest = self._pending[-1]
         settled: list[Written] = []
         seen: set[str] = set()
         for written in list(self._pending):
             if not (force or written is newest or now - written.checked >= RECHECK_SECONDS):
                 continue
+            if written.complete_loose(self._repo, seen):
+                written.checked = now
+                if not running and now - written.at >= RECENT_SECONDS:
+                    settled.append(written)
+                continue
+            fresh = fresh or fresh_handle(self._repo)
             for _ in range(3):
                 if not written.missing(self._repo, fresh, seen):
                     break
