@@ -45,14 +45,33 @@ def hides_entries(admin: Path, limit: int = SMALL_CHECKOUT) -> bool:
     return parsed is not None and parsed[1]
 
 
+# index file -> (its identity: inode, size, mtime, ctime; the limit) and what it parsed to. git
+# and libgit2 replace an index by renaming a new file over it (a new inode); one rewritten in
+# place changes its ctime, which no process can set back.
+_PARSED: dict[Path, tuple[tuple[int, ...], tuple[set[str], bool] | None]] = {}
+
+
 def _parse_index(admin: Path, limit: int) -> tuple[set[str], bool] | None:
     """The index's paths and whether any entry is flagged (see ``hides_entries``); None when
     it is not a version 2 or 3 index of at most ``limit`` entries git would read as we do
     (conflicted, a submodule, a required extension, a name it cannot compare)."""
+    index = admin / "index"
     try:
-        data = (admin / "index").read_bytes()
+        with open(index, "rb") as f:
+            st = os.fstat(f.fileno())
+            key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, limit)
+            cached = _PARSED.get(index)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            data = f.read()
     except OSError:
         return None
+    parsed = _parse_index_bytes(data, limit)
+    _PARSED[index] = (key, parsed)
+    return parsed
+
+
+def _parse_index_bytes(data: bytes, limit: int) -> tuple[set[str], bool] | None:
     if len(data) < 32 or data[:4] != b"DIRC":
         return None
     version = int.from_bytes(data[4:8], "big")
@@ -91,20 +110,24 @@ def _parse_index(admin: Path, limit: int) -> tuple[set[str], bool] | None:
 def holds_only(path: Path, files: set[str]) -> bool:
     """Whether the worktree at ``path`` holds nothing but ``files`` (and their directories)
     beside its ``.git``: any other entry (untracked, ignored, an empty or untracked directory,
-    a nested repository, a directory where a file is tracked is fine here: the diff decides
-    that) is False."""
-    dirs = {"/".join(f.split("/")[:i]) for f in files for i in range(1, f.count("/") + 1)}
-    pending = [("", Path(path))]
+    a nested repository) is False. A tracked path whose type changed is the diff's business."""
+    dirs: set[str] = set()
+    for f in files:
+        i = f.rfind("/")
+        while i > 0 and f[:i] not in dirs:
+            dirs.add(f[:i])
+            i = f.rfind("/", 0, i)
+    pending = [("", str(path))]
     try:
         while pending:
             prefix, current = pending.pop()
             with os.scandir(current) as it:
                 for entry in it:
                     rel = prefix + entry.name
-                    if rel == ".git" or rel in files:
-                        continue  # the gitfile (repaired before this) or a tracked path
+                    if rel in files or rel == ".git":
+                        continue  # a tracked path, or the gitfile (repaired before this)
                     if rel in dirs and entry.is_dir(follow_symlinks=False):
-                        pending.append((rel + "/", Path(entry.path)))
+                        pending.append((rel + "/", entry.path))
                         continue
                     return False
     except OSError:
@@ -112,44 +135,72 @@ def holds_only(path: Path, files: set[str]) -> bool:
     return True
 
 
-def clean_at(admin: Path, path: Path, commit: str, limit: int = SMALL_CHECKOUT) -> bool:
-    """Whether the worktree at ``path`` (admin dir ``admin``) is exactly what ``git checkout
-    -f --detach COMMIT`` + ``git clean -ffdx`` would leave: then neither has work to do."""
+def _read_head(admin: Path) -> str | None:
+    """The detached HEAD's commit id from ``<admin>/HEAD``, or None (a symbolic HEAD, or not
+    a files-backend HEAD)."""
     try:
-        if (admin / "HEAD").read_bytes() != commit.encode() + b"\n":
-            return False
+        text = (admin / "HEAD").read_bytes()
     except OSError:
-        return False
+        return None
+    head = text[:-1].decode("ascii", "replace") if text.endswith(b"\n") else ""
+    return head if len(head) in (40, 64) and all(c in "0123456789abcdef" for c in head) else None
+
+
+def _open(admin: Path, path: Path) -> pygit2.Repository | None:
+    """The slot's repository through its admin dir, when it is the worktree at ``path`` and no
+    filter driver is configured (a clean filter could make git see a file differently)."""
+    try:
+        wr = pygit2.Repository(str(admin))
+        if wr.workdir is None or os.path.realpath(wr.workdir) != os.path.realpath(path):
+            return None
+        if any(e.name.lower().startswith("filter.") for e in wr.config):
+            return None
+    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
+        return None
+    return wr
+
+
+def _matches(wr: pygit2.Repository, admin: Path, path: Path, commit: pygit2.Commit,
+             limit: int) -> bool:
+    """The checks of ``clean_at`` past HEAD, on an opened slot."""
     files = index_paths(admin, limit)
     if files is None:
         return False
     try:
-        wr = pygit2.Repository(str(admin))
-        if wr.workdir is None or Path(wr.workdir).resolve() != Path(path).resolve():
-            return False
-        if any(e.name.lower().startswith("filter.") for e in wr.config):
-            return False  # a clean filter could make git see a file differently
-        want = wr.get(commit)
-        if not isinstance(want, pygit2.Commit):
-            return False
         index = wr.index
+        index.read(False)  # what is on disk now, not what this object last read or wrote
         if len(index) != len(files) or index.conflicts is not None:
             return False
-        if len(index.diff_to_tree(want.tree)) or len(wr.diff()):
+        if len(index.diff_to_tree(commit.tree)) or len(index.diff_to_workdir()):
             return False
     except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
         return False
     return holds_only(path, files)
 
 
-def _attributes_possible(wr: pygit2.Repository, common: Path, paths: set[str],
-                         changed: list[str]) -> bool:
+def _commit(wr: pygit2.Repository, oid: str) -> pygit2.Commit | None:
+    try:
+        obj = wr.get(oid)
+    except (pygit2.GitError, KeyError, ValueError, TypeError):
+        return None
+    return obj if isinstance(obj, pygit2.Commit) else None
+
+
+def clean_at(admin: Path, path: Path, commit: str, limit: int = SMALL_CHECKOUT) -> bool:
+    """Whether the worktree at ``path`` (admin dir ``admin``) is exactly what ``git checkout
+    -f --detach COMMIT`` + ``git clean -ffdx`` would leave: then neither has work to do."""
+    if _read_head(admin) != commit:
+        return False
+    wr = _open(admin, path)
+    want = _commit(wr, commit) if wr is not None else None
+    return wr is not None and want is not None and _matches(wr, admin, path, want, limit)
+
+
+def _attributes_possible(wr: pygit2.Repository, common: Path, changed: list[str]) -> bool:
     """Whether a checkout could meet attributes libgit2 may treat otherwise than git (e.g.
     ``working-tree-encoding``): a ``.gitattributes`` in the index or the change, the
     repository's ``info/attributes``, or a configured or default global attributes file."""
-    def named(p: str) -> bool:
-        return p == ".gitattributes" or p.endswith("/.gitattributes")
-    if any(named(p) for p in paths) or any(named(p) for p in changed):
+    if any(p == ".gitattributes" or p.endswith("/.gitattributes") for p in changed):
         return True
     if (common / "info" / "attributes").exists():
         return True
@@ -162,32 +213,62 @@ def _attributes_possible(wr: pygit2.Repository, common: Path, paths: set[str],
     return os.path.exists(os.path.join(xdg, "git", "attributes"))
 
 
-def checkout_clean(admin: Path, path: Path, common: Path, commit: str,
-                   limit: int = SMALL_CHECKOUT) -> bool:
-    """Move a worktree that ``clean_at`` its own detached HEAD to ``commit`` with libgit2's
-    checkout (index, files, HEAD), then check the result with ``clean_at``. False when any
-    precondition does not hold or the result is not exactly ``commit``: the caller runs git,
-    whose ``checkout -f`` + ``clean`` repairs whatever this left half done."""
+def _index_from_files(wr: pygit2.Repository, head: pygit2.Commit) -> bool:
+    """Take the worktree's files into its index as ``git add -A`` would (the stat cache
+    re-hashes only what changed), written only when that is exactly ``head``'s tree: the
+    files of the patch a snapshot just took, under an index still at its base."""
     try:
-        head = (admin / "HEAD").read_bytes().decode("ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return False
-    if len(head) != len(commit) or not clean_at(admin, path, head, limit):
-        return False
-    files = index_paths(admin, limit)
-    if files is None:
-        return False
-    try:
-        wr = pygit2.Repository(str(admin))
-        want = wr.get(commit)
-        if not isinstance(want, pygit2.Commit):
+        index = wr.index
+        index.read(False)
+        if index.conflicts is not None:
             return False
+        index.add_all()
+        if index.write_tree() != head.tree_id:
+            index.read(True)  # drop what add_all did in memory
+            return False
+        index.write()
+    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
+        return False
+    return True
+
+
+def reset_clean(admin: Path, path: Path, common: Path, commit: str,
+                limit: int = SMALL_CHECKOUT) -> bool:
+    """Put the worktree exactly at ``commit`` (what ``git checkout -f --detach`` + ``git clean
+    -ffdx`` leave) in process, or return False having changed nothing git cannot repair (the
+    caller then runs git). True when it already is there; else, when the worktree is exactly
+    at its own detached HEAD (after its index takes its files, when they are exactly HEAD's
+    tree), libgit2's checkout to ``commit`` and HEAD detached there, checked afterwards as
+    ``clean_at`` checks."""
+    head = _read_head(admin)
+    if head is None or len(head) != len(commit):
+        return False
+    wr = _open(admin, path)
+    if wr is None:
+        return False
+    want = _commit(wr, commit)
+    if want is None:
+        return False
+    if head == commit:
+        return _matches(wr, admin, path, want, limit)
+    current = _commit(wr, head)
+    if current is None:
+        return False
+    if not _matches(wr, admin, path, current, limit) and not (
+            index_paths(admin, limit) is not None and _index_from_files(wr, current)
+            and _matches(wr, admin, path, current, limit)):
+        return False
+    try:
         delta = wr.index.diff_to_tree(want.tree)
         changed = [p for d in delta.deltas for p in (d.old_file.path, d.new_file.path)]
-        if _attributes_possible(wr, common, files, changed):
+        if _attributes_possible(wr, common, changed + sorted(index_paths(admin, limit) or ())):
             return False
-        wr.checkout_tree(want, strategy=pygit2.enums.CheckoutStrategy.FORCE)
+        if changed:
+            # Only the paths that differ: the others are the target's already (checked above).
+            strategy = (pygit2.enums.CheckoutStrategy.FORCE
+                        | pygit2.enums.CheckoutStrategy.DISABLE_PATHSPEC_MATCH)
+            wr.checkout_tree(want, strategy=strategy, paths=sorted(set(changed)))
         wr.set_head(want.id)
     except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
         return False
-    return clean_at(admin, path, commit, limit)
+    return _read_head(admin) == commit and _matches(wr, admin, path, want, limit)

@@ -23,11 +23,10 @@ import filelock
 import pygit2
 
 from uet_git.gitrepo.cleanat import (
-    checkout_clean,
-    clean_at,
     hides_entries,
     holds_only,
     index_paths,
+    reset_clean,
 )
 from uet_git.gitrepo.repo import GitError, Repo
 
@@ -240,7 +239,7 @@ def reset_worktree(repo: Repo, path: Path, commit: str, keep_ignored: bool = Fal
         (admin / name).unlink(missing_ok=True)
     for name in _STATE_DIRS:
         shutil.rmtree(admin / name, ignore_errors=True)
-    if clean and _reset_in_process(admin, path, commit):
+    if clean and reset_clean(admin, path, repo.common_dir, commit, SMALL_CHECKOUT):
         return
     if hides_entries(admin, SMALL_CHECKOUT):
         (admin / "index").unlink(missing_ok=True)  # git rebuilds it, every file checked out
@@ -275,24 +274,6 @@ def _small_index(admin: Path) -> bool:
         return False
     return (len(header) == 12 and header[:4] == b"DIRC"
             and int.from_bytes(header[8:12], "big") <= SMALL_CHECKOUT)
-
-
-def _reset_in_process(admin: Path, path: Path, commit: str) -> bool:
-    """``reset_worktree`` without a git process on a small checkout: nothing to do when the
-    worktree is already exactly at ``commit``; else, when it is exactly at its own HEAD (after
-    taking its files into the index when they are exactly HEAD's tree: the patch a snapshot
-    just took), libgit2's checkout, checked afterwards. False: git resets."""
-    if clean_at(admin, path, commit, SMALL_CHECKOUT):
-        return True
-    try:
-        head = (admin / "HEAD").read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return False
-    if not clean_at(admin, path, head, SMALL_CHECKOUT) and not (
-            _reset_index_in_process(admin, path, head)
-            and clean_at(admin, path, head, SMALL_CHECKOUT)):
-        return False
-    return checkout_clean(admin, path, admin.parent.parent, commit, SMALL_CHECKOUT)
 
 
 def _holds_only_tracked(admin: Path, path: Path) -> bool:
