@@ -55,10 +55,13 @@ import contextlib
 import os
 import re
 import shutil
+import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
+from pygit2.ffi import C, ffi
 
 from uet_git.gitrepo.merge import is_ancestor
 from uet_git.gitrepo.objects import peel_tree
@@ -350,6 +353,94 @@ def _prefixes(path: str) -> list[str]:
 # --------------------------------------------------------------------------- blockers
 
 
+def _in_region(path: str, changes: Mapping[str, object], landed: set[str]) -> bool:
+    """Whether a local change at ``path`` is one the landing would overwrite: a changed path,
+    a directory above one, or a path below one."""
+    return path in landed or any(d in changes for d in _prefixes(path))
+
+
+def _landed_paths(changes: Mapping[str, object]) -> set[str]:
+    landed = set(changes)
+    for p in changes:
+        landed.update(_prefixes(p))
+    return landed
+
+
+# git's index entry flags that make status answer other than by stat data: assume-valid, and
+# (extended) intent-to-add, skip-worktree.
+_ASSUME_VALID = 0x8000
+
+
+def _clean_by_index(repo: Repo, checkout: Path, gitdir: Path, old: str,
+                    changes: dict[str, tuple[_Ent | None, _Ent | None]]) -> bool:
+    """True when ``git status`` would certainly report no local change where the landing
+    ``old -> new`` writes, decided without starting it: the index (read by libgit2) holds
+    ``old``'s entries there and nothing else, and each such file's stat data is exactly what
+    the index recorded, older than the index file (git's racy-entry rule, taken by the whole
+    second). False means: ask git. A submodule, an unmerged index, an entry with a flag, a
+    layout libgit2 does not read (split or sparse index) or an index replaced meanwhile are
+    all left to git. Used for the first look only: the look under the lock always asks git."""
+    if any(e is not None and e[1] == _GITLINK for pair in changes.values() for e in pair):
+        return False
+    path = gitdir / "index"
+    try:
+        # A split index (its entries partly in sharedindex.*) or a sparse checkout (whose
+        # index may hold directories): libgit2 does not read them as git does.
+        if (gitdir / "info" / "sparse-checkout").exists() \
+                or any(n.startswith("sharedindex.") for n in os.listdir(gitdir)):
+            return False
+        before = path.stat()
+        index = pygit2.Index(str(path))
+        after = path.stat()
+    except (OSError, pygit2.GitError, ValueError):
+        return False
+    if (before.st_ino, before.st_mtime_ns, before.st_size) != \
+            (after.st_ino, after.st_mtime_ns, after.st_size):
+        return False
+    if index.conflicts is not None:
+        return False
+    landed = _landed_paths(changes)
+    try:
+        staged = peel_tree(repo, old).diff_to_index(index)
+    except (pygit2.GitError, ValueError):
+        return False
+    for delta in staged.deltas:
+        for q in (delta.old_file.path, delta.new_file.path):
+            if _in_region(q, changes, landed):
+                return False
+    racy_from = before.st_mtime_ns // 1_000_000_000
+    for p, (o, _n) in changes.items():
+        entry = C.git_index_get_bypath(index._index, os.fsencode(p), 0)
+        if o is None:
+            if entry != ffi.NULL:
+                return False  # an entry the tree diff does not show (intent-to-add)
+            continue
+        if entry == ffi.NULL or entry.flags & _ASSUME_VALID or entry.flags_extended:
+            return False
+        if entry.mode != o[1] or str(pygit2.Oid(raw=bytes(ffi.buffer(entry.id.id)[:]))) != o[0]:
+            return False
+        try:
+            st = os.lstat(checkout / p)
+        except OSError:
+            return False
+        if o[1] == _LINK:
+            if not stat.S_ISLNK(st.st_mode):
+                return False
+        elif not stat.S_ISREG(st.st_mode) or bool(st.st_mode & 0o100) != (o[1] == 0o100755):
+            return False
+        m_sec, m_ns = divmod(st.st_mtime_ns, 1_000_000_000)
+        c_sec, c_ns = divmod(st.st_ctime_ns, 1_000_000_000)
+        if m_sec >= racy_from:
+            return False
+        if (entry.mtime.seconds, entry.mtime.nanoseconds, entry.ctime.seconds,
+                entry.ctime.nanoseconds, entry.dev, entry.ino, entry.uid, entry.gid,
+                entry.file_size) != tuple(v & 0xFFFFFFFF for v in (
+                    m_sec, m_ns, c_sec, c_ns, st.st_dev, st.st_ino, st.st_uid, st.st_gid,
+                    st.st_size)):
+            return False
+    return True
+
+
 def _local_changes(repo: Repo, checkout: Path, held: _Held | None = None) -> set[str]:
     """Paths with tracked changes, staged or not (submodules included). Without ``held``, the
     index is only read (``--no-optional-locks``: git does not take its lock). With ``held``
@@ -491,11 +582,12 @@ def _blockers(repo: Repo, checkout: Path, gitdir: Path, old: str, new: str,
         out.append(f"{checkout}: HEAD is at {_short(head_oid)}, not {_short(old)}")
     if not changes:
         return out
-    local = _local_changes(repo, checkout, held)
-    landed = set(changes)
-    for p in list(landed):
-        landed.update(_prefixes(p))
-    touched = sorted(p for p in local if p in landed or any(d in changes for d in _prefixes(p)))
+    if held is None and _clean_by_index(repo, checkout, gitdir, old, changes):
+        local: set[str] = set()  # none where the landing writes; no others are looked at
+    else:
+        local = _local_changes(repo, checkout, held)
+    landed = _landed_paths(changes)
+    touched = sorted(p for p in local if _in_region(p, changes, landed))
     if touched:
         out.append(f"{checkout}: local changes to {_names(touched)} would be overwritten by the "
                    "landing; commit or stash them")
