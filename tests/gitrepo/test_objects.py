@@ -152,6 +152,64 @@ def test_commit_identity_from_config_then_default(r, monkeypatch: pytest.MonkeyP
     assert git(path, "log", "-1", "--format=%cn", c) == "Cfg Committer"
 
 
+def _ident(repo: Repo, role: str) -> str:
+    p = objects.identity(repo, role)
+    return f"{p.name} <{p.email}>"
+
+
+def _git_ident(path: Path, role: str) -> str:
+    return git(path, "var", f"GIT_{role.upper()}_IDENT").rpartition(">")[0] + ">"
+
+
+def test_identity_is_gits_answer_as_env_and_config_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    glob = tmp_path / "global.gitconfig"
+    glob.write_text("[user]\n\tname = Global User\n\temail = global@example.com\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(glob))
+    for k in ("NAME", "EMAIL"):
+        monkeypatch.delenv(f"GIT_AUTHOR_{k}", raising=False)
+        monkeypatch.delenv(f"GIT_COMMITTER_{k}", raising=False)
+    repo = Repo.open(path)
+
+    def same() -> None:
+        for role in ("author", "committer"):
+            assert _ident(repo, role) == _git_ident(path, role)
+            assert _ident(Repo.open(path), role) == _git_ident(path, role)
+
+    same()
+    assert _ident(repo, "author") == "Global User <global@example.com>"
+    git(path, "config", "user.name", "Repo User")  # the repository's config changes
+    same()
+    glob.write_text("[user]\n\tname = Global User\n\temail = other@example.com\n")
+    same()
+    assert _ident(repo, "committer") == "Repo User <other@example.com>"
+    # One variable from the environment, the other from config; then both from it.
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Env Author")
+    same()
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "env@example.com")
+    same()
+    # Command-scope config in the environment.
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "committer.email")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "count0@example.com")
+    same()
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "count1@example.com")  # same count, new value
+    same()
+    assert _ident(repo, "committer") == "Repo User <count1@example.com>"
+    for k in ("COUNT", "KEY_0", "VALUE_0"):
+        monkeypatch.delenv(f"GIT_CONFIG_{k}")
+    # An included file: it can change while no file git names directly does.
+    inc = tmp_path / "identity.inc"
+    inc.write_text("[committer]\n\tname = Included Committer\n")
+    git(path, "config", "include.path", str(inc))
+    same()
+    assert _ident(repo, "committer") == "Included Committer <other@example.com>"
+    inc.write_text("[committer]\n\tname = Changed Include\n")
+    same()
+    assert _ident(repo, "committer") == "Changed Include <other@example.com>"
+
+
 def test_build_tree_takes_names_that_are_not_utf8(tmp_path: Path) -> None:
     path = make_repo(tmp_path / "repo", {"a.txt": "a\n", "d/z.txt": "z\n"})
     repo = Repo.open(path)

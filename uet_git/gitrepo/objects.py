@@ -18,6 +18,7 @@ from datetime import datetime
 
 import pygit2
 
+from uet_git.gitrepo import filters
 from uet_git.gitrepo.repo import GitError, Repo
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -231,44 +232,56 @@ def _parse_date(value: str, var: str) -> tuple[int, int]:
     return int(dt.timestamp()), int(off.total_seconds() // 60) if off else 0
 
 
-_CONFIG_ENV = ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
-               "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_COUNT")
+# Identity read from git config, per (common dir, worktree), for the whole process: keyed on
+# the config files' stat data and the environment that selects them (``filters.stat_key``) and
+# read again when any changes; never kept when the config includes other files (an included
+# file can change without any of those). Only the git CLI gives git's own answer here: libgit2
+# ignores GIT_CONFIG_* and a HOME changed after start.
+_IDENTITY_QUERY = r"^(user|author|committer)\.(name|email)$|^include(if)?\."
+_IDENTITY: dict[tuple[str, str], tuple[tuple[object, ...], dict[str, str]]] = {}
+
+
+def _config_key(repo: Repo) -> tuple[object, ...]:
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GIT_CONFIG")))
+    return (filters.stat_key(repo.common_dir, repo.workdir, ()), env)
 
 
 def _identity_config(repo: Repo) -> dict[str, str]:
-    """``user.*``/``author.*``/``committer.*`` name and email as git itself reads them (libgit2
-    ignores GIT_CONFIG_* and a HOME changed after start). Cached per repository; the key holds
-    what could change the answer."""
-    cfg = repo.common_dir / "config"
-    try:
-        mtime = cfg.stat().st_mtime_ns
-    except OSError:
-        mtime = 0
-    key = (mtime, *(os.environ.get(k) for k in _CONFIG_ENV))
-    cached = repo._cache.get("identity")
-    if isinstance(cached, tuple) and cached[0] == key:
+    """``user.*``/``author.*``/``committer.*`` name and email as git itself reads them, from
+    one ``git config`` process per change of the config (see ``_IDENTITY``)."""
+    where = (str(repo.common_dir), str(repo.workdir))
+    key = _config_key(repo)
+    cached = _IDENTITY.get(where)
+    if cached is not None and cached[0] == key:
         return cached[1]
-    proc = repo.git("config", "--get-regexp", r"^(user|author|committer)\.(name|email)$",
-                    check=False)
+    proc = repo.git("config", "--get-regexp", _IDENTITY_QUERY, check=False)
     values: dict[str, str] = {}
+    includes = False
     for line in proc.stdout.decode(errors="replace").splitlines():
         k, _, v = line.partition(" ")
-        if v.strip():
-            values[k.lower()] = v.strip()
-    repo._cache["identity"] = (key, values)  # one assignment: safe for other threads
+        k = k.lower()
+        if k.startswith(("include.", "includeif.")):
+            includes = True
+        elif v.strip():
+            values[k] = v.strip()
+    if includes:
+        _IDENTITY.pop(where, None)
+    else:
+        _IDENTITY[where] = (key, values)  # one assignment: safe for other threads
     return values
 
 
 def signature(repo: Repo, role: str = "author") -> pygit2.Signature:
     """The identity git itself would use for ``role`` ('author' or 'committer'):
     GIT_<ROLE>_NAME/EMAIL/DATE, then ``<role>.name``/``user.name`` from git config, else
-    ``uet <uet@localhost>``."""
+    ``uet <uet@localhost>``. The config is not read when the environment names both."""
     up = role.upper()
-    cfg = _identity_config(repo)
-    name = (os.environ.get(f"GIT_{up}_NAME") or cfg.get(f"{role}.name")
-            or cfg.get("user.name") or DEFAULT_NAME)
-    mail = (os.environ.get(f"GIT_{up}_EMAIL") or cfg.get(f"{role}.email")
-            or cfg.get("user.email") or DEFAULT_EMAIL)
+    name = os.environ.get(f"GIT_{up}_NAME")
+    mail = os.environ.get(f"GIT_{up}_EMAIL")
+    if not (name and mail):
+        cfg = _identity_config(repo)
+        name = name or cfg.get(f"{role}.name") or cfg.get("user.name") or DEFAULT_NAME
+        mail = mail or cfg.get(f"{role}.email") or cfg.get("user.email") or DEFAULT_EMAIL
     date = os.environ.get(f"GIT_{up}_DATE")
     if date:
         when, offset = _parse_date(date, f"GIT_{up}_DATE")
