@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
-from uet_git.gitrepo.cleanat import clean_at, index_paths
+from uet_git.gitrepo.cleanat import clean_at, index_paths, write_head
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.worktrees import add_worktree, admin_dir, reset_worktree
 
@@ -168,3 +168,21 @@ def test_attributes_leave_the_checkout_to_git(slot) -> None:
     assert (wt / "u.txt").read_bytes() == "utf16 on disk\n".encode("utf-16")
     reset_worktree(repo, wt, second)
     _exactly_at(wt, second)
+
+
+def test_write_head_detaches_as_git_reads_it(slot) -> None:
+    repo, wt, first, second = slot
+    admin = admin_dir(repo, wt)
+    git(wt, "checkout", "-q", "-b", "tool-branch")  # a symbolic HEAD a tool left
+    assert write_head(admin, second)
+    assert git(wt, "rev-parse", "HEAD") == second
+    assert sp.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=wt).returncode != 0
+    assert git(repo.workdir, "rev-parse", "tool-branch") == first  # the branch did not move
+    assert not (admin / "HEAD.lock").exists()
+    (admin / "HEAD.lock").write_text("held\n")  # git holds it: nothing is written
+    assert not write_head(admin, first)
+    assert git(wt, "rev-parse", "HEAD") == second
+    (admin / "HEAD.lock").unlink()
+    assert not write_head(admin, first[:12])  # only a full id
+    assert not write_head(admin, "refs/heads/main" + "0" * 25)
+    assert git(wt, "rev-parse", "HEAD") == second

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -255,4 +256,26 @@ def test_a_worktree_is_reset_only_once_nothing_runs_in_it(repo: Repo, tmp_path: 
             p.kill()
             p.wait()
     pool.release(again)
+    pool.close(remove=True)
+
+
+def test_a_released_slot_is_acquired_with_one_meta_write(repo: Repo, tmp_path: Path) -> None:
+    """A released slot's meta already says its content is recorded: the next acquire does not
+    write ``preparing`` before the reset (``[worktree] setup`` runs mid-reset and sees the
+    meta as it is then), it writes the new base once, after it; a crash mid-reset leaves a
+    released slot, taken without an orphan check."""
+    base = git(repo.workdir, "rev-parse", "HEAD")
+    other = _commit(repo, "b.txt", "b\n")
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    meta = repo.uet_dir / "worktrees" / "0.json"
+    pool = WorktreePool(repo, size=1, setup=[f"cp '{meta}' '{seen}/'$(ls '{seen}' | wc -l)"])
+    w = pool.acquire(base, "run/ws/1")
+    pool.release(w)
+    w = pool.acquire(other, "run/ws/2")
+    assert json.loads((seen / "0").read_text())["preparing"] is True  # a new slot
+    mid = json.loads((seen / "1").read_text())
+    assert mid["released"] is True and mid["label"] == "run/ws/1"
+    assert json.loads(meta.read_text())["label"] == "run/ws/2"
+    pool.release(w)
     pool.close(remove=True)

@@ -146,6 +146,30 @@ def _read_head(admin: Path) -> str | None:
     return head if len(head) in (40, 64) and all(c in "0123456789abcdef" for c in head) else None
 
 
+def write_head(admin: Path, commit: str) -> bool:
+    """Detach the worktree's HEAD at ``commit`` as git's files backend does (``HEAD.lock``
+    created exclusively, written, renamed over ``HEAD``), without a reflog entry (nothing reads
+    a slot's; its HEAD alone is the gc root). False, nothing changed, when the lock is held or
+    ``HEAD`` is not a files-backend one (a reftable stub): the caller asks libgit2 or git."""
+    if len(commit) not in (40, 64) or commit.strip("0123456789abcdef"):
+        return False
+    head, lock = admin / "HEAD", admin / "HEAD.lock"
+    try:
+        if head.read_bytes().startswith(b"ref: refs/heads/.invalid"):
+            return False
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(commit.encode() + b"\n")
+        os.replace(lock, head)
+    except OSError:
+        lock.unlink(missing_ok=True)
+        return False
+    return True
+
+
 def _open(admin: Path, path: Path) -> pygit2.Repository | None:
     """The slot's repository through its admin dir, when it is the worktree at ``path`` and no
     filter driver is configured (a clean filter could make git see a file differently)."""
@@ -268,7 +292,8 @@ def reset_clean(admin: Path, path: Path, common: Path, commit: str,
             strategy = (pygit2.enums.CheckoutStrategy.FORCE
                         | pygit2.enums.CheckoutStrategy.DISABLE_PATHSPEC_MATCH)
             wr.checkout_tree(want, strategy=strategy, paths=sorted(set(changed)))
-        wr.set_head(want.id)
+        if not write_head(admin, commit):
+            wr.set_head(want.id)
     except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
         return False
     return _read_head(admin) == commit and _matches(wr, admin, path, want, limit)

@@ -27,6 +27,7 @@ from uet_git.gitrepo.cleanat import (
     holds_only,
     index_paths,
     reset_clean,
+    write_head,
 )
 from uet_git.gitrepo.repo import GitError, Repo
 
@@ -431,17 +432,20 @@ def _reset_index_in_process(admin: Path, path: Path, commit: str) -> bool:
         if index.write_tree() != want.tree_id:
             return False
         index.write()
-        wr.set_head(want.id)
+        if not write_head(admin, commit):
+            wr.set_head(want.id)
         return str(wr.head.target) == commit
     except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
         return False
 
 
 def _set_head_in_process(admin: Path, commit: str) -> bool:
-    """Detach the worktree's HEAD at ``commit`` with libgit2 (a locked write of
-    ``<admin>/HEAD``, as ``git update-ref --no-deref`` does) instead of a git process; False
-    when libgit2 cannot (a reftable repository, a HEAD it does not understand, a held lock):
-    the caller runs git."""
+    """Detach the worktree's HEAD at ``commit`` in process (a locked write of ``<admin>/HEAD``,
+    as ``git update-ref --no-deref`` does: ``write_head``, else libgit2) instead of a git
+    process; False when neither can (a reftable repository, a HEAD libgit2 does not
+    understand, a held lock): the caller runs git."""
+    if write_head(admin, commit):
+        return True
     try:
         wr = pygit2.Repository(str(admin))
         wr.set_head(pygit2.Oid(hex=commit))

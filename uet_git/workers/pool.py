@@ -102,6 +102,9 @@ class WorktreePool:
         self._busy: dict[int, Worktree] = {}
         self._orphans: dict[int, Worktree] = {}
         self._stuck: set[int] = set()  # something we may not kill works in it: never reused
+        # slot -> what its <slot>.json on disk says ("released", "preparing", "busy"), as
+        # this pool last wrote or read it
+        self._meta_state: dict[int, str] = {}
         self._adopt_stale()
 
     # --- public API ----------------------------------------------------------------------
@@ -121,9 +124,11 @@ class WorktreePool:
                 self._busy.pop(wt.slot, None)
                 self._stuck.add(wt.slot)
         # Until the reset is done the slot holds only released (recorded) content: a crash
-        # in between must not make it look like an orphan.
+        # in between must not make it look like an orphan. Its meta says so already when it
+        # was last written released or preparing (one write per acquire, one per release).
         wt.base, wt.label = None, None
-        self._write_meta(wt, preparing=True)
+        if self._meta_state.get(wt.slot) not in ("released", "preparing"):
+            self._write_meta(wt, preparing=True)
         try:
             self._prepare(wt, base)
         except BaseException:
@@ -177,6 +182,7 @@ class WorktreePool:
                              self.setup_timeout)
                 remove_worktree(self.repo, self.root / str(slot))
                 (self.root / f"{slot}.json").unlink(missing_ok=True)
+                self._meta_state.pop(slot, None)
             with self._mutex:
                 self._release_lock(slot)
         with self._mutex:
@@ -273,6 +279,7 @@ class WorktreePool:
             if meta.get("preparing") or meta.get("released"):
                 # Crashed while being reset, or given back after its result was recorded:
                 # nothing unrecorded in it.
+                self._meta_state[slot] = "released" if meta.get("released") else "preparing"
                 self._free.append(wt)
                 continue
             if not self._registered(path):
@@ -304,7 +311,10 @@ class WorktreePool:
 
     def _write_meta(self, wt: Worktree, preparing: bool = False, released: bool = False
                     ) -> None:
+        self._meta_state.pop(wt.slot, None)  # unknown if the write fails half way
         write_meta(self.root, wt, preparing=preparing, released=released)
+        self._meta_state[wt.slot] = ("released" if released else "preparing" if preparing
+                                     else "busy")
 
 
 def write_meta(root: Path, wt: Worktree, *, preparing: bool = False, released: bool = False
