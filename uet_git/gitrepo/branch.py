@@ -56,7 +56,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -384,10 +384,7 @@ def _clean_by_index(repo: Repo, checkout: Path, gitdir: Path, old: str,
         return False
     path = gitdir / "index"
     try:
-        # A split index (its entries partly in sharedindex.*) or a sparse checkout (whose
-        # index may hold directories): libgit2 does not read them as git does.
-        if (gitdir / "info" / "sparse-checkout").exists() \
-                or any(n.startswith("sharedindex.") for n in os.listdir(gitdir)):
+        if not _libgit2_reads(gitdir):
             return False
         before = path.stat()
         index = pygit2.Index(str(path))
@@ -417,7 +414,7 @@ def _clean_by_index(repo: Repo, checkout: Path, gitdir: Path, old: str,
             continue
         if entry == ffi.NULL or entry.flags & _ASSUME_VALID or entry.flags_extended:
             return False
-        if entry.mode != o[1] or str(pygit2.Oid(raw=bytes(ffi.buffer(entry.id.id)[:]))) != o[0]:
+        if _entry(index, p) != o:
             return False
         try:
             st = os.lstat(checkout / p)
@@ -439,6 +436,22 @@ def _clean_by_index(repo: Repo, checkout: Path, gitdir: Path, old: str,
                     st.st_size)):
             return False
     return True
+
+
+def _libgit2_reads(gitdir: Path) -> bool:
+    """Whether libgit2 reads the indexes in ``gitdir`` as git does: not a split index (its
+    entries partly in ``sharedindex.*``), not a sparse checkout (whose index may hold
+    directories)."""
+    return not (gitdir / "info" / "sparse-checkout").exists() \
+        and not any(n.startswith("sharedindex.") for n in os.listdir(gitdir))
+
+
+def _entry(index: pygit2.Index, path: str) -> _Ent | None:
+    """The stage-0 entry of ``path`` in ``index`` (None: none, or only unmerged stages)."""
+    e = C.git_index_get_bypath(index._index, os.fsencode(path), 0)
+    if e == ffi.NULL:
+        return None
+    return str(pygit2.Oid(raw=bytes(ffi.buffer(e.id.id)[:]))), int(e.mode)
 
 
 def _local_changes(repo: Repo, checkout: Path, held: _Held | None = None) -> set[str]:
@@ -851,6 +864,20 @@ def _partial(repo: Repo, full: Path, *ents: _Ent | None) -> bool:
     return any(b.startswith(head) and len(head) < len(b) for b in candidates)
 
 
+def _index_entries(h: _Held, paths: Iterable[str]) -> Mapping[str, _Ent]:
+    """``{path: (oid, mode)}`` of the stage-0 entries of ``paths`` in the index copy, as
+    ``git ls-files -s`` lists them: read by libgit2 where it reads the index as git does,
+    else from git."""
+    try:
+        if _libgit2_reads(h.gitdir):
+            index = pygit2.Index(str(h.tmp))
+            found = {p: _entry(index, p) for p in paths}
+            return {p: e for p, e in found.items() if e is not None}
+    except (OSError, pygit2.GitError, ValueError):
+        pass
+    return _ls_index(h)
+
+
 def _ls_index(h: _Held) -> dict[str, _Ent]:
     out = run_git([*_SAFE, "ls-files", "-s", "-z"], cwd=h.checkout, env=h.env).stdout
     entries: dict[str, _Ent] = {}
@@ -882,7 +909,7 @@ def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[
     either side's version or is missing. A file holding anything else is the user's: it stays,
     and is returned. Returns (paths changed, paths left)."""
     changes = _tree_changes(repo, other, target)
-    index = _ls_index(h)
+    index = _index_entries(h, changes)
     plain = [p for p, (o, t) in changes.items()
              if not any(e is not None and e[1] == _GITLINK for e in (o, t))
              and not _through_link(h.checkout, p)]
@@ -956,7 +983,12 @@ def _converge(repo: Repo, h: _Held, target: str, other: str) -> tuple[int, list[
         # changed a file's size (git then reads it as modified without looking).
         _git(repo, h.checkout, "checkout-index", "-u", "-f", "-z", "--stdin", env=h.env,
              input=data)
-    _git(repo, h.checkout, "update-index", "-q", "--refresh", env=h.env, check=False)
+    # An entry set above with no file written (the file held its content already) has no stat
+    # data yet: git would read the file as modified until a refresh. Written and removed
+    # paths need none.
+    written = set(writable)
+    if any(ent is not None and path not in written for path, ent in set_index.items()):
+        _git(repo, h.checkout, "update-index", "-q", "--refresh", env=h.env, check=False)
     return len(remove) + len(writable) + len(set_index), sorted(left)
 
 
