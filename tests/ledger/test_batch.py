@@ -29,8 +29,9 @@ from uet_git.gitrepo import objects
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.expected import expected_refs
 from uet_git.ledger.fsck import fsck
+from uet_git.ledger.groupcommit import ordered
 from uet_git.ledger.log import read_ledger
-from uet_git.ledger.writer import Ledger, Step, _ordered
+from uet_git.ledger.writer import Ledger, Step
 
 RUN = "20261201-150000-ba7c"
 
@@ -112,7 +113,7 @@ def test_the_integrators_transitions_go_ahead_of_the_workers_but_never_ahead_of_
         return type("R", (), {"ws": ws, "first": first})()
 
     q = [req("a", False), req("b", True), req("a", True), req("c", False), req("c", True)]
-    order = [(r.ws, r.first) for r in _ordered(q)]
+    order = [(r.ws, r.first) for r in ordered(q)]
     assert order == [("b", True), ("a", False), ("a", True), ("c", False), ("c", True)]
 
 
@@ -145,7 +146,7 @@ WRITER = r"""
 import sys
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo import objects
-from uet_git.ledger.writer import Ledger, Step, _ordered
+from uet_git.ledger.writer import Ledger, Step
 path, run = sys.argv[1], sys.argv[2]
 repo = Repo.open(path)
 base = repo.rev_parse("HEAD")

@@ -15,7 +15,7 @@ from uet_git.errors import UetError
 from uet_git.gitrepo import objects
 from uet_git.gitrepo.refs import RefConflict
 from uet_git.gitrepo.repo import Repo
-from uet_git.ledger import layout, writer
+from uet_git.ledger import layout, transact
 from uet_git.ledger.evidence import evidence as read_evidence
 from uet_git.ledger.gc import gc
 from uet_git.ledger.states import STATES, TRANSITIONS, IllegalTransition
@@ -483,7 +483,7 @@ def test_a_ref_lock_held_for_a_moment_is_waited_for(env, monkeypatch) -> None:
     assert ledger.state("w1").state == "blocked"
     assert f"refs/uet/blocked/{RUN}/w1" in uet_refs(path)
     # A lock that stays is reported, and nothing is written (shorter retries here).
-    monkeypatch.setattr(writer, "LOCK_RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(transact, "LOCK_RETRY_SECONDS", 0.1)
     lock.write_text("")
     refs = uet_refs(path)
     with pytest.raises(RefConflict, match="could not lock its refs") as info:
