@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
+from uet_git.gitrepo import branch
 from uet_git.gitrepo.branch import (
     _clean_by_index,
     _tree_changes,
@@ -160,3 +161,26 @@ def test_submodule_change_is_left_to_git(tmp_path: Path) -> None:
     git(path, "read-tree", old)
     settle(path)
     assert not clean(Repo.open(path), old, new)
+
+
+@pytest.mark.parametrize("edit", ["modified", "staged"])
+def test_a_wrong_clean_answer_still_loses_nothing(landing, edit: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were the in-process answer ever wrong (here: forced), ``read-tree -m -u`` still refuses
+    to overwrite a local change, and nothing moves."""
+    repo, old, new = landing
+    a = repo.workdir / "a.txt"
+    if edit == "modified":
+        a.write_text("my edit, longer than the file was\n")
+    else:
+        a.write_text("my staged edit\n")
+        git(repo.workdir, "add", "a.txt")
+    before = a.read_bytes()
+    index_before = git(repo.workdir, "ls-files", "-s")
+    monkeypatch.setattr(branch, "_clean_by_index", lambda *args: True)
+    res = fast_forward(repo, REF, old, new)
+    assert not res.moved
+    assert repo.read_ref(REF) == old
+    assert a.read_bytes() == before
+    assert git(repo.workdir, "ls-files", "-s") == index_before
+    assert not (repo.git_dir / "index.lock").exists()

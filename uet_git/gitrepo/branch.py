@@ -15,7 +15,8 @@ Order, chosen so a crash at any point is recoverable and a lost race changes not
    while we work, and a user's ``git commit`` in the window fails instead of committing a mix),
    and copy the index (mtime kept: git's racy-entry check compares against it) to
    ``<gitdir>/uet-ff-index``; then look at the blockers again (a file created since the first
-   look is not overwritten), ``git status`` reading the copy and refreshing its stat data;
+   look is not overwritten): in process when the copy settles it (``_clean_by_index``), else
+   ``git status`` reading the copy and refreshing its stat data;
 2. run ``read-tree -m -u old new`` on that copy (``GIT_INDEX_FILE``): git checks every entry
    and writes the files; the real index is still the one at ``old``;
 3. CAS ``ref: old -> new``; on failure (or an exception, Ctrl-C included) every checkout goes
@@ -372,17 +373,22 @@ _ASSUME_VALID = 0x8000
 
 
 def _clean_by_index(repo: Repo, checkout: Path, gitdir: Path, old: str,
-                    changes: dict[str, tuple[_Ent | None, _Ent | None]]) -> bool:
+                    changes: dict[str, tuple[_Ent | None, _Ent | None]],
+                    path: Path | None = None) -> bool:
     """True when ``git status`` would certainly report no local change where the landing
     ``old -> new`` writes, decided without starting it: the index (read by libgit2) holds
     ``old``'s entries there and nothing else, and each such file's stat data is exactly what
     the index recorded, older than the index file (git's racy-entry rule, taken by the whole
     second). False means: ask git. A submodule, an unmerged index, an entry with a flag, a
     layout libgit2 does not read (split or sparse index) or an index replaced meanwhile are
-    all left to git. Used for the first look only: the look under the lock always asks git."""
+    all left to git. ``path``: the index file (default: the checkout's own).
+
+    A wrong "clean" would still lose nothing: ``read-tree -m -u`` checks each entry it
+    replaces against the file (stat data, content when racy) and against ``old``, and
+    refuses (a file the user deleted it writes back: there is no content of theirs to lose)."""
     if any(e is not None and e[1] == _GITLINK for pair in changes.values() for e in pair):
         return False
-    path = gitdir / "index"
+    path = path if path is not None else gitdir / "index"
     try:
         if not _libgit2_reads(gitdir):
             return False
@@ -595,8 +601,11 @@ def _blockers(repo: Repo, checkout: Path, gitdir: Path, old: str, new: str,
         out.append(f"{checkout}: HEAD is at {_short(head_oid)}, not {_short(old)}")
     if not changes:
         return out
-    if held is None and _clean_by_index(repo, checkout, gitdir, old, changes):
-        local: set[str] = set()  # none where the landing writes; no others are looked at
+    if _clean_by_index(repo, checkout, gitdir, old, changes,
+                       held.tmp if held is not None else None):
+        # None where the landing writes (no others are looked at); and the entries
+        # ``read-tree`` checks have current stat data: the copy needs no refresh.
+        local: set[str] = set()
     else:
         local = _local_changes(repo, checkout, held)
     landed = _landed_paths(changes)
@@ -662,9 +671,9 @@ def _drop_tmp(gitdir: Path) -> None:
 
 
 def _read_tree(h: _Held, a: str, b: str) -> str | None:
-    # read-tree trusts the index's stat data: the copy must be refreshed first, or a file merely
-    # touched (or a checkout copied elsewhere) reads as "not uptodate". The look under the lock
-    # did that (``_local_changes`` with ``held``).
+    # read-tree trusts the index's stat data: the copy must be current where it writes, or a
+    # file merely touched (or a checkout copied elsewhere) reads as "not uptodate". The look
+    # under the lock found it so, or refreshed it (``_local_changes`` with ``held``).
     proc = h.repo.git(*_SAFE, "read-tree", "-m", "-u", a, b, cwd=h.checkout, env=h.env,
                       check=False)
     if proc.returncode == 0:
