@@ -279,3 +279,38 @@ def test_a_released_slot_is_acquired_with_one_meta_write(repo: Repo, tmp_path: P
     assert json.loads(meta.read_text())["label"] == "run/ws/2"
     pool.release(w)
     pool.close(remove=True)
+
+
+def _holder(path: Path) -> subprocess.Popen[bytes]:
+    """A process outside any sandbox with a file open in ``path``."""
+    proc = subprocess.Popen(["sh", "-c", f"cd /; exec 3>>{path}/held.log; exec sleep 30"],
+                            start_new_session=True)
+    end = time.monotonic() + 5
+    while not (path / "held.log").exists() and time.monotonic() < end:
+        time.sleep(0.01)
+    return proc
+
+
+def test_a_slot_given_back_contained_is_not_swept_one_given_back_plainly_is(repo: Repo) -> None:
+    """``contained`` (every command run there was in a PID-namespace sandbox and exited) is
+    the caller's word that nothing it started lives: the next acquire skips the /proc sweep,
+    once. Without it (the default, and after every acquire) the sweep runs."""
+    base = git(repo.workdir, "rev-parse", "HEAD")
+    pool = WorktreePool(repo, size=1)
+    w = pool.acquire(base)
+    assert w.contained is False
+    holder = _holder(w.path)
+    try:
+        w.contained = True
+        pool.release(w)
+        w = pool.acquire(base)
+        assert holder.poll() is None  # not swept: the word was taken
+        assert w.contained is False
+        pool.release(w)  # plainly
+        w = pool.acquire(base)
+        assert holder.wait(5) is not None  # swept
+    finally:
+        holder.kill()
+        holder.wait()
+    pool.release(w)
+    pool.close(remove=True)

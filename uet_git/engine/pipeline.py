@@ -169,6 +169,7 @@ def _run_tool_once(ctx: StepContext, ws: Workstream, wt: Worktree, worker: int, 
     outside the worktree (``tampered``: restored, the changes as evidence)."""
     logs = ctx.log_dir(ws.id, attempt, f"try-{n}")
     sandbox = ctx.sandbox(wt.path, logs)
+    wt.contained = wt.contained and sandbox is not None
     ctx.guard.enter(ws.id, wt.path)
     try:
         tried = _setup_and_tool(ctx, ws, wt, worker, attempt, logs, sandbox, n)
@@ -261,6 +262,7 @@ def run_attempt(ctx: StepContext, ws_id: str, *, worker: int, base: str, attempt
     label = f"{ctx.run_id}/{ws_id}/{attempt}"
     ctx.observer.worker(worker, ws_id, "checkout")
     wt = ctx.pool.acquire(base, label)
+    wt.contained = True  # until a command runs in it unsandboxed (the tool's, acceptance)
     keep = False
     try:
         tries: list[str] = []
@@ -272,7 +274,9 @@ def run_attempt(ctx: StepContext, ws_id: str, *, worker: int, base: str, attempt
                 if ctx.cancel.wait(delay):
                     keep = True
                     return WorkerOutcome(ws_id, None, duration=time.monotonic() - start)
+                contained = wt.contained  # the pool's own setup, if any, it accounts for
                 ctx.pool.reset(wt, base)  # include files and [worktree] setup again
+                wt.contained = contained
             last = _run_tool_once(ctx, ws, wt, worker, attempt, n + 1)
             if last.reason == "cancelled":
                 keep = True
@@ -417,11 +421,13 @@ def check_patch(ctx: StepContext, ws_id: str, *, worker: int, attempt: int, patc
             env = ctx.env_for(ws, worker, wt.path, {"UET_PATCH": patch}, attempt=attempt)
             logs = ctx.log_dir(ws_id, attempt, "acceptance" if target == patch else "tail")
             ctx.observer.step_started(ws_id, worker, "acceptance", attempt=attempt)
+            sandbox = ctx.sandbox(wt.path, logs)
+            wt.contained = wt.contained and sandbox is not None
             ctx.guard.enter(ws_id, wt.path)
             try:
                 acc = run_commands(ws.acceptance, cwd=wt.path, env=env, timeout=ws.timeout,
                                    log_dir=logs, name="acceptance", cancel=ctx.cancel,
-                                   sandbox=ctx.sandbox(wt.path, logs))
+                                   sandbox=sandbox)
             finally:
                 tampering = ctx.guard.leave(ws_id)
             ctx.observer.step_finished(ws_id, worker, "acceptance", attempt=attempt, ok=acc.ok)

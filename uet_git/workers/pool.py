@@ -76,6 +76,9 @@ class Worktree:
     slot: int
     base: str | None = None
     label: str | None = None
+    # Set by whoever runs commands in it (False again at each acquire and reset): every one
+    # since then ran in a PID-namespace sandbox and has exited, so nothing it started lives.
+    contained: bool = False
 
 
 class WorktreePool:
@@ -105,6 +108,8 @@ class WorktreePool:
         # slot -> what its <slot>.json on disk says ("released", "preparing", "busy"), as
         # this pool last wrote or read it
         self._meta_state: dict[int, str] = {}
+        self._contained: set[int] = set()  # free slots given back contained (``release``)
+        self._set_up: set[int] = set()  # busy slots our [worktree] setup ran in
         self._adopt_stale()
 
     # --- public API ----------------------------------------------------------------------
@@ -118,7 +123,11 @@ class WorktreePool:
                     slot = self._claim_new_slot()
                     wt = Worktree(self.root / str(slot), slot)
                 self._busy[wt.slot] = wt
-            if quiesce(wt.path):
+                swept = wt.slot in self._contained
+                self._contained.discard(wt.slot)
+            # The /proc sweep (every process on the machine) only where something may still
+            # work: not in a slot given back contained (see ``release``).
+            if swept or quiesce(wt.path):
                 break
             with self._mutex:
                 self._busy.pop(wt.slot, None)
@@ -137,13 +146,25 @@ class WorktreePool:
                 self._release_lock(wt.slot)
             raise
         wt.base, wt.label = base, label
+        wt.contained = False
         self._write_meta(wt)
         return wt
 
     def release(self, wt: Worktree) -> None:
         """Give a worktree back (its result is in the ledger, or it was an orphan the engine
-        has recorded). Its files stay until the next ``acquire`` resets it."""
+        has recorded). Its files stay until the next ``acquire`` resets it.
+
+        ``wt.contained`` (set by the caller: every command it ran there since the acquire ran
+        in a PID-namespace sandbox, ``sandbox.py``, and has exited, so the kernel ended all
+        it started, ``setsid`` daemons included) and no ``[worktree] setup`` of ours ran since:
+        the next acquire of the slot in this pool skips the sweep. Not covered, as by no
+        accounting of the tool's processes: a process something outside the sandbox started
+        on a tool's request (a system daemon asked over a socket)."""
         with self._mutex:
+            if wt.contained and wt.slot not in self._set_up and wt.slot in self._locks:
+                self._contained.add(wt.slot)
+            self._set_up.discard(wt.slot)
+            wt.contained = False
             self._busy.pop(wt.slot, None)
             self._orphans.pop(wt.slot, None)
             if wt.slot in self._locks:
@@ -158,6 +179,7 @@ class WorktreePool:
         """Put a busy worktree back at ``base`` (between tries of one attempt) as ``acquire``
         would hand it out: the include files copied and, when the reset removed ignored files,
         ``[worktree] setup`` run again."""
+        wt.contained = False
         reset_worktree(self.repo, wt.path, base, keep_ignored=self.keep_ignored)
         copy_includes(self.repo, wt.path, self.include)
         if not self.keep_ignored:
@@ -224,6 +246,9 @@ class WorktreePool:
         reset_worktree(self.repo, wt.path, base, keep_ignored=self.keep_ignored, clean=False)
 
     def _run_setup(self, wt: Worktree) -> None:
+        if self.setup:
+            with self._mutex:
+                self._set_up.add(wt.slot)  # unsandboxed: its daemons are the sweep's business
         env = {"UET_WORKTREE": str(wt.path)}
         for i, cmd in enumerate(self.setup, 1):
             out = self.root / f"{wt.slot}.setup-{i}.out"
