@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import git, make_repo
 from uet_git.gitrepo.looserefs import refs_outside
-from uet_git.gitrepo.refs import for_each_ref
+from uet_git.gitrepo.refs import for_each_ref_git
 from uet_git.gitrepo.repo import Repo
 
 
@@ -30,7 +30,7 @@ def repo(tmp_path: Path) -> Repo:
 
 
 def _git_view(repo: Repo) -> dict[str, str]:
-    return {r: o for r, o in for_each_ref(repo).items() if not r.startswith("refs/uet/")}
+    return {r: o for r, o in for_each_ref_git(repo).items() if not r.startswith("refs/uet/")}
 
 
 def test_same_as_for_each_ref_loose_packed_and_mixed(repo: Repo) -> None:

@@ -18,6 +18,7 @@ with ``include.*`` in the config it is read every time, since an included file c
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,68 @@ class FilterConfig:
     @property
     def names(self) -> set[str]:
         return {name for name, _ in self.drivers}
+
+
+NONE = FilterConfig({}, False)
+
+
+def config_files(common_dir: Path, git_dir: Path) -> list[Path] | None:
+    """Every config file git may read in the repository whose git dir is ``git_dir`` (a
+    superset: ``config.worktree`` whether or not it is enabled), or None when the environment
+    passes config another way (git must then be asked)."""
+    env = os.environ
+    if env.get("GIT_CONFIG_COUNT", "0") not in ("", "0"):
+        return None
+    files = [common_dir / "config", common_dir / "config.worktree", git_dir / "config.worktree"]
+    if env.get("GIT_CONFIG_NOSYSTEM", "").lower() not in ("1", "true", "yes", "on"):
+        system = env.get("GIT_CONFIG_SYSTEM")
+        if system == "":
+            return None
+        files += [Path(system)] if system else _system_files(env.get("PATH"))
+    global_ = env.get("GIT_CONFIG_GLOBAL")
+    if global_ is not None:
+        if not global_:
+            return None
+        files.append(Path(global_))
+    else:
+        home = env.get("HOME")
+        if not home:
+            return None
+        xdg = env.get("XDG_CONFIG_HOME") or f"{home}/.config"
+        files += [Path(xdg) / "git" / "config", Path(home) / ".gitconfig"]
+    return files
+
+
+_system_by_path: dict[str | None, list[Path]] = {}
+
+
+def _system_files(path: str | None) -> list[Path]:
+    """The system config of the ``git`` on ``path``: ``/etc/gitconfig`` (prefix ``/usr``)
+    or ``PREFIX/etc/gitconfig`` (git's build defaults); both, as a superset."""
+    files = _system_by_path.get(path)
+    if files is None:
+        found = shutil.which("git", path=path)
+        files = [Path("/etc/gitconfig")]
+        if found:
+            files.append(Path(os.path.realpath(found)).parent.parent / "etc" / "gitconfig")
+        _system_by_path[path] = files
+    return files
+
+
+def mention_none(files: Sequence[Path]) -> bool:
+    """True when no file in ``files`` has ``filter`` or ``include`` in it, in any case: then
+    git's view has no driver and no include (section names have no escapes, and are matched
+    without case). False on any doubt (an unreadable file)."""
+    for f in files:
+        try:
+            data = f.read_bytes().lower()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return False
+        if b"filter" in data or b"include" in data:
+            return False
+    return True
 
 
 def read_filters(cwd: str | os.PathLike[str], lead: Sequence[str] = ()) -> FilterConfig:

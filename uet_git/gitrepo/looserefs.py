@@ -27,9 +27,11 @@ _COMPONENT = re.compile(r"[A-Za-z0-9_+,=%-][A-Za-z0-9._+,=%@-]*")
 _MAX_SYMREF_DEPTH = 5
 
 
-class _Unsure(Exception):
+class Unsure(Exception):
     """Something git itself must judge."""
 
+
+_Unsure = Unsure
 
 def _name_ok(name: str) -> bool:
     if ".." in name or "@{" in name or name.endswith("/"):
@@ -38,9 +40,9 @@ def _name_ok(name: str) -> bool:
                for c in name.split("/"))
 
 
-def _loose(common: Path, skip: str, out: dict[str, bytes]) -> None:
-    """Every loose ref file under ``refs/`` (content, stripped) but those under ``skip``."""
-    stack = ["refs/"]
+def _loose(common: Path, skip: str, out: dict[str, bytes], start: str = "refs/") -> None:
+    """Every loose ref file under ``start`` (its content) but those under ``skip``."""
+    stack = [start]
     while stack:
         rel = stack.pop()
         if rel == skip:
@@ -73,7 +75,7 @@ def _loose(common: Path, skip: str, out: dict[str, bytes]) -> None:
                     continue  # deleted meanwhile: packed-refs (read after) holds it if it is
                 except OSError as exc:
                     raise _Unsure from exc
-                out[name] = data.strip()
+                out[name] = data
             else:
                 raise _Unsure(e.path)  # a symbolic link or stranger: git decides
 
@@ -128,7 +130,7 @@ def _cut(data: bytes, skip: bytes) -> bytes:
 
 def _resolve(name: str, loose: dict[str, bytes], packed: dict[str, bytes]) -> str:
     for _ in range(_MAX_SYMREF_DEPTH):
-        value = loose.get(name, packed.get(name))
+        value = loose[name].strip() if name in loose else packed.get(name)
         if value is None:
             raise _Unsure(name)  # a dangling symbolic ref, or one into the skipped prefix
         if value.startswith(b"ref:"):
@@ -172,4 +174,225 @@ def _reftable(common: Path) -> bool:
     return True
 
 
-__all__ = ["refs_outside"]
+# What git's files backend reads for one name, exactly (see ``read_ref``).
+_OID40 = re.compile(rb"[0-9a-f]{40}\n?")
+_SYMREF = re.compile(rb"ref: (refs/[^\n]+)\n?")
+# A packed-refs git reads as this does: an optional header, then ref lines each optionally
+# followed by its peeled line, every line ending in LF. Anything else (git may die on it, or
+# read it another way) is left to git.
+_PACKED_FILE = re.compile(
+    rb"(?:# pack-refs with:[^\n]*\n)?(?:[0-9a-f]{40} [^\n ]+\n(?:\^[0-9a-f]{40}\n)?)*")
+_PACKED_LINE = re.compile(rb"^([0-9a-f]{40}) ([^\n]+)$", re.M)
+# Refs that live in each worktree's own git dir (git's ``is_per_worktree_ref``).
+_PER_WORKTREE = ("refs/bisect/", "refs/worktree/", "refs/rewritten/")
+# ``name-g<hex>`` is read by git as ``git describe`` output (an abbreviated object id) when no
+# ref of that name exists: only git can tell what it then names.
+_DESCRIBE = re.compile(r"-g[0-9a-fA-F]*$")
+
+
+def plain_name(name: str) -> bool:
+    """A shared ref name (``refs/...``, not per-worktree) git reads as just that name."""
+    return (name.startswith("refs/") and not name.startswith(_PER_WORKTREE)
+            and _name_ok(name) and len(name) < 1000)
+
+
+def packed_index(common: Path) -> dict[str, bytes]:
+    """``{name: oid}`` of ``packed-refs`` when git reads it as written: well formed, no name
+    twice, and sorted when its header says so (git then binary-searches it, and a false claim
+    makes git miss refs a linear read finds). ``Unsure`` otherwise."""
+    try:
+        data = (common / "packed-refs").read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise Unsure from exc
+    if not _PACKED_FILE.fullmatch(data):
+        raise Unsure("packed-refs")
+    pairs = _PACKED_LINE.findall(data)
+    names = [n for _, n in pairs]
+    if len(set(names)) != len(names):
+        raise Unsure("packed-refs: a name twice")
+    header = data[:data.find(b"\n")] if data.startswith(b"#") else b""
+    if b" sorted " in header + b" " and names != sorted(names):
+        raise Unsure("packed-refs: not sorted as its header says")
+    return {n.decode(errors="surrogateescape"): oid for oid, n in pairs}
+
+
+def _loose_value(common: Path, name: str) -> bytes | None:
+    """The loose ref file's content; None when there is none (git then reads packed-refs)."""
+    path = common / name
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise Unsure from exc
+    if stat.S_ISDIR(mode):
+        return None  # git reads a directory where a ref would be as "not loose"
+    if not stat.S_ISREG(mode):
+        raise Unsure(name)  # a symbolic link (git may read it as a symbolic ref) or stranger
+    try:
+        with open(path, "rb") as f:
+            return f.read(4096)
+    except FileNotFoundError:
+        return None  # deleted meanwhile: git deletes from packed-refs first, read after
+    except OSError as exc:
+        raise Unsure from exc
+
+
+def _values(common: Path, names: list[str]) -> dict[str, bytes | None]:
+    """Each name's raw value, loose files first and then packed-refs once (the order git's
+    writers make safe: a ref is never missing from both at any moment)."""
+    out = {n: _loose_value(common, n) for n in names}
+    if any(v is None for v in out.values()):
+        packed = packed_index(common)
+        for n, v in out.items():
+            if v is None and n in packed:
+                out[n] = packed[n]
+    return out
+
+
+def _follow(common: Path, name: str, value: bytes) -> str:
+    """The object id ``value`` (``name``'s content) resolves to, following symbolic refs."""
+    for _ in range(_MAX_SYMREF_DEPTH - 1):
+        if _OID40.fullmatch(value):
+            return value[:40].decode()
+        m = _SYMREF.fullmatch(value)
+        if not m:
+            raise Unsure(name)  # not a ref git reads as clean: broken, or another format
+        name = m[1].decode(errors="surrogateescape")
+        if not plain_name(name):
+            raise Unsure(name)
+        got = _values(common, [name])[name]
+        if got is None:
+            raise Unsure(name)  # dangling: git warns and tries its other readings
+        value = got
+    raise Unsure(name)
+
+
+def plain_store(common: Path) -> bool:
+    """The refs of ``common`` are plain files git reads as this module does: no reftable, no
+    ``extensions.refStorage`` or ``objectFormat`` (SHA-256 ids) in the config."""
+    if _reftable(common):
+        return False
+    try:
+        config = (common / "config").read_bytes().lower()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return b"refstorage" not in config and b"objectformat" not in config
+
+
+def read_ref(common: Path, name: str) -> str | None:
+    """What ``git rev-parse --verify --quiet NAME`` prints for a full ref name (its object id,
+    symbolic refs followed, the object not read), or None when git prints nothing. git reads
+    ``NAME`` as a revision: when no ref of exactly that name exists it tries
+    ``refs/NAME``, ``refs/tags/NAME``, ... (its dwim rules); this answers None only when all
+    of them are surely absent. ``Unsure`` wherever git must judge. ``common`` is a git dir
+    that passed ``plain_store``; this reads no config."""
+    if not plain_name(name):
+        raise Unsure(name)
+    candidates = [name, f"refs/{name}", f"refs/tags/{name}", f"refs/heads/{name}",
+                  f"refs/remotes/{name}", f"refs/remotes/{name}/HEAD"]
+    values = _values(common, candidates)
+    first = values[name]
+    if first is not None:
+        return _follow(common, name, first)
+    if any(v is not None for v in values.values()) or _DESCRIBE.search(name):
+        raise Unsure(name)
+    return None
+
+
+def head_branch(common: Path) -> str | None:
+    """The full name of the branch ``common``'s own ``HEAD`` names (``ref: refs/heads/X``, the
+    branch plain or unborn), None when ``HEAD`` is detached; ``Unsure`` otherwise."""
+    head = _loose_value(common, "HEAD")
+    if head is None:
+        raise Unsure("HEAD")
+    if _OID40.fullmatch(head):
+        return None
+    m = _SYMREF.fullmatch(head)
+    if not m:
+        raise Unsure("HEAD")
+    name = m[1].decode(errors="surrogateescape")
+    if not name.startswith("refs/heads/") or not plain_name(name):
+        raise Unsure(name)
+    value = _values(common, [name])[name]
+    if value is not None and not _OID40.fullmatch(value):
+        raise Unsure(name)  # a symbolic ref in turn: git follows it to its end
+    return name
+
+
+def short_branch(common: Path, full: str) -> str:
+    """``git symbolic-ref --short``'s name for ``refs/heads/X``: ``X`` when no other reading
+    of ``X`` (``X``, ``refs/X``, ``refs/tags/X``, ``refs/remotes/X[/HEAD]``) exists in any
+    form (git shortens less when one resolves); ``Unsure`` if any might."""
+    short = full.removeprefix("refs/heads/")
+    others = (short, f"refs/{short}", f"refs/tags/{short}", f"refs/remotes/{short}",
+              f"refs/remotes/{short}/HEAD")
+    for other in others:
+        try:
+            os.lstat(common / other)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise Unsure(other) from exc
+        raise Unsure(other)
+    if any(n in packed_index(common) for n in others):
+        raise Unsure(short)
+    return short
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    # ``git for-each-ref``'s literal patterns: the name itself or a prefix ending at a slash.
+    return not patterns or any(
+        name.startswith(p) and (len(name) == len(p) or p.endswith("/") or name[len(p)] == "/")
+        for p in patterns)
+
+
+def replace_refs(common: Path) -> bool:
+    """Whether any ``refs/replace/`` ref may exist (git then reads objects through them)."""
+    try:
+        os.lstat(common / "refs" / "replace")
+        return True
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return True
+    return any(n.startswith("refs/replace/") for n in packed_index(common))
+
+
+def list_refs(common: Path, patterns: tuple[str, ...]) -> dict[str, str]:
+    """``git for-each-ref --format='%(objectname) %(refname)' PATTERNS`` in process, sorted:
+    literal patterns under ``refs/`` only; symbolic refs resolved; objects not read (git lists
+    a ref to a missing object with this format too). ``Unsure`` wherever git must judge
+    (``common`` passed ``plain_store``)."""
+    if not all(
+            p.startswith("refs/") and not any(c in p for c in "*?[\\") for p in patterns):
+        raise Unsure("patterns")
+    loose: dict[str, bytes] = {}
+    for p in patterns or ("refs/",):
+        base = p if p.endswith("/") else p + "/"
+        if not p.endswith("/"):
+            value = _loose_value(common, p)
+            if value is not None:
+                loose[p] = value
+        _loose_under(common, base, loose)
+    packed = packed_index(common)
+    out: dict[str, str] = {}
+    for name in sorted(loose.keys() | {n for n in packed if _matches(n, patterns)}):
+        if not _name_ok(name) or name.startswith(_PER_WORKTREE):
+            raise Unsure(name)
+        raw = loose.get(name)
+        out[name] = _follow(common, name, raw if raw is not None else packed[name])
+    return out
+
+
+def _loose_under(common: Path, base: str, out: dict[str, bytes]) -> None:
+    """Every loose ref file under ``base`` (a directory path ending in ``/``)."""
+    _loose(common, "\0", out, start=base)
+
+
+__all__ = ["Unsure", "head_branch", "list_refs", "packed_index", "plain_name", "plain_store",
+           "read_ref", "refs_outside", "replace_refs", "short_branch"]

@@ -35,8 +35,19 @@ _FSYNC = ["-c", "core.fsync=committed,reference"]
 def for_each_ref(repo: HasWorkdir, *patterns: str) -> dict[str, str]:
     """``{refname: oid}`` of every ref matching a pattern (``git for-each-ref`` patterns:
     prefixes up to a slash, or globs), sorted by name; every ref when no pattern is given.
-    One git process; ``%(objectname)`` does not read the objects, so it stays cheap. The one
-    ref lister (``Repo.list_refs`` delegates here)."""
+    The one ref lister (``Repo.list_refs`` delegates here). A ``Repo`` reads its ref files in
+    process where that gives git's answer (``Repo.refs_in_process``); git otherwise."""
+    in_process = getattr(repo, "refs_in_process", None)
+    if in_process is not None:
+        found = in_process(patterns)
+        if found is not None:
+            return found
+    return for_each_ref_git(repo, *patterns)
+
+
+def for_each_ref_git(repo: HasWorkdir, *patterns: str) -> dict[str, str]:
+    """``for_each_ref`` answered by one ``git for-each-ref`` (``%(objectname)`` does not read
+    the objects, so it stays cheap); what the in-process reads are tested against."""
     out = run_git(["for-each-ref", "--format=%(objectname) %(refname)", "--end-of-options",
                    *patterns], cwd=repo.workdir).stdout
     refs: dict[str, str] = {}

@@ -9,6 +9,8 @@ the pager off (``gitcmd.py``: a tool may have planted them in the config).
 from __future__ import annotations
 
 import os
+import re
+import stat
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
@@ -17,9 +19,17 @@ from pathlib import Path
 
 import pygit2
 
-from uet_git.gitrepo import filters
+from uet_git.gitrepo import filters, looserefs
 from uet_git.gitrepo.gitcmd import MIN_GIT, GitError, git_version, require_git, run_git
 from uet_git.gitrepo.refs import RefTransaction, RefUpdater, for_each_ref
+
+# Environment that makes git read another repository, object store or ref view than the
+# files below ``common_dir``: the in-process reads then step aside for git.
+_REDIRECT_ENV = ("GIT_DIR", "GIT_COMMON_DIR", "GIT_WORK_TREE", "GIT_NAMESPACE",
+                 "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_REF_PARANOIA",
+                 "GIT_QUARANTINE_PATH", "GIT_CONFIG", "GIT_CONFIG_PARAMETERS")
+_GITFILE = re.compile(rb"gitdir: ([^\n]+)\n?")
+_HEX40 = re.compile(r"[0-9a-f]{40}")
 
 __all__ = ["MIN_GIT", "GitError", "Repo", "git_version", "require_git", "run_git"]
 
@@ -91,6 +101,10 @@ class Repo:
 
     def _filters_now(self, cwd: str | os.PathLike[str], lead: tuple[str, ...]
                      ) -> filters.FilterConfig:
+        git_dir = self._git_dir_at(cwd, lead)
+        files = None if git_dir is None else filters.config_files(self.common_dir, git_dir)
+        if files is not None and filters.mention_none(files):
+            return filters.NONE  # no file git reads can name a driver or include one
         where = (str(cwd), lead)
         key = filters.stat_key(self.common_dir, cwd, lead)
         views = self._cache.setdefault("filters-now", {})
@@ -105,6 +119,61 @@ class Repo:
             view = self._filters_now(self.workdir, ())
         views[where] = (key, view)
         return view
+
+    def _git_dir_at(self, cwd: str | os.PathLike[str], lead: tuple[str, ...]) -> Path | None:
+        """The git dir of this repository that ``git LEAD ...`` started in ``cwd`` uses, when
+        that is plain to see: ``--git-dir D``, or ``cwd/.git`` (this repository's own git dir,
+        or a linked worktree's ``gitdir:`` file) whose common dir is ``common_dir``. None when
+        anything else could decide it (the caller then asks git)."""
+        if any(k in os.environ for k in _REDIRECT_ENV):
+            return None
+        here = Path(cwd)
+        try:
+            if lead:
+                d = here / lead[1]
+            else:
+                dotgit = here / ".git"
+                st = os.lstat(dotgit)
+                if stat.S_ISDIR(st.st_mode):
+                    d = dotgit
+                elif stat.S_ISREG(st.st_mode):
+                    m = _GITFILE.fullmatch(dotgit.read_bytes())
+                    if not m:
+                        return None  # git reads or refuses it its own way
+                    d = here / os.fsdecode(m[1])
+                else:
+                    return None
+            common = d
+            if (d / "commondir").is_file():
+                common = d / os.fsdecode((d / "commondir").read_bytes().rstrip(b"\n"))
+            if not os.path.samefile(common, self.common_dir):
+                return None
+        except OSError:
+            if not lead and self.bare and Path(cwd) == self.common_dir:
+                return self.common_dir  # a bare repository: git runs in its git dir
+            return None
+        return d
+
+    def files_refs(self) -> Path | None:
+        """The directory whose files git, started in ``workdir``, reads this repository's refs
+        from, when ``looserefs`` can read them as git does (the main worktree's own git dir is
+        ``common_dir``, plain files backend, no environment pointing git elsewhere); None
+        when only git can answer."""
+        git_dir = self._git_dir_at(self.workdir, ())
+        if git_dir is None or not os.path.samefile(git_dir, self.common_dir):
+            return None
+        return self.common_dir if looserefs.plain_store(self.common_dir) else None
+
+    def refs_in_process(self, patterns: tuple[str, ...]) -> dict[str, str] | None:
+        """``for_each_ref(self, *patterns)`` read from the files, or None when git must be
+        asked (``looserefs.list_refs``)."""
+        store = self.files_refs()
+        if store is None:
+            return None
+        try:
+            return looserefs.list_refs(store, patterns)
+        except looserefs.Unsure:
+            return None
 
     def _filter_env(self, args: tuple[str, ...], cwd: str | os.PathLike[str],
                     env: Mapping[str, str] | None) -> Mapping[str, str] | None:
@@ -151,13 +220,53 @@ class Repo:
         return self.git(*args, cwd=cwd).stdout.decode().strip()
 
     def rev_parse(self, rev: str) -> str | None:
-        """The full object id ``rev`` names (peeled to a commit), or None."""
+        """The full object id ``rev`` names (peeled to a commit), or None. A full object id or
+        ref name is read in process (``_commit_in_process``); any other revision by git."""
+        fast = self._commit_in_process(rev)
+        if fast is not None:
+            return fast or None
         proc = self.git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}",
                         check=False)
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
+    def _commit_in_process(self, rev: str) -> str | None:
+        """``rev``'s commit for a full object id or a plain full ref name: the id when the
+        object is a commit, "" when git would answer nothing (not found, a tree or a blob);
+        None to ask git (a tag, a missing object git might fetch, replace refs in use)."""
+        store = self.files_refs()
+        if store is None:
+            return None
+        try:
+            if _HEX40.fullmatch(rev):
+                oid: str | None = rev
+            elif looserefs.plain_name(rev):
+                oid = looserefs.read_ref(store, rev)
+            else:
+                return None
+            if oid is None:
+                return ""
+            if looserefs.replace_refs(store):
+                return None  # git reads replaced objects' types through them
+        except looserefs.Unsure:
+            return None
+        try:
+            obj = self._pg.get(oid)
+        except (pygit2.GitError, ValueError):
+            return None  # unreadable here: git says what it is
+        if obj is None or obj.type == pygit2.enums.ObjectType.TAG:
+            return None
+        return oid if obj.type == pygit2.enums.ObjectType.COMMIT else ""
+
     def read_ref(self, name: str) -> str | None:
-        """The object id a full ref name points to, or None (trusts git, not a cache)."""
+        """The object id a full ref name points to, or None (trusts git, not a cache): read
+        from the ref files as git reads them (``looserefs.read_ref``), git asked whenever that
+        is not certain."""
+        store = self.files_refs()
+        if store is not None:
+            try:
+                return looserefs.read_ref(store, name)
+            except looserefs.Unsure:
+                pass
         proc = self.git("rev-parse", "--verify", "--quiet", "--end-of-options", name,
                         check=False)
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
@@ -172,6 +281,13 @@ class Repo:
 
     def current_branch(self) -> str | None:
         """The branch checked out in the main worktree (short name), or None if detached."""
+        store = self.files_refs()
+        if store is not None:
+            try:
+                full = looserefs.head_branch(store)
+                return None if full is None else looserefs.short_branch(store, full)
+            except looserefs.Unsure:
+                pass
         proc = self.git("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 

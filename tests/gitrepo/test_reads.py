@@ -1,0 +1,322 @@
+"""The in-process ref reads (``Repo.read_ref``, ``rev_parse``, ``current_branch``,
+``for_each_ref``) give exactly the git CLI's answer on real repositories: loose, packed,
+symbolic, deleted, planted and broken refs, packed-refs rewritten between two reads, linked
+worktrees. Where they cannot be sure they step aside for git; where they can, no process
+starts (checked with no git on PATH)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import git, make_repo
+from uet_git.gitrepo import looserefs
+from uet_git.gitrepo.gitcmd import GitError
+from uet_git.gitrepo.refs import for_each_ref, for_each_ref_git
+from uet_git.gitrepo.repo import Repo
+
+NAMES = [
+    "refs/heads/main", "refs/heads/a", "refs/heads/a-b", "refs/heads/x-g1234",
+    "refs/tags/v1", "refs/uet/ledger/r1", "refs/uet/queued/r1/ws", "refs/uet/ledger/r2",
+    # Where git's reading of a full name goes when no ref of exactly that name exists.
+    "refs/heads/refs/uet/ledger/r2", "refs/tags/refs/heads/gone",
+    "refs/remotes/refs/heads/far/HEAD", "refs/refs/heads/twice",
+]
+QUERIES = [*NAMES, "refs/heads/gone", "refs/heads/far", "refs/heads/twice", "refs/nope/x",
+           "refs/heads", "refs/uet"]
+PATTERNS = [(), ("refs/uet/",), ("refs/heads/",), ("refs/uet/ledger/r1",), ("refs/heads/a",),
+            ("refs/uet/ledger/", "refs/tags/"), ("refs/tags",)]
+
+
+def _git_rev_parse(repo: Repo, rev: str) -> str | None:
+    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options", rev],
+                          cwd=repo.workdir, capture_output=True, text=True)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def _git_branch(repo: Repo) -> str | None:
+    proc = subprocess.run(["git", "symbolic-ref", "--quiet", "--short", "HEAD"],
+                          cwd=repo.workdir, capture_output=True, text=True)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def _git_for_each_ref(repo: Repo, patterns: tuple[str, ...]) -> dict[str, str] | str:
+    proc = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(refname)",
+                           "--end-of-options", *patterns],
+                          cwd=repo.workdir, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return "git failed"
+    # A name listed twice (a planted packed-refs): the last line wins, as in for_each_ref.
+    pairs = dict((n, o) for o, _, n in (ln.partition(" ") for ln in proc.stdout.splitlines()))
+    return dict(sorted(pairs.items()))
+
+
+def _same_as_git(repo: Repo) -> None:
+    for name in QUERIES:
+        assert repo.read_ref(name) == _git_rev_parse(repo, name), name
+    for name in QUERIES[:6]:
+        assert repo.rev_parse(name) == _git_rev_parse(repo, f"{name}^{{commit}}"), name
+    assert repo.current_branch() == _git_branch(repo)
+    for pats in PATTERNS:
+        try:
+            ours: dict[str, str] | str = for_each_ref(repo, *pats)
+        except GitError:
+            ours = "git failed"
+        assert ours == _git_for_each_ref(repo, pats), pats
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = make_repo(tmp_path_factory.mktemp("reads") / "r", {"a.txt": "a\n"})
+    git(path, "commit", "-q", "--allow-empty", "-m", "second")
+    git(path, "tag", "-a", "-m", "annotated", "annotated")
+    return path
+
+
+def _fresh(template: Path, where: Path) -> Repo:
+    subprocess.run(["cp", "-a", str(template), str(where)], check=True)
+    return Repo.open(where)
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError:
+        pass  # a directory/file conflict with a ref already there: nothing planted
+
+
+def _oids(repo: Repo) -> list[str]:
+    """A commit, its parent, a tree, an annotated tag, a missing object."""
+    w = repo.workdir
+    return [git(w, "rev-parse", "HEAD"), git(w, "rev-parse", "HEAD~1"),
+            git(w, "rev-parse", "HEAD^{tree}"), git(w, "rev-parse", "annotated"), "e" * 40]
+
+
+def _apply(repo: Repo, op: tuple, oids: list[str]) -> None:
+    w = repo.workdir
+    kind = op[0]
+    packed = repo.common_dir / "packed-refs"
+    if kind == "set":
+        git(w, "update-ref", op[1], oids[op[2]], check=False)
+    elif kind == "del":
+        git(w, "update-ref", "-d", op[1], check=False)
+    elif kind == "sym":
+        git(w, "symbolic-ref", op[1], op[2], check=False)
+    elif kind == "head":
+        git(w, "symbolic-ref", "HEAD", op[1], check=False)
+    elif kind == "detach":
+        _write(repo.common_dir / "HEAD", oids[op[2] % 2].encode() + b"\n")
+    elif kind == "pack":
+        git(w, "pack-refs", "--all", check=False)
+    elif kind == "loose":  # a file written by hand, as a tool could: the bytes given
+        _write(repo.common_dir / op[1], op[2])
+    elif kind == "unsorted" and packed.exists():
+        lines = packed.read_bytes().splitlines(keepends=True)
+        head = [b"# pack-refs with: peeled fully-peeled sorted \n"]
+        body = [ln for ln in lines if not ln.startswith((b"#", b"^"))]
+        packed.write_bytes(b"".join(head + body[::-1]))
+    elif kind == "twice" and packed.exists():
+        data = packed.read_bytes()
+        body = [ln for ln in data.splitlines(keepends=True) if not ln.startswith((b"#", b"^"))]
+        if body:
+            packed.write_bytes(data + body[0].replace(body[0][:40], oids[1].encode()))
+    elif kind == "packed":  # packed-refs rewritten whole between two reads
+        packed.write_bytes(op[1])
+
+
+_name = st.sampled_from(NAMES)
+_content = st.sampled_from([
+    b"", b"\n", b"ref: refs/heads/main\n", b"ref: refs/heads/gone\n", b"ref:refs/heads/a\n",
+    b"ref: refs/heads/a", b"ref: HEAD\n", b"zzzz\n", b"e" * 40 + b"\n", b" " + b"e" * 40 + b"\n",
+    b"E" * 40 + b"\n", b"e" * 40 + b" trailing\n", b"e" * 40, b"e" * 64 + b"\n",
+])
+_packed_body = st.sampled_from([
+    b"", b"# pack-refs with: peeled fully-peeled sorted \n",
+    b"# pack-refs with: peeled fully-peeled sorted \n" + b"e" * 40 + b" refs/heads/a\n",
+    b"# pack-refs with: peeled \n" + b"e" * 40 + b" refs/heads/z\n"
+    + b"e" * 40 + b" refs/heads/a\n",
+    b"e" * 40 + b" refs/heads/a\n^" + b"e" * 40 + b"\n",
+    b"# something else\n" + b"e" * 40 + b" refs/heads/a\n",
+    b"e" * 40 + b" refs/heads/a",  # no final newline
+])
+OPS = st.one_of(
+    st.tuples(st.just("set"), _name, st.integers(0, 4)),
+    st.tuples(st.just("del"), _name),
+    st.tuples(st.just("sym"), _name, st.sampled_from([*NAMES, "refs/heads/gone"])),
+    st.tuples(st.just("head"), st.sampled_from(["refs/heads/main", "refs/heads/a",
+                                                "refs/heads/unborn", "refs/tags/v1"])),
+    st.tuples(st.just("detach"), st.integers(0, 1), st.integers(0, 1)),
+    st.tuples(st.just("pack")),
+    st.tuples(st.just("loose"), _name, _content),
+    st.tuples(st.just("unsorted")),
+    st.tuples(st.just("twice")),
+    st.tuples(st.just("packed"), _packed_body),
+)
+
+
+# No shrinking: each example is a real repository and dozens of git processes; a failure is
+# reported as generated (the op list is short).
+@settings(max_examples=40, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(ops=st.lists(OPS, min_size=1, max_size=8))
+def test_reads_are_what_git_answers(template: Path, tmp_path_factory: pytest.TempPathFactory,
+                                    ops: list[tuple]) -> None:
+    repo = _fresh(template, tmp_path_factory.mktemp("ex") / "r")
+    oids = _oids(repo)
+    _same_as_git(repo)
+    for op in ops:
+        _apply(repo, op, oids)
+        _same_as_git(repo)
+
+
+def _no_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With no git to start, a read that started one would fail: what passes was in process.
+    monkeypatch.setenv("PATH", "/nonexistent")
+
+
+def test_plain_reads_start_no_process(template: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = _fresh(template, tmp_path / "r")
+    w = repo.workdir
+    head = git(w, "rev-parse", "HEAD")
+    git(w, "update-ref", "refs/uet/ledger/r1", head)
+    git(w, "pack-refs", "--all")
+    git(w, "update-ref", "refs/uet/queued/r1/ws", head)
+    tree = git(w, "rev-parse", "HEAD^{tree}")
+    _no_git(monkeypatch)
+    assert repo.read_ref("refs/heads/main") == head
+    assert repo.read_ref("refs/uet/ledger/r1") == head  # packed
+    assert repo.read_ref("refs/uet/ledger/none") is None
+    assert repo.rev_parse("refs/uet/queued/r1/ws") == head
+    assert repo.rev_parse(head) == head
+    assert repo.rev_parse(tree) is None
+    assert repo.current_branch() == "main"
+    assert repo.list_refs("refs/uet/") == {"refs/uet/ledger/r1": head,
+                                           "refs/uet/queued/r1/ws": head}
+    repo.trusted_filters()
+    assert repo._filters_now(w, ()) == repo.trusted_filters()
+
+
+def test_what_only_git_can_judge_goes_to_git(template: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = _fresh(template, tmp_path / "r")
+    w = repo.workdir
+    head = git(w, "rev-parse", "HEAD")
+    cases = {
+        "refs/heads/x-g1234": None,  # absent, and git reads it as `describe` output
+        "HEAD": head,  # not a full ref name
+        "refs/bisect/bad": head,  # per-worktree
+        "refs/heads/main^{tree}": git(w, "rev-parse", "HEAD^{tree}"),
+    }
+    git(w, "update-ref", "refs/bisect/bad", head)
+    for name, want in cases.items():
+        assert _git_rev_parse(repo, name) == want
+        with pytest.raises(looserefs.Unsure):
+            looserefs.read_ref(repo.common_dir, name)
+        assert repo.read_ref(name) == want
+    # A symbolic link, a loop of symbolic refs, a ref file of garbage.
+    heads = repo.common_dir / "refs" / "heads"
+    os.symlink("main", heads / "linked")
+    (heads / "loop1").write_text("ref: refs/heads/loop2\n")
+    (heads / "loop2").write_text("ref: refs/heads/loop1\n")
+    (heads / "junk").write_text("not an id\n")
+    for name in ("refs/heads/linked", "refs/heads/loop1", "refs/heads/junk"):
+        with pytest.raises(looserefs.Unsure):
+            looserefs.read_ref(repo.common_dir, name)
+        assert repo.read_ref(name) == _git_rev_parse(repo, name)
+    assert for_each_ref(repo) == for_each_ref_git(repo)
+    assert repo.refs_in_process(()) is None
+    # No git on PATH: what git must judge now fails loudly rather than answer from the files.
+    _no_git(monkeypatch)
+    with pytest.raises(OSError):
+        repo.read_ref("refs/heads/junk")
+
+
+def test_other_ref_storage_and_environment_go_to_git(template: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = _fresh(template, tmp_path / "r")
+    assert repo.files_refs() == repo.common_dir
+    monkeypatch.setenv("GIT_DIR", str(repo.common_dir))
+    assert repo.files_refs() is None
+    monkeypatch.delenv("GIT_DIR")
+    (repo.common_dir / "reftable").mkdir()
+    assert repo.files_refs() is None
+    (repo.common_dir / "reftable").rmdir()
+    with (repo.common_dir / "config").open("a") as f:
+        f.write("[extensions]\n\trefStorage = files\n")
+    assert repo.files_refs() is None
+
+
+def test_a_tool_replacing_the_main_git_dir_link_sends_reads_to_git(
+        template: Path, tmp_path: Path) -> None:
+    """The reads follow git's own discovery: a ``.git`` that is no longer the repository's
+    git dir (a tool swapped it for a file pointing elsewhere) is git's to read."""
+    repo = _fresh(template, tmp_path / "r")
+    other = _fresh(template, tmp_path / "other")
+    git(other.workdir, "update-ref", "refs/heads/elsewhere", "HEAD")
+    real = repo.workdir / ".git"
+    real.rename(repo.workdir / ".git-real")
+    real.write_text(f"gitdir: {other.common_dir}\n")
+    assert repo.files_refs() is None
+    assert repo.read_ref("refs/heads/elsewhere") == _git_rev_parse(repo, "refs/heads/elsewhere")
+
+
+def test_linked_worktree_head_is_its_own(template: Path, tmp_path: Path) -> None:
+    repo = _fresh(template, tmp_path / "r")
+    wt = tmp_path / "wt"
+    git(repo.workdir, "worktree", "add", "-q", "-b", "side", str(wt))
+    from_wt = Repo.open(wt)
+    assert from_wt.current_branch() == _git_branch(from_wt) == "main"
+    assert from_wt.read_ref("refs/heads/side") == _git_rev_parse(repo, "refs/heads/side")
+    assert for_each_ref(from_wt) == for_each_ref_git(from_wt)
+
+
+def test_packed_refs_rewritten_between_two_reads(template: Path, tmp_path: Path) -> None:
+    repo = _fresh(template, tmp_path / "r")
+    w = repo.workdir
+    one, two = git(w, "rev-parse", "HEAD"), git(w, "rev-parse", "HEAD~1")
+    git(w, "update-ref", "refs/uet/ledger/r1", one)
+    git(w, "pack-refs", "--all")
+    assert repo.read_ref("refs/uet/ledger/r1") == one
+    packed = repo.common_dir / "packed-refs"
+    # Same size, same name, another id: a reader caching on size or mtime would miss it.
+    before = packed.stat()
+    packed.write_bytes(packed.read_bytes().replace(one.encode(), two.encode()))
+    os.utime(packed, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert repo.read_ref("refs/uet/ledger/r1") == two == _git_rev_parse(repo, "refs/uet/ledger/r1")
+    assert repo.list_refs("refs/uet/") == _git_for_each_ref(repo, ("refs/uet/",))
+
+
+@pytest.mark.parametrize("body", [
+    # Claimed sorted, one name three times side by side: git's binary search picks the middle
+    # one, a reader keeping the first or last line another.
+    b"# pack-refs with: peeled fully-peeled sorted \n{one} refs/heads/a\n{two} refs/heads/a\n"
+    b"{one} refs/heads/a\n",
+    # Claimed sorted and not: git's binary search misses refs/heads/a.
+    b"# pack-refs with: peeled fully-peeled sorted \n{one} refs/heads/z\n{two} refs/heads/a\n",
+    # Not claimed sorted: git sorts it and finds both.
+    b"# pack-refs with: peeled \n{one} refs/heads/z\n{two} refs/heads/a\n",
+    # A ref to an object the repository does not have: listed all the same.
+    b"{one} refs/heads/a\n" + b"e" * 40 + b" refs/heads/b\n",
+])
+def test_planted_packed_refs(template: Path, tmp_path: Path, body: bytes) -> None:
+    repo = _fresh(template, tmp_path / "r")
+    one, two = _oids(repo)[:2]
+    git(repo.workdir, "pack-refs", "--all")
+    (repo.common_dir / "packed-refs").write_bytes(
+        body.replace(b"{one}", one.encode()).replace(b"{two}", two.encode()))
+    (repo.common_dir / "refs" / "heads" / "c").write_bytes(b"d" * 40 + b"\n")  # missing too
+    for name in ("refs/heads/a", "refs/heads/z", "refs/heads/b", "refs/heads/c"):
+        assert repo.read_ref(name) == _git_rev_parse(repo, name), name
+    for pats in PATTERNS:
+        try:
+            ours: dict[str, str] | str = for_each_ref(repo, *pats)
+        except GitError:
+            ours = "git failed"
+        assert ours == _git_for_each_ref(repo, pats), pats
