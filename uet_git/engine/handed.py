@@ -157,4 +157,6 @@ class FailureTap:
         self.inner.step_finished(ws, worker, step, attempt=attempt, ok=ok, detail=detail)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "inner":  # copy/pickle probes, before __init__
+            raise AttributeError(name)
         return getattr(self.inner, name)
