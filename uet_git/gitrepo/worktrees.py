@@ -173,7 +173,9 @@ def admin_dir(repo: Repo, path: Path) -> Path:
 def _names(admin: Path, target: Path) -> bool:
     """Whether the admin dir ``admin`` records ``target`` (a worktree's ``.git``) as its own."""
     recorded = _gitdir(admin)
-    return recorded is not None and _same(recorded, target)
+    # The same absolute path as written (what git writes, and ``target`` is resolved): no
+    # resolve of both, which was most of a cached lookup.
+    return recorded is not None and (recorded == target or _same(recorded, target))
 
 
 def _gitdir(admin: Path) -> Path | None:
