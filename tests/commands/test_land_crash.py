@@ -10,7 +10,6 @@ a rollback by reset moved the ref, no checkout brought back yet)."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import yaml
 
 from tests.commands.landkit import Built, fsck_clean, head_of, scripted_run
 from tests.conftest import GIT_ENV, git, make_repo, uet
+from tests.gitrepo.test_branch import copy_checkout
 from uet_git.commands.journal import open_intent
 from uet_git.commands.land import land_events
 from uet_git.gitrepo.branch import CRASH_POINTS
@@ -46,8 +46,9 @@ def _big_run(path: Path) -> Built:
 
 
 def _copy(b: Built, path: Path) -> Built:
-    """The same run in a copy of its repository (refs, ledger, checkout and all)."""
-    shutil.copytree(b.path, path, symlinks=True)
+    """The same run in a copy of its repository (refs, ledger, checkout and all; the
+    checkout's files hard-linked: write one only after unlinking it)."""
+    copy_checkout(b.path, path)
     return replace(b, path=path, repo=Repo.open(path), candidates=dict(b.candidates),
                    patches=dict(b.patches))
 
@@ -87,6 +88,7 @@ def generated(b: Built) -> list[Path]:
 
 
 def with_user_work(b: Built) -> None:
+    (b.path / "src/c.txt").unlink()  # hard-linked to the template's (see _copy)
     (b.path / "src/c.txt").write_bytes(MINE)  # a tracked file the landing does not change
     (b.path / "mine.txt").write_text("untracked, mine\n")
 

@@ -287,6 +287,24 @@ def _land_in_child(path: Path, old: str, new: str, point: str | None = None) -> 
         return code if code is not None else -signal.SIGKILL, out.read().decode(errors="replace")
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    """For ``copytree``: a file of the checkout is hard-linked, one under ``.git`` copied.
+    git and uet never write a checkout's file in place (they unlink it and create another),
+    so a copy's landing or recovery leaves the template's file as it was; the git dir is
+    written in place (reflogs are appended) and so is copied."""
+    if f"{os.sep}.git{os.sep}" in src:
+        shutil.copy2(src, dst)
+    else:
+        os.link(src, dst)
+
+
+def copy_checkout(template: Path, path: Path) -> None:
+    """A copy of the repository ``template`` (a checkout and its ``.git``) at ``path``: cheap
+    (files hard-linked, see ``_link_or_copy``). Write a file of the copy only after
+    unlinking it."""
+    shutil.copytree(template, path, symlinks=True, copy_function=_link_or_copy)
+
+
 def _template(root: Path, n: int) -> tuple[Path, str, str]:
     """A repository of ``n`` files whose landing changes ``2 * n``: ``n`` added, 60 % of the
     old ones modified, 40 % deleted. Its objects are packed, so each test's copy is cheap."""
@@ -337,8 +355,9 @@ def test_crash_then_recover_leaves_a_clean_checkout(tmp_path: Path, crash_templa
                                                     lands: bool) -> None:
     template, old, new = crash_template
     path = tmp_path / "repo"
-    shutil.copytree(template, path, symlinks=True)
+    copy_checkout(template, path)
     # The user's own changes, which must survive byte for byte.
+    (path / "keep.txt").unlink()
     (path / "keep.txt").write_bytes(b"my edit\r\n")
     (path / "mine.txt").write_text("untracked, mine\n")
     code, out = _land_in_child(path, old, new, point)
@@ -580,14 +599,15 @@ def test_sigkill_at_random_moments_then_recover(tmp_path: Path, big_template) ->
     rng = random.Random(20261201)
     # How long a whole landing takes here (and now: the machine may be busy), to kill within.
     start = time.monotonic()
-    shutil.copytree(template, tmp_path / "timed", symlinks=True)
+    copy_checkout(template, tmp_path / "timed")
     code, out = _land_in_child(tmp_path / "timed", old, new)
     assert code == 0, out
     whole = time.monotonic() - start
     for i in range(6):
         path = tmp_path / f"r{i}"
         child_start = time.monotonic()
-        shutil.copytree(template, path, symlinks=True)
+        copy_checkout(template, path)
+        (path / "keep.txt").unlink()
         (path / "keep.txt").write_bytes(b"my edit\r\n")
         child = start_forked(lambda p=path: print(fast_forward(Repo.open(p), REF, old, new)),
                              new_session=True)
