@@ -11,12 +11,14 @@ or state a process keeps once set (signal handlers, the subreaper flag)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import faulthandler
 import io
 import locale
 import os
 import select
+import shutil
 import signal
 import subprocess as sp
 import sys
@@ -25,9 +27,11 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from xdist.scheduler import LoadScopeScheduling
 
 from uet_git.cli import main
 
@@ -42,6 +46,26 @@ sys.dont_write_bytecode = False
 # sets it: the retry backoff of every run here is the short one the e2e helpers ask for.
 os.environ.setdefault("UET_RETRY_BACKOFF", "0.05")
 
+# The tests' own global git config in place of the user's (no test writes a ~/.gitconfig):
+# auto maintenance off, so no `git commit` or fetch of a test starts `git maintenance run
+# --auto` (a thousand of them over the suite). gc.auto stays unset: the tests of uet's own
+# `gc.auto=0` still see only what uet sets. Written once, the same bytes by every process.
+_GIT_GLOBAL_CONFIG_TEXT = "[maintenance]\n\tauto = false\n"
+
+
+def _git_global_config() -> str:
+    path = Path(tempfile.gettempdir()) / f"uet-tests-{os.getuid()}.gitconfig"
+    try:
+        if path.read_text() == _GIT_GLOBAL_CONFIG_TEXT:
+            return str(path)
+    except OSError:
+        pass
+    tmp = path.with_name(f"{path.name}.{os.getpid()}")
+    tmp.write_text(_GIT_GLOBAL_CONFIG_TEXT)
+    os.replace(tmp, path)  # another process may write it at the same moment: whole or not
+    return str(path)
+
+
 # Deterministic identities and no user config leaking into tests.
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Author",
@@ -49,6 +73,7 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "Test Committer",
     "GIT_COMMITTER_EMAIL": "committer@example.com",
     "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": _git_global_config(),
 }
 
 # Also for the whole process, not only inside each test: a module- or session-scoped fixture
@@ -77,6 +102,43 @@ RUN_FIRST = (
     "tests/e2e/test_run_crash.py",
     "tests/e2e/test_watch.py",
 )
+
+
+# What a module-scoped fixture started for the whole process (a Dask cluster: its processes
+# tick, seconds of CPU a minute), closed as soon as the next test this process runs is in a
+# module without a fixture of that name: fixture name -> how to close it. The modules using one
+# run one after another on one xdist worker (ONE_WORKER), so it starts once.
+CLOSE_WHEN_UNUSED: dict[str, Callable[[], None]] = {}
+
+# Files whose tests all go to one xdist worker, one after another: the ones sharing the Dask
+# cluster of tests/e2e/daskkit.py (spread like the others, every worker started a cluster of
+# its own). xdist's `xdist_group` mark does not group with this pytest (it renames the test
+# ids through an attribute pytest 9 no longer reads), hence the scheduler below.
+ONE_WORKER = ("tests/e2e/test_distributed.py", "tests/e2e/test_distributed_verify.py")
+
+
+class _LoadKeepingOneWorkerFiles(LoadScopeScheduling):
+    """``--dist load`` (each test a unit of its own, a worker given more when it has two or
+    fewer left) except that the tests of ONE_WORKER are one unit, given to one worker at the
+    place of the first of them in the collection order."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return "one-worker" if nodeid.split("::", 1)[0] in ONE_WORKER else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "load":
+        return None
+    return _LoadKeepingOneWorkerFiles(config, log)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    module = getattr(nextitem, "module", None)
+    for name in [n for n in CLOSE_WHEN_UNUSED if not hasattr(module, n)]:
+        CLOSE_WHEN_UNUSED.pop(name)()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -151,17 +213,79 @@ def git(cwd: Path | str, *args: str, check: bool = True, input: str | None = Non
     return proc.stdout.strip()
 
 
+# Repositories make_repo built in this process, by what went into them: the next one asked for
+# with the same files is a copy (no `git init`, `add`, `commit`: most tests start from one of a
+# few repositories). Removed when the process ends.
+_REPO_TEMPLATES: dict[tuple[object, ...], Path] = {}
+_TEMPLATE_ROOT: list[Path] = []
+
+
 def make_repo(path: Path, files: dict[str, str] | None = None, branch: str = "main") -> Path:
-    """A non-bare repository at ``path`` with one commit holding ``files``."""
-    path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", branch)
-    for name, content in (files or {"README.md": "hello\n"}).items():
+    """A non-bare repository at ``path`` with one commit holding ``files``.
+
+    A copy of the one built before in this process from the same files, branch and git
+    environment (identity, dates, config) when there is one and ``path`` does not exist yet:
+    the same commit, so its date is that first build's."""
+    files = files or {"README.md": "hello\n"}
+    key = (branch, tuple(sorted(files.items())),
+           tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GIT_"))))
+    fresh = not path.exists()
+    template = _REPO_TEMPLATES.get(key) if fresh else None
+    if template is not None:
+        shutil.copytree(template, path, symlinks=True)
+        # The copies' inodes and ctimes are not the ones in the index: refreshed here, not by
+        # the test's first `git status` (which would rewrite the index a test compares).
+        git(path, "update-index", "-q", "--refresh")
+        return path
+    if fresh:
+        _init_repo(path, (branch, key[2]))
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        git(path, "init", "-q", "-b", branch)
+    for name, content in files.items():
         f = path / name
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(content)
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "initial")
+    if fresh:
+        _REPO_TEMPLATES[key] = _keep_template(path)
     return path
+
+
+def _init_repo(path: Path, key: tuple[object, ...]) -> None:
+    """``git init -q -b BRANCH path`` (a new path), or a copy of the one done before."""
+    template = _REPO_TEMPLATES.get(key)
+    if template is not None:
+        shutil.copytree(template, path, symlinks=True)
+        return
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", str(key[0]))
+    _REPO_TEMPLATES[key] = _keep_template(path)
+
+
+def _keep_template(path: Path) -> Path:
+    if not _TEMPLATE_ROOT:
+        _TEMPLATE_ROOT.append(Path(tempfile.mkdtemp(prefix="uet-test-repos-")))
+        atexit.register(shutil.rmtree, _TEMPLATE_ROOT[0], True)
+    template = _TEMPLATE_ROOT[0] / str(len(_REPO_TEMPLATES))
+    shutil.copytree(path, template, symlinks=True)
+    return template
+
+
+def fsck_quick(repo: Path | str) -> tuple[str, ...]:
+    """Options for ``git fsck`` in ``repo`` that spare it starting ``git commit-graph verify``
+    and ``git multi-pack-index verify`` when the repository has neither file (nothing for
+    them to check); none when it has one, alternates, or is not a plain ``.git`` directory."""
+    objects = Path(repo) / ".git" / "objects"
+    if not objects.is_dir():
+        objects = Path(repo) / "objects"
+        if not (Path(repo) / "HEAD").is_file() or not objects.is_dir():
+            return ()
+    if any((objects / p).exists() for p in ("info/commit-graph", "info/commit-graphs",
+                                             "pack/multi-pack-index", "info/alternates")):
+        return ()
+    return ("-c", "core.commitGraph=false", "-c", "core.multiPackIndex=false")
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """One Dask ``LocalCluster(processes=True)`` on 127.0.0.1 per test process, shared by every
 distributed test module (starting one costs seconds): ``shared_cluster`` starts it on first use
-(a module's ``cluster`` fixture calls it) and closes it when the process exits. Its worker
+(a module's ``cluster`` fixture calls it) and closes it after the last test using a fixture
+named ``cluster`` (conftest's ``CLOSE_WHEN_UNUSED``; conftest's ``ONE_WORKER`` runs the modules
+one after another in one process), at the latest when the process exits. Its worker
 processes take the git identity the tests use and a cache of their own (each worker machine's
 mirror and worktrees)."""
 
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GIT_ENV
+from tests.conftest import CLOSE_WHEN_UNUSED, GIT_ENV
 from tests.e2e.helpers import run
 
 _shared: dict[str, Any] = {}
@@ -38,8 +40,16 @@ def shared_cluster(factory: pytest.TempPathFactory) -> Any:
             dashboard_address=":0", silence_logs=50,
             env={**GIT_ENV, "UET_WORKER_CACHE": str(cache)})
         _shared["cache"] = cache
-        atexit.register(_shared["cluster"].close)
+        if not _shared.get("atexit"):
+            _shared["atexit"] = atexit.register(close_shared_cluster)
+        CLOSE_WHEN_UNUSED["cluster"] = close_shared_cluster
     return _shared["cluster"]
+
+
+def close_shared_cluster() -> None:
+    cluster = _shared.pop("cluster", None)
+    if cluster is not None:
+        cluster.close()
 
 
 def worker_cache() -> Path:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import git, make_repo, uet
+from tests.conftest import fsck_quick, git, make_repo, uet
 
 TOOLS = Path(__file__).parent / "tools"
 
@@ -94,11 +94,15 @@ def last_run(repo: Path) -> str:
 
 
 def states(repo: Path, run_id: str | None = None) -> dict[str, str]:
-    """``{ws: state}`` from the state refs (refs/uet/<state>/RUN/WS), read with git."""
-    run_id = run_id or last_run(repo)
-    out = git(repo, "for-each-ref", "--format=%(refname)", "refs/uet/")
+    """``{ws: state}`` from the state refs (refs/uet/<state>/RUN/WS), read with git; the run
+    is the last one (``last_run``) unless given."""
+    refs = git(repo, "for-each-ref", "--format=%(refname)", "refs/uet/").splitlines()
+    if not run_id:
+        recorded = sorted(r.rsplit("/", 1)[1] for r in refs if r.startswith("refs/uet/ledger/"))
+        assert recorded, "no run recorded"
+        run_id = recorded[-1]
     found: dict[str, str] = {}
-    for ref in out.splitlines():
+    for ref in refs:
         parts = ref.split("/")
         if len(parts) == 5 and parts[3] == run_id and parts[2] not in ("patches",):
             assert parts[4] not in found, f"{parts[4]} has two state refs"
@@ -133,8 +137,8 @@ def show(repo: Path, rev_path: str) -> str:
 
 
 def fsck_clean(repo: Path, *, uet_fsck: bool = True) -> None:
-    proc = sp.run(["git", "fsck", "--strict", "--no-progress"], cwd=repo,
-                          capture_output=True, text=True)
+    proc = sp.run(["git", *fsck_quick(repo), "fsck", "--strict", "--no-progress"], cwd=repo,
+                  capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "error" not in proc.stderr.lower(), proc.stderr
     if not uet_fsck:

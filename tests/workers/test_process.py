@@ -194,6 +194,8 @@ def test_read_tail_is_bounded(tmp_path: Path) -> None:
 def test_git_env_is_sanitised(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("GIT_DIR", "/somewhere/else/.git")
     monkeypatch.setenv("GIT_INDEX_FILE", "/somewhere/index")
+    # The tests' global config turns auto maintenance off: what the tool sees is uet's alone.
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL")
     script = ('echo "dir=${GIT_DIR-unset} idx=${GIT_INDEX_FILE-unset}"; '
               "git config --get gc.auto; git config --get maintenance.auto; "
               "git config --get user.name")
