@@ -548,7 +548,7 @@ def test_resume_redoes_what_a_concurrent_prune_cut(tmp_path: Path, crash: str, s
     repo = setup_repo(tmp_path / "r", workstreams={
         "a": {"command": "echo a > a.txt"},
         "b": {"command": "echo b > b.txt", "depends_on": ["a"]}})
-    crashed = run(repo, "run", env={"UET_TEST_CRASH_AT": crash}, subprocess=True)
+    crashed = run(repo, "run", env={"UET_TEST_CRASH_AT": crash})  # a forked process dies
     assert crashed.returncode == 137, crashed.stdout + crashed.stderr
     run_id = last_run(repo)
     with Ledger.open(Repo.open(repo), run_id) as ledger:
