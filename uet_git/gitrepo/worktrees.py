@@ -2,7 +2,10 @@
 
 They live under the common git dir (``<common>/uet/worktrees/<slot>``), so the user's
 ``git status`` never sees them, and are reused: resetting one to a new base (``checkout -f`` +
-``clean``) is ~60x cheaper than a fresh ``worktree add`` on a large repository.
+``clean``) is ~60x cheaper than a fresh ``worktree add`` on a large repository. On a small
+checkout the reset runs no git process when ``cleanat`` can prove the result: nothing to do
+when the slot already is exactly at the commit, else libgit2's checkout from a slot exactly at
+its own HEAD, checked afterwards; anything else is git's ``checkout -f`` + ``clean``.
 
 A tool runs inside a worktree and may break it (replace its ``.git`` file, leave a merge or
 rebase half done, leave an ``index.lock`` behind when killed). Everything here therefore finds a

@@ -27,6 +27,9 @@ A slot is reset (or removed) only once nothing works in it: processes whose cwd 
 it, or that hold a file open there (a tool's daemon that escaped the sweep, or one left by a
 crashed run), are killed first; a slot where something survives that (an ancestor of uet, a
 process we may not kill) is not reused, so nothing writes into the next workstream's worktree.
+The sweep reads every process on the machine; it is skipped for a slot given back
+``contained`` (``release``: everything run there was in a PID-namespace sandbox and has
+exited, so the kernel ended whatever it started).
 
 Crash safety: a slot left by a crashed run is reused only after checking it. If it holds
 uncommitted changes or its HEAD moved from its recorded base, it is an *orphan*: the pool never
