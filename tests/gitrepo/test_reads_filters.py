@@ -85,3 +85,11 @@ def test_no_mention_no_process(repo: Repo, tmp_path: Path,
     monkeypatch.setenv("PATH", "/nonexistent")  # a git started now would fail
     for cwd in (repo.workdir, tmp_path / "wt"):
         assert repo._filters_now(cwd, ()) == filters.NONE
+
+
+def test_a_fresh_handle_keeps_the_drivers_trusted_at_open(repo: Repo) -> None:
+    with (repo.common_dir / "config").open("a") as f:
+        f.write("[filter \"late\"]\n\tclean = touch /tmp/pwned\n")
+    copy = repo.fresh()
+    assert copy.trusted_filters() == repo.trusted_filters() == filters.NONE
+    assert copy._pg is not repo._pg and copy.bare == repo.bare

@@ -10,9 +10,11 @@ The rule: a driver is honoured exactly as it was configured when uet opened the 
 (``Repo.open``, before any tool ran); every driver configured since then, and any change to a
 pinned one, is blanked. The overrides go in as command-scope config
 (``GIT_CONFIG_COUNT``/``KEY``/``VALUE``: above every config file, and safe for any name), and
-only when some driver is configured at all, so a repository without filters pays nothing but
-a few ``stat`` calls per command (the view of the config is cached on the files' stat data;
-with ``include.*`` in the config it is read every time, since an included file can change).
+only when some driver is configured at all. A repository whose config files (every one git
+may read there: ``config_files``) mention neither ``filter`` nor ``include`` in any case
+has no driver, and no git is asked (``mention_none``: a few small file reads per command).
+Otherwise git is asked (``read_filters``), its view cached on the files' stat data; with
+``include.*`` in the config it is read every time, since an included file can change.
 """
 
 from __future__ import annotations

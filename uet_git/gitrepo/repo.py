@@ -59,6 +59,16 @@ class Repo:
         p = Path(path)
         if not p.exists():
             raise GitError(f"{p}: no such directory")
+        found = _main_worktree_top(p)
+        if found is not None:
+            repo = cls(workdir=found.parent, git_dir=found, common_dir=found)
+            repo.trusted_filters()  # pinned now, before any tool can have planted one
+            return repo
+        return cls.open_with_git(p, bare_ok=bare_ok)
+
+    @classmethod
+    def open_with_git(cls, p: Path, *, bare_ok: bool = False) -> Repo:
+        """``open`` as git discovers the repository (one ``git rev-parse``): every layout."""
         proc = run_git(
             ["rev-parse", "--is-bare-repository", "--absolute-git-dir", "--git-common-dir",
              "--show-toplevel"],
@@ -90,6 +100,15 @@ class Repo:
         )
         repo.trusted_filters()  # pinned now, before any tool can have planted one
         return repo
+
+    def fresh(self) -> Repo:
+        """This repository with new pygit2 handles and empty caches (libgit2 answers "exists"
+        from its object cache even after another process pruned the object), keeping the
+        filter drivers trusted at open: a copy must not trust what a tool planted since."""
+        copy = Repo(workdir=self.workdir, git_dir=self.git_dir, common_dir=self.common_dir,
+                    bare=self.bare)
+        copy._cache["filters-trusted"] = self.trusted_filters()
+        return copy
 
     def trusted_filters(self) -> filters.FilterConfig:
         """The filter drivers uet runs: those configured when the repository was opened."""
@@ -290,6 +309,41 @@ class Repo:
                 pass
         proc = self.git("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+
+def _main_worktree_top(p: Path) -> Path | None:
+    """``p/.git`` (resolved) when ``p`` is the top of a main worktree whose repository git
+    opens plainly — its own ``.git`` directory owned by us, a valid git dir, a config with no
+    ``bare``/``worktree`` setting but git init's, no extensions and no includes, and no
+    environment that redirects git — so that git's discovery surely answers ``p`` itself.
+    None when git must be asked (subdirectories, linked worktrees, bare repositories and
+    anything unusual)."""
+    if any(k in os.environ for k in (*_REDIRECT_ENV, "SUDO_UID")):
+        return None
+    dotgit = p / ".git"
+    try:
+        st = os.lstat(dotgit)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or \
+                os.stat(p).st_uid != os.geteuid():
+            return None  # another owner: git's safe.directory rules decide
+        if (dotgit / "commondir").exists() or not (dotgit / "objects").is_dir() or \
+                not (dotgit / "refs").is_dir():
+            return None
+        head = (dotgit / "HEAD").read_bytes()
+        config = (dotgit / "config").read_bytes().lower()
+    except OSError:
+        return None
+    if not (_HEAD_OK.fullmatch(head) and _FORMAT_OK.search(config)):
+        return None
+    rest = config.replace(b"bare = false", b"")
+    if any(w in rest for w in (b"bare", b"worktree", b"extensions", b"include",
+                               b"repositoryformatversion = 1")):
+        return None
+    return dotgit.resolve()
+
+
+_HEAD_OK = re.compile(rb"(?:ref: refs/[^\n]+|[0-9a-f]{40})\n?")
+_FORMAT_OK = re.compile(rb"^\s*repositoryformatversion = 0$", re.M)
 
 
 def _git_dir_option(args: Sequence[str]) -> tuple[str, ...]:
