@@ -4,8 +4,10 @@ anything else git is asked, and the look under the lock always asks git."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess as sp
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -184,3 +186,18 @@ def test_a_wrong_clean_answer_still_loses_nothing(landing, edit: str,
     assert a.read_bytes() == before
     assert git(repo.workdir, "ls-files", "-s") == index_before
     assert not (repo.git_dir / "index.lock").exists()
+
+
+def test_an_index_libgit2_cannot_read_is_left_to_git_quietly(
+        landing, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No object is left that complains on stderr when collected (the CLI's one line)."""
+    repo, old, new = landing
+    index = repo.git_dir / "index"
+    data = bytearray(index.read_bytes())
+    data[4:8] = (99).to_bytes(4, "big")  # a version no reader knows
+    index.write_bytes(bytes(data))
+    complaints: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", complaints.append)
+    assert not clean(repo, old, new)
+    gc.collect()
+    assert complaints == []

@@ -393,9 +393,11 @@ def _clean_by_index(repo: Repo, checkout: Path, gitdir: Path, old: str,
         if not _libgit2_reads(gitdir):
             return False
         before = path.stat()
-        index = pygit2.Index(str(path))
+        index = _open_index(path)
         after = path.stat()
     except (OSError, pygit2.GitError, ValueError):
+        return False
+    if index is None:
         return False
     if (before.st_ino, before.st_mtime_ns, before.st_size) != \
             (after.st_ino, after.st_mtime_ns, after.st_size):
@@ -450,6 +452,16 @@ def _libgit2_reads(gitdir: Path) -> bool:
     directories)."""
     return not (gitdir / "info" / "sparse-checkout").exists() \
         and not any(n.startswith("sharedindex.") for n in os.listdir(gitdir))
+
+
+def _open_index(path: Path) -> pygit2.Index | None:
+    """The index file at ``path`` as libgit2 reads it, or None when it cannot. Opened with the
+    C call: on a failure pygit2's constructor leaves an object that prints a traceback to
+    stderr when it is collected."""
+    ptr = ffi.new("git_index **")
+    if C.git_index_open(ptr, os.fsencode(path)) != 0:
+        return None
+    return pygit2.Index.from_c(None, ptr)
 
 
 def _entry(index: pygit2.Index, path: str) -> _Ent | None:
@@ -878,8 +890,8 @@ def _index_entries(h: _Held, paths: Iterable[str]) -> Mapping[str, _Ent]:
     ``git ls-files -s`` lists them: read by libgit2 where it reads the index as git does,
     else from git."""
     try:
-        if _libgit2_reads(h.gitdir):
-            index = pygit2.Index(str(h.tmp))
+        index = _open_index(h.tmp) if _libgit2_reads(h.gitdir) else None
+        if index is not None:
             found = {p: _entry(index, p) for p in paths}
             return {p: e for p, e in found.items() if e is not None}
     except (OSError, pygit2.GitError, ValueError):
