@@ -320,3 +320,13 @@ def test_planted_packed_refs(template: Path, tmp_path: Path, body: bytes) -> Non
         except GitError:
             ours = "git failed"
         assert ours == _git_for_each_ref(repo, pats), pats
+
+
+def test_a_pattern_naming_one_ref_is_read_in_process(template: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = _fresh(template, tmp_path / "r")
+    head = git(repo.workdir, "rev-parse", "HEAD")
+    git(repo.workdir, "update-ref", "refs/uet/ledger/r1", head)
+    want = _git_for_each_ref(repo, ("refs/uet/ledger/r1", "refs/heads/main"))
+    _no_git(monkeypatch)
+    assert for_each_ref(repo, "refs/uet/ledger/r1", "refs/heads/main") == want

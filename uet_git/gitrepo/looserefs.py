@@ -49,8 +49,8 @@ def _loose(common: Path, skip: str, out: dict[str, bytes], start: str = "refs/")
             continue
         try:
             entries = list(os.scandir(common / rel))
-        except FileNotFoundError:
-            continue  # removed meanwhile (an empty directory git pruned)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # removed meanwhile (an empty directory git pruned), or a ref file
         except OSError as exc:
             raise _Unsure from exc
         for e in entries:
