@@ -10,7 +10,7 @@ from tests.conftest import git, make_repo
 from uet_git.gitrepo import objects
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.fsck import fsck
-from uet_git.ledger.keepalive import RECHECK_SECONDS
+from uet_git.ledger.keepalive import RECHECK_SECONDS, fresh_handle
 from uet_git.ledger.writer import Ledger, Step
 
 
@@ -65,3 +65,14 @@ def test_packed_objects_are_there_and_not_written_again(tmp_path: Path) -> None:
         assert not _loose(path, blob).exists()
     assert fsck(Repo.open(path), run) == []
     git(path, "fsck", "--strict", "--no-dangling")
+
+
+def test_the_fresh_handle_keeps_the_filters_trusted_at_open(tmp_path: Path) -> None:
+    """A driver a tool plants after open is not trusted by the writer's fresh handle either."""
+    path = make_repo(tmp_path / "repo", {"README.md": "hello\n"})
+    repo = Repo.open(path)
+    trusted = repo.trusted_filters()
+    git(path, "config", "filter.evil.clean", "touch planted")
+    fresh = fresh_handle(repo)
+    assert fresh.trusted_filters() == trusted
+    assert fresh.trusted_filters() != Repo.open(path).trusted_filters()

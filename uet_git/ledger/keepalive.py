@@ -221,8 +221,10 @@ def write_pinned(repo: Repo, write: Callable[[], str], pin: Callable[[str], None
 
 def fresh_handle(repo: Repo) -> Repo:
     """A handle with empty caches: libgit2 answers "exists" from its object cache for what
-    this process wrote or read, even after another process pruned it from disk."""
-    return Repo(workdir=repo.workdir, git_dir=repo.git_dir, common_dir=repo.common_dir)
+    this process wrote or read, even after another process pruned it from disk. Through
+    ``Repo.fresh``: a copy built by hand would pin the filter drivers configured now, after
+    tools ran, instead of those trusted at open (and would forget that the repository is bare)."""
+    return repo.fresh()
 
 
 @dataclass
