@@ -16,15 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo, start_forked, wait_forked
-from uet_git.gitrepo.branch import (
-    CRASH_ENV,
-    checkouts_of,
-    fast_forward,
-    ff_blockers,
-    git_dir_of,
-    in_progress,
-    recover,
-)
+from uet_git.gitrepo.branch import fast_forward, recover
+from uet_git.gitrepo.checkouts import checkouts_of, git_dir_of, in_progress
+from uet_git.gitrepo.ffblockers import ff_blockers
+from uet_git.gitrepo.indexlock import CRASH_ENV
 from uet_git.gitrepo.repo import Repo
 
 REF = "refs/heads/main"

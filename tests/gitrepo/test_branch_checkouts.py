@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
-from uet_git.gitrepo.branch import _checkouts_by_git, _worktrees_in_process, checkouts_of
+from uet_git.gitrepo.checkouts import _checkouts_by_git, _worktrees_in_process, checkouts_of
 from uet_git.gitrepo.repo import Repo
 
 REF = "refs/heads/main"

@@ -15,14 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
-from uet_git.gitrepo import branch
-from uet_git.gitrepo.branch import (
-    _clean_by_index,
-    _tree_changes,
-    fast_forward,
-    ff_blockers,
-    git_dir_of,
-)
+from uet_git.gitrepo import ffblockers
+from uet_git.gitrepo.branch import fast_forward
+from uet_git.gitrepo.checkouts import git_dir_of
+from uet_git.gitrepo.ffblockers import ff_blockers
+from uet_git.gitrepo.indexclean import _clean_by_index
+from uet_git.gitrepo.landpaths import _tree_changes
 from uet_git.gitrepo.repo import Repo
 
 REF = "refs/heads/main"
@@ -179,7 +177,7 @@ def test_a_wrong_clean_answer_still_loses_nothing(landing, edit: str,
         git(repo.workdir, "add", "a.txt")
     before = a.read_bytes()
     index_before = git(repo.workdir, "ls-files", "-s")
-    monkeypatch.setattr(branch, "_clean_by_index", lambda *args: True)
+    monkeypatch.setattr(ffblockers, "_clean_by_index", lambda *args: True)
     res = fast_forward(repo, REF, old, new)
     assert not res.moved
     assert repo.read_ref(REF) == old

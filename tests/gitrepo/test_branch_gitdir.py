@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
-from uet_git.gitrepo.branch import _plain_git_dir, fast_forward, ff_blockers, git_dir_of
+from uet_git.gitrepo.branch import fast_forward
+from uet_git.gitrepo.checkouts import _plain_git_dir, git_dir_of
+from uet_git.gitrepo.ffblockers import ff_blockers
 from uet_git.gitrepo.repo import Repo
 
 REF = "refs/heads/main"

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
-from uet_git.gitrepo.branch import _Held, _index_entries, _ls_index, git_dir_of, recover
+from uet_git.gitrepo.branch import recover
+from uet_git.gitrepo.checkouts import git_dir_of
+from uet_git.gitrepo.converge import _index_entries, _ls_index
+from uet_git.gitrepo.indexlock import _Held
 from uet_git.gitrepo.repo import Repo
 
 REF = "refs/heads/main"
