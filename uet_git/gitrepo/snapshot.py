@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pygit2
 
-from uet_git.gitrepo.merge import Change, Status, _differing_paths, changed_paths
+from uet_git.gitrepo.merge import Change, Status, changed_paths, differing_paths
 from uet_git.gitrepo.objects import FILEMODE_TREE, peel_tree
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.worktrees import admin_dir
@@ -69,7 +69,7 @@ def patch_changes(repo: Repo, base: str, patch: str) -> list[Change]:
     so the result is the same."""
     try:
         old, new = peel_tree(repo, base), peel_tree(repo, patch)
-        paths = _differing_paths(old, new, "")
+        paths = differing_paths(old, new)
         entries = [(path, _blob_entry(old, path), _blob_entry(new, path)) for path in paths]
         added = any(a is None for _, a, _ in entries)
         deleted = any(b is None for _, _, b in entries)
