@@ -1,6 +1,6 @@
 """Helpers for the `uet run` end-to-end tests: a repository with workstreams and uet.toml, the
-`uet` command (in process, or as a process of its own with ``subprocess=True``), and checks
-through the git CLI."""
+`uet` command (in process; in a forked process of its own with ``forked=True``; in a new
+interpreter with ``subprocess=True``), and checks through the git CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import fsck_quick, git, make_repo, uet
+from tests.conftest import fsck_quick, git, make_repo, uet, uet_forked
 
 TOOLS = Path(__file__).parent / "tools"
 
@@ -69,9 +69,16 @@ def setup_repo(path: Path, *, files: dict[str, str] | None = None,
 
 
 def run(repo: Path, *args: str, env: dict[str, str] | None = None,
-        timeout: float = 120, subprocess: bool = False) -> sp.CompletedProcess[str]:
-    return uet(*args, cwd=repo, env={"UET_RETRY_BACKOFF": "0.05", **(env or {})},
-               timeout=timeout, subprocess=subprocess)
+        timeout: float = 120, subprocess: bool = False,
+        forked: bool = False) -> sp.CompletedProcess[str]:
+    """``uet ARGS`` in ``repo``. ``forked``: in a child forked from this process, for a test
+    that needs what a process of its own gives (its own subreaper flag and signal handlers,
+    an exit of its own while the test watches from outside) but not a new interpreter's
+    import (~0.5 s of CPU each); ``subprocess`` for the few that need the new interpreter."""
+    full_env = {"UET_RETRY_BACKOFF": "0.05", **(env or {})}
+    if forked and not subprocess:
+        return uet_forked(*args, cwd=repo, env=full_env, timeout=timeout)
+    return uet(*args, cwd=repo, env=full_env, timeout=timeout, subprocess=subprocess)
 
 
 def run_ok(repo: Path, *args: str, code: int = 0, **kw: Any) -> sp.CompletedProcess[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess as sp
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -270,7 +269,7 @@ def test_setsid_daemon_never_lands_in_another_workstreams_patch(
         "next1": {"depends_on": ["evil"], "command": "sleep 0.5; echo n1 > n1.txt"},
         "next2": {"depends_on": ["next1"], "command": "sleep 0.5; echo n2 > n2.txt"},
     })
-    run(repo, "run", "--jobs", "1", subprocess=True)
+    run(repo, "run", "--jobs", "1")
     time.sleep(0.8)  # longer than the daemon would live
     for ref in git(repo, "for-each-ref", "--format=%(refname)", "refs/uet/patches/").split():
         names = git(repo, "ls-tree", "-r", "--name-only", ref).split()
@@ -424,22 +423,22 @@ def test_uet_gc_keeps_dropped_patches_through_git_gc(tmp_path: Path) -> None:
 
 @contextmanager
 def git_loop(repo: Path, *args: str, limit: int = 200) -> Iterator[list[int]]:
-    """Run ``git ARGS`` over and over in a thread (at most ``limit`` times) while the body
-    runs; yields the list of exit codes so far."""
-    stop = threading.Event()
+    """Run ``git ARGS`` over and over in a process of its own (tools/adv-git-loop, at most
+    ``limit`` times) while the body runs; the list yielded holds the exit codes once the body
+    is done. The loop stops after its current round (a gc killed mid-way would leave its
+    gc.pid for the next one to wait out)."""
+    stop = repo.parent / "git-loop.stop"
+    codes_file = repo.parent / "git-loop.codes"
     codes: list[int] = []
-
-    def loop() -> None:
-        while not stop.is_set() and len(codes) < limit:
-            codes.append(sp.run(["git", *args], cwd=repo, capture_output=True).returncode)
-
-    t = threading.Thread(target=loop, name="git-loop")
-    t.start()
+    loop = sp.Popen([tool("adv-git-loop"), str(stop), str(limit), str(codes_file), *args],
+                    cwd=repo, stdin=sp.DEVNULL, stdout=sp.DEVNULL, stderr=sp.DEVNULL)
     try:
         yield codes
     finally:
-        stop.set()
-        t.join(timeout=60)
+        stop.touch()
+        loop.wait(timeout=60)
+        if codes_file.exists():
+            codes.extend(int(c) for c in codes_file.read_text().split())
 
 
 def _busy_repo(path: Path) -> Path:
@@ -457,7 +456,7 @@ def test_git_gc_prune_now_looping_during_a_run(tmp_path: Path) -> None:
     clean."""
     repo = _busy_repo(tmp_path / "r")
     with git_loop(repo, "gc", "-q", "--prune=now", limit=40) as codes:
-        proc = run(repo, "run", "--jobs", "2", subprocess=True)
+        proc = run(repo, "run", "--jobs", "2")
     assert codes, "the gc loop never ran"
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     status = run(repo, "status")
@@ -475,7 +474,7 @@ def test_git_gc_prune_now_looping_during_a_run(tmp_path: Path) -> None:
 def test_git_pack_refs_looping_during_a_run_still_records_finish(tmp_path: Path) -> None:
     repo = _busy_repo(tmp_path / "r")
     with git_loop(repo, "pack-refs", "--all") as codes:
-        proc = run(repo, "run", "--jobs", "2", subprocess=True)
+        proc = run(repo, "run", "--jobs", "2")
     assert codes
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert ledger_subjects(repo)[-1] == "run: finish"
@@ -490,7 +489,7 @@ def test_tool_deleting_every_uet_ref_gets_a_truthful_outcome_and_a_clean_state(
         "first": {"command": "echo f > f.txt"},
         "evil": {"depends_on": ["first"], "command": tool("adv-delete-uet-refs")},
         "last": {"depends_on": ["evil"], "command": "echo l > l.txt"}})
-    proc = run(repo, "run", "--jobs", "1", subprocess=True)
+    proc = run(repo, "run", "--jobs", "1")
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     assert "interrupted" not in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
@@ -525,8 +524,8 @@ def test_uet_debug_keeps_the_internal_error_exit_code(tmp_path: Path) -> None:
         pytest.fail("the ledger tip is packed; this test needs it loose")
     loose.chmod(0o644)
     loose.write_bytes(b"not zlib at all")
-    plain = run(repo, "fsck", subprocess=True)
-    debug = run(repo, "fsck", env={"UET_DEBUG": "1"}, subprocess=True)
+    plain = run(repo, "fsck")
+    debug = run(repo, "fsck", env={"UET_DEBUG": "1"})
     assert plain.returncode == 3, plain.stdout + plain.stderr
     assert "internal error" in one_line(plain.stderr)
     assert debug.returncode == 3, debug.stdout + debug.stderr
