@@ -85,6 +85,21 @@ def test_a_local_dry_run_imports_no_cluster_converter_or_report(repo: Path) -> N
     assert unneeded == []
 
 
+# The Dask back-end: the coordinator's executor, `uet serve` (an HTTP server) and the jobs
+# the workers run; a run on local threads never needs them.
+DASK_BACKEND = ("uet_git.commands.executor", "uet_git.commands.serve", "uet_git.engine.executor",
+                "uet_git.engine.remotejob", "uet_git.engine.remoteverify",
+                "uet_git.gitrepo.httpbackend", "uet_git.gitrepo.mirror", "http.server")
+
+
+def test_the_run_command_imports_no_dask_back_end() -> None:
+    code = ("import sys, uet_git.cli.run, uet_git.cli.resume, uet_git.cli.retry; "
+            f"print(sorted(m for m in {DASK_BACKEND!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
 def test_a_run_of_json_workstreams_imports_no_yaml_and_no_cluster(tmp_path: Path) -> None:
     path = setup_repo(tmp_path / "r")
     ws = tmp_path / "ws"
@@ -93,7 +108,8 @@ def test_a_run_of_json_workstreams_imports_no_yaml_and_no_cluster(tmp_path: Path
                                            "command": "echo a > a.txt"}))
     loaded = _modules(path, "run", str(ws), "--land", "never", "--jobs", "1")
     assert "uet_git.engine.loop" in loaded  # the run happened in this process
-    unneeded = sorted(m for m in loaded if m.split(".")[0] in ("yaml", "dask", "distributed"))
+    unneeded = sorted(m for m in loaded if m.split(".")[0] in ("yaml", "dask", "distributed")
+                      or m in DASK_BACKEND)
     assert unneeded == []
     assert "a.txt" in git(path, "ls-tree", "--name-only", "-r", _integration_ref(path)).split()
 

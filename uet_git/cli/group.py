@@ -1,5 +1,7 @@
 """The click group behind ``uet``: parses the command line, loads the one command module it
-names (``uet_git/cli/<name>.py``), and turns errors into one line and an exit code."""
+names (``uet_git/cli/<name>.py``), and turns errors into one line and an exit code. It also
+gives a run the loader of its Dask back-end (``commands/backend.py``): loaded, like a command,
+only when used, i.e. by a run on a scheduler."""
 
 from __future__ import annotations
 
@@ -7,12 +9,13 @@ import importlib
 import os
 import sys
 import traceback
-from typing import Any
+from typing import Any, cast
 
 import click
 
 from uet_git import __version__
 from uet_git.cli import COMMANDS, HELP, helptext
+from uet_git.commands.backend import BACKEND, Backend
 from uet_git.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UetError
 
 
@@ -43,9 +46,15 @@ def cli() -> None:
     pass  # the group's text is HELP: cli/helptext.py lays out `uet --help` without click
 
 
+def dask_backend() -> Backend:
+    """The Dask back-end (the coordinator's executor, `uet serve`, the workers' jobs)."""
+    return cast(Backend, importlib.import_module("uet_git.commands.executor"))
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Parse ``argv`` and run the command: user errors one line, internal errors one line and
     exit 3 (the traceback with UET_DEBUG)."""
+    backend = BACKEND.set(dask_backend)
     try:
         rv = cli.main(args=argv, prog_name="uet", standalone_mode=False)
     except UetError as err:
@@ -69,6 +78,8 @@ def main(argv: list[str] | None = None) -> Any:
         hint = "" if debug else " (set UET_DEBUG=1 for a traceback)"
         click.echo(f"uet: internal error: {type(exc).__name__}: {exc}{hint}", err=True)
         sys.exit(EXIT_INTERNAL)
+    finally:
+        BACKEND.reset(backend)
     # Without standalone mode click returns ctx.exit(code)'s code instead of exiting with it.
     if isinstance(rv, int) and rv:
         sys.exit(rv)

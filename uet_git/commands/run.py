@@ -15,11 +15,12 @@ import shutil
 import threading
 from collections.abc import Iterable, Mapping
 
-from uet_git.commands.executor import (
+from uet_git.commands.backend import BACKEND, Backend
+from uet_git.commands.executorconfig import (
     close_executor,
     finish_executor,
-    open_executor,
-    with_executor,
+    fold_executor,
+    wants_executor,
 )
 from uet_git.commands.land import land, landing_blockers
 from uet_git.engine.context import Breaker, RunContext, crash_point
@@ -68,7 +69,9 @@ def execute_run(repo: Repo, options: RunOptions, observer: Observer) -> RunResul
     target, base = resolve_target(repo, options, config)
     config, checks_warning = checks_config(repo, config, base,
                                            from_checkout=options.checks_from_checkout)
-    config = with_executor(repo, config, options)  # recorded: a resume reconnects alike
+    config = fold_executor(config, options)  # recorded: a resume reconnects alike
+    if config.executor.address is not None:
+        backend(config).check_executor(repo, config.executor)
     config.worktree.keep = config.worktree.keep and not options.fresh_worktrees
     tool_warnings = check_tools(plan, include, config)
     weights = history_weights(repo, plan, include)
@@ -95,6 +98,16 @@ def execute_run(repo: Repo, options: RunOptions, observer: Observer) -> RunResul
                      land_mode=land_mode, deterministic=deterministic,
                      keep_worktrees=options.keep_worktrees, observer=observer,
                      weights=weights, records={}, warnings=warnings)
+
+
+def backend(config: Config) -> Backend:
+    """The Dask back-end for a run whose ``[executor]`` names a scheduler (``BACKEND``)."""
+    load = BACKEND.get()
+    if load is None:
+        raise UetError(f"[executor] address {config.executor.address or '(UET_EXECUTOR)'}: "
+                       "a run on a Dask scheduler is started by the uet command (uet run, "
+                       "uet resume); this caller set no back-end (commands/backend.py)")
+    return load()
 
 
 def probe_sandbox_early(config: Config) -> None:
@@ -131,7 +144,8 @@ def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: se
         def after_commit() -> None:
             ctx.guard.excused(lambda: _land_quietly(repo, ledger))
     try:
-        ctx.executor = open_executor(repo, ledger.run, config, observer)  # None: local threads
+        if wants_executor(config):  # else local threads (ctx.executor None)
+            ctx.executor = backend(config).open_executor(repo, ledger.run, config, observer)
         record_orphans(ctx)
         engine = engine_for(ctx, include, jobs, deterministic=deterministic, weights=weights,
                             records=records, retry=retry or set(), after_commit=after_commit)
