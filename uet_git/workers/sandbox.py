@@ -211,16 +211,48 @@ def named_tmp_paths(argv: Sequence[str]) -> list[str]:
 
 def _runtime_paths() -> list[str]:
     """What the tools' own commands need from under /tmp whatever they name: the Python running
-    uet (a virtualenv in /tmp: acceptance commands run its ``python``) and PATH entries."""
-    candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix,
-                  *os.environ.get("PATH", "").split(os.pathsep)]
+    uet (a virtualenv in /tmp: acceptance commands run its ``python``) and PATH entries. Resolved
+    once per value of PATH (a realpath per entry, twice per workstream, was most of a plan's
+    cost)."""
+    candidates = (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                  *os.environ.get("PATH", "").split(os.pathsep))
+    cached = _RUNTIME.get(candidates)
+    if cached is not None:
+        return list(cached)
     out: list[str] = []
     for c in candidates:
         if c and os.path.isabs(c):
             real = _real(c)
             if _inside(real, "/tmp") and real != "/tmp" and real not in out:
                 out.append(real)
+    _RUNTIME[candidates] = tuple(out)  # one assignment: safe for other threads
     return out
+
+
+_RUNTIME: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What a worktree's plan binds but the caller's own extra paths (a fresh log dir per
+    command), with the resolved paths the plan names."""
+
+    worktree: str
+    admin: str
+    objects: str
+    private: str
+    head: tuple[str, ...]  # read-only binds before the caller's extra readable paths
+    rw: tuple[str, ...]  # writable binds before the caller's extra writable paths
+    flags: tuple[str, ...]  # what follows them
+
+
+# Keyed by everything a _Parts is made from. Its paths are uet's own (the repository, a slot
+# and its admin dir, HOME, the configured ones), which a sandboxed command cannot replace (their
+# parents are read-only inside), so their resolved form stays what it was; the admin dir is
+# looked up (and checked) at each call, so a slot rebuilt under another admin dir gets a new
+# entry. Resolving them again for every command was most of a plan's cost.
+_PARTS: dict[tuple[object, ...], _Parts] = {}
+_MAX_PARTS = 256  # slots x configs of one process; past it the cache starts again
 
 
 def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
@@ -231,9 +263,37 @@ def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
     Raises GitError when ``worktree`` is not a registered worktree of ``repo``."""
     if config.mode == "none" or available() is not None:
         return None
+    admin = admin_dir(repo, Path(worktree))
+    key = (repo.common_dir, repo.workdir, os.fspath(worktree), admin, config.network,
+           tuple(config.writable), os.environ.get("HOME"), tuple(_runtime_paths()))
+    parts = _PARTS.get(key)
+    if parts is None:
+        if len(_PARTS) >= _MAX_PARTS:
+            _PARTS.clear()
+        parts = _PARTS[key] = _plan_parts(repo, Path(worktree), admin, config, key[7])
+    # Read at each call: a file of the repository's, which the user may change.
+    alternates = tuple(real_alternates(Path(parts.objects)))
+    readable = [_real(p) for p in extra_readable]
+    readable += [a for a in alternates if _inside(a, "/tmp")]  # else hidden by the private /tmp
+    args = list(parts.head)
+    for p in readable:
+        args += ["--ro-bind-try", p, p]
+    extra: list[str] = []
+    for p in extra_writable:
+        rp = _real(p)
+        extra += ["--bind-try", rp, rp]
+    return SandboxPlan(Path(parts.worktree), tuple(args), config.network,
+                       (*parts.rw, *extra, *parts.flags), objects=parts.objects,
+                       private=parts.private,
+                       alternates=alternates, index=os.path.join(parts.admin, "index"),
+                       repo=repo)
+
+
+def _plan_parts(repo: Repo, worktree: Path, admin: Path, config: SandboxConfig,
+                runtime: Sequence[str]) -> _Parts:
     common = _real(repo.common_dir)
     top = _real(repo.workdir)
-    args: list[str] = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+    head: list[str] = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                        "--tmpfs", "/tmp"]
     readable = [top]
     if not _inside(common, top):
@@ -241,34 +301,28 @@ def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
     home = os.environ.get("HOME")
     if home and os.path.isabs(home):
         readable.append(_real(home))
-    readable += _runtime_paths()
-    readable += [_real(p) for p in extra_readable]
-    objects = os.path.join(common, "objects")
-    alternates = tuple(real_alternates(Path(objects)))
-    readable += [a for a in alternates if _inside(a, "/tmp")]  # else hidden by the private /tmp
+    readable += runtime
     for p in readable:
-        args += ["--ro-bind-try", p, p]
+        head += ["--ro-bind-try", p, p]
     rw: list[str] = []
-    admin = _real(admin_dir(repo, Path(worktree)))
-    writable = [_real(worktree), admin]
-    for p in writable:
+    real_admin, real_wt = _real(admin), _real(worktree)
+    for p in (real_wt, real_admin):
         rw += ["--bind", p, p]
     # What ties the worktree to this repository stays read-only inside those writable dirs: a
     # tool that rewrote `commondir`/`gitdir` (or the worktree's `.git` file) would point uet's
     # own git commands in that worktree at a repository of its making.
-    for p in (os.path.join(admin, "commondir"), os.path.join(admin, "gitdir"),
-              os.path.join(admin, "locked"), os.path.join(_real(worktree), ".git")):
+    for p in (os.path.join(real_admin, "commondir"), os.path.join(real_admin, "gitdir"),
+              os.path.join(real_admin, "locked"), os.path.join(real_wt, ".git")):
         rw += ["--ro-bind-try", p, p]
-    for p in [*(os.path.expanduser(w) for w in config.writable), *map(os.fspath,
-                                                                       extra_writable)]:
+    for p in (os.path.expanduser(w) for w in config.writable):
         rp = _real(p)
         rw += ["--bind-try", rp, rp]
-    rw += ["--setenv", "TMPDIR", "/tmp", "--unshare-pid", "--die-with-parent", *_CAPS]
+    flags = ["--setenv", "TMPDIR", "/tmp", "--unshare-pid", "--die-with-parent", *_CAPS]
     if not config.network:
-        rw.append("--unshare-net")
-    return SandboxPlan(Path(_real(worktree)), tuple(args), config.network, tuple(rw),
-                       objects=objects, private=str(private_objects_dir(repo, Path(admin))),
-                       alternates=alternates, index=os.path.join(admin, "index"), repo=repo)
+        flags.append("--unshare-net")
+    return _Parts(real_wt, real_admin, os.path.join(common, "objects"),
+                  os.path.join(common, "uet", "sandbox-objects", os.path.basename(real_admin)),
+                  tuple(head), tuple(rw), tuple(flags))
 
 
 def private_objects_dir(repo: Repo, admin: Path) -> Path:
