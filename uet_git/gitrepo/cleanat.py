@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pygit2
 
+from uet_git.gitrepo import handles
+
 SMALL_CHECKOUT = 2000  # index entries up to which work in process beats a git process
 
 _ENTRY_FIXED = 62  # stat data (40) + sha-1 (20) + flags (2)
@@ -170,18 +172,19 @@ def write_head(admin: Path, commit: str) -> bool:
     return True
 
 
-def _open(admin: Path, path: Path) -> pygit2.Repository | None:
-    """The slot's repository through its admin dir, when it is the worktree at ``path`` and no
-    filter driver is configured (a clean filter could make git see a file differently)."""
+_ERRORS = (pygit2.GitError, KeyError, ValueError, TypeError, OSError)
+
+
+def _usable(wr: pygit2.Repository, path: Path) -> bool:
+    """Whether the slot's repository (opened through its admin dir) is the worktree at
+    ``path`` with no filter driver configured (a clean filter could make git see a file
+    differently)."""
     try:
-        wr = pygit2.Repository(str(admin))
         if wr.workdir is None or os.path.realpath(wr.workdir) != os.path.realpath(path):
-            return None
-        if any(e.name.lower().startswith("filter.") for e in wr.config):
-            return None
-    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
-        return None
-    return wr
+            return False
+        return not any(e.name.lower().startswith("filter.") for e in wr.config)
+    except _ERRORS:
+        return False
 
 
 def _matches(wr: pygit2.Repository, admin: Path, path: Path, commit: pygit2.Commit,
@@ -215,9 +218,12 @@ def clean_at(admin: Path, path: Path, commit: str, limit: int = SMALL_CHECKOUT) 
     -f --detach COMMIT`` + ``git clean -ffdx`` would leave: then neither has work to do."""
     if _read_head(admin) != commit:
         return False
-    wr = _open(admin, path)
-    want = _commit(wr, commit) if wr is not None else None
-    return wr is not None and want is not None and _matches(wr, admin, path, want, limit)
+    try:
+        with handles.opened(admin) as wr:
+            want = _commit(wr, commit) if _usable(wr, path) else None
+            return want is not None and _matches(wr, admin, path, want, limit)
+    except _ERRORS:
+        return False
 
 
 def _attributes_possible(wr: pygit2.Repository, common: Path, changed: list[str]) -> bool:
@@ -267,9 +273,17 @@ def reset_clean(admin: Path, path: Path, common: Path, commit: str,
     head = _read_head(admin)
     if head is None or len(head) != len(commit):
         return False
-    wr = _open(admin, path)
-    if wr is None:
+    try:
+        with handles.opened(admin) as wr:
+            return _usable(wr, path) and _reset_clean(wr, admin, path, common, head, commit,
+                                                      limit)
+    except _ERRORS:
         return False
+
+
+def _reset_clean(wr: pygit2.Repository, admin: Path, path: Path, common: Path, head: str,
+                 commit: str, limit: int) -> bool:
+    """``reset_clean`` on the opened slot, its HEAD at ``head``."""
     want = _commit(wr, commit)
     if want is None:
         return False
@@ -294,6 +308,6 @@ def reset_clean(admin: Path, path: Path, common: Path, commit: str,
             wr.checkout_tree(want, strategy=strategy, paths=sorted(set(changed)))
         if not write_head(admin, commit):
             wr.set_head(want.id)
-    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
+    except _ERRORS:
         return False
     return _read_head(admin) == commit and _matches(wr, admin, path, want, limit)

@@ -1,9 +1,10 @@
 """The one boundary to git: a repository handle that runs the git CLI and hands out pygit2.
 
 pygit2 objects must not be shared between threads, so ``Repo._pg`` is one
-``pygit2.Repository`` per thread. Every git subprocess runs with automatic gc/maintenance
-off, so background packing never fires under running workers, and with hooks, fsmonitor and
-the pager off (``gitcmd.py``: a tool may have planted them in the config).
+``pygit2.Repository`` per thread, freed with its thread or its ``Repo`` (``handles.py``).
+Every git subprocess runs with automatic gc/maintenance off, so background packing never
+fires under running workers, and with hooks, fsmonitor and the pager off (``gitcmd.py``: a
+tool may have planted them in the config).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pygit2
 
-from uet_git.gitrepo import filters, looserefs
+from uet_git.gitrepo import filters, handles, looserefs
 from uet_git.gitrepo.gitcmd import MIN_GIT, GitError, git_version, require_git, run_git
 from uet_git.gitrepo.refs import RefTransaction, RefUpdater, for_each_ref
 
@@ -208,11 +209,13 @@ class Repo:
     def _pg(self) -> pygit2.Repository:
         """This thread's pygit2 handle, for gitrepo's own modules only: everyone else reads
         objects through ``odb`` (plain data, safe across threads)."""
-        repo = getattr(self._local, "repo", None)
-        if repo is None:
-            repo = pygit2.Repository(str(self.common_dir))
-            self._local.repo = repo
-        return repo
+        held = getattr(self._local, "repo", None)
+        if held is None:
+            # Freed when this thread ends or this Repo is dropped (handles.py: a pygit2
+            # handle left to the cyclic collector keeps libgit2's caches long after).
+            held = handles.ThreadHandle(self.common_dir)
+            self._local.repo = held
+        return held.repo
 
     @property
     def uet_dir(self) -> Path:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pygit2
 
+from uet_git.gitrepo import handles
 from uet_git.gitrepo.merge import Change, Status, changed_paths, differing_paths
 from uet_git.gitrepo.objects import FILEMODE_TREE, peel_tree
 from uet_git.gitrepo.repo import GitError, Repo
@@ -41,22 +42,29 @@ def snapshot_tree(repo: Repo, worktree_path: Path) -> str:
     path = Path(worktree_path).resolve()
     admin = admin_dir(repo, path)
     try:
-        wr = pygit2.Repository(str(admin))
-        if wr.workdir is None or Path(wr.workdir).resolve() != path:
-            raise GitError("workdir mismatch")
-        if _has_filter_drivers(wr):
-            # libgit2 does not run external clean filters (git-lfs): git must stage the files.
-            return _snapshot_cli(repo, admin, path)
-        index = wr.index
-        conflicts = index.conflicts
-        if conflicts is not None:
-            # A tool left a merge half done: take the files as they are (markers included).
-            for entry_path in [c[0] or c[1] or c[2] for c in conflicts]:
-                del conflicts[entry_path.path]
-        index.add_all()
-        return str(index.write_tree())
+        with handles.opened(admin) as wr:
+            tree = _snapshot_in_process(wr, path)
     except (pygit2.GitError, GitError, OSError, ValueError, KeyError):
-        return _snapshot_cli(repo, admin, path)
+        tree = None
+    return tree if tree is not None else _snapshot_cli(repo, admin, path)
+
+
+def _snapshot_in_process(wr: pygit2.Repository, path: Path) -> str | None:
+    """``snapshot_tree`` with libgit2 on the worktree's opened repository; None when git must
+    stage the files."""
+    if wr.workdir is None or Path(wr.workdir).resolve() != path:
+        raise GitError("workdir mismatch")
+    if _has_filter_drivers(wr):
+        # libgit2 does not run external clean filters (git-lfs): git must stage the files.
+        return None
+    index = wr.index
+    conflicts = index.conflicts
+    if conflicts is not None:
+        # A tool left a merge half done: take the files as they are (markers included).
+        for entry_path in [c[0] or c[1] or c[2] for c in conflicts]:
+            del conflicts[entry_path.path]
+    index.add_all()
+    return str(index.write_tree())
 
 
 def patch_changes(repo: Repo, base: str, patch: str) -> list[Change]:

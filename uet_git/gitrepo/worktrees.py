@@ -25,6 +25,7 @@ from pathlib import Path
 import filelock
 import pygit2
 
+from uet_git.gitrepo import handles
 from uet_git.gitrepo.cleanat import (
     hides_entries,
     holds_only,
@@ -360,10 +361,10 @@ def worktree_head(repo: Repo, path: Path) -> str | None:
     try:
         # In process (~0.3 ms) instead of a git process (~3 ms); the CLI decides whenever
         # libgit2 cannot (a reftable repository, a HEAD it does not understand).
-        wr = pygit2.Repository(str(admin))
-        if wr.head_is_unborn:
-            return None
-        return str(wr.head.peel(pygit2.Commit).id)
+        with handles.opened(admin) as wr:
+            if wr.head_is_unborn:
+                return None
+            return str(wr.head.peel(pygit2.Commit).id)
     except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
         pass
     proc = repo.git("--git-dir", str(admin), "rev-parse", "--verify", "--quiet", "HEAD^{commit}",
@@ -422,26 +423,31 @@ def _reset_index_in_process(admin: Path, path: Path, commit: str) -> bool:
     if not _small_index(admin):
         return False  # at 30,000 files git's reset is ~2x faster than add_all + write
     try:
-        wr = pygit2.Repository(str(admin))
-        if wr.workdir is None or Path(wr.workdir).resolve() != path.resolve():
-            return False
-        if any(e.name.lower().startswith("filter.") for e in wr.config):
-            return False  # libgit2 does not run external clean filters: git stages the files
-        want = wr.get(commit)
-        if not isinstance(want, pygit2.Commit):
-            return False
-        index = wr.index
-        if index.conflicts is not None:
-            return False
-        index.add_all()
-        if index.write_tree() != want.tree_id:
-            return False
-        index.write()
-        if not write_head(admin, commit):
-            wr.set_head(want.id)
-        return str(wr.head.target) == commit
+        with handles.opened(admin) as wr:
+            return _index_to(wr, admin, path, commit)
     except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
         return False
+
+
+def _index_to(wr: pygit2.Repository, admin: Path, path: Path, commit: str) -> bool:
+    """``_reset_index_in_process`` on the worktree's opened repository."""
+    if wr.workdir is None or Path(wr.workdir).resolve() != path.resolve():
+        return False
+    if any(e.name.lower().startswith("filter.") for e in wr.config):
+        return False  # libgit2 does not run external clean filters: git stages the files
+    want = wr.get(commit)
+    if not isinstance(want, pygit2.Commit):
+        return False
+    index = wr.index
+    if index.conflicts is not None:
+        return False
+    index.add_all()
+    if index.write_tree() != want.tree_id:
+        return False
+    index.write()
+    if not write_head(admin, commit):
+        wr.set_head(want.id)
+    return str(wr.head.target) == commit
 
 
 def _set_head_in_process(admin: Path, commit: str) -> bool:
@@ -452,9 +458,9 @@ def _set_head_in_process(admin: Path, commit: str) -> bool:
     if write_head(admin, commit):
         return True
     try:
-        wr = pygit2.Repository(str(admin))
-        wr.set_head(pygit2.Oid(hex=commit))
-        return str(wr.head.target) == commit and not wr.head_is_unborn
+        with handles.opened(admin) as wr:
+            wr.set_head(pygit2.Oid(hex=commit))
+            return str(wr.head.target) == commit and not wr.head_is_unborn
     except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
         return False
 
