@@ -9,7 +9,9 @@ interpreter and reads VmHWM from /proc/self/status at exit: the peak RSS of uet'
 process, not of the benchmark driver.
 
 Sizes: ``--quick`` 20 and 60; default 300 and 1,000; ``UET_BENCH_B4_FULL=1`` 1,000 and 10,000
-(the issue's scale target: ~15-30 min on 2 quiet cores).
+(the issue's scale target: ~15-30 min on 2 quiet cores); ``UET_BENCH_B4_SIZES=1000,2000,4000``
+those sizes (the smallest is the reference), without the scripted-ledger table: a memory
+measurement short of the full hour.
 
 A second table times ``uet status`` (text and ``--json``) at 10,000 workstreams in seconds,
 without the hour-long run: on a ledger scripted with ``git fast-import`` (bench/b4_ledger.py,
@@ -58,9 +60,15 @@ class Params:
     runs: int
     status_runs: int
     full: bool
+    status_table: bool = True
 
 
 def params(quick: bool) -> Params:
+    sizes = os.environ.get("UET_BENCH_B4_SIZES", "").strip()
+    if sizes:
+        chosen = tuple(sorted(int(n) for n in sizes.split(",") if n.strip()))
+        return Params(sizes=chosen, runs=1, status_runs=3 if quick else 11,
+                      full=chosen[-1] >= 10_000, status_table=False)
     if quick:
         return Params(sizes=(20, 60), runs=1, status_runs=3, full=False)
     if os.environ.get("UET_BENCH_B4_FULL", "") not in ("", "0"):
@@ -181,7 +189,8 @@ def main(quick: bool = False) -> list[Table]:
     )
     wd = workdir("b4")
     try:
-        status_table = scripted_status(2000 if quick else SCRIPTED, p, wd)
+        status_table = scripted_status(2000 if quick else SCRIPTED, p, wd) \
+            if p.status_table else None
         sizes = [measure(n, p, wd) for n in p.sizes]
     finally:
         cleanup(wd)
@@ -206,4 +215,4 @@ def main(quick: bool = False) -> list[Table]:
     if not p.full:
         table.notes.append("sizes reduced (the 10,000-workstream case runs with "
                            "UET_BENCH_B4_FULL=1).")
-    return [emit(status_table), emit(table)]
+    return [emit(t) for t in (status_table, table) if t is not None]
