@@ -70,15 +70,12 @@ def test_a_continued_ledger_is_folded_from_the_kept_fold_on(repo: Path) -> None:
     assert led is not None
     query.run_status(s.repo, s.run)
     path = fold.cache_path(s.repo, s.run)
-    kept = json.loads(path.read_text())
-    assert kept["tip"] == led.tip
+    kept = fold.load(s.repo, s.run)
+    assert kept is not None and kept.tip == led.tip
     # Mark what the kept fold says of `a`: a reader that continues it shows the mark, one
     # that folded everything again would not.
-    reason = kept["fields"].index("reason")
-    for row in kept["records"]:
-        if row[0] == "a":
-            row[reason] = "kept-mark"
-    path.write_text(json.dumps(kept))
+    kept.records["a"].reason = "kept-mark"
+    fold.save(s.repo, kept)
     pb2 = uet_commit(s.repo, s.base, {"b.txt": "b2\n"}, "b", s.run)
     led.record("b", "created", attempt=2, patch=pb2)
     led.record("b", "validated", attempt=2)
@@ -102,10 +99,12 @@ def test_a_kept_fold_the_ledger_does_not_continue_is_not_used(repo: Path) -> Non
     s, _ = scripted_run(repo)
     query.run_status(s.repo, s.run)
     path = fold.cache_path(s.repo, s.run)
-    kept = json.loads(path.read_text())
+    kept = fold.load(s.repo, s.run)
+    assert kept is not None
     # A fold at a commit that is not in the ledger's history (the base), claiming everything.
-    kept.update(tip=s.base, count=1, records=[])
-    path.write_text(json.dumps(kept))
+    kept.tip, kept.count, kept.records, kept.committed = s.base, 1, {}, {}
+    fold.save(s.repo, kept)
+    assert fold.load(s.repo, s.run) is not None
     assert shown(query.run_status(s.repo, s.run)) == whole_fold(s.repo, s.run)
     path.write_text("{not json")
     assert shown(query.run_status(s.repo, s.run)) == whole_fold(s.repo, s.run)

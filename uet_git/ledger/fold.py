@@ -44,7 +44,7 @@ from uet_git.ledger.log import (
     read_plan_at,
 )
 
-VERSION = 2
+VERSION = 3
 LAND_EVENT = "run: land"
 PARTIAL_TRAILER = "Uet-Partial"  # on a partial landing (`uet land --only`): what it landed
 _REC_FIELDS = [f.name for f in fields(WsRecord)]
@@ -200,34 +200,154 @@ def _plan_blob(repo: Repo, f: Folded) -> str | None:
 
 
 # --------------------------------------------------------------------------- the kept file
+#
+# The file is JSON (a tool may write it: reading it runs nothing and a lie in it is only a
+# wrong cache, as any other edit of it), laid out so that reading it makes few objects: the
+# records by column, each column in the cheapest form that holds it exactly (the one value of
+# every row; a most common value and the rows that differ; strings or ints joined into one
+# string that one ``split`` cuts), and the plan's order as one joined string. Anything that
+# does not decode to exactly what was written (a column of another length, a value of a type
+# its field cannot have) makes the whole file ignored.
+
+SEP = "\n"  # joins a string column: no workstream id, state, reason or oid holds one
+_STR, _INT, _BOOL = (str,), (int,), (bool,)
+_OPT_STR, _OPT_INT = (str, type(None)), (int, type(None))
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "ws": _STR, "state": _STR, "attempt": _OPT_INT, "reason": _OPT_STR, "patch": _OPT_STR,
+    "candidate": _OPT_STR, "started": _OPT_INT, "updated": _OPT_INT, "duration": _OPT_INT,
+    "ref": _OPT_STR, "target": _OPT_STR, "collected": _BOOL, "landed": _BOOL,
+    "changes_checks": _BOOL, "blocked_by": _OPT_STR}
+_COLUMN_TYPES = [FIELD_TYPES[name] for name in _REC_FIELDS]
 
 
-def _rec_row(r: WsRecord) -> list[Any]:
-    return [getattr(r, name) for name in _REC_FIELDS]
+def _typed(v: Any, types: tuple[type, ...]) -> bool:
+    return type(v) in types  # exact: a bool is no int here, nor an int a bool
+
+
+def encode_column(values: list[Any]) -> list[Any]:
+    """The cheapest of ``["c", v]`` (every row ``v``), ``["x", v, {row: other}]`` (most rows
+    ``v``), ``["s", "a\\nb"]`` (strings without SEP), ``["i", "1 2"]`` (ints) or ``["l",
+    [...]]`` (anything)."""
+    if not values:
+        return ["l", []]
+    first = values[0]
+    if all(v is first or (type(v) is type(first) and v == first) for v in values):
+        return ["c", first]
+    if all(type(v) is str and SEP not in v for v in values) and \
+            len({*values}) * 4 > len(values):
+        return ["s", SEP.join(values)]
+    if all(type(v) is int for v in values) and len({*values}) * 4 > len(values):
+        return ["i", " ".join(map(str, values))]
+    counts: dict[Any, int] = {}
+    for v in values:
+        if type(v) in (str, int, bool, type(None)):
+            key = (type(v), v)
+            counts[key] = counts.get(key, 0) + 1  # type: ignore[index]
+    if counts:
+        (kind, common), n = max(counts.items(), key=lambda kv: kv[1])  # type: ignore[misc]
+        if n * 2 > len(values):
+            return ["x", common, {str(i): v for i, v in enumerate(values)
+                                  if type(v) is not kind or v != common}]
+    return ["l", list(values)]
+
+
+def decode_column(col: Any, n: int, types: tuple[type, ...]) -> list[Any]:
+    """``encode_column``'s ``values`` back; ValueError when ``col`` is not ``n`` values of
+    ``types`` in one of its forms."""
+    if not isinstance(col, list) or not col or not isinstance(col[0], str):
+        raise ValueError("column")
+    kind = col[0]
+    if kind == "c" and len(col) == 2 and _typed(col[1], types):
+        return [col[1]] * n
+    if kind == "s" and len(col) == 2 and str in types and isinstance(col[1], str):
+        out: list[Any] = col[1].split(SEP) if n else []
+    elif kind == "i" and len(col) == 2 and int in types and isinstance(col[1], str):
+        out = list(map(int, col[1].split(" "))) if n else []
+    elif kind == "x" and len(col) == 3 and _typed(col[1], types) and isinstance(col[2], dict):
+        out = [col[1]] * n
+        for row, v in col[2].items():
+            i = int(row)
+            if not 0 <= i < n or row != str(i) or not _typed(v, types):
+                raise ValueError("column")
+            out[i] = v
+        return out
+    elif kind == "l" and len(col) == 2 and isinstance(col[1], list):
+        out = col[1]
+        if not all(type(v) in types for v in out):
+            raise ValueError("column")
+    else:
+        raise ValueError("column")
+    if len(out) != n:
+        raise ValueError("column")
+    return out
 
 
 def to_json(f: Folded) -> dict[str, Any]:
+    recs = list(f.records.values())
     return {"version": VERSION, "run": f.run, "tip": f.tip, "root": f.root, "count": f.count,
             "base": f.base, "target": f.target, "based": f.based, "started": f.started,
             "updated": f.updated, "finished": f.finished, "integration": f.integration,
-            "fields": _REC_FIELDS, "records": [_rec_row(r) for r in f.records.values()],
-            "committed": f.committed,
+            "fields": _REC_FIELDS, "n": len(recs),
+            "columns": [encode_column([getattr(r, name) for r in recs])
+                        for name in _REC_FIELDS],
+            "committed": _committed_columns(f.committed),
             "landings": [[x.seq, x.branch, x.landed, x.partial] for x in f.landings],
-            "plan_oid": f.plan_oid, "planned": f.planned}
+            "plan_oid": f.plan_oid, "planned": encode_column(f.planned),
+            "planned_n": len(f.planned)}
+
+
+def _committed_columns(committed: dict[str, list[list[int | None]]]) -> dict[str, Any]:
+    """``Folded.committed`` by column: a workstream per span (a workstream committed twice,
+    after a rollback and a retry, appears twice, in order)."""
+    names = [ws for ws, spans in committed.items() for _ in spans]
+    spans = [s for v in committed.values() for s in v]
+    return {"n": len(names), "ws": encode_column(names),
+            "since": encode_column([s[0] for s in spans]),
+            "until": encode_column([s[1] for s in spans])}
+
+
+def _committed_of(d: Any) -> dict[str, list[list[int | None]]]:
+    """``_committed_columns`` back; ValueError/TypeError when it is not what that writes."""
+    n = d["n"]
+    if type(n) is not int:
+        raise ValueError("committed")
+    names = decode_column(d["ws"], n, _STR)
+    since = decode_column(d["since"], n, _INT)
+    until = decode_column(d["until"], n, _OPT_INT)
+    if len(set(names)) == n:  # each committed once: the common case, one comprehension
+        return {ws: [[s, u]] for ws, s, u in zip(names, since, until, strict=True)}
+    out: dict[str, list[list[int | None]]] = {}
+    for ws, s, u in zip(names, since, until, strict=True):
+        out.setdefault(ws, []).append([s, u])
+    return out
 
 
 def from_json(d: dict[str, Any], run: str) -> Folded | None:
     if d.get("version") != VERSION or d.get("run") != run or d.get("fields") != _REC_FIELDS:
         return None
+    n = d["n"]
+    columns = d["columns"]
+    if type(n) is not int or not isinstance(columns, list) or \
+            len(columns) != len(_REC_FIELDS):
+        return None
+    try:
+        cols = [decode_column(c, n, t) for c, t in zip(columns, _COLUMN_TYPES, strict=True)]
+        committed = _committed_of(d["committed"])
+        planned = decode_column(d["planned"], d["planned_n"], _STR) \
+            if type(d["planned_n"]) is int else None
+    except (ValueError, TypeError):
+        return None
+    if planned is None:
+        return None
     f = Folded(run=run, tip=str(d["tip"]), root=d["root"], count=int(d["count"]),
                base=d["base"], target=d["target"], based=bool(d["based"]),
                started=d["started"], updated=d["updated"], finished=bool(d["finished"]),
-               integration=d["integration"], committed=dict(d["committed"]),
+               integration=d["integration"], committed=committed,
                landings=[Landing(int(s), b, la, p) for s, b, la, p in d["landings"]],
-               plan_oid=d["plan_oid"], planned=list(d["planned"]))
-    for row in d["records"]:
-        rec = WsRecord(*row)
-        f.records[rec.ws] = rec
+               plan_oid=d["plan_oid"], planned=planned)
+    f.records = {r.ws: r for r in map(WsRecord, *cols)}
+    if len(f.records) != n or not set(committed) <= f.records.keys():
+        return None
     return f
 
 
