@@ -117,6 +117,14 @@ def states(repo: Path, run_id: str | None = None) -> dict[str, str]:
     return found
 
 
+def loose_refs(repo: Path, prefix: str) -> int:
+    """How many loose ref files are under ``prefix`` (``refs/uet/candidates``): what a test
+    waiting for uet to reach a point polls without starting a git process each time. Only for
+    waiting; what the test then checks it reads with git."""
+    return sum(1 for p in (repo / ".git" / prefix).rglob("*")
+               if p.is_file() and not p.name.endswith(".lock"))
+
+
 def ledger_subjects(repo: Path, run_id: str | None = None) -> list[str]:
     run_id = run_id or last_run(repo)
     return git(repo, "log", "--format=%s", "--reverse", f"refs/uet/ledger/{run_id}").splitlines()

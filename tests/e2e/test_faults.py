@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo, uet, uet_forked
+from tests.conftest import fsck_quick, git, make_repo, uet, uet_forked
 from tests.e2e.helpers import landed_workstreams, ledger_subjects
 
 try:
@@ -99,8 +99,8 @@ def check_user_work(repo: Path) -> None:
 
 
 def git_fsck(repo: Path) -> None:
-    proc = sp.run(["git", "fsck", "--strict", "--no-progress"], cwd=repo, capture_output=True,
-                  text=True)
+    proc = sp.run(["git", *fsck_quick(repo), "fsck", "--strict", "--no-progress"], cwd=repo,
+                  capture_output=True, text=True)
     assert proc.returncode == 0 and "error" not in proc.stderr.lower(), proc.stdout + proc.stderr
 
 

@@ -5,9 +5,6 @@ after it, and a resume after kill -9 in the middle of a window."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,11 +16,13 @@ from tests.e2e.helpers import (
     fsck_clean,
     landed_workstreams,
     last_run,
+    loose_refs,
     run_ok,
     setup_repo,
     states,
     trailers,
 )
+from tests.e2e.started import start_uet, wait_until
 
 N = 8
 
@@ -130,21 +129,12 @@ def test_flaky_patch_committed_after_the_flake_check(tmp_path: Path) -> None:
 def test_resume_after_kill_9_in_a_speculative_window_lands_each_patch_once(
         tmp_path: Path, window: int | None) -> None:
     repo = _repo(tmp_path / "r", window=window, acceptance=None, hook="sleep 0.5")
-    env = {**os.environ, "UET_RETRY_BACKOFF": "0.05"}
-    proc = subprocess.Popen([sys.executable, "-m", "uet_git", "run", "--land", "never"],
-                            cwd=repo, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # kill once candidates are in flight
-            if git(repo, "for-each-ref", "refs/uet/candidates/").count("\n") >= 2:
-                break
-            time.sleep(0.02)
-        else:
-            raise AssertionError("no speculative window seen")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    # Killed once candidates are in flight; the wait reads the loose refs uet writes (no git
+    # process every 20 ms: packed ones would only make it time out, never pass).
+    with start_uet(repo, "run", "--land", "never", new_session=True) as proc:
+        wait_until(lambda: loose_refs(repo, "refs/uet/candidates") >= 3,
+                   "a speculative window", timeout=20, started=proc)
+        proc.kill()  # the whole process group, as kill -9 of the group
     run_ok(repo, "resume")
     assert not git(repo, "for-each-ref", "refs/uet/candidates/")
     assert set(states(repo).values()) == {"committed"}

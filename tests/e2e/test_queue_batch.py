@@ -4,10 +4,6 @@ batch bisected with only the bad patch quarantined, and a resume after kill -9 i
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,11 +14,13 @@ from tests.e2e.helpers import (
     json_lines,
     landed_workstreams,
     last_run,
+    loose_refs,
     run,
     run_ok,
     setup_repo,
     states,
 )
+from tests.e2e.started import start_uet, wait_until
 
 N = 4
 
@@ -84,22 +82,12 @@ def _resumed_lands_each_once(repo: Path) -> None:
 def test_resume_after_kill_9_while_a_batch_is_judged_lands_each_patch_once(
         tmp_path: Path) -> None:
     repo = _repo(tmp_path / "r", tmp_path / "ctl", hook="sleep 0.6")
-    proc = subprocess.Popen([sys.executable, "-m", "uet_git", "run", "--land", "never"],
-                            cwd=repo, env={**os.environ, "UET_RETRY_BACKOFF": "0.05"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the batch's candidates are made: it is judged
-            if git(repo, "for-each-ref", "refs/uet/candidates/").count("\n") >= N - 1:
-                break
-            time.sleep(0.02)
-        else:
-            raise AssertionError("no batch seen")
+    with start_uet(repo, "run", "--land", "never", new_session=True) as proc:
+        # The batch's candidates are made: it is judged (loose refs read, as in test_queue).
+        wait_until(lambda: loose_refs(repo, "refs/uet/candidates") >= N,
+                   "a batch judged", timeout=30, started=proc)
         time.sleep(0.1)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.kill()
     _resumed_lands_each_once(repo)
 
 
@@ -108,8 +96,7 @@ def test_resume_after_a_crash_between_a_batchs_commits_judges_nothing_again(
     repo = _repo(tmp_path / "r", tmp_path / "ctl", hook="true")
     # The process dies right after the first patch of the batch is recorded committed.
     crash = ",".join(f"w{i}:committed" for i in range(N))
-    proc = run(repo, "run", "--land", "never", env={"UET_TEST_CRASH_AT": crash},
-               subprocess=True)
+    proc = run(repo, "run", "--land", "never", env={"UET_TEST_CRASH_AT": crash})
     assert proc.returncode == 137
     assert sorted(states(repo).values()).count("committed") == 1
     resumed = run_ok(repo, "resume", "--json")

@@ -4,14 +4,18 @@ evidence, `uet check` after every way the ledger lands, partial landing, `--dry-
 
 from __future__ import annotations
 
+import os
+import pty
+import select
 import subprocess as sp
-import sys
+import time
 from pathlib import Path
 
 import yaml
 
 from tests.conftest import git
 from tests.e2e.helpers import last_run, run, run_ok, setup_repo, states
+from tests.e2e.started import StartedUet, start_uet
 
 
 def three_ws(path: Path, **kw: object) -> Path:
@@ -203,35 +207,46 @@ def test_rollback_asks_on_a_terminal(tmp_path: Path) -> None:
     run_ok(repo, "run")
     rid = last_run(repo)
     landed = git(repo, "rev-parse", "main")
-    script = tmp_path / "drive_terminal.py"
-    script.write_text(
-        "import os, pty, sys\n"
-        "pid, fd = pty.fork()\n"
-        "if pid == 0:\n"
-        "    os.execvp(sys.executable, [sys.executable, '-m', 'uet_git', *sys.argv[1:]])\n"
-        "out = b''\n"
-        "while b'roll back run' not in out:\n"
-        "    out += os.read(fd, 1024)\n"
-        "os.write(fd, b'n\\n')\n"
-        "while True:\n"
-        "    try:\n"
-        "        chunk = os.read(fd, 1024)\n"
-        "    except OSError:\n"
-        "        break\n"
-        "    if not chunk:\n"
-        "        break\n"
-        "    out += chunk\n"
-        "_, status = os.waitpid(pid, 0)\n"
-        "sys.stdout.write(out.decode())\n"
-        "sys.exit(os.waitstatus_to_exitcode(status))\n")
-    proc = sp.run([sys.executable, str(script), "rollback", rid], cwd=repo,
-                  capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "would reset: refs/heads/main" in proc.stdout
-    assert "declined" in proc.stdout
+    master, slave = pty.openpty()
+    try:
+        with start_uet(repo, "rollback", rid, terminal=slave) as proc:
+            os.close(slave)
+            slave = -1
+            screen = _answer_on_terminal(master, proc, b"roll back run", b"n\n")
+            code = proc.wait(timeout=60)
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert code == 1, screen
+    assert "would reset: refs/heads/main" in screen
+    assert "declined" in screen
     assert git(repo, "rev-parse", "main") == landed
     run_ok(repo, "rollback", rid, "--yes")
     assert git(repo, "rev-parse", "main") != landed
+
+
+def _answer_on_terminal(master: int, proc: StartedUet, question: bytes, answer: bytes) -> str:
+    """What the command writes on its terminal (``master``'s other end) until it exits,
+    ``answer`` typed once ``question`` is shown."""
+    out = b""
+    asked = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not asked and question in out:
+            os.write(master, answer)
+            asked = True
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:  # EIO: the terminal's other end closed, the command is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    return out.decode(errors="replace")
 
 
 def test_drop_committed_not_landed(tmp_path: Path) -> None:

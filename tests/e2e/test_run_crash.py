@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from tests.e2e.helpers import (
     states,
     tool,
 )
+from tests.e2e.started import start_uet, wait_until
 
 
 def _chain_repo(path: Path) -> Path:
@@ -88,22 +87,11 @@ def test_real_sigkill_while_a_tool_sleeps_then_resume(tmp_path: Path):
         "slow": {"command": slow},
         "after": {"depends_on": ["slow"], "command": "echo a > after.txt"},
     })
-    env = {**os.environ, "UET_RETRY_BACKOFF": "0.05"}
-    proc = subprocess.Popen([sys.executable, "-m", "uet_git", "run", "--jobs", "2"], cwd=repo,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), "the slow tool never started"
+    with start_uet(repo, "run", "--jobs", "2") as proc:
+        wait_until(marker.exists, "the slow tool started", started=proc)
         time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+        assert proc.wait(timeout=10) == -signal.SIGKILL
     run_id = last_run(repo)
     marker.unlink()
     go.touch()
@@ -133,19 +121,12 @@ def test_sigint_leaves_a_resumable_run_and_exits_130(tmp_path: Path):
         "slow": {"command": f"[ -f {fast} ] || {{ touch {marker}; sleep 30; }}; echo s > s.txt"},
         "later": {"depends_on": ["slow"], "command": "echo l > l.txt"},
     })
-    proc = subprocess.Popen([sys.executable, "-m", "uet_git", "run"], cwd=repo,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with start_uet(repo, "run") as proc:
+        wait_until(marker.exists, "the slow tool started", started=proc)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        proc.wait(timeout=20)
+        out, err = proc.output()
     assert proc.returncode == 130, out + err
     assert time.monotonic() - t0 < 15
     run_id = last_run(repo)

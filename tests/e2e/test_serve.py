@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess as sp
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import pytest
 
 from tests.conftest import GIT_ENV, git, make_repo, uet
 from tests.e2e.helpers import fsck_clean
+from tests.e2e.started import start_uet, wait_until
 from tests.hooks.ledgerkit import scripted_run, uet_commit
 from uet_git.commands.serve import Server, start_server
 from uet_git.gitrepo import Repo
@@ -247,11 +247,10 @@ def test_bad_bind_is_one_line(tmp_path: Path):
 def test_serve_cli_prints_url_and_token_and_stops_on_sigterm(tmp_path: Path):
     path = make_repo(tmp_path / "A")
     s, _ = scripted_run(path)
-    proc = sp.Popen([sys.executable, "-m", "uet_git", "serve", "--run", s.run[:10]], cwd=path,
-                    stdout=sp.PIPE, stderr=sp.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(3)]
+    with start_uet(path, "serve", "--run", s.run[:10]) as proc:
+        wait_until(lambda: proc.output()[0].count("\n") >= 3, "the URL and token printed",
+                   started=proc)
+        lines = proc.output()[0].splitlines()
         url = lines[0].split(" at ")[1].strip()
         assert url.startswith("http://127.0.0.1:")
         token = lines[2].split(" token: ")[1].split()[0]
@@ -262,11 +261,7 @@ def test_serve_cli_prints_url_and_token_and_stops_on_sigterm(tmp_path: Path):
         r = client("push", "-q", url, f"{oid}:{inbox_ref(s.run, 'b', 2)}", token=token, cwd=c)
         assert r.returncode == 0, r.stderr
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert proc.wait(timeout=10) == 0, proc.output()
 
 
 def test_status_remote_reads_a_served_repository_with_a_token(served: Served, tmp_path: Path,

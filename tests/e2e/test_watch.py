@@ -11,21 +11,19 @@ import pty
 import select
 import signal
 import subprocess as sp
-import sys
 import time
 from pathlib import Path
 
 from tests.cli.test_json import conforms, section
 from tests.e2e.helpers import run, setup_repo
+from tests.e2e.started import StartedUet, start_uet
 
 
-def _start_run(repo: Path, *args: str) -> sp.Popen[str]:
-    env = {**os.environ, "UET_RETRY_BACKOFF": "0.05"}
-    return sp.Popen([sys.executable, "-m", "uet_git", "run", "--quiet", *args], cwd=repo,
-                    env=env, stdout=sp.PIPE, stderr=sp.PIPE, text=True, stdin=sp.DEVNULL)
+def _start_run(repo: Path, *args: str) -> StartedUet:
+    return start_uet(repo, "run", "--quiet", *args)
 
 
-def _wait_for(repo: Path, text: str, proc: sp.Popen[str], timeout: float = 20) -> str:
+def _wait_for(repo: Path, text: str, proc: StartedUet, timeout: float = 20) -> str:
     """`uet status` until its output holds ``text``."""
     deadline = time.monotonic() + timeout
     out = ""
@@ -33,7 +31,7 @@ def _wait_for(repo: Path, text: str, proc: sp.Popen[str], timeout: float = 20) -
         out = run(repo, "status").stdout
         if text in out:
             return out
-        assert proc.poll() is None, f"the run ended first: {proc.communicate()}"
+        assert proc.poll() is None, f"the run ended first: {proc.output()}"
         time.sleep(0.05)
     raise AssertionError(f"{text!r} never shown; last:\n{out}")
 
@@ -69,9 +67,7 @@ def test_status_shows_a_live_run_and_watch_follows_it_to_the_end(tmp_path: Path)
         assert lines[-1] == "2 workstreams: 2 committed"
         assert proc.wait(timeout=30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+        proc.close()
     after = run(repo, "status").stdout
     assert "live:" not in after and "running" not in after and "(landed, finished)" in after
     assert not list((repo / ".git" / "uet" / "live").glob("*.json"))
@@ -87,9 +83,7 @@ def test_a_killed_run_is_not_live(tmp_path: Path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+        proc.close()
     out = run(repo, "status").stdout
     assert f"not running: its process (pid {proc.pid}) is gone" in out
     assert "uet resume" in out and "running" not in out.split("\n", 2)[2]
@@ -108,7 +102,7 @@ def test_a_killed_run_is_not_live(tmp_path: Path):
     assert "no process runs it and it did not finish; `uet resume" in out, out
 
 
-def _read_pty(master: int, proc: sp.Popen[bytes], timeout: float) -> bytes:
+def _read_pty(master: int, proc: StartedUet, timeout: float) -> bytes:
     """Everything the process writes on its terminal until it exits (or ``timeout``)."""
     out = b""
     deadline = time.monotonic() + timeout
@@ -134,18 +128,17 @@ def test_watch_on_a_terminal_redraws_and_ends_with_the_run(tmp_path: Path):
     })
     proc = _start_run(repo, "-j", "1")
     master, slave = pty.openpty()
-    watcher: sp.Popen[bytes] | None = None
+    watcher: StartedUet | None = None
     ledgers = repo / ".git" / "refs" / "uet" / "ledger"
     try:
         # The watcher starts as soon as the run's ledger exists (no `uet status` polling: the
         # watcher's own start-up is the wait), so it sees the run live.
         deadline = time.monotonic() + 20
         while not (ledgers.is_dir() and any(ledgers.iterdir())):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            assert proc.poll() is None and time.monotonic() < deadline, proc.output()
             time.sleep(0.02)
-        watcher = sp.Popen([sys.executable, "-m", "uet_git", "status", "--watch",
-                            "--interval", "0.1"], cwd=repo, stdin=slave, stdout=slave,
-                           stderr=slave, env={**os.environ, "TERM": "xterm"})
+        watcher = start_uet(repo, "status", "--watch", "--interval", "0.1",
+                            env={"TERM": "xterm"}, terminal=slave)
         os.close(slave)
         slave = -1
         screen = _read_pty(master, watcher, timeout=30)
@@ -153,9 +146,8 @@ def test_watch_on_a_terminal_redraws_and_ends_with_the_run(tmp_path: Path):
         assert proc.wait(timeout=30) == 0
     finally:
         for p in (proc, watcher):
-            if p is not None and p.poll() is None:
-                p.kill()
-        proc.communicate()
+            if p is not None:
+                p.close()
         if slave >= 0:
             os.close(slave)
         os.close(master)
