@@ -93,6 +93,12 @@ def _spoil(d: dict[str, Any], how: str) -> str:
         d["columns"][0] = ["c", "a"]
     elif how == "unknown committed workstream":
         d["committed"] = {"n": 1, "ws": ["c", "zz"], "since": ["c", 1], "until": ["c", None]}
+    elif how == "committed since not ints":
+        d["committed"]["since"] = ["i", " ".join(["1"] * (d["committed"]["n"] - 1) + ["x"])]
+    elif how == "committed since of another length":
+        d["committed"]["since"] = ["i", " ".join(["1"] * (d["committed"]["n"] + 1))]
+    elif how == "committed until not ints":
+        d["committed"]["until"] = ["l", ["a"] * d["committed"]["n"]]
     elif how == "bad planned":
         d["planned"] = ["l", [1, 2]]
     elif how == "other fields":
@@ -102,12 +108,15 @@ def _spoil(d: dict[str, Any], how: str) -> str:
 
 @pytest.mark.parametrize("how", [
     "truncated", "not json", "old version", "short column", "wrong type",
-    "a workstream twice", "unknown committed workstream", "bad planned", "other fields"])
+    "a workstream twice", "unknown committed workstream", "committed since not ints",
+    "committed since of another length", "committed until not ints", "bad planned",
+    "other fields"])
 def test_a_spoilt_kept_fold_is_ignored_and_written_again(repo: Path, how: str) -> None:
     s, _ = scripted_run(repo)
     query.run_status(s.repo, s.run)
     path = fold.cache_path(s.repo, s.run)
     good = _kept(path)
+    assert good["committed"]["n"] >= 2
     path.write_text(_spoil(json.loads(json.dumps(good)), how))
     assert fold.load(s.repo, s.run) is None
     assert shown(query.run_status(s.repo, s.run)) == whole_fold(s.repo, s.run)

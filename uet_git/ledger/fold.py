@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -60,7 +61,7 @@ class Landing:
     partial: list[str] | None  # Uet-Partial's workstreams (None: every committed one)
 
 
-@dataclass
+@dataclass(eq=False)
 class Folded:
     run: str
     tip: str
@@ -74,10 +75,35 @@ class Folded:
     finished: bool = False
     integration: str | None = None  # the newest Uet-Integration (None: none recorded)
     records: dict[str, WsRecord] = field(default_factory=dict)  # first-transition order
-    committed: dict[str, list[list[int | None]]] = field(default_factory=dict)
     landings: list[Landing] = field(default_factory=list)
     plan_oid: str | None = None  # the plan.json blob ``planned`` was read from
     planned: list[str] = field(default_factory=list)
+    # ``committed`` as read from the kept file, decoded when first asked for: only a landing
+    # or a continued fold needs it, and at 10,000 workstreams it is 20,000 lists.
+    committed_columns: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    _committed: dict[str, list[list[int | None]]] | None = field(
+        default=None, repr=False, compare=False)
+
+    @property
+    def committed(self) -> dict[str, list[list[int | None]]]:
+        """``{ws: [[since, until], ...]}``: the ledger positions between which each
+        workstream was ``committed`` (``until`` None: it still is)."""
+        if self._committed is None:
+            cols, self.committed_columns = self.committed_columns, None
+            self._committed = {} if cols is None else _committed_of(cols)
+        return self._committed
+
+    @committed.setter
+    def committed(self, value: dict[str, list[list[int | None]]]) -> None:
+        self._committed, self.committed_columns = value, None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Folded) and self._key() == other._key()
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.run, self.tip, self.root, self.count, self.base, self.target, self.based,
+                self.started, self.updated, self.finished, self.integration, self.records,
+                self.committed, self.landings, self.plan_oid, self.planned)
 
     @property
     def recorded_integration(self) -> str | None:
@@ -306,11 +332,30 @@ def _committed_columns(committed: dict[str, list[list[int | None]]]) -> dict[str
             "until": encode_column([s[1] for s in spans])}
 
 
-def _committed_of(d: Any) -> dict[str, list[list[int | None]]]:
-    """``_committed_columns`` back; ValueError/TypeError when it is not what that writes."""
-    n = d["n"]
-    if type(n) is not int:
+def _committed_names(d: Any) -> list[str]:
+    """The workstream column of ``_committed_columns``, the other two checked so that
+    ``_committed_of`` cannot fail on them (an int column by one regular expression, not
+    decoded); ValueError/TypeError/KeyError when ``d`` is not what that writes."""
+    if not isinstance(d, dict) or len(d) != 4 or type(d["n"]) is not int:
         raise ValueError("committed")
+    n = d["n"]
+    for key, types in (("since", _INT), ("until", _OPT_INT)):
+        col = d[key]
+        if isinstance(col, list) and len(col) == 2 and col[0] == "i":
+            if not isinstance(col[1], str) or not (_INTS.fullmatch(col[1]) or not n) or \
+                    col[1].count(" ") + 1 != max(n, 1):
+                raise ValueError("committed")
+        else:
+            decode_column(col, n, types)
+    return decode_column(d["ws"], n, _STR)
+
+
+_INTS = re.compile(r"-?[0-9]{1,30}(?: -?[0-9]{1,30})*")  # what ``int`` reads, as written
+
+
+def _committed_of(d: Any) -> dict[str, list[list[int | None]]]:
+    """``_committed_columns`` back (``d`` passed ``_committed_names``)."""
+    n = d["n"]
     names = decode_column(d["ws"], n, _STR)
     since = decode_column(d["since"], n, _INT)
     until = decode_column(d["until"], n, _OPT_INT)
@@ -332,7 +377,8 @@ def from_json(d: dict[str, Any], run: str) -> Folded | None:
         return None
     try:
         cols = [decode_column(c, n, t) for c, t in zip(columns, _COLUMN_TYPES, strict=True)]
-        committed = _committed_of(d["committed"])
+        committed = d["committed"]
+        committed_names = set(_committed_names(committed))
         planned = decode_column(d["planned"], d["planned_n"], _STR) \
             if type(d["planned_n"]) is int else None
     except (ValueError, TypeError):
@@ -342,11 +388,11 @@ def from_json(d: dict[str, Any], run: str) -> Folded | None:
     f = Folded(run=run, tip=str(d["tip"]), root=d["root"], count=int(d["count"]),
                base=d["base"], target=d["target"], based=bool(d["based"]),
                started=d["started"], updated=d["updated"], finished=bool(d["finished"]),
-               integration=d["integration"], committed=committed,
+               integration=d["integration"], committed_columns=committed,
                landings=[Landing(int(s), b, la, p) for s, b, la, p in d["landings"]],
                plan_oid=d["plan_oid"], planned=planned)
     f.records = {r.ws: r for r in map(WsRecord, *cols)}
-    if len(f.records) != n or not set(committed) <= f.records.keys():
+    if len(f.records) != n or not committed_names <= f.records.keys():
         return None
     return f
 
