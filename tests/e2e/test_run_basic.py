@@ -142,7 +142,7 @@ def test_timeout_kills_the_tool_and_its_child(tmp_path: Path):
     })
     # A process of its own: the killed child must be gone with it, not left as a zombie of
     # this test process (a subreaper once uet has run tools in it).
-    proc = run_ok(repo, "run", code=1, subprocess=True)
+    proc = run_ok(repo, "run", code=1, forked=True)
     assert states(repo) == {"slow": "quarantined"}
     full = git(repo, "log", "--format=%B", f"refs/uet/ledger/{last_run(repo)}")
     assert "Uet-Reason: tool-timeout" in full
