@@ -18,6 +18,7 @@ rejects is said at the end of its stderr log.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import shutil
@@ -32,7 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 from uet_git.gitrepo.objimport import Imported
 from uet_git.ledger.evidence import MAX_EVIDENCE
-from uet_git.workers.procfs import TOKEN_VAR, ToolWatch, become_subreaper, kill_tool
+from uet_git.workers.procfs import (
+    TOKEN_VAR,
+    ToolWatch,
+    become_subreaper,
+    kill_tool,
+    read_stat,
+    reap_orphans,
+)
 
 if TYPE_CHECKING:
     from uet_git.workers.sandbox import SandboxPlan
@@ -147,6 +155,39 @@ def _start_and_wait(argv: list[str], cmd: str | list[str], *, cwd: str | os.Path
                     sandboxed: bool) -> ProcResult:
     """Start ``argv`` (already wrapped when ``sandboxed``) and wait for it and everything it
     started (``run_process``)."""
+    # A sandbox's PID namespace init (bwrap's child) as bwrap reports it (``--info-fd``):
+    # waited for through a pidfd once bwrap exits, instead of the sweep (``_init_gone``).
+    info_r, info_w = os.pipe() if sandboxed and _unshares_pid(argv) else (-1, -1)
+    if info_w >= 0:
+        argv = [argv[0], "--info-fd", str(info_w), *argv[1:]]
+    try:
+        started = _start(argv, cwd=cwd, full_env=full_env, start=start,
+                         stdout_path=stdout_path, stderr_path=stderr_path,
+                         stdin_path=stdin_path, pass_fds=(info_w,) if info_w >= 0 else ())
+    finally:
+        if info_w >= 0:
+            os.close(info_w)  # bwrap holds its own copy
+    try:
+        if isinstance(started, ProcResult):
+            return started
+        return _wait(started, cmd, timeout=timeout, start=start, stderr_path=stderr_path,
+                     grace=grace, cancel=cancel, token=token, sandboxed=sandboxed,
+                     workdir=cwd, info=info_r)
+    finally:
+        if info_r >= 0:
+            os.close(info_r)
+
+
+def _unshares_pid(argv: list[str]) -> bool:
+    """Whether the bwrap command ``argv`` gives its command its own PID namespace."""
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    return "--unshare-pid" in own
+
+
+def _start(argv: list[str], *, cwd: str | os.PathLike[str], full_env: dict[str, str],
+           start: float, stdout_path: Path, stderr_path: Path, stdin_path: Path | None,
+           pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes] | ProcResult:
+    """The started process, or why it could not start."""
     try:
         with (
             open(stdout_path, "wb") as out,
@@ -154,9 +195,9 @@ def _start_and_wait(argv: list[str], cmd: str | list[str], *, cwd: str | os.Path
             open(stdin_path, "rb") if stdin_path is not None else _devnull() as inp,
         ):
             try:
-                proc = subprocess.Popen(
+                return subprocess.Popen(
                     argv, cwd=cwd, env=full_env, stdin=inp, stdout=out, stderr=err,
-                    start_new_session=True, close_fds=True,
+                    start_new_session=True, close_fds=True, pass_fds=pass_fds,
                 )
             except FileNotFoundError:
                 return ProcResult(None, False, False, time.monotonic() - start,
@@ -172,10 +213,16 @@ def _start_and_wait(argv: list[str], cmd: str | list[str], *, cwd: str | os.Path
     except OSError as exc:  # stdin file missing, log dir unwritable
         return ProcResult(None, False, False, time.monotonic() - start, f"cannot start: {exc}")
 
+
+def _wait(proc: subprocess.Popen[bytes], cmd: str | list[str], *, timeout: float | None,
+          start: float, stderr_path: Path, grace: float, cancel: threading.Event | None,
+          token: str, sandboxed: bool, workdir: str | os.PathLike[str], info: int
+          ) -> ProcResult:
+    """``_start_and_wait`` once ``proc`` started: wait for it, then for everything it started."""
     timed_out = cancelled = False
     deadline = None if timeout is None else start + timeout
     exited = _ExitWaiter(proc)
-    watch = ToolWatch(proc.pid, token, workdir=cwd)
+    watch = ToolWatch(proc.pid, token, workdir=workdir)
     watch.register()
     sample = _SAMPLE_FIRST
     try:
@@ -202,9 +249,12 @@ def _start_and_wait(argv: list[str], cmd: str | list[str], *, cwd: str | os.Path
             raise
         finally:
             exited.close()
-        # The tool may have exited already; the sweep also ends whatever it left running.
-        kill_tool(watch, grace=grace if (timed_out or cancelled) else min(grace, 1.0),
-                  poll=proc.poll)
+        if timed_out or cancelled or not _init_gone(info, proc.pid, min(grace, 1.0)):
+            # The tool may have exited already; the sweep also ends whatever it left running.
+            kill_tool(watch, grace=grace if (timed_out or cancelled) else min(grace, 1.0),
+                      poll=proc.poll)
+        else:
+            reap_orphans()
     finally:
         watch.unregister()
     returncode = proc.wait()
@@ -218,6 +268,47 @@ def _start_and_wait(argv: list[str], cmd: str | list[str], *, cwd: str | os.Path
         tail = read_tail(stderr_path, 400).decode(errors="replace").strip()
         error = "command not found (exit 127)" + (f": {tail.splitlines()[-1]}" if tail else "")
     return ProcResult(returncode, timed_out, cancelled, time.monotonic() - start, error)
+
+
+def _init_gone(info: int, leader: int, timeout: float) -> bool:
+    """After bwrap (``leader``) exited: whether its PID namespace's init (the ``child-pid`` it
+    wrote to ``info``) has exited too, waited for up to ``timeout`` s and reaped when it was
+    left to us (the subreaper). The kernel ends every process of a namespace before its init
+    becomes a zombie, and none leaves a PID namespace: then nothing the command started lives,
+    which the /proc sweep (``kill_tool``) would otherwise establish, a scan of every descendant
+    and sleeps while the init dies (bwrap exits when the command does, its init a moment
+    later, killed by ``--die-with-parent``). False when not sure: the caller sweeps."""
+    if info < 0:
+        return False
+    try:
+        os.set_blocking(info, False)
+        data = os.read(info, 4096)  # bwrap has exited: what it wrote is all there
+        child = json.loads(data.decode()).get("child-pid") if data else None
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not isinstance(child, int) or child <= 1:
+        return False
+    try:
+        fd = os.pidfd_open(child)
+    except ProcessLookupError:
+        return True  # gone and reaped (by bwrap): its namespace ended before it
+    except (AttributeError, OSError):
+        return False
+    try:
+        p = read_stat(child)
+        if p is None or p.sid != leader:
+            # Its pid reused after it was reaped: by something outside the tool's session, so
+            # the init (of that session) is gone. Unless we cannot read it at all.
+            return p is not None
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(int(timeout * 1000)):
+            return False  # still there: the sweep kills it
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG)
+        return True
+    finally:
+        os.close(fd)
 
 
 class _ExitWaiter:
