@@ -114,6 +114,21 @@ def test_a_run_of_json_workstreams_imports_no_yaml_and_no_cluster(tmp_path: Path
     assert "a.txt" in git(path, "ls-tree", "--name-only", "-r", _integration_ref(path)).split()
 
 
+def test_a_run_of_plain_input_builds_no_pydantic_validator(tmp_path: Path) -> None:
+    # Building them (and pydantic's plugin discovery, which imports importlib.metadata and
+    # scans every installed distribution) was most of reading uet.toml and the workstreams.
+    path = setup_repo(tmp_path / "r", config='[run]\njobs = 1\n[verify]\nwindow = 1\n'
+                      '[hooks]\npre-merge = ["true"]\n')
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a.json").write_text(json.dumps({"id": "a", "command": "echo a > a.txt",
+                                           "timeout": 60, "scope": {"allow": ["a.txt"]}}))
+    loaded = _modules(path, "run", str(ws), "--land", "never")
+    assert "uet_git.engine.loop" in loaded
+    assert "pydantic.plugin._loader" not in loaded
+    assert "a.txt" in git(path, "ls-tree", "--name-only", "-r", _integration_ref(path)).split()
+
+
 def test_a_run_still_reads_yaml_workstreams(tmp_path: Path) -> None:
     # the YAML loader is built on first use; its duplicate-key refusal must survive that
     path = setup_repo(tmp_path / "r")

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from uet_git.spec import plain
 from uet_git.spec.scope import validate_pattern
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
@@ -101,7 +102,32 @@ def _short(value: str, n: int = 40) -> str:
 class _Strict(BaseModel):
     # defer_build: a model's validator is built on its first use, not when the class is made
     # (about half of importing this module otherwise; `uet run` validates only a few of them).
+    # Plain input is read, and dumped, without building them at all (spec/plain.py: the same
+    # models and dicts pydantic gives, pydantic itself on anything else).
     model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+
+    def __init__(self, /, **data: Any) -> None:
+        if not (plain.worth_it(type(self)) and plain.fill(self, data)):
+            super().__init__(**data)
+
+    # pydantic validates a nested model itself, never through this __init__
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        if plain.worth_it(cls) and all(v is None for v in kwargs.values()):
+            model = plain.construct(cls, obj)
+            if model is not None:
+                return model  # type: ignore[return-value]
+        return super().model_validate(obj, **kwargs)
+
+    def model_dump(self, *, mode: str = "python", by_alias: bool | None = None,
+                   **kwargs: Any) -> dict[str, Any]:
+        if not kwargs and plain.worth_it(type(self)):
+            out = plain.dump(self, mode=mode, by_alias=by_alias)
+            if out is not None:
+                return out
+        return super().model_dump(mode=mode, by_alias=by_alias, **kwargs)  # type: ignore[arg-type]
 
 
 class Scope(_Strict):
