@@ -60,6 +60,9 @@ class Item:
     started: float = 0.0
     seconds: float = 0.0
     recorded: str | None = None  # candidate the ledger holds (applied/verified) at seeding
+    # The candidate its worker judged (the patch on the queue's tail then, engine/handed):
+    # the queue's own when it builds on that same tail.
+    offered: str | None = None
     # Patches handed to workers before this one and not yet in the queue: its worker judged
     # it on a tail holding them, so it is not built before they arrive (until hold_until).
     waits_for: list[str] = field(default_factory=list)

@@ -159,6 +159,8 @@ class VerifyQueue:
             self.forget(rec.patch)
         if rec.state in ("applied", "verified") and rec.candidate:
             item.recorded = rec.candidate
+        if rec.state == "queued" and handed not in (None, rec.patch):
+            item.offered = handed
         ws = self.ctx.ws(ws_id)
         if rec.state == "queued" and handed not in (None, rec.patch) and ws.acceptance and \
                 not self.cache.passed("acceptance", odb.tree_of(self.ctx.repo, handed),
@@ -279,6 +281,10 @@ class VerifyQueue:
                 if item.recorded and \
                         odb.get_commit(self.ctx.repo, item.recorded).parent == base:
                     cand = item.recorded  # what the ledger holds (a resumed run)
+                elif (offered := self._offered_on(item, base)) is not None:
+                    # The merge its worker made on this same base (same patch, same tree):
+                    # not made again. Pruned meanwhile, ``pin`` makes it again.
+                    cand = offered
                 else:
                     made = make_candidate(self.ctx.repo, item.patch, base)
                     if made.conflicts and base == tip:
@@ -306,6 +312,17 @@ class VerifyQueue:
             base = item.candidate
             built += 1
             k += 1
+
+    def _offered_on(self, item: Item, base: str) -> str | None:
+        """The candidate ``item``'s worker judged, when it is the patch on ``base``."""
+        if item.offered is None:
+            return None
+        try:
+            if odb.get_commit(self.ctx.repo, item.offered).parent == base:
+                return item.offered
+        except odb.MissingObject:
+            item.offered = None  # pruned: made again from the patch
+        return None
 
     def _waits(self, item: Item) -> bool:
         """Whether ``item`` still waits for patches handed out before it (see ``add``)."""
