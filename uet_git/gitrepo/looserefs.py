@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 _OID = re.compile(rb"[0-9a-f]{40}(?:[0-9a-f]{24})?")
@@ -40,44 +41,107 @@ def _name_ok(name: str) -> bool:
                for c in name.split("/"))
 
 
+def _names_ok(names: Iterable[str]) -> bool:
+    """``all(_name_ok(n) for n in names)``, each directory judged once: thousands of refs
+    share a few directories (``refs/uet/<state>/RUN/``), so only each leaf is checked."""
+    dirs: dict[str, bool] = {}
+    for name in names:
+        parent, _, leaf = name.rpartition("/")
+        ok = dirs.get(parent)
+        if ok is None:
+            ok = dirs[parent] = not parent or _name_ok(parent)
+        # ".." and "@{" cannot span the slash; an empty leaf (a name ending in "/") fails.
+        if not ok or ".." in leaf or "@{" in leaf or not _COMPONENT.fullmatch(leaf) or \
+                leaf.endswith((".lock", ".")):
+            return False
+    return True
+
+
+# O_NOFOLLOW: a ref file that became a symbolic link since it was listed is git's to read;
+# O_NONBLOCK: one that became a FIFO does not hang the reader (it reads as empty: Unsure).
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _read_ref_file(name: str, dir_fd: int) -> bytes | None:
+    """The first 4096 bytes of the ref file ``name`` in the directory ``dir_fd`` (opened
+    relative to it: no walk of the whole path per file; one ``read``: a ref is 41 bytes, and
+    a short read can only make a value git's reading would not match, which is Unsure); None
+    when it is gone."""
+    try:
+        fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _Unsure from exc
+    try:
+        return os.read(fd, 4096)
+    except OSError as exc:
+        raise _Unsure from exc
+    finally:
+        os.close(fd)
+
+
 def _loose(common: Path, skip: str, out: dict[str, bytes], start: str = "refs/") -> None:
-    """Every loose ref file under ``start`` (its content) but those under ``skip``."""
+    """Every loose ref file under ``start`` (its content) but those under ``skip``. The kind
+    of each entry comes from the directory listing (``d_type``; ``lstat`` only where the
+    file system does not say)."""
     stack = [start]
     while stack:
         rel = stack.pop()
         if rel == skip:
             continue
         try:
-            entries = list(os.scandir(common / rel))
+            dir_fd = os.open(common / rel, _DIR_FLAGS)
         except (FileNotFoundError, NotADirectoryError):
             continue  # removed meanwhile (an empty directory git pruned), or a ref file
         except OSError as exc:
             raise _Unsure from exc
-        for e in entries:
-            if e.name.startswith(".") or e.name.endswith(".lock"):
-                continue  # what git's loose-ref reader skips too
+        try:
+            _loose_in(dir_fd, rel, skip, out, stack)
+        finally:
+            os.close(dir_fd)
+
+
+def _loose_in(dir_fd: int, rel: str, skip: str, out: dict[str, bytes],
+              stack: list[str]) -> None:
+    """``_loose`` in one directory: its ref files into ``out``, its directories onto
+    ``stack``."""
+    try:
+        with os.scandir(dir_fd) as it:
+            entries = list(it)
+    except OSError as exc:
+        raise _Unsure from exc
+    for e in entries:
+        name = e.name
+        if name.startswith(".") or name.endswith(".lock"):
+            continue  # what git's loose-ref reader skips too
+        try:
+            if e.is_dir(follow_symlinks=False):
+                stack.append(f"{rel}{name}/")
+                continue
+            regular = e.is_file(follow_symlinks=False)
+        except OSError as exc:
+            raise _Unsure from exc
+        if not regular:
+            # A symbolic link or stranger (git decides), or gone meanwhile (skipped): ask.
             try:
-                mode = e.stat(follow_symlinks=False).st_mode
+                mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 raise _Unsure from exc
             if stat.S_ISDIR(mode):
-                stack.append(f"{rel}{e.name}/")
-            elif stat.S_ISREG(mode):
-                name = rel + e.name
-                if name.startswith(skip):
-                    continue
-                try:
-                    with open(e.path, "rb") as f:
-                        data = f.read(4096)
-                except FileNotFoundError:
-                    continue  # deleted meanwhile: packed-refs (read after) holds it if it is
-                except OSError as exc:
-                    raise _Unsure from exc
-                out[name] = data
-            else:
-                raise _Unsure(e.path)  # a symbolic link or stranger: git decides
+                stack.append(f"{rel}{name}/")
+                continue
+            if not stat.S_ISREG(mode):
+                raise _Unsure(f"{rel}{name}")
+        ref = rel + name
+        if ref.startswith(skip):
+            continue
+        data = _read_ref_file(name, dir_fd)
+        if data is not None:  # else deleted meanwhile: packed-refs (read after) holds it
+            out[ref] = data
 
 
 def _packed(common: Path, skip: str) -> dict[str, bytes]:
@@ -154,9 +218,10 @@ def refs_outside(common_dir: Path, skip: str = "refs/uet/") -> dict[str, str] | 
         _loose(common, skip, loose)
         packed = _packed(common, skip)
         out: dict[str, str] = {}
-        for name in sorted(loose.keys() | packed.keys()):
-            if not _name_ok(name):
-                return None
+        names = sorted(loose.keys() | packed.keys())
+        if not _names_ok(names):
+            return None
+        for name in names:
             out[name] = _resolve(name, loose, packed)
     except _Unsure:
         return None
@@ -272,8 +337,9 @@ def _follow(common: Path, name: str, value: bytes) -> str:
 
 def plain_store(common: Path) -> bool:
     """The refs of ``common`` are plain files git reads as this module does: no reftable, no
-    ``extensions.refStorage`` or ``objectFormat`` (SHA-256 ids) in the config."""
-    if _reftable(common):
+    ``extensions.refStorage`` or ``objectFormat`` (SHA-256 ids) in the config, and a
+    directory git takes for a repository at all (``git_directory``)."""
+    if _reftable(common) or not git_directory(common):
         return False
     try:
         config = (common / "config").read_bytes().lower()
@@ -282,6 +348,31 @@ def plain_store(common: Path) -> bool:
     except OSError:
         return False
     return b"refstorage" not in config and b"objectformat" not in config
+
+
+def git_directory(common: Path) -> bool:
+    """``common`` is what git's ``is_git_directory`` accepts, surely: ``objects/`` and
+    ``refs/`` directories and a ``HEAD`` its ``validate_headref`` reads as valid (a regular
+    file ``ref: refs/...`` or a 40-hex id). Without it git refuses to run ("not a git
+    repository": a tool's ``git update-ref -d`` of a ref holding ``ref: HEAD`` deletes
+    ``HEAD``), and the files alone would still answer. False when in doubt (a symbolic-link
+    ``HEAD``, an upper-case id): git then says what it says."""
+    try:
+        if not (os.path.isdir(common / "objects") and os.path.isdir(common / "refs")):
+            return False
+        head = common / "HEAD"
+        if not stat.S_ISREG(os.lstat(head).st_mode):
+            return False
+        with open(head, "rb") as f:
+            data = f.read(255)
+    except OSError:
+        return False
+    if data.startswith(b"ref:"):
+        return data[4:].lstrip(b" \t\n\v\f\r").startswith(b"refs/")
+    return _HEX40.match(data) is not None
+
+
+_HEX40 = re.compile(rb"[0-9a-f]{40}")
 
 
 def read_ref(common: Path, name: str) -> str | None:
@@ -381,8 +472,11 @@ def list_refs(common: Path, patterns: tuple[str, ...]) -> dict[str, str]:
         _loose_under(common, base, loose)
     packed = packed_index(common)
     out: dict[str, str] = {}
-    for name in sorted(loose.keys() | {n for n in packed if _matches(n, patterns)}):
-        if not _name_ok(name) or name.startswith(_PER_WORKTREE):
+    names = sorted(loose.keys() | {n for n in packed if _matches(n, patterns)})
+    if not _names_ok(names):
+        raise Unsure("a name")
+    for name in names:
+        if name.startswith(_PER_WORKTREE):
             raise Unsure(name)
         raw = loose.get(name)
         out[name] = _follow(common, name, raw if raw is not None else packed[name])
@@ -394,5 +488,5 @@ def _loose_under(common: Path, base: str, out: dict[str, bytes]) -> None:
     _loose(common, "\0", out, start=base)
 
 
-__all__ = ["Unsure", "head_branch", "list_refs", "packed_index", "plain_name", "plain_store",
-           "read_ref", "refs_outside", "replace_refs", "short_branch"]
+__all__ = ["Unsure", "git_directory", "head_branch", "list_refs", "packed_index", "plain_name",
+           "plain_store", "read_ref", "refs_outside", "replace_refs", "short_branch"]
