@@ -11,21 +11,21 @@ or state a process keeps once set (signal handlers, the subreaper flag)."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import faulthandler
 import io
 import locale
 import os
 import select
-import shutil
 import signal
+import stat
 import subprocess as sp
 import sys
 import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,35 @@ from uet_git.cli import main
 # measured here). The cache is gitignored and only this process writes it; the uet processes
 # the tests start keep the environment they were given.
 sys.dont_write_bytecode = False
+
+
+def _memory_temp_root() -> str | None:
+    """/dev/shm when it is a tmpfs that runs programs and has room for a session, else None.
+
+    The tests' repositories are small and short-lived: on a disk file system each file costs a
+    journal entry, each removal a discard and each of git's and the ledger's fsyncs a wait for
+    the device; in memory none of these. What a test proves does not depend on where its
+    tmp_path lives, except the tests about paths under /tmp, which ask for /tmp themselves."""
+    shm = "/dev/shm"
+    try:
+        with open("/proc/self/mounts") as f:
+            mounts = [line.split() for line in f]
+        st = os.statvfs(shm)
+    except OSError:
+        return None
+    options = [m[3].split(",") for m in mounts if len(m) > 3 and m[1] == shm and m[2] == "tmpfs"]
+    if not options or "noexec" in options[-1] or "ro" in options[-1]:
+        return None
+    if st.f_bavail * st.f_frsize < 4 << 30 or not os.access(shm, os.W_OK | os.X_OK):
+        return None
+    return shm
+
+
+# Where pytest makes tmp_path (pytest's documented variable; its default is the system's
+# temporary directory). Set in the environment before pytest makes its base directory, so the
+# xdist workers get theirs under it; `PYTEST_DEBUG_TEMPROOT=/tmp pytest ...` runs on the disk.
+if (_root := _memory_temp_root()) is not None:
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", _root)
 
 # Read once when the engine module is imported, which in this process happens before any test
 # sets it: the retry backoff of every run here is the short one the e2e helpers ask for.
@@ -176,31 +205,14 @@ def _reap_adopted_zombies() -> None:
     """Once uet has run a tool in this process, this process is a child subreaper: what a
     ``uet`` subprocess leaves behind when it is killed (its ``git update-ref`` child, a tool in
     its own session) is re-parented here instead of to init. Reap what init would have; every
-    child the test started itself has been waited for by now (its threads are gone)."""
-    for pid in _zombie_children():
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-
-
-def _zombie_children() -> list[int]:
-    pids: list[int] = []
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return pids
-    for tid in tasks:
+    child the test started itself has been waited for by now (its threads are gone). One
+    ``waitid`` per zombie and one more (none left, or no child at all): no /proc reads."""
+    while True:
         try:
-            children = Path(f"/proc/self/task/{tid}/children").read_text().split()
-        except OSError:
-            continue
-        for pid in children:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            if state == "Z":
-                pids.append(int(pid))
-    return pids
+            if os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG) is None:
+                return
+        except ChildProcessError:
+            return
 
 
 def git(cwd: Path | str, *args: str, check: bool = True, input: str | None = None) -> str:
@@ -215,9 +227,75 @@ def git(cwd: Path | str, *args: str, check: bool = True, input: str | None = Non
 
 # Repositories make_repo built in this process, by what went into them: the next one asked for
 # with the same files is a copy (no `git init`, `add`, `commit`: most tests start from one of a
-# few repositories). Removed when the process ends.
-_REPO_TEMPLATES: dict[tuple[object, ...], Path] = {}
-_TEMPLATE_ROOT: list[Path] = []
+# few repositories). Kept in memory: writing one back is an open, a write, a utime and a close
+# per file, where copytree's copy2 also stats, reads, copies the mode and lists the xattrs.
+@dataclass(frozen=True)
+class _Tree:
+    """A directory's contents as they were: the relative path, mode and (atime, mtime) in ns
+    of each directory (parents first, the top one ""), the same and the bytes of each file,
+    and the target of each symbolic link."""
+
+    dirs: tuple[tuple[str, int, tuple[int, int]], ...]
+    files: tuple[tuple[str, int, tuple[int, int], bytes], ...]
+    links: tuple[tuple[str, str], ...]
+
+
+_REPO_TEMPLATES: dict[tuple[object, ...], _Tree] = {}
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _read_tree(top: Path) -> _Tree:
+    dirs: list[tuple[str, int, tuple[int, int]]] = []
+    files: list[tuple[str, int, tuple[int, int], bytes]] = []
+    links: list[tuple[str, str]] = []
+    st = os.lstat(top)
+    dirs.append(("", stat.S_IMODE(st.st_mode), (st.st_atime_ns, st.st_mtime_ns)))
+    for dirpath, dirnames, filenames in os.walk(top):
+        rel = os.path.relpath(dirpath, top)
+        for name in sorted(dirnames + filenames):
+            path = os.path.join(dirpath, name)
+            sub = os.path.normpath(os.path.join(rel, name))
+            st = os.lstat(path)
+            times = (st.st_atime_ns, st.st_mtime_ns)
+            if stat.S_ISLNK(st.st_mode):
+                links.append((sub, os.readlink(path)))
+            elif stat.S_ISDIR(st.st_mode):
+                dirs.append((sub, stat.S_IMODE(st.st_mode), times))
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    files.append((sub, stat.S_IMODE(st.st_mode), times, f.read()))
+            else:
+                raise AssertionError(f"{path}: not a file, directory or symbolic link")
+    return _Tree(tuple(dirs), tuple(files), tuple(links))
+
+
+def _write_tree(tree: _Tree, dest: Path) -> None:
+    """``tree`` at ``dest`` (a new path) as ``shutil.copytree(..., symlinks=True)`` copies it:
+    the same bytes, modes and times."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    top = str(dest)
+    for rel, mode, _ in tree.dirs:
+        os.mkdir(os.path.join(top, rel), mode)
+    for rel, mode, times, data in tree.files:
+        fd = os.open(os.path.join(top, rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                     mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if mode & _UMASK:
+                os.fchmod(fd, mode)
+            os.utime(fd, ns=times)
+        finally:
+            os.close(fd)
+    for rel, target in tree.links:
+        os.symlink(target, os.path.join(top, rel))
+    for rel, mode, times in reversed(tree.dirs):  # a directory's times after its entries
+        path = os.path.join(top, rel)
+        if mode & _UMASK:
+            os.chmod(path, mode)
+        os.utime(path, ns=times)
 
 
 def make_repo(path: Path, files: dict[str, str] | None = None, branch: str = "main") -> Path:
@@ -232,7 +310,7 @@ def make_repo(path: Path, files: dict[str, str] | None = None, branch: str = "ma
     fresh = not path.exists()
     template = _REPO_TEMPLATES.get(key) if fresh else None
     if template is not None:
-        shutil.copytree(template, path, symlinks=True)
+        _write_tree(template, path)
         # The copies' inodes and ctimes are not the ones in the index: refreshed here, not by
         # the test's first `git status` (which would rewrite the index a test compares).
         git(path, "update-index", "-q", "--refresh")
@@ -249,7 +327,7 @@ def make_repo(path: Path, files: dict[str, str] | None = None, branch: str = "ma
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "initial")
     if fresh:
-        _REPO_TEMPLATES[key] = _keep_template(path)
+        _REPO_TEMPLATES[key] = _read_tree(path)
     return path
 
 
@@ -257,20 +335,11 @@ def _init_repo(path: Path, key: tuple[object, ...]) -> None:
     """``git init -q -b BRANCH path`` (a new path), or a copy of the one done before."""
     template = _REPO_TEMPLATES.get(key)
     if template is not None:
-        shutil.copytree(template, path, symlinks=True)
+        _write_tree(template, path)
         return
     path.mkdir(parents=True)
     git(path, "init", "-q", "-b", str(key[0]))
-    _REPO_TEMPLATES[key] = _keep_template(path)
-
-
-def _keep_template(path: Path) -> Path:
-    if not _TEMPLATE_ROOT:
-        _TEMPLATE_ROOT.append(Path(tempfile.mkdtemp(prefix="uet-test-repos-")))
-        atexit.register(shutil.rmtree, _TEMPLATE_ROOT[0], True)
-    template = _TEMPLATE_ROOT[0] / str(len(_REPO_TEMPLATES))
-    shutil.copytree(path, template, symlinks=True)
-    return template
+    _REPO_TEMPLATES[key] = _read_tree(path)
 
 
 def fsck_quick(repo: Path | str) -> tuple[str, ...]:

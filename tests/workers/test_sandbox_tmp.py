@@ -4,6 +4,8 @@ visible, read-only. A checkout, a virtualenv or a test's tools kept under /tmp s
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,14 +22,16 @@ pytestmark = pytest.mark.skipif(sandbox.available() is not None,
 
 
 @pytest.fixture
-def env(tmp_path: Path):
-    assert str(tmp_path).startswith("/tmp/"), "these tests are about paths under /tmp"
-    repo = Repo.open(make_repo(tmp_path / "repo", {"README": "readme\n"}))
+def env():
+    # These tests are about paths under /tmp: a directory there, wherever tmp_path lives.
+    tmp = Path(tempfile.mkdtemp(prefix="uet-sandbox-tmp-", dir="/tmp"))
+    repo = Repo.open(make_repo(tmp / "repo", {"README": "readme\n"}))
     pool = WorktreePool(repo, size=1)
     wt = pool.acquire(git(repo.workdir, "rev-parse", "HEAD"))
-    yield repo, wt.path, tmp_path
+    yield repo, wt.path, tmp
     pool.release(wt)
     pool.close(remove=True)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _run(repo: Repo, wt: Path, tmp: Path, cmd: str | list[str], env: dict[str, str] | None = None
