@@ -56,11 +56,7 @@ def test_report_renders_in_a_browser_with_one_bar_per_tool_run(tmp_path: Path):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|@import|url\(\s*["']?http""",
                          page)
     SCREENSHOT.unlink(missing_ok=True)
-    # One process (--single-process --no-zygote): the same Blink and V8 render the page and run
-    # its script, without the zygote, renderer and utility processes a browser for many
-    # untrusted tabs starts (half the CPU of the start).
     shown = sp.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--single-process", "--no-zygote",
                     "--disable-extensions", "--disable-dev-shm-usage", "--hide-scrollbars",
                     "--enable-logging=stderr", "--v=0", "--window-size=1240,1400",
                     f"--screenshot={SCREENSHOT}", "--dump-dom", out.as_uri()],
