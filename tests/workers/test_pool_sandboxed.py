@@ -5,6 +5,8 @@ namespace is gone, not dying) and nothing of it is left to reap."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,3 +79,36 @@ def test_nothing_a_sandboxed_command_started_outlives_its_return(tmp_path: Path,
     finally:
         pool.release(wt)
         pool.close(remove=True)
+
+
+def test_a_slot_of_a_repository_outside_tmp_sees_it_read_only(tmp_path: Path) -> None:
+    # Outside /tmp nothing is bound again read-only (``/`` shows it so): the tool still reads
+    # the repository and $HOME, writes only its worktree.
+    outside = Path(tempfile.mkdtemp(prefix="uet-test-", dir="/var/tmp"))
+    try:
+        home = outside / "home"
+        home.mkdir()
+        (home / "dotfile").write_text("mine\n")
+        repo = Repo.open(make_repo(outside / "repo", {"README": "readme\n"}))
+        pool = WorktreePool(repo, size=1)
+        wt = pool.acquire(git(repo.workdir, "rev-parse", "HEAD"))
+        try:
+            plan = sandbox.sandbox_for(repo, wt.path, SandboxConfig())
+            assert plan is not None
+            res = run_process(
+                f"cat {repo.workdir}/README {home}/dotfile; echo x > f.txt; "
+                f"echo lost > {repo.workdir}/README || echo ro-repo; "
+                f"echo lost > {home}/dotfile || echo ro-home; "
+                f"git update-ref refs/heads/main HEAD~0 2>/dev/null || echo ro-refs",
+                cwd=wt.path, env={"HOME": str(home)}, timeout=30,
+                stdout_path=tmp_path / "out", stderr_path=tmp_path / "err", sandbox=plan)
+            assert res.returncode == 0, (tmp_path / "err").read_text()
+            assert (tmp_path / "out").read_text() == "readme\nmine\nro-repo\nro-home\nro-refs\n"
+            assert (wt.path / "f.txt").read_text() == "x\n"
+            assert (repo.workdir / "README").read_text() == "readme\n"
+            assert (home / "dotfile").read_text() == "mine\n"
+        finally:
+            pool.release(wt)
+            pool.close(remove=True)
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)

@@ -5,8 +5,9 @@ The plan (SANDBOX-NOTES.md), in this order because a later mount hides an earlie
 
 - ``--ro-bind / /``: everything read-only; ``--dev /dev``, ``--proc /proc``; ``--tmpfs /tmp``
   (a private /tmp);
-- the repository's top level (and a separate common git dir) and ``$HOME`` read-only again,
-  since the private /tmp would hide them when they are under /tmp; then ``extra_readable``;
+- the repository's top level (and a separate common git dir), ``$HOME`` and ``extra_readable``
+  read-only again when they are under /tmp, which the private /tmp would hide (elsewhere
+  ``/`` shows them read-only already);
 - read-write: the worktree, the worktree's admin dir ``<common>/worktrees/<id>`` (its HEAD,
   index and logs; not ``commondir``, ``gitdir``, ``locked`` nor the worktree's ``.git`` file,
   which tie it to this repository and are bound read-only again), each ``[sandbox] writable``
@@ -274,9 +275,9 @@ def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
     # Read at each call: a file of the repository's, which the user may change.
     alternates = tuple(real_alternates(Path(parts.objects)))
     readable = [_real(p) for p in extra_readable]
-    readable += [a for a in alternates if _inside(a, "/tmp")]  # else hidden by the private /tmp
+    readable += alternates
     args = list(parts.head)
-    for p in readable:
+    for p in (p for p in readable if _inside(p, "/tmp")):  # else visible through / already
         args += ["--ro-bind-try", p, p]
     extra: list[str] = []
     for p in extra_writable:
@@ -302,7 +303,9 @@ def _plan_parts(repo: Repo, worktree: Path, admin: Path, config: SandboxConfig,
     if home and os.path.isabs(home):
         readable.append(_real(home))
     readable += runtime
-    for p in readable:
+    # Only what the private /tmp hides: elsewhere `--ro-bind / /` shows it read-only already,
+    # and every bind costs bwrap a read of the mount table.
+    for p in (p for p in readable if _inside(p, "/tmp")):
         head += ["--ro-bind-try", p, p]
     rw: list[str] = []
     real_admin, real_wt = _real(admin), _real(worktree)
