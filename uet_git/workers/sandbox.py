@@ -6,8 +6,8 @@ The plan (SANDBOX-NOTES.md), in this order because a later mount hides an earlie
 - ``--ro-bind / /``: everything read-only; ``--dev /dev``, ``--proc /proc``; ``--tmpfs /tmp``
   (a private /tmp);
 - the repository's top level (and a separate common git dir), ``$HOME`` and ``extra_readable``
-  read-only again when they are under /tmp, which the private /tmp would hide (elsewhere
-  ``/`` shows them read-only already);
+  read-only again when they are under /tmp, /dev or /proc, which those mounts would hide
+  (elsewhere ``/`` shows them read-only already);
 - read-write: the worktree, the worktree's admin dir ``<common>/worktrees/<id>`` (its HEAD,
   index and logs; not ``commondir``, ``gitdir``, ``locked`` nor the worktree's ``.git`` file,
   which tie it to this repository and are bound read-only again), each ``[sandbox] writable``
@@ -277,7 +277,7 @@ def sandbox_for(repo: Repo, worktree: Path, config: SandboxConfig, *,
     readable = [_real(p) for p in extra_readable]
     readable += alternates
     args = list(parts.head)
-    for p in (p for p in readable if _inside(p, "/tmp")):  # else visible through / already
+    for p in (p for p in readable if _hidden(p)):  # else visible through / already
         args += ["--ro-bind-try", p, p]
     extra: list[str] = []
     for p in extra_writable:
@@ -303,9 +303,9 @@ def _plan_parts(repo: Repo, worktree: Path, admin: Path, config: SandboxConfig,
     if home and os.path.isabs(home):
         readable.append(_real(home))
     readable += runtime
-    # Only what the private /tmp hides: elsewhere `--ro-bind / /` shows it read-only already,
-    # and every bind costs bwrap a read of the mount table.
-    for p in (p for p in readable if _inside(p, "/tmp")):
+    # Only what the sandbox's own /tmp, /dev and /proc hide: elsewhere `--ro-bind / /` shows
+    # it read-only already, and every bind costs bwrap a read of the mount table.
+    for p in (p for p in readable if _hidden(p)):
         head += ["--ro-bind-try", p, p]
     rw: list[str] = []
     real_admin, real_wt = _real(admin), _real(worktree)
@@ -353,6 +353,12 @@ def recover_objects(repo: Repo, worktree: Path) -> Imported | None:
 
 def _real(p: Path | str) -> str:
     return os.path.realpath(os.fspath(p))
+
+
+def _hidden(path: str) -> bool:
+    """Whether the sandbox's own mounts (a private /tmp, a fresh /dev and /proc) hide
+    ``path``: only then is it bound again to be seen."""
+    return any(_inside(path, m) for m in ("/tmp", "/dev", "/proc"))
 
 
 def _inside(path: str, root: str) -> bool:
