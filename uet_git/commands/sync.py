@@ -31,9 +31,9 @@ from uet_git.gitrepo.merge import is_ancestor, rev_list
 from uet_git.gitrepo.remote import PushUpdate, fetch_into, ls_remote, push_atomic
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.trailers import parse_trailers
+from uet_git.ledger.expected import REBASE_EVENT
 from uet_git.ledger.layout import ROOT, integration_ref, ledger_ref, parse_ref
 from uet_git.ledger.lock import RunLock
-from uet_git.ledger.writer import REBASE_EVENT
 
 INCOMING = "refs/uet-incoming/"
 

@@ -25,6 +25,7 @@ from uet_git.ledger.log import PENDING, Event, LedgerLog, WsRecord, advance, oid
 from uet_git.ledger.states import CANDIDATE_STATES, STATES
 
 GC_EVENT = "run: gc"
+REBASE_EVENT = "run: rebase"  # re-integration onto a moved target: a new Uet-Integration
 
 
 def state_target(rec: WsRecord, ledger_commit: str) -> str:

@@ -45,7 +45,7 @@ from uet_git.gitrepo.odb import (
 )
 from uet_git.gitrepo.trailers import parse_trailers
 from uet_git.ledger import query
-from uet_git.ledger.expected import GC_EVENT, expected_refs, state_target
+from uet_git.ledger.expected import GC_EVENT, REBASE_EVENT, expected_refs, state_target
 from uet_git.ledger.layout import (
     ALREADY_APPLIED,
     ROOT,
@@ -59,7 +59,6 @@ from uet_git.ledger.words import plural
 
 _OID_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _KEPT_TRAILERS = ("Uet-Patch", "Uet-Candidate", "Uet-Base", "Uet-Onto")
-REBASE_EVENT = "run: rebase"
 
 
 def fsck(repo: Repo, run: str | None = None) -> list[str]:

@@ -95,7 +95,7 @@ from uet_git.gitrepo.trailers import one_line
 from uet_git.ledger import crash, layout, opening
 from uet_git.ledger.crash import REBASE_CRASH_KEY
 from uet_git.ledger.evidence import MAX_EVIDENCE, evidence_files, truncate
-from uet_git.ledger.expected import GC_EVENT
+from uet_git.ledger.expected import GC_EVENT, REBASE_EVENT
 from uet_git.ledger.groupcommit import GroupCommit, Pending
 from uet_git.ledger.keepalive import Keepalive, Written
 from uet_git.ledger.lock import LedgerBusy, RunLock
@@ -119,8 +119,6 @@ __all__ = [
     "CONFIG_PATH", "LOCK_RETRY_SECONDS", "MAX_EVIDENCE", "REBASE_CRASH_KEY", "REBASE_EVENT",
     "RESERVED_TRAILERS", "Ledger", "LedgerBusy", "Pending", "Step", "truncate",
 ]
-
-REBASE_EVENT = "run: rebase"
 
 
 class Ledger:
