@@ -14,6 +14,11 @@ import pytest
 
 from tests.conftest import git
 from tests.e2e.helpers import run, run_ok, setup_repo
+from uet_git.commands.run import execute_run
+from uet_git.engine.events import NullObserver
+from uet_git.engine.options import RunOptions
+from uet_git.errors import UetError
+from uet_git.gitrepo import Repo
 
 HEAVY = ("pydantic", "yaml", "uet_git.spec.legacy", "uet_git.spec.models", "uet_git.engine.loop",
          "uet_git.commands.run")
@@ -98,6 +103,20 @@ def test_the_run_command_imports_no_dask_back_end() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_a_run_on_a_scheduler_reaches_the_back_end_only_through_its_slot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # outside the uet command nothing loads the back-end: one line, nothing recorded
+    path = setup_repo(tmp_path / "r", workstreams={"a": {"command": "true"}})
+    monkeypatch.setenv("UET_EXECUTOR", "dask://127.0.0.1:9")
+    with pytest.raises(UetError, match="started by the uet command"):
+        execute_run(Repo.open(path), RunOptions(land="never"), NullObserver())
+    assert git(path, "for-each-ref", "refs/uet/") == ""
+    # the command gives it: the address is checked there (no TLS off loopback, ...)
+    monkeypatch.setenv("UET_EXECUTOR", "dask://192.0.2.1:9")
+    proc = run(path, "run", "--land", "never")
+    assert proc.returncode == 2 and "192.0.2.1" in proc.stderr, proc.stderr
 
 
 def test_a_run_of_json_workstreams_imports_no_yaml_and_no_cluster(tmp_path: Path) -> None:
