@@ -21,6 +21,7 @@ imported. States are the state refs' names; the rest is the ledger's fold that r
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -237,24 +238,28 @@ def render(snap: Snapshot) -> list[str]:
     if said:
         lines.append(said)
     show_landed = bool(st.landed_workstreams)
+    running = snap.running
     rows = []
+    # Per row only what differs: 10,000 workstreams share a few states, attempts, reasons
+    # and durations (their cells are made once each).
+    duration = functools.lru_cache(maxsize=None)(fmt_duration)
     for w in st.workstreams:
-        r = snap.running.get(w.ws)
-        now = f"{doing(r)} on {who(r.worker)}, {fmt_duration(snap.now - r.since)}" if r else ""
-        row = [w.ws, snap.display(w.ws, w.state) + (" (gc)" if w.collected else ""),
-               "-" if w.attempt is None else str(w.attempt), reason_of(w),
-               fmt_duration(w.duration)]
+        r = running.get(w.ws) if running else None
+        row = [w.ws, ("running" if r is not None else w.state) + (" (gc)" if w.collected else ""),
+               "-" if w.attempt is None else str(w.attempt),
+               reason_of(w) if w.reason or w.changes_checks else "", duration(w.duration)]
         if show_landed:
             row.append("yes" if w.landed else "no" if w.state == "committed" else "")
-        rows.append([*row, now])
+        if running:
+            row.append(f"{doing(r)} on {who(r.worker)}, {fmt_duration(snap.now - r.since)}"
+                       if r is not None else "")
+        rows.append(row)
     if rows:
         headers = ["WORKSTREAM", "STATE", "ATTEMPT", "REASON", "DURATION"]
         if show_landed:
             headers.append("LANDED")
-        if snap.running:
+        if running:
             headers.append("NOW")
-        else:
-            rows = [r[:-1] for r in rows]
         lines.append(text_table(rows, headers))
     lines.append(f"{plural(len(st.workstreams), 'workstream')}: {fmt_counts(snap.counts())}")
     if any(w.changes_checks for w in st.workstreams):

@@ -178,10 +178,17 @@ def all_run_refs(repo: Repo, run: str) -> dict[str, str]:
 def state_refs_of(refs: Mapping[str, str], run: str) -> dict[str, list[tuple[str, str, str]]]:
     """``{ws: [(state, refname, oid), ...]}`` from a ref listing (normally one per ws)."""
     out: dict[str, list[tuple[str, str, str]]] = {}
+    # refs/uet/<state>/RUN/WS: the directory names the state (one look-up per ref, not a split).
+    dirs = {f"{PREFIX}{state}/{run}": state for state in STATES}
     for name, oid in refs.items():
-        parts = name[len(PREFIX):].split("/") if name.startswith(PREFIX) else []
-        if len(parts) == 3 and parts[0] in STATES and parts[1] == run:
-            out.setdefault(parts[2], []).append((parts[0], name, oid))
+        parent, _, ws = name.rpartition("/")
+        state = dirs.get(parent)
+        if state is not None:
+            found = out.get(ws)
+            if found is None:
+                out[ws] = [(state, name, oid)]
+            else:
+                found.append((state, name, oid))
     return out
 
 
@@ -378,7 +385,7 @@ def run_status(repo: Repo, run: str) -> RunStatus:
         if found:
             # The ref is the truth for the state; the ledger gives the rest. (fsck reports any
             # disagreement or a second ref.)
-            state, name, oid = sorted(found)[0]
+            state, name, oid = found[0] if len(found) == 1 else min(found)
             rec.state, rec.ref, rec.target = state, name, oid
         elif rec.state != PENDING:
             rec.collected = True
