@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 
 from uet_git.commands.backend import BACKEND, Backend
 from uet_git.commands.executorconfig import (
+    ENV,
     close_executor,
     finish_executor,
     fold_executor,
@@ -61,6 +62,10 @@ def execute_run(repo: Repo, options: RunOptions, observer: Observer) -> RunResul
     """``uet run``: plan, record, run, land, report (see the module doc). A dry run writes
     nothing and returns what it would do in ``RunResult.dry_run`` for the caller to show."""
     config, workstreams, spec_warnings = load_inputs(repo, options)
+    # on the checkout's [sandbox] (nearly always the base's; the probe is harmless if not),
+    # unless the command line or UET_EXECUTOR may send the tools to a scheduler
+    probing = (not dry_run_requested(options) and options.executor is None
+               and not os.environ.get(ENV, "").strip() and probe_sandbox_early(config))
     plan = build_plan(workstreams)
     include = select_only(plan, options.only)
     jobs = resolve_jobs(options.jobs, config)
@@ -91,7 +96,8 @@ def execute_run(repo: Repo, options: RunOptions, observer: Observer) -> RunResul
         "jobs": jobs, "land": land_mode, "deterministic": deterministic,
         "only": sorted(include) if options.only else None,
     })
-    probe_sandbox_early(config)
+    if not probing:
+        probe_sandbox_early(config)
     with Ledger.create(repo, base=base, target=target, plan=record,
                        config=config.model_dump(mode="json", by_alias=True)) as ledger:
         return drive(repo, ledger, config=config, plan=plan, include=include, jobs=jobs,
@@ -110,13 +116,16 @@ def backend(config: Config) -> Backend:
     return load()
 
 
-def probe_sandbox_early(config: Config) -> None:
+def probe_sandbox_early(config: Config) -> bool:
     """Start the once-per-process bubblewrap probe (``sandbox.available``) in a thread, so
-    that it runs while the ledger is written instead of before the first tool: the run's
-    context asks for it right after, and waits for the same answer."""
+    that it runs while the run is planned and the ledger written instead of before the first
+    tool: the run's context asks for it later, and waits for the same answer. True when
+    started."""
     if config.sandbox.mode == "bwrap" and config.executor.address is None:
         threading.Thread(target=sandbox_unavailable, name="uet-sandbox-probe",
                          daemon=True).start()
+        return True
+    return False
 
 
 def drive(repo: Repo, ledger: Ledger, *, config: Config, plan: Plan, include: set[str],
