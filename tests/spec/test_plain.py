@@ -99,7 +99,7 @@ def _check(cls: type[BaseModel], data: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
-@settings(max_examples=60, deadline=None, database=None,
+@settings(max_examples=40, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_plain_gives_pydantic_s_answer_or_none(cls: type[BaseModel], data: st.DataObject
