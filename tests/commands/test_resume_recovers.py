@@ -26,8 +26,7 @@ def test_land_killed_then_resume_with_land_never_leaves_a_clean_checkout(tmp_pat
     assert uet("run", "--land", "never", cwd=path).returncode == 0
     run = git(path, "for-each-ref", "--format=%(refname:lstrip=3)", "refs/uet/ledger/")
     (path / "c.txt").write_bytes(MINE)
-    crashed = uet("land", run, cwd=path, env={"UET_BRANCH_CRASH": "mid-checkout"},
-                  subprocess=True)
+    crashed = uet("land", run, cwd=path, env={"UET_BRANCH_CRASH": "mid-checkout"})
     assert crashed.returncode == CRASHED
     proc = uet("resume", run, "--land", "never", cwd=path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

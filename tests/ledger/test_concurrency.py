@@ -5,54 +5,46 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.conftest import Forked, git, make_repo
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.fsck import fsck
-from uet_git.ledger.writer import Ledger
+from uet_git.ledger.writer import Ledger, LedgerBusy
 
 RUN = "20261125-101502-3f2a"
 RUN2 = "20261125-101503-0b0b"
 
-# Waits for GO to exist, then tries to become the writer of RUN; the winner records a
-# transition, holds the lock until GO.release exists or HOLD seconds pass, records another,
-# and prints "won".
-CONTENDER = r"""
-import os, sys, time
-from uet_git.errors import UetError
-from uet_git.gitrepo.repo import Repo
-from uet_git.ledger.writer import Ledger, LedgerBusy
-path, run, ws, go, hold = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
-repo = Repo.open(path)
-print("ready", flush=True)
-while not os.path.exists(go):
-    time.sleep(0.005)
-try:
-    ledger = Ledger.open(repo, run)
-except LedgerBusy as exc:
-    print("busy:", exc, flush=True)
-    sys.exit(2)
-with ledger:
-    ledger.record(ws, "blocked", attempt=1)
-    print("holding", flush=True)
-    end = time.time() + hold
-    while time.time() < end and not os.path.exists(go + ".release"):
-        time.sleep(0.01)
-    ledger.record(ws, "dropped", attempt=1)
-print("won", flush=True)
-"""
+def contender(path: Path, run: str, ws: str, go: Path, hold: float) -> int:
+    """A process (a forked child) that waits for GO to exist, then tries to become the
+    writer of RUN; the winner records a transition, holds the lock until GO.release exists
+    or HOLD seconds pass, records another, and prints "won"."""
+    repo = Repo.open(path)
+    print("ready", flush=True)
+    while not go.exists():
+        time.sleep(0.005)
+    try:
+        ledger = Ledger.open(repo, run)
+    except LedgerBusy as exc:
+        print("busy:", exc, flush=True)
+        return 2
+    with ledger:
+        ledger.record(ws, "blocked", attempt=1)
+        print("holding", flush=True)
+        end = time.time() + hold
+        while time.time() < end and not go.with_name(go.name + ".release").exists():
+            time.sleep(0.01)
+        ledger.record(ws, "dropped", attempt=1)
+    print("won", flush=True)
+    return 0
 
 
-def start(path: Path, run: str, ws: str, go: Path, hold: float) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", CONTENDER, str(path), run, ws, str(go), str(hold)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(path: Path, run: str, ws: str, go: Path, hold: float) -> Forked:
+    return Forked(lambda: contender(path, run, ws, go, hold))
 
 
 @pytest.fixture
@@ -130,8 +122,7 @@ def test_a_dead_writer_releases_its_lock(repo_path: Path, tmp_path: Path) -> Non
     assert [holder.stdout.readline().strip() for _ in range(2)] == ["ready", "holding"]
     with pytest.raises(Exception, match="being written"):
         Ledger.open(Repo.open(repo_path), RUN)
-    holder.kill()
-    holder.wait()
+    holder.close()  # killed (SIGKILL) and reaped
     with Ledger.open(Repo.open(repo_path), RUN) as ledger:
         assert ledger.state("w1").state == "blocked"
     assert fsck(Repo.open(repo_path), RUN) == []

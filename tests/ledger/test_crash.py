@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.conftest import Forked, git, make_repo
 from uet_git.gitrepo import objects
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.fsck import fsck
@@ -21,44 +18,44 @@ from uet_git.ledger.writer import Ledger
 
 RUN = "20261125-101502-3f2a"
 
-# A writer process: opens the run and records each op; ops may start a fresh workstream
-# (`"loop": N` runs N workstreams through created -> validated -> queued).
-WRITER = r"""
-import json, sys
-from uet_git.gitrepo.repo import Repo
-from uet_git.gitrepo import objects
-from uet_git.ledger.writer import Ledger
-path, run, ops = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-repo = Repo.open(path)
-base = repo.rev_parse("HEAD")
-with Ledger.open(repo, run) as ledger:
-    print("open", flush=True)
-    for op in ops:
-        if "loop" in op:
-            for i in range(op["loop"]):
-                ws = f"{op['prefix']}k{i}"
-                tree = objects.build_tree(repo, base, {ws: ws.encode()})
-                patch = objects.make_commit(repo, tree, [base], ws)
-                ledger.record(ws, "created", attempt=1, patch=patch,
-                              evidence={"stdout": b"x" * 5000})
-                ledger.record(ws, "validated", attempt=1)
-                ledger.record(ws, "queued", attempt=1)
-                if i == 0:
-                    print("first", flush=True)
-            continue
-        ev = {k: v.encode() for k, v in op.pop("evidence", {}).items()}
-        ledger.record(op.pop("ws"), op.pop("to"), evidence=ev, **op)
-print("done", flush=True)
-"""
+def writer(path: Path, run: str, ops: list[dict]) -> None:
+    """A writer process (run in a forked child): opens the run and records each op; ops may
+    start a fresh workstream (`"loop": N` runs N workstreams through created -> validated ->
+    queued)."""
+    repo = Repo.open(path)
+    base = repo.rev_parse("HEAD")
+    assert base
+    with Ledger.open(repo, run) as ledger:
+        print("open", flush=True)
+        for op in ops:
+            if "loop" in op:
+                for i in range(op["loop"]):
+                    ws = f"{op['prefix']}k{i}"
+                    tree = objects.build_tree(repo, base, {ws: ws.encode()})
+                    patch = objects.make_commit(repo, tree, [base], ws)
+                    ledger.record(ws, "created", attempt=1, patch=patch,
+                                  evidence={"stdout": b"x" * 5000})
+                    ledger.record(ws, "validated", attempt=1)
+                    ledger.record(ws, "queued", attempt=1)
+                    if i == 0:
+                        print("first", flush=True)
+                continue
+            op = dict(op)
+            ev = {k: v.encode() for k, v in op.pop("evidence", {}).items()}
+            ledger.record(op.pop("ws"), op.pop("to"), evidence=ev, **op)
+    print("done", flush=True)
 
 
-def run_writer(path: Path, ops: list[dict], crash: str | None = None,
-               **kw) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ}
-    if crash:
-        env["UET_LEDGER_CRASH"] = crash
-    return subprocess.run([sys.executable, "-c", WRITER, str(path), RUN, json.dumps(ops)],
-                          capture_output=True, text=True, env=env, timeout=60, **kw)
+def start_writer(path: Path, ops: list[dict], crash: str | None = None) -> Forked:
+    return Forked(lambda: writer(path, RUN, ops),
+                  env={"UET_LEDGER_CRASH": crash} if crash else None)
+
+
+def run_writer(path: Path, ops: list[dict], crash: str | None = None
+               ) -> subprocess.CompletedProcess[str]:
+    proc = start_writer(path, ops, crash)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(["writer"], proc.returncode, out, err)
 
 
 def uet_refs(path: Path) -> dict[str, str]:
@@ -148,16 +145,13 @@ def test_kill_9_at_random_moments(started) -> None:
     path, _repo, _base, _patch = started
     rng = random.Random(4)
     for round_ in range(4):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), RUN,
-             json.dumps([{"loop": 400, "prefix": f"r{round_}-"}])],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
+        proc = start_writer(path, [{"loop": 400, "prefix": f"r{round_}-"}])
         assert proc.stdout.readline().strip() == "open"
         assert proc.stdout.readline().strip() == "first"
         time.sleep(rng.uniform(0.0, 0.4))
-        proc.send_signal(signal.SIGKILL)
+        proc.kill()
         proc.wait()
+        proc.close()
         time.sleep(0.05)  # let an orphaned update-ref finish or abort on EOF
         assert_consistent(path)
         with Ledger.open(Repo.open(path), RUN) as ledger:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import git, uet
+from tests.conftest import Forked, git, uet
 from tests.hooks.ledgerkit import scripted_run, uet_commit
 from uet_git.gitrepo import Repo, objects
 from uet_git.ledger.fsck import fsck
@@ -131,19 +131,15 @@ def test_patch_ref_moved_and_orphan_refs(repo: Path) -> None:
 
 def test_crash_before_refs_leaves_fsck_clean(repo: Path) -> None:
     """Objects written, refs not moved (the writer's crash point): the old state, fsck clean."""
-    import subprocess
-    import sys
-
     s, _ = scripted_run(repo)
-    code = (
-        "from uet_git.gitrepo import Repo\n"
-        "from uet_git.ledger.writer import Ledger\n"
-        f"led = Ledger.open(Repo.open('.'), {s.run!r})\n"
-        "led.record('b', 'dropped', attempt=1)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
-                          env={**__import__("os").environ, "UET_LEDGER_CRASH": "after-objects"})
-    assert proc.returncode == 99, proc.stderr
+
+    def record() -> None:
+        led = Ledger.open(Repo.open(repo), s.run)
+        led.record("b", "dropped", attempt=1)
+
+    proc = Forked(record, env={"UET_LEDGER_CRASH": "after-objects"})
+    _, err = proc.communicate()
+    assert proc.returncode == 99, err
     assert git(repo, "rev-parse", f"refs/uet/quarantined/{s.run}/b") == s.patches["b"]
     assert fsck(s.repo) == []
 

@@ -4,53 +4,53 @@ writer's lock is never taken."""
 
 from __future__ import annotations
 
+import fcntl
 import os
-import subprocess as sp
-import sys
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.conftest import Forked, start_forked, wait_forked
 from tests.e2e.helpers import last_run, run, run_ok, setup_repo, states
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.lock import lock_path
 
-# Holds an flock on the file it is given until its stdin closes, as a forked child that
-# inherited the writer's descriptor would.
-HOLDER = ("import fcntl, os, sys\n"
-          "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
-          "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-          "print('held', flush=True)\n"
-          "sys.stdin.read()\n")
+
+def hold_flock(path: Path) -> None:
+    """Holds an flock on ``path`` until killed, as a forked child that inherited the writer's
+    descriptor would (run in a forked child)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    print("held", flush=True)
+    while True:
+        signal.pause()
 
 
 def dead_pid() -> int:
-    proc = sp.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
+    pid = start_forked(lambda: None)
+    assert wait_forked(pid, 30) == 0
+    return pid
 
 
 @contextmanager
 def lock_held_by_a_stray(repo: Path, run_id: str, owner: int) -> Iterator[None]:
     path = lock_path(Repo.open(repo), run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    holder = sp.Popen([sys.executable, "-c", HOLDER, str(path)], stdin=sp.PIPE,
-                      stdout=sp.PIPE, text=True)
+    holder = Forked(lambda: hold_flock(path))
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdout.readline().strip() == "held"
         path.with_suffix(".owner").write_text(f"{owner}\n")
         yield
     finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=10)
+        holder.close()
 
 
 def crashed_run(tmp_path: Path) -> tuple[Path, str]:
     repo = setup_repo(tmp_path / "r", workstreams={
         "a": {"command": "echo a > a.txt"},
         "b": {"command": "echo b > b.txt", "depends_on": ["a"]}})
-    proc = run(repo, "run", env={"UET_TEST_CRASH_AT": "a:created"}, subprocess=True)
+    proc = run(repo, "run", env={"UET_TEST_CRASH_AT": "a:created"}, forked=True)
     assert proc.returncode == 137, proc.stdout + proc.stderr
     return repo, last_run(repo)
 

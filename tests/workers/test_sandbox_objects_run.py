@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess as sp
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tests.e2e.helpers import (
     shared_dir,
     states,
 )
+from tests.e2e.started import start_uet
 from uet_git.gitrepo import objimport
 from uet_git.gitrepo.repo import Repo
 from uet_git.workers import sandbox
@@ -137,20 +137,13 @@ def _killed_mid_tool(tmp_path: Path) -> Path:
             f"{{ [ -f {go} ] || sleep 10; }} && echo slow > slow.txt")
     repo = setup_repo(tmp_path / "r", config=sandbox_writable(shared),
                       workstreams={"slow": {"command": slow}})
-    proc = sp.Popen([sys.executable, "-m", "uet_git", "run"], cwd=repo, stdin=sp.DEVNULL,
-                    stdout=sp.PIPE, stderr=sp.PIPE,
-                    env={**os.environ, "UET_RETRY_BACKOFF": "0.05"})
-    try:
+    with start_uet(repo, "run") as proc:  # a process of its own, killed below
         deadline = time.monotonic() + 30
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert marker.exists(), "the tool never started"
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert proc.wait(timeout=10) == -signal.SIGKILL
     go.touch()
     return repo
 
