@@ -373,23 +373,30 @@ def test_landing_during_the_users_rebase_is_refused_and_the_rebase_survives(
     assert landed_workstreams(repo) == ["a"]
 
 
-def _two_runs_landed_with_rebase(tmp_path: Path) -> tuple[Path, str, str]:
-    repo = setup_repo(tmp_path / "r", workstreams={
+@pytest.fixture(scope="module")
+def two_runs_landed_with_rebase(tmp_path_factory: pytest.TempPathFactory
+                                ) -> tuple[Path, str, str]:
+    """Two runs on one base, the first landed, the second refused (the target moved) then
+    landed with --rebase: made once for the tests below, which only read it."""
+    repo = setup_repo(tmp_path_factory.mktemp("two-runs") / "r", workstreams={
         "a": {"command": "echo a > a.txt"},
         "b": {"depends_on": ["a"], "command": "echo b > b.txt"},
         "c": {"command": "echo c > c.txt"}})
-    run_ok(repo, "run", "--land", "never", "--only", "a,b")
-    run_ok(repo, "run", "--land", "never")
+    # Set up before the first test's own fixtures: no test HOME yet.
+    env = {"HOME": str(repo.parent)}
+    run_ok(repo, "run", "--land", "never", "--only", "a,b", env=env)
+    run_ok(repo, "run", "--land", "never", env=env)
     r1, r2 = runs(repo)
-    run_ok(repo, "land", r1)
-    moved = run(repo, "land", r2)
+    run_ok(repo, "land", r1, env=env)
+    moved = run(repo, "land", r2, env=env)
     assert moved.returncode == 1 and "--rebase" in moved.stderr
-    proc = run_ok(repo, "land", r2, "--rebase")
+    proc = run_ok(repo, "land", r2, "--rebase", env=env)
     return repo, r2, proc.stdout + proc.stderr
 
 
-def test_two_runs_then_land_rebase_lands_each_change_once(tmp_path: Path) -> None:
-    repo, _, out = _two_runs_landed_with_rebase(tmp_path)
+def test_two_runs_then_land_rebase_lands_each_change_once(
+        two_runs_landed_with_rebase: tuple[Path, str, str]) -> None:
+    repo, _, out = two_runs_landed_with_rebase
     assert sorted(landed_workstreams(repo)) == ["a", "b", "c"]
     assert "skipped" in out, out  # it says what it skipped
     for line in git(repo, "log", "--format=%H%x00%T%x00%P", "main").splitlines():
@@ -399,8 +406,9 @@ def test_two_runs_then_land_rebase_lands_each_change_once(tmp_path: Path) -> Non
     fsck_clean(repo, uet_fsck=False)
 
 
-def test_uet_fsck_is_clean_after_a_rebase_that_skipped_patches(tmp_path: Path) -> None:
-    repo, r2, _ = _two_runs_landed_with_rebase(tmp_path)
+def test_uet_fsck_is_clean_after_a_rebase_that_skipped_patches(
+        two_runs_landed_with_rebase: tuple[Path, str, str]) -> None:
+    repo, r2, _ = two_runs_landed_with_rebase
     run_ok(repo, "fsck", r2)
 
 
