@@ -5,13 +5,19 @@ ignored and written again by the next reader."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.hooks.ledgerkit import scripted_run
+from tests.hooks.ledgerkit import scripted_run, uet_commit
 from tests.ledger.test_query_scale import shown, whole_fold
+from uet_git.gitrepo import Repo
 from uet_git.ledger import fold, query
 from uet_git.ledger.log import WsRecord
 
@@ -130,3 +136,82 @@ def test_a_kept_fold_reads_back_the_fold_it_was(repo: Path) -> None:
     fold.save(s.repo, made)
     kept = fold.load(s.repo, s.run)
     assert kept is not None and kept == made
+
+
+def test_readers_beside_a_writer_keep_a_fold_of_some_tip(repo: Path) -> None:
+    """Readers fold and keep the file while the writer appends: every file a reader finds
+    is the fold of the tip it names (never a mix), and the last reader shows the whole
+    ledger."""
+    s, led = scripted_run(repo, keep_open=True)
+    assert led is not None
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                query.run_status(Repo.open(repo), s.run)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    seen: set[str] = set()
+    try:
+        for attempt in range(2, 5):
+            patch = uet_commit(s.repo, s.base, {"d.txt": f"d{attempt}\n"}, "d", s.run)
+            led.record("d", "created", attempt=attempt, patch=patch)
+            led.record("d", "quarantined", attempt=attempt, reason="tool-failed")
+            kept = fold.load(s.repo, s.run)
+            if kept is not None:
+                seen.add(kept.tip)
+                assert kept == _refolded(s.repo, kept)
+    finally:
+        done.set()
+        for t in readers:
+            t.join()
+        led.close()
+    assert not errors and seen
+    assert shown(query.run_status(s.repo, s.run)) == whole_fold(s.repo, s.run)
+    kept = fold.load(s.repo, s.run)
+    assert kept is not None and kept.tip == s.repo.read_ref(f"refs/uet/ledger/{s.run}")
+
+
+def _refolded(repo: Repo, kept: fold.Folded) -> fold.Folded:
+    """The fold at ``kept``'s tip from the ledger's first commit (no kept file read), with the
+    plan ``kept`` read (a reader adds it after folding)."""
+    f = fold.fold_all(repo, kept.run, kept.tip)
+    f.plan_oid, f.planned = kept.plan_oid, kept.planned
+    return f
+
+
+def test_a_writer_killed_while_keeping_the_fold_leaves_a_whole_file(repo: Path) -> None:
+    """``kill -9`` of a process in the middle of keeping a fold: the file is the old fold or
+    the new one, whole (written aside, then renamed), and readers go on from it."""
+    s, _ = scripted_run(repo)
+    query.run_status(s.repo, s.run)
+    path = fold.cache_path(s.repo, s.run)
+    before = path.read_bytes()
+    script = (
+        "import sys\n"
+        "from uet_git.gitrepo import Repo\n"
+        "from uet_git.ledger import fold\n"
+        "r = Repo.open(sys.argv[1]); f = fold.fold(r, sys.argv[2])\n"
+        "f.records = {f'w{i:05d}': fold.WsRecord(ws=f'w{i:05d}', state='created') "
+        "for i in range(20000)}\n"
+        "f.committed = {}\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    fold.save(r, f)\n")
+    for delay in (0.0, 0.05, 0.2):
+        proc = subprocess.Popen([sys.executable, "-c", script, str(repo), s.run],
+                                stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kept = fold.load(s.repo, s.run)
+        assert path.read_bytes() == before or (kept is not None and len(kept.records) == 20000)
+        path.write_bytes(before)
+    assert shown(query.run_status(s.repo, s.run)) == whole_fold(s.repo, s.run)

@@ -169,13 +169,18 @@ def fold(repo: Repo, run: str, tip: str | None = None) -> Folded:
         if not has_object(repo, tip):  # a prune took the tip: say so, as a walk would
             raise missing_object(run, MissingObject("commit", tip))
         return kept
-    start = kept if kept is not None else Folded(run=run, tip=tip)
-    out = _continue(repo, start, tip)
-    if out is None:  # the kept fold is not an ancestor of the tip: fold it all
-        out = _continue(repo, Folded(run=run, tip=tip), tip)
-    assert out is not None
+    out = _continue(repo, kept, tip) if kept is not None else None
+    if out is None:  # none kept, or the kept fold is not an ancestor of the tip: fold it all
+        out = fold_all(repo, run, tip)
     out.tip = tip
     save(repo, out)
+    return out
+
+
+def fold_all(repo: Repo, run: str, tip: str) -> Folded:
+    """The fold of ``run``'s ledger at ``tip`` from its first commit (no kept fold read)."""
+    out = _continue(repo, Folded(run=run, tip=tip), tip)
+    assert out is not None  # a fresh fold continues anything
     return out
 
 
