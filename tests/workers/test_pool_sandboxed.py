@@ -18,7 +18,7 @@ from uet_git.spec.models import SandboxConfig
 from uet_git.workers import sandbox
 from uet_git.workers.pool import WorktreePool
 from uet_git.workers.process import run_process
-from uet_git.workers.procfs import children_of, processes_under, read_stat
+from uet_git.workers.procfs import children_of, processes_under, read_stat, reap_orphans
 
 pytestmark = pytest.mark.skipif(sandbox.available() is not None,
                                 reason=f"no sandbox here: {sandbox.available()}")
@@ -45,9 +45,10 @@ def _zombie_children() -> list[str]:
     return out
 
 
+@pytest.mark.parametrize("daemons", [True, False])
 @pytest.mark.parametrize("status", [0, 3])
-def test_nothing_a_sandboxed_command_started_outlives_its_return(tmp_path: Path,
-                                                                 status: int) -> None:
+def test_nothing_a_sandboxed_command_started_outlives_its_return(tmp_path: Path, status: int,
+                                                                 daemons: bool) -> None:
     repo = Repo.open(make_repo(tmp_path / "repo", {"README": "readme\n"}))
     head = git(repo.workdir, "rev-parse", "HEAD")
     pool = WorktreePool(repo, size=1)
@@ -60,18 +61,26 @@ def test_nothing_a_sandboxed_command_started_outlives_its_return(tmp_path: Path,
             assert plan is not None
             # A daemon that left the tool's session, cleared its environment and works in the
             # worktree: only the PID namespace ends it.
+            started = (f"setsid env -i sh -c 'sleep {marker}; echo x > leak' </dev/null "
+                       f">/dev/null 2>&1 & setsid sh -c 'cd {wt.path} && sleep {marker}' & "
+                       "sleep 0.05; " if daemons else "")
             res = run_process(
-                f"setsid env -i sh -c 'sleep {marker}; echo x > leak' </dev/null "
-                f">/dev/null 2>&1 & setsid sh -c 'cd {wt.path} && sleep {marker}' & "
-                f"sleep 0.05; exit {status}",
+                f"{started}exit {status}",
                 cwd=wt.path, env={}, timeout=30, stdout_path=tmp_path / f"out{i}",
                 stderr_path=tmp_path / f"err{i}", sandbox=plan)
             assert res.returncode == status, (tmp_path / f"err{i}").read_text()
             # At once, no sleep: a namespace still dying would show here.
             assert _marked(marker) == []
             assert processes_under(wt.path) == []
-            assert _zombie_children() == []
             assert not (wt.path / "leak").exists()
+        # The sandboxes' inits are reaped (by the next command's run_process, or here): none
+        # is left a zombie for good.
+        for _ in range(200):
+            reap_orphans()
+            if not _zombie_children():
+                break
+            time.sleep(0.01)
+        assert _zombie_children() == []
         wt.contained = True
         pool.release(wt)
         wt = pool.acquire(head)  # no sweep: the slot was given back contained

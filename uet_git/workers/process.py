@@ -36,7 +36,9 @@ from uet_git.ledger.evidence import MAX_EVIDENCE
 from uet_git.workers.procfs import (
     TOKEN_VAR,
     ToolWatch,
+    adopt,
     become_subreaper,
+    children_of,
     kill_tool,
     read_stat,
     reap_orphans,
@@ -300,6 +302,13 @@ def _init_gone(info: int, leader: int, timeout: float) -> bool:
             # Its pid reused after it was reaped: by something outside the tool's session, so
             # the init (of that session) is gone. Unless we cannot read it at all.
             return p is not None
+        if children_of(child) == []:
+            # Every process of a PID namespace descends from its init (orphans are given to
+            # it): with no child it waits for nothing, so nothing of the command lives and it
+            # is exiting by itself (unmounting the sandbox takes it a few ms more; nothing
+            # waits for that). Reaped later, by whichever command comes next.
+            adopt(p)
+            return True
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         if not poller.poll(int(timeout * 1000)):

@@ -395,6 +395,12 @@ def _scan(watch: ToolWatch) -> list[int]:
     return [p.pid for p in procs if p.state != "Z"]
 
 
+def adopt(p: Proc) -> None:
+    """Reap ``p``, re-parented to us, once it has exited (``reap_orphans``)."""
+    with _adopted_lock:
+        _adopted[p.pid] = p.starttime
+
+
 def reap_orphans() -> None:
     """Reap the zombies among the recorded tool descendants that were re-parented to us; forget
     the ones that are gone (reaped by their own parent, or by init)."""
