@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import hashlib
 import io
 import locale
 import os
 import select
 import signal
 import stat
+import struct
 import subprocess as sp
 import sys
 import tempfile
@@ -298,6 +300,74 @@ def _write_tree(tree: _Tree, dest: Path) -> None:
         os.utime(path, ns=times)
 
 
+# An index entry's ctime s and ns, mtime s and ns, dev, ino, mode, uid, gid and size.
+_STAT = struct.Struct(">10I")
+_FILE_MODES = (0o100644, 0o100755, 0o120000)
+
+
+def restat_index(path: Path) -> bool:
+    """What ``git update-index -q --refresh`` does in the copy at ``path`` of a repository
+    whose files have the bytes and mtimes its index records: each entry's stat data taken from
+    the copy's file (git's fill_stat_data: 32-bit fields, the ns parts), the index written
+    again through ``index.lock`` with its SHA-1. False, nothing written, for anything else (the
+    caller then runs git): an index that is not version 2 with at most a TREE extension and a
+    good checksum, an entry that is not a plain file or symbolic link, a file whose size or
+    mtime is not the one recorded (git would look at its content)."""
+    index = path / ".git" / "index"
+    try:
+        data = index.read_bytes()
+    except OSError:
+        return False
+    if (len(data) < 32 or data[:4] != b"DIRC" or data[4:8] != b"\0\0\0\2"
+            or hashlib.sha1(data[:-20]).digest() != data[-20:]):
+        return False
+    out = bytearray(data[:12])
+    pos, end = 12, len(data) - 20
+    top = os.fsencode(path)
+    for _ in range(int.from_bytes(data[8:12], "big")):
+        if pos + 62 > end:
+            return False
+        old = _STAT.unpack_from(data, pos)
+        flags = int.from_bytes(data[pos + 60:pos + 62], "big")
+        size = 62 + (flags & 0xFFF)
+        if flags & 0x4000 or flags & 0xFFF == 0xFFF or old[6] not in _FILE_MODES:
+            return False
+        try:
+            st = os.lstat(os.path.join(top, data[pos + 62:pos + size]))
+        except OSError:
+            return False
+        link = stat.S_ISLNK(st.st_mode)
+        if (link != (old[6] == 0o120000) or not (link or stat.S_ISREG(st.st_mode))
+                or (st.st_size & 0xFFFFFFFF, int(st.st_mtime), st.st_mtime_ns % 10**9)
+                != (old[9], old[2], old[3])):
+            return False
+        out += _STAT.pack(int(st.st_ctime) & 0xFFFFFFFF, st.st_ctime_ns % 10**9,
+                          old[2], old[3], st.st_dev & 0xFFFFFFFF, st.st_ino & 0xFFFFFFFF,
+                          old[6], st.st_uid & 0xFFFFFFFF, st.st_gid & 0xFFFFFFFF, old[9])
+        entry = (size + 8) & ~7  # NUL-padded to a multiple of 8
+        out += data[pos + 40:pos + entry]
+        pos += entry
+    ext = pos
+    while ext < end:
+        if data[ext:ext + 4] != b"TREE" or ext + 8 > end:
+            return False
+        ext += 8 + int.from_bytes(data[ext + 4:ext + 8], "big")
+    if ext != end:
+        return False
+    out += data[pos:end]
+    out += hashlib.sha1(out).digest()
+    lock = index.with_name("index.lock")
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(out)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.replace(lock, index)
+    return True
+
+
 def make_repo(path: Path, files: dict[str, str] | None = None, branch: str = "main") -> Path:
     """A non-bare repository at ``path`` with one commit holding ``files``.
 
@@ -313,7 +383,8 @@ def make_repo(path: Path, files: dict[str, str] | None = None, branch: str = "ma
         _write_tree(template, path)
         # The copies' inodes and ctimes are not the ones in the index: refreshed here, not by
         # the test's first `git status` (which would rewrite the index a test compares).
-        git(path, "update-index", "-q", "--refresh")
+        if not restat_index(path):
+            git(path, "update-index", "-q", "--refresh")
         return path
     if fresh:
         _init_repo(path, (branch, key[2]))
