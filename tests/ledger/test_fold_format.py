@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Forked
 from tests.hooks.ledgerkit import scripted_run, uet_commit
 from tests.ledger.test_query_scale import shown, whole_fold
 from uet_git.gitrepo import Repo
@@ -193,24 +192,24 @@ def test_a_writer_killed_while_keeping_the_fold_leaves_a_whole_file(repo: Path) 
     query.run_status(s.repo, s.run)
     path = fold.cache_path(s.repo, s.run)
     before = path.read_bytes()
-    script = (
-        "import sys\n"
-        "from uet_git.gitrepo import Repo\n"
-        "from uet_git.ledger import fold\n"
-        "r = Repo.open(sys.argv[1]); f = fold.fold(r, sys.argv[2])\n"
-        "f.records = {f'w{i:05d}': fold.WsRecord(ws=f'w{i:05d}', state='created') "
-        "for i in range(20000)}\n"
-        "f.committed = {}\n"
-        "print('ready', flush=True)\n"
-        "while True:\n"
-        "    fold.save(r, f)\n")
+
+    def keep_saving() -> int:
+        r = Repo.open(repo)
+        f = fold.fold(r, s.run)
+        f.records = {f"w{i:05d}": WsRecord(ws=f"w{i:05d}", state="created")
+                     for i in range(20000)}
+        f.committed = {}
+        print("ready", flush=True)
+        while True:
+            fold.save(r, f)
+
     for delay in (0.0, 0.05, 0.2):
-        proc = subprocess.Popen([sys.executable, "-c", script, str(repo), s.run],
-                                stdout=subprocess.PIPE)
-        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        proc = Forked(keep_saving)
+        assert proc.stdout.readline() == "ready\n"
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.close()
         kept = fold.load(s.repo, s.run)
         assert path.read_bytes() == before or (kept is not None and len(kept.records) == 20000)
         path.write_bytes(before)
