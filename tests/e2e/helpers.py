@@ -74,7 +74,7 @@ def run(repo: Path, *args: str, env: dict[str, str] | None = None,
     """``uet ARGS`` in ``repo``. ``forked``: in a child forked from this process, for a test
     that needs what a process of its own gives (its own subreaper flag and signal handlers,
     an exit of its own while the test watches from outside) but not a new interpreter's
-    import (~0.5 s of CPU each); ``subprocess`` for the few that need the new interpreter."""
+    import; ``subprocess`` for the few that need the new interpreter."""
     full_env = {"UET_RETRY_BACKOFF": "0.05", **(env or {})}
     if forked and not subprocess:
         return uet_forked(*args, cwd=repo, env=full_env, timeout=timeout)

@@ -2,7 +2,7 @@
 the test looks at it from outside (``uet status`` on a live run, a kill -9 or a SIGINT at a
 chosen moment, a terminal): what ``subprocess.Popen([python, "-m", "uet_git", ...])`` gave,
 a process of its own with its own pid, signal handlers, subreaper flag and exit, without a
-new interpreter importing uet again (~0.5 s of CPU each). conftest's ``uet_forked`` is the
+new interpreter importing uet again. conftest's ``uet_forked`` is the
 same child waited for at once."""
 
 from __future__ import annotations
