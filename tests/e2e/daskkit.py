@@ -25,14 +25,31 @@ from tests.e2e.helpers import run
 
 _shared: dict[str, Any] = {}
 
+# The cluster's own clockwork, none of which a test looks at: worker processes forked from a
+# server that imported distributed once (a worker a test kills is replaced without a new
+# interpreter's imports), no statistical profiler sampling each worker every 10 ms, and the
+# event-loop watchdog and system/memory monitors ticking seconds apart instead of 20-500 ms.
+# Each worker is still a process of its own, and a killed one is restarted by its nanny.
+QUIET_CLUSTER = {
+    "distributed.worker.multiprocessing-method": "forkserver",
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+
 
 def shared_cluster(factory: pytest.TempPathFactory) -> Any:
     """This process's cluster (its workers' cache made by ``factory`` on first use)."""
     if "cluster" not in _shared:
         cache = factory.mktemp("worker-cache")
         # why lazy: distributed is optional; test modules skip without it before this runs
+        import dask
         import distributed
 
+        # Set for good, not in a `with`: the nannies read it again at each worker restart,
+        # and pass it on to their workers.
+        dask.config.set(QUIET_CLUSTER)
         # The nannies run in this process: a worker they restart (a test kills one) takes
         # this process's environment of that moment, so the variables go to every start.
         _shared["cluster"] = distributed.LocalCluster(
