@@ -9,7 +9,9 @@ below it; the tool's tree is sampled while it runs; what works in its directory 
 The sweep runs after a timeout or cancel, and also after a normal exit: a tool's background
 children (a dev server left running) must not outlive it, because its worktree is about to be
 reset for the next workstream. With a ``sandbox`` plan (``sandbox.py``) the command runs inside
-bubblewrap, in its own PID namespace: everything it started dies with it. The objects it wrote
+bubblewrap, in its own PID namespace: everything it started dies with it, and after a normal
+exit the namespace's init (which bwrap names on ``--info-fd``) stands for the sweep: once it
+has no child, or has exited, nothing of the command lives (``_init_gone``). The objects it wrote
 (into its private object directory) are imported into the repository once bwrap has exited,
 so the caller finds them there as if the command had written them itself; what the import
 rejects is said at the end of its stderr log.
