@@ -318,7 +318,11 @@ def _template(root: Path, n: int) -> tuple[Path, str, str]:
         change.update({f"d{i % 20}/f{i}.txt": None for i in range(cut, n)})
         change.update({f"n{i % 30}/g{i}.txt": f"new {i}\n" for i in range(n)})
         new = commit_on(path, old, change)
+        # ``new`` is on no ref: named for the repack only, its objects are packed too instead
+        # of staying loose (hundreds of files each copy_checkout would copy).
+        git(path, "update-ref", "refs/pack-me", new)
         git(path, "repack", "-adq")
+        git(path, "update-ref", "-d", "refs/pack-me")
     finally:
         for k, v in old_env.items():
             if v is None:
