@@ -37,6 +37,7 @@ QUIET_CLUSTER = {
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "1s",
 }
+WORKER_MODULES = ("uet_git.engine.remotejob", "uet_git.engine.remoteverify")
 
 
 def shared_cluster(factory: pytest.TempPathFactory) -> Any:
@@ -50,6 +51,10 @@ def shared_cluster(factory: pytest.TempPathFactory) -> Any:
         # Set for good, not in a `with`: the nannies read it again at each worker restart,
         # and pass it on to their workers.
         dask.config.set(QUIET_CLUSTER)
+        # Dask names the forkserver's imports on its first call; the modules of uet's jobs
+        # join them, so a worker (and each replacement) starts with them loaded.
+        distributed.utils.get_mp_context().set_forkserver_preload(
+            ["distributed", *WORKER_MODULES])
         # The nannies run in this process: a worker they restart (a test kills one) takes
         # this process's environment of that moment, so the variables go to every start.
         _shared["cluster"] = distributed.LocalCluster(
