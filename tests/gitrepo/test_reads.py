@@ -7,6 +7,7 @@ starts (checked with no git on PATH)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -157,8 +158,8 @@ def _git_for_each_ref(repo: Repo, patterns: tuple[str, ...]) -> dict[str, str] |
 
 def _state(repo: Repo) -> bytes:
     """Every byte of the git dir but the reflogs (timestamps; nothing asked reads them):
-    what git's answers to ``_git_answers`` depend on, the objects included. Two repositories
-    alike here get the same answers from git."""
+    what git's answers to ``_git_answers`` depend on, the objects included (its digest). Two
+    repositories alike here get the same answers from git."""
     parts: list[bytes] = []
     root = repo.common_dir
     for top, dirs, files in os.walk(root):
@@ -176,7 +177,7 @@ def _state(repo: Repo) -> bytes:
             data = os.fsencode(os.readlink(path)) if stat.S_ISLNK(mode) else (
                 Path(path).read_bytes())
             parts.append(b"F %s %o %d " % (os.fsencode(name), mode, len(data)) + data)
-    return b"\0".join(parts)
+    return hashlib.sha256(b"\0".join(parts)).digest()
 
 
 # git's answers by repository state (``_state``): the examples start alike and most ops leave
