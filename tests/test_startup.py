@@ -105,6 +105,16 @@ def test_the_run_command_imports_no_dask_back_end() -> None:
     assert out == "[]"
 
 
+def test_landing_imports_no_run_loop_or_verification_queue() -> None:
+    # `uet land` (and its --rebase, which re-verifies on a pool of its own) runs no loop
+    code = ("import sys, uet_git.cli.land, uet_git.cli.rollback; print(sorted(m for m in "
+            "('uet_git.engine.loop', 'uet_git.engine.queue', 'uet_git.engine.integrator', "
+            "'uet_git.engine.scheduler') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
 def test_a_run_on_a_scheduler_reaches_the_back_end_only_through_its_slot(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # outside the uet command nothing loads the back-end: one line, nothing recorded

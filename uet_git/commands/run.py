@@ -37,7 +37,7 @@ from uet_git.engine.inputs import (
     select_only,
 )
 from uet_git.engine.interrupt import CancelOnSignals
-from uet_git.engine.loop import Engine, engine_for, make_pool
+from uet_git.engine.loop import Engine, engine_for
 from uet_git.engine.options import (
     RunOptions,
     RunResult,
@@ -46,6 +46,7 @@ from uet_git.engine.options import (
     resolve_land,
 )
 from uet_git.engine.orphans import record_orphans
+from uet_git.engine.slots import make_pool
 from uet_git.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_WORK_FAILED, UetError
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.query import WsRecord

@@ -29,14 +29,12 @@ from uet_git.engine.pipeline import WorkerOutcome, recheck_patch, run_workstream
 from uet_git.engine.queue import Job, Progress, VerifyQueue, run_job
 from uet_git.engine.scheduler import Scheduler
 from uet_git.engine.seed import seed
+from uet_git.engine.slots import make_pool as make_pool  # the run's pool (callers import it here)
 from uet_git.engine.verdicts import from_ledger
 from uet_git.engine.verify import checks_at
-from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.log import read_ledger
 from uet_git.ledger.query import WsRecord
 from uet_git.plan.overlap import implicit_edges
-from uet_git.spec.models import Config
-from uet_git.workers.pool import WorktreePool, pool_root
 
 
 @dataclass
@@ -394,14 +392,6 @@ class Engine:
                                    "not started")
         for ws_id in ids:
             self._block_dependents(ws_id)
-
-
-def make_pool(repo: Repo, config: Config, jobs: int) -> WorktreePool:
-    return WorktreePool(repo, root=pool_root(repo, config.worktree.root), size=jobs + 1,
-                        keep_ignored=config.worktree.keep_ignored,
-                        include=list(config.worktree.include),
-                        setup=list(config.worktree.setup), keep=config.worktree.keep,
-                        teardown=list(config.worktree.teardown))
 
 
 def engine_for(ctx: RunContext, include: set[str], jobs: int, *, deterministic: bool,

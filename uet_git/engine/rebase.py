@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from uet_git.engine.events import Observer
 from uet_git.engine.guard import TamperGuard
 from uet_git.engine.inputs import workstreams_from_record
-from uet_git.engine.loop import make_pool
 from uet_git.engine.options import RunOptions
 from uet_git.engine.seed import recorded_config
+from uet_git.engine.slots import make_pool
 from uet_git.engine.verify import (
     Bench,
     Candidate,
