@@ -253,7 +253,9 @@ def _wait(proc: subprocess.Popen[bytes], cmd: str | list[str], *, timeout: float
             raise
         finally:
             exited.close()
-        if timed_out or cancelled or not _init_gone(info, proc.pid, min(grace, 1.0)):
+        # A bwrap killed by a signal may have left its init setting up: swept as before.
+        if timed_out or cancelled or (proc.returncode or 0) < 0 \
+                or not _init_gone(info, proc.pid, min(grace, 1.0)):
             # The tool may have exited already; the sweep also ends whatever it left running.
             kill_tool(watch, grace=grace if (timed_out or cancelled) else min(grace, 1.0),
                       poll=proc.poll)
