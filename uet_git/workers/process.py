@@ -24,6 +24,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -310,7 +311,12 @@ def _init_gone(info: int, leader: int, timeout: float) -> bool:
             # Every process of a PID namespace descends from its init (orphans are given to
             # it): with no child it waits for nothing, so nothing of the command lives and it
             # is exiting by itself (unmounting the sandbox takes it a few ms more; nothing
-            # waits for that). Reaped later, by whichever command comes next.
+            # waits for that). Reaped later, by whichever command comes next. It is killed
+            # all the same, through the pidfd (no pid reuse): a tool able to trace its
+            # namespace's init could have it fork after this look, and a killed init takes
+            # its whole namespace with it, a child started later included.
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
             adopt(p)
             return True
         poller = select.poll()

@@ -464,16 +464,19 @@ def kill_pids(find: Callable[[], list[int]], *, grace: float = 2.0) -> list[int]
     def live() -> list[int]:
         return [p for p in find() if p not in spare]
 
-    found = live()
+    # Each look is a scan of all of /proc (the environ of every process, for stop_stale):
+    # the first round signals what the first look found, the second what the last look of
+    # the wait left; nothing found (a resume's usual case) costs one scan.
+    found = pids = live()
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
-        pids = live()
         if not pids:
             break
         _signal_all(pids, None, sig)
         end = time.monotonic() + wait
-        while time.monotonic() < end:
+        while True:
             reap_orphans()
-            if not live():
+            pids = live()
+            if not pids or time.monotonic() >= end:
                 break
             time.sleep(_POLL)
     return found
