@@ -466,7 +466,7 @@ def uet_forked(*args: str, cwd: Path | str, env: dict[str, str] | None = None,
     killed and ``TimeoutExpired`` raised."""
     argv = list(args)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        pid = start_forked(lambda: _main_exit_code(argv), cwd=cwd, env=env,
+        pid = start_forked(lambda: main_exit_code(argv), cwd=cwd, env=env,
                            stdout=out.fileno(), stderr=err.fileno())
         code = wait_forked(pid, timeout)
         if code is None:
@@ -515,7 +515,43 @@ def start_forked(fn: Callable[[], int | None], *, cwd: Path | str | None = None,
         os._exit(code)
 
 
-class Forked:
+class ForkedChild:
+    """A child forked from this process (``start_forked``) seen as a ``subprocess.Popen``
+    is: ``pid``, ``poll``/``wait`` (the exit code, or minus the signal that ended it),
+    ``send_signal``/``kill``. ``wait``'s timeout is reported by ``timed_out``."""
+
+    pid: int
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float = 60) -> int:
+        """The exit code; after ``timeout`` s the child is killed and ``timed_out`` raises."""
+        if self.returncode is None:
+            code = wait_forked(self.pid, timeout)
+            if code is None:
+                self.returncode = -signal.SIGKILL
+                raise self.timed_out(timeout)
+            self.returncode = code
+        return self.returncode
+
+    def timed_out(self, timeout: float) -> Exception:
+        return sp.TimeoutExpired(f"forked child {self.pid}", timeout)
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class Forked(ForkedChild):
     """``fn()`` in a child forked from this process (``start_forked``), used as a
     ``subprocess.Popen(..., stdout=PIPE, stderr=PIPE, text=True)`` of a ``python -c`` script
     would be, without a new interpreter importing uet (~0.2 s of CPU each): ``pid``,
@@ -535,23 +571,6 @@ class Forked:
             os.close(write)
         self.stdout = open(read, encoding=locale.getpreferredencoding(False))  # noqa: SIM115
 
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float = 60) -> int:
-        """The exit code; after ``timeout`` s the child is killed and TimeoutExpired raised."""
-        if self.returncode is None:
-            code = wait_forked(self.pid, timeout)
-            if code is None:
-                self.returncode = -signal.SIGKILL
-                raise sp.TimeoutExpired(f"forked child {self.pid}", timeout)
-            self.returncode = code
-        return self.returncode
-
     def communicate(self, timeout: float = 60) -> tuple[str, str]:
         """The exit code waited for, then the rest of stdout (to its end: also what a child of
         the child still writes) and all of stderr."""
@@ -570,13 +589,6 @@ class Forked:
         self.stdout.close()
         self._err.close()
 
-    def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            os.kill(self.pid, sig)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
 
 def wait_forked(pid: int, timeout: float) -> int | None:
     """The exit code of child ``pid`` (minus the signal that ended it), or None, the child
@@ -592,7 +604,7 @@ def wait_forked(pid: int, timeout: float) -> int | None:
     return None
 
 
-def _main_exit_code(argv: list[str]) -> int:
+def main_exit_code(argv: list[str]) -> int:
     """``main(argv)`` as the interpreter would end with it."""
     try:
         main(argv)

@@ -18,11 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from tests.conftest import start_forked, wait_forked
-from uet_git.cli import main
+from tests.conftest import ForkedChild, main_exit_code, start_forked
 
 
-class StartedUet:
+class StartedUet(ForkedChild):
     """The running child: ``pid``, ``poll``/``wait`` (the exit code, or minus the signal that
     ended it), ``send_signal``/``kill``, and ``output`` (what it wrote, once it ended)."""
 
@@ -36,27 +35,9 @@ class StartedUet:
                                 stdout=self._out.fileno(), stderr=self._err.fileno(),
                                 new_session=new_session)
 
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float = 60) -> int:
-        """The exit code; after ``timeout`` s the child is killed and AssertionError raised."""
-        if self.returncode is None:
-            code = wait_forked(self.pid, timeout)
-            if code is None:
-                self.returncode = -signal.SIGKILL
-                raise AssertionError(f"uet {' '.join(self.argv)} still running after "
-                                     f"{timeout:g} s: killed\n{self.output()}")
-            self.returncode = code
-        return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            os.kill(self.pid, sig)
+    def timed_out(self, timeout: float) -> Exception:
+        return AssertionError(f"uet {' '.join(self.argv)} still running after {timeout:g} s: "
+                              f"killed\n{self.output()}")
 
     def kill(self) -> None:
         """SIGKILL to the child (its whole process group when it leads one) and reap it."""
@@ -118,16 +99,7 @@ def _run_main(argv: list[str], terminal: int | None) -> int:
                                       write_through=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding=enc,
                                       errors="backslashreplace", write_through=True)
-    try:
-        main(argv)
-    except SystemExit as exc:
-        if exc.code is None:
-            return 0
-        if isinstance(exc.code, int):
-            return exc.code
-        print(exc.code, file=sys.stderr)
-        return 1
-    return 0
+    return main_exit_code(argv)
 
 
 def _read(f: IO[bytes]) -> str:
