@@ -497,12 +497,7 @@ def start_forked(fn: Callable[[], int | None], *, cwd: Path | str | None = None,
         for fd, to in ((null, 0), (null if stdout is None else stdout, 1),
                        (null if stderr is None else stderr, 2)):
             os.dup2(fd, to)
-        enc = locale.getpreferredencoding(False)
-        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding=enc)
-        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding=enc,
-                                      write_through=True)
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding=enc,
-                                      errors="backslashreplace", write_through=True)
+        std_streams_over_fds()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if cwd is not None:
@@ -588,6 +583,17 @@ class Forked(ForkedChild):
             self.wait()
         self.stdout.close()
         self._err.close()
+
+
+def std_streams_over_fds() -> None:
+    """In a forked child: ``sys.stdin``/``stdout``/``stderr`` over fds 0-2 as they are now
+    (unbuffered output, the locale's encoding), as a new interpreter would have them."""
+    enc = locale.getpreferredencoding(False)
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding=enc)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding=enc,
+                                  write_through=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding=enc,
+                                  errors="backslashreplace", write_through=True)
 
 
 def wait_forked(pid: int, timeout: float) -> int | None:

@@ -11,14 +11,13 @@ import io
 import locale
 import os
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from tests.conftest import ForkedChild, main_exit_code, start_forked
+from tests.conftest import ForkedChild, main_exit_code, start_forked, std_streams_over_fds
 
 
 class StartedUet(ForkedChild):
@@ -93,12 +92,7 @@ def _run_main(argv: list[str], terminal: int | None) -> int:
         for fd in (0, 1, 2):
             os.dup2(terminal, fd)
         os.close(terminal)
-        enc = locale.getpreferredencoding(False)
-        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding=enc)
-        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding=enc,
-                                      write_through=True)
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding=enc,
-                                      errors="backslashreplace", write_through=True)
+        std_streams_over_fds()
     return main_exit_code(argv)
 
 
