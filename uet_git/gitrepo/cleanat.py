@@ -175,7 +175,7 @@ def write_head(admin: Path, commit: str) -> bool:
 _ERRORS = (pygit2.GitError, KeyError, ValueError, TypeError, OSError)
 
 
-def _usable(wr: pygit2.Repository, path: Path) -> bool:
+def usable(wr: pygit2.Repository, path: Path) -> bool:
     """Whether the slot's repository (opened through its admin dir) is the worktree at
     ``path`` with no filter driver configured (a clean filter could make git see a file
     differently)."""
@@ -220,7 +220,7 @@ def clean_at(admin: Path, path: Path, commit: str, limit: int = SMALL_CHECKOUT) 
         return False
     try:
         with handles.opened(admin) as wr:
-            want = _commit(wr, commit) if _usable(wr, path) else None
+            want = _commit(wr, commit) if usable(wr, path) else None
             return want is not None and _matches(wr, admin, path, want, limit)
     except _ERRORS:
         return False
@@ -275,7 +275,7 @@ def reset_clean(admin: Path, path: Path, common: Path, commit: str,
         return False
     try:
         with handles.opened(admin) as wr:
-            return _usable(wr, path) and _reset_clean(wr, admin, path, common, head, commit,
+            return usable(wr, path) and _reset_clean(wr, admin, path, common, head, commit,
                                                       limit)
     except _ERRORS:
         return False

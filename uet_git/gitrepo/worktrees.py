@@ -31,6 +31,7 @@ from uet_git.gitrepo.cleanat import (
     holds_only,
     index_paths,
     reset_clean,
+    usable,
     write_head,
 )
 from uet_git.gitrepo.repo import GitError, Repo
@@ -431,10 +432,8 @@ def _reset_index_in_process(admin: Path, path: Path, commit: str) -> bool:
 
 def _index_to(wr: pygit2.Repository, admin: Path, path: Path, commit: str) -> bool:
     """``_reset_index_in_process`` on the worktree's opened repository."""
-    if wr.workdir is None or Path(wr.workdir).resolve() != path.resolve():
-        return False
-    if any(e.name.lower().startswith("filter.") for e in wr.config):
-        return False  # libgit2 does not run external clean filters: git stages the files
+    if not usable(wr, path):
+        return False  # not this worktree, or a filter driver libgit2 would not run
     want = wr.get(commit)
     if not isinstance(want, pygit2.Commit):
         return False
