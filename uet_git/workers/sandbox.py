@@ -324,7 +324,7 @@ def _plan_parts(repo: Repo, worktree: Path, admin: Path, config: SandboxConfig,
     if not config.network:
         flags.append("--unshare-net")
     return _Parts(real_wt, real_admin, os.path.join(common, "objects"),
-                  os.path.join(common, "uet", "sandbox-objects", os.path.basename(real_admin)),
+                  str(private_objects_dir(repo, Path(real_admin))),
                   tuple(head), tuple(rw), tuple(flags))
 
 
