@@ -4,6 +4,7 @@ the tool's end; processes working in a directory are found; a killed run's tools
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -127,3 +128,28 @@ def test_stop_stale_kills_a_runs_leftovers_only(tmp_path: Path) -> None:
         for p in (mine, other):
             p.kill()
             p.wait()
+
+
+def test_stop_stale_kills_a_leftover_that_ignores_sigterm(tmp_path: Path) -> None:
+    """A tool's leftover that traps SIGTERM (and whose child outlives the shell) is still gone
+    after stop_stale: the KILL round signals what the TERM round's last look left."""
+    env = {**os.environ, "UET_RUN": "20261201-run-t"}
+    ready = tmp_path / "ready"
+    stubborn = subprocess.Popen(
+        ["sh", "-c", f"trap '' TERM; sleep 30 & touch {ready}; wait"], env=env,
+        start_new_session=True)
+    try:
+        end = time.monotonic() + 5
+        while time.monotonic() < end and not ready.exists():
+            time.sleep(0.01)
+        assert ready.exists()
+        stopped = procfs.stop_stale("20261201-run-t", grace=0.3)
+        assert stubborn.pid in stopped
+        assert stubborn.wait(5) == -signal.SIGKILL
+        end = time.monotonic() + 5
+        while time.monotonic() < end and procfs.stop_stale("20261201-run-t", grace=0.3):
+            time.sleep(0.05)
+        assert procfs.stop_stale("20261201-run-t", grace=0.3) == []
+    finally:
+        stubborn.kill()
+        stubborn.wait()
