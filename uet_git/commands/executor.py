@@ -9,13 +9,7 @@ address, for a resume on a scheduler that moved.
 
 from __future__ import annotations
 
-from uet_git.commands.executorconfig import (
-    ENV,
-    close_executor,
-    env_override,
-    finish_executor,
-    fold_executor,
-)
+from uet_git.commands.executorconfig import env_override
 from uet_git.commands.serve import start_server
 from uet_git.engine.events import Observer
 from uet_git.engine.executor import (
@@ -25,21 +19,8 @@ from uet_git.engine.executor import (
     default_transport,
     security_for,
 )
-from uet_git.engine.options import RunOptions
 from uet_git.gitrepo.repo import Repo
 from uet_git.spec.models import Config, ExecutorConfig
-
-__all__ = ["ENV", "check_executor", "close_executor", "finish_executor", "open_executor",
-           "with_executor"]
-
-
-def with_executor(repo: Repo, config: Config, options: RunOptions) -> Config:
-    """``config`` with the command line's executor options over ``[executor]``, checked now,
-    before the run is recorded: an address that needs TLS, workers that cannot reach the
-    repository, a bad address are one-line errors."""
-    config = fold_executor(config, options)
-    check_executor(repo, config.executor)
-    return config
 
 
 def check_executor(repo: Repo, cfg: ExecutorConfig) -> None:

@@ -3,7 +3,7 @@
 resume on a scheduler that moved), without the Dask back-end: a run whose result names no
 scheduler runs on local threads and never imports it (``commands/backend.py``). The checks
 that need the back-end (TLS, how the workers reach the repository) are
-``commands/executor.py``'s ``with_executor``.
+``commands/executor.py``'s ``check_executor``.
 """
 
 from __future__ import annotations
