@@ -51,8 +51,7 @@ def _names_ok(names: Iterable[str]) -> bool:
         if ok is None:
             ok = dirs[parent] = not parent or _name_ok(parent)
         # ".." and "@{" cannot span the slash; an empty leaf (a name ending in "/") fails.
-        if not ok or ".." in leaf or "@{" in leaf or not _COMPONENT.fullmatch(leaf) or \
-                leaf.endswith((".lock", ".")):
+        if not ok or not _name_ok(leaf):
             return False
     return True
 
@@ -369,10 +368,7 @@ def git_directory(common: Path) -> bool:
         return False
     if data.startswith(b"ref:"):
         return data[4:].lstrip(b" \t\n\v\f\r").startswith(b"refs/")
-    return _HEX40.match(data) is not None
-
-
-_HEX40 = re.compile(rb"[0-9a-f]{40}")
+    return _OID40.match(data) is not None  # a prefix of 40 hex digits, as get_oid_hex reads
 
 
 def read_ref(common: Path, name: str) -> str | None:
