@@ -211,12 +211,26 @@ def _path_components(path: str) -> list[str] | None:
 def matches(pattern: str, path: str) -> bool:
     """Whether the repository-relative ``path`` (a file) matches ``pattern``. An invalid
     pattern matches nothing; a path with a ``.git``, ``.`` or ``..`` component never matches."""
-    if validate_pattern(pattern) is not None:
+    pat = _valid_components(pattern)
+    if pat is None:
         return False
     comps = _path_components(path)
     if comps is None:
         return False
-    return _match(_components(pattern), tuple(comps))
+    return _match(pat, tuple(comps))
+
+
+def _valid_components(pattern: object) -> tuple[str, ...] | None:
+    # A scope is checked against every changed path of a patch: its patterns are validated
+    # and split once, not once per path.
+    if not isinstance(pattern, str):
+        return None
+    return _compiled(pattern)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> tuple[str, ...] | None:
+    return None if validate_pattern(pattern) is not None else _components(pattern)
 
 
 def _match(pat: tuple[str, ...], comps: tuple[str, ...]) -> bool:
@@ -237,13 +251,20 @@ def _match(pat: tuple[str, ...], comps: tuple[str, ...]) -> bool:
 def in_scope(scope: Scope, path: str) -> bool:
     """Whether ``path`` may be changed under ``scope``: an empty ``allow`` allows every path,
     ``deny`` wins over ``allow``; ``.git`` paths are never in scope."""
-    if _path_components(path) is None:
+    found = _path_components(path)
+    if found is None:
         return False
-    if any(matches(p, path) for p in scope.deny):
+    comps = tuple(found)
+    if any(_matches_components(p, comps) for p in scope.deny):
         return False
     if not scope.allow:
         return True
-    return any(matches(p, path) for p in scope.allow)
+    return any(_matches_components(p, comps) for p in scope.allow)
+
+
+def _matches_components(pattern: str, comps: tuple[str, ...]) -> bool:
+    pat = _valid_components(pattern)
+    return pat is not None and _match(pat, comps)
 
 
 def out_of_scope(scope: Scope, paths: Iterable[str]) -> list[str]:
