@@ -9,6 +9,7 @@ mirror and worktrees)."""
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import signal
 import subprocess as sp
@@ -24,6 +25,13 @@ from tests.conftest import CLOSE_WHEN_UNUSED, GIT_ENV
 from tests.e2e.helpers import run
 
 _shared: dict[str, Any] = {}
+
+# The Dask modules skip without distributed, found without importing it: collecting them on
+# every xdist worker would import it on each (most of a second), where only the one worker
+# running them (tests/conftest.py ONE_WORKER) uses it.
+needs_distributed = pytest.mark.skipif(
+    importlib.util.find_spec("distributed") is None,
+    reason="the distributed executor's tests need uet-git[distributed]")
 
 # The cluster's own clockwork, none of which a test looks at: worker processes forked from a
 # server that imported distributed once (a worker a test kills is replaced without a new
@@ -93,6 +101,14 @@ def with_workers(cluster: Any, n: int = 2, timeout: float = 240) -> Any:
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
         client.wait_for_workers(n, timeout=timeout)
     return cluster
+
+
+def client_of(cluster: Any) -> Any:
+    """A client of ``cluster``, not the process's default one (the caller closes it)."""
+    # why lazy: distributed is optional; test modules skip without it before this runs
+    import distributed
+
+    return distributed.Client(cluster.scheduler_address, set_as_default=False)
 
 
 def alive(pid: int) -> bool:

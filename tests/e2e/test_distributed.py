@@ -21,6 +21,7 @@ from tests.conftest import git
 from tests.e2e.daskkit import (
     address,
     alive,
+    needs_distributed,
     run_killing_the_worker,
     shared_cluster,
     wait_for,
@@ -39,8 +40,7 @@ from tests.e2e.helpers import (
 )
 from uet_git.engine.remotejob import OWNER_VAR, owner_marker, stale_tools, sweep_stale_tools
 
-distributed = pytest.importorskip(
-    "distributed", reason="the distributed executor's tests need uet-git[distributed]")
+pytestmark = needs_distributed
 
 
 @pytest.fixture(scope="module")

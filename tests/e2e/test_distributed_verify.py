@@ -19,6 +19,8 @@ from tests.conftest import git
 from tests.e2e.daskkit import (
     address,
     alive,
+    client_of,
+    needs_distributed,
     run_killing_the_worker,
     shared_cluster,
     wait_for,
@@ -52,8 +54,7 @@ from uet_git.errors import UetError
 from uet_git.gitrepo.repo import Repo
 from uet_git.spec.models import ExecutorConfig
 
-distributed = pytest.importorskip(
-    "distributed", reason="the distributed executor's tests need uet-git[distributed]")
+pytestmark = needs_distributed
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +270,7 @@ def test_a_worker_of_another_version_fails_the_job_in_one_line(tmp_path: Path) -
 def test_the_workers_versions_are_asked_at_connect(cluster: Any) -> None:
     """Before the first job the coordinator asks every connected worker; one of another
     version refuses the run in one line (the jobs check again: workers may join later)."""
-    client = distributed.Client(cluster.scheduler_address, set_as_default=False)
+    client = client_of(cluster)
     try:
         versions = client.run(worker_version)
     finally:
@@ -287,7 +288,7 @@ def test_the_version_check_through_the_cluster(cluster: Any, tmp_path: Path) -> 
     """The worker refuses the altered spec before it fetches anything; the coordinator turns
     that into one line naming the workstream and both versions."""
     repo = setup_repo(tmp_path / "repo")
-    client = distributed.Client(cluster.scheduler_address, set_as_default=False)
+    client = client_of(cluster)
     try:
         ex = DaskExecutor(client, Transport(repo.as_uri(), here=True), "r",
                           ExecutorConfig(address=address(cluster)), "k")
@@ -314,7 +315,7 @@ def test_a_job_over_its_budget_is_stopped_and_fails_in_one_line(cluster: Any,
                                                                       "cd / && sleep 30"},
                                config={"sandbox": {"mode": "none"}},
                                cancel_event="uet-cancel-budget-test", cache=None)
-    client = distributed.Client(cluster.scheduler_address, set_as_default=False)
+    client = client_of(cluster)
     started = time.monotonic()
     try:
         ex = DaskExecutor(client, Transport(repo.as_uri(), here=True), spec.run,
