@@ -5,45 +5,98 @@ and a slot already exactly at the commit is left alone (its index is not even re
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess as sp
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.conftest import git, make_repo, restat_index
 from uet_git.gitrepo.cleanat import clean_at, index_paths, write_head
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.worktrees import add_worktree, admin_dir, reset_worktree
 
 
-@pytest.fixture
-def slot(tmp_path: Path) -> tuple[Repo, Path, str, str]:
-    path = make_repo(tmp_path / "repo", {"a.txt": "a\n", "src/b.txt": "b\n", "src/c.txt": "c\n",
-                                         ".gitignore": "*.log\n"})
+@pytest.fixture(scope="module")
+def _two_commits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """The slot's repository, built once: each test gets a copy (the same commits, since the
+    tests' git identity and dates are fixed), not four git processes of its own."""
+    path = make_repo(tmp_path_factory.mktemp("slot") / "repo", {
+        "a.txt": "a\n", "src/b.txt": "b\n", "src/c.txt": "c\n", ".gitignore": "*.log\n"})
     first = git(path, "rev-parse", "HEAD")
     (path / "a.txt").write_text("a2\n")
     (path / "d.txt").write_text("d\n")
     git(path, "add", "-A")
     git(path, "commit", "-qm", "second")
-    second = git(path, "rev-parse", "HEAD")
+    return path, first, git(path, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def slot(_two_commits: tuple[Path, str, str], tmp_path: Path) -> tuple[Repo, Path, str, str]:
+    template, first, second = _two_commits
+    path = tmp_path / "repo"
+    shutil.copytree(template, path, symlinks=True)  # the files' mtimes kept
+    # The copy's inodes and ctimes are not the ones its index records: refreshed here, as
+    # make_repo does for its copies, so the index the tests compare is not rewritten later.
+    if not restat_index(path):
+        git(path, "update-index", "-q", "--refresh")
     repo = Repo.open(path)
     wt = repo.uet_dir / "worktrees" / "0"
     add_worktree(repo, wt, first)
     return repo, wt, first, second
 
 
+def _status(wt: Path) -> tuple[str | None, bool, list[str]]:
+    """``git status --porcelain=v2 --branch --ignored --untracked-files=all`` read as HEAD's
+    id (None when unborn), whether HEAD is detached, and its entry lines. One process for
+    what ``rev-parse HEAD``, ``symbolic-ref -q HEAD`` and the v1 ``status --porcelain`` say:
+    git prints ``branch.oid`` from its own lookup of HEAD, ``branch.head (detached)`` exactly
+    when HEAD is not a symbolic ref (wt-status.c; no mutation here makes a branch of that
+    name), and the v2 entries are the same staged, unstaged, untracked and ignored paths as
+    v1's, in another layout."""
+    out = sp.run(["git", "status", "--porcelain=v2", "--branch", "--ignored",
+                  "--untracked-files=all"], cwd=wt, capture_output=True, text=True,
+                 check=True).stdout.splitlines()
+    oid = next((ln.split()[2] for ln in out if ln.startswith("# branch.oid ")), None)
+    detached = "# branch.head (detached)" in out
+    return (None if oid == "(initial)" else oid), detached, [
+        ln for ln in out if not ln.startswith("# ")]
+
+
+def _index_flags(wt: Path) -> list[tuple[str, str]]:
+    """``git ls-files -v -z``: (tag, path) per index entry; the paths are ``git ls-files``'s
+    (``-v`` only puts the tag before each)."""
+    out = sp.run(["git", "ls-files", "-v", "-z"], cwd=wt, capture_output=True, text=True,
+                 check=True).stdout
+    return [(entry[:1], entry[2:]) for entry in out.split("\0") if entry]
+
+
+def _blobs(wt: Path, commit: str, paths: list[str]) -> list[bytes]:
+    """``git show COMMIT:PATH`` of each path, in one ``git cat-file --batch``: for a blob
+    both print its bytes as stored (no textconv or filter unless asked for)."""
+    out = sp.run(["git", "cat-file", "--batch"], cwd=wt, capture_output=True, check=True,
+                 input="".join(f"{commit}:{p}\n" for p in paths).encode()).stdout
+    blobs, pos = [], 0
+    for p in paths:
+        header, pos = out[pos:out.index(b"\n", pos)].split(), out.index(b"\n", pos) + 1
+        assert len(header) == 3 and header[1] == b"blob", (p, header)
+        size = int(header[2])
+        blobs.append(out[pos:pos + size])
+        pos += size + 1
+    assert pos == len(out)
+    return blobs
+
+
 def _exactly_at(wt: Path, commit: str, *, content: bool = True) -> None:
     """What git says about the slot: detached at ``commit``, nothing staged, modified,
     untracked or ignored, no entry flagged, index and files equal to the commit."""
-    assert git(wt, "rev-parse", "HEAD") == commit
-    assert sp.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=wt).returncode != 0
-    assert git(wt, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
-    assert all(line.startswith("H ") for line in git(wt, "ls-files", "-v").splitlines())
+    assert _status(wt) == (commit, True, [])
+    entries = _index_flags(wt)
+    assert all(tag == "H" for tag, _ in entries)
     assert git(wt, "diff", "--name-only", commit) == ""
-    for rel in git(wt, "ls-files").splitlines() if content else []:
-        assert (wt / rel).read_bytes() == sp.run(["git", "show", f"{commit}:{rel}"], cwd=wt,
-                                                 capture_output=True, check=True).stdout
+    paths = [p for _, p in entries] if content else []
+    assert [(wt / rel).read_bytes() for rel in paths] == _blobs(wt, commit, paths)
 
 
 def _same_size_same_mtime(wt: Path) -> None:
@@ -122,12 +175,8 @@ def test_clean_at_agrees_with_git_status(slot, name: str) -> None:
     admin = admin_dir(repo, wt) if name != ".git file rewritten" else None
     if admin is None:
         return  # reset_worktree repairs the gitfile before asking
-    git_clean = (
-        sp.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
-               cwd=wt, capture_output=True, text=True).stdout == ""
-        and git(wt, "rev-parse", "HEAD") == first
-        and sp.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=wt).returncode != 0
-        and all(line.startswith("H ") for line in git(wt, "ls-files", "-v").splitlines()))
+    git_clean = (_status(wt) == (first, True, [])
+                 and all(tag == "H" for tag, _ in _index_flags(wt)))
     if clean_at(admin, wt, first):
         assert git_clean, name
     if name == "nothing":
