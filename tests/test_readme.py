@@ -37,24 +37,35 @@ def test_every_command_in_usage_exists() -> None:
 
 
 
+# An import inside a function is indented, or follows a compound statement's colon or a `;` on
+# its line, or continues a backslash-ended line; a file with none of these has only module-level
+# imports and needs no parse (most do not: parsing every module was most of this test).
+_MAYBE_LOCAL = re.compile(r"(?:^[ \t\f]+|[:;][ \t\f]*|\\\n[ \t\f]*)(?:import|from)\b", re.M)
+# Import statements sit only in statement lists; expressions (a lambda's body included) hold none.
+_STATEMENT = ast.stmt | ast.excepthandler | ast.match_case
+_FUNCTION = ast.FunctionDef | ast.AsyncFunctionDef
+
+
 def local_uet_imports(source: str, name: str) -> list[str]:
     """``NAME:LINE module`` for each import of a uet_git module (absolute, or relative: inside
     the package every relative import is one) in a function body of ``source``."""
-    found: set[str] = set()
-    for fn in ast.walk(ast.parse(source, filename=name)):
-        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-            continue
-        for node in ast.walk(fn):  # nested functions are seen twice; the set keeps one
-            if isinstance(node, ast.Import):
-                modules = [a.name for a in node.names if a.name.split(".")[0] == "uet_git"]
-            elif isinstance(node, ast.ImportFrom):
-                module = node.module or ""
-                modules = ([("." * node.level) + module]
-                           if node.level or module.split(".")[0] == "uet_git" else [])
-            else:
-                continue
-            found.update(f"{name}:{node.lineno} {m}" for m in modules)
-    return sorted(found, key=lambda line: int(line.split(":")[1].split()[0]))
+    if not _MAYBE_LOCAL.search(source):
+        return []
+    found: list[str] = []
+    todo: list[tuple[ast.AST, bool]] = [(ast.parse(source, filename=name), False)]
+    while todo:
+        node, in_function = todo.pop()
+        if in_function and isinstance(node, ast.Import):
+            found.extend(f"{name}:{node.lineno} {a.name}" for a in node.names
+                         if a.name.split(".")[0] == "uet_git")
+        elif in_function and isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level or module.split(".")[0] == "uet_git":
+                found.append(f"{name}:{node.lineno} {'.' * node.level}{module}")
+        in_function = in_function or isinstance(node, _FUNCTION)
+        todo.extend((child, in_function) for child in ast.iter_child_nodes(node)
+                    if isinstance(child, _STATEMENT))
+    return sorted(found, key=lambda line: (int(line.split(":")[1].split()[0]), line))
 
 
 def test_local_import_finder_sees_absolute_and_relative_imports() -> None:
@@ -71,10 +82,15 @@ def test_local_import_finder_sees_absolute_and_relative_imports() -> None:
         "class C:\n"
         "    def m(self):\n"
         "        from ..gitrepo.refs import for_each_ref\n"
+        "def h(): import uet_git.errors as e; from uet_git import cli\n"
+        "def k(): \\\nfrom uet_git.ledger import words\n"
     )
     assert local_uet_imports(source, "m.py") == [
         "m.py:5 uet_git.engine.run", "m.py:7 .", "m.py:8 uet_git.ledger",
-        "m.py:12 ..gitrepo.refs"]
+        "m.py:12 ..gitrepo.refs", "m.py:13 uet_git", "m.py:13 uet_git.errors",
+        "m.py:15 uet_git.ledger"]
+    # a file with no import that could be local is not parsed (this one would not parse)
+    assert local_uet_imports("import uet_git.cli\nfrom uet_git import cli\nX = (\n", "n.py") == []
 
 
 def test_no_function_local_imports_of_uet_modules() -> None:
