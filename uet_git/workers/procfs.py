@@ -33,7 +33,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 TOKEN_VAR = "UET_PROC_TOKEN"
 _PR_SET_CHILD_SUBREAPER = 36
@@ -79,10 +78,31 @@ class Proc:
         return (self.pid, self.starttime)
 
 
-def read_stat(pid: int) -> Proc | None:
+def _read(path: bytes) -> bytes:
+    """The whole file ``path`` (raises OSError). Plain ``os`` calls, no ``Path`` or ``open``:
+    the sweeps read a few /proc files per process many times a second while tools run."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
+        parts: list[bytes] = []
+        while chunk := os.read(fd, 1 << 16):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def _read_proc(pid: int | bytes, name: bytes) -> bytes | None:
+    """``/proc/PID/NAME``, or None when it cannot be read."""
+    pid_b = pid if isinstance(pid, bytes) else str(pid).encode()
+    try:
+        return _read(b"/proc/" + pid_b + b"/" + name)
     except OSError:
+        return None
+
+
+def read_stat(pid: int) -> Proc | None:
+    data = _read_proc(pid, b"stat")
+    if data is None:
         return None
     # comm (field 2) may contain spaces and parens: split after the last ')'; rest[k] is field k+3.
     close = data.rfind(b")")
@@ -119,8 +139,7 @@ def children_of(pid: int) -> list[int] | None:
     out: list[int] = []
     for tid in tids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                out += [int(c) for c in f.read().split()]
+            out += [int(c) for c in _read(f"/proc/{pid}/task/{tid}/children".encode()).split()]
         except FileNotFoundError:
             continue  # the thread exited: its children went to another thread (or to us)
         except (OSError, ValueError):
@@ -157,12 +176,20 @@ def my_descendants() -> dict[int, Proc] | None:
         kids = children_of(stack.pop())
 
 
+def _read_environ(pid: int | bytes) -> bytes | None:
+    """``/proc/PID/environ``, or None when it cannot be read (gone, a zombie: ESRCH, not ours
+    to read); empty for a kernel thread."""
+    return _read_proc(pid, b"environ")
+
+
+def _has_entry(environ: bytes, marker: bytes) -> bool:
+    """``marker`` is one whole ``NAME=VALUE`` entry of ``environ`` (NUL-separated)."""
+    return b"\0" + marker + b"\0" in b"\0" + environ + b"\0"
+
+
 def has_token(pid: int, marker: bytes) -> bool:
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return marker in environ.split(b"\0")
+    environ = _read_environ(pid)
+    return environ is not None and _has_entry(environ, marker)
 
 
 def _readlink(path: str) -> str | None:
@@ -193,11 +220,8 @@ _UET_MARKERS = (b"\0" + TOKEN_VAR.encode() + b"=", b"\0UET_RUN=")
 def _carries_uet(pid: int) -> bool:
     """The environment of ``pid`` has a uet tool's token or run id (a tool, or something a
     tool started without clearing its environment)."""
-    try:
-        environ = b"\0" + Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return any(m in environ for m in _UET_MARKERS)
+    environ = _read_environ(pid)
+    return environ is not None and any(m in b"\0" + environ for m in _UET_MARKERS)
 
 
 class _Sweep:
@@ -491,7 +515,18 @@ def stop_stale(run: str, grace: float = 2.0) -> list[int]:
     marker = f"UET_RUN={run}".encode()
 
     def find() -> list[int]:
-        return sorted(p.pid for p in all_procs().values()
-                      if p.state != "Z" and has_token(p.pid, marker))
+        # Only the environment of each process is read, not its stat: a zombie's does not
+        # read (ESRCH), so no zombie is taken, as with a look at its state.
+        try:
+            names = os.listdir(b"/proc")
+        except OSError:
+            return []
+        found: list[int] = []
+        for name in names:
+            if name.isdigit():
+                environ = _read_environ(name)
+                if environ and _has_entry(environ, marker):
+                    found.append(int(name))
+        return sorted(found)
 
     return kill_pids(find, grace=grace)
