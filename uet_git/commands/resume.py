@@ -105,13 +105,15 @@ def reapply_pruned(repo: Repo, ledger: Ledger, include: set[str]
     their patch existed get a new attempt (as ``uet retry`` gives). Not the tool's failure,
     nor the patch's: uet's own work was cut, and a resume is what redoes uet's work."""
     records = ledger.states()
-    events = query.read_ledger(repo, ledger.run).events
     reapplied: list[str] = []
     rerun: set[str] = set()
-    for ws in sorted(include):
-        rec = records.get(ws)
-        if rec is None or rec.state != "quarantined" or rec.reason != "internal-error":
-            continue
+    suspects = [ws for ws in sorted(include) if (rec := records.get(ws)) is not None
+                and rec.state == "quarantined" and rec.reason == "internal-error"]
+    if not suspects:  # the usual resume: no need to read the ledger's whole history
+        return reapplied, rerun
+    events = query.read_ledger(repo, ledger.run).events
+    for ws in suspects:
+        rec = records[ws]
         last = next((e for e in reversed(events) if e.ws == ws and e.is_transition), None)
         if last is None or not any(sign in last.summary for sign in PRUNED_SIGNS):
             continue
