@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from uet_git.gitrepo import objects
+from uet_git.gitrepo.odb import Person
 from uet_git.gitrepo.refs import RefConflict, RefTransaction, RefUpdater
 from uet_git.gitrepo.repo import GitError, Repo
 from uet_git.gitrepo.trailers import format_message
@@ -77,14 +78,19 @@ class RefWriter:
     def transaction(self) -> RefTransaction:
         return self.repo.transaction(self.updater)
 
+    def identities(self) -> tuple[Person, Person]:
+        """``(author, committer)`` as git would record them now."""
+        return objects.identity(self.repo, "author"), objects.identity(self.repo, "committer")
+
     def new_commit(self, subject: str, body: str, trailers: list[tuple[str, str]],
                    files: Mapping[str, bytes], *, parent: str | None = None,
-                   tree: str | None = None) -> Written:
-        """A ledger commit on ``parent``'s ``tree`` (default: the tip) with ``files`` added."""
+                   tree: str | None = None,
+                   who: tuple[Person, Person] | None = None) -> Written:
+        """A ledger commit on ``parent``'s ``tree`` (default: the tip) with ``files`` added,
+        by ``who`` (``identities()``; default: asked now)."""
+        author, committer = who or self.identities()
         written = Written(tree or self.mem.tree, dict(files), parent or self.mem.tip,
-                          format_message(subject, body, trailers),
-                          objects.identity(self.repo, "author"),
-                          objects.identity(self.repo, "committer"))
+                          format_message(subject, body, trailers), author, committer)
         for tries in range(5):
             try:
                 written.write(self.repo)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from uet_git.errors import UetError
 from uet_git.gitrepo.merge import is_ancestor
-from uet_git.gitrepo.odb import CommitInfo, MissingObject, get_commit, has_object
+from uet_git.gitrepo.odb import CommitInfo, MissingObject, Person, get_commit, has_object
 from uet_git.gitrepo.refs import RefTransaction
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.trailers import one_line
@@ -64,6 +64,10 @@ class Sim:
     states: dict[str, WsRecord] = field(default_factory=dict)
     patches: dict[tuple[str, int], str] = field(default_factory=dict)  # patch refs to create
     verify: set[tuple[str, int]] = field(default_factory=set)  # patch refs to check
+    # (author, committer) of the transaction's commits: asked once per transaction (each ask
+    # looks at git's config files and environment), the same for all of them as for commits
+    # decided at one moment.
+    who: tuple[Person, Person] | None = None
 
     @classmethod
     def of(cls, mem: Memory) -> Sim:
@@ -163,8 +167,10 @@ def prepare(rw: RefWriter, sim: Sim, ws: str, step: Step, attempt: int) -> Writt
         tr.append(("Uet-Integration", integ_oid))
     tr.extend(extra)
     body = step.summary.strip() or default_summary(ws, frm, to, attempt, reason)
+    if sim.who is None:
+        sim.who = rw.identities()
     written = rw.new_commit(f"{ws}: {frm or 'none'} -> {to}", body, tr, files,
-                            parent=sim.tip, tree=sim.tree)
+                            parent=sim.tip, tree=sim.tree, who=sim.who)
     written.named = named
     crash.crash_point("after-objects", ws, (to,))
 
