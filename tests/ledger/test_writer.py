@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.conftest import Forked, git, make_repo
 from uet_git.errors import UetError
 from uet_git.gitrepo import objects
 from uet_git.gitrepo.refs import RefConflict
@@ -214,19 +213,25 @@ def test_every_illegal_transition_is_refused_and_writes_nothing(env) -> None:
             drive(ledger, repo, base, ws, frm)
             assert ledger.state(ws).state == frm
         patch = make_patch(repo, base, ws, {"x": ws.encode()}, attempt=1)
+        # git is asked once before and once after all the refused moves from this state:
+        # a refused record() can only add refs and loose objects (nothing it does removes
+        # one), so one that wrote anything leaves the refs or the object count changed at
+        # the end, just as it would right after it.
+        refs, objs, tip = uet_refs(path), object_count(path), ledger.tip
+        tried: list[str] = []
         for to in STATES:
             if to in TRANSITIONS[frm]:
                 continue
-            refs, objs, tip = uet_refs(path), object_count(path), ledger.tip
             kw: dict = {"reason": "tool-failed"} if to == "quarantined" else {}
             with pytest.raises(IllegalTransition, match="illegal transition"):
                 ledger.record(ws, to, attempt=1, patch=patch, candidate=patch,
                               evidence={"log": b"should not be written"}, **kw)
-            assert uet_refs(path) == refs, (frm, to)
-            assert object_count(path) == objs, (frm, to)
-            assert ledger.tip == tip
+            assert ledger.tip == tip, (frm, to)
             assert (ledger.state(ws).state if frm else ledger.state(ws)) == frm
+            tried.append(to)
             refused += 1
+        assert uet_refs(path) == refs, (frm, tried)
+        assert object_count(path) == objs, (frm, tried)
     legal = sum(len(v) for v in TRANSITIONS.values())
     assert refused == len(frms) * len(STATES) - legal
     fsck_strict(path)
@@ -666,14 +671,18 @@ def test_rebase_integration_killed_leaves_old_or_new(env, point: str, moved: boo
     ledger.close()
     onto = moved_target(path)
     new = rebased_chain(repo, onto, ["w1"])
-    code = ("import sys\nfrom uet_git.gitrepo.repo import Repo\n"
-            "from uet_git.ledger.writer import Ledger\n"
-            "with Ledger.open(Repo.open(sys.argv[1]), sys.argv[2]) as led:\n"
-            "    led.rebase_integration(sys.argv[3], sys.argv[4])\n")
-    env_vars = {**os.environ, "UET_LEDGER_CRASH": f"{point}:run:rebase"}
-    proc = subprocess.run([sys.executable, "-c", code, str(path), RUN, onto, new],
-                          capture_output=True, text=True, env=env_vars)
-    assert proc.returncode == 99, proc.stderr
+
+    def rebase() -> None:  # a writer process of its own, forked (no new interpreter)
+        with Ledger.open(Repo.open(path), RUN) as led:
+            led.rebase_integration(onto, new)
+
+    def writer(crash: str) -> tuple[int, str]:
+        child = Forked(rebase, env={"UET_LEDGER_CRASH": crash})
+        _out, err = child.communicate(timeout=60)
+        return child.returncode, err
+
+    code, err = writer(f"{point}:run:rebase")
+    assert code == 99, err
     refs = uet_refs(path)
     if moved:
         assert refs[f"refs/uet/integration/{RUN}"] == new
@@ -685,9 +694,7 @@ def test_rebase_integration_killed_leaves_old_or_new(env, point: str, moved: boo
         assert again.integration_tip() == (new if moved else old)
     assert "run: repair" not in subjects(path)
     # A record() crash spec does not fire on a rebase (and vice versa).
-    proc = subprocess.run([sys.executable, "-c", code, str(path), RUN, onto, new],
-                          capture_output=True, text=True,
-                          env={**env_vars, "UET_LEDGER_CRASH": f"{point}:w1"})
-    assert proc.returncode == 0, proc.stderr
+    code, err = writer(f"{point}:w1")
+    assert code == 0, err
     assert uet_refs(path)[f"refs/uet/integration/{RUN}"] == new
     fsck_strict(path)
