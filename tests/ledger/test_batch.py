@@ -4,15 +4,13 @@ lands each patch once and both fscks are clean)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.conftest import Forked, git, make_repo
 from tests.e2e.helpers import (
     NO_SANDBOX,
     fsck_clean,
@@ -142,22 +140,20 @@ def test_a_failure_of_a_transition_not_waited_for_is_raised_by_the_next_flush(le
 
 # -- kill -9 inside a group (a writer process) ----------------------------------------------
 
-WRITER = r"""
-import sys
-from uet_git.gitrepo.repo import Repo
-from uet_git.gitrepo import objects
-from uet_git.ledger.writer import Ledger, Step
-path, run = sys.argv[1], sys.argv[2]
-repo = Repo.open(path)
-base = repo.rev_parse("HEAD")
-def patch(name):
-    return objects.make_commit(repo, objects.build_tree(repo, base, {name: b"x"}), [base], name)
-with Ledger.open(repo, run) as ledger:
-    ledger.submit("w1", [Step("created", patch=patch("w1")), Step("validated")], attempt=1)
-    ledger.record_chain("w2", [Step("created", patch=patch("w2")), Step("validated"),
-                               Step("queued")], attempt=1)
-print("done", flush=True)
-"""
+def _writer(path: Path, run: str) -> None:
+    """A writer process (forked): a group of w1's and w2's chains in one transaction."""
+    repo = Repo.open(path)
+    base = repo.rev_parse("HEAD")
+
+    def patch(name: str) -> str:
+        return objects.make_commit(repo, objects.build_tree(repo, base, {name: b"x"}), [base],
+                                   name)
+
+    with Ledger.open(repo, run) as ledger:
+        ledger.submit("w1", [Step("created", patch=patch("w1")), Step("validated")], attempt=1)
+        ledger.record_chain("w2", [Step("created", patch=patch("w2")), Step("validated"),
+                                   Step("queued")], attempt=1)
+    print("done", flush=True)
 
 
 @pytest.mark.parametrize(("crash", "recorded"), [
@@ -170,10 +166,9 @@ def test_kill_inside_a_group_leaves_all_of_it_or_none(tmp_path: Path, crash: str
     Ledger.create(repo, base=repo.rev_parse("HEAD"), target="main",
                   plan={"ids": ["w1", "w2"]}, run_id=RUN).close()
     before = _uet_refs(path)
-    proc = subprocess.run([sys.executable, "-c", WRITER, str(path), RUN],
-                          env={**os.environ, "UET_LEDGER_CRASH": crash},
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 99, proc.stdout + proc.stderr
+    child = Forked(lambda: _writer(path, RUN), env={"UET_LEDGER_CRASH": crash})
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 99, out + err
     with Ledger.open(repo, RUN) as led:  # opens clean: no stale lock, refs agree
         got = {ws: (r.state if (r := led.state(ws)) else None) for ws in ("w1", "w2")}
     if recorded:
