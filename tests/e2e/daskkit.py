@@ -16,6 +16,7 @@ import subprocess as sp
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,13 @@ def shared_cluster(factory: pytest.TempPathFactory) -> Any:
         import dask
         import distributed
 
+        # A coordinator the tests kill runs in a child forked from this process: Dask's one
+        # offload thread is not in it, only the executor that believes it has that thread,
+        # so the child gets a fresh executor that starts its own (for a message of 10 MiB
+        # and more, the only ones offloaded).
+        if not _shared.get("atfork"):
+            os.register_at_fork(after_in_child=_fresh_offload_executor)
+            _shared["atfork"] = True
         # Set for good, not in a `with`: the nannies read it again at each worker restart,
         # and pass it on to their workers.
         dask.config.set(QUIET_CLUSTER)
@@ -74,6 +82,14 @@ def shared_cluster(factory: pytest.TempPathFactory) -> Any:
             _shared["atexit"] = atexit.register(close_shared_cluster)
         CLOSE_WHEN_UNUSED["cluster"] = close_shared_cluster
     return _shared["cluster"]
+
+
+def _fresh_offload_executor() -> None:
+    # why lazy: distributed is optional; only registered once the cluster imported it
+    import distributed.utils
+
+    distributed.utils._offload_executor = ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="Dask-Offload")
 
 
 def close_shared_cluster() -> None:

@@ -38,6 +38,7 @@ from tests.e2e.helpers import (
     setup_repo,
     states,
 )
+from tests.e2e.started import start_uet
 from uet_git.engine.remotejob import OWNER_VAR, owner_marker, stale_tools, sweep_stale_tools
 
 pytestmark = needs_distributed
@@ -148,14 +149,11 @@ def test_the_coordinator_killed_then_resume(cluster: Any, tmp_path: Path) -> Non
     })
     remote_dir = tmp_path / "remote.git"
     url = _bare_remote(repo, remote_dir)
-    coordinator = sp.Popen([sys.executable, "-m", "uet_git", "run", "--executor",
-                            address(cluster), "--remote", url], cwd=repo,
-                           stdout=sp.DEVNULL, stderr=sp.DEVNULL, start_new_session=True)
-    try:
+    with start_uet(repo, "run", "--executor", address(cluster), "--remote", url,
+                   new_session=True) as coordinator:
         wait_for(lambda: (shared / "started").exists(), 20, "the tool to start")
         os.killpg(coordinator.pid, signal.SIGKILL)
-    finally:
-        coordinator.wait(10)
+        assert coordinator.wait(10) == -signal.SIGKILL
     run_id = last_run(repo)
     inbox = f"refs/uet/inbox/{run_id}/a/1"
     wait_for(lambda: git(remote_dir, "for-each-ref", inbox) != "", 20,
@@ -206,19 +204,15 @@ def test_ctrl_c_reaches_the_tool_on_the_worker(cluster: Any, tmp_path: Path) -> 
     shared.mkdir()
     repo = setup_repo(tmp_path / "repo", config=NO_SANDBOX, workstreams={
         "s": {"command": f"echo $$ > {shared}/pid; cd / && sleep 60"}})
-    coordinator = sp.Popen([sys.executable, "-m", "uet_git", "run", "--executor",
-                            address(cluster)], cwd=repo, stdout=sp.PIPE, stderr=sp.STDOUT,
-                           start_new_session=True, text=True)
-    try:
+    with start_uet(repo, "run", "--executor", address(cluster),
+                   new_session=True) as coordinator:
         pid_file = shared / "pid"
         wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), 20, "the tool")
         tool = int(pid_file.read_text())
         os.kill(coordinator.pid, signal.SIGINT)
-        out, _ = coordinator.communicate(timeout=20)
-    finally:
-        if coordinator.poll() is None:
-            os.killpg(coordinator.pid, signal.SIGKILL)
-    assert coordinator.returncode == 130, out
+        code = coordinator.wait(20)
+        out = coordinator.output()
+    assert code == 130, out
     wait_for(lambda: not alive(tool), 10, "the tool to stop")
     assert states(repo) == {}  # nothing recorded for the cancelled attempt: resume runs it
 

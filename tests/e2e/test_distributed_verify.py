@@ -8,7 +8,6 @@ import dataclasses
 import os
 import signal
 import subprocess as sp
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from tests.e2e.helpers import (
     setup_repo,
     states,
 )
+from tests.e2e.started import start_uet
 from uet_git import __version__
 from uet_git.cli.reportdata import gather
 from uet_git.engine.executor import DaskExecutor, Transport
@@ -155,14 +155,11 @@ def test_the_coordinator_killed_mid_candidate_check_then_resume(cluster: Any,
                       config=f'{NO_SANDBOX}[hooks]\npre-merge = ["{hook}"]\n')
     remote_dir = tmp_path / "remote.git"
     url = _remote(repo, remote_dir)
-    coordinator = sp.Popen([sys.executable, "-m", "uet_git", "run", "--executor",
-                            address(cluster), "--remote", url], cwd=repo,
-                           stdout=sp.DEVNULL, stderr=sp.DEVNULL, start_new_session=True)
-    try:
+    with start_uet(repo, "run", "--executor", address(cluster), "--remote", url,
+                   new_session=True) as coordinator:
         wait_for(lambda: (shared / "started").exists(), 30, "the hook to start")
         os.killpg(coordinator.pid, signal.SIGKILL)
-    finally:
-        coordinator.wait(10)
+        assert coordinator.wait(10) == -signal.SIGKILL
     run_id = last_run(repo)
     assert git(remote_dir, "for-each-ref", "--format=%(refname)", "refs/uet-candidates/")
     assert git(repo, "for-each-ref", "--format=%(refname)", f"refs/uet/queued/{run_id}/") \
