@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.conftest import git, make_repo
+from tests.conftest import fsck_quick, git, make_repo
 from uet_git.commands.land import LandResult, land
 from uet_git.gitrepo.objects import build_tree, make_commit
 from uet_git.gitrepo.repo import Repo
@@ -86,7 +86,7 @@ def two_committed(tmp_path: Path, **kw: object) -> Built:
 
 
 def fsck_clean(path: Path) -> None:
-    git(path, "fsck", "--strict", "--no-progress")
+    git(path, *fsck_quick(path), "fsck", "--strict", "--no-progress")
 
 
 def head_of(path: Path, ref: str = "refs/heads/main") -> str:

@@ -20,7 +20,6 @@ from tests.e2e.helpers import (
     run_ok,
     setup_repo,
     states,
-    trailers,
 )
 from tests.e2e.started import start_uet, wait_until
 
@@ -46,8 +45,11 @@ def _verify_intervals(repo: Path) -> list[tuple[float, float]]:
     """(start, end) of each judging on the queue, from the `verified` transitions' trailers."""
     run_id = last_run(repo)
     out = []
-    for oid in git(repo, "rev-list", f"refs/uet/ledger/{run_id}").split():
-        t = trailers(repo, oid)
+    # Every ledger commit's trailers from one `git log` (each record ends with a NUL): what
+    # `trailers(repo, oid)` reads with one `git log -1` per commit of `git rev-list`.
+    log = git(repo, "log", "-z", "--format=%(trailers:only,unfold)", f"refs/uet/ledger/{run_id}")
+    for record in log.split("\0"):
+        t = dict(line.partition(": ")[::2] for line in record.splitlines() if ": " in line)
         if t.get("Uet-To") == "verified" and "Uet-Verify-Start" in t:
             start = float(t["Uet-Verify-Start"])
             out.append((start, start + float(t["Uet-Verify-Seconds"])))

@@ -80,7 +80,9 @@ def test_pre_push(repo: Path, tmp_path: Path) -> None:
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     git(repo, "remote", "add", "origin", str(remote))
-    git(repo, "merge", "-q", "--no-edit", f"refs/uet/integration/{s.run}")
+    # Committed work passing the merge hook is test_merge_of_committed_work_passes's: here
+    # the merge is only the setup of the pushes, so it skips the hook (one interpreter less).
+    git(repo, "merge", "-q", "--no-edit", "--no-verify", f"refs/uet/integration/{s.run}")
     proc = run_git(repo, "push", "-q", "origin", "main")
     assert proc.returncode == 0, proc.stderr
     # the ledger travels, quarantined refs included: not checked
