@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo, start_forked, wait_forked
+from tests.conftest import git, make_repo, restat_index, start_forked, wait_forked
 from uet_git.gitrepo.branch import fast_forward, recover
 from uet_git.gitrepo.checkouts import checkouts_of, git_dir_of, in_progress
 from uet_git.gitrepo.ffblockers import ff_blockers
@@ -27,31 +27,54 @@ REF = "refs/heads/main"
 
 def commit_on(path: Path, parent: str, files: dict[str, str | None], msg: str = "land") -> str:
     """A commit on top of ``parent`` with ``files`` written (None deletes), made in a scratch
-    worktree so the user's checkout is not touched."""
-    stage = path.parent / f"stage-{os.getpid()}-{len(list(path.parent.iterdir()))}"
-    git(path, "worktree", "add", "-q", "--detach", str(stage), parent)
-    for name, content in sorted(files.items(), key=lambda kv: kv[1] is not None):
-        f = stage / name
-        if content is None:
-            f.unlink()
-            if not any(f.parent.iterdir()):
-                f.parent.rmdir()
-        else:
-            f.parent.mkdir(parents=True, exist_ok=True)
-            f.write_text(content)
-    git(stage, "add", "-A", "-f")
-    git(stage, "commit", "-q", "-m", msg)
-    oid = git(stage, "rev-parse", "HEAD")
-    git(path, "worktree", "remove", "--force", str(stage))
-    return oid
+    index and directory so the user's checkout and index are not touched.
+
+    The commit ``git add -A -f`` + ``git commit -m MSG`` in a fresh worktree at ``parent``
+    would make, without checking ``parent`` out: ``read-tree`` puts ``parent`` in the scratch
+    index, ``update-index --add --remove`` (what ``add`` runs per path: the same filters and
+    attributes, read from the written files, then from the index) takes each written file
+    and drops each deleted one (absent from the scratch directory), ``write-tree`` and
+    ``commit-tree`` record the tree and the commit (same identity, dates and message)."""
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix="stage-") as tmp:
+        stage = Path(tmp) / "w"
+        stage.mkdir()
+        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+
+        def run(*args: str) -> str:
+            proc = sp.run(["git", *args], cwd=path, env=env, capture_output=True, text=True)
+            assert proc.returncode == 0, f"git {' '.join(args)} failed: {proc.stderr}"
+            return proc.stdout.strip()
+
+        run("read-tree", parent)
+        names = sorted(files, key=lambda name: files[name] is not None)  # deletions first
+        for name in names:
+            if (content := files[name]) is not None:
+                f = stage / name
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_text(content)
+        run(f"--work-tree={stage}", "update-index", "--add", "--remove", "--", *names)
+        return run("commit-tree", run("write-tree"), "-p", parent, "-m", msg)
+
+
+@pytest.fixture(scope="module")
+def _setup_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """``setup``'s repository, built once: each test gets a copy of it."""
+    path = make_repo(tmp_path_factory.mktemp("setup") / "repo", {
+        "a.txt": "a\n", "keep.txt": "keep\n", "src/b.txt": "b\n", ".gitignore": "secrets.env\n"})
+    old = git(path, "rev-parse", "HEAD")
+    new = commit_on(path, old, {"a.txt": "a2\n", "src/c.txt": "c\n", "src/b.txt": None})
+    return path, old, new
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple[Repo, str, str]:
-    path = make_repo(tmp_path / "repo", {"a.txt": "a\n", "keep.txt": "keep\n",
-                                         "src/b.txt": "b\n", ".gitignore": "secrets.env\n"})
-    old = git(path, "rev-parse", "HEAD")
-    new = commit_on(path, old, {"a.txt": "a2\n", "src/c.txt": "c\n", "src/b.txt": None})
+def setup(_setup_template: tuple[Path, str, str], tmp_path: Path) -> tuple[Repo, str, str]:
+    template, old, new = _setup_template
+    path = tmp_path / "repo"
+    shutil.copytree(template, path, symlinks=True)  # a full copy: the tests write in place
+    # The copy's inodes and ctimes are not the ones its index records: refreshed here (as
+    # make_repo does for its copies), not by the first git command a test runs.
+    if not restat_index(path):
+        git(path, "update-index", "-q", "--refresh")
     return Repo.open(path), old, new
 
 
