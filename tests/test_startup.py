@@ -22,22 +22,38 @@ from uet_git.gitrepo import Repo
 
 HEAVY = ("pydantic", "yaml", "uet_git.spec.legacy", "uet_git.spec.models", "uet_git.engine.loop",
          "uet_git.commands.run")
+# One new interpreter runs ``uet ARGS`` in each given directory in turn and prints, after
+# each, its exit code and every module it has imported by then.
 _PROBE = """
-import json, sys
+import json, os, sys
 from uet_git.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-sys.__stdout__.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+for cwd, args in json.loads(sys.argv[1]):
+    os.chdir(cwd)
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    sys.__stdout__.write("\\nMODULES " + json.dumps([code, sorted(sys.modules)]) + "\\n")
 """
 
 
+def _modules_after(*steps: tuple[Path, tuple[str, ...]]) -> list[tuple[object, set[str]]]:
+    """``(exit code, modules imported so far)`` after each ``(cwd, args)`` step of one new
+    interpreter. A module a step imports stays imported: a step's set holds the earlier
+    steps' modules too, so what a later step is checked not to import, an earlier one did not
+    import either."""
+    proc = subprocess.run([sys.executable, "-c", _PROBE,
+                           json.dumps([(str(cwd), list(args)) for cwd, args in steps])],
+                          capture_output=True, text=True, timeout=120)
+    out = [json.loads(ln.removeprefix("MODULES ")) for ln in proc.stdout.splitlines()
+           if ln.startswith("MODULES ")]
+    assert len(out) == len(steps), proc.stdout + proc.stderr
+    return [(code, set(modules)) for code, modules in out]
+
+
 def _modules(cwd: Path, *args: str) -> set[str]:
-    proc = subprocess.run([sys.executable, "-c", _PROBE, *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=60)
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("MODULES "))
-    return set(json.loads(line.removeprefix("MODULES ")))
+    return _modules_after((cwd, args))[0][1]
 
 
 @pytest.fixture(scope="module")
@@ -60,34 +76,32 @@ def test_read_only_commands_import_no_spec_models_or_engine(repo: Path, args: tu
         assert "click" not in loaded
 
 
-def test_the_spec_models_alone_import_no_loader_yaml_or_legacy_reader() -> None:
-    # e.g. `uet show` needs a tool's model, not the workstream file loaders
-    code = ("import sys, uet_git.spec.models; "
-            "print(sorted(m for m in sys.modules if m in ('yaml', 'uet_git.spec.legacy', "
-            "'uet_git.spec.load')))")
+@pytest.fixture(scope="module")
+def models_alone() -> dict[str, list[str]]:
+    # One new interpreter imports uet_git.spec.models and nothing else, then looks at what it
+    # loaded and at the models (reading __pydantic_complete__ builds nothing).
+    code = ("import json, sys, uet_git.spec.models as m; loaded = sorted(x for x in "
+            "('yaml', 'uet_git.spec.legacy', 'uet_git.spec.load') if x in sys.modules); "
+            "print(json.dumps({'loaded': loaded, 'complete': sorted(n for n, v in "
+            "vars(m).items() if isinstance(v, type) and issubclass(v, m.BaseModel) "
+            "and v.__pydantic_complete__)}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == "[]"
+                         check=True).stdout
+    result: dict[str, list[str]] = json.loads(out)
+    return result
 
 
-def test_the_spec_models_build_no_validator_until_used() -> None:
+def test_the_spec_models_alone_import_no_loader_yaml_or_legacy_reader(
+        models_alone: dict[str, list[str]]) -> None:
+    # e.g. `uet show` needs a tool's model, not the workstream file loaders
+    assert models_alone["loaded"] == []
+
+
+def test_the_spec_models_build_no_validator_until_used(models_alone: dict[str, list[str]]
+                                                       ) -> None:
     # Building ~15 validators at class creation was about half of importing spec.models;
     # `uet run` validates a workstream and a Config, `uet show` maybe one tool's model.
-    code = ("import uet_git.spec.models as m; "
-            "print(sorted(n for n, v in vars(m).items() if isinstance(v, type) "
-            "and issubclass(v, m.BaseModel) and v.__pydantic_complete__))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == "[]"
-
-
-def test_a_local_dry_run_imports_no_cluster_converter_or_report(repo: Path) -> None:
-    loaded = _modules(repo, "run", "--dry-run")
-    assert "uet_git.commands.run" in loaded
-    unneeded = sorted(m for m in loaded if m.split(".")[0] in ("dask", "distributed")
-                      or m in ("uet_git.spec.convert", "uet_git.cli.htmlreport",
-                               "uet_git.cli.reportdata"))
-    assert unneeded == []
+    assert models_alone["complete"] == []
 
 
 # The Dask back-end: the coordinator's executor, `uet serve` (an HTTP server) and the jobs
@@ -129,13 +143,43 @@ def test_a_run_on_a_scheduler_reaches_the_back_end_only_through_its_slot(
     assert proc.returncode == 2 and "192.0.2.1" in proc.stderr, proc.stderr
 
 
-def test_a_run_of_json_workstreams_imports_no_yaml_and_no_cluster(tmp_path: Path) -> None:
-    path = setup_repo(tmp_path / "r")
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "a.json").write_text(json.dumps({"id": "a", "tool": "shell",
-                                           "command": "echo a > a.txt"}))
-    loaded = _modules(path, "run", str(ws), "--land", "never", "--jobs", "1")
+@pytest.fixture(scope="module")
+def local_runs(tmp_path_factory: pytest.TempPathFactory, repo: Path
+               ) -> dict[str, tuple[Path, object, set[str]]]:
+    """Three `uet run`s in one new interpreter, each checked for what it must not import: of
+    JSON workstreams with no uet.toml, of plain input with one, then a dry run of the YAML
+    workstreams of ``repo``. Those that must import no yaml come before the one that does."""
+    base = tmp_path_factory.mktemp("local-runs")
+    json_repo = setup_repo(base / "json")
+    (base / "json-ws").mkdir()
+    (base / "json-ws" / "a.json").write_text(json.dumps({"id": "a", "tool": "shell",
+                                                         "command": "echo a > a.txt"}))
+    plain_repo = setup_repo(base / "plain", config='[run]\njobs = 1\n[verify]\nwindow = 1\n'
+                            '[hooks]\npre-merge = ["true"]\n')
+    (base / "plain-ws").mkdir()
+    (base / "plain-ws" / "a.json").write_text(json.dumps({
+        "id": "a", "command": "echo a > a.txt", "timeout": 60, "scope": {"allow": ["a.txt"]}}))
+    steps = {"json": (json_repo, ("run", str(base / "json-ws"), "--land", "never", "--jobs", "1")),
+             "plain": (plain_repo, ("run", str(base / "plain-ws"), "--land", "never")),
+             "dry-run": (repo, ("run", "--dry-run"))}
+    after = _modules_after(*steps.values())
+    return {name: (cwd, code, loaded)
+            for (name, (cwd, _)), (code, loaded) in zip(steps.items(), after, strict=True)}
+
+
+def test_a_local_dry_run_imports_no_cluster_converter_or_report(
+        local_runs: dict[str, tuple[Path, object, set[str]]]) -> None:
+    _, code, loaded = local_runs["dry-run"]
+    assert code == 0 and "uet_git.commands.run" in loaded
+    unneeded = sorted(m for m in loaded if m.split(".")[0] in ("dask", "distributed")
+                      or m in ("uet_git.spec.convert", "uet_git.cli.htmlreport",
+                               "uet_git.cli.reportdata"))
+    assert unneeded == []
+
+
+def test_a_run_of_json_workstreams_imports_no_yaml_and_no_cluster(
+        local_runs: dict[str, tuple[Path, object, set[str]]]) -> None:
+    path, _, loaded = local_runs["json"]
     assert "uet_git.engine.loop" in loaded  # the run happened in this process
     unneeded = sorted(m for m in loaded if m.split(".")[0] in ("yaml", "dask", "distributed")
                       or m in DASK_BACKEND)
@@ -143,16 +187,11 @@ def test_a_run_of_json_workstreams_imports_no_yaml_and_no_cluster(tmp_path: Path
     assert "a.txt" in git(path, "ls-tree", "--name-only", "-r", _integration_ref(path)).split()
 
 
-def test_a_run_of_plain_input_builds_no_pydantic_validator(tmp_path: Path) -> None:
+def test_a_run_of_plain_input_builds_no_pydantic_validator(
+        local_runs: dict[str, tuple[Path, object, set[str]]]) -> None:
     # Building them (and pydantic's plugin discovery, which imports importlib.metadata and
     # scans every installed distribution) was most of reading uet.toml and the workstreams.
-    path = setup_repo(tmp_path / "r", config='[run]\njobs = 1\n[verify]\nwindow = 1\n'
-                      '[hooks]\npre-merge = ["true"]\n')
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "a.json").write_text(json.dumps({"id": "a", "command": "echo a > a.txt",
-                                           "timeout": 60, "scope": {"allow": ["a.txt"]}}))
-    loaded = _modules(path, "run", str(ws), "--land", "never")
+    path, _, loaded = local_runs["plain"]
     assert "uet_git.engine.loop" in loaded
     assert "pydantic.plugin._loader" not in loaded
     assert "a.txt" in git(path, "ls-tree", "--name-only", "-r", _integration_ref(path)).split()
