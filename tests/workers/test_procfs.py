@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from tests.conftest import start_forked, wait_forked
 from uet_git.workers import procfs
 from uet_git.workers.process import run_process
 
@@ -153,3 +154,25 @@ def test_stop_stale_kills_a_leftover_that_ignores_sigterm(tmp_path: Path) -> Non
     finally:
         stubborn.kill()
         stubborn.wait()
+
+
+def test_a_forked_child_becomes_a_subreaper_of_its_own(tmp_path: Path) -> None:
+    """The kernel's subreaper flag is not inherited across fork: a child forked from a
+    subreaper that asks to be one is made one, so its tools' orphans come to it (found by
+    my_descendants), not to its parent."""
+    assert procfs.become_subreaper()
+    pidfile = tmp_path / "orphan.pid"
+
+    def child() -> int:
+        assert procfs.become_subreaper()
+        subprocess.run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}"], check=True)
+        orphan = int(pidfile.read_text())
+        try:
+            p = procfs.read_stat(orphan)
+            found = procfs.my_descendants() or {}
+            return 0 if p is not None and p.ppid == os.getpid() and orphan in found else 3
+        finally:
+            os.kill(orphan, signal.SIGKILL)
+
+    pid = start_forked(child)
+    assert wait_forked(pid, 20) == 0

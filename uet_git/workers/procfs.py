@@ -45,6 +45,18 @@ _subreaper_lock = threading.Lock()
 _subreaper_done = False
 
 
+def _forget_subreaper() -> None:
+    # prctl's flag is not inherited across fork: a forked child is no subreaper until it asks
+    # (and until then my_descendants, which relies on it, gives way to a scan of /proc). A new
+    # lock: another thread of the parent may have held the old one at the fork.
+    global _subreaper_done, _subreaper_lock
+    _subreaper_done = False
+    _subreaper_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_subreaper)
+
+
 def become_subreaper() -> bool:
     """Make this process a child subreaper (Linux, once per process, best effort)."""
     global _subreaper_done
