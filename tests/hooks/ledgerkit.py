@@ -7,13 +7,24 @@ The standard run (``scripted_run``), plan ``a -> b`` (b depends on a), ``c``, ``
 - b: created -> validated -> queued -> quarantined (verify-failed), with evidence
 - d: enters quarantined (tool-failed), no patch
 - e: created -> quarantined (scope-violation) -> dropped
+
+The standard run is recorded by the writer once per process for each starting point (the base
+commit and the identity git would record), then laid down again, byte for byte, in the next
+repository that starts from the same point (``_replay``): the same loose objects, the same
+loose refs, the same files under ``.git/uet``, so the readers under test see what the writer
+would have written, only with the first recording's run id and times. A repository that
+already holds uet refs or files, or an environment that moves git's object store or fixes its
+dates, gets a real recording, and so does every further run asked for within one test (two
+runs of one test never share a run id).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from tests.conftest import git
 from uet_git.gitrepo import Repo, objects
 from uet_git.ledger.writer import Ledger
 
@@ -66,11 +77,99 @@ def commit_ws(led: Ledger, s: Scripted, ws: str, content: str | None = None,
     s.patches[ws], s.candidates[ws], s.integration = patch, cand, cand
 
 
+@dataclass(frozen=True)
+class _Recorded:
+    """What recording the standard run added below ``.git`` (path, mode, bytes), and what it
+    recorded."""
+
+    files: tuple[tuple[str, int, bytes], ...]
+    scripted: Scripted
+
+
+_RECORDED: dict[tuple[str, ...], _Recorded | None] = {}  # None: not replayable
+_HANDED: dict[tuple[str, ...], str] = {}  # key -> the test it was last laid down for
+_UNREPLAYABLE_ENV = ("GIT_DIR", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY",
+                     "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE")
+
+
+def _start_key(repo: Repo, path: Path, base: str) -> tuple[str, ...] | None:
+    """What the writer's recording depends on (the base, the identities), or None when the
+    repository is not a plain one without uet state (then it is recorded for real)."""
+    gitdir = path / ".git"
+    if any(os.environ.get(k) for k in _UNREPLAYABLE_ENV) or not gitdir.is_dir() \
+            or repo.common_dir != gitdir.resolve() or repo.git_dir != repo.common_dir \
+            or (gitdir / "refs" / "uet").exists() or (gitdir / "uet").exists():
+        return None
+    packed = gitdir / "packed-refs"
+    if packed.exists() and b" refs/uet/" in packed.read_bytes():
+        return None
+    who = [objects.identity(repo, role) for role in ("author", "committer")]
+    return (base, *(f"{p.name}\0{p.email}" for p in who))
+
+
+def _loose(gitdir: Path) -> set[str]:
+    objs = gitdir / "objects"
+    return {f"objects/{d.name}/{f.name}" for d in objs.iterdir()
+            if len(d.name) == 2 and d.is_dir() for f in d.iterdir()}
+
+
+def _capture(path: Path, before: set[str], s: Scripted) -> _Recorded | None:
+    """The files the recording added: its loose objects, its refs (all loose: the writer
+    never packs), ``.git/uet``; None when the run names an object that was not written by it
+    (it was there already, unreachable from the base: another repository may lack it)."""
+    gitdir = path / ".git"
+    names = sorted(_loose(gitdir) - before)
+    for top in ("refs/uet", "uet"):
+        names += sorted(str(f.relative_to(gitdir)) for f in (gitdir / top).rglob("*")
+                        if f.is_file())
+    tips = [(gitdir / n).read_text().strip() for n in names if n.startswith("refs/")]
+    reachable = git(path, "rev-list", "--objects", "--no-object-names", *tips, "--not",
+                    s.base).split()
+    written = {n[8:10] + n[11:] for n in names if n.startswith("objects/")}
+    if not set(reachable) <= written:
+        return None
+    files = tuple((n, (gitdir / n).stat().st_mode & 0o777, (gitdir / n).read_bytes())
+                  for n in names)
+    return _Recorded(files, replace(s, repo=None))  # type: ignore[arg-type]
+
+
+def _replay(path: Path, rec: _Recorded) -> Scripted:
+    gitdir = path / ".git"
+    for name, mode, data in rec.files:
+        f = gitdir / name
+        if name.startswith("objects/") and f.exists():
+            continue  # the same id: the same bytes
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(data)
+        f.chmod(mode)
+    s = rec.scripted
+    return replace(s, repo=Repo.open(path), patches=dict(s.patches),
+                   candidates=dict(s.candidates))
+
+
 def scripted_run(path: Path, keep_open: bool = False) -> tuple[Scripted, Ledger | None]:
-    """Record the standard run in the repository at ``path``."""
+    """Record the standard run in the repository at ``path`` (laid down again from this
+    process's earlier recording when it starts from the same point: see the module doc)."""
     repo = Repo.open(path)
     base = repo.rev_parse("HEAD")
     assert base is not None
+    key = None if keep_open else _start_key(repo, Path(path), base)
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+    if key is not None and _HANDED.get(key) == test:
+        key = None  # a second run of one test: its own run id
+    if key is not None:
+        _HANDED[key] = test
+        rec = _RECORDED.get(key)
+        if rec is not None:
+            return _replay(Path(path), rec), None
+        before = _loose(Path(path) / ".git")
+    s, led = _record(repo, base, keep_open)
+    if key is not None and key not in _RECORDED:
+        _RECORDED[key] = _capture(Path(path), before, s)
+    return s, led
+
+
+def _record(repo: Repo, base: str, keep_open: bool) -> tuple[Scripted, Ledger | None]:
     led = Ledger.create(repo, base=base, target="main", plan=PLAN)
     s = Scripted(repo=repo, run=led.run, base=base, integration=base)
     commit_ws(led, s, "a")
