@@ -3,6 +3,8 @@ error and a reported problem; normal trees are clean for both."""
 
 from __future__ import annotations
 
+import functools
+import shutil
 import subprocess as sp
 from pathlib import Path
 
@@ -57,11 +59,28 @@ def fsck_errors(path: Path) -> str:
     return "\n".join(found)
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Repo:
-    path = make_repo(tmp_path / "repo", {"README.md": "hi\n", "src/a.py": "a = 1\n"})
+@pytest.fixture(scope="module")
+def _clean_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Entry]]:
+    """A repository ``git fsck --strict`` finds clean, and its HEAD's root entries."""
+    path = make_repo(tmp_path_factory.mktemp("treecheck") / "repo",
+                     {"README.md": "hi\n", "src/a.py": "a = 1\n"})
     assert fsck_errors(path) == ""
+    return path, base_entries(path)
+
+
+@pytest.fixture
+def repo(_clean_template: tuple[Path, list[Entry]], tmp_path: Path) -> Repo:
+    """A byte-for-byte copy of that repository (fsck reads the files: the same bytes get the
+    same answer), so what fsck reports later comes from the objects the test adds."""
+    path = tmp_path / "repo"
+    shutil.copytree(_clean_template[0], path, symlinks=True)
     return Repo.open(path)
+
+
+@pytest.fixture
+def base(_clean_template: tuple[Path, list[Entry]]) -> list[Entry]:
+    """``base_entries`` of ``repo``: the copy's HEAD is the template's."""
+    return list(_clean_template[1])
 
 
 def _gitmodules(text: str) -> bytes:
@@ -73,8 +92,15 @@ SUB_OID = "1" * 40  # a gitlink needs no object
 
 def _hostile(path: Path, case: str) -> list[Entry]:
     """Root entries to add to the base tree for one hostile case."""
-    f = blob(path, b"x\n")
-    one = tree(path, [(b"100644", b"f", f)])
+    # Written only for the cases that use them: an object no case names changes nothing
+    # fsck says (a valid blob or tree, reachable or not), and each is a process.
+    @functools.cache
+    def f() -> str:
+        return blob(path, b"x\n")
+
+    @functools.cache
+    def one() -> str:
+        return tree(path, [(b"100644", b"f", f())])
 
     def mod(text: str, name: bytes = b".gitmodules") -> list[Entry]:
         return [(b"100644", name, blob(path, text.encode())), (b"160000", b"sub", SUB_OID)]
@@ -97,23 +123,23 @@ def _hostile(path: Path, case: str) -> list[Entry]:
         "gitmodules-ntfs-alias": lambda: mod(
             '[submodule "sub"]\n\tpath = sub\n\turl = -oProxyCommand=x\n', b"GITMOD~1"),
         "gitmodules-symlink": lambda: [(b"120000", b".gitmodules", blob(path, b"/etc/passwd"))],
-        "gitmodules-tree": lambda: [(b"40000", b".gitmodules", one)],
-        "dotgit-upper": lambda: [(b"40000", b".GIT", one)],
-        "dotgit-trailing-dot": lambda: [(b"40000", b".git.", one)],
-        "dotgit-trailing-space": lambda: [(b"40000", b".git ", one)],
-        "dotgit-shortname": lambda: [(b"40000", b"git~1", one)],
-        "dotgit-hfs": lambda: [(b"40000", ".g\u200cit".encode(), one)],
-        "dotgit-ads": lambda: [(b"100644", b".git::$INDEX_ALLOCATION", f)],
+        "gitmodules-tree": lambda: [(b"40000", b".gitmodules", one())],
+        "dotgit-upper": lambda: [(b"40000", b".GIT", one())],
+        "dotgit-trailing-dot": lambda: [(b"40000", b".git.", one())],
+        "dotgit-trailing-space": lambda: [(b"40000", b".git ", one())],
+        "dotgit-shortname": lambda: [(b"40000", b"git~1", one())],
+        "dotgit-hfs": lambda: [(b"40000", ".g\u200cit".encode(), one())],
+        "dotgit-ads": lambda: [(b"100644", b".git::$INDEX_ALLOCATION", f())],
         "dotgit-deep": lambda: [(b"40000", b"deep",
-                                 tree(path, [(b"40000", b"GIT~1", one)]))],
-        "dot": lambda: [(b"40000", b".", one)],
-        "dotdot": lambda: [(b"40000", b"..", one)],
-        "empty-name": lambda: [(b"100644", b"", f)],
-        "slash-in-name": lambda: [(b"100644", b"a/b", f)],
-        "mode-664": lambda: [(b"100664", b"g", f)],
-        "mode-bogus": lambda: [(b"100666", b"g", f)],
-        "mode-zero-padded": lambda: [(b"0100644", b"g", f)],
-        "tree-mode-zero-padded": lambda: [(b"040000", b"t", one)],
+                                 tree(path, [(b"40000", b"GIT~1", one())]))],
+        "dot": lambda: [(b"40000", b".", one())],
+        "dotdot": lambda: [(b"40000", b"..", one())],
+        "empty-name": lambda: [(b"100644", b"", f())],
+        "slash-in-name": lambda: [(b"100644", b"a/b", f())],
+        "mode-664": lambda: [(b"100664", b"g", f())],
+        "mode-bogus": lambda: [(b"100666", b"g", f())],
+        "mode-zero-padded": lambda: [(b"0100644", b"g", f())],
+        "tree-mode-zero-padded": lambda: [(b"040000", b"t", one())],
         "null-oid": lambda: [(b"100644", b"g", "0" * 40)],
         "gitattributes-long-line": lambda: [
             (b"100644", b".gitattributes", blob(path, b"*" + b"x" * 3000 + b" text\n"))],
@@ -133,9 +159,10 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("case", HOSTILE)
-def test_hostile_tree_is_an_fsck_error_and_a_problem(repo: Repo, case: str) -> None:
+def test_hostile_tree_is_an_fsck_error_and_a_problem(repo: Repo, base: list[Entry],
+                                                      case: str) -> None:
     path = repo.workdir
-    new = tree(path, base_entries(path) + _hostile(path, case))
+    new = tree(path, base + _hostile(path, case))
     errors = fsck_errors(path)
     assert errors, f"git fsck --strict accepts {case}"
     problems = tree_problems(repo, "HEAD", new)
@@ -143,10 +170,10 @@ def test_hostile_tree_is_an_fsck_error_and_a_problem(repo: Repo, case: str) -> N
     assert all("\n" not in p for p in problems)
 
 
-def test_duplicate_and_unsorted_entries(repo: Repo) -> None:
+def test_duplicate_and_unsorted_entries(repo: Repo, base: list[Entry]) -> None:
     path = repo.workdir
     f = blob(path, b"x\n")
-    dup = tree(path, [*base_entries(path), (b"100644", b"zz", f), (b"100644", b"zz", f)])
+    dup = tree(path, [*base, (b"100644", b"zz", f), (b"100644", b"zz", f)])
     assert any("duplicate entry" in p for p in tree_problems(repo, "HEAD", dup))
     assert "duplicate" in fsck_errors(path)
 
@@ -160,17 +187,17 @@ def test_unsorted_entries(tmp_path: Path) -> None:
     assert "not properly sorted" in fsck_errors(path)
 
 
-def test_the_problem_names_the_path_and_the_value(repo: Repo) -> None:
+def test_the_problem_names_the_path_and_the_value(repo: Repo, base: list[Entry]) -> None:
     path = repo.workdir
-    new = tree(path, base_entries(path) + _hostile(path, "gitmodules-url-option"))
+    new = tree(path, base + _hostile(path, "gitmodules-url-option"))
     (line,) = tree_problems(repo, "HEAD", new)
     assert line.startswith(".gitmodules: submodule 'sub' url '--upload-pack=touch /tmp/pwned'")
-    deep = tree(path, base_entries(path) + _hostile(path, "dotgit-deep"))
+    deep = tree(path, base + _hostile(path, "dotgit-deep"))
     assert tree_problems(repo, "HEAD", deep) == [
         "deep/GIT~1: entry named like .git (git refuses to check it out)"]
 
 
-def test_normal_trees_are_clean_for_both(repo: Repo) -> None:
+def test_normal_trees_are_clean_for_both(repo: Repo, base: list[Entry]) -> None:
     path = repo.workdir
     f = blob(path, b"x\n")
     exe = blob(path, b"#!/bin/sh\n")
@@ -182,7 +209,7 @@ def test_normal_trees_are_clean_for_both(repo: Repo) -> None:
     lib = tree(path, [(b"160000", b"x", SUB_OID), (b"100644", b".gitkeep", f)])
     dotgithub = tree(path, [(b"100644", b"ci.yml", f)])
     entries = [
-        *base_entries(path),
+        *base,
         (b"100644", b".gitmodules", gm), (b"160000", b"sub", SUB_OID),
         (b"100644", b".gitattributes", attrs), (b"100644", b".gitignore", f),
         (b"100644", b".git-blame-ignore-revs", f), (b"40000", b".github", dotgithub),
@@ -198,11 +225,11 @@ def test_normal_trees_are_clean_for_both(repo: Repo) -> None:
     assert tree_problems(repo, "HEAD", "HEAD") == []
 
 
-def test_only_what_new_adds_or_changes_is_checked(repo: Repo) -> None:
+def test_only_what_new_adds_or_changes_is_checked(repo: Repo, base: list[Entry]) -> None:
     path = repo.workdir
-    hostile = tree(path, base_entries(path) + _hostile(path, "dotgit-deep"))
+    hostile = tree(path, base + _hostile(path, "dotgit-deep"))
     f = blob(path, b"more\n")
-    entries = [*base_entries(path), *_hostile(path, "dotgit-deep"), (b"100644", b"new.txt", f)]
+    entries = [*base, *_hostile(path, "dotgit-deep"), (b"100644", b"new.txt", f)]
     on_top = tree(path, entries)
     # base already holds the hostile subtree: an unrelated addition on top is not blamed.
     assert tree_problems(repo, hostile, on_top) == []
