@@ -242,29 +242,37 @@ def test_sandboxed_tool_cannot_write_the_users_checkout(tmp_path: Path) -> None:
     assert "pwned" not in git(repo, "grep", "-I", "-e", "pwned", "main", "--", ".", check=False)
 
 
-@pytest.mark.parametrize("setting", ["core.hooksPath", "core.fsmonitor"])
+PLANTED_SETTINGS = ("core.hooksPath", "core.fsmonitor")
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_planted_git_config_never_runs_and_does_not_stay(
-        tmp_path: Path, mode: str, setting: str) -> None:
-    marker = tmp_path / "planted-program-ran"
-    progdir = tmp_path / "planted"
+def test_planted_git_config_never_runs_and_does_not_stay(tmp_path: Path, mode: str) -> None:
+    """One planting workstream per setting, in one run (one job, one after the other; each
+    with its own marker, program and dependent): each is caught and undone whatever the other
+    did, as a run of its own would show."""
+    markers = {s: tmp_path / f"planted-{s}-ran" for s in PLANTED_SETTINGS}
+    wss: dict[str, dict[str, object]] = {}
+    for i, setting in enumerate(PLANTED_SETTINGS):
+        wss[f"evil{i}"] = {"command": [tool("adv-plant-config"), setting,
+                                       str(tmp_path / f"planted{i}"), str(markers[setting])]}
+        wss[f"good{i}"] = {"depends_on": [f"evil{i}"], "command": f"echo g > good{i}.txt"}
     repo = setup_repo(tmp_path / "r", config=config_for(mode), workstreams={
-        "evil": {"command": [tool("adv-plant-config"), setting, str(progdir), str(marker)]},
-        "good": {"depends_on": ["evil"], "command": "echo good > good.txt"},
-        "other": {"command": "echo other > other.txt"},
-    })
+        **wss, "other": {"command": "echo other > other.txt"}})
     before = git(repo, "config", "--list", "--local")
     run(repo, "run", "--jobs", "1")
-    assert not marker.exists(), "a program planted in git config ran"
-    assert git(repo, "config", "--get", setting, check=False) == ""
+    assert [s for s, m in markers.items() if m.exists()] == [], \
+        "a program planted in git config ran"
+    # `config --list` shows any of the settings still there: `config --get` of each is empty.
     assert git(repo, "config", "--list", "--local") == before
     assert "other" in landed_workstreams(repo)  # uet's git ran in the user's checkout too
     if mode == "none":
-        assert (states(repo)["evil"], reason(repo, "evil")) == ("quarantined", "tampered")
-    # The user's own git afterwards does not run it either.
+        st = states(repo)
+        assert {(st[f"evil{i}"], reason(repo, f"evil{i}")) for i in range(2)} == {
+            ("quarantined", "tampered")}
+    # The user's own git afterwards does not run them either.
     git(repo, "status")
     git(repo, "commit", "-q", "--allow-empty", "-m", "user commit")
-    assert not marker.exists()
+    assert [s for s, m in markers.items() if m.exists()] == []
 
 
 @pytest.mark.parametrize("mode", MODES)
