@@ -1,8 +1,9 @@
 """A patch never changes what judges it (issue 10), through the `uet` command: the pre-merge
 hooks and uet.toml that judge a candidate are the run's base commit's. A patch that deletes the
 hook, `chmod -x`es it, rewrites it to `exit 0` or symlinks it to /bin/true is still judged by
-the base's hook; editing uet.toml's [hooks] changes nothing for its own run; a hook a patch
-plants never runs on any candidate; a patch that may change the checks is marked."""
+the base's hook (tests/e2e/test_adversarial.py runs those four attacks, declared or not, in
+one run); editing uet.toml's [hooks] changes nothing for its own run; a hook a patch plants
+never runs on any candidate; a patch that may change the checks is marked."""
 
 from __future__ import annotations
 
@@ -37,29 +38,6 @@ def verified_trailers(repo: Path, run_id: str, ws: str) -> dict[str, str]:
             if line.split(" ", 1)[1].startswith(f"{ws}: ") and line.endswith("-> verified")]
     assert len(oids) == 1, out
     return trailers(repo, oids[0])
-
-
-def test_a_patch_cannot_switch_off_the_base_hook(tmp_path: Path) -> None:
-    write = "echo forbidden > {}.txt"
-    cheats = {
-        "delete": f"rm {HOOK}",
-        "chmod": f"chmod -x {HOOK}",
-        "rewrite": f"printf '#!/bin/sh\\nexit 0\\n' > {HOOK}",
-        "symlink": f"rm {HOOK} && ln -s /bin/true {HOOK}",
-    }
-    wss = {ws: {"command": f"{cheat} && {write.format(ws)}", "may_change_checks": True}
-           for ws, cheat in cheats.items()}
-    wss["honest"] = {"command": "echo fine > honest.txt"}
-    repo = setup_repo(tmp_path / "r", files={"README.md": "x\n", HOOK: REJECT}, workstreams=wss)
-    commit_executable(repo, HOOK)
-    run_ok(repo, "run", code=1)
-    st = states(repo)
-    assert st.pop("honest") == "committed"
-    assert st == dict.fromkeys(cheats, "quarantined")
-    assert reasons(repo) == {**dict.fromkeys(cheats, "hook-failed"), "honest": None}
-    # What landed still has the base's hook, and no forbidden content.
-    assert git(repo, "show", f"main:{HOOK}") == REJECT.strip()
-    assert "forbidden" not in git(repo, "grep", "-c", "forbidden", "main", check=False)
 
 
 def test_editing_uet_toml_hooks_does_not_change_its_own_checks(tmp_path: Path) -> None:
