@@ -30,6 +30,7 @@ from tests.e2e.helpers import (
     states,
     tool,
 )
+from uet_git.engine.verify import MAY_CHANGE_CHECKS
 from uet_git.gitrepo.repo import Repo
 from uet_git.ledger.writer import Ledger
 
@@ -196,16 +197,29 @@ def test_patch_editing_the_hooks_in_uet_toml_is_protected_path(tmp_path: Path) -
 @pytest.mark.parametrize("mode", MODES)
 def test_a_hook_planted_by_a_patch_never_runs_on_later_candidates(
         tmp_path: Path, mode: str) -> None:
+    """The base has a hook of its own (so hooks are due on every candidate): only that one
+    judges them, not the planted one."""
     marker = tmp_path / "planted-hook-ran"
-    repo = setup_repo(tmp_path / "r", config=config_for(mode), workstreams={
+    repo = setup_repo(tmp_path / "r", config=config_for(mode), files={
+        "README.md": "hello\n", ".uet/hooks/pre-merge.d/check": HOOK}, workstreams={
         "plant": {"command": [tool("adv-plant-hook"), str(marker)], "may_change_checks": True},
         "later": {"depends_on": ["plant"], "command": "echo later > later.txt"},
         "after": {"depends_on": ["later"], "command": "echo after > after.txt"},
     })
+    git(repo, "update-index", "--chmod=+x", ".uet/hooks/pre-merge.d/check")
+    git(repo, "commit", "-q", "-m", "hook executable")
     run_ok(repo, "run", "--jobs", "1")
     assert states(repo) == {"plant": "committed", "later": "committed", "after": "committed"}
     assert not marker.exists(), "the planted hook ran"
     assert landed_workstreams(repo) == ["plant", "later", "after"]
+    # Landed: it judges the runs based on it. The patch that changed the checks is marked on
+    # its `verified` transition, the later ones are not.
+    assert os.access(repo / ".uet/hooks/pre-merge.d/planted", os.X_OK)
+    log = git(repo, "log", f"--format=%s%x00%(trailers:key={MAY_CHANGE_CHECKS},valueonly)",
+              f"refs/uet/ledger/{last_run(repo)}")
+    marked = {s.split(":", 1)[0]: v.strip() for s, _, v in
+              (line.partition("\0") for line in log.splitlines()) if s.endswith("-> verified")}
+    assert marked == {"plant": "true", "later": "", "after": ""}, log
     fsck_clean(repo)
 
 
