@@ -221,27 +221,6 @@ def test_retry_new_attempt_runs_blocked_dependents(tmp_path: Path) -> None:
     fsck_clean(path)
 
 
-def test_retry_reapply_same_patch(tmp_path: Path) -> None:
-    mark = shared_dir(tmp_path) / "flaky-acceptance"
-    path = project(tmp_path, config=sandbox_writable(mark.parent), workstreams=[
-        {"id": "ws-v", "command": "printf 'V\\n' > a.txt",
-         "acceptance": [f"test -f {mark} || {{ touch {mark}; exit 1; }}"]},
-    ])
-    proc = uet("run", cwd=path)
-    run = latest(path)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert states_of(path, run) == {"ws-v": "quarantined"}
-    proc = uet("retry", "ws-v", "--reapply", "--run", run, cwd=path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert states_of(path, run) == {"ws-v": "committed"}
-    patches = git(path, "for-each-ref", "--format=%(refname)", f"refs/uet/patches/{run}/")
-    assert patches.splitlines() == [f"refs/uet/patches/{run}/ws-v/1"]  # the same patch
-    subjects = git(path, "log", "--format=%s", f"refs/uet/ledger/{run}")
-    assert "ws-v: quarantined -> queued" in subjects.splitlines()
-    assert (path / "a.txt").read_text() == "V\n"
-    fsck_clean(path)
-
-
 def test_drop_after_a_run(tmp_path: Path) -> None:
     path = project(tmp_path, [
         {"id": "ws-a", "command": "exit 4"},

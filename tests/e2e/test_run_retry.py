@@ -1,5 +1,6 @@
 """`uet retry` on a real run: a new attempt for a quarantined workstream unblocks its
-dependents; `--reapply` re-integrates the same patch and re-verifies it."""
+dependents; `--reapply` re-integrates the same patch and re-verifies it (a retry after a tool
+failure, no patch at all: tests/e2e/test_land_cli.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from tests.e2e.helpers import (
     fsck_clean,
     landed_workstreams,
     last_run,
+    ledger_subjects,
     run_ok,
     sandbox_writable,
     setup_repo,
@@ -51,7 +53,11 @@ def test_reapply_reverifies_the_same_patch(tmp_path: Path):
     run_ok(repo, "retry", "a", "--reapply", code=1)
     assert states(repo, run_id) == {"a": "quarantined"}
     flag.touch()
-    run_ok(repo, "retry", "a", "--reapply")
+    run_ok(repo, "retry", "a", "--reapply", "--run", run_id)
     assert states(repo, run_id) == {"a": "committed"}
     assert git(repo, "rev-parse", "main") == patch  # the same patch commit landed
+    assert git(repo, "for-each-ref", "--format=%(refname)", f"refs/uet/patches/{run_id}/") \
+        == f"refs/uet/patches/{run_id}/a/1"  # and no new attempt was made
+    assert "a: quarantined -> queued" in ledger_subjects(repo, run_id)
+    assert (repo / "a.txt").read_text() == "a\n"
     fsck_clean(repo)
