@@ -11,11 +11,19 @@ file as the index records it (libgit2's index-to-workdir diff: stat cache, re-ha
 whose stat changed or is racy, as ``git status`` does), and nothing in the worktree but the
 index's paths and their directories (no untracked or ignored file, no empty or nested
 directory).
+
+``reset_clean`` proves all of that once, before its checkout, at the slot's own HEAD; libgit2's
+checkout then writes only the paths that differ from the target, so afterwards only those are
+looked at again (``_settled``: each written file's bytes and mode, each removed path and the
+directories it emptied gone, the new index plain and equal to the target's tree).
 """
 
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
@@ -32,11 +40,11 @@ _NAME_MASK = 0x0FFF
 _GITLINK = 0o160000
 
 
-def index_paths(admin: Path, limit: int = SMALL_CHECKOUT) -> set[str] | None:
+def index_paths(admin: Path, limit: int = SMALL_CHECKOUT) -> frozenset[str] | None:
     """The paths of the worktree's index (``<admin>/index``) when it is a plain one of at most
     ``limit`` entries, else None (git decides): see the module's docstring."""
     parsed = _parse_index(admin, limit)
-    return parsed[0] if parsed is not None and not parsed[1] else None
+    return parsed.paths if parsed is not None and not parsed.flagged else None
 
 
 def hides_entries(admin: Path, limit: int = SMALL_CHECKOUT) -> bool:
@@ -44,19 +52,31 @@ def hides_entries(admin: Path, limit: int = SMALL_CHECKOUT) -> bool:
     skip-worktree or intent-to-add: ``git checkout -f`` keeps those flags, and with them a
     file the tool changed (git takes it as up to date), so the index must go first."""
     parsed = _parse_index(admin, limit)
-    return parsed is not None and parsed[1]
+    return parsed is not None and parsed.flagged
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """What one version of an index file says: its paths, the directories they lie in,
+    whether any entry is flagged (see ``hides_entries``), whether a ``.gitattributes`` is
+    among the paths (``_attributes_possible``)."""
+
+    paths: frozenset[str]
+    dirs: frozenset[str]
+    flagged: bool
+    attributes: bool
 
 
 # index file -> (its identity: inode, size, mtime, ctime; the limit) and what it parsed to. git
 # and libgit2 replace an index by renaming a new file over it (a new inode); one rewritten in
 # place changes its ctime, which no process can set back.
-_PARSED: dict[Path, tuple[tuple[int, ...], tuple[set[str], bool] | None]] = {}
+_PARSED: dict[Path, tuple[tuple[int, ...], _Parsed | None]] = {}
 
 
-def _parse_index(admin: Path, limit: int) -> tuple[set[str], bool] | None:
-    """The index's paths and whether any entry is flagged (see ``hides_entries``); None when
-    it is not a version 2 or 3 index of at most ``limit`` entries git would read as we do
-    (conflicted, a submodule, a required extension, a name it cannot compare)."""
+def _parse_index(admin: Path, limit: int) -> _Parsed | None:
+    """The index as ``_Parsed``; None when it is not a version 2 or 3 index of at most
+    ``limit`` entries git would read as we do (conflicted, a submodule, a required
+    extension, a name it cannot compare)."""
     index = admin / "index"
     try:
         with open(index, "rb") as f:
@@ -68,9 +88,23 @@ def _parse_index(admin: Path, limit: int) -> tuple[set[str], bool] | None:
             data = f.read()
     except OSError:
         return None
-    parsed = _parse_index_bytes(data, limit)
+    got = _parse_index_bytes(data, limit)
+    parsed = None if got is None else _Parsed(
+        frozenset(got[0]), frozenset(_dirs_of(got[0])), got[1],
+        any(p == ".gitattributes" or p.endswith("/.gitattributes") for p in got[0]))
     _PARSED[index] = (key, parsed)
     return parsed
+
+
+def _dirs_of(files: AbstractSet[str]) -> set[str]:
+    """Every directory (relative, no trailing slash) that holds one of ``files``."""
+    dirs: set[str] = set()
+    for f in files:
+        i = f.rfind("/")
+        while i > 0 and f[:i] not in dirs:
+            dirs.add(f[:i])
+            i = f.rfind("/", 0, i)
+    return dirs
 
 
 def _parse_index_bytes(data: bytes, limit: int) -> tuple[set[str], bool] | None:
@@ -109,16 +143,14 @@ def _parse_index_bytes(data: bytes, limit: int) -> tuple[set[str], bool] | None:
     return (paths, flagged) if pos == end else None
 
 
-def holds_only(path: Path, files: set[str]) -> bool:
-    """Whether the worktree at ``path`` holds nothing but ``files`` (and their directories)
-    beside its ``.git``: any other entry (untracked, ignored, an empty or untracked directory,
-    a nested repository) is False. A tracked path whose type changed is the diff's business."""
-    dirs: set[str] = set()
-    for f in files:
-        i = f.rfind("/")
-        while i > 0 and f[:i] not in dirs:
-            dirs.add(f[:i])
-            i = f.rfind("/", 0, i)
+def holds_only(path: Path, files: AbstractSet[str],
+               dirs: AbstractSet[str] | None = None) -> bool:
+    """Whether the worktree at ``path`` holds nothing but ``files`` (and their directories,
+    ``dirs`` when the caller has them) beside its ``.git``: any other entry (untracked,
+    ignored, an empty or untracked directory, a nested repository) is False. A tracked path
+    whose type changed is the diff's business."""
+    if dirs is None:
+        dirs = _dirs_of(files)
     pending = [("", str(path))]
     try:
         while pending:
@@ -190,19 +222,95 @@ def usable(wr: pygit2.Repository, path: Path) -> bool:
 def _matches(wr: pygit2.Repository, admin: Path, path: Path, commit: pygit2.Commit,
              limit: int) -> bool:
     """The checks of ``clean_at`` past HEAD, on an opened slot."""
-    files = index_paths(admin, limit)
-    if files is None:
-        return False
+    return _proved(wr, admin, path, commit, limit) is not None
+
+
+def _proved(wr: pygit2.Repository, admin: Path, path: Path, commit: pygit2.Commit,
+            limit: int) -> _Parsed | None:
+    """``_matches``, returning the index version it proved the worktree by (None: not)."""
+    parsed = _parse_index(admin, limit)
+    if parsed is None or parsed.flagged:
+        return None
     try:
         index = wr.index
         index.read(False)  # what is on disk now, not what this object last read or wrote
-        if len(index) != len(files) or index.conflicts is not None:
-            return False
+        if len(index) != len(parsed.paths) or index.conflicts is not None:
+            return None
         if len(index.diff_to_tree(commit.tree)) or len(index.diff_to_workdir()):
-            return False
+            return None
     except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
+        return None
+    return parsed if holds_only(path, parsed.paths, parsed.dirs) else None
+
+
+_LINK, _BLOB, _EXEC = 0o120000, 0o100644, 0o100755
+
+
+def _file_is(full: str, mode: int, oid: pygit2.Oid) -> bool:
+    """Whether the file at ``full`` is what git reads as the index entry ``mode``/``oid``,
+    judged on its bytes as they are (no filter, no end-of-line conversion: a checkout that
+    applied one is left for git to judge): a regular file with the entry's executable bit,
+    or a symbolic link whose target is the blob."""
+    st = os.lstat(full)
+    if mode == _LINK:
+        return stat.S_ISLNK(st.st_mode) and pygit2.hash(os.fsencode(os.readlink(full))) == oid
+    if mode not in (_BLOB, _EXEC) or not stat.S_ISREG(st.st_mode):
         return False
-    return holds_only(path, files)
+    if bool(st.st_mode & stat.S_IXUSR) != (mode == _EXEC):
+        return False
+    return pygit2.hashfile(full) == oid
+
+
+def _absent(full: str) -> bool:
+    try:
+        os.lstat(full)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    return False
+
+
+def _settled(wr: pygit2.Repository, admin: Path, path: Path, want: pygit2.Commit,
+             before: _Parsed, changed: AbstractSet[str], limit: int) -> bool:
+    """After libgit2's checkout of only the paths ``changed`` into a worktree proved exactly
+    at its HEAD (index version ``before``): whether it now is exactly at ``want``. The paths
+    outside ``changed`` were proved before and the checkout did not touch them, so only the
+    checkout's work is looked at: the new index plain, of exactly the old paths with the
+    changed ones as ``want`` has them, equal to ``want``'s tree; each changed path that
+    ``want`` has is its entry's bytes and mode (``_file_is``); each it has not is gone, and so
+    is every directory that held only such paths; a directory the checkout made is a real
+    one. Anything else (a filter or conversion the checkout applied, a directory left
+    behind): False, and git resets the worktree."""
+    after = _parse_index(admin, limit)
+    if after is None or after.flagged or after.paths - changed != before.paths - changed:
+        return False
+    root = str(path)
+    try:
+        index = wr.index
+        index.read(False)
+        if len(index) != len(after.paths) or index.conflicts is not None \
+                or len(index.diff_to_tree(want.tree)):
+            return False
+        for d in after.dirs - before.dirs:
+            if not stat.S_ISDIR(os.lstat(os.path.join(root, d)).st_mode):
+                return False
+        for rel in changed:
+            if rel in after.paths:
+                entry = index[rel]
+                if not _file_is(os.path.join(root, rel), entry.mode, entry.id):
+                    return False
+                continue
+            if rel in after.dirs:
+                continue  # a file that became a directory: made by the checkout, checked above
+            if not _absent(os.path.join(root, rel)):
+                return False
+            i = rel.rfind("/")
+            while i > 0 and rel[:i] not in after.dirs and rel[:i] not in after.paths:
+                if not _absent(os.path.join(root, rel[:i])):
+                    return False  # a directory the checkout emptied and left behind
+                i = rel.rfind("/", 0, i)
+    except _ERRORS:
+        return False
+    return True
 
 
 def _commit(wr: pygit2.Repository, oid: str) -> pygit2.Commit | None:
@@ -226,11 +334,12 @@ def clean_at(admin: Path, path: Path, commit: str, limit: int = SMALL_CHECKOUT) 
         return False
 
 
-def _attributes_possible(wr: pygit2.Repository, common: Path, changed: list[str]) -> bool:
+def _attributes_possible(wr: pygit2.Repository, common: Path, changed: AbstractSet[str],
+                         in_index: bool) -> bool:
     """Whether a checkout could meet attributes libgit2 may treat otherwise than git (e.g.
-    ``working-tree-encoding``): a ``.gitattributes`` in the index or the change, the
-    repository's ``info/attributes``, or a configured or default global attributes file."""
-    if any(p == ".gitattributes" or p.endswith("/.gitattributes") for p in changed):
+    ``working-tree-encoding``): a ``.gitattributes`` in the index (``in_index``) or the change,
+    the repository's ``info/attributes``, or a configured or default global attributes file."""
+    if in_index or any(p == ".gitattributes" or p.endswith("/.gitattributes") for p in changed):
         return True
     if (common / "info" / "attributes").exists():
         return True
@@ -292,22 +401,25 @@ def _reset_clean(wr: pygit2.Repository, admin: Path, path: Path, common: Path, h
     current = _commit(wr, head)
     if current is None:
         return False
-    if not _matches(wr, admin, path, current, limit) and not (
-            index_paths(admin, limit) is not None and _index_from_files(wr, current)
-            and _matches(wr, admin, path, current, limit)):
+    before = _proved(wr, admin, path, current, limit)
+    if before is None and index_paths(admin, limit) is not None \
+            and _index_from_files(wr, current):
+        before = _proved(wr, admin, path, current, limit)
+    if before is None:
         return False
     try:
         delta = wr.index.diff_to_tree(want.tree)
-        changed = [p for d in delta.deltas for p in (d.old_file.path, d.new_file.path)]
-        if _attributes_possible(wr, common, changed + sorted(index_paths(admin, limit) or ())):
+        changed = {p for d in delta.deltas for p in (d.old_file.path, d.new_file.path)}
+        if _attributes_possible(wr, common, changed, before.attributes):
             return False
         if changed:
             # Only the paths that differ: the others are the target's already (checked above).
             strategy = (pygit2.enums.CheckoutStrategy.FORCE
                         | pygit2.enums.CheckoutStrategy.DISABLE_PATHSPEC_MATCH)
-            wr.checkout_tree(want, strategy=strategy, paths=sorted(set(changed)))
+            wr.checkout_tree(want, strategy=strategy, paths=sorted(changed))
         if not write_head(admin, commit):
             wr.set_head(want.id)
     except _ERRORS:
         return False
-    return _read_head(admin) == commit and _matches(wr, admin, path, want, limit)
+    return _read_head(admin) == commit and _settled(wr, admin, path, want, before, changed,
+                                                    limit)

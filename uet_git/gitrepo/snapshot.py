@@ -10,8 +10,11 @@ everything 950 ms (13x). pygit2 is kept as the main path (no subprocess, its C c
 the GIL); the CLI is the fallback, and the path taken when a filter driver (git-lfs) is
 configured, since libgit2 does not run external clean filters (git then runs only the drivers
 configured when uet opened the repository, never one a tool added: ``filters.py``). The index is NOT
-written back: the worktree stays exactly as the tool left it (``git status`` in it still shows
-the tool's changes, and an orphaned worktree can be inspected as it was). The worktree is opened
+written back (unless the caller asks: ``stage``): the worktree stays exactly as the tool left
+it (``git status`` in it still shows the tool's changes, and an orphaned worktree can be
+inspected as it was). The worker path stages its snapshot: the patch's commit becomes the slot's
+HEAD right after, so HEAD, index and files then agree, and the next reset of the slot needs no
+``git add -A`` of its own. The worktree is opened
 through its administrative directory, not by discovery, so a tool that replaced the worktree's
 ``.git`` file cannot redirect the snapshot. If libgit2 refuses the content (an embedded
 repository, a corrupt index) the same is done with the git CLI and a temporary index.
@@ -19,6 +22,7 @@ repository, a corrupt index) the same is done with the git CLI and a temporary i
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -36,20 +40,24 @@ _FILEMODE_COMMIT = pygit2.enums.FileMode.COMMIT
 _FILEMODE_LINK = pygit2.enums.FileMode.LINK
 
 
-def snapshot_tree(repo: Repo, worktree_path: Path) -> str:
+def snapshot_tree(repo: Repo, worktree_path: Path, *, stage: bool = False) -> str:
     """The tree id of everything in the worktree, as ``git add -A`` would stage it. Writes the
-    blobs and trees into the object database; leaves the worktree and its index untouched."""
+    blobs and trees into the object database; leaves the worktree and its index untouched,
+    unless ``stage``: then the index is written as ``git add -A`` leaves it, where that costs
+    nothing more (the files were just read into it in process), so that a worker slot whose
+    HEAD then moves to the snapshot's commit is exactly at it, as the next reset checks.
+    A failed write (a held ``index.lock``) leaves the index as it was."""
     path = Path(worktree_path).resolve()
     admin = admin_dir(repo, path)
     try:
         with handles.opened(admin) as wr:
-            tree = _snapshot_in_process(wr, path)
+            tree = _snapshot_in_process(wr, path, stage)
     except (pygit2.GitError, GitError, OSError, ValueError, KeyError):
         tree = None
     return tree if tree is not None else _snapshot_cli(repo, admin, path)
 
 
-def _snapshot_in_process(wr: pygit2.Repository, path: Path) -> str | None:
+def _snapshot_in_process(wr: pygit2.Repository, path: Path, stage: bool = False) -> str | None:
     """``snapshot_tree`` with libgit2 on the worktree's opened repository; None when git must
     stage the files."""
     if wr.workdir is None or Path(wr.workdir).resolve() != path:
@@ -64,7 +72,11 @@ def _snapshot_in_process(wr: pygit2.Repository, path: Path) -> str | None:
         for entry_path in [c[0] or c[1] or c[2] for c in conflicts]:
             del conflicts[entry_path.path]
     index.add_all()
-    return str(index.write_tree())
+    tree = str(index.write_tree())
+    if stage:
+        with contextlib.suppress(pygit2.GitError, OSError):
+            index.write()
+    return tree
 
 
 def patch_changes(repo: Repo, base: str, patch: str) -> list[Change]:

@@ -95,7 +95,9 @@ def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str
     if not worktree.is_dir():
         return Normalised(None, [], tool_commits, "the tool removed its worktree", notes)
     try:
-        tree = snapshot_tree(repo, worktree)
+        # Staged: the patch's commit becomes the worktree's HEAD below, and the next reset
+        # (to the queue's tail, or to the patch itself) then starts from a slot exactly at it.
+        tree = snapshot_tree(repo, worktree, stage=True)
     except GitError as exc:
         return Normalised(None, [], tool_commits, f"cannot snapshot the worktree: {exc}", notes)
     if tree == base_tree:
