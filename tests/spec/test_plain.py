@@ -5,6 +5,7 @@ a stray key; values of every type the file formats give, nested tables for neste
 
 from __future__ import annotations
 
+import functools
 import math
 import typing
 from typing import Any
@@ -35,20 +36,34 @@ def _model_args(tp: Any) -> list[type[BaseModel]]:
     return [m for a in typing.get_args(tp) for m in _model_args(a)]
 
 
+@functools.cache
+def _fields(cls: type[BaseModel]) -> list[tuple[str, str | None, type[BaseModel] | None, bool]]:
+    """Per field: name, alias, the first model its annotation names, whether a dict of them."""
+    out = []
+    for name, info in cls.model_fields.items():
+        nested = _model_args(info.annotation)
+        out.append((name, info.alias, nested[0] if nested else None,
+                    typing.get_origin(info.annotation) is dict))
+    return out
+
+
+@functools.cache
+def _nested(cls: type[BaseModel], depth: int, in_dict: bool) -> st.SearchStrategy[Any]:
+    # made once per model and depth, not at every draw (building strategies was a fifth of
+    # generating the inputs); the values drawn are the same
+    sub = data_for(cls, depth)
+    return st.dictionaries(TEXT, sub, max_size=2) if in_dict else sub
+
+
 @st.composite
 def data_for(draw: st.DrawFn, cls: type[BaseModel], depth: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, info in cls.model_fields.items():
+    for name, alias, nested, in_dict in _fields(cls):
         if not draw(st.booleans()):
             continue
-        key = info.alias if info.alias and draw(st.booleans()) else name
-        nested = _model_args(info.annotation)
-        if nested and depth < 2 and draw(st.integers(0, 3)):
-            sub = st.deferred(lambda n=nested[0]: data_for(n, depth + 1))  # type: ignore[misc]
-            if typing.get_origin(info.annotation) is dict:
-                out[key] = draw(st.dictionaries(TEXT, sub, max_size=2))
-            else:
-                out[key] = draw(sub)
+        key = alias if alias and draw(st.booleans()) else name
+        if nested is not None and depth < 2 and draw(st.integers(0, 3)):
+            out[key] = draw(_nested(nested, depth + 1, in_dict))
         else:
             out[key] = draw(VALUE)
     if draw(st.integers(0, 9)) == 0:
