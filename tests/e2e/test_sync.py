@@ -3,10 +3,13 @@ and the read commands in a bare repository (a CI server's mirror)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess as sp
 from pathlib import Path
 
-from tests.conftest import git, make_repo
+import pytest
+
+from tests.conftest import GIT_ENV, git, make_repo
 from tests.e2e.helpers import (
     fsck_clean,
     last_run,
@@ -34,16 +37,36 @@ def _quarantined_run(tmp_path: Path) -> tuple[Path, Path, Path, str]:
     return a, b, flag, last_run(a)
 
 
-def _scripted(tmp_path: Path) -> tuple[Path, Path, str]:
+@pytest.fixture(scope="module")
+def scripted_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A with a recorded run (no tool runs: fast; `d` is quarantined, `b` too) and B, its
-    bare origin, holding nothing of uet's yet."""
-    a = make_repo(tmp_path / "A")
-    s, _ = scripted_run(a)
-    b = tmp_path / "B.git"
-    git(tmp_path, "init", "-q", "--bare", "--initial-branch=main", str(b))
-    git(a, "remote", "add", "origin", b.as_uri())
-    git(a, "push", "-q", "origin", "main")
-    return a, b, s.run
+    bare origin, holding nothing of uet's yet: made once for the module, copied per test."""
+    root = tmp_path_factory.mktemp("sync-template")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(root))
+        for k, v in GIT_ENV.items():
+            mp.setenv(k, v)
+        a = make_repo(root / "A")
+        s, _ = scripted_run(a)
+        b = root / "B.git"
+        git(root, "init", "-q", "--bare", "--initial-branch=main", str(b))
+        git(a, "remote", "add", "origin", b.as_uri())
+        git(a, "push", "-q", "origin", "main")
+    return root, s.run
+
+
+Scripted = tuple[Path, Path, str]
+
+
+@pytest.fixture
+def scripted(tmp_path: Path, scripted_template: tuple[Path, str]) -> Scripted:
+    """A copy of the template's A and B in tmp_path, A's origin pointing at the copy of B."""
+    root, run_id = scripted_template
+    a, b = tmp_path / "A", tmp_path / "B.git"
+    shutil.copytree(root / "A", a, symlinks=True)
+    shutil.copytree(root / "B.git", b, symlinks=True)
+    git(a, "config", "remote.origin.url", b.as_uri())
+    return a, b, run_id
 
 
 def _clone(tmp_path: Path, b: Path) -> Path:
@@ -52,10 +75,10 @@ def _clone(tmp_path: Path, b: Path) -> Path:
     return c
 
 
-def test_plain_refspec_breaks_the_ledger(tmp_path: Path):
+def test_plain_refspec_breaks_the_ledger(tmp_path: Path, scripted: Scripted):
     """What the README used to advise: a state change made elsewhere leaves the old state ref
     next to the new one (fsck fails); `uet fetch` instead leaves exactly one."""
-    a, b, run_id = _scripted(tmp_path)
+    a, b, run_id = scripted
     git(a, "push", "-q", "origin", "refs/uet/*:refs/uet/*")
     c = _clone(tmp_path, b)
     git(c, "fetch", "-q", "origin", "refs/uet/*:refs/uet/*")
@@ -97,8 +120,8 @@ def test_push_fetch_retry_elsewhere_keeps_every_side_clean(tmp_path: Path):
     assert "up to date" in run_ok(c, "push").stdout
 
 
-def test_diverged_ledger_is_refused_and_nothing_moves(tmp_path: Path):
-    a, b, run_id = _scripted(tmp_path)
+def test_diverged_ledger_is_refused_and_nothing_moves(tmp_path: Path, scripted: Scripted):
+    a, b, run_id = scripted
     run_ok(a, "push")
     c = _clone(tmp_path, b)
     run_ok(c, "fetch")
@@ -118,8 +141,8 @@ def test_diverged_ledger_is_refused_and_nothing_moves(tmp_path: Path):
         fsck_clean(repo)
 
 
-def test_read_commands_in_a_bare_mirror(tmp_path: Path):
-    a, b, run_id = _scripted(tmp_path)
+def test_read_commands_in_a_bare_mirror(tmp_path: Path, scripted: Scripted):
+    a, b, run_id = scripted
     run_ok(a, "push")
     status = run_ok(b, "status").stdout
     assert "quarantined" in status and run_id in status
@@ -129,8 +152,8 @@ def test_read_commands_in_a_bare_mirror(tmp_path: Path):
     fsck_clean(b)
 
 
-def test_status_remote_reads_ref_names_without_a_clone(tmp_path: Path):
-    a, b, run_id = _scripted(tmp_path)
+def test_status_remote_reads_ref_names_without_a_clone(tmp_path: Path, scripted: Scripted):
+    a, b, run_id = scripted
     run_ok(a, "push")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
