@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import subprocess as sp
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.conftest import git, make_repo, restat_index
 from uet_git.gitrepo import ffblockers
 from uet_git.gitrepo.branch import fast_forward
 from uet_git.gitrepo.checkouts import git_dir_of
@@ -38,8 +39,10 @@ def settle(path: Path) -> None:
     git(path, "update-index", "-q", "--refresh")
 
 
-@pytest.fixture
-def landing(tmp_path: Path) -> tuple[Repo, str, str]:
+@pytest.fixture(scope="module")
+def _landing_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """``landing``'s settled repository and its two commits, built once per module."""
+    tmp_path = tmp_path_factory.mktemp("landing")
     path = make_repo(tmp_path / "repo", {"a.txt": "a\n", "keep.txt": "keep\n",
                                          "d/b.txt": "b\n"})
     old = git(path, "rev-parse", "HEAD")
@@ -54,6 +57,19 @@ def landing(tmp_path: Path) -> tuple[Repo, str, str]:
     new = git(stage, "rev-parse", "HEAD")
     git(path, "worktree", "remove", "--force", str(stage))
     settle(path)
+    return path, old, new
+
+
+@pytest.fixture
+def landing(_landing_template: tuple[Path, str, str], tmp_path: Path) -> tuple[Repo, str, str]:
+    """A copy of the settled repository: its files keep their times in the past (copy2), and
+    the index gets the copy's inodes and ctimes written after them, as ``settle``'s
+    ``update-index --refresh`` would (``restat_index``; git itself when that cannot)."""
+    template, old, new = _landing_template
+    path = tmp_path / "repo"
+    shutil.copytree(template, path, symlinks=True)
+    if not restat_index(path):
+        git(path, "update-index", "-q", "--refresh")
     return Repo.open(path), old, new
 
 
