@@ -297,6 +297,23 @@ def test_integration_only_fast_forwards(env) -> None:
     assert uet_refs(path) == refs
     ledger.record("w1", "committed", attempt=1, integration=ledger.state("w1").candidate)
     assert uet_refs(path)[f"refs/uet/integration/{RUN}"] == ledger.state("w1").candidate
+    # A fast-forward by more than one commit (the tip is not the new commit's parent) and a
+    # move onto a sibling of the tip: the writer agrees with git's ancestry test.
+    tip = ledger.integration_tip()
+    mid = objects.make_commit(repo, objects.commit_tree(repo, tip), [tip], "mid")
+    two_up = objects.make_commit(repo, objects.commit_tree(repo, mid), [mid], "two up")
+    sibling = objects.make_commit(repo, objects.commit_tree(repo, tip), [base], "sibling")
+    drive(ledger, repo, base, "w2", "verified")
+    for integ, ff in ((sibling, False), (two_up, True)):
+        is_ff = subprocess.run(["git", "merge-base", "--is-ancestor", tip, integ],
+                               cwd=path).returncode == 0
+        assert is_ff == ff
+        if ff:
+            ledger.record("w2", "committed", attempt=1, integration=integ)
+        else:
+            with pytest.raises(UetError, match="only fast-forwards"):
+                ledger.record("w2", "committed", attempt=1, integration=integ)
+    assert uet_refs(path)[f"refs/uet/integration/{RUN}"] == two_up
 
 
 def test_cas_guards_against_a_writer_that_skipped_the_lock(env) -> None:

@@ -140,11 +140,14 @@ def prepare(rw: RefWriter, sim: Sim, ws: str, step: Step, attempt: int) -> Writt
     if patch_oid and old_patch and old_patch != patch_oid:
         raise UetError(f"{ws}: attempt {attempt} already has patch {old_patch[:12]}; "
                        "patch refs never move (use a new attempt)")
+    integ_parents: tuple[str, ...] = ()
     if step.integration:
         info = commit_info(repo, step.integration, "integration")
         integ_oid, named[info.oid] = info.oid, info
-    if integ_oid and integ_oid != sim.integration and \
-            not is_ancestor(repo, sim.integration, integ_oid):
+        integ_parents = info.parents
+    # A commit made on the tip (the queue's usual candidate) descends from it without a walk.
+    if integ_oid and integ_oid != sim.integration and sim.integration not in integ_parents \
+            and not is_ancestor(repo, sim.integration, integ_oid):
         raise UetError(f"integration ref of run {mem.run} only fast-forwards: "
                        f"{integ_oid[:12]} does not contain {sim.integration[:12]}")
     moves_integration = bool(integ_oid and integ_oid != sim.integration)
