@@ -120,12 +120,6 @@ def test_wave_by_wave_runs_every_command_in_wave_order(tmp_path: Path) -> None:
     assert done == set(dag.ids)
 
 
-def test_run_uet_measures_peak_rss(tmp_path: Path) -> None:
-    res = common.run_uet(["--version"], cwd=tmp_path, measure_rss=True)
-    assert res.returncode == 0 and "uet" in res.stdout
-    assert res.peak_rss_kib is not None and res.peak_rss_kib > 5_000
-
-
 def test_runner_rejects_unknown_benchmark() -> None:
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, str(root / "bench" / "run.py"), "--only", "B9"],
@@ -155,11 +149,14 @@ def test_uet_run_through_the_harness(tmp_path: Path) -> None:
     assert git(repo, "rev-list", "--count", f"main..refs/uet/integration/{run}") == "3"
 
 
-def test_peak_rss_is_uets_own_not_the_drivers(tmp_path: Path) -> None:
+def test_run_uet_measures_peak_rss_uets_own_not_the_drivers(tmp_path: Path) -> None:
     # Grow this (driver) process well past what `uet --version` needs: the figure must not
-    # follow it (ru_maxrss would, through fork + exec).
-    ballast = bytearray(300 * 1024 * 1024)
+    # follow it (ru_maxrss would, through fork + exec). 160 MiB alone is above the bound below
+    # (each page written is CPU spent: no more than that).
+    ballast = bytearray(160 * 1024 * 1024)
     ballast[::4096] = b"x" * len(ballast[::4096])
     res = common.run_uet(["--version"], cwd=tmp_path, measure_rss=True)
-    assert res.peak_rss_kib is not None and 5_000 < res.peak_rss_kib < 150_000
     del ballast
+    # the wrapper ran uet and measured it (one interpreter for both questions)
+    assert res.returncode == 0 and "uet" in res.stdout
+    assert res.peak_rss_kib is not None and 5_000 < res.peak_rss_kib < 150_000
