@@ -118,11 +118,9 @@ def test_matches(pattern: str, path: str, expected: bool) -> None:
 @pytest.mark.parametrize(
     "pat", ["*", "*.py", "?x*", "[ab]*", "[!a]?", "a*b*c", "*[0-9]", "[]]x", "[!]]", "x[a-c-]"]
 )
-@pytest.mark.parametrize(
-    "name", ["a", "ab", "x.py", "abc", "a1", "]x", "-", "axbyc", "x-", "xb", ".py", "9"]
-)
-def test_single_component_agrees_with_fnmatchcase(pat: str, name: str) -> None:
-    assert matches(pat, name) is fnmatch.fnmatchcase(name, pat)
+def test_single_component_agrees_with_fnmatchcase(pat: str) -> None:
+    names = ["a", "ab", "x.py", "abc", "a1", "]x", "-", "axbyc", "x-", "xb", ".py", "9"]
+    assert [n for n in names if matches(pat, n) is not fnmatch.fnmatchcase(n, pat)] == []
 
 
 def test_in_scope() -> None:
