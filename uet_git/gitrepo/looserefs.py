@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -260,12 +261,58 @@ def plain_name(name: str) -> bool:
             and _name_ok(name) and len(name) < 1000)
 
 
+# A cached answer is used only while every file it was read from keeps the identity and times
+# it had (``stat_key``), and only when those files were last changed a while before
+# (``SETTLED_NS``): the kernel stamps a change with a coarse clock (one timer tick, at most
+# 10 ms), so a second change within the tick of the first can leave size and times as they
+# were; a change made after a file had settled gets a later stamp, and the key differs.
+SETTLED_NS = 100_000_000
+
+
+def stat_key(path: str) -> tuple[int, ...] | None:
+    """``path``'s device, inode, mode, size, modification and change times (a final symbolic
+    link not followed); ``()`` when nothing is there; None when it changed within
+    ``SETTLED_NS`` of now, or cannot be looked at (then nothing may be cached on it)."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return ()
+    except OSError:
+        return None
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < SETTLED_NS:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+# packed-refs path -> (its stat_key, what packed_index read from it). Bounded: a process that
+# opens many repositories (the test suite) keeps only the last ones.
+_PACKED: dict[str, tuple[tuple[int, ...], dict[str, bytes]]] = {}
+_PACKED_MAX = 64
+
+
 def packed_index(common: Path) -> dict[str, bytes]:
     """``{name: oid}`` of ``packed-refs`` when git reads it as written: well formed, no name
     twice, and sorted when its header says so (git then binary-searches it, and a false claim
-    makes git miss refs a linear read finds). ``Unsure`` otherwise."""
+    makes git miss refs a linear read finds). ``Unsure`` otherwise. The same dict while the
+    file is unchanged (``stat_key``): callers only read it."""
+    path = os.path.join(common, "packed-refs")
+    key = stat_key(path)
+    if key is not None:
+        hit = _PACKED.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+    index = _read_packed_index(path)
+    if key is not None:
+        if len(_PACKED) >= _PACKED_MAX:
+            _PACKED.clear()
+        _PACKED[path] = (key, index)
+    return index
+
+
+def _read_packed_index(path: str) -> dict[str, bytes]:
     try:
-        data = (common / "packed-refs").read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         return {}
     except OSError as exc:
@@ -484,5 +531,6 @@ def _loose_under(common: Path, base: str, out: dict[str, bytes]) -> None:
     _loose(common, "\0", out, start=base)
 
 
-__all__ = ["Unsure", "git_directory", "head_branch", "list_refs", "packed_index", "plain_name",
-           "plain_store", "read_ref", "refs_outside", "replace_refs", "short_branch"]
+__all__ = ["SETTLED_NS", "Unsure", "git_directory", "head_branch", "list_refs", "packed_index",
+           "plain_name", "plain_store", "read_ref", "refs_outside", "replace_refs",
+           "short_branch", "stat_key"]

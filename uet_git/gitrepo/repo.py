@@ -178,7 +178,34 @@ class Repo:
         """The directory whose files git, started in ``workdir``, reads this repository's refs
         from, when ``looserefs`` can read them as git does (the main worktree's own git dir is
         ``common_dir``, plain files backend, no environment pointing git elsewhere); None
-        when only git can answer."""
+        when only git can answer.
+
+        Asked before every in-process ref read: the answer is kept while the files it was
+        read from are unchanged (``_store_key``), the environment still checked each time."""
+        if any(k in os.environ for k in _REDIRECT_ENV):
+            return None
+        key = self._store_key()
+        hit = self._cache.get("files-refs")
+        if key is not None and isinstance(hit, tuple) and hit[0] == key:
+            return hit[1]
+        found = self._files_refs_now()
+        if key is not None:
+            self._cache["files-refs"] = (key, found)
+        return found
+
+    def _store_key(self) -> tuple[object, ...] | None:
+        """What ``files_refs``'s answer is read from, as ``looserefs.stat_key``s, when the main
+        worktree's ``.git`` is ``common_dir`` itself: that directory (its entries: ``objects``,
+        ``refs``, ``reftable``, ``commondir``, and ``HEAD`` or ``config`` replaced by a rename),
+        and ``HEAD`` and ``config`` (rewritten in place). None: not cached."""
+        common = str(self.common_dir)
+        if self.bare or common != os.path.join(self.workdir, ".git"):
+            return None
+        key = (looserefs.stat_key(common), looserefs.stat_key(common + "/HEAD"),
+               looserefs.stat_key(common + "/config"))
+        return None if None in key else key
+
+    def _files_refs_now(self) -> Path | None:
         git_dir = self._git_dir_at(self.workdir, ())
         if git_dir is None or not os.path.samefile(git_dir, self.common_dir):
             return None
