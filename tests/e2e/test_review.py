@@ -7,13 +7,15 @@ from __future__ import annotations
 import os
 import pty
 import select
+import shutil
 import subprocess as sp
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.conftest import git
+from tests.conftest import GIT_ENV, git
 from tests.e2e.helpers import last_run, run, run_ok, setup_repo, states
 from tests.e2e.started import StartedUet, start_uet
 
@@ -27,6 +29,43 @@ def three_ws(path: Path, **kw: object) -> Path:
     }, **kw)  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="module")
+def ran_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """``three_ws`` after ``uet run --land never`` (all three committed, main at the base):
+    run once for the module, copied for each test that starts there (``ran``)."""
+    root = tmp_path_factory.mktemp("review-template")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(root))
+        for k, v in GIT_ENV.items():
+            mp.setenv(k, v)
+        repo = three_ws(root / "r")
+        run_ok(repo, "run", "--land", "never")
+        return repo, git(repo, "rev-parse", "main"), last_run(repo)
+
+
+@pytest.fixture
+def ran(tmp_path: Path, ran_template: tuple[Path, str, str]) -> tuple[Path, str, str]:
+    """(repository, base, run id): a copy of the module's run. The slots the run kept are
+    linked worktrees under .git/uet/worktrees whose links name the template's paths: each
+    slot's .git file is pointed at the copy's admin directory of the same name, then `git
+    worktree repair` points that directory back at the slot, as after a move (repair alone
+    would follow the old .git file and re-point the template's admin directory)."""
+    template, base, rid = ran_template
+    repo = tmp_path / "r"
+    shutil.copytree(template, repo, symlinks=True)
+    slots = []
+    for slot in sorted((repo / ".git" / "uet" / "worktrees").glob("*")):
+        link = slot / ".git"
+        if link.is_file():
+            admin = Path(link.read_text().removeprefix("gitdir: ").strip()).name
+            link.write_text(f"gitdir: {repo / '.git' / 'worktrees' / admin}\n")
+            slots.append(str(slot))
+    if slots:
+        git(repo, "worktree", "repair", *slots)
+    assert str(template) not in git(repo, "worktree", "list", "--porcelain")
+    return repo, base, rid
+
+
 def refs(repo: Path) -> str:
     return git(repo, "for-each-ref", "--format=%(objectname) %(refname)")
 
@@ -37,10 +76,8 @@ def check_ok(repo: Path, rng: str) -> None:
     assert "all committed by the ledger" in proc.stdout
 
 
-def test_diff_and_show(tmp_path: Path) -> None:
-    repo = three_ws(tmp_path / "r")
-    run_ok(repo, "run", "--land", "never")
-    rid = last_run(repo)
+def test_diff_and_show(ran: tuple[Path, str, str]) -> None:
+    repo, _, rid = ran
     cand = git(repo, "rev-parse", f"refs/uet/committed/{rid}/a")
     out = run_ok(repo, "diff", "a").stdout
     assert out == git(repo, "show", "--patch-with-stat", cand) + "\n"
@@ -83,11 +120,9 @@ def test_conflict_evidence_holds_the_hunks_with_the_base(tmp_path: Path) -> None
         == "f.txt"
 
 
-def test_check_accepts_land_rebase_and_revert_refuses_the_rest(tmp_path: Path) -> None:
-    repo = three_ws(tmp_path / "r")
-    base = git(repo, "rev-parse", "main")
-    run_ok(repo, "run", "--land", "never")
-    rid = last_run(repo)
+def test_check_accepts_land_rebase_and_revert_refuses_the_rest(ran: tuple[Path, str, str]
+                                                              ) -> None:
+    repo, base, rid = ran
     git(repo, "commit", "-q", "--allow-empty", "-m", "someone else")
     run_ok(repo, "land", rid, code=1)
     run_ok(repo, "land", rid, "--rebase")
@@ -134,11 +169,8 @@ def test_check_accepts_land_after_reset_rollback_refuses_a_re_merge(tmp_path: Pa
     assert yaml is not None
 
 
-def test_partial_land_only_then_rest_with_rebase(tmp_path: Path) -> None:
-    repo = three_ws(tmp_path / "r")
-    base = git(repo, "rev-parse", "main")
-    run_ok(repo, "run", "--land", "never")
-    rid = last_run(repo)
+def test_partial_land_only_then_rest_with_rebase(ran: tuple[Path, str, str]) -> None:
+    repo, base, rid = ran
     before = refs(repo)
     proc = run(repo, "land", rid, "--only", "b")
     assert proc.returncode == 1 and "not closed under dependencies: b needs a" in proc.stderr
@@ -168,19 +200,15 @@ def test_partial_land_only_then_rest_with_rebase(tmp_path: Path) -> None:
     run_ok(repo, "fsck", rid)
 
 
-def test_partial_land_exclude(tmp_path: Path) -> None:
-    repo = three_ws(tmp_path / "r")
-    run_ok(repo, "run", "--land", "never")
-    rid = last_run(repo)
+def test_partial_land_exclude(ran: tuple[Path, str, str]) -> None:
+    repo, _, rid = ran
     run_ok(repo, "land", rid, "--exclude", "a")  # b needs a: only c lands
     files = git(repo, "ls-tree", "--name-only", "main").split()
     assert "c.txt" in files and "a.txt" not in files and "b.txt" not in files
 
 
-def test_dry_runs_write_nothing(tmp_path: Path) -> None:
-    repo = three_ws(tmp_path / "r")
-    run_ok(repo, "run", "--land", "never")
-    rid = last_run(repo)
+def test_dry_runs_write_nothing(ran: tuple[Path, str, str]) -> None:
+    repo, _, rid = ran
     before = refs(repo)
     main = git(repo, "rev-parse", "main")
     tip = git(repo, "rev-parse", f"refs/uet/integration/{rid}")
@@ -249,11 +277,8 @@ def _answer_on_terminal(master: int, proc: StartedUet, question: bytes, answer: 
     return out.decode(errors="replace")
 
 
-def test_drop_committed_not_landed(tmp_path: Path) -> None:
-    repo = three_ws(tmp_path / "r")
-    base = git(repo, "rev-parse", "main")
-    run_ok(repo, "run", "--land", "never")
-    rid = last_run(repo)
+def test_drop_committed_not_landed(ran: tuple[Path, str, str]) -> None:
+    repo, base, rid = ran
     proc = run(repo, "drop", "a", rid)
     assert proc.returncode == 1 and "committed workstreams depend on it: b" in proc.stderr
     out = run_ok(repo, "drop", "b", rid).stdout
