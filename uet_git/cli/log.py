@@ -8,7 +8,7 @@ import click
 
 from uet_git.cli._common import echo_json
 from uet_git.cli.complete import complete_run, complete_ws
-from uet_git.cli.status import NO_RUNS, fmt_time
+from uet_git.cli.render import NO_RUNS, fmt_time
 from uet_git.gitrepo import Repo
 from uet_git.ledger import query
 

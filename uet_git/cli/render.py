@@ -54,6 +54,31 @@ def text_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
     return "\n".join([fmt.format(*r).rstrip() for r in cols])
 
 
+# The read-only commands' words for times, durations and counts (status, runs, log, show).
+NO_RUNS = "No runs yet in this repository: start one with `uet run`."
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def fmt_time(t: int | None) -> str:
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no workstreams"
+
+
 def wrap(prefix: str, text: str, width: int = 100) -> str:
     """``text`` after ``prefix``, wrapped at spaces with continuation lines indented under it
     (ids and paths are never broken)."""

@@ -6,8 +6,7 @@ from __future__ import annotations
 import click
 
 from uet_git.cli._common import echo_json
-from uet_git.cli.render import text_table
-from uet_git.cli.status import NO_RUNS, fmt_counts, fmt_time
+from uet_git.cli.render import NO_RUNS, fmt_counts, fmt_time, text_table
 from uet_git.gitrepo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.live import read_live

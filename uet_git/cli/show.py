@@ -16,8 +16,8 @@ from uet_git.cli._common import echo_json
 from uet_git.cli.complete import complete_run, complete_ws
 from uet_git.cli.diff import change_of
 from uet_git.cli.log import format_events
+from uet_git.cli.render import fmt_duration, fmt_time
 from uet_git.cli.runarg import RUN_HELP, pick_run
-from uet_git.cli.status import fmt_duration, fmt_time
 from uet_git.errors import UetError
 from uet_git.gitrepo import Repo, odb
 from uet_git.gitrepo.merge import diff_stat

@@ -35,37 +35,13 @@ import click
 
 from uet_git.cli._common import echo_json
 from uet_git.cli.complete import complete_run
-from uet_git.cli.render import text_table
+from uet_git.cli.render import NO_RUNS, fmt_counts, fmt_duration, text_table
 from uet_git.commands.sync import remote_states
 from uet_git.gitrepo import Repo
 from uet_git.ledger import query
 from uet_git.ledger.live import Live, Running, eta_seconds, read_live, writer_pid
 from uet_git.ledger.log import read_plan_at
 from uet_git.ledger.words import plural
-
-NO_RUNS = "No runs yet in this repository: start one with `uet run`."
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
-def fmt_time(t: int | None) -> str:
-    if t is None:
-        return "-"
-
-    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def fmt_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no workstreams"
 
 
 def who(worker: int) -> str:
