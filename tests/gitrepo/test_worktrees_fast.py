@@ -19,7 +19,14 @@ import pytest
 
 from tests.conftest import git, make_repo
 from uet_git.gitrepo import handles
-from uet_git.gitrepo.cleanat import _proved, _settled, clean_at, reset_clean, write_head
+from uet_git.gitrepo.cleanat import (
+    _proved,
+    _settled,
+    clean_at,
+    index_paths,
+    reset_clean,
+    write_head,
+)
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.snapshot import snapshot_tree
 from uet_git.gitrepo.worktrees import add_worktree, admin_dir, pin_head, reset_worktree
@@ -207,3 +214,24 @@ def test_an_unstaged_snapshot_leaves_the_index_alone(slot) -> None:
     snapshot_tree(repo, wt)
     assert index.read_bytes() == before
     assert sp.run(["git", "diff", "--quiet"], cwd=wt).returncode == 1
+
+
+def test_index_paths_read_long_and_non_ascii_names_as_git_lists_them(slot) -> None:
+    repo, wt, _, _ = slot
+    admin = admin_dir(repo, wt)
+    (wt / "é dir").mkdir()
+    (wt / "é dir" / "ü.txt").write_text("u\n")
+    git(wt, "add", "-A")
+    blob = git(wt, "hash-object", "-w", "--stdin", input="long\n")
+    long_name = "/".join(["n" * 200] * 25)  # past the 0xFFF a name's length field holds
+    git(wt, "update-index", "--add", "--cacheinfo", f"100644,{blob},{long_name}")
+    listed = set(git(wt, "ls-files", "-z").split("\0")) - {""}
+    assert long_name in listed and "é dir/ü.txt" in listed
+    assert index_paths(admin) == listed
+    # An entry whose recorded name length is one short of its name: not read as git would
+    # surely read it, so git decides (None), whatever it makes of it.
+    data = bytearray((admin / "index").read_bytes())
+    at = data.index("é dir/ü.txt".encode())
+    data[at - 1] -= 1  # the low byte of the entry's flags: its name length
+    (admin / "index").write_bytes(bytes(data))
+    assert index_paths(admin) is None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ _EXTENDED = 0x4000
 _STAGE = 0x3000
 _NAME_MASK = 0x0FFF
 _GITLINK = 0o160000
+_MODE_FLAGS = struct.Struct(">24xI32xH")  # an entry's mode (at 24) and flags (at 60)
 
 
 def index_paths(admin: Path, limit: int = SMALL_CHECKOUT) -> frozenset[str] | None:
@@ -115,12 +117,12 @@ def _parse_index_bytes(data: bytes, limit: int) -> tuple[set[str], bool] | None:
     if version not in (2, 3) or count > limit:
         return None
     end = len(data) - 20  # the trailing checksum
-    pos, paths, flagged = 12, set(), False
+    pos, names, flagged = 12, [], False
+    unpack = _MODE_FLAGS.unpack_from
     for _ in range(count):
         if pos + _ENTRY_FIXED > end:
             return None
-        mode = int.from_bytes(data[pos + 24:pos + 28], "big")
-        flags = int.from_bytes(data[pos + 60:pos + 62], "big")
+        mode, flags = unpack(data, pos)
         if flags & _STAGE or mode == _GITLINK:
             return None
         start = pos + _ENTRY_FIXED
@@ -128,19 +130,30 @@ def _parse_index_bytes(data: bytes, limit: int) -> tuple[set[str], bool] | None:
             flagged = True
             if flags & _EXTENDED:
                 start += 2  # the extended flags (skip-worktree, intent-to-add)
-        nul = data.find(b"\0", start, end)
-        if nul < 0 or (flags & _NAME_MASK) not in (nul - start, _NAME_MASK):
-            return None
-        try:
-            paths.add(data[start:nul].decode("utf-8"))
-        except UnicodeDecodeError:
-            return None
-        pos += (start - pos + (nul - start) + 8) // 8 * 8  # 1 to 8 NULs pad the entry
+        size = flags & _NAME_MASK
+        if size == _NAME_MASK:  # a name of 0xFFF bytes or more: it ends at its NUL
+            nul = data.find(b"\0", start, end)
+            if nul < 0:
+                return None
+        else:
+            nul = start + size
+            if nul >= end or data[nul]:
+                return None
+        names.append(data[start:nul])
+        pos += (nul - pos + 8) // 8 * 8  # 1 to 8 NULs pad the entry
     while pos < end:  # extensions: a lower-case signature is one git requires us to understand
         if pos + 8 > end or not data[pos:pos + 1].isupper():
             return None
         pos += 8 + int.from_bytes(data[pos + 4:pos + 8], "big")
-    return (paths, flagged) if pos == end else None
+    if pos != end:
+        return None
+    # One decode for all the names, NUL-separated (no name holds one: a name with a NUL
+    # inside, shorter than its recorded length, comes out as one name too many).
+    try:
+        paths = b"\0".join(names).decode("utf-8").split("\0") if names else []
+    except UnicodeDecodeError:
+        return None
+    return (set(paths), flagged) if len(paths) == count else None
 
 
 def holds_only(path: Path, files: AbstractSet[str],
