@@ -53,17 +53,16 @@ def test_install_writes_executable_hooks_calling_this_python(repo: Path) -> None
 
 
 def test_merge_of_quarantined_patch_is_refused(repo: Path) -> None:
+    """A quarantined patch and a dropped one merged at once (an octopus merge: git exports a
+    GITHEAD_<oid> for each merged head): the hook refuses, naming each."""
     s = setup(repo)
     head = git(repo, "rev-parse", "HEAD")
-    proc = run_git(repo, "merge", "--no-edit", f"refs/uet/quarantined/{s.run}/b")
+    proc = run_git(repo, "merge", "--no-edit", f"refs/uet/quarantined/{s.run}/b", s.patches["e"])
     assert proc.returncode != 0
-    assert "quarantined (verify-failed)" in proc.stderr
+    assert "b: quarantined (verify-failed)" in proc.stderr
+    assert "e: dropped" in proc.stderr
     assert git(repo, "rev-parse", "HEAD") == head
     assert not (repo / "b.txt").exists() or git(repo, "status", "--porcelain")
-    git(repo, "merge", "--abort")
-    # dropped, too
-    proc = run_git(repo, "merge", "--no-edit", s.patches["e"])
-    assert proc.returncode != 0 and "e: dropped" in proc.stderr
     git(repo, "merge", "--abort")
 
 
