@@ -7,17 +7,20 @@ sides pass ``git fsck --strict`` and ``uet fsck``."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import signal
 import subprocess as sp
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import git
+from tests.conftest import git, start_forked, wait_forked
 from tests.e2e.daskkit import (
     address,
     alive,
@@ -264,13 +267,32 @@ def test_plain_tcp_off_loopback_is_refused_in_one_line(tmp_path: Path) -> None:
     assert not git(repo, "for-each-ref", "refs/uet/ledger/")  # refused before recording
 
 
+def _import_uet_afresh() -> int:
+    """In a forked child: uet's modules and Dask's forgotten, uet's imported again as a new
+    interpreter imports them (every module of its own runs again; the third-party ones it
+    shares with this process stay loaded, and none of those imports Dask), ``uet --help``;
+    exit 0 when neither distributed nor dask was imported, else 1 naming what was."""
+    for name in [m for m in sys.modules if m.split(".")[0] in ("uet_git", "distributed", "dask")]:
+        del sys.modules[name]
+    importlib.import_module("uet_git.cli")
+    importlib.import_module("uet_git.commands.run")
+    importlib.import_module("uet_git.engine.executor")
+    with contextlib.suppress(SystemExit):
+        importlib.import_module("uet_git.cli").main(["--help"])
+    found = sorted(m for m in sys.modules if m in ("distributed", "dask"))
+    print(f"imported: {found}", file=sys.stderr)
+    return 1 if found else 0
+
+
 def test_local_runs_and_help_never_import_distributed(tmp_path: Path) -> None:
-    code = ("import sys; import uet_git.cli, uet_git.commands.run, uet_git.engine.executor; "
-            "from uet_git.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "assert 'distributed' not in sys.modules and 'dask' not in sys.modules")
-    proc = sp.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    # A child forked from this process (which imported distributed for the cluster), not a
+    # new interpreter starting Python and the third-party modules again.
+    with tempfile.TemporaryFile() as err:
+        pid = start_forked(_import_uet_afresh, stderr=err.fileno())
+        code = wait_forked(pid, 60)
+        err.seek(0)
+        said = err.read().decode(errors="replace")
+    assert code == 0, said
 
 
 def test_a_worker_killed_mid_tool(cluster: Any, tmp_path: Path) -> None:
