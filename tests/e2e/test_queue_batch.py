@@ -30,8 +30,10 @@ def _repo(path: Path, ctl: Path, *, hook: str, batch: int = N) -> Path:
     patches reach the queue within one acceptance of each other; the pre-merge hook runs on
     every candidate the queue judges (a worker never runs it)."""
     ctl.mkdir(exist_ok=True)
+    # The files in ctl counted by the shell's own glob (`set --`), not by `ls | wc -l`: two
+    # processes fewer each time round the loop.
     together = f"touch {ctl}/$UET_WORKSTREAM; " \
-               f"until [ $(ls {ctl} | wc -l) -ge {N} ]; do sleep 0.02; done"
+               f"until set -- {ctl}/*; [ $# -ge {N} ]; do sleep 0.02; done"
     wss = {f"w{i}": {"command": f"{together}; echo {i} > f{i}.txt",
                      "acceptance": ["sleep 0.5"]} for i in range(N)}
     config = f"[run]\njobs = {N}\n[verify]\nbatch = {batch}\n" \
