@@ -66,17 +66,24 @@ def fsck_strict(path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def patches(repo: Repo, base: str, n: int) -> list[str]:
-    """``n`` patch commits, kept alive by refs outside refs/uet/ (in a real run the worktree's
-    HEAD holds them): what the writer must protect is its own objects."""
+def patches(repo: Repo, base: str, n: int, start: int = 0) -> list[str]:
+    """``n`` patch commits (of workstreams ``w<start>``...), kept alive by refs outside
+    refs/uet/ (in a real run the worktree's HEAD holds them): what the writer must protect is
+    its own objects."""
     out = []
-    for i in range(n):
+    for i in range(start, start + n):
         tree = objects.build_tree(repo, base, {f"w{i}.txt": f"{i}\n".encode()})
         msg = f"w{i}: change\n\nUet-Workstream: w{i}\n"
         out.append(objects.make_commit(repo, tree, [base], msg))
     git(repo.workdir, "update-ref", "--stdin",
-        input="".join(f"create refs/keep/w{i} {p}\n" for i, p in enumerate(out)))
+        input="".join(f"create refs/keep/w{i} {p}\n" for i, p in enumerate(out, start)))
     return out
+
+
+def enough_patches(started: tuple[Path, Repo, str, list[str]]) -> list[str]:
+    """The patches of ``started`` and more: one per workstream ``record_many`` may move."""
+    _path, repo, base, ps = started
+    return ps + patches(repo, base, RECORDS // 4 + 1 - len(ps), start=len(ps))
 
 
 def record_many(led: Ledger, ps: list[str], base: str,
@@ -105,7 +112,7 @@ def started(tmp_path: Path) -> tuple[Path, Repo, str, list[str]]:
     repo = Repo.open(path)
     base = repo.rev_parse("HEAD")
     assert base
-    return path, repo, base, patches(repo, base, RECORDS // 4 + 1)
+    return path, repo, base, patches(repo, base, 2)  # the loops' tests add theirs
 
 
 def every_ledger_commit_readable(path: Path, run: str, transitions: int = RECORDS) -> None:
@@ -119,7 +126,8 @@ def every_ledger_commit_readable(path: Path, run: str, transitions: int = RECORD
 
 
 def test_records_survive_a_gc_prune_now_loop(started) -> None:
-    path, repo, base, ps = started
+    path, repo, base, _ = started
+    ps = enough_patches(started)
     led = Ledger.create(repo, base=base, target="main", plan={})
     run = led.run
     try:
@@ -144,7 +152,8 @@ def test_records_survive_a_gc_prune_now_loop(started) -> None:
 
 
 def test_records_survive_a_pack_refs_loop(started) -> None:
-    path, repo, base, ps = started
+    path, repo, base, _ = started
+    ps = enough_patches(started)
     led = Ledger.create(repo, base=base, target="main", plan={})
     run = led.run
     with looping(path, "git pack-refs --all") as count:
