@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import git, start_forked, wait_forked
+from tests.conftest import fsck_quick, git, start_forked, wait_forked
 from tests.e2e.daskkit import (
     address,
     alive,
@@ -69,8 +69,8 @@ def _bare_remote(repo: Path, where: Path) -> str:
 
 
 def _fsck_remote(remote: Path) -> None:
-    proc = sp.run(["git", "fsck", "--strict", "--no-progress"], cwd=remote, capture_output=True,
-                  text=True)
+    proc = sp.run(["git", *fsck_quick(remote), "fsck", "--strict", "--no-progress"], cwd=remote,
+                  capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     u = run(remote, "fsck")
     assert u.returncode == 0, f"uet fsck on the remote: {u.stdout}{u.stderr}"
@@ -107,7 +107,8 @@ def test_a_distributed_run_lands_what_a_local_run_lands(cluster: Any, tmp_path: 
     mirrors = sorted((worker_cache() / "mirrors").glob("*.git"))
     assert mirrors
     for mirror in mirrors:
-        proc = sp.run(["git", "fsck", "--strict", "--no-progress", "--no-dangling"],
+        proc = sp.run(["git", *fsck_quick(mirror), "fsck", "--strict", "--no-progress",
+                       "--no-dangling"],
                       cwd=mirror, capture_output=True, text=True)
         assert proc.returncode == 0, f"{mirror}: {proc.stdout}{proc.stderr}"
     run_id = last_run(dist)
@@ -126,17 +127,6 @@ def test_a_distributed_run_lands_what_a_local_run_lands(cluster: Any, tmp_path: 
     run_ok(dist, "push", url, run_id)
     fsck_clean(dist)
     _fsck_remote(remote_dir)
-
-
-def test_over_uet_serve_configured_in_uet_toml(cluster: Any, tmp_path: Path) -> None:
-    executor = f'[executor]\naddress = "{address(cluster)}"\nserve = "127.0.0.1:0"\n'
-    repo = setup_repo(tmp_path / "repo", workstreams={k: WORKSTREAMS[k] for k in ("a", "b")},
-                      config=executor)
-    out = run_ok(repo, "run")
-    assert "workers fetch from and push to http://127.0.0.1:" in out.stdout
-    assert landed_workstreams(repo) == ["a", "b"]
-    assert git(repo, "for-each-ref", "refs/uet/inbox/") == ""
-    fsck_clean(repo)
 
 
 def test_the_coordinator_killed_then_resume(cluster: Any, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import git
+from tests.conftest import fsck_quick, git
 from tests.e2e.daskkit import (
     address,
     alive,
@@ -117,8 +117,8 @@ def test_candidates_are_judged_on_the_workers(cluster: Any, tmp_path: Path) -> N
                "refs/uet/inbox/") == ""
     run_ok(repo, "push", url, last_run(repo))
     fsck_clean(repo)
-    proc = sp.run(["git", "fsck", "--strict", "--no-progress"], cwd=remote_dir,
-                  capture_output=True, text=True)
+    proc = sp.run(["git", *fsck_quick(remote_dir), "fsck", "--strict", "--no-progress"],
+                  cwd=remote_dir, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert run(remote_dir, "fsck").returncode == 0
 
@@ -126,15 +126,20 @@ def test_candidates_are_judged_on_the_workers(cluster: Any, tmp_path: Path) -> N
 def test_the_integrator_judges_on_the_workers_over_uet_serve(cluster: Any,
                                                              tmp_path: Path) -> None:
     """``[verify] window = 1`` (the one-at-a-time integrator) goes through the same remote
-    bench; over ``uet serve`` the workers fetch the candidate by id with the run's token."""
+    bench; over ``uet serve`` the workers fetch the candidate by id with the run's token. The
+    scheduler and ``uet serve`` are those of ``[executor]`` in uet.toml (no command-line
+    option): nothing of the run is left in the inbox."""
     shared = tmp_path / "shared"
     shared.mkdir()
-    config = _config(shared) + "[verify]\nwindow = 1\n"
+    executor = f'[executor]\naddress = "{address(cluster)}"\nserve = "127.0.0.1:0"\n'
+    config = _config(shared) + "[verify]\nwindow = 1\n" + executor
     repo = setup_repo(tmp_path / "repo", config=config, workstreams={
         "a": WORKSTREAMS["a"], "evil": WORKSTREAMS["evil"]})
-    out = run_ok(repo, "run", "--executor", address(cluster), "--serve", "127.0.0.1:0", code=1)
+    out = run_ok(repo, "run", code=1)
     assert "workers fetch from and push to http://127.0.0.1:" in out.stdout
     assert states(repo) == {"a": "committed", "evil": "quarantined"}
+    assert landed_workstreams(repo) == ["a"]
+    assert git(repo, "for-each-ref", "refs/uet/inbox/") == ""
     cache = str(worker_cache().resolve())
     where = (shared / "where").read_text().splitlines()
     assert len(where) == 2 and all(Path(w).resolve().is_relative_to(cache) for w in where)
