@@ -89,8 +89,12 @@ def test_history_matches_git_log(repo: Path) -> None:
 
 def test_parse_trailers_agrees_with_git_interpret_trailers(repo: Path) -> None:
     s, _ = scripted_run(repo)
+    # Every ledger commit's message from one `git log` (NUL between commits): the text
+    # `git log -1 --format=%B` prints for each, stripped the same way.
+    out = git(repo, "log", "-z", "--format=%H%n%B", f"refs/uet/ledger/{s.run}")
+    messages = dict(entry.strip().split("\n", 1) for entry in out.split("\0") if entry.strip())
     for e in query.history(s.repo, s.run):
-        msg = git(repo, "log", "-1", "--format=%B", e.oid)
+        msg = messages[e.oid].strip()
         parsed = git(repo, "interpret-trailers", "--parse", input=msg + "\n")
         expected = dict(line.split(": ", 1) for line in parsed.splitlines())
         assert query.parse_trailers(msg) == expected
