@@ -12,11 +12,13 @@ import contextlib
 import os
 import time
 from pathlib import Path
-
-import filelock
+from typing import TYPE_CHECKING
 
 from uet_git.errors import UetError
 from uet_git.gitrepo import Repo
+
+if TYPE_CHECKING:
+    import filelock
 
 STALE_LOCK_AGE = 1.0  # seconds: a ref lock this old under a held run lock is a dead writer's
 _OWNER_WAIT = 0.5  # seconds a loser waits for the winner to write its pid
@@ -44,6 +46,7 @@ class RunLock:
         path = lock_path(repo, run)
         path.parent.mkdir(parents=True, exist_ok=True)
         owner = path.with_suffix(".owner")
+        import filelock  # why: ~15 ms of imports; readers (status) come here only for paths
         lock = filelock.FileLock(str(path), thread_local=False)
         try:
             lock.acquire(timeout=0)
@@ -80,6 +83,7 @@ def lock_held(repo: Repo, run: str) -> bool:
     path = lock_path(repo, run)
     if not path.exists():
         return False
+    import filelock  # why: see RunLock.acquire
     lock = filelock.FileLock(str(path), thread_local=False)
     try:
         lock.acquire(timeout=0)
