@@ -220,12 +220,21 @@ def write_head(admin: Path, commit: str) -> bool:
 _ERRORS = (pygit2.GitError, KeyError, ValueError, TypeError, OSError)
 
 
+def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` name the same place once symbolic links are resolved: the same
+    string (a trailing slash aside, as libgit2 writes a workdir) needs no resolving."""
+    x, y = os.fspath(a), os.fspath(b)
+    if x.rstrip("/") == y.rstrip("/") and x.startswith("/"):
+        return True
+    return os.path.realpath(x) == os.path.realpath(y)
+
+
 def usable(wr: pygit2.Repository, path: Path) -> bool:
     """Whether the slot's repository (opened through its admin dir) is the worktree at
     ``path`` with no filter driver configured (a clean filter could make git see a file
     differently)."""
     try:
-        if wr.workdir is None or os.path.realpath(wr.workdir) != os.path.realpath(path):
+        if wr.workdir is None or not same_path(wr.workdir, path):
             return False
         return not any(e.name.lower().startswith("filter.") for e in wr.config)
     except _ERRORS:

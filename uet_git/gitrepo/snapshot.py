@@ -31,6 +31,7 @@ from pathlib import Path
 import pygit2
 
 from uet_git.gitrepo import handles
+from uet_git.gitrepo.cleanat import same_path
 from uet_git.gitrepo.merge import Change, Status, changed_paths, differing_paths
 from uet_git.gitrepo.objects import FILEMODE_TREE, peel_tree
 from uet_git.gitrepo.repo import GitError, Repo
@@ -60,7 +61,7 @@ def snapshot_tree(repo: Repo, worktree_path: Path, *, stage: bool = False) -> st
 def _snapshot_in_process(wr: pygit2.Repository, path: Path, stage: bool = False) -> str | None:
     """``snapshot_tree`` with libgit2 on the worktree's opened repository; None when git must
     stage the files."""
-    if wr.workdir is None or Path(wr.workdir).resolve() != path:
+    if wr.workdir is None or not same_path(wr.workdir, path):
         raise GitError("workdir mismatch")
     if _has_filter_drivers(wr):
         # libgit2 does not run external clean filters (git-lfs): git must stage the files.

@@ -243,10 +243,7 @@ def reset_worktree(repo: Repo, path: Path, commit: str, keep_ignored: bool = Fal
     a worktree that holds no file but its ``.git`` (just added with ``--no-checkout``)."""
     path = Path(path)
     admin = repair_gitfile(repo, path)
-    for name in _STATE_FILES:
-        (admin / name).unlink(missing_ok=True)
-    for name in _STATE_DIRS:
-        shutil.rmtree(admin / name, ignore_errors=True)
+    _remove_state(admin)
     if clean and reset_clean(admin, path, repo.common_dir, commit, SMALL_CHECKOUT):
         return
     if hides_entries(admin, SMALL_CHECKOUT):
@@ -269,6 +266,21 @@ def reset_worktree(repo: Repo, path: Path, commit: str, keep_ignored: bool = Fal
 
 
 SMALL_CHECKOUT = 2000  # index entries up to which work in process beats a git process
+
+
+def _remove_state(admin: Path) -> None:
+    """Remove what ``_STATE_FILES``/``_STATE_DIRS`` name in the admin dir: one listing of it,
+    then only what it holds (the tool is dead by now: nothing adds to it meanwhile)."""
+    try:
+        present = set(os.listdir(admin))
+    except OSError:
+        present = set(_STATE_FILES) | set(_STATE_DIRS)  # let each removal say what it finds
+    for name in _STATE_FILES:
+        if name in present:
+            (admin / name).unlink(missing_ok=True)
+    for name in _STATE_DIRS:
+        if name in present:
+            shutil.rmtree(admin / name, ignore_errors=True)
 
 
 def _small_index(admin: Path) -> bool:
