@@ -355,8 +355,11 @@ OPS = st.one_of(
 
 
 # No shrinking: each example is a real repository and dozens of git processes; a failure is
-# reported as generated (the op list is short).
-@settings(max_examples=40, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+# reported as generated (the op list is short). 20 random examples: each rule a reader
+# could skip that random examples reach only now and then is an explicit example below (it
+# fails with that rule broken, where 40 random examples on fresh seeds mostly passed); one
+# they reach often (a dangling symbolic ref is no ref) fails within 20 on fresh seeds.
+@settings(max_examples=20, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=st.lists(OPS, min_size=1, max_size=8))
 # The states a reader that skips one of git's rules would misread, run every time (random
@@ -368,6 +371,15 @@ OPS = st.one_of(
 @example(ops=[("packed", b"# pack-refs with: peeled fully-peeled sorted \n" + b"e" * 40
                + b" refs/heads/a\n" + b"d" * 40 + b" refs/heads/a\n" + b"e" * 40
                + b" refs/heads/a\n")])
+# And the rules random examples reach least often: a pattern matches at a slash (packed
+# refs/heads/a-b is not under refs/heads/a), a loose ref hides its packed copy, an upper-case
+# id is read as the lower-case one; HEAD naming a tag is no branch; a packed-refs with
+# another comment than git's header, or with its last line unterminated, is git's to read.
+@example(ops=[("set", "refs/heads/a-b", 0), ("set", "refs/heads/a", 1), ("pack",),
+              ("set", "refs/heads/a", 0), ("loose", "refs/uet/ledger/r1", b"E" * 40 + b"\n")])
+@example(ops=[("head", "refs/tags/v1"),
+              ("packed", b"# something else\n" + b"e" * 40 + b" refs/heads/a\n"),
+              ("packed", b"e" * 40 + b" refs/heads/a")])
 def test_reads_are_what_git_answers(template: Path, template_oids: list[str],
                                     tmp_path_factory: pytest.TempPathFactory,
                                     ops: list[tuple]) -> None:
