@@ -111,12 +111,13 @@ DASK_BACKEND = ("uet_git.commands.executor", "uet_git.commands.serve", "uet_git.
                 "uet_git.gitrepo.httpbackend", "uet_git.gitrepo.mirror", "http.server")
 
 
-def test_the_run_command_imports_no_dask_back_end() -> None:
-    code = ("import sys, uet_git.cli.run, uet_git.cli.resume, uet_git.cli.retry; "
-            f"print(sorted(m for m in {DASK_BACKEND!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == "[]"
+def test_the_run_command_imports_no_dask_back_end(
+        local_runs: dict[str, tuple[Path, object, set[str]]]) -> None:
+    # after the local runs, `uet resume --help` and `uet retry --help` loaded those commands
+    _, code, loaded = local_runs["retry"]
+    assert code == 0
+    assert {"uet_git.cli.run", "uet_git.cli.resume", "uet_git.cli.retry"} <= loaded
+    assert sorted(m for m in DASK_BACKEND if m in loaded) == []
 
 
 def test_landing_imports_no_run_loop_or_verification_queue() -> None:
@@ -148,7 +149,8 @@ def local_runs(tmp_path_factory: pytest.TempPathFactory, repo: Path
                ) -> dict[str, tuple[Path, object, set[str]]]:
     """Three `uet run`s in one new interpreter, each checked for what it must not import: of
     JSON workstreams with no uet.toml, of plain input with one, then a dry run of the YAML
-    workstreams of ``repo``. Those that must import no yaml come before the one that does."""
+    workstreams of ``repo``. Those that must import no yaml come before the one that does.
+    Then the other commands that run workstreams (resume, retry) are loaded."""
     base = tmp_path_factory.mktemp("local-runs")
     json_repo = setup_repo(base / "json")
     (base / "json-ws").mkdir()
@@ -161,7 +163,8 @@ def local_runs(tmp_path_factory: pytest.TempPathFactory, repo: Path
         "id": "a", "command": "echo a > a.txt", "timeout": 60, "scope": {"allow": ["a.txt"]}}))
     steps = {"json": (json_repo, ("run", str(base / "json-ws"), "--land", "never", "--jobs", "1")),
              "plain": (plain_repo, ("run", str(base / "plain-ws"), "--land", "never")),
-             "dry-run": (repo, ("run", "--dry-run"))}
+             "dry-run": (repo, ("run", "--dry-run")),
+             "resume": (repo, ("resume", "--help")), "retry": (repo, ("retry", "--help"))}
     after = _modules_after(*steps.values())
     return {name: (cwd, code, loaded)
             for (name, (cwd, _)), (code, loaded) in zip(steps.items(), after, strict=True)}
