@@ -174,8 +174,9 @@ def test_identity_is_gits_answer_as_env_and_config_change(
 
     def same() -> None:
         for role in ("author", "committer"):
-            assert _ident(repo, role) == _git_ident(path, role)
-            assert _ident(Repo.open(path), role) == _git_ident(path, role)
+            theirs = _git_ident(path, role)  # asked once: nothing changes between the reads
+            assert _ident(repo, role) == theirs
+            assert _ident(Repo.open(path), role) == theirs
 
     same()
     assert _ident(repo, "author") == "Global User <global@example.com>"
