@@ -1,12 +1,13 @@
 """The landing guards as a user meets them, through the `uet` command: a forged integration ref
-refused and repaired with `uet fsck --repair`, an unrelated modified file kept while landing,
-an ignored file in the way and a rebase in progress refused in one line."""
+refused and repaired with `uet fsck --repair`, an unrelated modified file kept while landing.
+(An ignored file in the way and a rebase in progress refused in one line, after a real run:
+tests/e2e/test_adversarial.py.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tests.commands.landkit import fsck_clean, head_of, scripted_run, snapshot_files, two_committed
+from tests.commands.landkit import fsck_clean, head_of, two_committed
 from tests.conftest import git, uet
 
 
@@ -57,35 +58,4 @@ def test_land_with_an_unrelated_modified_file(tmp_path: Path) -> None:
     assert (b.path / "src/c.txt").read_bytes() == mine
     assert (b.path / "a.txt").read_text() == "alpha changed by ws-a\n"
     assert git(b.path, "status", "--porcelain") == "M src/c.txt"
-    fsck_clean(b.path)
-
-
-def test_land_refuses_an_ignored_file_in_the_way(tmp_path: Path) -> None:
-    b = scripted_run(tmp_path / "repo", [
-        ("ws-a", "committed", {"secrets.env": b"TOKEN=from-the-patch\n"}),
-    ], files={".gitignore": "*.env\n", "a.txt": "alpha\n"})
-    (b.path / "secrets.env").write_text("TOKEN=the user's real secret\n")
-    before = snapshot_files(b.path)
-    proc = uet("land", b.run, cwd=b.path)
-    assert proc.returncode == 1
-    line = one_line_error(proc.stderr)
-    assert "ignored secrets.env" in line and f"`uet land {b.run}`" in line
-    assert snapshot_files(b.path) == before
-    assert head_of(b.path) == b.base
-    fsck_clean(b.path)
-
-
-def test_land_refuses_during_the_users_rebase(tmp_path: Path) -> None:
-    b = two_committed(tmp_path)
-    git(b.path, "-c", "sequence.editor=sed -i 1ibreak", "rebase", "-i", "HEAD")
-    proc = uet("land", b.run, cwd=b.path)
-    assert proc.returncode == 1
-    line = one_line_error(proc.stderr)
-    assert "a rebase is in progress" in line
-    assert head_of(b.path) == b.base
-    assert (b.path / ".git/rebase-merge").is_dir()  # the user's rebase is intact
-    git(b.path, "rebase", "--continue")
-    proc = uet("land", b.run, cwd=b.path)
-    assert proc.returncode == 0, proc.stderr
-    assert head_of(b.path) == b.tip
     fsck_clean(b.path)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands.landkit import snapshot_files
 from tests.conftest import git
 from tests.e2e.helpers import (
     fsck_clean,
@@ -366,10 +367,14 @@ def test_ignored_file_in_the_way_refuses_landing_and_stays(tmp_path: Path) -> No
     run_id = last_run(repo)
     assert states(repo) == {"a": "committed"}
     assert git(repo, "show", f"refs/uet/integration/{run_id}:secrets.env") == "PUBLIC=1"
+    before = snapshot_files(repo)
     proc = run(repo, "land", run_id)
     assert proc.returncode == 1
-    assert "secrets.env" in one_line(proc.stderr)
+    line = one_line(proc.stderr)
+    assert line.startswith("uet: ") and "ignored secrets.env" in line, line
+    assert f"`uet land {run_id}`" in line, line
     assert (repo / "secrets.env").read_bytes() == secret
+    assert snapshot_files(repo) == before
     assert git(repo, "rev-parse", "main") == base
 
 
@@ -391,7 +396,8 @@ def test_landing_during_the_users_rebase_is_refused_and_the_rebase_survives(
     stopped_at = git(repo, "rev-parse", "HEAD")
     proc = run(repo, "land", run_id)
     assert proc.returncode == 1
-    assert "rebase" in one_line(proc.stderr)
+    line = one_line(proc.stderr)
+    assert line.startswith("uet: ") and "a rebase is in progress" in line, line
     assert git(repo, "rev-parse", "main") == main
     assert git(repo, "rev-parse", "HEAD") == stopped_at
     assert (repo / ".git" / "rebase-merge").is_dir()
