@@ -4,13 +4,14 @@ put back by restore, and nothing someone else changed since is clobbered."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess as sp
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.conftest import git, make_repo, restat_index
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.tamper import changes, restore, snapshot
 
@@ -24,9 +25,10 @@ chmod +x "$(git rev-parse --git-common-dir)/hooks/pre-commit"
 """
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> tuple[Repo, str, str]:
-    path = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+@pytest.fixture(scope="module")
+def _setup_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """``setup``'s repository, built once per module."""
+    path = make_repo(tmp_path_factory.mktemp("tamper") / "repo", {"a.txt": "a\n"})
     main = git(path, "rev-parse", "HEAD")
     (path / "a.txt").write_text("b\n")
     git(path, "commit", "-qam", "other")
@@ -34,6 +36,18 @@ def setup(tmp_path: Path) -> tuple[Repo, str, str]:
     git(path, "update-ref", "refs/heads/main", main)
     git(path, "reset", "-q", "--hard", main)
     git(path, "update-ref", "refs/uet/runs/r1/x", main)
+    return path, main, other
+
+
+@pytest.fixture
+def setup(_setup_template: tuple[Path, str, str], tmp_path: Path) -> tuple[Repo, str, str]:
+    """A copy of that repository: a branch ``main`` checked out, a commit ``other`` on no
+    branch, one ref of uet's."""
+    template, main, other = _setup_template
+    path = tmp_path / "repo"
+    shutil.copytree(template, path, symlinks=True)
+    if not restat_index(path):  # the copy's inodes and ctimes, as make_repo's copies get
+        git(path, "update-index", "-q", "--refresh")
     return Repo.open(path), main, other
 
 
