@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.conftest import git, make_repo, restat_index
 from uet_git.errors import EXIT_WORK_FAILED
 from uet_git.gitrepo import objects, odb
 from uet_git.gitrepo.objects import Person
 from uet_git.gitrepo.repo import Repo
 
 
-@pytest.fixture
-def r(tmp_path: Path) -> tuple[Path, Repo]:
-    path = make_repo(tmp_path / "repo", {"a.txt": "a\n", "d/b.txt": "b\n", "d/e/c.txt": "c\n"})
+@pytest.fixture(scope="module")
+def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``r``'s repository, built once per module."""
+    path = make_repo(tmp_path_factory.mktemp("odb") / "repo",
+                     {"a.txt": "a\n", "d/b.txt": "b\n", "d/e/c.txt": "c\n"})
     (path / "run.sh").write_text("#!/bin/sh\n")
     (path / "run.sh").chmod(0o755)
     os.symlink("a.txt", path / "link")
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "second\n\nbody line\n\nKey: v")
+    return path
+
+
+@pytest.fixture
+def r(_template: Path, tmp_path: Path) -> tuple[Path, Repo]:
+    """A copy of a repository of two commits: files, a subdirectory, an executable and a
+    symbolic link."""
+    path = tmp_path / "repo"
+    shutil.copytree(_template, path, symlinks=True)
+    if not restat_index(path):  # the copy's inodes and ctimes, as make_repo's copies get
+        git(path, "update-index", "-q", "--refresh")
     return path, Repo.open(path)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.conftest import git, make_repo, restat_index
 from uet_git.gitrepo.refs import (
     ZERO_OID,
     RefConflict,
@@ -19,12 +20,22 @@ from uet_git.gitrepo.refs import (
 from uet_git.gitrepo.repo import GitError, Repo
 
 
-@pytest.fixture
-def r(tmp_path: Path):
-    path = make_repo(tmp_path / "repo")
+@pytest.fixture(scope="module")
+def _template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """``r``'s repository (two commits), built once per module, and the commits' ids."""
+    path = make_repo(tmp_path_factory.mktemp("refs") / "repo")
     git(path, "commit", "-q", "--allow-empty", "-m", "second")
-    repo = Repo.open(path)
-    return path, repo, repo.rev_parse("HEAD~1"), repo.rev_parse("HEAD")
+    return path, git(path, "rev-parse", "HEAD~1"), git(path, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def r(_template: tuple[Path, str, str], tmp_path: Path):
+    template, first, second = _template
+    path = tmp_path / "repo"
+    shutil.copytree(template, path, symlinks=True)
+    if not restat_index(path):  # the copy's inodes and ctimes, as make_repo's copies get
+        git(path, "update-index", "-q", "--refresh")
+    return path, Repo.open(path), first, second
 
 
 def refs(path: Path) -> dict[str, str]:
