@@ -29,7 +29,13 @@ from uet_git.gitrepo.cleanat import (
 )
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.snapshot import snapshot_tree
-from uet_git.gitrepo.worktrees import add_worktree, admin_dir, pin_head, reset_worktree
+from uet_git.gitrepo.worktrees import (
+    add_worktree,
+    admin_dir,
+    pin_head,
+    reset_worktree,
+    worktree_head,
+)
 
 
 def _commit_all(path: Path, message: str) -> str:
@@ -235,3 +241,33 @@ def test_index_paths_read_long_and_non_ascii_names_as_git_lists_them(slot) -> No
     data[at - 1] -= 1  # the low byte of the entry's flags: its name length
     (admin / "index").write_bytes(bytes(data))
     assert index_paths(admin) is None
+
+
+def _git_head(admin: Path) -> str | None:
+    """What git reads as the commit of a worktree's HEAD from its admin dir (as
+    ``worktree_head`` reads it: never by discovery from inside the worktree)."""
+    proc = sp.run(["git", "--git-dir", str(admin), "rev-parse", "--verify", "--quiet",
+                   "HEAD^{commit}"], capture_output=True, text=True)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def test_worktree_head_reads_a_detached_head_as_git_does(slot) -> None:
+    repo, wt, a, b = slot
+    admin = admin_dir(repo, wt)
+    assert worktree_head(repo, wt) == a == _git_head(admin)
+    assert git(wt, "rev-parse", "--absolute-git-dir") == str(admin)
+    git(repo.workdir, "tag", "-a", "-m", "annotated", "t", b)
+    tag = git(repo.workdir, "rev-parse", "t")
+    heads = {
+        "a commit": b + "\n",
+        "an annotated tag's object": tag + "\n",  # git peels it to the commit
+        "a missing object": "1" * 40 + "\n",
+        "a branch": "ref: refs/heads/main\n",
+    }
+    for what, text in heads.items():
+        (admin / "HEAD").write_text(text)
+        assert worktree_head(repo, wt) == _git_head(admin), what
+    (admin / "HEAD").unlink()
+    (admin / "elsewhere").write_text(b + "\n")
+    (admin / "HEAD").symlink_to(admin / "elsewhere")  # not read as a plain file
+    assert worktree_head(repo, wt) == _git_head(admin)

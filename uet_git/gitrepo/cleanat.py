@@ -182,11 +182,15 @@ def holds_only(path: Path, files: AbstractSet[str],
     return True
 
 
-def _read_head(admin: Path) -> str | None:
-    """The detached HEAD's commit id from ``<admin>/HEAD``, or None (a symbolic HEAD, or not
-    a files-backend HEAD)."""
+def read_head(admin: Path) -> str | None:
+    """The detached HEAD's commit id from ``<admin>/HEAD``, or None (a symbolic HEAD, a
+    symbolic link, or not a files-backend HEAD)."""
     try:
-        text = (admin / "HEAD").read_bytes()
+        fd = os.open(admin / "HEAD", os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            text = os.read(fd, 100)
+        finally:
+            os.close(fd)
     except OSError:
         return None
     head = text[:-1].decode("ascii", "replace") if text.endswith(b"\n") else ""
@@ -346,7 +350,7 @@ def _commit(wr: pygit2.Repository, oid: str) -> pygit2.Commit | None:
 def clean_at(admin: Path, path: Path, commit: str, limit: int = SMALL_CHECKOUT) -> bool:
     """Whether the worktree at ``path`` (admin dir ``admin``) is exactly what ``git checkout
     -f --detach COMMIT`` + ``git clean -ffdx`` would leave: then neither has work to do."""
-    if _read_head(admin) != commit:
+    if read_head(admin) != commit:
         return False
     try:
         with handles.opened(admin) as wr:
@@ -401,7 +405,7 @@ def reset_clean(admin: Path, path: Path, common: Path, commit: str,
     at its own detached HEAD (after its index takes its files, when they are exactly HEAD's
     tree), libgit2's checkout to ``commit`` and HEAD detached there, checked afterwards as
     ``clean_at`` checks."""
-    head = _read_head(admin)
+    head = read_head(admin)
     if head is None or len(head) != len(commit):
         return False
     try:
@@ -443,5 +447,5 @@ def _reset_clean(wr: pygit2.Repository, admin: Path, path: Path, common: Path, h
             wr.set_head(want.id)
     except _ERRORS:
         return False
-    return _read_head(admin) == commit and _settled(wr, admin, path, want, before, changed,
+    return read_head(admin) == commit and _settled(wr, admin, path, want, before, changed,
                                                     limit)
