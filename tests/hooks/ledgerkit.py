@@ -98,7 +98,8 @@ def _start_key(repo: Repo, path: Path, base: str) -> tuple[str, ...] | None:
     gitdir = path / ".git"
     if any(os.environ.get(k) for k in _UNREPLAYABLE_ENV) or not gitdir.is_dir() \
             or repo.common_dir != gitdir.resolve() or repo.git_dir != repo.common_dir \
-            or (gitdir / "refs" / "uet").exists() or (gitdir / "uet").exists():
+            or (gitdir / "refs" / "uet").exists() or (gitdir / "uet").exists() \
+            or (gitdir / "reftable").exists():  # refs that are not loose files
         return None
     packed = gitdir / "packed-refs"
     if packed.exists() and b" refs/uet/" in packed.read_bytes():
