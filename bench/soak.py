@@ -10,7 +10,7 @@ recovery command, and check the invariants with the git CLI:
 - the recovery command exits 0 or 1 (never 2, 3 or 130) without a traceback.
 
 Prints a tally per command and exits 1 on any violation (each listed with what reproduces it).
-Not run by CI (minutes); ``tests/e2e/test_faults.py`` smoke-tests it with ``--kills 3``.
+Not run by CI (minutes); ``tests/e2e/test_faults.py`` smoke-tests it with ``--kills 2``.
 
     python bench/soak.py --kills 200 --seed 1
 """
