@@ -3,11 +3,15 @@ patch/candidate commits, and git-CLI checks of the result."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tests.conftest import fsck_quick, git, make_repo
+from tests.conftest import fsck_quick, git, make_repo, restat_index
 from uet_git.commands.land import LandResult, land
 from uet_git.gitrepo.objects import build_tree, make_commit
 from uet_git.gitrepo.repo import Repo
@@ -27,6 +31,43 @@ class Built:
     patches: dict[str, str] = field(default_factory=dict)
 
 
+# Runs recorded in a new repository, by what went into them: the next test asking for the
+# same one in a path that does not exist yet gets a copy (its objects, refs, ledger and checkout
+# byte for byte) instead of a recording: the same commits and run id, so not within one test,
+# where two runs must have ids of their own.
+_RECORDED: dict[tuple[object, ...], Built] = {}
+_HANDED: dict[tuple[object, ...], str] = {}  # key -> the test it was last handed to
+_CACHE_DIR: list[Path] = []
+
+
+def _cache_dir() -> Path:
+    if not _CACHE_DIR:
+        # Where the tests' tmp_path is (conftest: /dev/shm when it is roomy), so copies
+        # from it cost what copies within tmp_path do.
+        d = Path(tempfile.mkdtemp(prefix="landkit-", dir=os.environ.get("PYTEST_DEBUG_TEMPROOT")))
+        atexit.register(shutil.rmtree, d, True)
+        _CACHE_DIR.append(d)
+    return _CACHE_DIR[0]
+
+
+def _key(steps: Sequence[tuple[str, str, Mapping[str, bytes | None]]],
+         deps: Mapping[str, list[str]] | None, target: str | None,
+         files: Mapping[str, str] | None) -> tuple[object, ...]:
+    return (tuple((ws, outcome, tuple(sorted(changes.items()))) for ws, outcome, changes in steps),
+            tuple(sorted((k, tuple(v)) for k, v in (deps or {}).items())), target,
+            tuple(sorted((files or FILES).items())),
+            tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GIT_"))))
+
+
+def _copy_of(rec: Built, path: Path) -> Built:
+    shutil.copytree(rec.path, path, symlinks=True)
+    # The copies' inodes and ctimes are not the ones in the index (see conftest's make_repo).
+    if not restat_index(path):
+        git(path, "update-index", "-q", "--refresh")
+    return replace(rec, path=path, repo=Repo.open(path), candidates=dict(rec.candidates),
+                   patches=dict(rec.patches))
+
+
 def scripted_run(
     path: Path,
     steps: Sequence[tuple[str, str, Mapping[str, bytes | None]]],
@@ -38,7 +79,34 @@ def scripted_run(
     """A repository with one commit and a run whose workstreams went through ``steps``:
     ``(ws, outcome, changes)`` with outcome ``committed``, ``quarantined:REASON`` (after a
     patch), ``failed:REASON`` (no patch), ``blocked`` or ``pending`` (planned, never
-    recorded). Committed candidates stack on the integration tip in order."""
+    recorded). Committed candidates stack on the integration tip in order. In a new ``path``,
+    a copy of this process's earlier recording of the same run when there is one."""
+    key = None
+    if not path.exists():
+        key = _key(steps, deps, target, files)
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+        if _HANDED.get(key) == test:
+            key = None  # a second run of one test: a recording of its own
+        else:
+            _HANDED[key] = test
+            if key in _RECORDED:
+                return _copy_of(_RECORDED[key], path)
+    built = _record(path, steps, deps=deps, target=target, files=files)
+    if key is not None:
+        kept = _cache_dir() / str(len(_RECORDED))
+        shutil.copytree(path, kept, symlinks=True)
+        _RECORDED[key] = replace(built, path=kept, repo=None)  # type: ignore[arg-type]
+    return built
+
+
+def _record(
+    path: Path,
+    steps: Sequence[tuple[str, str, Mapping[str, bytes | None]]],
+    *,
+    deps: Mapping[str, list[str]] | None,
+    target: str | None,
+    files: Mapping[str, str] | None,
+) -> Built:
     if not (path / ".git").exists():
         make_repo(path, dict(files or FILES))
     repo = Repo.open(path)
