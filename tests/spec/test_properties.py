@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -100,18 +100,25 @@ def _dump(fmt: str, data: dict[str, Any]) -> str:
     return "".join(f"{k} = {_toml_value(v)}\n" for k, v in data.items())
 
 
-def _load_text(name: str, text: str):
-    with tempfile.TemporaryDirectory() as d:
-        f = Path(d) / name
-        f.write_text(text, encoding="utf-8")
-        return load_workstreams([f])
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # One directory for every example's file, rewritten each time: the loader is given the
+    # file itself (a file beside it is never read), and a temporary directory made and
+    # removed per example was a sixth of these tests.
+    return tmp_path_factory.mktemp("spec-files")
+
+
+def _load_text(scratch: Path, name: str, text: str):
+    f = scratch / name
+    f.write_text(text, encoding="utf-8")
+    return load_workstreams([f])
 
 
 @FAST
 @given(workstreams(), st.sampled_from(["yaml", "json", "toml"]))
-def test_valid_workstreams_round_trip(data: dict[str, Any], fmt: str) -> None:
+def test_valid_workstreams_round_trip(scratch: Path, data: dict[str, Any], fmt: str) -> None:
     expected = Workstream.model_validate(data).model_dump()
-    result = _load_text(f"ws.{fmt}", _dump(fmt, data))
+    result = _load_text(scratch, f"ws.{fmt}", _dump(fmt, data))
     assert [str(e) for e in result.errors] == []
     assert [ws.model_dump() for ws in result.workstreams] == [expected]
 
@@ -119,9 +126,10 @@ def test_valid_workstreams_round_trip(data: dict[str, Any], fmt: str) -> None:
 @FAST
 @given(st.lists(workstreams(), min_size=2, max_size=4, unique_by=lambda w: w["id"]),
        st.sampled_from(["yaml", "json"]))
-def test_lists_of_workstreams_round_trip(items: list[dict[str, Any]], fmt: str) -> None:
+def test_lists_of_workstreams_round_trip(scratch: Path, items: list[dict[str, Any]], fmt: str
+                                        ) -> None:
     text = yaml.safe_dump(items, allow_unicode=True) if fmt == "yaml" else json.dumps(items)
-    result = _load_text(f"ws.{fmt}", text)
+    result = _load_text(scratch, f"ws.{fmt}", text)
     assert [str(e) for e in result.errors] == []
     assert [ws.id for ws in result.workstreams] == [w["id"] for w in items]
 
@@ -145,7 +153,7 @@ def _one_line_errors(result) -> None:
 
 @FAST
 @given(bad_ids, st.sampled_from(["yaml", "json"]))
-def test_invalid_ids_are_one_line_errors(bad: Any, fmt: str) -> None:
+def test_invalid_ids_are_one_line_errors(scratch: Path, bad: Any, fmt: str) -> None:
     data = {"id": bad, "command": "true"}
     if fmt == "yaml":
         text = yaml.safe_dump(data, allow_unicode=True)
@@ -155,28 +163,27 @@ def test_invalid_ids_are_one_line_errors(bad: Any, fmt: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return  # a lone surrogate cannot be in a file
-    _one_line_errors(_load_text(f"ws.{fmt}", text))
+    _one_line_errors(_load_text(scratch, f"ws.{fmt}", text))
 
 
 @FAST
 @given(bad_text_ids)
-def test_invalid_ids_in_toml_and_dependencies(bad: str) -> None:
+def test_invalid_ids_in_toml_and_dependencies(scratch: Path, bad: str) -> None:
     try:
         bad.encode("utf-8")
     except UnicodeEncodeError:
         return
-    _one_line_errors(_load_text("ws.toml", f"id = {_toml_value(bad)}\ncommand = 'true'\n"))
-    _one_line_errors(_load_text("ws.json", json.dumps(
+    _one_line_errors(_load_text(scratch, "ws.toml", f"id = {_toml_value(bad)}\ncommand = 'true'\n"))
+    _one_line_errors(_load_text(scratch, "ws.json", json.dumps(
         {"id": "ok", "command": "true", "depends_on": ["fine", bad]})))
 
 
 @FAST
 @given(st.binary(max_size=200), st.sampled_from(["yaml", "json", "toml"]))
-def test_arbitrary_bytes_never_raise(data: bytes, fmt: str) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        f = Path(d) / f"ws.{fmt}"
-        f.write_bytes(data)
-        result = load_workstreams([f])
+def test_arbitrary_bytes_never_raise(scratch: Path, data: bytes, fmt: str) -> None:
+    f = scratch / f"ws.{fmt}"
+    f.write_bytes(data)
+    result = load_workstreams([f])
     for e in [*result.errors, *result.warnings]:
         assert "\n" not in str(e)
 
