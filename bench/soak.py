@@ -80,26 +80,51 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
 
 
 def uet(env: Env, repo: Path, *args: str, crash: str | None = None) -> sp.CompletedProcess[str]:
-    """``uet ARGS``: in a process of its own when it is to crash, else in this one (the
-    recoveries and checks; the same ``main()`` the command runs, without a Python start)."""
+    """``uet ARGS`` in this process (the recoveries and checks; the same ``main()`` the
+    command runs, without a Python start), or, made to die at the point ``crash``
+    (``UET_TEST_CRASH_AT``: an ``os._exit(137)`` there, what a kill -9 leaves), in a child
+    forked from this process (a template's setup, not one of the kills: those are
+    ``kill_after``'s, of new interpreters). Output of a forked run is not kept."""
     if crash:
-        return sp.run([*uet_argv(), *args], cwd=repo, capture_output=True, text=True,
-                      env={**env.vars, "UET_TEST_CRASH_AT": crash}, stdin=sp.DEVNULL,
-                      timeout=300)
+        return sp.CompletedProcess(["uet", *args], _forked(env, repo, list(args), crash), "", "")
     out, err = io.StringIO(), io.StringIO()
     old = os.getcwd()
     code = 0
     try:
         os.chdir(repo)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                uet_main(list(args))
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            code = _main_code(list(args))
     finally:
         os.chdir(old)
     reap()
     return sp.CompletedProcess(["uet", *args], code, out.getvalue(), err.getvalue())
+
+
+def _main_code(args: list[str]) -> int:
+    try:
+        uet_main(args)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def _forked(env: Env, repo: Path, args: list[str], crash: str) -> int:
+    """The exit code of ``uet ARGS`` run in a forked child with ``UET_TEST_CRASH_AT=crash``
+    (no thread of uet runs between two commands here, so the child has none missing)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.chdir(repo)
+            os.environ.clear()
+            os.environ.update({**env.vars, "UET_TEST_CRASH_AT": crash})
+            code = _main_code(args)
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
 def reap() -> None:

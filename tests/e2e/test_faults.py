@@ -420,17 +420,18 @@ def test_crash_in_a_land_rebase_then_land_rebase(unlanded: Template, tmp_path: P
 # --- the kill -9 soak, smoke-tested -----------------------------------------------------------
 
 def test_soak_smoke(tmp_path: Path) -> None:
-    """Two iterations of the soak, each a ``python -m uet_git`` (a ``land``, then a ``run``:
-    seed 5) SIGKILLed at a random moment of its first 0.6 s, then recovered and checked. The
-    soak's own driver runs in a child forked from this process, its imports done; the uet
-    processes it kills are new interpreters, as a user's are."""
-    args = ["--kills", "2", "--seed", "5", "--max-delay", "0.6", "--workdir", str(tmp_path)]
+    """Two iterations of the soak, each a ``python -m uet_git`` (seed 14: a ``run``, then a
+    ``resume`` of a run that died at ``b:queued``) SIGKILLed at a random moment of its first
+    0.6 s, then recovered (``uet resume``) and checked. The soak's own driver runs in a child
+    forked from this process, its imports done; the uet processes it kills are new
+    interpreters, as a user's are."""
+    args = ["--kills", "2", "--seed", "14", "--max-delay", "0.6", "--workdir", str(tmp_path)]
     child = Forked(lambda: soak.main(args), env={"UET_RETRY_BACKOFF": "0.05"})
     out, err = child.communicate(timeout=300)
     assert child.returncode == 0, out + err
     assert "violations: 0" in out, out
     total = next(line.split()[1:] for line in out.splitlines() if line.startswith("total"))
     tries, killed = int(total[0]), int(total[1])
-    # A kill that came after the command had finished proves nothing about recovery; the
-    # `run` (well over 0.6 s uncut) is always cut.
+    # A kill that came after the command had finished proves nothing about recovery; a
+    # `run` or `resume` of these workstreams (well over 0.6 s uncut) is always cut.
     assert tries == 2 and killed >= 1, out
