@@ -66,21 +66,13 @@ def test_merge_of_quarantined_patch_is_refused(repo: Path) -> None:
     git(repo, "merge", "--abort")
 
 
-def test_merge_of_committed_work_passes(repo: Path) -> None:
-    s = setup(repo)
-    proc = run_git(repo, "merge", "--no-edit", f"refs/uet/integration/{s.run}")
-    assert proc.returncode == 0, proc.stderr
-    assert git(repo, "rev-parse", "HEAD^2") == s.integration
-    assert (repo / "a.txt").exists() and (repo / "c.txt").exists()
-
-
 def test_pre_push(repo: Path, tmp_path: Path) -> None:
     s = setup(repo)
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     git(repo, "remote", "add", "origin", str(remote))
-    # Committed work passing the merge hook is test_merge_of_committed_work_passes's: here
-    # the merge is only the setup of the pushes, so it skips the hook (one interpreter less).
+    # Committed work passing the merge hook is test_core_hooks_path_is_honoured's: here the
+    # merge is only the setup of the pushes, so it skips the hook (one interpreter less).
     git(repo, "merge", "-q", "--no-edit", "--no-verify", f"refs/uet/integration/{s.run}")
     proc = run_git(repo, "push", "-q", "origin", "main")
     assert proc.returncode == 0, proc.stderr
@@ -150,6 +142,8 @@ def test_cannot_chain_twice_changes_nothing(repo: Path) -> None:
 
 
 def test_core_hooks_path_is_honoured(repo: Path) -> None:
+    """The hooks go where core.hooksPath says and git runs them there: a quarantined patch's
+    merge is refused, committed work's merge passes."""
     git(repo, "config", "core.hooksPath", ".githooks")
     install(Repo.open(repo / ".git" / ".."))
     assert (repo / ".githooks" / "pre-push").exists()
@@ -159,6 +153,12 @@ def test_core_hooks_path_is_honoured(repo: Path) -> None:
     advance_main(repo)
     proc = run_git(repo, "merge", "--no-edit", s.patches["b"])
     assert proc.returncode != 0 and "quarantined" in proc.stderr
+    git(repo, "merge", "--abort")
+    # and the merge of committed work passes it
+    proc = run_git(repo, "merge", "--no-edit", f"refs/uet/integration/{s.run}")
+    assert proc.returncode == 0, proc.stderr
+    assert git(repo, "rev-parse", "HEAD^2") == s.integration
+    assert (repo / "a.txt").exists() and (repo / "c.txt").exists()
     uninstall(Repo.open(repo))
     assert not (repo / ".githooks" / "pre-push").exists()
 
