@@ -28,7 +28,7 @@ from uet_git.gitrepo.cleanat import (
     write_head,
 )
 from uet_git.gitrepo.repo import Repo
-from uet_git.gitrepo.snapshot import snapshot_tree
+from uet_git.gitrepo.snapshot import snapshot_tree, staged_snapshot
 from uet_git.gitrepo.worktrees import (
     add_worktree,
     admin_dir,
@@ -204,10 +204,15 @@ def test_a_staged_snapshot_leaves_the_slot_exactly_at_its_commit(slot) -> None:
     (wt / "tool" / "new" / "file").write_text("n\n")
     (wt / "f").unlink()
     (wt / "x.log").write_text("ignored? no: no .gitignore, so taken\n")
-    tree = snapshot_tree(repo, wt, stage=True)
+    index = admin_dir(repo, wt) / "index"
+    before = index.read_bytes()
+    with staged_snapshot(repo, wt) as snap:
+        tree = snap.tree
+        commit = git(wt, "commit-tree", tree, "-p", a, "-m", "patch")
+        pin_head(repo, wt, commit)
+        assert index.read_bytes() == before  # not staged until asked
+        snap.stage()
     assert git(wt, "write-tree") == tree  # the index is what git add -A stages
-    commit = git(wt, "commit-tree", tree, "-p", a, "-m", "patch")
-    pin_head(repo, wt, commit)
     _exactly_at(wt, commit)
     assert clean_at(admin_dir(repo, wt), wt, commit)
 
@@ -271,3 +276,17 @@ def test_worktree_head_reads_a_detached_head_as_git_does(slot) -> None:
     (admin / "elsewhere").write_text(b + "\n")
     (admin / "HEAD").symlink_to(admin / "elsewhere")  # not read as a plain file
     assert worktree_head(repo, wt) == _git_head(admin)
+
+
+def test_a_snapshot_after_a_prune_writes_the_pruned_blobs_again(slot) -> None:
+    """Until ``stage()`` the index is the one the tool left: a prune that takes the new blob
+    before the patch is pinned cannot make the next snapshot trust an entry naming it."""
+    repo, wt, _, _ = slot
+    (wt / "keep.txt").write_text("a blob nothing names yet\n")
+    with staged_snapshot(repo, wt) as snap:
+        blob = git(wt, "rev-parse", f"{snap.tree}:keep.txt")
+        git(repo.workdir, "prune", "--expire=now")
+        assert sp.run(["git", "cat-file", "-e", blob], cwd=wt).returncode != 0
+        again = snapshot_tree(repo, wt)
+    assert again == snap.tree
+    assert sp.run(["git", "cat-file", "-e", blob], cwd=wt).returncode == 0

@@ -10,11 +10,11 @@ everything 950 ms (13x). pygit2 is kept as the main path (no subprocess, its C c
 the GIL); the CLI is the fallback, and the path taken when a filter driver (git-lfs) is
 configured, since libgit2 does not run external clean filters (git then runs only the drivers
 configured when uet opened the repository, never one a tool added: ``filters.py``). The index is NOT
-written back (unless the caller asks: ``stage``): the worktree stays exactly as the tool left
-it (``git status`` in it still shows the tool's changes, and an orphaned worktree can be
-inspected as it was). The worker path stages its snapshot: the patch's commit becomes the slot's
-HEAD right after, so HEAD, index and files then agree, and the next reset of the slot needs no
-``git add -A`` of its own. The worktree is opened
+written back (unless the caller asks: ``staged_snapshot``): the worktree stays exactly as the
+tool left it (``git status`` in it still shows the tool's changes, and an orphaned worktree can
+be inspected as it was). The worker path stages its snapshot once the patch's commit is complete
+on disk and the slot's HEAD: HEAD, index and files then agree, and the next reset of the slot
+needs no ``git add -A`` of its own. The worktree is opened
 through its administrative directory, not by discovery, so a tool that replaced the worktree's
 ``.git`` file cannot redirect the snapshot. If libgit2 refuses the content (an embedded
 repository, a corrupt index) the same is done with the git CLI and a temporary index.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,26 +42,59 @@ _FILEMODE_COMMIT = pygit2.enums.FileMode.COMMIT
 _FILEMODE_LINK = pygit2.enums.FileMode.LINK
 
 
-def snapshot_tree(repo: Repo, worktree_path: Path, *, stage: bool = False) -> str:
+def snapshot_tree(repo: Repo, worktree_path: Path) -> str:
     """The tree id of everything in the worktree, as ``git add -A`` would stage it. Writes the
-    blobs and trees into the object database; leaves the worktree and its index untouched,
-    unless ``stage``: then the index is written as ``git add -A`` leaves it, where that costs
-    nothing more (the files were just read into it in process), so that a worker slot whose
-    HEAD then moves to the snapshot's commit is exactly at it, as the next reset checks.
-    A failed write (a held ``index.lock``) leaves the index as it was."""
+    blobs and trees into the object database; leaves the worktree and its index untouched."""
+    with staged_snapshot(repo, worktree_path) as snap:
+        return snap.tree
+
+
+@dataclass
+class Staged:
+    """A snapshot whose index can be written afterwards: ``tree`` (``snapshot_tree``'s
+    answer) and ``stage()``."""
+
+    tree: str
+    _index: pygit2.Index | None = None
+
+    def stage(self) -> None:
+        """Write the worktree's index as ``git add -A`` leaves it (what the snapshot read into
+        it, stat data included), so that a worktree whose HEAD now is a commit of ``tree`` is
+        exactly at it. Only once the tree's objects are safe (the caller's commit of it is
+        complete on disk and pinned): an index naming a blob a concurrent ``git gc --prune``
+        took would make every later snapshot trust that entry and never write the blob
+        again. Nothing when git took the snapshot; a failed write (a held ``index.lock``)
+        leaves the index as it was."""
+        if self._index is not None:
+            with contextlib.suppress(pygit2.GitError, OSError):
+                self._index.write()
+            self._index = None
+
+
+@contextlib.contextmanager
+def staged_snapshot(repo: Repo, worktree_path: Path) -> Iterator[Staged]:
+    """``snapshot_tree`` that the caller may ``stage()`` within the block (the worker path:
+    the patch's commit becomes the slot's HEAD, and the next reset starts from a slot
+    exactly at it, with no ``git add -A`` of its own)."""
     path = Path(worktree_path).resolve()
     admin = admin_dir(repo, path)
-    try:
-        with handles.opened(admin) as wr:
-            tree = _snapshot_in_process(wr, path, stage)
-    except (pygit2.GitError, GitError, OSError, ValueError, KeyError):
-        tree = None
-    return tree if tree is not None else _snapshot_cli(repo, admin, path)
+    with contextlib.ExitStack() as held:
+        staged: Staged | None = None
+        try:
+            wr = held.enter_context(handles.opened(admin))
+            index = _snapshot_in_process(wr, path)
+            if index is not None:
+                staged = Staged(str(index.write_tree()), index)
+        except (pygit2.GitError, GitError, OSError, ValueError, KeyError):
+            staged = None
+        # The caller's block runs outside the try: its errors are its own, never a reason
+        # to take the snapshot again with git.
+        yield staged if staged is not None else Staged(_snapshot_cli(repo, admin, path))
 
 
-def _snapshot_in_process(wr: pygit2.Repository, path: Path, stage: bool = False) -> str | None:
-    """``snapshot_tree`` with libgit2 on the worktree's opened repository; None when git must
-    stage the files."""
+def _snapshot_in_process(wr: pygit2.Repository, path: Path) -> pygit2.Index | None:
+    """The worktree's index with its files taken in as ``git add -A`` would, in memory, on
+    the worktree's opened repository; None when git must stage the files."""
     if wr.workdir is None or not same_path(wr.workdir, path):
         raise GitError("workdir mismatch")
     if _has_filter_drivers(wr):
@@ -73,11 +107,7 @@ def _snapshot_in_process(wr: pygit2.Repository, path: Path, stage: bool = False)
         for entry_path in [c[0] or c[1] or c[2] for c in conflicts]:
             del conflicts[entry_path.path]
     index.add_all()
-    tree = str(index.write_tree())
-    if stage:
-        with contextlib.suppress(pygit2.GitError, OSError):
-            index.write()
-    return tree
+    return index
 
 
 def patch_changes(repo: Repo, base: str, patch: str) -> list[Change]:
@@ -260,5 +290,5 @@ def _first_line(data: bytes) -> str:
     return ""
 
 
-__all__ = ["ApplyResult", "MailMessage", "apply_patch", "apply_patch_ex", "patch_changes",
-           "snapshot_tree"]
+__all__ = ["ApplyResult", "MailMessage", "Staged", "apply_patch", "apply_patch_ex",
+           "patch_changes", "snapshot_tree", "staged_snapshot"]

@@ -28,7 +28,13 @@ from uet_git.gitrepo.merge import Change, changed_paths, is_ancestor
 from uet_git.gitrepo.objects import make_commit
 from uet_git.gitrepo.odb import CommitInfo, Person, get_commit, walk_commits
 from uet_git.gitrepo.repo import GitError, Repo
-from uet_git.gitrepo.snapshot import apply_patch_ex, patch_changes, snapshot_tree
+from uet_git.gitrepo.snapshot import (
+    Staged,
+    apply_patch_ex,
+    patch_changes,
+    snapshot_tree,
+    staged_snapshot,
+)
 from uet_git.gitrepo.worktrees import pin_head, reset_worktree, worktree_head
 from uet_git.ledger.keepalive import write_pinned
 from uet_git.spec.models import Workstream
@@ -95,11 +101,22 @@ def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str
     if not worktree.is_dir():
         return Normalised(None, [], tool_commits, "the tool removed its worktree", notes)
     try:
-        # Staged: the patch's commit becomes the worktree's HEAD below, and the next reset
-        # (to the queue's tail, or to the patch itself) then starts from a slot exactly at it.
-        tree = snapshot_tree(repo, worktree, stage=True)
+        with staged_snapshot(repo, worktree) as snap:
+            return _commit_snapshot(repo, worktree, snap, base, base_tree, ws=ws, run=run,
+                                    attempt=attempt, tool=tool, author=author,
+                                    bodies=bodies, notes=notes, tool_commits=tool_commits)
     except GitError as exc:
         return Normalised(None, [], tool_commits, f"cannot snapshot the worktree: {exc}", notes)
+
+
+def _commit_snapshot(repo: Repo, worktree: Path, snap: Staged, base: str, base_tree: str, *,
+                     ws: Workstream, run: str, attempt: int, tool: str, author: Person | None,
+                     bodies: list[str], notes: list[str], tool_commits: list[str]
+                     ) -> Normalised:
+    """``normalise``'s patch commit of the snapshot ``snap``, pinned by the worktree's HEAD,
+    and then the snapshot staged (``Staged.stage``): the next reset of the slot starts from a
+    worktree exactly at the patch."""
+    tree = snap.tree
     if tree == base_tree:
         return Normalised(None, [], tool_commits, None, notes)
     message = _message(ws, run=run, attempt=attempt, tool=tool, bodies=bodies, notes=notes,
@@ -116,6 +133,7 @@ def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str
     # keeps it (and its new blobs and trees) alive against `git gc --prune=now` till then.
     patch = write_pinned(repo, write, lambda oid: pin_head(repo, worktree, oid), base=base,
                          what=f"{ws.id}: the patch of attempt {attempt}")
+    snap.stage()  # its blobs are the patch's, complete on disk and pinned by now
     return Normalised(patch, patch_changes(repo, base, patch), tool_commits, None, notes)
 
 
