@@ -52,6 +52,10 @@ def test_a_waiting_patch_goes_on_when_the_one_before_leaves_or_its_hold_ends(
 
         for ws in "ab":
             hand(ws)
+        # b's acceptance took a while: it waits that long for a at most. Without it the hold
+        # is the few microseconds between hand and add, and a busy machine ends it before
+        # the step below looks (seen under xdist on 2 cores).
+        time.sleep(0.1)
         q.add("b")
         q.step()
         assert k.state("b") == "queued" and q.items[0].candidate is None
