@@ -112,6 +112,19 @@ GIT_ENV = {
 for _k, _v in GIT_ENV.items():
     os.environ.setdefault(_k, _v)
 
+@contextlib.contextmanager
+def module_git_env(home: Path | None = None) -> Iterator[None]:
+    """The environment a test gets from ``_git_identity`` (git's identity and config, and
+    ``home`` as HOME when given), for a module-scoped fixture: it is set up before, and
+    outlives, any one test's monkeypatch."""
+    with pytest.MonkeyPatch.context() as mp:
+        if home is not None:
+            mp.setenv("HOME", str(home))
+        for k, v in GIT_ENV.items():
+            mp.setenv(k, v)
+        yield
+
+
 # Variables that make uet leave with os._exit at a chosen point: never in this process.
 CRASH_VARS = ("UET_TEST_CRASH_AT", "UET_LEDGER_CRASH", "UET_BRANCH_CRASH")
 

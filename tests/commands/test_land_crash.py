@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.commands.landkit import Built, fsck_clean, head_of, scripted_run
-from tests.conftest import GIT_ENV, git, make_repo, uet
+from tests.conftest import git, make_repo, module_git_env, uet
 from tests.gitrepo.test_branch import copy_checkout
 from uet_git.commands.journal import open_intent
 from uet_git.commands.land import land_events
@@ -58,10 +58,7 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
     """Built once per module, copied for each test: the run before landing, and the run
     landed on a checkout with the user's own work in it."""
     root = tmp_path_factory.mktemp("land-crash")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(root))
-        for k, v in GIT_ENV.items():
-            mp.setenv(k, v)
+    with module_git_env(root):
         before = _big_run(root / "before")
         after = _copy(before, root / "landed")
         with_user_work(after)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import GIT_ENV, git
+from tests.conftest import git, module_git_env
 from tests.e2e.helpers import last_run, run, run_ok, setup_repo, states
 from tests.e2e.started import StartedUet, start_uet
 
@@ -34,10 +34,7 @@ def ran_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, s
     """``three_ws`` after ``uet run --land never`` (all three committed, main at the base):
     run once for the module, copied for each test that starts there (``ran``)."""
     root = tmp_path_factory.mktemp("review-template")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(root))
-        for k, v in GIT_ENV.items():
-            mp.setenv(k, v)
+    with module_git_env(root):
         repo = three_ws(root / "r")
         run_ok(repo, "run", "--land", "never")
         return repo, git(repo, "rev-parse", "main"), last_run(repo)

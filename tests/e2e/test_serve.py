@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GIT_ENV, git, make_repo, uet
+from tests.conftest import git, make_repo, module_git_env, uet
 from tests.e2e.helpers import fsck_clean
 from tests.e2e.started import start_uet, wait_until
 from tests.hooks.ledgerkit import scripted_run, uet_commit
@@ -53,9 +53,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     """One recorded run for the whole module (copied per test: recording it is the slow
     part), and a plain clone of it for the workers."""
     root = tmp_path_factory.mktemp("serve-template")
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in GIT_ENV.items():
-            mp.setenv(k, v)
+    with module_git_env():
         path = make_repo(root / "A")
         s, _ = scripted_run(path)
         git(root, "clone", "-q", str(path), str(root / "W"))

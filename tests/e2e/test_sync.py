@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GIT_ENV, git, make_repo
+from tests.conftest import git, make_repo, module_git_env
 from tests.e2e.helpers import (
     fsck_clean,
     last_run,
@@ -42,10 +42,7 @@ def scripted_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, s
     """A with a recorded run (no tool runs: fast; `d` is quarantined, `b` too) and B, its
     bare origin, holding nothing of uet's yet: made once for the module, copied per test."""
     root = tmp_path_factory.mktemp("sync-template")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(root))
-        for k, v in GIT_ENV.items():
-            mp.setenv(k, v)
+    with module_git_env(root):
         a = make_repo(root / "A")
         s, _ = scripted_run(a)
         b = root / "B.git"
