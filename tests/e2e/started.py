@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import locale
 import os
+import select
 import signal
 import tempfile
 import time
@@ -102,3 +103,27 @@ def _read(f: IO[bytes]) -> str:
     f.seek(0, os.SEEK_END)
     return io.TextIOWrapper(io.BytesIO(data),
                             encoding=locale.getpreferredencoding(False)).read()
+
+
+def read_terminal(master: int, proc: StartedUet, *, timeout: float = 60,
+                  question: bytes | None = None, answer: bytes = b"") -> bytes:
+    """What ``proc`` writes on its terminal (``master``'s other end) until it exits or
+    ``timeout`` passes; ``answer`` typed once, when ``question`` has been shown."""
+    out = b""
+    asked = question is None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not asked and question is not None and question in out:
+            os.write(master, answer)
+            asked = True
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other end closed, the process is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    return out

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import pty
-import select
 import shutil
 import subprocess as sp
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ import yaml
 
 from tests.conftest import git, module_git_env
 from tests.e2e.helpers import last_run, run, run_ok, setup_repo, states
-from tests.e2e.started import StartedUet, start_uet
+from tests.e2e.started import read_terminal, start_uet
 
 
 def three_ws(path: Path, **kw: object) -> Path:
@@ -237,7 +235,8 @@ def test_rollback_asks_on_a_terminal(tmp_path: Path) -> None:
         with start_uet(repo, "rollback", rid, terminal=slave) as proc:
             os.close(slave)
             slave = -1
-            screen = _answer_on_terminal(master, proc, b"roll back run", b"n\n")
+            screen = read_terminal(master, proc, question=b"roll back run",
+                                   answer=b"n\n").decode(errors="replace")
             code = proc.wait(timeout=60)
     finally:
         if slave >= 0:
@@ -249,29 +248,6 @@ def test_rollback_asks_on_a_terminal(tmp_path: Path) -> None:
     assert git(repo, "rev-parse", "main") == landed
     run_ok(repo, "rollback", rid, "--yes")
     assert git(repo, "rev-parse", "main") != landed
-
-
-def _answer_on_terminal(master: int, proc: StartedUet, question: bytes, answer: bytes) -> str:
-    """What the command writes on its terminal (``master``'s other end) until it exits,
-    ``answer`` typed once ``question`` is shown."""
-    out = b""
-    asked = False
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if not asked and question in out:
-            os.write(master, answer)
-            asked = True
-        if select.select([master], [], [], 0.1)[0]:
-            try:
-                chunk = os.read(master, 1024)
-            except OSError:  # EIO: the terminal's other end closed, the command is gone
-                break
-            if not chunk:
-                break
-            out += chunk
-        elif proc.poll() is not None:
-            break
-    return out.decode(errors="replace")
 
 
 def test_drop_committed_not_landed(ran: tuple[Path, str, str]) -> None:

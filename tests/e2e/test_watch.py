@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import pty
-import select
 import signal
 import subprocess as sp
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from tests.cli.test_json import conforms, section
 from tests.e2e.helpers import run, setup_repo
-from tests.e2e.started import StartedUet, start_uet
+from tests.e2e.started import StartedUet, read_terminal, start_uet
 
 
 def _start_run(repo: Path, *args: str) -> StartedUet:
@@ -102,25 +101,6 @@ def test_a_killed_run_is_not_live(tmp_path: Path):
     assert "no process runs it and it did not finish; `uet resume" in out, out
 
 
-def _read_pty(master: int, proc: StartedUet, timeout: float) -> bytes:
-    """Everything the process writes on its terminal until it exits (or ``timeout``)."""
-    out = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the terminal's other end closed, the process is gone
-                break
-            if not chunk:
-                break
-            out += chunk
-        elif proc.poll() is not None:
-            break
-    return out
-
-
 def test_watch_on_a_terminal_redraws_and_ends_with_the_run(tmp_path: Path):
     repo = setup_repo(tmp_path / "r", workstreams={
         "slow": {"command": "sleep 0.8; echo s > s.txt"},
@@ -141,7 +121,7 @@ def test_watch_on_a_terminal_redraws_and_ends_with_the_run(tmp_path: Path):
                             env={"TERM": "xterm"}, terminal=slave)
         os.close(slave)
         slave = -1
-        screen = _read_pty(master, watcher, timeout=30)
+        screen = read_terminal(master, watcher, timeout=30)
         assert watcher.wait(timeout=10) == 0
         assert proc.wait(timeout=30) == 0
     finally:
