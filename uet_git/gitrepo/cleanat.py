@@ -221,9 +221,6 @@ def write_head(admin: Path, commit: str) -> bool:
     return True
 
 
-_ERRORS = (pygit2.GitError, KeyError, ValueError, TypeError, OSError)
-
-
 def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Whether ``a`` and ``b`` name the same place once symbolic links are resolved: the same
     string (a trailing slash aside, as libgit2 writes a workdir) needs no resolving."""
@@ -241,7 +238,7 @@ def usable(wr: pygit2.Repository, path: Path) -> bool:
         if wr.workdir is None or not same_path(wr.workdir, path):
             return False
         return not any(e.name.lower().startswith("filter.") for e in wr.config)
-    except _ERRORS:
+    except handles.IN_PROCESS_ERRORS:
         return False
 
 
@@ -264,7 +261,7 @@ def _proved(wr: pygit2.Repository, admin: Path, path: Path, commit: pygit2.Commi
             return None
         if len(index.diff_to_tree(commit.tree)) or len(index.diff_to_workdir()):
             return None
-    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
+    except handles.IN_PROCESS_ERRORS:
         return None
     return parsed if holds_only(path, parsed.paths, parsed.dirs) else None
 
@@ -334,7 +331,7 @@ def _settled(wr: pygit2.Repository, admin: Path, path: Path, want: pygit2.Commit
                 if not _absent(os.path.join(root, rel[:i])):
                     return False  # a directory the checkout emptied and left behind
                 i = rel.rfind("/", 0, i)
-    except _ERRORS:
+    except handles.IN_PROCESS_ERRORS:
         return False
     return True
 
@@ -356,7 +353,7 @@ def clean_at(admin: Path, path: Path, commit: str, limit: int = SMALL_CHECKOUT) 
         with handles.opened(admin) as wr:
             want = _commit(wr, commit) if usable(wr, path) else None
             return want is not None and _matches(wr, admin, path, want, limit)
-    except _ERRORS:
+    except handles.IN_PROCESS_ERRORS:
         return False
 
 
@@ -392,7 +389,7 @@ def _index_from_files(wr: pygit2.Repository, head: pygit2.Commit) -> bool:
             index.read(True)  # drop what add_all did in memory
             return False
         index.write()
-    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
+    except handles.IN_PROCESS_ERRORS:
         return False
     return True
 
@@ -412,7 +409,7 @@ def reset_clean(admin: Path, path: Path, common: Path, commit: str,
         with handles.opened(admin) as wr:
             return usable(wr, path) and _reset_clean(wr, admin, path, common, head, commit,
                                                       limit)
-    except _ERRORS:
+    except handles.IN_PROCESS_ERRORS:
         return False
 
 
@@ -445,7 +442,7 @@ def _reset_clean(wr: pygit2.Repository, admin: Path, path: Path, common: Path, h
             wr.checkout_tree(want, strategy=strategy, paths=sorted(changed))
         if not write_head(admin, commit):
             wr.set_head(want.id)
-    except _ERRORS:
+    except handles.IN_PROCESS_ERRORS:
         return False
     return read_head(admin) == commit and _settled(wr, admin, path, want, before, changed,
                                                     limit)

@@ -28,6 +28,11 @@ OBJECT_CACHE_BYTES = 8 * 1024 * 1024
 
 pygit2.settings.cache_max_size(OBJECT_CACHE_BYTES)
 
+# What reading or writing through a handle raises when libgit2 cannot do it as git would (an
+# odd index, config or ref, a missing object, a file gone): the in-process fast paths catch
+# these and leave the job to the git CLI.
+IN_PROCESS_ERRORS = (pygit2.GitError, KeyError, ValueError, TypeError, OSError)
+
 
 @contextmanager
 def opened(path: str | os.PathLike[str]) -> Iterator[pygit2.Repository]:

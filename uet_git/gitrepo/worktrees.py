@@ -384,7 +384,7 @@ def worktree_head(repo: Repo, path: Path) -> str | None:
             if wr.head_is_unborn:
                 return None
             return str(wr.head.peel(pygit2.Commit).id)
-    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
+    except handles.IN_PROCESS_ERRORS:
         pass
     proc = repo.git("--git-dir", str(admin), "rev-parse", "--verify", "--quiet", "HEAD^{commit}",
                     check=False)
@@ -454,7 +454,7 @@ def _reset_index_in_process(admin: Path, path: Path, commit: str) -> bool:
     try:
         with handles.opened(admin) as wr:
             return _index_to(wr, admin, path, commit)
-    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
+    except handles.IN_PROCESS_ERRORS:
         return False
 
 
@@ -488,7 +488,7 @@ def _set_head_in_process(admin: Path, commit: str) -> bool:
         with handles.opened(admin) as wr:
             wr.set_head(pygit2.Oid(hex=commit))
             return str(wr.head.target) == commit and not wr.head_is_unborn
-    except (pygit2.GitError, KeyError, ValueError, TypeError, OSError):
+    except handles.IN_PROCESS_ERRORS:
         return False
 
 
