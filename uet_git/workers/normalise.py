@@ -20,6 +20,7 @@ worktree is reset or removed.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,13 +101,17 @@ def normalise(repo: Repo, worktree: Path, base: str, *, ws: Workstream, run: str
 
     if not worktree.is_dir():
         return Normalised(None, [], tool_commits, "the tool removed its worktree", notes)
-    try:
-        with staged_snapshot(repo, worktree) as snap:
-            return _commit_snapshot(repo, worktree, snap, base, base_tree, ws=ws, run=run,
-                                    attempt=attempt, tool=tool, author=author,
-                                    bodies=bodies, notes=notes, tool_commits=tool_commits)
-    except GitError as exc:
-        return Normalised(None, [], tool_commits, f"cannot snapshot the worktree: {exc}", notes)
+    with contextlib.ExitStack() as held:
+        # Only taking the snapshot is "cannot snapshot": a git error while committing it
+        # goes on up, as before the snapshot could be staged.
+        try:
+            snap = held.enter_context(staged_snapshot(repo, worktree))
+        except GitError as exc:
+            return Normalised(None, [], tool_commits, f"cannot snapshot the worktree: {exc}",
+                              notes)
+        return _commit_snapshot(repo, worktree, snap, base, base_tree, ws=ws, run=run,
+                                attempt=attempt, tool=tool, author=author, bodies=bodies,
+                                notes=notes, tool_commits=tool_commits)
 
 
 def _commit_snapshot(repo: Repo, worktree: Path, snap: Staged, base: str, base_tree: str, *,
