@@ -93,9 +93,14 @@ def _parse_index(admin: Path, limit: int) -> _Parsed | None:
     got = _parse_index_bytes(data, limit)
     parsed = None if got is None else _Parsed(
         frozenset(got[0]), frozenset(_dirs_of(got[0])), got[1],
-        any(p == ".gitattributes" or p.endswith("/.gitattributes") for p in got[0]))
+        _names_attributes(got[0]))
     _PARSED[index] = (key, parsed)
     return parsed
+
+
+def _names_attributes(paths: AbstractSet[str]) -> bool:
+    """Whether one of ``paths`` is a ``.gitattributes`` file (at any depth)."""
+    return any(p == ".gitattributes" or p.endswith("/.gitattributes") for p in paths)
 
 
 def _dirs_of(files: AbstractSet[str]) -> set[str]:
@@ -362,7 +367,7 @@ def _attributes_possible(wr: pygit2.Repository, common: Path, changed: AbstractS
     """Whether a checkout could meet attributes libgit2 may treat otherwise than git (e.g.
     ``working-tree-encoding``): a ``.gitattributes`` in the index (``in_index``) or the change,
     the repository's ``info/attributes``, or a configured or default global attributes file."""
-    if in_index or any(p == ".gitattributes" or p.endswith("/.gitattributes") for p in changed):
+    if in_index or _names_attributes(changed):
         return True
     if (common / "info" / "attributes").exists():
         return True
