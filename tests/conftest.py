@@ -18,6 +18,7 @@ import io
 import locale
 import os
 import select
+import shutil
 import signal
 import stat
 import struct
@@ -318,6 +319,33 @@ _STAT = struct.Struct(">10I")
 _FILE_MODES = (0o100644, 0o100755, 0o120000)
 
 
+def refresh_copy(path: Path) -> None:
+    """The index of the copied repository at ``path`` given the copy's inodes and ctimes
+    (``restat_index``, git's ``update-index --refresh`` when that cannot), so that the first
+    git command a test runs does not rewrite the index the test compares."""
+    if not restat_index(path):
+        git(path, "update-index", "-q", "--refresh")
+
+
+def copy_repo(template: Path, path: Path) -> Path:
+    """``path``: a copy of the repository at ``template`` (files with their bytes, modes and
+    times, symbolic links as links), its index refreshed (``refresh_copy``)."""
+    shutil.copytree(template, path, symlinks=True)
+    refresh_copy(path)
+    return path
+
+
+def handed_again(handed: dict[Any, str], key: object) -> bool:
+    """Whether what ``key`` names was already handed out in the running test (then it needs
+    a recording of its own: two runs of one test never share a run id); else it is noted as
+    handed to this test."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+    if handed.get(key) == test:
+        return True
+    handed[key] = test
+    return False
+
+
 def restat_index(path: Path) -> bool:
     """What ``git update-index -q --refresh`` does in the copy at ``path`` of a repository
     whose files have the bytes and mtimes its index records: each entry's stat data taken from
@@ -394,10 +422,7 @@ def make_repo(path: Path, files: dict[str, str] | None = None, branch: str = "ma
     template = _REPO_TEMPLATES.get(key) if fresh else None
     if template is not None:
         _write_tree(template, path)
-        # The copies' inodes and ctimes are not the ones in the index: refreshed here, not by
-        # the test's first `git status` (which would rewrite the index a test compares).
-        if not restat_index(path):
-            git(path, "update-index", "-q", "--refresh")
+        refresh_copy(path)
         return path
     if fresh:
         _init_repo(path, (branch, key[2]))

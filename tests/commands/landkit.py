@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tests.conftest import fsck_quick, git, make_repo, restat_index
+from tests.conftest import copy_repo, fsck_quick, git, handed_again, make_repo
 from uet_git.commands.land import LandResult, land
 from uet_git.gitrepo.objects import build_tree, make_commit
 from uet_git.gitrepo.repo import Repo
@@ -60,10 +60,7 @@ def _key(steps: Sequence[tuple[str, str, Mapping[str, bytes | None]]],
 
 
 def _copy_of(rec: Built, path: Path) -> Built:
-    shutil.copytree(rec.path, path, symlinks=True)
-    # The copies' inodes and ctimes are not the ones in the index (see conftest's make_repo).
-    if not restat_index(path):
-        git(path, "update-index", "-q", "--refresh")
+    copy_repo(rec.path, path)
     return replace(rec, path=path, repo=Repo.open(path), candidates=dict(rec.candidates),
                    patches=dict(rec.patches))
 
@@ -84,13 +81,10 @@ def scripted_run(
     key = None
     if not path.exists():
         key = _key(steps, deps, target, files)
-        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
-        if _HANDED.get(key) == test:
+        if handed_again(_HANDED, key):
             key = None  # a second run of one test: a recording of its own
-        else:
-            _HANDED[key] = test
-            if key in _RECORDED:
-                return _copy_of(_RECORDED[key], path)
+        elif key in _RECORDED:
+            return _copy_of(_RECORDED[key], path)
     built = _record(path, steps, deps=deps, target=target, files=files)
     if key is not None:
         kept = _cache_dir() / str(len(_RECORDED))

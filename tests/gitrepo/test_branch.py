@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo, restat_index, start_forked, wait_forked
+from tests.conftest import copy_repo, git, make_repo, start_forked, wait_forked
 from uet_git.gitrepo.branch import fast_forward, recover
 from uet_git.gitrepo.checkouts import checkouts_of, git_dir_of, in_progress
 from uet_git.gitrepo.ffblockers import ff_blockers
@@ -70,11 +70,7 @@ def _setup_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
 def setup(_setup_template: tuple[Path, str, str], tmp_path: Path) -> tuple[Repo, str, str]:
     template, old, new = _setup_template
     path = tmp_path / "repo"
-    shutil.copytree(template, path, symlinks=True)  # a full copy: the tests write in place
-    # The copy's inodes and ctimes are not the ones its index records: refreshed here (as
-    # make_repo does for its copies), not by the first git command a test runs.
-    if not restat_index(path):
-        git(path, "update-index", "-q", "--refresh")
+    copy_repo(template, path)
     return Repo.open(path), old, new
 
 

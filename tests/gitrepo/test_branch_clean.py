@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gc
 import os
-import shutil
 import subprocess as sp
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo, restat_index
+from tests.conftest import copy_repo, git, make_repo
 from uet_git.gitrepo import ffblockers
 from uet_git.gitrepo.branch import fast_forward
 from uet_git.gitrepo.checkouts import git_dir_of
@@ -67,9 +66,7 @@ def landing(_landing_template: tuple[Path, str, str], tmp_path: Path) -> tuple[R
     ``update-index --refresh`` would (``restat_index``; git itself when that cannot)."""
     template, old, new = _landing_template
     path = tmp_path / "repo"
-    shutil.copytree(template, path, symlinks=True)
-    if not restat_index(path):
-        git(path, "update-index", "-q", "--refresh")
+    copy_repo(template, path)
     return Repo.open(path), old, new
 
 

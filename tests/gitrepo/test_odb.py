@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo, restat_index
+from tests.conftest import copy_repo, git, make_repo
 from uet_git.errors import EXIT_WORK_FAILED
 from uet_git.gitrepo import objects, odb
 from uet_git.gitrepo.objects import Person
@@ -34,9 +33,7 @@ def r(_template: Path, tmp_path: Path) -> tuple[Path, Repo]:
     """A copy of a repository of two commits: files, a subdirectory, an executable and a
     symbolic link."""
     path = tmp_path / "repo"
-    shutil.copytree(_template, path, symlinks=True)
-    if not restat_index(path):  # the copy's inodes and ctimes, as make_repo's copies get
-        git(path, "update-index", "-q", "--refresh")
+    copy_repo(_template, path)
     return path, Repo.open(path)
 
 

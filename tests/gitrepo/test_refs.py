@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo, restat_index
+from tests.conftest import copy_repo, git, make_repo
 from uet_git.gitrepo.refs import (
     ZERO_OID,
     RefConflict,
@@ -32,9 +31,7 @@ def _template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]
 def r(_template: tuple[Path, str, str], tmp_path: Path):
     template, first, second = _template
     path = tmp_path / "repo"
-    shutil.copytree(template, path, symlinks=True)
-    if not restat_index(path):  # the copy's inodes and ctimes, as make_repo's copies get
-        git(path, "update-index", "-q", "--refresh")
+    copy_repo(template, path)
     return path, Repo.open(path), first, second
 
 

@@ -4,14 +4,13 @@ put back by restore, and nothing someone else changed since is clobbered."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess as sp
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo, restat_index
+from tests.conftest import copy_repo, git, make_repo
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.tamper import changes, restore, snapshot
 
@@ -45,9 +44,7 @@ def setup(_setup_template: tuple[Path, str, str], tmp_path: Path) -> tuple[Repo,
     branch, one ref of uet's."""
     template, main, other = _setup_template
     path = tmp_path / "repo"
-    shutil.copytree(template, path, symlinks=True)
-    if not restat_index(path):  # the copy's inodes and ctimes, as make_repo's copies get
-        git(path, "update-index", "-q", "--refresh")
+    copy_repo(template, path)
     return Repo.open(path), main, other
 
 

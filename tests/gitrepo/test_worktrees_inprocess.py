@@ -5,14 +5,13 @@ and a slot already exactly at the commit is left alone (its index is not even re
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess as sp
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo, restat_index
+from tests.conftest import copy_repo, git, make_repo
 from uet_git.gitrepo.cleanat import clean_at, index_paths, write_head
 from uet_git.gitrepo.repo import Repo
 from uet_git.gitrepo.worktrees import add_worktree, admin_dir, reset_worktree
@@ -36,11 +35,7 @@ def _two_commits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, s
 def slot(_two_commits: tuple[Path, str, str], tmp_path: Path) -> tuple[Repo, Path, str, str]:
     template, first, second = _two_commits
     path = tmp_path / "repo"
-    shutil.copytree(template, path, symlinks=True)  # the files' mtimes kept
-    # The copy's inodes and ctimes are not the ones its index records: refreshed here, as
-    # make_repo does for its copies, so the index the tests compare is not rewritten later.
-    if not restat_index(path):
-        git(path, "update-index", "-q", "--refresh")
+    copy_repo(template, path)
     repo = Repo.open(path)
     wt = repo.uet_dir / "worktrees" / "0"
     add_worktree(repo, wt, first)

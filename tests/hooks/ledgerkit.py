@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tests.conftest import git
+from tests.conftest import git, handed_again
 from uet_git.gitrepo import Repo, objects
 from uet_git.ledger.writer import Ledger
 
@@ -155,11 +155,9 @@ def scripted_run(path: Path, keep_open: bool = False) -> tuple[Scripted, Ledger 
     base = repo.rev_parse("HEAD")
     assert base is not None
     key = None if keep_open else _start_key(repo, Path(path), base)
-    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
-    if key is not None and _HANDED.get(key) == test:
+    if key is not None and handed_again(_HANDED, key):
         key = None  # a second run of one test: its own run id
     if key is not None:
-        _HANDED[key] = test
         rec = _RECORDED.get(key)
         if rec is not None:
             return _replay(Path(path), rec), None
